@@ -1,0 +1,1 @@
+"""Static legality audit (golf-check). Never imports torch; never executes submission code."""

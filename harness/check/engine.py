@@ -1,0 +1,86 @@
+"""Run every rule family over one loaded submission.
+
+Why a registry of plain modules: each rule family (data-flow TTT rules, scoring-mechanism
+rules, package rules…) is one file with one ``check(ctx)`` function, so adding a family is
+one import here and nothing else. A family that crashes on hostile input must not take the
+whole audit down: its crash becomes a PG000 finding and the verdict becomes ``error``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from harness.check.context import CheckContext
+from harness.check.parse import ParseFailure, parse_source
+from harness.findings import Finding, Severity
+from harness.submission import Submission
+
+# Module names under harness.check, in the order they run. A module that does not exist yet
+# is skipped, so families can land independently.
+FAMILY_MODULES: tuple[str, ...] = (
+    "harness.check.rules_ttt",  # PG101–PG106: validation data into update/score/artifact sinks
+    "harness.check.rules_scoring",  # PG201–PG204: causality, normalization, BOS, byte accounting
+    "harness.check.rules_runtime_io",  # PG301–PG302: network, training shards during eval
+    "harness.check.package",  # PG303, PG304, PG401–PG407: the submission package
+)
+
+
+def _families() -> list[ModuleType]:
+    modules = []
+    for name in FAMILY_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return modules
+
+
+def analyze(submission: Submission) -> list[Finding]:
+    """All findings for one submission: load problems, parse failures, then every family."""
+    findings: list[Finding] = list(submission.load_findings)
+    ctx = CheckContext(submission=submission)
+    for source in submission.sources:
+        try:
+            ctx.parsed.append(parse_source(source))
+        except ParseFailure as failure:
+            findings.append(
+                Finding(
+                    rule="PG000",
+                    severity=Severity.ERROR if source.is_entry else Severity.WARNING,
+                    file=source.display_name,
+                    line=0,
+                    message=str(failure),
+                )
+            )
+    for family in _families():
+        try:
+            findings.extend(family.check(ctx))
+        except RecursionError:
+            findings.append(_family_crash(family, "nesting too deep to analyze"))
+        except Exception as exc:  # noqa: BLE001 — a family bug must not hide other findings
+            findings.append(_family_crash(family, f"{type(exc).__name__}: {exc}"))
+    return _dedupe(findings)
+
+
+def _family_crash(family: ModuleType, reason: str) -> Finding:
+    short = family.__name__.rsplit(".", 1)[-1]
+    return Finding(
+        rule="PG000",
+        severity=Severity.ERROR,
+        file="",
+        line=0,
+        message=f"analysis '{short}' could not complete: {reason.splitlines()[0][:200]}",
+    )
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple[str, str, int, str]] = set()
+    unique = []
+    for finding in findings:
+        key = (finding.rule, finding.file, finding.line, finding.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(finding)
+    return unique

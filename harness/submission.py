@@ -1,0 +1,68 @@
+"""The submission model: what golf-check knows about one submission folder.
+
+Why a separate layer: every rule family reads the same picture of the folder — the Python
+sources to analyze (including code decoded from self-extracting shims, with its origin), the
+native helpers listed for manual review, the run configuration documented by the submitter,
+and the problems met while loading (which become findings, never crashes). Loading never
+executes, imports or ``exec``s anything from the submission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.findings import Finding
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One Python source to analyze.
+
+    ``display_name`` is what findings print: the relative path for files on disk
+    (``train_gpt.py``, ``helpers/ngram_tilt.py``) and ``<file>[decoded#N]`` for text decoded
+    from the N-th decode chain of a shim. ``origin`` explains in words where the text came
+    from (e.g. ``decoded from train_gpt.py:1 via b85decode → lzma.decompress``).
+    """
+
+    display_name: str
+    path: Path
+    text: str
+    origin: str = "file"
+    decoded_depth: int = 0
+    is_entry: bool = False  # train_gpt.py itself, or code decoded from it
+
+
+@dataclass(frozen=True)
+class Setting:
+    """An environment setting the submitter documented for the run that produced the score.
+
+    Precedence (lowest to highest): code default < README run command < ``*.sh`` script <
+    training-log hyperparameter dump. ``source_kind`` is one of ``readme``, ``script``,
+    ``log``, ``setdefault`` (an ``os.environ.setdefault`` line inside the code).
+    """
+
+    name: str
+    value: str
+    file: str
+    line: int
+    source_kind: str
+
+
+@dataclass
+class Submission:
+    """A loaded submission. ``single_file`` is true when the user pointed at one ``.py``
+    file: package checks (README, submission.json, logs) do not apply then."""
+
+    root: Path
+    name: str
+    sources: list[SourceFile] = field(default_factory=list)
+    native_files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # every regular file, relative to root
+    settings: dict[str, Setting] = field(default_factory=dict)
+    load_findings: list[Finding] = field(default_factory=list)
+    single_file: bool = False
+
+    @property
+    def entry_sources(self) -> list[SourceFile]:
+        return [s for s in self.sources if s.is_entry]
