@@ -1,18 +1,32 @@
-"""What every rule family receives: the loaded submission and its parsed sources.
+"""What every rule family receives: the loaded submission, its parsed sources, options.
 
 A rule family is a module under ``harness/check/`` exposing
-``check(ctx: CheckContext) -> list[Finding]``; ``harness/check/engine.py`` lists them.
+``check(ctx: CheckContext) -> list[Finding]``; ``harness/check/engine.py`` lists them and
+runs them in order, so a late family (the package checks) can compare the submission's
+claims with what earlier families found (``findings_so_far``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness.check.parse import ParsedSource
+from harness.findings import Finding
 from harness.submission import Submission
+
+
+@dataclass
+class CheckOptions:
+    """Reviewer-side options that change what some checks compute (never set by a submission)."""
+
+    frontier: Path | None = None  # per-seed val_loss of the prior record, for PG405
+    record_track: bool = True  # apply record-track limits (time, seeds)
 
 
 @dataclass
 class CheckContext:
     submission: Submission
     parsed: list[ParsedSource] = field(default_factory=list)
+    options: CheckOptions = field(default_factory=CheckOptions)
+    findings_so_far: list[Finding] = field(default_factory=list)

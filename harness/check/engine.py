@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from harness.check.context import CheckContext
+from harness.check.context import CheckContext, CheckOptions
 from harness.check.parse import ParseFailure, parse_source
 from harness.findings import Finding, Severity
 from harness.submission import Submission
@@ -37,10 +37,10 @@ def _families() -> list[ModuleType]:
     return modules
 
 
-def analyze(submission: Submission) -> list[Finding]:
+def analyze(submission: Submission, options: CheckOptions | None = None) -> list[Finding]:
     """All findings for one submission: load problems, parse failures, then every family."""
     findings: list[Finding] = list(submission.load_findings)
-    ctx = CheckContext(submission=submission)
+    ctx = CheckContext(submission=submission, options=options or CheckOptions())
     for source in submission.sources:
         try:
             ctx.parsed.append(parse_source(source))
@@ -55,6 +55,7 @@ def analyze(submission: Submission) -> list[Finding]:
                 )
             )
     for family in _families():
+        ctx.findings_so_far = list(findings)
         try:
             findings.extend(family.check(ctx))
         except RecursionError:
