@@ -1,0 +1,303 @@
+"""Read the training logs a submission ships: configuration dump, seed, clocks, sizes, scores.
+
+Why a tolerant parser: logs are the evidence reviewers compared with ``submission.json`` by
+hand, and they come in every style the challenge saw — the reference trainer's ``k:v`` lines
+after a copy of the source code, a ``name: value`` hyperparameter block, every line prefixed
+by a Unix timestamp, a dozen families of final score lines. Anything unrecognised is skipped,
+never an error: only the numbers we do find are compared.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+MAX_LOG_BYTES = 64 * 1024 * 1024  # larger files are read up to this point only
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# A Unix timestamp (seconds, optionally fractional, or milliseconds) at the start of a line,
+# optionally bracketed and followed by a separator.
+_TIMESTAMP_PREFIX = re.compile(r"^\s*\[?(?:\d{10}(?:\.\d+)?|\d{13})\]?(?:\s*[|:,-])?\s+")
+_SEPARATOR = re.compile(r"^\s*(?:={20,}|-{20,})\s*$")
+_STEP = re.compile(r"^\s*step[:\s]\s*(\d+)\s*/\s*(\d+)")
+_WARMUP = re.compile(r"^\s*warmup_step[:\s]")
+_TRAIN_TIME = re.compile(r"\btrain_time[:=]\s*(" + _NUMBER + r")\s*(ms|s)\b")
+_STEP_AVG = re.compile(r"\bstep_avg[:=]\s*(" + _NUMBER + r")\s*ms\b")
+_EVAL_TIME = re.compile(r"\beval_time[:=]\s*(" + _NUMBER + r")\s*(ms|s)\b")
+_SCORE = re.compile(
+    r"^(?P<label>.*?)[\s:]*\bval_loss[:=]\s*(?P<loss>" + _NUMBER + r")[\s,]+"
+    r"val_bpb[:=]\s*(?P<bpb>" + _NUMBER + r")(?P<rest>.*)$"
+)
+_SCORE_LABEL = re.compile(r"^[A-Za-z][\w\-. +]*$")
+_DIAGNOSTIC_LABEL = re.compile(r"pre[-_ ]?quant|diagnostic", re.IGNORECASE)
+_TOTAL_SIZE = re.compile(r"Total submission size(?P<label>[^:\n]*):\s*(?P<n>\d[\d,_]*)\s*bytes", re.I)
+_CODE_SIZE = re.compile(r"\bCode size(?P<label>[^:\n]*):\s*(?P<n>\d[\d,_]*)\s*bytes", re.I)
+_NAME_VALUE = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.\-]*)\s*:\s+(?P<value>\S.*?)\s*$")
+_KV_TOKEN = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]*)[:=](?P<value>\S*)$")
+_SEED_IN_NAME = re.compile(r"seed[_\-]?(\d+)", re.IGNORECASE)
+
+# Keys whose values legitimately differ between seeds of one configuration.
+_RUN_SPECIFIC_KEYS = frozenset({"seed", "run_id", "runid", "logfile", "log_file", "hostname",
+                                "timestamp", "date", "rank", "local_rank", "output_dir"})
+_RUN_SPECIFIC_SUFFIXES = ("_path", "_dir", "_file", "_files", "_pattern", "pattern")
+
+
+@dataclass(frozen=True)
+class ScoreLine:
+    """One final score line, e.g. ``final_int8_zlib_roundtrip_exact val_loss:… val_bpb:…``."""
+
+    label: str
+    val_loss: float
+    val_bpb: float
+    loss_decimals: int
+    bpb_decimals: int
+    eval_time_ms: float | None
+    line: int
+
+    @property
+    def exact(self) -> bool:
+        return self.label.endswith("_exact")
+
+    @property
+    def family(self) -> str:
+        return self.label[: -len("_exact")] if self.exact else self.label
+
+    @property
+    def diagnostic(self) -> bool:
+        """Pre-quantization and other diagnostic evaluations are not what a submission scores."""
+        return bool(_DIAGNOSTIC_LABEL.search(self.label))
+
+    @property
+    def priority(self) -> int:
+        """Later evaluation stages supersede earlier ones: TTT over sliding window over roundtrip."""
+        lowered = self.label.lower()
+        if "ttt" in lowered:
+            return 3
+        if "sliding" in lowered:
+            return 2
+        return 1
+
+
+@dataclass(frozen=True)
+class FamilyScore:
+    """A score family as reported: numbers from its ``_exact`` line when there is one (more
+    digits), eval time from whichever line carries it."""
+
+    family: str
+    val_loss: float
+    val_bpb: float
+    loss_decimals: int
+    bpb_decimals: int
+    eval_time_ms: float | None
+    line: int  # the line the numbers come from
+    last_line: int  # the family's last line in the log: later families supersede earlier ones
+    priority: int
+
+
+@dataclass(frozen=True)
+class SizeLine:
+    label: str
+    size_bytes: int
+    line: int
+
+
+@dataclass
+class TrainingLog:
+    path: str
+    hparams: dict[str, str] = field(default_factory=dict)
+    hparam_lines: dict[str, int] = field(default_factory=dict)
+    seed: int | None = None
+    seed_line: int = 0
+    step_lines: int = 0
+    train_time_ms: float | None = None
+    train_time_line: int = 0
+    last_step_avg_ms: float | None = None
+    scores: list[ScoreLine] = field(default_factory=list)
+    total_sizes: list[SizeLine] = field(default_factory=list)
+    code_sizes: list[SizeLine] = field(default_factory=list)
+
+    @property
+    def is_training_log(self) -> bool:
+        return self.step_lines > 0 or bool(self.scores)
+
+    def families(self) -> list[FamilyScore]:
+        """Final score families (diagnostics excluded), in the order they finish in the log."""
+        grouped: dict[str, list[ScoreLine]] = {}
+        for score in self.scores:
+            if not score.diagnostic:
+                grouped.setdefault(score.family, []).append(score)
+        families = []
+        for name, lines in grouped.items():
+            exact = [s for s in lines if s.exact]
+            chosen = exact[-1] if exact else lines[-1]
+            eval_times = [s.eval_time_ms for s in lines if s.eval_time_ms is not None]
+            families.append(
+                FamilyScore(
+                    family=name,
+                    val_loss=chosen.val_loss,
+                    val_bpb=chosen.val_bpb,
+                    loss_decimals=chosen.loss_decimals,
+                    bpb_decimals=chosen.bpb_decimals,
+                    eval_time_ms=eval_times[-1] if eval_times else None,
+                    line=chosen.line,
+                    last_line=max(s.line for s in lines),
+                    priority=chosen.priority,
+                )
+            )
+        families.sort(key=lambda f: f.last_line)
+        return families
+
+    def headline(self) -> FamilyScore | None:
+        """The score this log reports when nothing else says which: the latest stage, and
+        within a stage the family printed last."""
+        families = self.families()
+        if not families:
+            return None
+        return max(families, key=lambda f: (f.priority, f.last_line))
+
+    def artifact_size(self) -> SizeLine | None:
+        """The artifact total: the reference trainer first prints an uncompressed total
+        (``Total submission size: …``) and then the compressed one with a label
+        (``Total submission size int8+zlib: …``); the labelled, last one is the artifact."""
+        labelled = [s for s in self.total_sizes if s.label]
+        pool = labelled or self.total_sizes
+        return pool[-1] if pool else None
+
+
+def read_log_text(path: Path) -> str:
+    with path.open("rb") as handle:
+        data = handle.read(MAX_LOG_BYTES)
+    return data.decode("utf-8", errors="replace")
+
+
+def parse_log(text: str, path: str) -> TrainingLog:
+    log = TrainingLog(path=path)
+    lines = [_TIMESTAMP_PREFIX.sub("", raw, count=1) for raw in text.splitlines()]
+    first_step = next((i for i, line in enumerate(lines) if _STEP.match(line) or _WARMUP.match(line)), None)
+    header_end = first_step if first_step is not None else len(lines)
+    header_start = 0
+    for index in range(header_end):
+        if _SEPARATOR.match(lines[index]):
+            header_start = index + 1
+    for index in range(header_start, header_end):
+        _parse_header_line(log, lines[index], index + 1)
+    for index, line in enumerate(lines):
+        number = index + 1
+        step = _STEP.match(line)
+        if step:
+            log.step_lines += 1
+            _record_train_time(log, line, number)
+            continue
+        if line.lstrip().startswith("stopping_early"):
+            _record_train_time(log, line, number)
+            continue
+        if first_step is None or index > first_step:
+            score = _parse_score(line, number)
+            if score is not None:
+                log.scores.append(score)
+                continue
+        for pattern, target in ((_TOTAL_SIZE, log.total_sizes), (_CODE_SIZE, log.code_sizes)):
+            match = pattern.search(line)
+            if match:
+                size = int(match.group("n").replace(",", "").replace("_", ""))
+                target.append(SizeLine(match.group("label").strip(), size, number))
+    _assign_seed(log)
+    return log
+
+
+def _parse_header_line(log: TrainingLog, line: str, number: int) -> None:
+    if line.strip().endswith(":") or _SCORE.match(line):
+        return
+    pairs: list[tuple[str, str]] = []
+    named = _NAME_VALUE.match(line)
+    if named:
+        pairs = [(named.group("name"), named.group("value"))]
+    else:
+        tokens = line.split()
+        matches = [_KV_TOKEN.match(token) for token in tokens]
+        if tokens and all(matches):
+            pairs = [(m.group("name"), m.group("value")) for m in matches if m]
+    for name, value in pairs:
+        key = name.lower()
+        log.hparams[key] = value
+        log.hparam_lines[key] = number
+
+
+def _record_train_time(log: TrainingLog, line: str, number: int) -> None:
+    match = _TRAIN_TIME.search(line)
+    if match:
+        log.train_time_ms = _to_ms(match.group(1), match.group(2))
+        log.train_time_line = number
+    avg = _STEP_AVG.search(line)
+    if avg:
+        log.last_step_avg_ms = float(avg.group(1))
+
+
+def _parse_score(line: str, number: int) -> ScoreLine | None:
+    match = _SCORE.match(line.strip())
+    if not match:
+        return None
+    label = match.group("label").strip().rstrip(":").strip()
+    if not label or not _SCORE_LABEL.match(label) or label.lower().startswith("step"):
+        return None
+    eval_time = _EVAL_TIME.search(match.group("rest"))
+    return ScoreLine(
+        label=label,
+        val_loss=float(match.group("loss")),
+        val_bpb=float(match.group("bpb")),
+        loss_decimals=decimals_of(match.group("loss")),
+        bpb_decimals=decimals_of(match.group("bpb")),
+        eval_time_ms=_to_ms(eval_time.group(1), eval_time.group(2)) if eval_time else None,
+        line=number,
+    )
+
+
+def _assign_seed(log: TrainingLog) -> None:
+    value = log.hparams.get("seed")
+    if value is not None and value.strip().lstrip("+-").isdigit():
+        log.seed = int(value)
+        log.seed_line = log.hparam_lines["seed"]
+        return
+    from_name = _SEED_IN_NAME.search(Path(log.path).name)
+    if from_name:
+        log.seed = int(from_name.group(1))
+
+
+def _to_ms(number: str, unit: str) -> float:
+    value = float(number)
+    return value * 1000.0 if unit == "s" else value
+
+
+def decimals_of(number: str) -> int:
+    """Digits shown after the decimal point, so a comparison can allow for rounding."""
+    try:
+        exponent = Decimal(number).as_tuple().exponent
+    except InvalidOperation:
+        return 0
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def is_run_specific(key: str, value: str) -> bool:
+    """Settings that differ between seeds of one configuration: the seed itself, run ids,
+    file-system paths."""
+    return (
+        key in _RUN_SPECIFIC_KEYS
+        or key.endswith(_RUN_SPECIFIC_SUFFIXES)
+        or "/" in value
+        or "\\" in value
+    )
+
+
+def config_differences(a: TrainingLog, b: TrainingLog) -> list[tuple[str, str | None, str | None]]:
+    """Hyperparameters whose values differ between two logs, run-specific ones excepted."""
+    differences = []
+    for key in sorted(set(a.hparams) | set(b.hparams)):
+        left, right = a.hparams.get(key), b.hparams.get(key)
+        if left == right:
+            continue
+        if is_run_specific(key, left or "") or is_run_specific(key, right or ""):
+            continue
+        differences.append((key, left, right))
+    return differences
