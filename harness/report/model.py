@@ -42,6 +42,7 @@ class SubmissionResult:
     findings: list[Finding]
     sources_text_by_display_name: dict[str, str] = field(default_factory=dict)
     allowlisted: list[AllowlistedFinding] = field(default_factory=list)
+    root: str | None = None  # overrides base_dir, e.g. the repository for diff-level findings
 
     def __post_init__(self) -> None:
         self.findings = sorted(self.findings, key=finding_sort_key)
@@ -50,6 +51,8 @@ class SubmissionResult:
     @property
     def base_dir(self) -> str:
         """The folder that finding file names are relative to."""
+        if self.root is not None:
+            return self.root
         if self.path.endswith(".py"):
             parent = str(PurePosixPath(self.path).parent)
             return "" if parent == "." else parent
@@ -63,9 +66,10 @@ class SubmissionResult:
         (``train_gpt.py[decoded#1]`` lives in ``train_gpt.py``); the submission itself when the
         finding names no file."""
         if not display_name:
-            return self.path
+            return self.path if self.root is None else (self.root or ".")
         on_disk = _DECODED_SUFFIX.sub("", display_name)
-        if self.path.endswith(".py") and PurePosixPath(self.path).name == on_disk:
+        single_file = self.root is None and self.path.endswith(".py")
+        if single_file and PurePosixPath(self.path).name == on_disk:
             return self.path
         if not self.base_dir:
             return on_disk

@@ -1,0 +1,172 @@
+"""Content-hash cache of per-submission analysis results.
+
+Why content hashes and not timestamps: a checkout, a ``git stash`` or a CI cache restore changes
+modification times without changing code, and a changed file must never be served a stale
+verdict. The key covers everything the analysis depends on: the tool version, a fingerprint of
+the harness's own source (so a development change invalidates results too), the rule catalog,
+the reviewer options (including the bytes of a ``--frontier`` file) and the SHA-256 of every
+file of the submission. Entries are written atomically; a corrupt or unreadable entry is a miss.
+The cache stores raw findings only: ``--select``, allowlists and ``--fail-on`` are applied after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import harness
+from harness.check.context import CheckOptions
+from harness.findings import Finding, Severity, Step
+
+CACHE_ENV = "GOLF_HARNESS_CACHE"
+_CACHE_FORMAT = "1"
+_CHUNK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured)
+    return Path.home() / ".cache" / "golf-harness" / "check"
+
+
+@lru_cache(maxsize=1)
+def harness_code_fingerprint() -> str:
+    """SHA-256 over the harness package's Python files (name and bytes)."""
+    root = Path(harness.__file__).parent
+    digest = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        digest.update(str(file.relative_to(root)).encode() + b"\0")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def options_fingerprint(options: CheckOptions) -> str:
+    """Every option field; a path-valued option contributes its file's bytes as well."""
+    parts: list[str] = []
+    for field in dataclasses.fields(options):
+        value = getattr(options, field.name)
+        if isinstance(value, Path):
+            parts.append(f"{field.name}={value}:{_file_digest_or_state(value)}")
+        else:
+            parts.append(f"{field.name}={value!r}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _file_digest_or_state(path: Path) -> str:
+    try:
+        return _file_digest(path)
+    except OSError as exc:
+        return f"unreadable:{type(exc).__name__}"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def submission_fingerprint(path: Path) -> str:
+    """SHA-256 over every file the loader could read for this submission.
+
+    A folder: all files below it (symlinks by their target text, never followed). A single
+    ``.py`` file: the file and the ``.py`` files beside it, which a sibling-file shim may run.
+    """
+    digest = hashlib.sha256()
+    if path.is_dir():
+        entries = _folder_entries(path)
+    else:
+        siblings = sorted(p for p in path.parent.glob("*.py") if p != path)
+        entries = [path, *siblings]
+        path = path.parent
+    for entry in entries:
+        relative = os.path.relpath(entry, path)
+        if entry.is_symlink():
+            digest.update(f"L\0{relative}\0{os.readlink(entry)}\0".encode())
+        else:
+            try:
+                state = _file_digest(entry)
+            except OSError as exc:
+                state = f"unreadable:{type(exc).__name__}"
+            digest.update(f"F\0{relative}\0{state}\0".encode())
+    return digest.hexdigest()
+
+
+def _folder_entries(folder: Path) -> list[Path]:
+    entries: list[Path] = []
+    for directory, subdirectories, files in os.walk(folder, followlinks=False):
+        subdirectories.sort()
+        base = Path(directory)
+        for name in subdirectories:
+            if (base / name).is_symlink():
+                entries.append(base / name)
+        entries.extend(base / name for name in sorted(files))
+    return entries
+
+
+class CheckCache:
+    """Maps a submission's content key to its raw findings and excerpt sources."""
+
+    def __init__(self, directory: Path, options: CheckOptions, catalog_hash: str) -> None:
+        self.directory = directory
+        self._salt = "\n".join(
+            (
+                _CACHE_FORMAT,
+                harness.__version__,
+                harness_code_fingerprint(),
+                catalog_hash,
+                options_fingerprint(options),
+            )
+        )
+
+    def key_for(self, submission_path: Path) -> str:
+        payload = f"{self._salt}\n{submission_fingerprint(submission_path)}"
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def _entry_path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> tuple[list[Finding], dict[str, str]] | None:
+        try:
+            data = json.loads(self._entry_path(key).read_text(encoding="utf-8"))
+            findings = [finding_from_json(item) for item in data["findings"]]
+            sources = {str(name): str(text) for name, text in data["sources"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return findings, sources
+
+    def put(self, key: str, findings: list[Finding], sources: dict[str, str]) -> None:
+        """Store atomically; a cache that cannot be written only costs speed."""
+        target = self._entry_path(key)
+        payload = json.dumps(
+            {"findings": [finding.to_json() for finding in findings], "sources": sources}
+        )
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(payload)
+            os.replace(temporary, target)
+        except OSError:
+            return
+
+
+def finding_from_json(data: dict) -> Finding:
+    return Finding(
+        rule=str(data["rule"]),
+        severity=Severity(data["severity"]),
+        file=str(data["file"]),
+        line=int(data["line"]),
+        message=str(data["message"]),
+        path=tuple(
+            Step(file=str(step["file"]), line=int(step["line"]), note=str(step["note"]))
+            for step in data["path"]
+        ),
+    )

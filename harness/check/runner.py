@@ -1,0 +1,214 @@
+"""Audit many submissions: discover, then per submission load → analyze, cached and in parallel.
+
+Why here and not in the CLI: the gate, the benchmarks and the tests all need the same
+orchestration. Decisions that matter:
+- one submission's failure (unusable input, a crash inside the analysis, a dead worker process)
+  becomes that submission's PG000 finding and verdict ``error``; the others are still audited,
+  and nothing is reported until every submission has a result, so a report is never partial;
+- analysis runs in worker processes (two by default, the machine's cores) whenever more than one
+  submission needs fresh analysis; cached results are served without starting workers;
+- reviewer-side filters (``--select``/``--ignore``, the allowlist, ``--fail-on``) are applied
+  after the cache, so changing them never needs re-analysis. PG000 cannot be filtered out with
+  ``--select``/``--ignore``: an unreadable submission must never look clean.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.allowlist import Allowlist, finding_location
+from harness.check.cache import CheckCache, default_cache_dir, finding_from_json
+from harness.check.context import CheckOptions
+from harness.errors import HarnessError
+from harness.findings import Finding, Severity, verdict_for
+from harness.report.model import AllowlistedFinding, CheckReport, SubmissionResult
+
+DEFAULT_JOBS = 2
+
+
+@dataclass
+class RawResult:
+    """Unfiltered analysis of one submission, as cached."""
+
+    path: str  # as reports show it
+    findings: list[Finding]
+    sources_text: dict[str, str] = field(default_factory=dict)
+    from_cache: bool = False
+    root: str | None = None  # see SubmissionResult.root
+
+
+@dataclass(frozen=True)
+class ReviewFilters:
+    select: tuple[str, ...] = ()  # rule IDs or prefixes such as "PG1"; empty: all
+    ignore: tuple[str, ...] = ()
+    allowlist: Allowlist | None = None
+    fail_on_warning: bool = False
+
+
+def display_path(path: Path) -> str:
+    """Working-directory-relative POSIX path when the submission is below it, else absolute."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(Path(os.path.abspath(Path.cwd()))).as_posix() or "."
+    except ValueError:
+        return absolute.as_posix()
+
+
+def audit(
+    paths: list[Path],
+    options: CheckOptions,
+    *,
+    jobs: int = DEFAULT_JOBS,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+) -> list[RawResult]:
+    """Discover the submissions under ``paths`` and audit each one."""
+    from harness.loader import discover_submissions
+
+    return audit_submissions(
+        discover_submissions(paths), options, jobs=jobs, cache_dir=cache_dir, use_cache=use_cache
+    )
+
+
+def audit_submissions(
+    submissions: list[Path],
+    options: CheckOptions,
+    *,
+    jobs: int = DEFAULT_JOBS,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+) -> list[RawResult]:
+    results: dict[int, RawResult] = {}
+    cache = None
+    keys: dict[int, str] = {}
+    if use_cache:
+        from harness.catalog import load_catalog
+
+        cache = CheckCache(cache_dir or default_cache_dir(), options, load_catalog().content_hash)
+    pending: list[int] = []
+    for index, path in enumerate(submissions):
+        if cache is not None:
+            keys[index] = cache.key_for(path)
+            hit = cache.get(keys[index])
+            if hit is not None:
+                results[index] = RawResult(display_path(path), hit[0], hit[1], from_cache=True)
+                continue
+        pending.append(index)
+    for index, (findings_json, sources, cacheable) in _analyze_all(
+        [submissions[i] for i in pending], pending, options, jobs
+    ):
+        findings = [finding_from_json(item) for item in findings_json]
+        results[index] = RawResult(display_path(submissions[index]), findings, sources)
+        if cache is not None and cacheable:
+            cache.put(keys[index], findings, sources)
+    return [results[index] for index in range(len(submissions))]
+
+
+def _analyze_all(
+    paths: list[Path], indices: list[int], options: CheckOptions, jobs: int
+) -> list[tuple[int, tuple[list[dict], dict[str, str], bool]]]:
+    if len(paths) <= 1 or jobs <= 1:
+        return [(index, analyze_one(str(path), options)) for index, path in zip(indices, paths)]
+    outcomes: list[tuple[int, tuple[list[dict], dict[str, str], bool]]] = []
+    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
+        futures = [
+            (index, path, pool.submit(analyze_one, str(path), options))
+            for index, path in zip(indices, paths)
+        ]
+        for index, path, future in futures:
+            try:
+                outcomes.append((index, future.result()))
+            except BrokenProcessPool:
+                outcomes.append((index, _crash_outcome("the worker process auditing it died")))
+    return outcomes
+
+
+def analyze_one(path: str, options: CheckOptions) -> tuple[list[dict], dict[str, str], bool]:
+    """Load and analyze one submission; returns (findings as JSON, excerpt sources, cacheable).
+
+    Runs in a worker process, so it takes and returns plain data. Unusable input is a PG000
+    finding (deterministic, cacheable); an unexpected exception is a PG000 finding that is not
+    cached, so a fixed harness re-analyzes it.
+    """
+    from harness.check.engine import analyze
+    from harness.loader import load_submission
+
+    try:
+        submission = load_submission(Path(path))
+        findings = analyze(submission, options)
+    except HarnessError as exc:
+        return [_pg000(str(exc)).to_json()], {}, True
+    except RecursionError:
+        return _crash_outcome("nesting too deep to analyze")
+    except Exception as exc:  # noqa: BLE001 — one submission's crash must not stop the others
+        return _crash_outcome(f"internal error: {type(exc).__name__}: {exc}")
+    wanted = {finding.file for finding in findings}
+    wanted.update(step.file for finding in findings for step in finding.path)
+    sources = {
+        source.display_name: source.text
+        for source in submission.sources
+        if source.display_name in wanted
+    }
+    return [finding.to_json() for finding in findings], sources, True
+
+
+def _pg000(message: str) -> Finding:
+    first_line = message.strip().splitlines()[0] if message.strip() else "unknown reason"
+    return Finding(
+        rule="PG000",
+        severity=Severity.ERROR,
+        file="",
+        line=0,
+        message=f"could not analyze: {first_line[:300]}",
+    )
+
+
+def _crash_outcome(reason: str) -> tuple[list[dict], dict[str, str], bool]:
+    return [_pg000(reason).to_json()], {}, False
+
+
+def _rule_matches(rule: str, patterns: tuple[str, ...]) -> bool:
+    return any(rule.startswith(pattern) for pattern in patterns)
+
+
+def finalize(raw_results: list[RawResult], filters: ReviewFilters, tool_version: str) -> CheckReport:
+    """Apply the reviewer's filters and allowlist, and decide each verdict."""
+    submissions: list[SubmissionResult] = []
+    for raw in raw_results:
+        kept: list[Finding] = []
+        allowlisted: list[AllowlistedFinding] = []
+        base_dir = SubmissionResult(raw.path, verdict_for([]), [], root=raw.root).base_dir
+        for finding in raw.findings:
+            if finding.rule != "PG000":
+                if filters.select and not _rule_matches(finding.rule, filters.select):
+                    continue
+                if _rule_matches(finding.rule, filters.ignore):
+                    continue
+            reason = None
+            if filters.allowlist is not None:
+                location = finding_location(raw.path, base_dir, finding)
+                reason = filters.allowlist.reason_for(finding, location)
+            if reason is None:
+                kept.append(finding)
+            else:
+                allowlisted.append(AllowlistedFinding(finding, reason))
+        wanted = {finding.file for finding in kept} | {
+            step.file for finding in kept for step in finding.path
+        }
+        submissions.append(
+            SubmissionResult(
+                path=raw.path,
+                verdict=verdict_for(kept, fail_on_warning=filters.fail_on_warning),
+                findings=kept,
+                sources_text_by_display_name={
+                    name: text for name, text in raw.sources_text.items() if name in wanted
+                },
+                allowlisted=allowlisted,
+                root=raw.root,
+            )
+        )
+    return CheckReport(submissions=submissions, tool_version=tool_version)

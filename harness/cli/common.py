@@ -1,0 +1,86 @@
+"""What every command-line entry point shares: one-line errors, exit codes, safe output.
+
+Why: a user (or the CI gate) must see one readable line and a distinct exit code for every
+failure — bad arguments, unusable input, an internal bug — never a traceback, and a report
+file must appear complete or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from harness.errors import EXIT_USAGE, HarnessError, UsageError
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises UsageError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see --help)")
+
+
+def run_cli(program: str, body: Callable[[], int]) -> int:
+    """Run ``body`` and turn every failure into one line on stderr plus its exit code."""
+    try:
+        return body()
+    except HarnessError as exc:
+        print_error(program, str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print_error(program, "interrupted; no report written")
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); nothing useful can be printed.
+        _silence_stdout()
+        return EXIT_USAGE
+    except SystemExit as exc:  # argparse --help / --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except Exception as exc:  # noqa: BLE001 — the contract is one line, never a traceback
+        print_error(program, f"internal error: {type(exc).__name__}: {exc}")
+        return EXIT_USAGE
+
+
+def print_error(program: str, message: str) -> None:
+    one_line = " ".join(message.split())
+    print(f"{program}: error: {one_line}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        return
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """Print to stdout, or replace ``output`` atomically so readers never see half a report."""
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    directory = output.parent if str(output.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{output.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, output)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def parse_rule_patterns(raw: str | None) -> tuple[str, ...]:
+    """``PG101,PG2`` → ("PG101", "PG2"): comma-separated rule IDs or ID prefixes."""
+    if not raw:
+        return ()
+    return tuple(part.strip().upper() for part in raw.split(",") if part.strip())
