@@ -1,0 +1,318 @@
+"""Static unwrapping of self-extracting shims: find every decode→decompress chain over
+literals, decode it with capped pure decoders, and keep what parses as Python.
+
+Why every chain and not just ``exec(...)`` arguments: real shims pass the decoded text to
+``exec``, to ``compile``, to a name exec'd later, to ``linecache`` or to a temporary file
+loaded with importlib. Whatever the sink, a decompressed literal that parses as Python is code
+the submission can run, so it is analyzed. Nothing here executes submission code; a failure
+(corrupt data, bomb, non-text, non-Python) becomes a problem string, never an exception.
+"""
+
+from __future__ import annotations
+
+import ast
+import posixpath
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from harness.unwrap_eval import Evaluator, NotLiteral, Scope
+from harness.unwrap_ops import OPERATIONS, DecodeFailure
+
+# Cheap text test run before any parse: a file that names no decoder, decompressor or file
+# read cannot contain a chain, which spares a parse of every large ordinary source.
+_MAYBE_CHAIN = re.compile(
+    r"decode|unhexlify|a2b_|fromhex|decompress|Decompressor|read\(|read_text|read_bytes|run_path"
+)
+_EXEC_SINKS = frozenset({"exec", "compile", "eval", "builtins.exec", "builtins.compile"})
+_RUN_FILE_CALLS = frozenset({"runpy.run_path", "importlib.util.spec_from_file_location"})
+_TOTAL_BUDGET_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class DecodedSource:
+    """Python text decoded from a chain; ``line`` is the chain's line in the text it was found
+    in and ``depth`` counts wrappers (1 = decoded from the file itself)."""
+
+    text: str
+    origin: str
+    line: int
+    depth: int
+
+
+@dataclass
+class UnwrapResult:
+    """``siblings`` are submission-relative paths of files the text executes by reading them
+    (``exec(open(...).read())``); the loader reads them, since this module sees only text."""
+
+    decoded: list[DecodedSource] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    siblings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Chain:
+    node: ast.Call
+    steps_named: tuple[str, ...]
+    executed: bool
+
+
+def unwrap_source(
+    text: str,
+    display_name: str,
+    *,
+    max_bytes: int = 32 * 2**20,
+    max_depth: int = 8,
+    file_path: str | None = None,
+) -> UnwrapResult:
+    """Decode every shim chain in ``text`` (recursively, depth-first, numbering decoded
+    sources ``display_name[decoded#N]`` in discovery order). ``file_path`` is what
+    ``__file__`` means for sibling paths; it defaults to ``display_name``."""
+    state = _Unwrapper(display_name, file_path or display_name, max_bytes, max_depth)
+    state.scan(text, display_name, depth=0)
+    return state.result
+
+
+class _Unwrapper:
+    def __init__(self, display_name: str, file_path: str, max_bytes: int, max_depth: int) -> None:
+        self.display_name = display_name
+        self.file_path = file_path
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self.budget = max_bytes * _TOTAL_BUDGET_FACTOR
+        self.result = UnwrapResult()
+
+    def scan(self, text: str, where: str, depth: int, tree: ast.Module | None = None) -> None:
+        if not _MAYBE_CHAIN.search(text):
+            return
+        tree = tree or _scan_tree(text)
+        if tree is None:
+            return
+        evaluator = Evaluator(Scope.of(tree), self.max_bytes, self.file_path)
+        try:
+            chains = _find_chains(tree, evaluator)
+            self._siblings(tree, evaluator, where)
+        except RecursionError:
+            self.result.problems.append(f"{where}: too deeply nested to look for shim chains")
+            return
+        for chain in chains:
+            self._decode(chain, evaluator, where, depth)
+
+    def _decode(self, chain: _Chain, evaluator: Evaluator, where: str, depth: int) -> None:
+        line = chain.node.lineno
+        label = " → ".join(chain.steps_named)
+        if self.budget <= 0:
+            self.result.problems.append(f"could not decode {where}:{line} ({label}): total decoded size budget exhausted")
+            return
+        try:
+            value = evaluator.evaluate(chain.node)
+        except NotLiteral:
+            return
+        except DecodeFailure as failure:
+            self.result.problems.append(f"could not decode {where}:{line} ({label}): {failure}")
+            return
+        except (RecursionError, MemoryError):
+            self.result.problems.append(f"could not decode {where}:{line} ({label}): expression too complex")
+            return
+        if not isinstance(value.data, (bytes, bytearray, str)):
+            return
+        self.budget -= len(value.data)
+        text = _as_text(value.data)
+        steps = " → ".join(value.steps) or label
+        tree = _ast_tree(text) if text is not None else None
+        if text is None or tree is None and not _libcst_parses(text):
+            if chain.executed:
+                reason = "is not UTF-8 text" if text is None else "is not Python"
+                self.result.problems.append(f"could not decode {where}:{line} ({steps}): the decoded data {reason}")
+            return
+        number = len(self.result.decoded) + 1
+        self.result.decoded.append(
+            DecodedSource(text=text, origin=f"decoded from {where}:{line} via {steps}", line=line, depth=depth + 1)
+        )
+        if depth + 1 >= self.max_depth:
+            if _MAYBE_CHAIN.search(text) and _has_chain(text):
+                self.result.problems.append(
+                    f"could not decode {where}:{line}: shims nested deeper than {self.max_depth} levels"
+                )
+            return
+        self.scan(text, f"{self.display_name}[decoded#{number}]", depth + 1, tree)
+
+    def _siblings(self, tree: ast.Module, evaluator: Evaluator, where: str) -> None:
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            callee = evaluator.qualify(node.func)
+            if callee in _EXEC_SINKS:
+                target = evaluator.read_target(node.args[0])
+            elif callee in _RUN_FILE_CALLS:
+                argument = node.args[0] if callee == "runpy.run_path" else (node.args[1:2] or [None])[0]
+                target = evaluator.path_of(argument) if argument is not None else None
+            else:
+                continue
+            if target is None:
+                continue
+            normalized = posixpath.normpath(target)
+            if normalized.startswith("/") or normalized == ".." or normalized.startswith("../"):
+                self.result.problems.append(f"{where}:{node.lineno} executes {target}, outside the submission folder")
+            elif normalized not in self.result.siblings and normalized != ".":
+                self.result.siblings.append(normalized)
+
+
+def _find_chains(tree: ast.Module, evaluator: Evaluator) -> list[_Chain]:
+    """Maximal chains: calls naming a decoding step that are not themselves an argument of
+    another such call. A chain is a candidate when it decompresses, or when it only decodes
+    but its result is executed (``exec(b64decode(...))``)."""
+    parents: dict[ast.AST, ast.AST] = {}
+    steps: dict[ast.Call, str] = {}
+    executed_names: set[str] = set()
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+        if isinstance(node, ast.Call):
+            operation = evaluator.operation_of(node)
+            if operation is not None:
+                steps[node] = operation
+            elif evaluator.qualify(node.func) in _EXEC_SINKS and node.args and isinstance(node.args[0], ast.Name):
+                executed_names.add(node.args[0].id)
+    chains = []
+    for call, operation in steps.items():
+        if _inside_another(call, steps, parents):
+            continue
+        inner = [n for n in ast.walk(call) if isinstance(n, ast.Call) and n in steps]
+        labels = tuple(_label(steps[n]) for n in reversed(inner))
+        decompresses = any(steps[n].endswith(".decompress") or _codec_decompresses(n) for n in inner)
+        executed = _is_executed(call, parents, evaluator, executed_names)
+        if decompresses or executed:
+            chains.append(_Chain(node=call, steps_named=labels, executed=executed))
+    chains.sort(key=lambda chain: (chain.node.lineno, chain.node.col_offset))
+    return chains
+
+
+def _codec_decompresses(call: ast.Call) -> bool:
+    """``codecs.decode(data, "zlib")`` decompresses; ``codecs.decode(data, "hex")`` does not."""
+    codec = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "encoding"), None)
+    return isinstance(codec, ast.Constant) and str(codec.value).lower().replace("-", "_") in (
+        "zlib", "zip", "zlib_codec", "bz2", "bz2_codec"
+    )
+
+
+def _label(qualified: str) -> str:
+    operation = OPERATIONS.get(qualified)
+    return operation.label if operation else qualified
+
+
+def _inside_another(call: ast.Call, steps: dict[ast.Call, str], parents: dict[ast.AST, ast.AST]) -> bool:
+    node: ast.AST | None = parents.get(call)
+    while node is not None and not isinstance(node, ast.stmt):
+        if node in steps:
+            return True
+        node = parents.get(node)
+    return False
+
+
+def _is_executed(call: ast.Call, parents: dict[ast.AST, ast.AST], evaluator: Evaluator, executed_names: set[str]) -> bool:
+    """Does the chain's value go to exec/compile, directly (through ``.decode()``) or via an
+    assigned name that is later executed?"""
+    node: ast.AST = call
+    parent = parents.get(node)
+    while isinstance(parent, (ast.Attribute, ast.Call)) and not (
+        isinstance(parent, ast.Call) and evaluator.qualify(parent.func) in _EXEC_SINKS
+    ):
+        if isinstance(parent, ast.Call) and node is not parent.func:
+            return False
+        node, parent = parent, parents.get(parent)
+    if isinstance(parent, ast.Call):
+        return bool(parent.args) and parent.args[0] is node
+    if isinstance(parent, (ast.Assign, ast.NamedExpr)):
+        targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+        return any(isinstance(t, ast.Name) and t.id in executed_names for t in targets)
+    return False
+
+
+def _as_text(data: bytes | bytearray | str) -> str | None:
+    """Decoded bytes become source text the way ``exec`` reads bytes: UTF-8 (BOM allowed)."""
+    if isinstance(data, str):
+        return data
+    try:
+        return bytes(data).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+def _ast_tree(text: str) -> ast.Module | None:
+    """Python 3.11's ``ast`` is ~6x faster than libcst, so it is tried first everywhere."""
+    if "\x00" in text:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        return None
+
+
+def _libcst_parses(text: str) -> bool:
+    """For 3.12 syntax (PEP 701 f-strings) that ``ast`` on 3.11 rejects."""
+    if "\x00" in text:
+        return False
+    try:
+        cst.parse_module(text)
+        return True
+    except Exception:  # noqa: BLE001 — libcst raises several types on hostile text
+        return False
+
+
+def _has_chain(text: str) -> bool:
+    tree = _scan_tree(text)
+    if tree is None:
+        return False
+    evaluator = Evaluator(Scope.of(tree), 1, "")
+    try:
+        return any(evaluator.operation_of(n) for n in ast.walk(tree) if isinstance(n, ast.Call))
+    except RecursionError:
+        return False
+
+
+def _scan_tree(text: str) -> ast.Module | None:
+    """An ``ast`` tree to search for chains. When ``ast`` rejects the text (3.12 f-strings)
+    but libcst accepts it, the simple statements that ``ast`` can parse are collected into
+    one synthetic module with their original line numbers: shim chains live in such
+    statements, and a statement holding 3.12-only syntax is not a chain we could evaluate."""
+    tree = _ast_tree(text)
+    if tree is not None or "\x00" in text:
+        return tree
+    try:
+        module = cst.parse_module(text)
+        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+        positions = wrapper.resolve(PositionProvider)
+        collector = _SimpleStatements()
+        wrapper.module.visit(collector)
+    except Exception:  # noqa: BLE001 — libcst raises several types on hostile text
+        return None
+    body: list[ast.stmt] = []
+    for statement in collector.found:
+        position = positions.get(statement)
+        if position is None:
+            continue
+        code = module.code_for_node(statement.with_changes(leading_lines=()))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                parsed = ast.parse(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+            continue
+        ast.increment_lineno(parsed, position.start.line - 1)
+        body.extend(parsed.body)
+    return ast.Module(body=body, type_ignores=[])
+
+
+class _SimpleStatements(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.found: list[cst.SimpleStatementLine] = []
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+        self.found.append(node)
+        return False
