@@ -165,7 +165,8 @@ def _check_structure(records: list[tuple[int, dict[str, Any]]], result: VerifyRe
     result.tokens, result.bytes = totals.targets, totals.bytes
     result.val_bpb, result.val_loss = totals.bpb, totals.loss
     scope = int(header.get("scope_targets", -1))
-    if target_cursor != scope:
+    stopped_early = summary is not None and summary.get("stopped") is not None
+    if target_cursor != scope and not stopped_early:
         errors.append(f"chunks cover targets [0, {target_cursor}) but the header plans [0, {scope})")
     if summary is None:
         return
@@ -201,6 +202,8 @@ def _check_summary(
     for name, seen, expected in zip(("nll_sum", "targets", "bytes", "val_bpb", "val_loss"), logged, recomputed):
         if seen != expected and not (seen != seen and expected != expected):  # NaN == NaN here
             errors.append(f"line {number}: summary {name} {seen!r} does not match the chunk lines ({expected!r})")
+    if summary.get("chunks") != result.chunks:
+        errors.append(f"line {number}: summary counts {summary.get('chunks')!r} chunks but the log has {result.chunks}")
     if summary.get("stopped") is None and summary.get("fingerprint_end") != last_fingerprint:
         errors.append(f"line {number}: final fingerprint differs from the last chunk's (state changed after scoring)")
     if adapter == "none" and summary.get("state_sha256_end") != header.get("state_sha256_start"):
