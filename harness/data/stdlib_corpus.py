@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import sysconfig
 import tokenize
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,9 @@ def text_blocks(source: bytes) -> list[str]:
     that no text is taken twice. Files that do not parse (Python 2 fixtures) give nothing.
     """
     try:
-        tree = ast.parse(source)
+        with warnings.catch_warnings():  # old escape sequences in library files are not our concern
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return []
     lines = _decode(source).splitlines()
