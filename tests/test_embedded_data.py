@@ -63,7 +63,8 @@ def test_reduced_build_documents_start_with_bos(tmp_path: Path) -> None:
     assert val.tolist() == expected
     assert manifest["documents"] == {"train": len(train_docs), "val": len(val_docs)}
     assert manifest["tokens"] == {"train": int(read_shard(tmp_path / "fineweb_train_000000.bin").size), "val": val.size}
-    assert manifest["files"] == {path.name: path.stat().st_size for path in tmp_path.iterdir() if path.name != MANIFEST_NAME}
+    written = {path.name: path.stat().st_size for path in tmp_path.iterdir() if path.name != MANIFEST_NAME}
+    assert manifest["files"] == written
 
 
 def test_full_embedded_data_is_challenge_shaped(embedded: DataPaths) -> None:
@@ -196,7 +197,11 @@ def f():
     # ####
     return x
 '''
-    assert text_blocks(source) == ["Module summary.", "A comment about the function below.", "Function doc.\n\n# not a comment"]
+    assert text_blocks(source) == [
+        "Module summary.",
+        "A comment about the function below.",
+        "Function doc.\n\n# not a comment",
+    ]
     assert text_blocks(b"print 'python 2'\n") == []
 
 
@@ -220,7 +225,7 @@ def test_split_train_val_is_order_independent() -> None:
         split_train_val(documents[:1])
 
 
-def _challenge_dir(tmp_path: Path, tiny_tokenizer_path: Path) -> Path:
+def _challenge_dir(tmp_path: Path) -> Path:
     data = tmp_path / "data"
     data.mkdir()
     write_shard(data / "fineweb_val_000000.bin", [1, 261, 262, 1, 270])
@@ -228,7 +233,7 @@ def _challenge_dir(tmp_path: Path, tiny_tokenizer_path: Path) -> Path:
 
 
 def test_resolve_real_data(tmp_path: Path, tiny_tokenizer_path: Path) -> None:
-    data = _challenge_dir(tmp_path, tiny_tokenizer_path)
+    data = _challenge_dir(tmp_path)
     paths = resolve_data(data, tiny_tokenizer_path)
     assert paths == DataPaths(data_dir=data, tokenizer_path=tiny_tokenizer_path, vocab_size=320)
     assert paths.val_pattern == f"{data}/fineweb_val_*.bin"
@@ -236,7 +241,7 @@ def test_resolve_real_data(tmp_path: Path, tiny_tokenizer_path: Path) -> None:
 
 
 def test_resolve_data_errors(tmp_path: Path, tiny_tokenizer_path: Path) -> None:
-    data = _challenge_dir(tmp_path, tiny_tokenizer_path)
+    data = _challenge_dir(tmp_path)
     with pytest.raises(UsageError, match="--data and --tokenizer must be given together"):
         resolve_data(data, None)
     with pytest.raises(UsageError, match="--data and --tokenizer must be given together"):

@@ -77,7 +77,9 @@ def cache_key() -> str:
     return f"embedded-v{BUILDER_VERSION}-py{python}-spm{spm.__version__}"
 
 
-def split_train_val(documents: list[Document], val_fraction: float = VAL_FRACTION) -> tuple[list[Document], list[Document]]:
+def split_train_val(
+    documents: list[Document], val_fraction: float = VAL_FRACTION
+) -> tuple[list[Document], list[Document]]:
     """Hold out a fixed set of documents for validation; shuffle training documents.
 
     Validation is the documents with the smallest SHA-256 of their key, which depends only
@@ -207,7 +209,8 @@ def embedded_data(cache_dir: Path | None = None) -> DataPaths:
                 manifest = _complete_manifest(final)
     except OSError as error:
         raise DataFormatError(
-            f"cannot build the embedded data in {root} ({error.strerror or error}); set GOLF_HARNESS_CACHE to a writable folder"
+            f"cannot build the embedded data in {root} ({error.strerror or error}); "
+            "set GOLF_HARNESS_CACHE to a writable folder"
         ) from None
     if manifest is None:
         raise DataFormatError(f"embedded data in {final} is incomplete after building")
