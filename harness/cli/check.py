@@ -154,8 +154,6 @@ def _audit_changed(
         raise UsageError("--changed is not available: harness.gate is not installed") from None
     from harness.check.runner import RawResult, audit_submissions, display_path
 
-    if "..." not in diff_range:
-        raise UsageError("--changed expects BASE...HEAD (three dots)")
     repo_root = _repository_root(Path.cwd())
     selection = select_changed(repo_root, diff_range)
     raw_results = audit_submissions(
