@@ -29,10 +29,14 @@ _CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
+    """``check/`` under the harness cache root shared with the embedded data:
+    ``$GOLF_HARNESS_CACHE``, else ``$XDG_CACHE_HOME/golf-harness``, else ``~/.cache/golf-harness``."""
     configured = os.environ.get(CACHE_ENV)
     if configured:
-        return Path(configured)
-    return Path.home() / ".cache" / "golf-harness" / "check"
+        return Path(configured) / "check"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = Path(xdg) / "golf-harness" if xdg else Path.home() / ".cache" / "golf-harness"
+    return root / "check"
 
 
 @lru_cache(maxsize=1)
@@ -151,11 +155,14 @@ class CheckCache:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        except OSError:
+            return
+        try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(payload)
             os.replace(temporary, target)
         except OSError:
-            return
+            Path(temporary).unlink(missing_ok=True)
 
 
 def finding_from_json(data: dict) -> Finding:

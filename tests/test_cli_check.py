@@ -1,0 +1,267 @@
+"""golf-check end to end: exit codes, filters, allowlist, output files, caching, parallel runs,
+the --changed gate wiring and the no-torch guarantee.
+
+Most tests replace the rule families with a tiny marker family (a name ``MARK_PG9xx_LEVEL`` in
+the code raises rule PG9xx at that level on that line), so exit codes and filters are tested
+independently of how the real rules evolve. The no-torch test runs the real families.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import harness.check.engine as engine
+from harness.check.context import CheckContext
+from harness.cli.check import main
+from harness.findings import Finding, Severity
+
+MARKER = re.compile(r"MARK_(PG9\d\d)_(ERROR|WARNING|INFO)")
+FAMILY_NAME = "tests_cli_marker_family"
+
+
+def _marker_check(ctx: CheckContext) -> list[Finding]:
+    findings = []
+    for parsed in ctx.parsed:
+        for number, line in enumerate(parsed.source.text.splitlines(), start=1):
+            for rule_id, level in MARKER.findall(line):
+                findings.append(
+                    Finding(rule_id, Severity(level.lower()), parsed.source.display_name, number,
+                            f"marker {rule_id} found")
+                )
+    return findings
+
+
+@pytest.fixture(autouse=True)
+def marker_family(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    module = types.ModuleType(FAMILY_NAME)
+    module.check = _marker_check  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, FAMILY_NAME, module)
+    monkeypatch.setattr(engine, "FAMILY_MODULES", (FAMILY_NAME,))
+    monkeypatch.setenv("GOLF_HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+PASS_CODE = "def main():\n    return 1\n"
+REVIEW_CODE = "def main():\n    MARK_PG902_WARNING = 1\n    return MARK_PG902_WARNING\n"
+FAIL_CODE = "import os\nMARK_PG901_ERROR = 1\nMARK_PG902_WARNING = 2\n"
+BROKEN_CODE = "def main(:\n    pass\n"
+
+
+def _submission(name: str, code: str) -> Path:
+    folder = Path("records") / "track" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train_gpt.py").write_text(code, encoding="utf-8")
+    return folder
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    code, out, err = _run([*argv, "--format", "json"], capsys)
+    assert err == ""
+    return code, json.loads(out)
+
+
+def test_exit_codes_per_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [("ok", PASS_CODE, 0, "pass"), ("warn", REVIEW_CODE, 0, "review"),
+             ("bad", FAIL_CODE, 1, "fail"), ("broken", BROKEN_CODE, 3, "error")]
+    for name, code_text, expected_code, verdict in cases:
+        folder = _submission(name, code_text)
+        code, report = _json([str(folder)], capsys)
+        assert (code, report["submissions"][0]["verdict"]) == (expected_code, verdict), name
+    broken = _json(["records/track/broken"], capsys)[1]["submissions"][0]["findings"]
+    assert [(f["rule"], f["severity"], f["file"]) for f in broken] == [
+        ("PG000", "error", "train_gpt.py")
+    ]
+
+
+def test_tree_exit_code_fail_beats_error_beats_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    _submission("ok", PASS_CODE)
+    _submission("broken", BROKEN_CODE)
+    code, report = _json(["records", "--jobs", "1"], capsys)
+    assert code == 3
+    assert [(s["path"], s["verdict"]) for s in report["submissions"]] == [
+        ("records/track/broken", "error"), ("records/track/ok", "pass"),
+    ]
+    _submission("bad", FAIL_CODE)
+    code, report = _json(["records", "--jobs", "1"], capsys)
+    assert code == 1
+    assert report["summary"] == {"submissions": 3, "pass": 1, "review": 0, "fail": 1, "error": 1}
+
+
+def test_fail_on_warning_select_and_ignore(capsys: pytest.CaptureFixture[str]) -> None:
+    warn = _submission("warn", REVIEW_CODE)
+    bad = _submission("bad", FAIL_CODE)
+    assert _json([str(warn), "--fail-on", "warning"], capsys)[0] == 1
+    code, report = _json([str(bad), "--ignore", "PG901"], capsys)
+    assert code == 0
+    assert [f["rule"] for f in report["submissions"][0]["findings"]] == ["PG902"]
+    assert report["submissions"][0]["verdict"] == "review"
+    code, report = _json([str(bad), "--select", "pg901"], capsys)
+    assert (code, [f["rule"] for f in report["submissions"][0]["findings"]]) == (1, ["PG901"])
+    code, out, err = _run([str(bad), "--select", "PG1O1"], capsys)
+    assert (code, out) == (2, "")
+    assert err == "golf-check: error: --select: 'PG1O1' is not a rule ID or prefix like PG1 or PG101\n"
+    code, _, err = _run([str(bad), "--ignore", "PG999"], capsys)
+    assert (code, err) == (2, "golf-check: error: --ignore: unknown rule PG999 (see --list-rules)\n")
+
+
+def test_allowlist_moves_a_finding_out_of_the_verdict(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = _submission("bad", FAIL_CODE)
+    allow = tmp_path / "allow.toml"
+    allow.write_text(
+        '[[allow]]\nrule = "PG901"\npath = "records/track/bad/train_gpt.py"\nline = 2\n'
+        'reason = "reviewed: marker is harmless"\n',
+        encoding="utf-8",
+    )
+    code, report = _json([str(bad), "--allowlist", str(allow)], capsys)
+    assert code == 0
+    assert report["submissions"][0]["verdict"] == "review"
+    assert report["submissions"][0]["findings"][-1] == {
+        "rule": "PG901", "severity": "info", "file": "train_gpt.py", "line": 2,
+        "message": "allowlisted (error): marker PG901 found [reason: reviewed: marker is harmless]",
+        "path": [],
+    }
+    allow.write_text("[[allow]]\nrule = 'PG901'\n", encoding="utf-8")
+    code, _, err = _run([str(bad), "--allowlist", str(allow)], capsys)
+    assert code == 2
+    assert err.startswith("golf-check: error: allowlist ") and err.count("\n") == 1
+
+
+def test_usage_errors_are_one_line_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [
+        (["--no-such-flag", "x"], "golf-check: error: unrecognized arguments: --no-such-flag (see --help)\n"),
+        ([], "golf-check: error: no PATH given (see --help)\n"),
+        (["missing_dir"], "golf-check: error: no such file or folder: missing_dir\n"),
+        (["--explain", "PG999"], "golf-check: error: unknown rule 'PG999' (see golf-check --list-rules)\n"),
+        ([".", "--jobs", "0"], "golf-check: error: --jobs must be at least 1\n"),
+        ([".", "--format", "xml"], None),
+        ([".", "--frontier", "nope.json"], "golf-check: error: --frontier nope.json: no such file\n"),
+        ([".", "--changed", "a...b"], "golf-check: error: give either PATH… or --changed, not both\n"),
+    ]
+    for argv, expected in cases:
+        code, out, err = _run(argv, capsys)
+        assert (code, out) == (2, ""), argv
+        assert err.count("\n") == 1 and "Traceback" not in err, argv
+        if expected is not None:
+            assert err == expected
+
+
+def test_internal_error_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.check.runner as runner
+
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(runner, "finalize", explode)
+    code, out, err = _run([str(_submission("ok", PASS_CODE))], capsys)
+    assert (code, out, err) == (2, "", "golf-check: error: internal error: RuntimeError: boom second line\n")
+
+
+def test_output_file_and_stable_json_cold_warm_and_parallel(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for index in range(3):
+        _submission(f"s{index}", FAIL_CODE if index == 1 else PASS_CODE)
+    cold = tmp_path / "cold.json"
+    warm = tmp_path / "warm.json"
+    serial = tmp_path / "serial.json"
+    assert _run(["records", "--format", "json", "--output", str(cold)], capsys) == (1, "", "")
+    cache_entries = list((tmp_path / "cache").rglob("*.json"))
+    assert len(cache_entries) == 3
+    assert main(["records", "--format", "json", "--output", str(warm)]) == 1
+    assert main(["records", "--format", "json", "--no-cache", "--jobs", "1", "--output", str(serial)]) == 1
+    assert cold.read_bytes() == warm.read_bytes() == serial.read_bytes()
+    assert [s["verdict"] for s in json.loads(cold.read_text())["submissions"]] == ["pass", "fail", "pass"]
+    capsys.readouterr()
+
+
+def test_cache_is_invalidated_by_an_edit(capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _submission("s", PASS_CODE)
+    assert _json([str(folder)], capsys)[0] == 0
+    (folder / "train_gpt.py").write_text(FAIL_CODE, encoding="utf-8")
+    assert _json([str(folder)], capsys)[0] == 1
+
+
+def test_formats_render_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = str(_submission("bad", FAIL_CODE))
+    code, out, _ = _run([bad, "--format", "github"], capsys)
+    assert code == 1
+    assert out.splitlines()[0] == (
+        "::error file=records/track/bad/train_gpt.py,line=2,title=PG901 (error)::marker PG901 found"
+    )
+    code, out, _ = _run([bad, "--format", "markdown"], capsys)
+    assert "| PG901 | error | `train_gpt.py:2` | marker PG901 found |" in out
+    code, out, _ = _run([bad, "--format", "sarif"], capsys)
+    assert json.loads(out)["runs"][0]["results"][0]["ruleId"] == "PG901"
+    code, out, _ = _run([bad], capsys)
+    assert "        2 │ MARK_PG901_ERROR = 1" in out.splitlines()
+    code, out, _ = _run(["--list-rules"], capsys)
+    assert (code, out.splitlines()[1].split()[:3]) == (0, ["PG000", "error", "could-not-analyze"])
+    code, out, _ = _run(["--explain", "PG000"], capsys)
+    assert code == 0 and out.startswith("PG000 could-not-analyze\nSubmission could not be analyzed\n")
+    assert "Illegal example: entry point with a syntax error (train_gpt.py)" in out
+    code, out, _ = _run(["--version"], capsys)
+    assert (code, out) == (0, "golf-check 0.1.0\n")
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
+
+
+def test_changed_audits_only_touched_folders(capsys: pytest.CaptureFixture[str]) -> None:
+    _git(Path.cwd(), "init", "-q", "-b", "main")
+    _submission("old", FAIL_CODE)
+    _git(Path.cwd(), "add", "-A")
+    _git(Path.cwd(), "commit", "-q", "-m", "base")
+    _submission("new", REVIEW_CODE)
+    _git(Path.cwd(), "add", "-A")
+    _git(Path.cwd(), "commit", "-q", "-m", "add new")
+    code, report = _json(["--changed", "HEAD~1...HEAD"], capsys)
+    assert code == 0
+    assert [(s["path"], s["verdict"]) for s in report["submissions"]] == [
+        ("diff HEAD~1...HEAD", "pass"), ("records/track/new", "review"),
+    ]
+
+
+def test_golf_check_never_imports_torch(tmp_path: Path) -> None:
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "train_gpt.py").write_text(
+        "import torch\nval_tokens = load_validation_tokens('fineweb_val_*')\nprint(val_tokens)\n",
+        encoding="utf-8",
+    )
+    probe = (
+        "import sys\n"
+        "from harness.cli.check import main\n"
+        "codes = [main([sys.argv[1], '--no-cache', '--format', f]) for f in "
+        "('text', 'json', 'sarif', 'markdown', 'github')]\n"
+        "main(['--explain', 'PG000'])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'harness.check.engine' in sys.modules\n"
+        "print('codes', codes, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GOLF_HARNESS_CACHE": str(tmp_path / "cache")},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"codes \[(\d), \1, \1, \1, \1\]", result.stderr)

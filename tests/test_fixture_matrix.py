@@ -1,0 +1,112 @@
+"""Every code fixture, checked plain and inside every shim shape real submissions use.
+
+Fixtures live in ``tests/fixtures/code/`` and ``tests/fixtures/mech/`` (``legal/*.py`` must
+raise no warning or error; ``illegal/PGxxx_*.py`` must raise PGxxx, the ID being the file-name
+prefix). Each is checked as a single ``train_gpt.py`` written plain, as an lzma/base85 shim, a
+raw-LZMA2 shim, a split-literal zlib/base64 shim and a sibling-file shim; in a shim the finding
+must sit in the decoded source, whose display name says so. New fixture files are picked up
+automatically.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.catalog import load_catalog
+from harness.check.context import CheckOptions
+from harness.check.runner import audit_submissions
+from harness.findings import Finding, Severity
+from shims import wrap_lzma_b85, wrap_raw_lzma2, wrap_split_literal, write_sibling_shim
+
+FIXTURE_ROOT = Path(__file__).parent / "fixtures"
+FIXTURE_SETS = ("code", "mech")
+_ILLEGAL_NAME = re.compile(r"(PG\d{3})_.+\.py")
+
+
+def _fixture_files() -> list[Path]:
+    files: list[Path] = []
+    for name in FIXTURE_SETS:
+        files.extend(sorted((FIXTURE_ROOT / name / "legal").glob("*.py")))
+        files.extend(sorted((FIXTURE_ROOT / name / "illegal").glob("*.py")))
+    return files
+
+
+def _write_plain(folder: Path, text: str) -> Path:
+    (folder / "train_gpt.py").write_text(text, encoding="utf-8")
+    return folder / "train_gpt.py"
+
+
+def _wrapped_by(wrap: Callable[[str], str]) -> Callable[[Path, str], Path]:
+    def write(folder: Path, text: str) -> Path:
+        return _write_plain(folder, wrap(text))
+
+    return write
+
+
+def _write_sibling(folder: Path, text: str) -> Path:
+    write_sibling_shim(folder, text)
+    return folder / "train_gpt.py"
+
+
+WRAPPERS: dict[str, Callable[[Path, str], Path]] = {
+    "plain": _write_plain,
+    "lzma_b85": _wrapped_by(wrap_lzma_b85),
+    "raw_lzma2": _wrapped_by(wrap_raw_lzma2),
+    "split_literal": _wrapped_by(wrap_split_literal),
+    "sibling": _write_sibling,
+}
+CASES = [(file, wrapper) for file in _fixture_files() for wrapper in WRAPPERS]
+
+
+def test_fixture_sets_exist_and_are_named_by_rule() -> None:
+    files = _fixture_files()
+    assert any(file.parent.name == "legal" for file in files)
+    assert any(file.parent.name == "illegal" for file in files)
+    known = {rule.id for rule in load_catalog().rules}
+    for file in files:
+        if file.parent.name == "illegal":
+            match = _ILLEGAL_NAME.fullmatch(file.name)
+            assert match, f"{file} must be named PGxxx_<what>.py"
+            assert match.group(1) in known, f"{file}: {match.group(1)} has no catalog entry"
+
+
+def _check(folder: Path, fixture: Path, wrapper: str) -> list[Finding]:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = WRAPPERS[wrapper](folder, fixture.read_text(encoding="utf-8"))
+    (result,) = audit_submissions([target], CheckOptions(), jobs=1, use_cache=False)
+    return result.findings
+
+
+@pytest.mark.parametrize(
+    ("fixture", "wrapper"),
+    CASES,
+    ids=[f"{file.parent.parent.name}/{file.parent.name}/{file.stem}-{wrapper}" for file, wrapper in CASES],
+)
+def test_fixture(fixture: Path, wrapper: str, tmp_path: Path) -> None:
+    findings = _check(tmp_path / "submission", fixture, wrapper)
+    summary = [(f.rule, f.severity.value, f.file, f.line) for f in findings]
+    if fixture.parent.name == "legal":
+        loud = [f for f in findings if f.severity in (Severity.ERROR, Severity.WARNING)]
+        assert loud == [], f"legal fixture raised: {summary}"
+        return
+    match = _ILLEGAL_NAME.fullmatch(fixture.name)
+    assert match, f"{fixture.name} must be named PGxxx_<what>.py"
+    rule_id = match.group(1)
+    declared = load_catalog().get(rule_id)
+    severity = declared.severity if declared is not None else None
+    raised = [
+        f
+        for f in findings
+        if f.rule == rule_id and (severity is None or f.severity is severity)
+    ]
+    assert raised, f"{rule_id} not raised ({wrapper}): {summary}"
+    if wrapper in ("lzma_b85", "raw_lzma2", "split_literal"):
+        assert all("[decoded#" in f.file for f in raised), summary
+    elif wrapper == "sibling":
+        assert all(f.file.startswith("train_gpt_decode.py") for f in raised), summary
+    else:
+        assert all(f.file == "train_gpt.py" for f in raised), summary
