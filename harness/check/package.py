@@ -100,9 +100,14 @@ def json_fields(package: PackageFolder) -> list[Finding]:
 
 # PG403 ------------------------------------------------------------------------------------
 
+MIN_CLAIM_DECIMALS = 4  # logs print 4 decimals at least; a coarser claim is read at 4
+
+
 def _agrees(claim: Claim, value: float, value_decimals: int) -> bool:
-    """Equal once each side's rounding to the decimals it shows is allowed for."""
-    tolerance = 0.5 * 10.0 ** -claim.decimals + 0.5 * 10.0 ** -value_decimals + 1e-12
+    """Equal once each side's rounding to the decimals it shows is allowed for. A claim is
+    read at >= 4 decimals: "1.2" for a logged 1.2244 would show a better score than was run."""
+    claim_decimals = max(claim.decimals, MIN_CLAIM_DECIMALS)
+    tolerance = 0.5 * 10.0 ** -claim_decimals + 0.5 * 10.0 ** -value_decimals + 1e-12
     return abs(claim.value - value) <= tolerance
 
 

@@ -1,0 +1,105 @@
+"""Training-log parsing: configuration dumps, seeds, clocks, sizes and score families in every
+log style the package checks meet."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.check.pkg.logs import config_differences, decimals_of, parse_log
+
+_BUILDER = Path(__file__).parent / "fixtures" / "packages" / "builder.py"
+_spec = importlib.util.spec_from_file_location("package_fixture_builder", _BUILDER)
+builder = importlib.util.module_from_spec(_spec)
+sys.modules["package_fixture_builder"] = builder
+_spec.loader.exec_module(builder)
+
+THREE_STAGES = ("final_int8_zlib_roundtrip", "final_sliding_window", "legal_ttt")
+
+
+def _log(style: str, **changes: object):
+    spec = builder.LogSpec(seed=1337, val_loss=2.07312408, style=style, **changes)
+    return parse_log(builder.render_log(spec, code_bytes=4321), "logs/train_seed1337.log")
+
+
+def test_reference_style_reads_kv_lines_after_the_code_copy() -> None:
+    log = _log("reference")
+    assert log.seed == 1337
+    assert log.hparams["num_layers"] == "9"
+    assert log.hparams["max_wallclock_seconds"] == "600.000"
+    # The copy of the source code above the separator is not configuration.
+    assert "seed_results" not in log.hparams and "model" not in log.hparams
+    assert "iterations" in log.hparams and log.hparams["iterations"] == "20000"
+
+
+@pytest.mark.parametrize("style", ["block", "timestamped"])
+def test_block_and_timestamped_styles_give_identical_facts(style: str) -> None:
+    log = _log(style, families=THREE_STAGES)
+    assert log.seed == 1337 and log.seed_line == 10
+    assert log.hparams["run_id"] == "run_1337_a81f"
+    assert (log.train_time_ms, log.train_time_line, log.last_step_avg_ms) == (599_962.0, 19, 43.54)
+    assert log.step_lines == 5
+    size = log.artifact_size()
+    assert (size.label, size.size_bytes, size.line) == ("int8+zlib", 15_863_533, 25)
+    assert [(s.size_bytes, s.line) for s in log.code_sizes] == [(4321, 22)]
+    assert [f.family for f in log.families()] == list(THREE_STAGES)
+
+
+def test_headline_prefers_ttt_then_exact_digits() -> None:
+    log = _log("block", families=THREE_STAGES)
+    headline = log.headline()
+    assert headline.family == "legal_ttt"
+    assert headline.val_bpb == float(f"{2.07312408 * builder.BPB_PER_NAT:.8f}")
+    assert (headline.bpb_decimals, headline.line, headline.eval_time_ms) == (8, 31, 1386.0)
+
+
+def test_headline_ranks_stage_over_order_and_skips_diagnostics() -> None:
+    text = "\n".join([
+        "step:100/100 val_loss:2.5000 val_bpb:1.4800 train_time:1000ms step_avg:10.00ms",
+        "quantized_ttt val_loss:2.1000 val_bpb:1.2400 eval_time:300000ms",
+        "quantized_sliding_window val_loss:2.2000 val_bpb:1.3000 eval_time:90000ms",
+        "diagnostic pre-quant post-ema val_loss:2.0000 val_bpb:1.1800 eval_time:5000ms",
+        "ttt_chunk [3/50] val_loss:2.0500 val_bpb:1.2100",
+    ])
+    log = parse_log(text, "train.log")
+    assert [f.family for f in log.families()] == ["quantized_ttt", "quantized_sliding_window"]
+    assert log.headline().family == "quantized_ttt"
+    assert (log.headline().val_bpb, log.headline().bpb_decimals) == (1.24, 4)
+
+
+def test_unlabelled_total_is_used_only_without_a_labelled_one() -> None:
+    log = parse_log("step:1/1 train_time:5ms\nTotal submission size: 15,999,990 bytes\n", "a.log")
+    assert log.artifact_size().size_bytes == 15_999_990
+
+
+def test_train_time_in_seconds_and_seed_from_file_name() -> None:
+    text = "num_layers: 11\nstep:9/9 train_loss:2.1 train_time:598.5s\nlegal_ttt_exact val_loss:2.0 val_bpb:1.1\n"
+    log = parse_log(text, "runs/train_seed_2024.txt")
+    assert (log.seed, log.seed_line) == (2024, 0)
+    assert log.train_time_ms == 598_500.0
+    assert log.hparams == {"num_layers": "11"}
+
+
+def test_file_without_steps_or_scores_is_not_a_training_log() -> None:
+    assert not parse_log("pip freeze\ntorch==2.8.0\n", "requirements-lock.txt").is_training_log
+
+
+def test_config_differences_ignore_seed_run_id_and_paths() -> None:
+    first = _log("block")
+    second = parse_log(builder.render_log(builder.LogSpec(seed=7, val_loss=2.07), 4321).replace(
+        "./data/datasets", "/scratch/other"), "b.log")
+    assert config_differences(first, second) == [
+        ("tokens", None, "62021632"), ("val_loader", None, "shards"),
+    ]
+    third = _log("block", hparams={**builder.BASE_HPARAMS, "num_layers": "11"})
+    assert config_differences(first, third) == [("num_layers", "9", "11")]
+    assert config_differences(first, _log("timestamped", hparams={**builder.BASE_HPARAMS, "matrix_lr": "0.05"})) == [
+        ("matrix_lr", "0.04", "0.05")
+    ]
+
+
+def test_decimals_of_counts_shown_digits() -> None:
+    assert [decimals_of(x) for x in ("1.2244", "1.22436570", "2", "1e-3", "1.5e2")] == [4, 8, 0, 3, 0]
