@@ -1,0 +1,360 @@
+"""Find submissions on disk and load each into a ``Submission`` without running anything.
+
+Why the care: submissions are untrusted. Loading lists files without following symlinks
+(a link out of the folder is reported, never read), reads only regular files under a size
+cap, decodes bytes the way Python would (UTF-8, then the PEP 263 coding line, then latin-1
+with a finding), unwraps self-extracting shims statically, and turns every problem into a
+finding so the audit always completes. Nothing is imported, executed or ``exec``'d.
+
+Discovery errors (documented choice): a path that does not exist, or a file that is not a
+``.py`` file, is a ``UsageError`` (exit 2: the command line named something impossible); an
+existing folder with no ``train_gpt.py`` anywhere below it is a ``HarnessError`` (exit 3: the
+input is not a submission).
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import re
+import stat
+import tokenize
+from pathlib import Path
+
+from harness.errors import HarnessError, UsageError
+from harness.findings import Finding, Severity
+from harness.settings import collect_settings
+from harness.submission import SourceFile, Submission
+from harness.unwrap import unwrap_source
+
+ENTRY = "train_gpt.py"
+MAX_SOURCE_BYTES = 8 * 2**20
+MAX_TOTAL_SOURCE_BYTES = 64 * 2**20
+MAX_FILES = 20_000
+MAX_SUPPRESSION_FINDINGS = 50
+NATIVE_SUFFIXES = frozenset({".c", ".cc", ".cpp", ".cxx", ".cu", ".h", ".hpp", ".cuh", ".so"})
+_SKIPPED_FOLDERS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv"})
+_CODING_LINE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+_SUPPRESSION = re.compile(r"#\s*(noqa\b|nosec\b|golf[-_]?check\s*:)", re.I)
+_RUNTIME_NATIVE = re.compile(
+    r"\b(load_inline|cpp_extension\.load|cpp_extension import load|CDLL|cdll\.LoadLibrary|cffi\.FFI|FFI\(\)\.dlopen)\b"
+)
+
+
+# ---- discovery ---------------------------------------------------------------------------
+
+
+def discover_submissions(paths: list[Path]) -> list[Path]:
+    """A ``.py`` file is itself; a folder holding ``train_gpt.py`` is one submission (its
+    subfolders are its own helpers, not more submissions); any other folder yields every
+    descendant folder holding a ``train_gpt.py``, sorted, without following symlinks."""
+    found: list[Path] = []
+    for path in paths:
+        if not os.path.lexists(path):
+            raise UsageError(f"{path}: no such file or folder")
+        if path.is_file():
+            if path.suffix != ".py":
+                raise UsageError(f"{path}: not a submission folder or a .py file")
+            found.append(path)
+        elif path.is_dir():
+            if os.path.lexists(path / ENTRY):
+                found.append(path)
+                continue
+            below = _descendant_submissions(path)
+            if not below:
+                raise HarnessError(f"{path}: no folder with a {ENTRY} below it")
+            found += below
+        else:
+            raise UsageError(f"{path}: not a submission folder or a .py file")
+    unique: list[Path] = []
+    for path in found:
+        if path not in unique:
+            unique.append(path)
+    return unique
+
+
+def _descendant_submissions(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for directory, subfolders, files in os.walk(folder, followlinks=False):
+        if ENTRY in files and Path(directory) != folder:
+            found.append(Path(directory))
+            subfolders[:] = []
+            continue
+        subfolders[:] = sorted(name for name in subfolders if name not in _SKIPPED_FOLDERS and not name.startswith("."))
+    return sorted(found)
+
+
+# ---- loading -----------------------------------------------------------------------------
+
+
+def load_submission(path: Path) -> Submission:
+    """Load a submission folder, or a single ``.py`` file (``single_file``: package checks do
+    not apply; a sibling file it executes is still read from beside it)."""
+    if path.is_dir():
+        return _Loader(path, single_file=None).load()
+    if path.is_file() and path.suffix == ".py":
+        return _Loader(path.parent, single_file=path.name).load()
+    if not os.path.lexists(path):
+        raise UsageError(f"{path}: no such file or folder")
+    raise UsageError(f"{path}: not a submission folder or a .py file")
+
+
+class _Loader:
+    def __init__(self, root: Path, single_file: str | None) -> None:
+        self.root = root
+        self.real_root = os.path.realpath(root)
+        self.single_file = single_file
+        self.entry = single_file or ENTRY
+        self.findings: list[Finding] = []
+        self.readable: dict[str, Path] = {}
+        self.files: list[str] = []
+        self.sources: list[SourceFile] = []
+        self.loaded: set[str] = set()
+        self.bytes_read = 0
+
+    def load(self) -> Submission:
+        if self.single_file is None:
+            self._list_folder()
+        else:
+            self.files = [self.single_file]
+            self.readable[self.single_file] = self.root / self.single_file
+        if self.entry not in self.readable:
+            if self.entry not in self.files:
+                self._problem(self.entry, f"no {self.entry} in the submission folder", entry=True)
+        else:
+            self._load_source(self.entry, is_entry=True, origin="file")
+        python_files = [name for name in self.files if name.endswith(".py")] if self.single_file is None else []
+        for name in python_files:
+            self._load_source(name, is_entry=False, origin="file")
+        native = [name for name in self.files if Path(name).suffix.lower() in NATIVE_SUFFIXES]
+        if native:
+            self.findings.append(
+                Finding(
+                    rule="PG002",
+                    severity=Severity.INFO,
+                    file=native[0],
+                    line=0,
+                    message="native helper files listed for manual review (not analyzed): " + ", ".join(native),
+                )
+            )
+        self.findings += _runtime_native_findings(self.sources)
+        self.findings += _suppression_findings(self.sources)
+        name = self.single_file or self.root.name or str(self.root)
+        return Submission(
+            root=self.root,
+            name=name,
+            sources=self.sources,
+            native_files=native,
+            files=self.files,
+            settings=collect_settings(self.root, self.files, self.sources),
+            load_findings=self.findings,
+            single_file=self.single_file is not None,
+        )
+
+    # -- listing --
+
+    def _list_folder(self) -> None:
+        def walk_error(error: OSError) -> None:
+            self._problem("", f"cannot list {error.filename}: {error.strerror}", entry=False)
+
+        for directory, subfolders, names in os.walk(self.root, onerror=walk_error, followlinks=False):
+            base = Path(directory)
+            kept = []
+            for sub in sorted(subfolders):
+                if sub in _SKIPPED_FOLDERS:
+                    continue
+                if (base / sub).is_symlink():
+                    self._symlink_problem(self._relative(base / sub), folder=True)
+                else:
+                    kept.append(sub)
+            subfolders[:] = kept
+            for name in sorted(names):
+                if len(self.files) >= MAX_FILES:
+                    self._problem("", f"more than {MAX_FILES} files; the rest were not listed", entry=False)
+                    return
+                self._list_file(base / name)
+        self.files.sort()
+
+    def _list_file(self, full: Path) -> None:
+        relative = self._relative(full)
+        try:
+            info = full.lstat()
+        except OSError as exc:
+            self._problem(relative, f"cannot read {relative}: {exc.strerror}", entry=relative == self.entry)
+            return
+        if stat.S_ISLNK(info.st_mode):
+            target = os.path.realpath(full)
+            if self._inside(target) and os.path.isfile(target):
+                self.files.append(relative)
+                self.readable[relative] = Path(target)
+            else:
+                self._symlink_problem(relative, folder=False)
+        elif stat.S_ISREG(info.st_mode):
+            self.files.append(relative)
+            self.readable[relative] = full
+        else:
+            self._problem(relative, f"{relative} is not a regular file; not read", entry=relative == self.entry)
+
+    def _symlink_problem(self, relative: str, folder: bool) -> None:
+        target = os.path.realpath(self.root / relative)
+        where = "inside" if self._inside(target) else "outside"
+        kind = "folder" if folder else "file"
+        detail = "points outside the submission folder" if where == "outside" else "is a symlinked folder"
+        if where == "inside" and not folder:
+            detail = "is a dangling symlink"
+        self._problem(relative, f"symlink {kind} {relative} {detail}; not followed", entry=relative == self.entry)
+
+    def _inside(self, real_path: str) -> bool:
+        try:
+            return os.path.commonpath([self.real_root, real_path]) == self.real_root
+        except ValueError:
+            return False
+
+    def _relative(self, full: Path) -> str:
+        return full.relative_to(self.root).as_posix()
+
+    # -- reading and unwrapping --
+
+    def _load_source(self, name: str, is_entry: bool, origin: str) -> None:
+        if name in self.loaded:
+            return
+        self.loaded.add(name)
+        text = self._read_text(name, is_entry)
+        if text is None:
+            return
+        self.sources.append(SourceFile(name, self.readable[name], text, origin, 0, is_entry))
+        result = unwrap_source(text, name)
+        for number, decoded in enumerate(result.decoded, 1):
+            self.sources.append(
+                SourceFile(
+                    display_name=f"{name}[decoded#{number}]",
+                    path=self.readable[name],
+                    text=decoded.text,
+                    origin=decoded.origin,
+                    decoded_depth=decoded.depth,
+                    is_entry=is_entry,
+                )
+            )
+        for problem in result.problems:
+            self._problem(name, problem, entry=is_entry)
+        for sibling in result.siblings:
+            self._load_sibling(name, sibling, is_entry)
+
+    def _load_sibling(self, executor: str, sibling: str, is_entry: bool) -> None:
+        if sibling not in self.readable and self.single_file is not None:
+            candidate = self.root / sibling
+            if not candidate.is_symlink() and candidate.is_file() and self._inside(os.path.realpath(candidate)):
+                self.readable[sibling] = candidate
+        if sibling not in self.readable:
+            self._problem(executor, f"{executor} executes {sibling}, which is not a readable file of the submission", entry=is_entry)
+            return
+        self._load_source(sibling, is_entry=is_entry, origin=f"executed by {executor} (exec of the file's text)")
+
+    def _read_text(self, name: str, is_entry: bool) -> str | None:
+        path = self.readable[name]
+        try:
+            size = path.stat().st_size
+            if size > MAX_SOURCE_BYTES:
+                self._problem(name, f"{name} is {size} bytes, over the {MAX_SOURCE_BYTES} byte limit; not analyzed", entry=is_entry)
+                return None
+            if self.bytes_read + size > MAX_TOTAL_SOURCE_BYTES:
+                self._problem(name, f"{name} not read: the submission's sources exceed {MAX_TOTAL_SOURCE_BYTES} bytes", entry=is_entry)
+                return None
+            with path.open("rb") as handle:
+                data = handle.read(MAX_SOURCE_BYTES + 1)
+        except OSError as exc:
+            self._problem(name, f"cannot read {name}: {exc.strerror or exc}", entry=is_entry)
+            return None
+        self.bytes_read += len(data)
+        text, note = decode_source_bytes(data)
+        if note:
+            self.findings.append(Finding("PG000", Severity.WARNING, name, 0, f"{name} {note}"))
+        return text
+
+    def _problem(self, file: str, message: str, entry: bool) -> None:
+        """Anything that keeps part of the entry's code from analysis makes the verdict
+        ``error``; a problem in a helper or a document is a warning."""
+        severity = Severity.ERROR if entry else Severity.WARNING
+        self.findings.append(Finding("PG000", severity, file, 0, message))
+
+
+def decode_source_bytes(data: bytes) -> tuple[str, str | None]:
+    """Source bytes to text as Python reads them: UTF-8 (BOM allowed), else the PEP 263
+    coding line of the first two lines, else latin-1 — with a note saying so."""
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        pass
+    for line in data.split(b"\n", 2)[:2]:
+        match = _CODING_LINE.match(line)
+        if not match:
+            continue
+        encoding = match.group(1).decode("ascii", errors="replace")
+        try:
+            if codecs.lookup(encoding)._is_text_encoding:  # type: ignore[attr-defined]
+                return data.decode(encoding), None
+        except (LookupError, UnicodeDecodeError, ValueError):
+            break
+        break
+    return data.decode("latin-1"), "is not valid UTF-8 and has no usable coding line; read as latin-1"
+
+
+def _comments(text: str) -> list[tuple[int, str]]:
+    """Comment tokens with their lines (so ``# noqa`` inside a string does not count); a line
+    scan when the tokenizer rejects the text."""
+    found: list[tuple[int, str]] = []
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                found.append((token.start[0], token.string))
+        return found
+    except (tokenize.TokenError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return [(number, line[line.index("#") :]) for number, line in enumerate(text.splitlines(), 1) if "#" in line]
+
+
+def _suppression_findings(sources: list[SourceFile]) -> list[Finding]:
+    """A submitter cannot silence the audit from inside the submission: every suppression
+    comment is reported (``# type: ignore`` is a typing hint, not a suppression)."""
+    findings: list[Finding] = []
+    hidden = 0
+    for source in sources:
+        if not _SUPPRESSION.search(source.text):
+            continue
+        for line, comment in _comments(source.text):
+            match = _SUPPRESSION.search(comment)
+            if not match:
+                continue
+            if len(findings) >= MAX_SUPPRESSION_FINDINGS:
+                hidden += 1
+                continue
+            shown = comment[match.start() :].strip()[:80]
+            findings.append(
+                Finding("PG001", Severity.INFO, source.display_name, line, f"suppression comment ignored: {shown}")
+            )
+    if hidden:
+        last = findings[-1]
+        findings.append(Finding("PG001", Severity.INFO, last.file, last.line, f"{hidden} more suppression comments ignored"))
+    return findings
+
+
+def _runtime_native_findings(sources: list[SourceFile]) -> list[Finding]:
+    """Native code compiled or loaded at run time is as opaque to static analysis as a
+    ``.cpp`` file beside the script: list each place for manual review."""
+    findings: list[Finding] = []
+    for source in sources:
+        if not _RUNTIME_NATIVE.search(source.text):
+            continue
+        for number, line in enumerate(source.text.splitlines(), 1):
+            match = _RUNTIME_NATIVE.search(line)
+            if match and not line.lstrip().startswith("#"):
+                findings.append(
+                    Finding(
+                        "PG002",
+                        Severity.INFO,
+                        source.display_name,
+                        number,
+                        f"native code built or loaded at run time ({match.group(1)}); review it by hand",
+                    )
+                )
+    return findings
