@@ -174,11 +174,16 @@ def evaluate(
             timing["audit_s"] += time.perf_counter() - audit_started
             score_started = time.perf_counter()
             model.eval()
-            with torch.inference_mode():
-                sums = score_windows(
-                    model, tokens_device, chunk.windows, inputs.vocab_size,
-                    config.batch_windows, dist_ctx, config.autocast,
-                )
+            try:
+                with torch.inference_mode():
+                    sums = score_windows(
+                        model, tokens_device, chunk.windows, inputs.vocab_size,
+                        config.batch_windows, dist_ctx, config.autocast,
+                    )
+            except RuntimeViolation as violation:  # a guard refused something the model tried
+                findings.append(_runtime_finding(violation.rule, str(violation), "<model>"))
+                stopped = f"stopped while scoring chunk {chunk.index}: {violation}"
+                break
             (nll_sum, norm_error) = sum_float64([sums.nll_sum, sums.max_norm_error], dist_ctx, device)
             timing["score_s"] += time.perf_counter() - score_started
             max_norm_error = max(max_norm_error, norm_error)

@@ -1,0 +1,66 @@
+"""``report.json`` (schema ``golf-eval/1``) and ``report.md`` for one evaluation.
+
+Why both: the JSON is what CI and the package audit read; the Markdown is what a reviewer
+pastes into a pull request. Both are written atomically so a reader never sees half a report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except OSError:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    verdict = "audited ✅" if report["audited"] else "NOT audited ❌"
+    bpb = report["val_bpb"]
+    lines = [
+        f"## golf-eval: {verdict}",
+        "",
+        f"- **val_bpb**: {bpb:.8f}" if bpb is not None else "- **val_bpb**: n/a",
+        f"- val_loss: {report['val_loss']:.8f}" if report["val_loss"] is not None else "- val_loss: n/a",
+        f"- scored targets: {report['tokens']:,} · bytes: {report['bytes']:,}",
+        f"- submission: `{report['submission'] or 'reference model'}` · artifact: "
+        f"`{(report.get('artifact') or {}).get('name', '?')}`",
+        f"- TTT: `{report['config']['ttt']}` · seq_len {report['config']['seq_len']} · stride "
+        f"{report['config']['stride']} · chunk {report['config']['chunk_tokens']} tokens",
+        f"- log: `{report['log']['path']}` (head `{(report['log']['head_sha256'] or '')[:16]}`, "
+        f"{'verified' if report['log']['verified'] else 'FAILED verification'})",
+    ]
+    if report.get("stopped"):
+        lines.append(f"- stopped: {report['stopped']}")
+    lines += ["", "### Findings", ""]
+    if report["findings"]:
+        lines += ["| rule | severity | where | message |", "|---|---|---|---|"]
+        for finding in report["findings"]:
+            message = finding["message"].replace("|", "\\|")
+            lines.append(f"| {finding['rule']} | {finding['severity']} | `{finding['file']}:{finding['line']}` | {message} |")
+    else:
+        lines.append("None.")
+    for error in report["log"]["errors"]:
+        lines.append(f"- log verification: {error}")
+    probes = report.get("probes") or {}
+    lines += ["", "### Runtime probes", "", "not available in this installation" if not probes.get("available")
+              else "```json\n" + json.dumps(probes, indent=2, sort_keys=True) + "\n```"]
+    timing = report.get("timing", {})
+    lines += ["", "### Timing", ""] + [f"- {name}: {value:.3f}" for name, value in sorted(timing.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(out_dir: Path, report: dict[str, Any]) -> None:
+    _atomic_write(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    _atomic_write(out_dir / "report.md", render_markdown(report))
