@@ -203,6 +203,8 @@ def f():
         "Function doc.\n\n# not a comment",
     ]
     assert text_blocks(b"print 'python 2'\n") == []
+    # A lone surrogate is a legal escape in a literal but cannot reach SentencePiece.
+    assert text_blocks(b'"""bad \\udc80 escape"""\n') == ["bad ? escape"]
 
 
 def test_split_documents_by_size() -> None:

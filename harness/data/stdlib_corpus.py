@@ -64,6 +64,11 @@ def _decode(source: bytes) -> str:
         return source.decode("utf-8", errors="replace")
 
 
+def _encodable(text: str) -> str:
+    """Replace lone surrogates (legal in Python string literals) that UTF-8 and SentencePiece reject."""
+    return text.encode("utf-8", errors="replace").decode("utf-8")
+
+
 def _is_prose_comment(text: str) -> bool:
     return bool(text) and not text.startswith(("!", "-*-")) and any(char.isalpha() for char in text)
 
@@ -90,7 +95,7 @@ def text_blocks(source: bytes) -> list[str]:
         elif isinstance(node, _DOCSTRING_OWNERS):
             docstring = ast.get_docstring(node)
             if docstring and docstring.strip():
-                blocks.append((node.body[0].lineno, docstring.strip()))
+                blocks.append((node.body[0].lineno, _encodable(docstring.strip())))
     comment: list[str] = []
     comment_start = 0
     for number, line in enumerate(lines, start=1):
@@ -126,7 +131,7 @@ def help_topics(root: Path) -> list[tuple[str, str]]:
                 topics = ast.literal_eval(statement.value)
             except ValueError:
                 return []
-            return sorted((str(name), str(text)) for name, text in topics.items() if isinstance(text, str))
+            return sorted((str(name), _encodable(text)) for name, text in topics.items() if isinstance(text, str))
     return []
 
 
