@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import harness.catalog as catalog
 import harness.check.engine as engine
 from harness.check.context import CheckContext
 from harness.cli.check import main
@@ -39,8 +40,38 @@ def _marker_check(ctx: CheckContext) -> list[Finding]:
     return findings
 
 
+MARKER_RULE = """
+id = "{id}"
+name = "marker-{level}"
+title = "Marker rule at {level}"
+severity = "{level}"
+flags = "A MARK_ name in the code."
+why = "Test rule; see #152."
+sources = ["#152"]
+checks = ["static"]
+fix = "Remove the marker."
+
+[[examples]]
+kind = "illegal"
+title = "marker"
+file = "example.txt"
+code = "MARK"
+
+[[examples]]
+kind = "legal"
+title = "no marker"
+file = "example.txt"
+code = "none"
+"""
+
+
 @pytest.fixture(autouse=True)
 def marker_family(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    files = catalog.read_rule_files()
+    files["PG901.toml"] = MARKER_RULE.format(id="PG901", level="error")
+    files["PG902.toml"] = MARKER_RULE.format(id="PG902", level="warning")
+    with_markers = catalog.build_catalog(files)
+    monkeypatch.setattr(catalog, "load_catalog", lambda: with_markers)
     module = types.ModuleType(FAMILY_NAME)
     module.check = _marker_check  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, FAMILY_NAME, module)
@@ -114,8 +145,8 @@ def test_fail_on_warning_select_and_ignore(capsys: pytest.CaptureFixture[str]) -
     code, out, err = _run([str(bad), "--select", "PG1O1"], capsys)
     assert (code, out) == (2, "")
     assert err == "golf-check: error: --select: 'PG1O1' is not a rule ID or prefix like PG1 or PG101\n"
-    code, _, err = _run([str(bad), "--ignore", "PG999"], capsys)
-    assert (code, err) == (2, "golf-check: error: --ignore: unknown rule PG999 (see --list-rules)\n")
+    code, _, err = _run([str(bad), "--ignore", "PG903"], capsys)
+    assert (code, err) == (2, "golf-check: error: --ignore: unknown rule PG903 (see --list-rules)\n")
 
 
 def test_allowlist_moves_a_finding_out_of_the_verdict(
@@ -178,7 +209,7 @@ def test_output_file_and_stable_json_cold_warm_and_parallel(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     for index in range(3):
-        _submission(f"s{index}", FAIL_CODE if index == 1 else PASS_CODE)
+        _submission(f"s{index}", (FAIL_CODE if index == 1 else PASS_CODE) + f"# {index}\n")
     cold = tmp_path / "cold.json"
     warm = tmp_path / "warm.json"
     serial = tmp_path / "serial.json"
