@@ -1,0 +1,251 @@
+"""PG204: non-canonical bits-per-byte accounting.
+
+Why: BPB divides the total NLL (in bits) by the original UTF-8 bytes of the scored text.
+Every shortcut shrinks or inflates that denominator: a hard-coded bytes-per-token or byte
+total (#2009 fixed ``BYTES_PER_TOKEN``), byte-fallback pieces counted by the 3-byte
+replacement character (#1271 Scylla), the ``▁`` marker counted as 3 bytes instead of one
+space that disappears after a boundary (issue #897), a denominator that is a token count,
+or bytes of case-transformed text instead of the raw-byte sidecar (cocohearts #2138,
+#2071). Legal: ``build_sentencepiece_luts``-style base bytes + leading-space flag +
+boundary flag, and the ``fineweb_val_bytes_*`` sidecar of lossless tokenizers (#1729).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import libcst as cst
+
+from harness.findings import Severity
+
+from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, number_value, step, strings_in, target_names, walk
+from .targets import value_names
+
+BPB_NAME = re.compile(r"bpb|bits_per_byte", re.IGNORECASE)
+BYTE_NAME = re.compile(r"byte", re.IGNORECASE)
+_LN2_MARKERS = re.compile(r"log\(2|log2|ln2|ln_2|LN2|LOG2|0\.693|1\.44269", re.IGNORECASE)
+_BOUNDARY = re.compile(r"bound|bnd|bos|control|is_ctrl|prev|unk", re.IGNORECASE)
+_SPACE_LUT = re.compile(r"leading_space|has_space|space_lut|has_leading|lead_space", re.IGNORECASE)
+_CASEOPS = re.compile(r"caseops|case_ops|lossless_caps|casefold_ops", re.IGNORECASE)
+_SIDECAR = re.compile(r"fineweb_val_bytes|byte_sidecar|bytes_sidecar|val_bytes|raw_bytes|sidecar", re.IGNORECASE)
+_HARMLESS = (0.0, 1.0, 2.0, math.log(2), 1 / math.log(2))
+
+
+def _suspicious_number(node: cst.CSTNode) -> float | None:
+    """A literal that can only be a bytes-per-token ratio or a fixed byte total."""
+    value = number_value(node)
+    if value is None or isinstance(node, cst.UnaryOperation):
+        return None
+    if abs(value) < 1e-3 or any(abs(value - h) < 1e-3 for h in _HARMLESS):
+        return None
+    if isinstance(node, cst.Integer) and abs(value) < 1_000_000 and value not in (3, 4, 5):
+        return None
+    return float(value)
+
+
+def _bpb_statements(index: ModuleIndex) -> list[cst.CSTNode]:
+    """Assignments that compute (not just pass along) a value named ``*bpb*``."""
+    found = []
+    for statement in index.assigns:
+        value = assigned_value(statement)
+        if value is None or not any(BPB_NAME.search(n) for n in target_names(statement)):
+            continue
+        if isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)):
+            found.append(statement)
+    return found
+
+
+def _constant_names(index: ModuleIndex, scope: cst.CSTNode) -> dict[str, tuple[cst.CSTNode, float]]:
+    """Module-level and same-function names bound to a suspicious literal (also as an env
+    default: ``BYTES_PER_TOKEN = float(os.environ.get("BPT", "3.6"))``)."""
+    constants: dict[str, tuple[cst.CSTNode, float]] = {}
+    for statement in index.assigns:
+        value = assigned_value(statement)
+        if value is None or isinstance(statement, cst.AugAssign):
+            continue
+        owner = index.enclosing_function(statement)
+        if owner is not None and owner is not scope:
+            continue
+        number = _suspicious_number(value)
+        if number is None and isinstance(value, cst.Call) and call_tail(value) in {"float", "int"}:
+            for text in strings_in(value):
+                if re.fullmatch(r"\s*\d[\d_]*(\.\d*)?\s*", text) and _suspicious_number(cst.Float(text.strip())) is not None:
+                    number = float(text)
+        if number is not None:
+            for name in target_names(statement):
+                constants[name] = (statement, number)
+    return constants
+
+
+def _byte_derived(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
+    names: set[str] = set()
+    assigns = nodes_within(index.assigns, scope, index)
+    for _ in range(4):
+        for statement in assigns:
+            value = assigned_value(statement)
+            if value is None:
+                continue
+            mentioned = {n.value for n in value_names(value)} | {
+                n.attr.value for n in walk(value) if isinstance(n, cst.Attribute)
+            }
+            if mentioned & names or any(BYTE_NAME.search(n) for n in mentioned) or any(
+                BYTE_NAME.search(text) for text in strings_in(value)
+            ):
+                names.update(target_names(statement))
+    return names
+
+
+def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
+    hits: list[Hit] = []
+    for statement in _bpb_statements(index):
+        value = assigned_value(statement)
+        assert value is not None
+        scope = index.enclosing_function(statement) or index.parsed.module
+        constants = _constant_names(index, scope)
+        literal = next((n for n in walk(value) if _suspicious_number(n) is not None), None)
+        named = next((n.value for n in value_names(value) if n.value in constants), None)
+        if literal is not None or named is not None:
+            shown = index.code(literal) if literal is not None else named
+            path = [step(index, statement, f"bytes taken from the constant {shown}")]
+            if named is not None:
+                path.insert(0, step(index, constants[named][0], f"{named} = {constants[named][1]:g} fixed in code"))
+            hits.append(
+                Hit(
+                    rule="PG204",
+                    severity=Severity.ERROR,
+                    index=index,
+                    node=statement,
+                    message=(
+                        f"`{index.code(statement, 80)}` uses the fixed number {shown} as bytes-per-token or byte total "
+                        "instead of counting the original bytes of the scored tokens"
+                    ),
+                    path=tuple(path),
+                )
+            )
+            continue
+        mentions_bits = _LN2_MARKERS.search(index.code(value, 10_000)) is not None
+        byte_names = _byte_derived(index, scope)
+        mentioned = {n.value for n in value_names(value)} | {n.attr.value for n in walk(value) if isinstance(n, cst.Attribute)}
+        has_bytes = bool(mentioned & byte_names) or any(BYTE_NAME.search(n) for n in mentioned)
+        if mentions_bits and not has_bytes:
+            hits.append(
+                Hit(
+                    rule="PG204",
+                    severity=Severity.ERROR,
+                    index=index,
+                    node=statement,
+                    message=(
+                        f"`{index.code(statement, 80)}` converts the loss to bits without dividing by a byte count: "
+                        "the reported val_bpb is bits per token, not per original byte"
+                    ),
+                    path=(step(index, statement, "no byte count in the BPB formula"),),
+                )
+            )
+    return hits
+
+
+def find_lut_problems(index: ModuleIndex) -> list[Hit]:
+    """Per-piece byte tables built from ``id_to_piece`` without the canonical special cases."""
+    hits: list[Hit] = []
+    for function in index.functions:
+        calls = nodes_within(index.calls, function, index)
+        if not any(call_tail(c) in {"id_to_piece", "IdToPiece"} for c in calls):
+            continue
+        lengths = [
+            c for c in calls
+            if call_tail(c) == "len" and c.args and any(isinstance(n, cst.Call) and call_tail(n) == "encode" for n in walk(c.args[0].value))
+        ]
+        if not lengths:
+            continue
+        text = index.code(function, 1_000_000)
+        problems = []
+        if not any(call_tail(c) in {"is_byte", "IsByte"} for c in calls) and "<0x" not in text:
+            problems.append("byte-fallback pieces are counted by their text rendering instead of as 1 byte")
+        if "\u2581" not in text and "\\u2581" not in text and "\\xe2\\x96\\x81" not in text:
+            problems.append("the `▁` word-boundary marker is counted as 3 text bytes instead of one space dropped after a boundary token")
+        if problems:
+            hits.append(
+                Hit(
+                    rule="PG204",
+                    severity=Severity.ERROR,
+                    index=index,
+                    node=index.enclosing_statement(lengths[0]),
+                    message=f"byte table in `{function.name.value}`: " + "; ".join(problems),
+                    path=(step(index, lengths[0], "piece length taken from its UTF-8 text"),),
+                )
+            )
+    return hits
+
+
+def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
+    """Adding the leading-space byte for every target, even right after a boundary token."""
+    hits: list[Hit] = []
+    for function in index.functions:
+        uses = [
+            s for s in nodes_within(index.subscripts, function, index)
+            if any(_SPACE_LUT.search(n.value) for n in value_names(s.value))
+        ]
+        if not uses:
+            continue
+        names = {n.value for n in value_names(function.body)} | {
+            n.attr.value for n in walk(function.body) if isinstance(n, cst.Attribute)
+        }
+        if any(_BOUNDARY.search(n) for n in names):
+            continue
+        hits.append(
+            Hit(
+                rule="PG204",
+                severity=Severity.ERROR,
+                index=index,
+                node=index.enclosing_statement(uses[0]),
+                message=(
+                    f"`{index.code(uses[0], 60)}` adds the leading-space byte for every token; the canonical count "
+                    "adds it only when the previous token is not a boundary token"
+                ),
+                path=(step(index, uses[0], "leading-space byte added without the boundary condition"),),
+            )
+        )
+    return hits
+
+
+def find_transformed_text_bytes(indexes: list[ModuleIndex]) -> list[Hit]:
+    """A case-transform tokenizer (CaseOps) with no raw-byte sidecar in the byte count."""
+    caseops: tuple[ModuleIndex, cst.CSTNode] | None = None
+    for index in indexes:
+        for node in walk(index.parsed.module):
+            text = node.value if isinstance(node, cst.Name) else None
+            if text is None and isinstance(node, cst.SimpleString):
+                text = str(node.evaluated_value)
+            if text is None:
+                continue
+            if _SIDECAR.search(text):
+                return []
+            if caseops is None and (_CASEOPS.search(text) or re.search("[\ue001-\ue004]", text)):
+                caseops = (index, node)
+    if caseops is None:
+        return []
+    index, node = caseops
+    return [
+        Hit(
+            rule="PG204",
+            severity=Severity.ERROR,
+            index=index,
+            node=index.enclosing_statement(node),
+            message=(
+                "the text is case-transformed before tokenizing but no raw-byte sidecar (`fineweb_val_bytes_*`) "
+                "is read, so bytes are counted on the transformed text rather than the original bytes"
+            ),
+            path=(step(index, node, "case transform of the scored text"),),
+        )
+    ]
+
+
+def find_byte_accounting(indexes: list[ModuleIndex]) -> list[Hit]:
+    hits: list[Hit] = []
+    for index in indexes:
+        hits += find_hardcoded_ratio(index)
+        hits += find_lut_problems(index)
+        hits += find_missing_boundary_rule(index)
+    hits += find_transformed_text_bytes(indexes)
+    return hits

@@ -1,0 +1,240 @@
+"""PG201: the target token used to form its own prediction (C1 of #1017).
+
+Three shapes, each with a legal twin that must pass:
+- hash keys that mix the target into the key and are *read* for the prediction
+  (#779 ``ctx_hash ^ tgt * prime``) — BigramHash of input tokens and causal cache *updates*
+  keyed by ``(context, target)`` after scoring are legal;
+- gates/boosts computed from the target (#1420 ``is_bnd[tokens[p]]``, cocohearts #2041/#2118
+  ``within_gate``/``word_gate``/``agree2plus``) — byte-accounting LUTs indexed by the target
+  are legal (they never touch the prediction);
+- SLOT: per-window tensors created with ``requires_grad`` and optimized against the targets
+  that are then scored (#1229, #1240's flip-a-future-target proof) — score-first TTT, which
+  scores before it updates, is legal.
+"""
+
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+
+from harness.findings import Severity
+
+from .lookups import CACHE_WORDS, LookupFacts
+from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, target_names, walk
+from .targets import TargetInfo, value_names
+
+GATE_WORDS = re.compile(
+    r"gate|boost|within|word_?start|agree|expert|alpha|lam(b|bda)?\b|mix_?w|w_?mix|blend_?w|bonus|tilt_?w|conf",
+    re.IGNORECASE,
+)
+_NOT_GATE = re.compile(r"byte|bpb|mask|len|count|loss|nll", re.IGNORECASE)
+_OPTIMIZERS = re.compile(r"^(SGD|Adam|AdamW|LBFGS|RMSprop|Adagrad|Adamax|NAdam|RAdam|Muon|Lion)$")
+
+
+def find_target_in_key(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> list[Hit]:
+    hits: list[Hit] = []
+    seen: set[int] = set()
+    for key_expr, read in lookups.key_reads:
+        if id(key_expr) in seen:
+            continue
+        seen.add(id(key_expr))
+        target = info.first_mention(key_expr) or "the target"
+        hits.append(
+            Hit(
+                rule="PG201",
+                severity=Severity.ERROR,
+                index=index,
+                node=index.enclosing_statement(key_expr),
+                message=(
+                    f"hash key `{index.code(key_expr, 60)}` mixes the target token ({target}) into the key "
+                    f"and is looked up at line {index.line(read)} to form the prediction of that same token"
+                ),
+                path=(
+                    step(index, key_expr, f"target {target} hashed into the key"),
+                    step(index, read, "key looked up to predict the scored token"),
+                ),
+            )
+        )
+    return hits
+
+
+def _dependent_names(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> dict[str, bool]:
+    """Names whose value depends on the target: name → True when through a cache lookup."""
+    dependent: dict[str, bool] = {name: False for name in info.names}
+    dependent.update({name: True for name in lookups.cache_names})
+    assigns = nodes_within(index.assigns, info.function, index)
+    for _ in range(4):
+        changed = False
+        for statement in assigns:
+            value = assigned_value(statement)
+            if value is None or _is_selection(value):
+                continue
+            via_cache = _mentions_dependent(value, info, dependent)
+            if via_cache is None:
+                continue
+            for name in target_names(statement):
+                if name not in dependent:
+                    dependent[name] = via_cache
+                    changed = True
+        if not changed:
+            break
+    return dependent
+
+
+def _is_selection(value: cst.CSTNode) -> bool:
+    """Picking the realized token's score out of a distribution is the legal final step."""
+    return any(isinstance(n, cst.Call) and call_tail(n) in {"cross_entropy", "nll_loss", "gather"} for n in walk(value))
+
+
+def _mentions_dependent(expr: cst.CSTNode, info: TargetInfo, dependent: dict[str, bool]) -> bool | None:
+    """None when ``expr`` does not depend on the target; else whether it does via a cache."""
+    via_cache: bool | None = None
+    for name in value_names(expr):
+        if name.value in dependent:
+            via_cache = bool(via_cache) or dependent[name.value]
+    if via_cache is None and info.mentions(expr):
+        via_cache = False
+    if via_cache is False:
+        for node in walk(expr):
+            if isinstance(node, cst.Subscript) and info.mentions(node.slice[0]) and any(
+                CACHE_WORDS.search(n.value) for n in value_names(node.value)
+            ):
+                return True
+    return via_cache
+
+
+def find_target_gates(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> list[Hit]:
+    """Gate/boost/mixing-weight values that read the target (PG201) or a target-keyed cache hit (PG202)."""
+    dependent = _dependent_names(index, info, lookups)
+    hits: list[Hit] = []
+    for statement in nodes_within(index.assigns, info.function, index):
+        names = [n for n in target_names(statement) if GATE_WORDS.search(n) and not _NOT_GATE.search(n)]
+        value = assigned_value(statement)
+        if not names or value is None or _is_selection(value):
+            continue
+        via_cache = _mentions_dependent(value, info, dependent)
+        if via_cache is not None:
+            hits.append(_gate_hit(index, statement, names[0], via_cache))
+    for node in nodes_within([n for n in _ifs(info.function)], info.function, index):
+        via_cache = _mentions_dependent(node.test, info, dependent)
+        if via_cache is None:
+            continue
+        assigned = [
+            n for s in nodes_within(index.assigns, node.body, index) for n in target_names(s)
+            if GATE_WORDS.search(n) and not _NOT_GATE.search(n)
+        ]
+        if assigned:
+            hits.append(_gate_hit(index, node, assigned[0], via_cache, test=node.test))
+    return hits
+
+
+def _ifs(function: cst.FunctionDef) -> list[cst.If]:
+    return [n for n in walk(function.body) if isinstance(n, cst.If)]
+
+
+def _gate_hit(index: ModuleIndex, node: cst.CSTNode, gate: str, via_cache: bool, test: cst.CSTNode | None = None) -> Hit:
+    shown = index.code(test if test is not None else node, 70)
+    if via_cache:
+        return Hit(
+            rule="PG202",
+            severity=Severity.ERROR,
+            index=index,
+            node=node,
+            message=(
+                f"mixing weight `{gate}` depends on whether the cache holds the realized target token "
+                f"(`{shown}`), so the mixture is not one distribution fixed before the target is known"
+            ),
+            path=(step(index, node, "weight chosen by a cache hit on the realized token"),),
+        )
+    return Hit(
+        rule="PG201",
+        severity=Severity.ERROR,
+        index=index,
+        node=node,
+        message=f"gate `{gate}` reads the target token of the scored position (`{shown}`)",
+        path=(step(index, node, "gate computed from the target token"),),
+        zero_factors=(),
+    )
+
+
+def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
+    """Per-window tensors optimized on the targets that are scored afterwards (SLOT)."""
+    function = info.function
+    calls = nodes_within(index.calls, function, index)
+    fresh: dict[str, cst.CSTNode] = {}
+    for call in calls:
+        grad_on = any(
+            a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True" for a in call.args
+        ) or call_tail(call) in {"requires_grad_", "Parameter"}
+        if not grad_on:
+            continue
+        statement = index.enclosing_statement(call)
+        for name in target_names(statement):
+            fresh.setdefault(name, call)
+        if call_tail(call) == "requires_grad_" and isinstance(call.func, cst.Attribute):
+            for name in value_names(call.func.value):
+                fresh.setdefault(name.value, call)
+    if not fresh:
+        return []
+    hits: list[Hit] = []
+    for loop in nodes_within(index.loops, function, index):
+        loop_calls = nodes_within(calls, loop, index)
+        backward = next((c for c in loop_calls if call_tail(c) in {"backward", "grad"}), None)
+        if backward is None:
+            continue
+        body_names = {n.value for n in value_names(loop.body)}
+        params = sorted(body_names & set(fresh))
+        used_targets = sorted(body_names & info.names)
+        if not params or not used_targets:
+            continue
+        rebound = {n for s in nodes_within(index.assigns, loop, index) for n in target_names(s)}
+        if isinstance(loop, cst.For):
+            rebound |= {n.value for n in value_names(loop.target)}
+        targets = [t for t in used_targets if t not in rebound]
+        score = _score_after(index, loop, function, set(targets), set(params))
+        if not targets or score is None:
+            continue
+        hits.append(
+            Hit(
+                rule="PG201",
+                severity=Severity.ERROR,
+                index=index,
+                node=backward,
+                message=(
+                    f"per-window tensors {', '.join(params)} are optimized (backward at line {index.line(backward)}) "
+                    f"against targets {', '.join(targets)} that are then scored at line {index.line(score)} "
+                    f"(SLOT on scored positions)"
+                ),
+                path=(
+                    step(index, fresh[params[0]], f"fresh trainable tensor {params[0]} per window"),
+                    step(index, backward, f"optimized against targets {', '.join(targets)}"),
+                    step(index, score, "the same targets are scored with the optimized tensors"),
+                ),
+            )
+        )
+    return hits
+
+
+def _score_after(
+    index: ModuleIndex, loop: cst.CSTNode, function: cst.FunctionDef, targets: set[str], params: set[str]
+) -> cst.CSTNode | None:
+    """The first scoring call after ``loop`` on the same targets, with the optimized tensors
+    used somewhere between the loop and that call (``logits = f(h + delta)``)."""
+    loop_end = index.parsed.positions[loop].end.line  # type: ignore[index]
+    params_used = False
+    for statement in sorted(nodes_within(index.assigns, function, index), key=index.line):
+        if index.line(statement) <= loop_end:
+            continue
+        value = assigned_value(statement)
+        if value is None:
+            continue
+        names = {n.value for n in value_names(value)}
+        params_used = params_used or bool(names & params)
+        scoring = [
+            n for n in walk(value)
+            if isinstance(n, cst.Call) and call_tail(n) in {"cross_entropy", "nll_loss", "gather"}
+        ]
+        if params_used and any({v.value for v in value_names(c)} & targets for c in scoring):
+            return statement
+    return None

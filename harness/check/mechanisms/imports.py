@@ -1,0 +1,94 @@
+"""Import aliases and which helper sources the entry script actually loads.
+
+Why: a call is only recognisable as ``huggingface_hub.hf_hub_download`` once ``from
+huggingface_hub import hf_hub_download as fetch`` is resolved, and a download in a data-prep
+script the README runs *before* training is not evaluation-time network access (R-ART-
+SELFCONTAINED) while the same call in a helper imported by ``train_gpt.py`` is.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import libcst as cst
+
+from .syntax import ModuleIndex, dotted_name
+
+
+def _module_name(node: cst.CSTNode) -> str:
+    return dotted_name(node) or ""
+
+
+def alias_map(index: ModuleIndex) -> dict[str, str]:
+    """Local name → fully qualified name for every import in the module."""
+    aliases: dict[str, str] = {}
+    for statement in index.imports:
+        if isinstance(statement, cst.Import):
+            for alias in statement.names:
+                full = _module_name(alias.name)
+                if alias.asname is not None:
+                    aliases[dotted_name(alias.asname.name) or full] = full
+                else:
+                    aliases[full.split(".", 1)[0]] = full.split(".", 1)[0]
+        elif isinstance(statement, cst.ImportFrom) and not isinstance(statement.names, cst.ImportStar):
+            module = _module_name(statement.module) if statement.module is not None else ""
+            for alias in statement.names:
+                name = _module_name(alias.name)
+                local = dotted_name(alias.asname.name) if alias.asname is not None else name
+                aliases[local or name] = f"{module}.{name}" if module else name
+    return aliases
+
+
+def qualified(name: str, aliases: dict[str, str]) -> str:
+    """``ur.urlopen`` with ``import urllib.request as ur`` → ``urllib.request.urlopen``."""
+    head, _, rest = name.partition(".")
+    if head in aliases:
+        return aliases[head] + ("." + rest if rest else "")
+    return name
+
+
+def imported_modules(index: ModuleIndex) -> set[str]:
+    names: set[str] = set()
+    for statement in index.imports:
+        if isinstance(statement, cst.Import):
+            names.update(_module_name(a.name) for a in statement.names)
+        elif isinstance(statement, cst.ImportFrom) and statement.module is not None:
+            module = _module_name(statement.module)
+            names.add(module)
+            if not isinstance(statement.names, cst.ImportStar):
+                names.update(f"{module}.{_module_name(a.name)}" for a in statement.names)
+                names.update(_module_name(a.name) for a in statement.names)
+    for call in index.calls:
+        tail = (dotted_name(call.func) or "").rsplit(".", 1)[-1]
+        if tail in {"import_module", "__import__"} and call.args:
+            value = call.args[0].value
+            if isinstance(value, cst.SimpleString):
+                names.add(str(value.evaluated_value))
+    return names
+
+
+def _stem(display_name: str) -> str:
+    base = display_name.split("[", 1)[0]
+    path = PurePosixPath(base)
+    return ".".join(path.with_suffix("").parts)
+
+
+def run_at_evaluation(indexes: list[ModuleIndex]) -> set[int]:
+    """ids of indexes run by the entry script: entries, and helpers they import (transitively)."""
+    by_module: dict[str, ModuleIndex] = {}
+    for index in indexes:
+        stem = _stem(index.name)
+        by_module[stem] = index
+        by_module.setdefault(stem.rsplit(".", 1)[-1], index)
+    reached = [index for index in indexes if index.parsed.source.is_entry]
+    if not reached:
+        return {id(index) for index in indexes}
+    seen = {id(index) for index in reached}
+    while reached:
+        current = reached.pop()
+        for module in imported_modules(current):
+            target = by_module.get(module)
+            if target is not None and id(target) not in seen:
+                seen.add(id(target))
+                reached.append(target)
+    return seen

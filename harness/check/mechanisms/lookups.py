@@ -1,0 +1,199 @@
+"""Cache/count lookups and hash keys that involve the target token, per scoring function.
+
+Why: both C1 (target in the key or gate, PG201) and C2 (probability formed only at the
+realized token, PG202) show up as table reads whose key mentions the target. Writes are
+different — a causal cache legally inserts ``(context, target)`` *after* scoring — so only
+reads count, and a read that feeds a write to the same table (``t[k] = t[k] + 1``) is an
+update.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from .syntax import ModuleIndex, assigned_value, call_tail, nodes_within, number_value, target_names, walk
+from .targets import TargetInfo, value_names
+
+CACHE_WORDS = re.compile(r"count|cnt|cache|table|ngram|gram|hits?\b|freq|ppm|hist|tab\b|bucket", re.IGNORECASE)
+BYTE_WORDS = re.compile(r"byte|bpb|leading|space|boundary_lut|piece_len", re.IGNORECASE)
+_HASH_NAMES = re.compile(r"prime|mult|hash|mix|seed|golden|fnv", re.IGNORECASE)
+_WRITE_CALLS = {"at", "index_add_", "scatter_add_", "index_put_", "scatter_", "put_", "add_", "update", "setdefault"}
+
+
+@dataclass
+class LookupFacts:
+    """Target-keyed hash expressions and reads of one scoring function."""
+
+    key_names: dict[str, cst.CSTNode] = field(default_factory=dict)  # name → hash expression
+    key_reads: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)  # (hash expr, read)
+    cache_names: dict[str, cst.CSTNode] = field(default_factory=dict)  # name → target-keyed read
+
+
+def is_hash_mix(node: cst.CSTNode) -> bool:
+    """``a ^ b``, ``x * 1000003``, ``x * PRIME``, ``x << 17``: operations that build hash keys."""
+    if not isinstance(node, cst.BinaryOperation):
+        return False
+    if isinstance(node.operator, (cst.BitXor, cst.LeftShift)):
+        return True
+    if isinstance(node.operator, cst.Multiply):
+        for side in (node.left, node.right):
+            value = number_value(side)
+            if isinstance(value, int) and abs(value) >= 1000:
+                return True
+            if isinstance(side, (cst.Name, cst.Attribute, cst.Subscript)) and any(
+                _HASH_NAMES.search(n.value) for n in value_names(side)
+            ):
+                return True
+    return False
+
+
+def _outermost_hash(index: ModuleIndex, node: cst.BinaryOperation) -> bool:
+    parent = index.parent(node)
+    while isinstance(parent, (cst.BinaryOperation, cst.UnaryOperation)) or (
+        parent is not None and type(parent).__name__ in {"LeftParen", "RightParen"}
+    ):
+        if isinstance(parent, cst.BinaryOperation) and is_hash_mix(parent):
+            return False
+        parent = index.parent(parent)
+    return True
+
+
+def _is_store(index: ModuleIndex, subscript: cst.Subscript) -> bool:
+    parent = index.parent(subscript)
+    if isinstance(parent, cst.AssignTarget):
+        return True
+    if isinstance(parent, cst.AugAssign) and parent.target is subscript:
+        return True
+    return False
+
+
+def _writes_same_table(index: ModuleIndex, subscript: cst.Subscript) -> bool:
+    """``t[k] = t[k] + 1`` or ``t[k] = max(t[k], v)``: the read is part of an update."""
+    statement = index.enclosing_statement(subscript)
+    base = index.code(subscript.value)
+    if isinstance(statement, (cst.Assign, cst.AugAssign)):
+        targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else [statement.target]
+        for target in targets:
+            if isinstance(target, cst.Subscript) and index.code(target.value) == base:
+                return True
+    return False
+
+
+def _read_sites(index: ModuleIndex, function: cst.FunctionDef, mentions) -> list[cst.CSTNode]:
+    """Table reads (``T[key]``, ``T.get(key)``) in ``function`` whose key satisfies ``mentions``."""
+    sites: list[cst.CSTNode] = []
+    for subscript in nodes_within(index.subscripts, function, index):
+        if _is_store(index, subscript) or _writes_same_table(index, subscript):
+            continue
+        if any(mentions(element.slice) for element in subscript.slice):
+            sites.append(subscript)
+    for call in nodes_within(index.calls, function, index):
+        if call_tail(call) == "get" and call.args and mentions(call.args[0].value):
+            sites.append(call)
+    return sites
+
+
+def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
+    facts = LookupFacts()
+    function = info.function
+    hashes = [
+        b for b in nodes_within(index.binops, function, index)
+        if is_hash_mix(b) and _outermost_hash(index, b) and info.mentions(b)
+    ]
+    hashes += [c for c in nodes_within(index.calls, function, index) if call_tail(c) == "hash" and info.mentions(c)]
+    assigns = nodes_within(index.assigns, function, index)
+    for expr in hashes:
+        statement = index.enclosing_statement(expr)
+        if isinstance(statement, (cst.Assign, cst.AnnAssign)) and not _inside_write_target(index, expr):
+            for name in target_names(statement):
+                facts.key_names.setdefault(name, expr)
+    _propagate_names(facts.key_names, assigns)
+    hash_ids = {id(h) for h in hashes}
+
+    def mentions_key(expr: cst.CSTNode) -> bool:
+        if any(n.value in facts.key_names for n in value_names(expr)):
+            return True
+        return any(id(node) in hash_ids for node in walk(expr))
+
+    for site in _read_sites(index, function, mentions_key):
+        key_expr = _key_expr_for(site, facts, hashes)
+        if key_expr is not None and _is_store_call(index, site) is False:
+            facts.key_reads.append((key_expr, site))
+
+    def mentions_target_or_key(expr: cst.CSTNode) -> bool:
+        return info.mentions(expr) or mentions_key(expr)
+
+    for site in _read_sites(index, function, mentions_target_or_key):
+        base = site.value if isinstance(site, cst.Subscript) else site.func
+        base_names = {n.value for n in value_names(base)} | ({base.attr.value} if isinstance(base, cst.Attribute) else set())
+        if not any(CACHE_WORDS.search(n) for n in base_names) or any(BYTE_WORDS.search(n) for n in base_names):
+            continue
+        statement = index.enclosing_statement(site)
+        if isinstance(statement, (cst.Assign, cst.AnnAssign)):
+            for name in target_names(statement):
+                facts.cache_names.setdefault(name, site)
+    _propagate_names(facts.cache_names, assigns, carriers_only=True)
+    return facts
+
+
+def _inside_write_target(index: ModuleIndex, node: cst.CSTNode) -> bool:
+    for ancestor in index.ancestors(node):
+        if isinstance(ancestor, cst.AssignTarget):
+            return True
+        if isinstance(ancestor, cst.Call) and call_tail(ancestor) in _WRITE_CALLS:
+            return True
+        if isinstance(ancestor, (cst.SimpleStatementLine, cst.FunctionDef)):
+            return False
+    return False
+
+
+def _is_store_call(index: ModuleIndex, site: cst.CSTNode) -> bool:
+    return _inside_write_target(index, site)
+
+
+def _key_expr_for(site: cst.CSTNode, facts: LookupFacts, hashes: list[cst.CSTNode]) -> cst.CSTNode | None:
+    hash_ids = {id(h): h for h in hashes}
+    for node in walk(site):
+        if id(node) in hash_ids:
+            return hash_ids[id(node)]
+    for name in value_names(site):
+        if name.value in facts.key_names:
+            return facts.key_names[name.value]
+    return None
+
+
+def _propagate_names(names: dict[str, cst.CSTNode], assigns: list[cst.CSTNode], carriers_only: bool = False) -> None:
+    """Names computed from already-known names inherit their origin (``k2 = k & mask``)."""
+    for _ in range(4):
+        changed = False
+        for statement in assigns:
+            if isinstance(statement, cst.AugAssign):
+                continue
+            value = assigned_value(statement)
+            if value is None:
+                continue
+            if carriers_only and not _is_plain_carry(value):
+                continue
+            hit = next((n.value for n in value_names(value) if n.value in names), None)
+            if hit is None:
+                continue
+            for name in target_names(statement):
+                if name not in names:
+                    names[name] = names[hit]
+                    changed = True
+        if not changed:
+            return
+
+
+def _is_plain_carry(value: cst.CSTNode) -> bool:
+    """Values that still *are* the looked-up count (cast, index, +constant), not a new quantity."""
+    if isinstance(value, (cst.Name, cst.Subscript, cst.Attribute)):
+        return True
+    if isinstance(value, cst.Call):
+        return call_tail(value) in {"float", "int", "astype", "to", "item", "double", "maximum", "clip", "clamp", "max"}
+    if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, (cst.Add, cst.Subtract)):
+        return True
+    return False

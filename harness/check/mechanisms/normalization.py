@@ -1,0 +1,151 @@
+"""PG202: a probability formed only for the realized token, not normalized over the vocabulary.
+
+Shapes (C2 of #1017; valerio #779/#1026/#1185, #659; cocohearts PPM rulings 2026-05-02):
+- a count ratio read at the target and divided by a context count (``ctx_count + beta``)
+  rather than by a sum over the vocabulary (#972 → #978; #886's distribution summing to 277);
+- ``min`` between two per-token NLLs (#659: keep the lower of cache and model);
+- byte-level mixtures that spread the realized token's probability over its bytes
+  (``p ** (1 / n_bytes)``, #1835 cluster).
+Mixing weights that depend on a cache hit for the realized token are found together with
+the C1 gates (``causality.find_target_gates``). Legal: ``cross_entropy`` over all V logits,
+``log_softmax(logits + bias)`` tilts, and ratios whose denominator sums over the vocab axis.
+"""
+
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+
+from harness.findings import Severity
+
+from .lookups import LookupFacts
+from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, target_names, walk
+from .targets import TargetInfo, value_names
+
+NLL_WORDS = re.compile(r"nll|loss|bits|nats|neg_?log|logloss|ce\b", re.IGNORECASE)
+_NORMALIZERS = {"sum", "logsumexp", "log_softmax", "softmax", "normalize", "nansum"}
+_NORMALIZER_NAMES = re.compile(r"^(z|log_?z|lse|partition\w*|norm\w*|total_mass|row_sum\w*|\w*_sum)$", re.IGNORECASE)
+_MIN_CALLS = {"minimum", "min", "fmin"}
+
+
+def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
+    """``torch.minimum(nll_a, nll_b)`` / ``min(nll_a, nll_b)``: keep-the-better-score per token."""
+    hits = []
+    for call in index.calls:
+        if call_tail(call) not in _MIN_CALLS:
+            continue
+        positional = [a.value for a in call.args if a.keyword is None]
+        if len(positional) != 2 or any(isinstance(a, (cst.Integer, cst.Float)) for a in positional):
+            continue
+        if all(_names_nll(arg) for arg in positional):
+            hits.append(
+                Hit(
+                    rule="PG202",
+                    severity=Severity.ERROR,
+                    index=index,
+                    node=call,
+                    message=(
+                        f"`{index.code(call, 70)}` keeps the lower of two per-token losses, which is not the "
+                        "loss of any single distribution fixed before the target is seen"
+                    ),
+                    path=(step(index, call, "minimum taken over two NLLs of the same token"),),
+                )
+            )
+    return hits
+
+
+def _names_nll(expr: cst.CSTNode) -> bool:
+    names = [n.value for n in value_names(expr)]
+    return bool(names) and any(NLL_WORDS.search(n) for n in names)
+
+
+def find_unnormalized_ratio(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> list[Hit]:
+    """``count_at_target / (ctx_count + beta)``: a probability read at y without a vocab-sum denominator."""
+    if not lookups.cache_names:
+        return []
+    assigns = nodes_within(index.assigns, info.function, index)
+    normalized_names = _normalized_names(assigns)
+    hits: list[Hit] = []
+    seen_statements: set[int] = set()
+    for binop in nodes_within(index.binops, info.function, index):
+        if not isinstance(binop.operator, cst.Divide):
+            continue
+        numerator_names = {n.value for n in value_names(binop.left)}
+        cached = sorted(numerator_names & set(lookups.cache_names))
+        direct_read = any(any(node is site for site in lookups.cache_names.values()) for node in walk(binop.left))
+        if not cached and not direct_read:
+            continue
+        if _normalized(binop.right, normalized_names):
+            continue
+        statement = index.enclosing_statement(binop)
+        if id(statement) in seen_statements:
+            continue
+        seen_statements.add(id(statement))
+        origin = lookups.cache_names[cached[0]] if cached else binop.left
+        hits.append(
+            Hit(
+                rule="PG202",
+                severity=Severity.ERROR,
+                index=index,
+                node=statement,
+                message=(
+                    f"probability `{index.code(binop, 70)}` is computed only for the realized target from a count "
+                    "lookup and divided by a context count, not normalized over the vocabulary"
+                ),
+                path=(
+                    step(index, origin, "count read at the realized target token"),
+                    step(index, binop, "divided by a denominator that is not a sum over the vocabulary"),
+                ),
+            )
+        )
+    return hits
+
+
+def _normalized_names(assigns: list[cst.CSTNode]) -> set[str]:
+    names: set[str] = set()
+    for statement in assigns:
+        value = assigned_value(statement)
+        if value is not None and any(isinstance(n, cst.Call) and call_tail(n) in _NORMALIZERS for n in walk(value)):
+            names.update(target_names(statement))
+    return names
+
+
+def _normalized(denominator: cst.CSTNode, normalized_names: set[str]) -> bool:
+    for node in walk(denominator):
+        if isinstance(node, cst.Call) and call_tail(node) in _NORMALIZERS:
+            return True
+    return any(n.value in normalized_names or _NORMALIZER_NAMES.match(n.value) for n in value_names(denominator))
+
+
+def find_byte_spread(index: ModuleIndex) -> list[Hit]:
+    """``p ** (1 / n_bytes)``: the realized token's probability spread over its own bytes."""
+    hits = []
+    for binop in index.binops:
+        if not isinstance(binop.operator, cst.Power):
+            continue
+        exponent = binop.right
+        if not (isinstance(exponent, cst.BinaryOperation) and isinstance(exponent.operator, cst.Divide)):
+            continue
+        numerator = exponent.left
+        if not (isinstance(numerator, (cst.Integer, cst.Float)) and float(numerator.value) == 1.0):
+            continue
+        denominator_names = {n.value for n in value_names(exponent.right)}
+        if not any(re.search(r"byte|len|n_?b|nbytes", n, re.IGNORECASE) for n in denominator_names) and not any(
+            isinstance(n, cst.Call) and call_tail(n) == "len" for n in walk(exponent.right)
+        ):
+            continue
+        hits.append(
+            Hit(
+                rule="PG202",
+                severity=Severity.ERROR,
+                index=index,
+                node=index.enclosing_statement(binop),
+                message=(
+                    f"`{index.code(binop, 70)}` spreads the realized token's probability over its own bytes: a "
+                    "byte-level mixture scored on the realized byte stream, not a normalized next-token distribution"
+                ),
+                path=(step(index, binop, "per-byte probability derived from the realized token"),),
+            )
+        )
+    return hits

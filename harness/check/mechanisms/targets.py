@@ -1,0 +1,230 @@
+"""Which values in a scoring function are the *target* tokens (the tokens being predicted).
+
+Why a dedicated inference: C1 (#1017) is about the target of the scored position leaking
+into its own prediction, so every causality/normalization detector first needs to know
+what the target is. Names alone are unreliable (``y`` is an activation in model code), so a
+name counts as a target only in a function that scores something, and plain ``y``-style
+names need evidence: being the target argument of ``cross_entropy``/``gather``, or being the
+``[1:]``-shifted slice of a token sequence whose ``[:-1]`` twin is the input. Position
+arithmetic is also recognised: when a function reads ``tokens[p-2]``, ``tokens[p-1]`` and
+``tokens[p]``, the largest offset (``tokens[p]``) is the token being predicted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from .syntax import ModuleIndex, assigned_value, call_tail, nodes_within, number_value, target_names, walk
+
+STRONG_TARGET = re.compile(
+    r"^(tgt|tgts|target|targets|labels?|next_tokens?)(_\w+)?$|_(tgt|tgts|targets?|labels)$|^y_?(batch|true|tgt)$"
+)
+WEAK_TARGET = re.compile(r"^(y|ys|yb|yy|y_\w+|\w+_y)$")
+_SCORE_CALLS = {"cross_entropy", "nll_loss", "log_softmax", "log", "log2", "logsumexp", "gather"}
+_SCORE_WORDS = re.compile(r"nll|loss_sum|log_?prob|logp|bits|score|bpb")
+_POSITION_TABLE = re.compile(r"seqlen|start|end|offset|pos|bound|len|ptr|idx|index|cum", re.IGNORECASE)
+_CARRIER_METHODS = {
+    "reshape", "view", "flatten", "long", "int", "to", "cpu", "cuda", "numpy", "tolist", "astype",
+    "contiguous", "squeeze", "unsqueeze", "item", "clone", "detach", "view_as", "expand", "ravel",
+}
+_CARRIER_FUNCS = {"as_tensor", "from_numpy", "asarray", "array", "int", "tensor", "ascontiguousarray"}
+
+
+def value_names(expr: cst.CSTNode) -> list[cst.Name]:
+    """Name nodes that are variable references (not attribute members or keyword names)."""
+    found: list[cst.Name] = []
+    stack: list[cst.CSTNode] = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Name):
+            found.append(node)
+        elif isinstance(node, cst.Attribute):
+            stack.append(node.value)
+        elif isinstance(node, cst.Arg):
+            stack.append(node.value)
+        elif isinstance(node, (cst.Lambda, cst.FunctionDef)):
+            continue
+        else:
+            stack.extend(node.children)
+    return found
+
+
+@dataclass
+class TargetInfo:
+    """Target-derived names of one function, and subscripts that read the predicted token."""
+
+    function: cst.FunctionDef
+    names: set[str] = field(default_factory=set)
+    reads: list[cst.Subscript] = field(default_factory=list)
+    origin: dict[str, cst.CSTNode] = field(default_factory=dict)
+
+    def mentions(self, expr: cst.CSTNode) -> bool:
+        return self.first_mention(expr) is not None
+
+    def first_mention(self, expr: cst.CSTNode) -> str | None:
+        for name in value_names(expr):
+            if name.value in self.names:
+                return name.value
+        read_ids = {id(r) for r in self.reads}
+        if read_ids:
+            for node in walk(expr):
+                if id(node) in read_ids:
+                    return "the predicted-position token"
+        return None
+
+
+def is_scoring_function(index: ModuleIndex, function: cst.FunctionDef, calls: list[cst.Call]) -> bool:
+    if any(call_tail(call) in _SCORE_CALLS for call in calls):
+        return True
+    return any(_SCORE_WORDS.search(name.value) for name in value_names(function.body))
+
+
+def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo | None:
+    """Target-derived names in ``function``; None when the function scores nothing."""
+    calls = nodes_within(index.calls, function, index)
+    if not is_scoring_function(index, function, calls):
+        return None
+    info = TargetInfo(function=function)
+    params = [p.name.value for p in function.params.params]
+    for name in params:
+        if STRONG_TARGET.search(name):
+            info.names.add(name)
+            info.origin[name] = function
+    for call in calls:
+        target_arg = _target_argument(call)
+        if target_arg is not None:
+            for name in value_names(target_arg):
+                if STRONG_TARGET.search(name.value) or WEAK_TARGET.match(name.value) or call_tail(call) != "gather":
+                    if name.value not in info.names:
+                        info.names.add(name.value)
+                        info.origin[name.value] = call
+    assigns = nodes_within(index.assigns, function, index)
+    for statement in assigns:
+        value = assigned_value(statement)
+        if value is None:
+            continue
+        for name in target_names(statement):
+            if STRONG_TARGET.search(name) or (WEAK_TARGET.match(name) and _is_shifted_slice(value)):
+                info.names.add(name)
+                info.origin.setdefault(name, statement)
+    info.reads = _predicted_position_reads(index, function)
+    _propagate(info, assigns)
+    return info
+
+
+def _target_argument(call: cst.Call) -> cst.CSTNode | None:
+    tail = call_tail(call)
+    positional = [a.value for a in call.args if a.keyword is None]
+    keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+    if tail in {"cross_entropy", "nll_loss"}:
+        return keywords.get("target", positional[1] if len(positional) > 1 else None)
+    if tail == "gather":
+        if "index" in keywords:
+            return keywords["index"]
+        return positional[-1] if len(positional) >= 2 else None
+    return None
+
+
+def _is_shifted_slice(expr: cst.CSTNode) -> bool:
+    """``seq[1:]``, ``seq[s + 1 : e + 1]`` (possibly followed by reshape/to)."""
+    while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        expr = expr.func.value
+    if not isinstance(expr, cst.Subscript) or not expr.slice:
+        return False
+    element = expr.slice[-1].slice
+    if not isinstance(element, cst.Slice) or element.lower is None:
+        return False
+    lower = element.lower
+    if number_value(lower) == 1:
+        return True
+    return isinstance(lower, cst.BinaryOperation) and isinstance(lower.operator, cst.Add) and number_value(lower.right) == 1
+
+
+def _offset(index_expr: cst.CSTNode) -> tuple[str, int] | None:
+    """``p`` → (p, 0); ``p - 2`` → (p, -2); ``p + 1`` → (p, 1)."""
+    if isinstance(index_expr, cst.Name):
+        return index_expr.value, 0
+    if isinstance(index_expr, cst.BinaryOperation) and isinstance(index_expr.left, cst.Name):
+        amount = number_value(index_expr.right)
+        if isinstance(amount, int):
+            if isinstance(index_expr.operator, cst.Add):
+                return index_expr.left.value, amount
+            if isinstance(index_expr.operator, cst.Subtract):
+                return index_expr.left.value, -amount
+    return None
+
+
+def _predicted_position_reads(index: ModuleIndex, function: cst.FunctionDef) -> list[cst.Subscript]:
+    """Subscripts ``arr[p + k]`` with the largest k among ≥2 offsets of the same ``arr``/``p``."""
+    groups: dict[tuple[str, str], list[tuple[int, cst.Subscript]]] = {}
+    for subscript in nodes_within(index.subscripts, function, index):
+        if not isinstance(subscript.value, cst.Name) or len(subscript.slice) != 1:
+            continue
+        if _POSITION_TABLE.search(subscript.value.value):
+            continue
+        element = subscript.slice[0].slice
+        if not isinstance(element, cst.Index):
+            continue
+        offset = _offset(element.value)
+        if offset is None:
+            continue
+        groups.setdefault((subscript.value.value, offset[0]), []).append((offset[1], subscript))
+    reads: list[cst.Subscript] = []
+    for entries in groups.values():
+        offsets = {amount for amount, _ in entries}
+        if len(offsets) < 2:
+            continue
+        top = max(offsets)
+        reads.extend(node for amount, node in entries if amount == top and _is_read(index, node))
+    return reads
+
+
+def _is_read(index: ModuleIndex, node: cst.CSTNode) -> bool:
+    parent = index.parent(node)
+    if isinstance(parent, cst.AssignTarget):
+        return False
+    return not (isinstance(parent, cst.AugAssign) and parent.target is node)
+
+
+def _carries(value: cst.CSTNode, info: TargetInfo) -> bool:
+    """Does ``value`` pass a target through unchanged in meaning (index, reshape, cast)?"""
+    node = value
+    while True:
+        if isinstance(node, cst.Name):
+            return node.value in info.names
+        if isinstance(node, cst.Subscript):
+            if any(node is read for read in info.reads):
+                return True
+            node = node.value
+            continue
+        if isinstance(node, cst.Call):
+            if isinstance(node.func, cst.Attribute) and node.func.attr.value in _CARRIER_METHODS:
+                node = node.func.value
+                continue
+            if call_tail(node) in _CARRIER_FUNCS and node.args:
+                node = node.args[0].value
+                continue
+            return False
+        return False
+
+
+def _propagate(info: TargetInfo, assigns: list[cst.CSTNode]) -> None:
+    changed = True
+    rounds = 0
+    while changed and rounds < 6:
+        changed, rounds = False, rounds + 1
+        for statement in assigns:
+            if isinstance(statement, cst.AugAssign):
+                continue
+            value = assigned_value(statement)
+            if value is None or not _carries(value, info):
+                continue
+            for target in statement.targets if isinstance(statement, cst.Assign) else [statement]:
+                node = target.target
+                if isinstance(node, cst.Name) and node.value not in info.names:
+                    info.names.add(node.value)
+                    info.origin[node.value] = statement
+                    changed = True

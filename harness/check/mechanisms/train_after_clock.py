@@ -1,0 +1,212 @@
+"""PG302: training shards read after the training clock, or during evaluation.
+
+Why: "you aren't allowed to access any training data during evaluation, unless you pay for
+those bits in the <16MB limit" (README FAQ), and there is no untimed artifact-creation
+phase (valerio #609). GPTQ calibration on training batches after a wall-clock-capped loop
+was ruled illegal again and again (#593, #606, #615, #1028); the legal form stops the loop
+early to leave a reserved slice (``GPTQ_RESERVE_SECONDS``, merged #1060/#1855). Reading
+training shards to pre-fill an eval-time n-gram cache is the same violation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import libcst as cst
+
+from harness.findings import Severity
+
+from .switches import UNKNOWN, Configuration
+from .syntax import Hit, ModuleIndex, call_tail, dotted_name, nodes_within, step, strings_in, walk
+from .targets import value_names
+
+_READ_CALLS = {"next_batch", "next_tokens"}
+_LOADER_CLASS = re.compile(r"(Token|Shard|Distributed\w*|Train\w*)(Stream|Loader)$")
+_FILE_CALLS = {"load_data_shard", "glob", "fromfile", "memmap", "load_shard", "iglob"}
+TRAIN_WORDS = re.compile(r"fineweb_train|train_files|train_pattern|train_glob|train_shards|train_bin|train_path", re.IGNORECASE)
+_VAL_WORDS = re.compile(r"val", re.IGNORECASE)
+_WALLCLOCK = re.compile(
+    r"wallclock|max_time|time_limit|time_budget|stop_after|deadline|train_time|training_time|elapsed|max_train_sec",
+    re.IGNORECASE,
+)
+_RESERVE = re.compile(r"reserve", re.IGNORECASE)
+_EVAL_FUNCTION = re.compile(r"^(eval|evaluate)|eval_|_eval|score|ttt|test_time", re.IGNORECASE)
+_SERIALIZE = {"save", "save_file", "write_bytes", "compress"}
+
+
+@dataclass(frozen=True)
+class Read:
+    index: ModuleIndex
+    node: cst.CSTNode
+    what: str
+
+
+def _mentions(expr: cst.CSTNode, pattern: re.Pattern[str]) -> bool:
+    words = [n.value for n in value_names(expr)] + [n.attr.value for n in walk(expr) if isinstance(n, cst.Attribute)]
+    return any(pattern.search(w) for w in words) or any(pattern.search(s) for s in strings_in(expr))
+
+
+def direct_reads(index: ModuleIndex, scope: cst.CSTNode) -> list[Read]:
+    reads: list[Read] = []
+    for call in nodes_within(index.calls, scope, index):
+        tail = call_tail(call)
+        if tail in _READ_CALLS and isinstance(call.func, cst.Attribute):
+            if not _mentions(call.func.value, _VAL_WORDS):
+                reads.append(Read(index, call, index.code(call, 60)))
+        elif _LOADER_CLASS.search(tail):
+            if _mentions(call, TRAIN_WORDS) or not _mentions(call, _VAL_WORDS):
+                reads.append(Read(index, call, index.code(call, 60)))
+        elif tail in _FILE_CALLS and _mentions(call, TRAIN_WORDS):
+            reads.append(Read(index, call, index.code(call, 60)))
+    return reads
+
+
+class TrainingData:
+    """Which submission functions read training data, directly or through their callees."""
+
+    def __init__(self, indexes: list[ModuleIndex]) -> None:
+        self.functions: dict[str, list[tuple[ModuleIndex, cst.FunctionDef]]] = {}
+        for index in indexes:
+            for function in index.functions:
+                self.functions.setdefault(function.name.value, []).append((index, function))
+        self._memo: dict[int, list[Read]] = {}
+
+    def reads_of_call(self, call: cst.Call, depth: int = 0) -> list[Read]:
+        if depth > 4:
+            return []
+        found: list[Read] = []
+        for index, function in self.functions.get(call_tail(call), []):
+            found += self.reads_in_function(index, function, depth)
+        return found
+
+    def reads_in_function(self, index: ModuleIndex, function: cst.FunctionDef, depth: int = 0) -> list[Read]:
+        key = id(function)
+        if key in self._memo:
+            return self._memo[key]
+        self._memo[key] = []
+        found = direct_reads(index, function)
+        for call in nodes_within(index.calls, function, index):
+            if not found:
+                found += self.reads_of_call(call, depth + 1)
+        self._memo[key] = found
+        return found
+
+
+def _training_loops(index: ModuleIndex) -> list[cst.CSTNode]:
+    loops = []
+    for loop in index.loops:
+        tails = {call_tail(c) for c in nodes_within(index.calls, loop, index)}
+        if "backward" not in tails or "step" not in tails:
+            continue
+        if any(_WALLCLOCK.search(n.value) for n in value_names(loop)) or any(
+            isinstance(n, cst.Attribute) and _WALLCLOCK.search(n.attr.value) for n in walk(loop)
+        ):
+            loops.append(loop)
+    outermost = [l for l in loops if not any(o is not l and l in nodes_within([l], o, index) for o in loops)]
+    return outermost
+
+
+def _reserve_state(index: ModuleIndex, scope: cst.CSTNode, configuration: Configuration) -> str | None:
+    """A description of the reserved calibration slice, or None when there is none (or it is 0)."""
+    candidates = [
+        n for n in walk(scope)
+        if (isinstance(n, cst.Attribute) and _RESERVE.search(n.attr.value)) or (isinstance(n, cst.Name) and _RESERVE.search(n.value))
+    ]
+    for node in candidates:
+        if isinstance(index.parent(node), cst.Attribute) and index.parent(node).attr is node:  # type: ignore[union-attr]
+            continue
+        value = configuration.evaluate(node).value
+        if value is UNKNOWN or (isinstance(value, (int, float)) and value > 0):
+            return dotted_name(node) or index.code(node)
+    return None
+
+
+def _region_calls(index: ModuleIndex, scope: cst.CSTNode, after_line: int) -> list[cst.Call]:
+    return [c for c in nodes_within(index.calls, scope, index) if index.line(c) > after_line]
+
+
+def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -> list[Hit]:
+    data = TrainingData(indexes)
+    hits: dict[tuple[str, int], Hit] = {}
+    for index in indexes:
+        for loop in _training_loops(index):
+            scope = index.enclosing_function(loop) or index.parsed.module
+            loop_end = index.parsed.positions[loop].end.line  # type: ignore[index]
+            reserve = _reserve_state(index, scope, configuration)
+            regions = [(index, scope, loop_end)]
+            if isinstance(scope, cst.FunctionDef):
+                regions += _caller_regions(indexes, scope.name.value)
+            for region_index, region_scope, after in regions:
+                calls = _region_calls(region_index, region_scope, after)
+                saved_at = min((region_index.line(c) for c in calls if call_tail(c) in _SERIALIZE), default=None)
+                for call in calls:
+                    if reserve is not None and (saved_at is None or region_index.line(call) <= saved_at):
+                        continue
+                    reads = direct_reads(region_index, call) or data.reads_of_call(call)
+                    if not reads:
+                        continue
+                    key = (region_index.name, region_index.line(call))
+                    if key in hits:
+                        continue
+                    hits[key] = _after_clock_hit(index, loop, region_index, call, reads[0], reserve, saved_at)
+        for function in index.functions:
+            if not _EVAL_FUNCTION.search(function.name.value):
+                continue
+            for read in data.reads_in_function(index, function):
+                key = (read.index.name, read.index.line(read.node))
+                if key not in hits:
+                    hits[key] = Hit(
+                        rule="PG302",
+                        severity=Severity.ERROR,
+                        index=read.index,
+                        node=read.index.enclosing_statement(read.node),
+                        message=f"evaluation function `{function.name.value}` reads training data (`{read.what}`)",
+                        path=(
+                            step(index, function, f"evaluation function {function.name.value}"),
+                            step(read.index, read.node, "training shard read during evaluation"),
+                        ),
+                    )
+    return list(hits.values())
+
+
+def _caller_regions(indexes: list[ModuleIndex], name: str) -> list[tuple[ModuleIndex, cst.CSTNode, int]]:
+    regions = []
+    for index in indexes:
+        for call in index.calls:
+            if call_tail(call) == name:
+                caller = index.enclosing_function(call) or index.parsed.module
+                regions.append((index, caller, index.line(call)))
+    return regions
+
+
+def _after_clock_hit(
+    index: ModuleIndex,
+    loop: cst.CSTNode,
+    region_index: ModuleIndex,
+    call: cst.Call,
+    read: Read,
+    reserve: str | None,
+    saved_at: int | None,
+) -> Hit:
+    if reserve is not None:
+        why = f"after the final model is serialized (line {saved_at}), outside the reserved slice `{reserve}`"
+    else:
+        why = (
+            f"after the wall-clock-capped training loop (line {index.line(loop)}) with no reserved slice of the "
+            "training time for it"
+        )
+    path = [
+        step(index, loop, "training loop stops on the wall clock"),
+        step(region_index, call, "called after the training clock"),
+    ]
+    if read.node is not call:
+        path.append(step(read.index, read.node, f"reads training data: {read.what}"))
+    return Hit(
+        rule="PG302",
+        severity=Severity.ERROR,
+        index=region_index,
+        node=region_index.enclosing_statement(call),
+        message=f"training data is read (`{read.what}`) {why}",
+        path=tuple(path),
+    )

@@ -1,0 +1,54 @@
+"""Rule family PG201–PG204: is the reported score the log-loss of a causal, normalized
+distribution over the official tokens, measured in original bytes?
+
+Why one family: the four #1017 conditions and the byte accounting (R-BPB) are all about
+*how* a number becomes ``val_bpb``, independent of which data was trained on (PG1xx).
+Each mechanism is found by a focused detector in ``harness.check.mechanisms``; the
+documented configuration then decides whether the code actually ran.
+"""
+
+from __future__ import annotations
+
+from harness.check.context import CheckContext
+from harness.check.mechanisms.byte_accounting import find_byte_accounting
+from harness.check.mechanisms.causality import find_slot, find_target_gates, find_target_in_key
+from harness.check.mechanisms.doc_boundary import find_unmasked_smear
+from harness.check.mechanisms.lookups import collect_lookups
+from harness.check.mechanisms.normalization import find_byte_spread, find_min_over_nll, find_unnormalized_ratio
+from harness.check.mechanisms.switches import Configuration
+from harness.check.mechanisms.syntax import Hit, index_module
+from harness.check.mechanisms.targets import infer_targets
+from harness.findings import Finding
+
+
+def check(ctx: CheckContext) -> list[Finding]:
+    indexes = [index_module(parsed) for parsed in ctx.parsed]
+    configuration = Configuration(indexes, ctx.submission.settings)
+    hits: list[Hit] = []
+    for index in indexes:
+        for function in index.functions:
+            info = infer_targets(index, function)
+            if info is None:
+                continue
+            lookups = collect_lookups(index, info)
+            hits += find_target_in_key(index, info, lookups)
+            hits += find_target_gates(index, info, lookups)
+            hits += find_slot(index, info)
+            hits += find_unnormalized_ratio(index, info, lookups)
+        hits += find_min_over_nll(index)
+        hits += find_byte_spread(index)
+    hits += find_unmasked_smear(indexes)
+    hits += find_byte_accounting(indexes)
+    return _unique([configuration.finalize(hit) for hit in hits])
+
+
+def _unique(findings: list[Finding]) -> list[Finding]:
+    """Nested functions are analyzed with their parents; keep one finding per place."""
+    seen: set[tuple[str, str, int]] = set()
+    unique = []
+    for finding in sorted(findings, key=lambda f: (f.file, f.line, f.rule)):
+        key = (finding.rule, finding.file, finding.line)
+        if key not in seen:
+            seen.add(key)
+            unique.append(finding)
+    return unique
