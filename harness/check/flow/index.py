@@ -1,0 +1,339 @@
+"""Index of the submission's own functions and how calls resolve to them.
+
+Why: the decisive code is often one call away (``ttt_adapt(args, model, val_tokens)``) or in a
+helper module beside ``train_gpt.py`` (``from ttt_helper import adapt``); resolving calls
+within the submission's files lets the engine inline a callee's effects at the call site.
+Resolution is by name only — nothing is imported or executed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import libcst as cst
+
+from harness.check.flow.names import LOG_VAL_TEXT, assigned_names, dotted_name, last_part, refs, root_part, string_value
+from harness.check.parse import ParsedSource
+
+# Method names too generic to resolve by uniqueness: they are torch/stdlib API far more
+# often than the submission's own method of the same name.
+_GENERIC_METHODS = frozenset(
+    {
+        "forward", "step", "backward", "zero_grad", "parameters", "state_dict", "load_state_dict",
+        "to", "cuda", "cpu", "float", "half", "bfloat16", "item", "view", "reshape", "append",
+        "extend", "update", "get", "items", "keys", "values", "__init__", "__call__", "train",
+        "eval", "copy", "clone", "detach", "sum", "mean", "log", "write", "read", "close", "open",
+        "save", "load", "format", "join", "split", "apply", "reset", "next_batch", "run",
+    }
+)
+_DECODED_SUFFIX = re.compile(r"\[decoded#\d+\]$")
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class FuncInfo:
+    """One ``def`` of the submission. ``deps`` maps each local name to the names its values
+    were computed from (flow-insensitive, all assignments) — used to tell chunk loops, whose
+    data changes with the loop variable, from epoch loops, whose data does not."""
+
+    name: str
+    node: cst.FunctionDef | None  # None for a module's top-level code
+    parsed: ParsedSource
+    class_name: str | None = None
+    parent: FuncInfo | None = None
+    uid: int = field(default_factory=lambda: next(_ids))
+    nested: dict[str, FuncInfo] = field(default_factory=dict)
+    params: list[str] = field(default_factory=list)
+    deps: dict[str, set[str]] = field(default_factory=dict)
+    flows_out: set[str] = field(default_factory=set)  # names reaching a return or a val log line
+    has_matmul_accumulation: bool = False
+
+    @property
+    def display(self) -> str:
+        return f"{self.class_name}.{self.name}" if self.class_name else self.name
+
+    @property
+    def file(self) -> str:
+        return self.parsed.source.display_name
+
+    @property
+    def line(self) -> int:
+        return self.parsed.line_of(self.node) if self.node is not None else 1
+
+    def body(self) -> list[cst.CSTNode]:
+        if self.node is None:
+            return list(self.parsed.module.body)
+        body = self.node.body
+        return list(body.body)
+
+    def closure(self, names: set[str]) -> set[str]:
+        """Every name that ``names`` were (transitively) computed from, roots included."""
+        seen: set[str] = set()
+        frontier = list(names)
+        while frontier:
+            name = frontier.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            root = root_part(name)
+            if root not in seen:
+                frontier.append(root)
+            frontier.extend(self.deps.get(name, ()))
+        return seen
+
+
+@dataclass
+class ModuleIndex:
+    parsed: ParsedSource
+    name: str
+    top: FuncInfo
+    functions: dict[str, FuncInfo] = field(default_factory=dict)
+    classes: dict[str, dict[str, FuncInfo]] = field(default_factory=dict)
+    imported_modules: dict[str, str] = field(default_factory=dict)  # alias -> module name
+    imported_functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # alias -> (module, name)
+
+
+class _DepsCollector(cst.CSTVisitor):
+    """Collects assignments, returns and val-labelled log calls of one function body."""
+
+    def __init__(self, info: FuncInfo) -> None:
+        self.info = info
+        self.out_roots: set[str] = set()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return node is self.info.node
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def _edge(self, targets: list[str], source: cst.CSTNode | None) -> None:
+        names = set(refs(source)) if source is not None else set()
+        for target in targets:
+            self.info.deps.setdefault(target, set()).update(names - {target})
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._edge(assigned_names(target.target), node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._edge(assigned_names(node.target), node.value)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._edge(assigned_names(node.target), node.value)
+        if _is_matmul_expr(node):
+            self.info.has_matmul_accumulation = True
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._edge(assigned_names(node.target), node.value)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._edge(assigned_names(node.target), node.iter)
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._edge(assigned_names(node.target), node.iter)
+
+    def visit_WithItem(self, node: cst.WithItem) -> None:
+        if node.asname is not None:
+            self._edge(assigned_names(node.asname.name), node.item)
+
+    def visit_Return(self, node: cst.Return) -> None:
+        if node.value is not None:
+            self.out_roots.update(refs(node.value))
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = dotted_name(node.func) or ""
+        method = last_part(name)
+        if isinstance(node.func, cst.Attribute) and method in {"append", "extend", "add", "update", "insert"}:
+            receiver = dotted_name(node.func.value)
+            if receiver is not None:
+                self._edge([receiver], cst.Tuple([cst.Element(a.value) for a in node.args]) if node.args else None)
+        if re.match(r"^(all_gather\w*|gather\w*)$", method) and len(node.args) >= 2:
+            first = dotted_name(node.args[0].value)
+            if first is not None:
+                self._edge([first], node.args[1].value)
+        if method in {"print", "log", "log0", "info", "write"} or "log" in method.lower():
+            texts = [string_value(a.value) for a in node.args]
+            if any(text is not None and LOG_VAL_TEXT.search(text) for text in texts):
+                for arg in node.args:
+                    self.out_roots.update(refs(arg.value))
+        if method in {"addmm_", "baddbmm_"}:
+            self.info.has_matmul_accumulation = True
+
+
+def _is_matmul_expr(node: cst.AugAssign) -> bool:
+    from harness.check.flow.names import contains_matmul
+
+    return contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)
+
+
+def prepare(info: FuncInfo) -> None:
+    collector = _DepsCollector(info)
+    if info.node is None:
+        for statement in info.parsed.module.body:
+            if not isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+                statement.visit(collector)
+    else:
+        info.node.visit(collector)
+    info.flows_out = info.closure(collector.out_roots)
+
+
+def _params(node: cst.FunctionDef) -> list[str]:
+    params = node.params
+    ordered = list(params.posonly_params) + list(params.params)
+    names = [p.name.value for p in ordered]
+    if isinstance(params.star_arg, cst.Param):
+        names.append(params.star_arg.name.value)
+    names.extend(p.name.value for p in params.kwonly_params)
+    return names
+
+
+def module_name_of(parsed: ParsedSource) -> str:
+    display = _DECODED_SUFFIX.sub("", parsed.source.display_name)
+    return PurePosixPath(display).stem
+
+
+class SubmissionIndex:
+    """All functions of all the submission's Python sources, and call resolution."""
+
+    def __init__(self, parsed_sources: list[ParsedSource]) -> None:
+        self.modules: list[ModuleIndex] = []
+        self.by_module: dict[str, ModuleIndex] = {}
+        self.methods: dict[str, list[FuncInfo]] = {}
+        self.all_functions: list[FuncInfo] = []
+        for parsed in parsed_sources:
+            module = self._index_module(parsed)
+            self.modules.append(module)
+            self.by_module.setdefault(module.name, module)
+        for info in self.all_functions:
+            prepare(info)
+
+    def _index_module(self, parsed: ParsedSource) -> ModuleIndex:
+        top = FuncInfo(name="<module>", node=None, parsed=parsed)
+        module = ModuleIndex(parsed=parsed, name=module_name_of(parsed), top=top)
+        self.all_functions.append(top)
+        for statement in parsed.module.body:
+            self._index_statement(module, statement, top)
+        return module
+
+    def _index_statement(self, module: ModuleIndex, statement: cst.CSTNode, top: FuncInfo) -> None:
+        if isinstance(statement, cst.FunctionDef):
+            module.functions[statement.name.value] = self._function(statement, module.parsed, None, None)
+        elif isinstance(statement, cst.ClassDef):
+            methods: dict[str, FuncInfo] = {}
+            for item in statement.body.body:
+                if isinstance(item, cst.FunctionDef):
+                    info = self._function(item, module.parsed, statement.name.value, None)
+                    methods[item.name.value] = info
+                    self.methods.setdefault(item.name.value, []).append(info)
+            module.classes[statement.name.value] = methods
+        elif isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                self._index_import(module, small)
+        elif isinstance(statement, (cst.If, cst.Try)):
+            # ``try: import helper except ImportError: …`` and guarded defs still define names.
+            for block in _blocks_of(statement):
+                for inner in block:
+                    self._index_statement(module, inner, top)
+
+    def _index_import(self, module: ModuleIndex, small: cst.BaseSmallStatement) -> None:
+        if isinstance(small, cst.Import):
+            for alias in small.names:
+                full = dotted_name(alias.name) or ""
+                local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else full
+                module.imported_modules[local] = last_part(full)
+        elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+            source = dotted_name(small.module) if small.module is not None else ""
+            for alias in small.names:
+                name = dotted_name(alias.name) or ""
+                local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+                module.imported_functions[local] = (last_part(source or ""), name)
+
+    def _function(
+        self, node: cst.FunctionDef, parsed: ParsedSource, class_name: str | None, parent: FuncInfo | None
+    ) -> FuncInfo:
+        info = FuncInfo(name=node.name.value, node=node, parsed=parsed, class_name=class_name, parent=parent)
+        info.params = _params(node)
+        self.all_functions.append(info)
+        for inner in _nested_defs(node):
+            info.nested[inner.name.value] = self._function(inner, parsed, None, info)
+        return info
+
+    def module_of(self, parsed: ParsedSource) -> ModuleIndex:
+        for module in self.modules:
+            if module.parsed is parsed:
+                return module
+        raise KeyError(parsed.source.display_name)
+
+    def resolve(self, callee: str, caller: FuncInfo) -> FuncInfo | None:
+        """The submission function a call names, or None (library call / unknown)."""
+        module = self.module_of(caller.parsed)
+        parts = callee.split(".")
+        if len(parts) == 1:
+            scope: FuncInfo | None = caller
+            while scope is not None:
+                if callee in scope.nested:
+                    return scope.nested[callee]
+                scope = scope.parent
+            if callee in module.functions:
+                return module.functions[callee]
+            if callee in module.imported_functions:
+                source_module, name = module.imported_functions[callee]
+                target = self.by_module.get(source_module)
+                if target is not None and target is not module:
+                    return target.functions.get(name)
+            return None
+        head, method = parts[0], parts[-1]
+        if len(parts) == 2 and head in ("self", "cls") and caller.class_name:
+            return module.classes.get(caller.class_name, {}).get(method)
+        if len(parts) == 2 and head in module.imported_modules:
+            target = self.by_module.get(module.imported_modules[head])
+            if target is not None and target is not module:
+                return target.functions.get(method)
+            return None
+        if len(parts) == 2 and head in module.classes:
+            return module.classes[head].get(method)
+        candidates = self.methods.get(method, [])
+        if len(candidates) == 1 and method not in _GENERIC_METHODS:
+            return candidates[0]
+        return None
+
+
+def _nested_defs(node: cst.FunctionDef) -> list[cst.FunctionDef]:
+    found: list[cst.FunctionDef] = []
+    stack: list[cst.CSTNode] = list(node.body.children)
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.FunctionDef):
+            found.append(current)
+            continue
+        if isinstance(current, (cst.ClassDef, cst.Lambda)):
+            continue
+        if isinstance(current, cst.BaseExpression):
+            continue
+        stack.extend(current.children)
+    return found
+
+
+def _blocks_of(statement: cst.CSTNode) -> list[list[cst.CSTNode]]:
+    blocks: list[list[cst.CSTNode]] = []
+    if isinstance(statement, cst.If):
+        blocks.append(list(statement.body.body))
+        if statement.orelse is not None:
+            if isinstance(statement.orelse, cst.If):
+                blocks.extend(_blocks_of(statement.orelse))
+            else:
+                blocks.append(list(statement.orelse.body.body))
+    elif isinstance(statement, cst.Try):
+        blocks.append(list(statement.body.body))
+        blocks.extend(list(handler.body.body) for handler in statement.handlers)
+        if statement.orelse is not None:
+            blocks.append(list(statement.orelse.body.body))
+        if statement.finalbody is not None:
+            blocks.append(list(statement.finalbody.body.body))
+    return blocks

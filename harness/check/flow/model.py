@@ -1,0 +1,121 @@
+"""Value types of the data-flow engine: taint with its evidence path, loop frames, switch
+conditions, and the effects (update / score / artifact / calibration / selection) that the
+ordering rules read.
+
+Why a flat timeline of effects: the rules are about *order* — was this chunk scored before
+it was trained on, did the training happen before the model was serialized — so every
+effect is recorded once, in program order, with the loops and conditions around it across
+the whole call chain (callee effects are inlined at their call site).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+import libcst as cst
+
+from harness.check.parse import ParsedSource
+from harness.findings import Step
+
+MAX_PATH_STEPS = 10
+
+
+@dataclass(frozen=True)
+class Taint:
+    """A value derived from validation data, with the steps that show how."""
+
+    path: tuple[Step, ...]
+    via_calibration: bool = False
+
+    def extend(self, step: Step) -> Taint:
+        if self.path and self.path[-1] == step:
+            return self
+        path = self.path + (step,)
+        if len(path) > MAX_PATH_STEPS:
+            path = path[:3] + path[-(MAX_PATH_STEPS - 3) :]
+        return replace(self, path=path)
+
+
+def merge(first: Taint | None, second: Taint | None) -> Taint | None:
+    if first is None:
+        return second
+    if second is None:
+        return first
+    if second.via_calibration and not first.via_calibration:
+        return replace(first, via_calibration=True)
+    return first
+
+
+class EffectKind(str, Enum):
+    UPDATE = "update"  # backward / autograd.grad / in-place parameter write
+    SCORE = "score"  # accumulation into the reported loss / bpb
+    ARTIFACT = "artifact"  # serialization / quantization / compression of the model
+    CALIBRATION = "calibration"  # Hessian / activation statistics for quantization
+    SELECTION = "selection"  # model state kept or saved because of a VAL-derived test
+
+
+@dataclass(frozen=True)
+class LoopFrame:
+    """One enclosing loop as seen by one effect.
+
+    ``uid`` identifies the loop *instance* in the call chain (the same helper called from two
+    places has two instances). ``advancing`` says whether the effect's data changes with the
+    loop's iterations (a chunk/document loop) or not (an epoch/pass loop over the same data).
+    """
+
+    uid: tuple[int, ...]
+    advancing: bool
+    over_range: bool
+    label: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Cond:
+    """A condition that must hold for an effect to run (``want`` is the required truth)."""
+
+    parsed: ParsedSource
+    expr: cst.BaseExpression
+    want: bool
+    line: int
+    range_count: bool = False  # ``for _ in range(expr)``: runs only when expr > 0
+
+
+@dataclass(frozen=True)
+class Effect:
+    kind: EffectKind
+    file: str
+    line: int
+    note: str
+    taint: Taint | None
+    loops: tuple[LoopFrame, ...] = ()
+    conds: tuple[Cond, ...] = ()
+    functions: tuple[str, ...] = ()  # call chain, outermost first
+    warmup: bool = False  # inside a block named for warm-up
+    discarded: bool = False  # the updated state is deleted or restored afterwards
+    train_named: bool = False  # VAL reached it through a name of the training pipeline
+    order: int = 0  # position in the root's timeline
+
+    @property
+    def tainted(self) -> bool:
+        return self.taint is not None
+
+    def shares_loop(self, other: Effect) -> LoopFrame | None:
+        """The innermost loop instance enclosing both effects, if any."""
+        mine = {frame.uid: frame for frame in self.loops}
+        shared = None
+        for frame in other.loops:
+            if frame.uid in mine:
+                shared = mine[frame.uid]
+        return shared
+
+
+@dataclass
+class Summary:
+    """What one analysed call of a function produced."""
+
+    effects: list[Effect] = field(default_factory=list)
+    returned: Taint | None = None
+    tainted_params: dict[str, Taint] = field(default_factory=dict)

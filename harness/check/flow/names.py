@@ -1,0 +1,174 @@
+"""Name-level vocabulary of the data-flow engine: what counts as a validation source, which
+calls are sinks, and how expressions are reduced to the dotted names they read.
+
+Why names and not types: the checker never runs submission code, so it cannot know that a
+tensor came from ``fineweb_val_*``; it can only follow names. The vocabulary below is taken
+from the shapes real submissions use (``val_tokens``, ``val_data.val_tokens``, ``args.val_files``,
+``load_validation_tokens``) and is deliberately narrow so that config fields such as
+``val_batch_size`` or ``val_loss_every`` never look like data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import libcst as cst
+
+# A name component that holds validation *data* (tokens, files, loaders), not a setting.
+_VAL_COMPONENT = re.compile(
+    r"^_*(val|valid|validation)_(tokens?|toks?|np|ids|data|files?|pattern|stream|buf|buffer|"
+    r"shards?|bytes|docs?|inputs?|targets?|loader|arr|array|chunks?|set|idx)(_|$)",
+    re.IGNORECASE,
+)
+_VAL_LOADER_CALL = re.compile(r"(?=.*val)(?=.*(load|tokens|read|shard))", re.IGNORECASE)
+_VAL_LITERAL = re.compile(r"fineweb_val|(^|[/_\-.*])val(idation)?[_\-.*].*\.bin", re.IGNORECASE)
+
+# Calls whose receiver (first argument for module-level functions) is mutated to hold the
+# arguments: a list that receives VAL chunks is VAL afterwards.
+MUTATOR_METHODS = frozenset(
+    {
+        "append", "extend", "insert", "add", "update", "put", "push", "appendleft",
+        "index_add_", "scatter_add_", "index_copy_", "index_put_", "masked_scatter_",
+        "add_", "copy_", "sub_", "mul_", "lerp_", "addcmul_", "addcdiv_", "set_",
+    }
+)
+PARAM_WRITE_METHODS = frozenset({"add_", "copy_", "sub_", "mul_", "lerp_", "addcmul_", "addcdiv_"})
+COLLECTIVE_FILL = re.compile(r"^(all_gather\w*|gather\w*|all_to_all\w*|broadcast\w*|scatter)$")
+CALIB_CALL = re.compile(r"hessian|calib|collect_stat|activation_stat|gptq", re.IGNORECASE)
+ARTIFACT_QUANT_CALL = re.compile(r"quantiz|serializ|gptq|pack_model|export_model", re.IGNORECASE)
+ARTIFACT_COMPRESS_ROOT = re.compile(r"lzma|zlib|brotli|zstd|zstandard|bz2|gzip|compressor|cctx")
+SCORE_FUNCTION = re.compile(r"^_*(eval|evaluate)|score", re.IGNORECASE)
+WARMUP_WORD = re.compile(r"warm", re.IGNORECASE)
+TRAIN_WORD = re.compile(r"(^|_)train", re.IGNORECASE)
+LOG_VAL_TEXT = re.compile(r"val|bpb|exact", re.IGNORECASE)
+STATE_SNAPSHOT_CALLS = frozenset({"state_dict", "deepcopy", "load_state_dict", "save"})
+
+
+def is_val_component(name: str) -> bool:
+    return bool(_VAL_COMPONENT.match(name))
+
+
+def is_val_name(dotted: str) -> bool:
+    """``val_data.base_bytes_lut`` counts: it is an attribute of a VAL-derived object."""
+    return any(is_val_component(part) for part in dotted.split("."))
+
+
+def is_val_loader_call(callee_last: str) -> bool:
+    lowered = callee_last.lower()
+    return not lowered.lstrip("_").startswith("eval") and bool(_VAL_LOADER_CALL.search(lowered))
+
+
+def is_val_literal(text: str) -> bool:
+    return bool(_VAL_LITERAL.search(text))
+
+
+def dotted_name(node: cst.BaseExpression) -> str | None:
+    """``a.b.c`` for a pure Name/Attribute chain, else None."""
+    parts: list[str] = []
+    current: cst.BaseExpression = node
+    while isinstance(current, cst.Attribute):
+        parts.append(current.attr.value)
+        current = current.value
+    if isinstance(current, cst.Name):
+        parts.append(current.value)
+        return ".".join(reversed(parts))
+    return None
+
+
+def callee_name(call: cst.Call) -> str:
+    """Readable callee: ``torch.save``, ``loss.backward``, ``<expr>.step`` for computed receivers."""
+    func = call.func
+    dotted = dotted_name(func)
+    if dotted is not None:
+        return dotted
+    if isinstance(func, cst.Attribute):
+        return "<expr>." + func.attr.value
+    return "<expr>"
+
+
+def last_part(dotted: str) -> str:
+    return dotted.rsplit(".", 1)[-1]
+
+
+def root_part(dotted: str) -> str:
+    return dotted.split(".", 1)[0]
+
+
+def string_value(node: cst.BaseExpression) -> str | None:
+    """Literal text of a plain or concatenated string (f-string text parts included)."""
+    if isinstance(node, cst.SimpleString):
+        try:
+            value = node.evaluated_value
+        except Exception:  # noqa: BLE001 — malformed escapes in hostile input
+            return None
+        return value if isinstance(value, str) else value.decode("latin-1")
+    if isinstance(node, cst.ConcatenatedString):
+        left, right = string_value(node.left), string_value(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, cst.FormattedString):
+        return "".join(p.value for p in node.parts if isinstance(p, cst.FormattedStringText))
+    return None
+
+
+def refs(node: cst.CSTNode) -> Iterator[str]:
+    """Every dotted name an expression reads, outermost attribute chains kept whole.
+
+    Keyword names of call arguments and attribute names are not reads; comprehension and
+    lambda variables are reported too (harmless: they are local and never tainted by name).
+    """
+    stack: list[cst.CSTNode] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (cst.Name, cst.Attribute)):
+            dotted = dotted_name(current)
+            if dotted is not None:
+                yield dotted
+                continue
+            if isinstance(current, cst.Attribute):
+                stack.append(current.value)
+                continue
+        if isinstance(current, cst.Arg):
+            stack.append(current.value)
+            continue
+        if isinstance(current, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
+            continue
+        stack.extend(current.children)
+
+
+def assigned_names(target: cst.CSTNode) -> list[str]:
+    """Names bound by an assignment target; ``d[k] = v`` binds (mutates) ``d``."""
+    if isinstance(target, (cst.Name, cst.Attribute)):
+        dotted = dotted_name(target)
+        if dotted is not None:
+            return [dotted]
+        if isinstance(target, cst.Attribute):
+            return assigned_names(target.value)
+        return []
+    if isinstance(target, (cst.Tuple, cst.List)):
+        names: list[str] = []
+        for element in target.elements:
+            names.extend(assigned_names(element.value))
+        return names
+    if isinstance(target, cst.StarredElement):
+        return assigned_names(target.value)
+    if isinstance(target, cst.Subscript):
+        return assigned_names(target.value)
+    return []
+
+
+def contains_matmul(node: cst.CSTNode) -> bool:
+    """``x.T @ x``, ``torch.matmul``, ``addmm``: the shape of a Hessian/activation statistic."""
+    stack: list[cst.CSTNode] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, cst.MatrixMultiply):
+            return True
+        if isinstance(current, cst.AugAssign) and isinstance(current.operator, cst.MatrixMultiplyAssign):
+            return True
+        if isinstance(current, cst.Call):
+            name = last_part(callee_name(current))
+            if name in {"matmul", "mm", "bmm", "addmm", "addmm_", "einsum", "outer", "ger", "baddbmm"}:
+                return True
+        stack.extend(current.children)
+    return False

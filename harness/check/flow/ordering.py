@@ -1,0 +1,160 @@
+"""The ordering rules PG101–PG106 over one root's effect timeline.
+
+Why order-based: the same calls (forward, backward, step, accumulate) appear in legal
+score-first TTT and in illegal train-then-score; what differs is whether a chunk's score is
+recorded before an update uses that chunk (in a loop whose data advances per iteration), and
+what happens after the updates (serialization → pre-quant TTT; another scoring pass →
+re-scoring). See rules-research §D and the verdict table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from harness.check.flow.model import Effect, EffectKind, LoopFrame
+from harness.findings import Severity, Step
+
+_TRAIN_PIPELINE_NAME = re.compile(r"(^|_)train_?(loader|files|stream|tokens|data|batch|shards|pattern|iter)", re.I)
+
+
+@dataclass
+class Decision:
+    rule: str
+    severity: Severity
+    sink: Effect  # whose file/line the finding points at and whose conditions decide severity
+    message: str
+    related: list[tuple[Effect, str]] = field(default_factory=list)
+
+
+def decide(effects: list[Effect]) -> list[Decision]:
+    updates = [e for e in effects if e.kind is EffectKind.UPDATE and e.tainted]
+    plain_updates = [e for e in effects if e.kind is EffectKind.UPDATE and not e.tainted]
+    scores = [e for e in effects if e.kind is EffectKind.SCORE and e.tainted]
+    artifacts = [e for e in effects if e.kind is EffectKind.ARTIFACT]
+    all_updates = updates + plain_updates
+    decisions: list[Decision] = []
+    for update in updates:
+        decisions.extend(_judge_update(update, scores, artifacts, plain_updates, all_updates))
+    for effect in effects:
+        if effect.kind is EffectKind.CALIBRATION and effect.tainted:
+            decisions.append(Decision("PG106", Severity.ERROR, effect,
+                                      f"quantization statistics are collected on {_source(effect)} ({effect.note} "
+                                      f"at line {effect.line}): the artifact is calibrated on validation data"))
+        elif effect.kind is EffectKind.ARTIFACT and effect.tainted and not effect.taint.via_calibration:  # type: ignore[union-attr]
+            decisions.append(Decision("PG105", Severity.ERROR, effect,
+                                      f"{_source(effect)} flows into the artifact ({effect.note} at line "
+                                      f"{effect.line}): validation data is stored in what is submitted"))
+        elif effect.kind is EffectKind.SELECTION and effect.tainted:
+            decisions.append(Decision("PG105", Severity.ERROR, effect,
+                                      f"{effect.note} at line {effect.line}: a score on {_source(effect)} selects "
+                                      "the checkpoint that is kept"))
+    return decisions
+
+
+def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
+                  plain_updates: list[Effect], all_updates: list[Effect]) -> list[Decision]:
+    first = _scored_first(update, scores)
+    if first is not None:
+        return _rescored_per_pass(update, scores)
+    source = _source(update)
+    later_scores = [s for s in scores if s.order > update.order]
+    later_artifacts = [a for a in artifacts if a.order > update.order]
+    if any(p.shares_loop(update) for p in plain_updates) or _through_training_pipeline(update):
+        return [Decision("PG105", Severity.ERROR, update,
+                         f"{source} is used in the training loop ({update.note} at line {update.line}): "
+                         "training batches are drawn from validation data")]
+    if update.warmup and update.discarded:
+        return [Decision("PG104", Severity.WARNING, update,
+                         f"{source} is trained on in a warm-up ({update.note} at line {update.line}) outside the "
+                         "scoring loop; the warmed-up state appears to be discarded afterwards")]
+    if later_artifacts:
+        artifact = later_artifacts[0]
+        return [Decision("PG102", Severity.ERROR, update,
+                         f"{source} is trained on ({update.note} at line {update.line}) before the model is "
+                         f"serialized/quantized ({artifact.note} at line {artifact.line}): pre-quant TTT bakes "
+                         "validation data into the artifact", [(artifact, "artifact boundary after the update")])]
+    if later_scores:
+        outside = [s for s in later_scores if s.shares_loop(update) is None]
+        score = outside[-1] if outside else later_scores[0]
+        decisions = [Decision("PG101", Severity.ERROR, update,
+                              f"{source} is trained on ({update.note} at line {update.line}) before it is scored "
+                              f"({_where(score)})", [(score, "scored after the update")])]
+        prior = [s for s in scores if s.order < update.order and not any(s.shares_loop(u) for u in all_updates)]
+        rescore = [s for s in later_scores if s.shares_loop(update) is None]
+        if prior and rescore:
+            decisions.append(Decision("PG103", Severity.ERROR, rescore[-1],
+                                      f"{source} is scored ({_where(prior[0])}), trained on ({update.note} at line "
+                                      f"{update.line}) and scored again ({_where(rescore[-1])}): the second pass "
+                                      "re-scores tokens the model has trained on",
+                                      [(prior[0], "first scoring pass"), (update, "update on the scored tokens")]))
+        return decisions
+    return [Decision("PG104", Severity.WARNING, update,
+                     f"{source} is trained on ({update.note} at line {update.line}) outside any scoring loop")]
+
+
+def _scored_first(update: Effect, scores: list[Effect]) -> Effect | None:
+    """A score of the same chunk earlier in the same iteration of a chunk/document loop."""
+    for score in scores:
+        if score.order >= update.order:
+            continue
+        shared = {f.uid for f in score.loops}
+        if any(frame.uid in shared and frame.advancing for frame in update.loops):
+            return score
+    return None
+
+
+def _rescored_per_pass(update: Effect, scores: list[Effect]) -> list[Decision]:
+    """Score-first inside, but wrapped in a pass/epoch loop over the same data: every pass
+    after the first scores tokens the model has already trained on (#568, #642)."""
+    for score in scores:
+        epoch = _shared_pass_loop(update, score)
+        if epoch is not None:
+            return [Decision("PG103", Severity.ERROR, score,
+                             f"{_source(score)} is scored ({_where(score)}) inside `{epoch.label}` (line {epoch.line}), "
+                             f"which also trains on the same tokens ({update.note} at line {update.line}): later "
+                             "passes re-score tokens already trained on",
+                             [(update, "update inside the same pass loop")])]
+    return []
+
+
+def _shared_pass_loop(update: Effect, score: Effect) -> LoopFrame | None:
+    score_frames = {f.uid: f for f in score.loops}
+    for frame in update.loops:
+        other = score_frames.get(frame.uid)
+        if other is not None and frame.over_range and not frame.advancing and not other.advancing:
+            return frame
+    return None
+
+
+def _through_training_pipeline(effect: Effect) -> bool:
+    if effect.taint is None:
+        return False
+    for step in effect.taint.path:
+        target = step.note.split(" = ", 1)[0] if " = " in step.note else ""
+        if target and _TRAIN_PIPELINE_NAME.search(target.rsplit(".", 1)[-1]):
+            return True
+    return False
+
+
+def _source(effect: Effect) -> str:
+    if effect.taint is None or not effect.taint.path:
+        return "validation data"
+    note = effect.taint.path[0].note
+    return note.split("VAL source: ", 1)[1] if "VAL source: " in note else "validation data"
+
+
+def _where(effect: Effect) -> str:
+    function = effect.functions[-1] if effect.functions else ""
+    inside = f" in {function}" if function and function != "<module>" and function not in effect.note else ""
+    return f"{effect.note}{inside} at {effect.file}:{effect.line}"
+
+
+def evidence(decision: Decision) -> tuple[Step, ...]:
+    """Source → propagation steps → sink, then the related effects that make it a violation."""
+    sink = decision.sink
+    steps: list[Step] = list(sink.taint.path) if sink.taint is not None else []
+    steps.append(Step(sink.file, sink.line, f"sink: {sink.note}"))
+    for effect, note in sorted(decision.related, key=lambda pair: pair[0].order):
+        steps.append(Step(effect.file, effect.line, f"{note}: {effect.note}"))
+    return tuple(steps)

@@ -1,0 +1,281 @@
+"""Evaluate the conditions around an effect under the configuration that actually ran.
+
+Why: legality is usually switched by environment variables read with a default
+(``TTT_ENABLED="0"``) that the README run command, a ``*.sh`` script or the logged
+hyperparameters turn on. A finding in code that no documented configuration runs is only
+informational; a finding enabled by a documented setting names that setting and where it
+came from. The evaluator is a tiny constant folder over literals, ``os.environ.get``/
+``os.getenv`` reads, ``int``/``float``/``bool``/``str`` and comparisons — anything else is
+unknown and counts as "may run".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from harness.check.flow import names as N
+from harness.check.flow.model import Cond
+from harness.check.parse import ParsedSource
+from harness.submission import Setting
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+_MAX_DEPTH = 12
+
+
+def _is_env_read(node: cst.CSTNode) -> bool:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Call):
+            name = N.callee_name(current)
+            if name.endswith("environ.get") or name.endswith("getenv"):
+                return True
+        if isinstance(current, cst.Subscript) and (N.dotted_name(current.value) or "").endswith("environ"):
+            return True
+        stack.extend(current.children)
+    return False
+
+
+@dataclass
+class Outcome:
+    """Whether an effect runs: ``False`` when some condition is false under the effective
+    settings; ``enabled_by`` lists documented settings that made its conditions true."""
+
+    runs: bool
+    disabled_by: str = ""
+    enabled_by: list[Setting] = field(default_factory=list)
+
+
+class Switches:
+    """Bindings of names to env-reading expressions across all sources, and their values."""
+
+    def __init__(self, parsed_sources: list[ParsedSource], settings: dict[str, Setting]) -> None:
+        self.settings = settings
+        self.bindings: dict[str, list[tuple[cst.BaseExpression, ParsedSource]]] = {}
+        for parsed in parsed_sources:
+            self._collect(parsed)
+
+    def _collect(self, parsed: ParsedSource) -> None:
+        collector = _BindingCollector()
+        parsed.module.visit(collector)
+        for name, value in collector.found:
+            self.bindings.setdefault(name, []).append((value, parsed))
+
+    # ------------------------------------------------------------------ evaluation
+    def value(self, node: cst.BaseExpression, used: set[str], depth: int = 0) -> object:
+        if depth > _MAX_DEPTH:
+            return UNKNOWN
+        if isinstance(node, cst.Integer):
+            return _int(node.value)
+        if isinstance(node, cst.Float):
+            try:
+                return float(node.value.replace("_", ""))
+            except ValueError:
+                return UNKNOWN
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            text = N.string_value(node)
+            return UNKNOWN if text is None else text
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            dotted = N.dotted_name(node)
+            if dotted is None:
+                return UNKNOWN
+            if dotted in ("True", "False", "None"):
+                return {"True": True, "False": False, "None": None}[dotted]
+            if dotted == "__name__":
+                return "__main__"
+            return self._binding(N.last_part(dotted), used, depth)
+        if isinstance(node, cst.Call):
+            return self._call(node, used, depth)
+        if isinstance(node, cst.Subscript) and (N.dotted_name(node.value) or "").endswith("environ"):
+            element = node.slice[0].slice if node.slice else None
+            key = self.value(element.value, used, depth + 1) if isinstance(element, cst.Index) else UNKNOWN
+            if isinstance(key, str) and key in self.settings:
+                used.add(key)
+                return self.settings[key].value
+            return UNKNOWN
+        if isinstance(node, cst.UnaryOperation):
+            operand = self.value(node.expression, used, depth + 1)
+            if operand is UNKNOWN:
+                return UNKNOWN
+            if isinstance(node.operator, cst.Not):
+                return not operand
+            if isinstance(node.operator, cst.Minus) and isinstance(operand, (int, float)):
+                return -operand
+            return UNKNOWN
+        if isinstance(node, cst.BooleanOperation):
+            left = self.value(node.left, used, depth + 1)
+            right = self.value(node.right, used, depth + 1)
+            if isinstance(node.operator, cst.And):
+                if left is not UNKNOWN and not left:
+                    return left
+                if right is not UNKNOWN and not right and left is UNKNOWN:
+                    return False
+                return UNKNOWN if left is UNKNOWN or right is UNKNOWN else right
+            if left is not UNKNOWN and left:
+                return left
+            if right is not UNKNOWN and right and left is UNKNOWN:
+                return True
+            return UNKNOWN if left is UNKNOWN or right is UNKNOWN else right
+        if isinstance(node, cst.Comparison):
+            return self._compare(node, used, depth)
+        if isinstance(node, (cst.Tuple, cst.List, cst.Set)):
+            items = [self.value(e.value, used, depth + 1) for e in node.elements]
+            return UNKNOWN if any(i is UNKNOWN for i in items) else tuple(items)
+        if isinstance(node, cst.IfExp):
+            test = self.value(node.test, used, depth + 1)
+            if test is UNKNOWN:
+                return UNKNOWN
+            return self.value(node.body if test else node.orelse, used, depth + 1)
+        return UNKNOWN
+
+    def _binding(self, name: str, used: set[str], depth: int) -> object:
+        candidates = self.bindings.get(name, [])
+        values = {repr(self.value(expr, used, depth + 1)) for expr, _ in candidates}
+        if len(candidates) == 0 or len(values) != 1:
+            return UNKNOWN
+        return self.value(candidates[0][0], used, depth + 1)
+
+    def _call(self, node: cst.Call, used: set[str], depth: int) -> object:
+        name = N.callee_name(node)
+        args = [a for a in node.args if a.keyword is None]
+        if name.endswith("environ.get") or name.endswith("getenv"):
+            key = self.value(args[0].value, used, depth + 1) if args else UNKNOWN
+            if not isinstance(key, str):
+                return UNKNOWN
+            if key in self.settings:
+                used.add(key)
+                return self.settings[key].value
+            return self.value(args[1].value, used, depth + 1) if len(args) > 1 else None
+        if name in ("int", "float", "bool", "str") and len(args) == 1:
+            inner = self.value(args[0].value, used, depth + 1)
+            if inner is UNKNOWN:
+                return UNKNOWN
+            try:
+                if name == "int":
+                    return int(float(inner)) if isinstance(inner, str) and "." in inner else int(inner)  # type: ignore[arg-type]
+                return {"float": float, "bool": bool, "str": str}[name](inner)  # type: ignore[operator]
+            except (TypeError, ValueError):
+                return UNKNOWN
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in ("lower", "upper", "strip") and not args:
+            inner = self.value(node.func.value, used, depth + 1)
+            return getattr(inner, node.func.attr.value)() if isinstance(inner, str) else UNKNOWN
+        return UNKNOWN
+
+    def _compare(self, node: cst.Comparison, used: set[str], depth: int) -> object:
+        left = self.value(node.left, used, depth + 1)
+        for target in node.comparisons:
+            right = self.value(target.comparator, used, depth + 1)
+            if left is UNKNOWN or right is UNKNOWN:
+                return UNKNOWN
+            try:
+                result = _apply(target.operator, left, right)
+            except TypeError:
+                return UNKNOWN
+            if result is UNKNOWN or not result:
+                return result
+            left = right
+        return True
+
+    # ------------------------------------------------------------------ outcome
+    def outcome(self, conds: tuple[Cond, ...]) -> Outcome:
+        enabled: list[Setting] = []
+        for cond in conds:
+            used: set[str] = set()
+            result = self.value(cond.expr, used)
+            if result is UNKNOWN:
+                continue
+            truth = (isinstance(result, (int, float)) and result > 0) if cond.range_count else bool(result)
+            documented = [self.settings[name] for name in sorted(used)]
+            if truth != cond.want:
+                reason = _describe(cond, documented)
+                return Outcome(runs=False, disabled_by=reason)
+            enabled.extend(s for s in documented if s not in enabled)
+        return Outcome(runs=True, enabled_by=enabled)
+
+
+def _describe(cond: Cond, documented: list[Setting]) -> str:
+    code = " ".join(cond.parsed.code_of(cond.expr).split())
+    where = f"{cond.parsed.source.display_name}:{cond.line}"
+    if documented:
+        origin = ", ".join(f"{s.name}={s.value} in {s.file}:{s.line}" for s in documented)
+        return f"`{code}` at {where} is false with {origin}"
+    return f"`{code}` at {where} is false with the code defaults (no documented run sets it)"
+
+
+def _int(text: str) -> object:
+    try:
+        return int(text.replace("_", ""), 0)
+    except ValueError:
+        return UNKNOWN
+
+
+def _apply(operator: cst.BaseCompOp, left: object, right: object) -> object:
+    if isinstance(operator, cst.Equal):
+        return left == right
+    if isinstance(operator, cst.NotEqual):
+        return left != right
+    if isinstance(operator, cst.LessThan):
+        return left < right  # type: ignore[operator]
+    if isinstance(operator, cst.LessThanEqual):
+        return left <= right  # type: ignore[operator]
+    if isinstance(operator, cst.GreaterThan):
+        return left > right  # type: ignore[operator]
+    if isinstance(operator, cst.GreaterThanEqual):
+        return left >= right  # type: ignore[operator]
+    if isinstance(operator, cst.In):
+        return left in right  # type: ignore[operator]
+    if isinstance(operator, cst.NotIn):
+        return left not in right  # type: ignore[operator]
+    if isinstance(operator, cst.Is):
+        return left is right
+    if isinstance(operator, cst.IsNot):
+        return left is not right
+    return UNKNOWN
+
+
+class _BindingCollector(cst.CSTVisitor):
+    """``name = <expr>`` where the expression reads the environment, at any level, plus
+    plain literal constants at module or class level (``TTT_ENABLED = False``)."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, cst.BaseExpression]] = []
+        self._depth = 0
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._depth += 1
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._depth -= 1
+
+    def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression) -> None:
+        literal = isinstance(value, (cst.Integer, cst.Float, cst.SimpleString)) or (
+            isinstance(value, cst.Name) and value.value in ("True", "False", "None")
+        )
+        if not (_is_env_read(value) or (literal and self._depth == 0)):
+            if self._depth > 0:
+                # A later plain reassignment (``args.ttt_epochs = 0``) makes the value ambiguous.
+                for target in targets:
+                    dotted = N.dotted_name(target)
+                    same = isinstance(value, cst.Name) and dotted is not None and value.value == N.last_part(dotted)
+                    if dotted is not None and "." in dotted and not same:
+                        self.found.append((N.last_part(dotted), value))
+            return
+        for target in targets:
+            dotted = N.dotted_name(target)
+            if dotted is not None:
+                self.found.append((N.last_part(dotted), value))
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        self._record([t.target for t in node.targets], node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._record([node.target], node.value)

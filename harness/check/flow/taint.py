@@ -1,0 +1,593 @@
+"""Taint propagation over the submission's functions, producing the ordered effect timeline.
+
+Why an abstract walk instead of a fixpoint over an IR: the rules need statement order inside
+loops (score before update, per chunk) and the loop/condition context of every sink across
+calls. Walking each function body in order, with loop bodies walked twice for loop-carried
+taint and callees analysed once per set of tainted parameters (memoized) and inlined at the
+call site, yields exactly that: a program-order list of effects with their loops and
+conditions. Nothing is executed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import libcst as cst
+
+from harness.check.flow import names as N
+from harness.check.flow.index import FuncInfo, SubmissionIndex
+from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
+from harness.findings import Step
+
+MAX_CALL_DEPTH = 24
+MAX_ANALYSES = 4000
+_call_sites = itertools.count(1)
+
+
+class Engine:
+    """Memoized per-function analyses over one submission index."""
+
+    def __init__(self, index: SubmissionIndex) -> None:
+        self.index = index
+        self.memo: dict[tuple[int, frozenset[str]], Summary] = {}
+        self.stack: list[int] = []
+        self.reached: set[int] = set()
+        self.analyses = 0
+
+    def analyze(self, info: FuncInfo, seed: dict[str, Taint]) -> Summary | None:
+        key = (info.uid, frozenset(seed))
+        if key in self.memo:
+            return self.memo[key]
+        if info.uid in self.stack or len(self.stack) >= MAX_CALL_DEPTH or self.analyses >= MAX_ANALYSES:
+            return None
+        self.analyses += 1
+        self.reached.add(info.uid)
+        self.stack.append(info.uid)
+        try:
+            walk = _Walk(self, info, dict(seed))
+            walk.run()
+        finally:
+            self.stack.pop()
+        summary = Summary(
+            effects=walk.effects,
+            returned=walk.returned,
+            tainted_params={p: walk.taint[p] for p in info.params if p in walk.taint and p not in seed},
+        )
+        self.memo[key] = summary
+        return summary
+
+    def timeline(self, info: FuncInfo) -> list[Effect]:
+        summary = self.analyze(info, {})
+        effects = summary.effects if summary is not None else []
+        return [replace(effect, order=position) for position, effect in enumerate(effects)]
+
+
+class _Loop:
+    def __init__(self, node: cst.For | cst.While, uid: int, vary: set[str], label: str, line: int) -> None:
+        self.node = node
+        self.uid = uid
+        self.vary = vary
+        self.label = label
+        self.line = line
+        self.over_range = isinstance(node, cst.For) and _range_call(node.iter) is not None
+
+
+def _range_call(node: cst.BaseExpression) -> cst.Call | None:
+    if isinstance(node, cst.Call) and N.dotted_name(node.func) in ("range", "trange", "tqdm.trange"):
+        return node
+    return None
+
+
+def _direct_statements(body: cst.BaseSuite) -> list[cst.CSTNode]:
+    """Statements of a loop body, descending into if/with/try but not into nested loops/defs."""
+    found: list[cst.CSTNode] = []
+    stack: list[cst.CSTNode] = list(body.body)
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        if isinstance(node, (cst.For, cst.While, cst.FunctionDef, cst.ClassDef)):
+            continue
+        if isinstance(node, (cst.If, cst.With, cst.Try, cst.Else, cst.ExceptHandler, cst.Finally)):
+            for child in node.children:
+                if isinstance(child, (cst.IndentedBlock, cst.SimpleStatementSuite)):
+                    stack.extend(child.body)
+                elif isinstance(child, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
+                    stack.append(child)
+    return found
+
+
+def _loop_vary(node: cst.For | cst.While) -> set[str]:
+    """Names whose value changes from one iteration to the next at this loop's own level."""
+    vary: set[str] = set(N.assigned_names(node.target)) if isinstance(node, cst.For) else set()
+    for statement in _direct_statements(node.body):
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if isinstance(small, cst.AugAssign):
+                vary.update(N.assigned_names(small.target))
+            elif isinstance(small, cst.Assign) and isinstance(node, cst.While):
+                for target in small.targets:
+                    vary.update(N.assigned_names(target.target))
+    return vary
+
+
+def _ends_in_exit(block: cst.BaseSuite) -> bool:
+    if not block.body:
+        return False
+    last = block.body[-1]
+    if isinstance(block, cst.SimpleStatementSuite):
+        return isinstance(last, (cst.Return, cst.Continue, cst.Break, cst.Raise))
+    if isinstance(last, cst.SimpleStatementLine) and last.body:
+        return isinstance(last.body[-1], (cst.Return, cst.Continue, cst.Break, cst.Raise))
+    return False
+
+
+class _Walk:
+    """One analysis of one function under one set of tainted names."""
+
+    def __init__(self, engine: Engine, info: FuncInfo, taint: dict[str, Taint]) -> None:
+        self.engine = engine
+        self.info = info
+        self.parsed = info.parsed
+        self.file = info.file
+        self.taint = taint
+        self.effects: list[Effect] = []
+        self.local_lines: list[int] = []  # line in this function that produced effects[i]
+        self.returned: Taint | None = None
+        self.loops: list[_Loop] = []
+        self.conds: list[Cond] = []
+        self.emit = True
+        self.warm_depth = 1 if N.WARMUP_WORD.search(info.name) else 0
+        self.hooks_active = False
+        self.discard_lines: list[int] = []
+        self.loop_uids: dict[int, int] = {}
+        self.conditional_depth = 0
+
+    # ----------------------------------------------------------------- statements
+    def run(self) -> None:
+        body = self.info.body()
+        if self.info.node is None:
+            body = [s for s in body if not isinstance(s, (cst.FunctionDef, cst.ClassDef))]
+        self._block(body)
+        if self.discard_lines:
+            last_discard = max(self.discard_lines)
+            for position, effect in enumerate(self.effects):
+                if effect.kind is EffectKind.UPDATE and self.local_lines[position] < last_discard:
+                    self.effects[position] = replace(effect, discarded=True)
+
+    def _block(self, statements: list[cst.CSTNode]) -> None:
+        pushed = 0
+        for statement in statements:
+            self._statement(statement)
+            if isinstance(statement, cst.If) and statement.orelse is None and _ends_in_exit(statement.body):
+                self.conds.append(Cond(self.parsed, statement.test, False, self.parsed.line_of(statement)))
+                pushed += 1
+        if pushed:
+            del self.conds[-pushed:]
+
+    def _statement(self, node: cst.CSTNode) -> None:
+        if isinstance(node, cst.SimpleStatementLine):
+            for small in node.body:
+                self._small(small)
+        elif isinstance(node, cst.BaseSmallStatement):
+            self._small(node)
+        elif isinstance(node, cst.If):
+            self._if(node)
+        elif isinstance(node, (cst.For, cst.While)):
+            self._loop(node)
+        elif isinstance(node, cst.With):
+            warm = any(N.WARMUP_WORD.search(self.parsed.code_of(item.item)) for item in node.items)
+            for item in node.items:
+                value = self._expr(item.item)
+                if item.asname is not None:
+                    self._bind(item.asname.name, value, item.item)
+            self.warm_depth += warm
+            self._block(list(node.body.body))
+            self.warm_depth -= warm
+        elif isinstance(node, (cst.Try, cst.TryStar)):
+            self.conditional_depth += 1
+            self._block(list(node.body.body))
+            for handler in node.handlers:
+                self._block(list(handler.body.body))
+            if node.orelse is not None:
+                self._block(list(node.orelse.body.body))
+            self.conditional_depth -= 1
+            if node.finalbody is not None:
+                self._block(list(node.finalbody.body.body))
+        elif isinstance(node, cst.Match):
+            self._expr(node.subject)
+            self.conditional_depth += 1
+            for case in node.cases:
+                self._block(list(case.body.body))
+            self.conditional_depth -= 1
+
+    def _if(self, node: cst.If) -> None:
+        test_taint = self._expr(node.test)
+        line = self.parsed.line_of(node)
+        if test_taint is not None and _mentions_state_snapshot(node.body):
+            self._emit(EffectKind.SELECTION, line, f"model state kept when `{_short(self.parsed.code_of(node.test))}`",
+                       test_taint, set(N.refs(node.test)))
+        warm = bool(N.WARMUP_WORD.search(self.parsed.code_of(node.test)))
+        self.warm_depth += warm
+        self.conditional_depth += 1
+        self.conds.append(Cond(self.parsed, node.test, True, line))
+        self._block(list(node.body.body))
+        self.conds.pop()
+        self.warm_depth -= warm
+        if node.orelse is not None:
+            self.conds.append(Cond(self.parsed, node.test, False, line))
+            if isinstance(node.orelse, cst.If):
+                self._if(node.orelse)
+            else:
+                self._block(list(node.orelse.body.body))
+            self.conds.pop()
+        self.conditional_depth -= 1
+
+    def _loop(self, node: cst.For | cst.While) -> None:
+        line = self.parsed.line_of(node)
+        header = node.iter if isinstance(node, cst.For) else node.test
+        header_taint = self._expr(header)
+        uid = self.loop_uids.setdefault(id(node), next(_call_sites))
+        label = ("for " + _short(self.parsed.code_of(node.target)) + " in " + _short(self.parsed.code_of(node.iter))
+                 if isinstance(node, cst.For) else "while " + _short(self.parsed.code_of(node.test)))
+        loop = _Loop(node, uid, _loop_vary(node), label, line)
+        warm = bool(N.WARMUP_WORD.search(label))
+        pushed_cond = False
+        range_call = _range_call(node.iter) if isinstance(node, cst.For) else None
+        if range_call is not None and len(range_call.args) == 1:
+            self.conds.append(Cond(self.parsed, range_call.args[0].value, True, line, range_count=True))
+            pushed_cond = True
+        self.loops.append(loop)
+        self.warm_depth += warm
+        outer_emit = self.emit
+        passes = (False, True) if outer_emit else (False,)
+        for emit in passes:
+            self.emit = emit
+            if isinstance(node, cst.For):
+                self._bind(node.target, header_taint, node.iter)
+            self._block(list(node.body.body))
+        self.emit = outer_emit
+        self.warm_depth -= warm
+        self.loops.pop()
+        if pushed_cond:
+            self.conds.pop()
+        if node.orelse is not None:
+            self._block(list(node.orelse.body.body))
+
+    def _small(self, node: cst.BaseSmallStatement) -> None:
+        line = self.parsed.line_of(node)
+        if isinstance(node, cst.Assign):
+            value = self._expr(node.value)
+            for target in node.targets:
+                self._accumulate_if_self_add(target.target, node.value, value, line)
+                self._bind(target.target, value, node.value)
+        elif isinstance(node, cst.AnnAssign):
+            if node.value is not None:
+                self._bind(node.target, self._expr(node.value), node.value)
+        elif isinstance(node, cst.AugAssign):
+            self._augassign(node, line)
+        elif isinstance(node, cst.Expr):
+            self._expr(node.value)
+        elif isinstance(node, cst.Return):
+            if node.value is not None:
+                value = self._expr(node.value)
+                if value is not None:
+                    self.returned = merge(self.returned, value.extend(Step(self.file, line, f"returned from {self.info.display}")))
+                    if N.SCORE_FUNCTION.search(self.info.name):
+                        self._emit(EffectKind.SCORE, line, f"score returned by {self.info.display}", value,
+                                   set(N.refs(node.value)))
+        elif isinstance(node, cst.Del):
+            self.discard_lines.append(line)
+        elif isinstance(node, cst.Raise) and node.exc is not None:
+            self._expr(node.exc)
+
+    def _augassign(self, node: cst.AugAssign, line: int) -> None:
+        value = self._expr(node.value)
+        targets = N.assigned_names(node.target)
+        if isinstance(node.target, cst.Subscript):
+            index_taint = self._expr(node.target.slice[0]) if node.target.slice else None
+            value = merge(value, index_taint)
+        if value is not None and isinstance(node.operator, (cst.AddAssign, cst.MatrixMultiplyAssign)):
+            local_refs = set(N.refs(node.value))
+            if N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign):
+                self._emit(EffectKind.CALIBRATION, line,
+                           f"activation statistics `{_short(self.parsed.code_of(node))}`", value, local_refs)
+                value = replace(value, via_calibration=True)
+            elif targets and not isinstance(node.target, cst.Subscript) and self._is_score_target(targets[0]):
+                self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs)
+        if value is not None:
+            for target in targets:
+                self._taint_name(target, value, line, f"{target} {self.parsed.code_of(node.operator).strip()} "
+                                 f"{_short(self.parsed.code_of(node.value))}")
+
+    def _accumulate_if_self_add(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
+                                value: Taint | None, line: int) -> None:
+        """``loss_sum = loss_sum + nll.sum()`` is the same accumulation as ``+=``."""
+        name = N.dotted_name(target)
+        if value is None or name is None or not isinstance(value_node, cst.BinaryOperation):
+            return
+        if isinstance(value_node.operator, cst.Add) and name in set(N.refs(value_node)) and self._is_score_target(name):
+            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)))
+
+    def _is_score_target(self, name: str) -> bool:
+        """An accumulator that can become the reported score: returned or logged as val_*,
+        a parameter (the caller's accumulator) or an attribute — not a local training log."""
+        last = N.last_part(name)
+        if N.TRAIN_WORD.search(last) or last.startswith("tr_"):
+            return False
+        root = N.root_part(name)
+        return root in self.info.params or "." in name or name in self.info.flows_out or root in self.info.flows_out
+
+    # ---------------------------------------------------------------- bindings
+    def _bind(self, target: cst.CSTNode, value: Taint | None, value_node: cst.CSTNode) -> None:
+        line = self.parsed.line_of(target)
+        for name in N.assigned_names(target):
+            if value is not None:
+                self._taint_name(name, value, line, f"{name} = {_short(self.parsed.code_of(value_node))}")
+            elif self.conditional_depth == 0 and not isinstance(target, cst.Subscript):
+                self._kill(name)
+
+    def _taint_name(self, name: str, value: Taint, line: int, note: str) -> None:
+        if name not in self.taint:
+            self.taint[name] = value.extend(Step(self.file, line, note))
+
+    def _kill(self, name: str) -> None:
+        prefix = name + "."
+        for key in [k for k in self.taint if k == name or k.startswith(prefix)]:
+            del self.taint[key]
+
+    # ------------------------------------------------------------- expressions
+    def _lookup(self, dotted: str, node: cst.CSTNode) -> Taint | None:
+        parts = dotted.split(".")
+        for end in range(len(parts), 0, -1):
+            found = self.taint.get(".".join(parts[:end]))
+            if found is not None:
+                return found
+        if N.is_val_name(dotted):
+            return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: {dotted}"),))
+        return None
+
+    def _expr(self, node: cst.CSTNode) -> Taint | None:
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            dotted = N.dotted_name(node)
+            if dotted is not None:
+                return self._lookup(dotted, node)
+            return self._expr(node.value) if isinstance(node, cst.Attribute) else None
+        if isinstance(node, cst.Call):
+            return self._call(node)
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            text = N.string_value(node)
+            if text is not None and N.is_val_literal(text):
+                return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
+            if isinstance(node, cst.ConcatenatedString):
+                return merge(self._expr(node.left), self._expr(node.right))
+            return None
+        if isinstance(node, cst.Arg):
+            return self._expr(node.value)
+        if isinstance(node, (cst.Lambda, cst.Integer, cst.Float, cst.Imaginary)):
+            return None
+        if isinstance(node, cst.NamedExpr):
+            value = self._expr(node.value)
+            self._bind(node.target, value, node.value)
+            return value
+        if isinstance(node, (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
+            taint = self._comp_for(node.for_in)
+            if isinstance(node, cst.DictComp):
+                return merge(taint, merge(self._expr(node.key), self._expr(node.value)))
+            return merge(taint, self._expr(node.elt))
+        result: Taint | None = None
+        if isinstance(node, cst.FormattedString):
+            text = N.string_value(node) or ""
+            if N.is_val_literal(text):
+                result = Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
+        for child in node.children:
+            result = merge(result, self._expr(child))
+        return result
+
+    def _comp_for(self, comp: cst.CompFor) -> Taint | None:
+        taint = self._expr(comp.iter)
+        self._bind(comp.target, taint, comp.iter)
+        for condition in comp.ifs:
+            self._expr(condition.test)
+        if comp.inner_for_in is not None:
+            taint = merge(taint, self._comp_for(comp.inner_for_in))
+        return taint
+
+    def _call(self, call: cst.Call) -> Taint | None:
+        name = N.callee_name(call)
+        method = N.last_part(name)
+        line = self.parsed.line_of(call)
+        receiver: Taint | None = None
+        if isinstance(call.func, cst.Attribute):
+            receiver = self._expr(call.func.value)
+        elif not isinstance(call.func, cst.Name):
+            receiver = self._expr(call.func)
+        arg_taints = [self._expr(arg.value) for arg in call.args]
+        args_taint: Taint | None = None
+        for taint in arg_taints:
+            args_taint = merge(args_taint, taint)
+        call_refs = set(N.refs(call))
+        attribute_call = isinstance(call.func, cst.Attribute)
+
+        if method == "backward" and attribute_call:
+            self._emit(EffectKind.UPDATE, line, f"{_short(self.parsed.code_of(call))}", merge(receiver, args_taint),
+                       set(N.refs(call.func.value)))
+            return None
+        if name in ("torch.autograd.grad", "autograd.grad"):
+            self._emit(EffectKind.UPDATE, line, f"{name}(…)", args_taint, call_refs)
+            return args_taint
+        if attribute_call and method in N.PARAM_WRITE_METHODS and args_taint is not None and _is_param_like(call.func.value):
+            self._emit(EffectKind.UPDATE, line, f"in-place parameter write {_short(self.parsed.code_of(call))}",
+                       args_taint, call_refs)
+            return None
+        if N.CALIB_CALL.search(method) and args_taint is not None:
+            self._emit(EffectKind.CALIBRATION, line, f"quantization calibration {name}(…)", args_taint, call_refs)
+            if self._is_artifact(call, name, method):
+                self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", None, call_refs)
+            return replace(args_taint, via_calibration=True)
+        if self._is_artifact(call, name, method):
+            self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
+            return args_taint
+        if method == "load_state_dict":
+            self.discard_lines.append(line)
+        if method in ("register_forward_hook", "register_forward_pre_hook"):
+            self._note_hook(call)
+        if N.COLLECTIVE_FILL.match(method) and len(call.args) >= 2:
+            rest: Taint | None = None
+            for taint in arg_taints[1:]:
+                rest = merge(rest, taint)
+            first = N.dotted_name(call.args[0].value)
+            if rest is not None and first is not None:
+                self._taint_name(first, rest, line, f"{first} ← {name}(…)")
+        target = self.engine.index.resolve(name, self.info) if name != "<expr>" else None
+        if target is not None and target is not self.info:
+            returned = self._inline(target, call, arg_taints, receiver, call_refs, line)
+            if N.is_val_loader_call(method) and returned is None:
+                returned = Taint((Step(self.file, line, f"VAL source: {name}(…)"),))
+            return returned
+        for arg in call.args:
+            referenced = N.dotted_name(arg.value)
+            if referenced is not None and "." not in referenced:
+                function = self.engine.index.resolve(referenced, self.info)
+                if function is not None and function is not self.info:
+                    self._inline(function, None, [], None, call_refs, line)
+        if N.is_val_loader_call(method):
+            return merge(Taint((Step(self.file, line, f"VAL source: {name}(…)"),)), args_taint)
+        if attribute_call and method in N.MUTATOR_METHODS and args_taint is not None:
+            holder = N.dotted_name(call.func.value)
+            if holder is not None:
+                if method in ("append", "extend", "add", "add_", "index_add_") and self._is_score_target(holder):
+                    self._emit(EffectKind.SCORE, line, f"score accumulated into {holder}", args_taint, call_refs)
+                self._taint_name(holder, args_taint, line, f"{holder}.{method}({_short(self.parsed.code_of(call.args[0].value)) if call.args else ''})")
+        if self.hooks_active and args_taint is not None and not attribute_call:
+            self._emit(EffectKind.CALIBRATION, line,
+                       f"forward pass `{_short(self.parsed.code_of(call))}` with statistics hooks registered",
+                       args_taint, call_refs)
+            return replace(args_taint, via_calibration=True)
+        return merge(receiver, args_taint)
+
+    def _is_artifact(self, call: cst.Call, name: str, method: str) -> bool:
+        lowered = method.lower()
+        if name in ("torch.save", "save_file", "safetensors.torch.save_file") or lowered == "save_file":
+            return True
+        if lowered in ("compress", "compress_stream") and isinstance(call.func, cst.Attribute):
+            return bool(N.ARTIFACT_COMPRESS_ROOT.search(self.parsed.code_of(call.func.value).lower()))
+        return bool(N.ARTIFACT_QUANT_CALL.search(lowered)) and "dequant" not in lowered
+
+    def _note_hook(self, call: cst.Call) -> None:
+        for arg in call.args:
+            referenced = N.dotted_name(arg.value)
+            function = self.engine.index.resolve(referenced, self.info) if referenced else None
+            if function is not None and _accumulates_statistics(function):
+                self.hooks_active = True
+            if isinstance(arg.value, cst.Call):
+                factory = N.dotted_name(arg.value.func)
+                made = self.engine.index.resolve(factory, self.info) if factory else None
+                if made is not None and _accumulates_statistics(made):
+                    self.hooks_active = True
+
+    def _inline(self, target: FuncInfo, call: cst.Call | None, arg_taints: list[Taint | None],
+                receiver: Taint | None, call_refs: set[str], line: int) -> Taint | None:
+        params = list(target.params)
+        bound_self = call is not None and isinstance(call.func, cst.Attribute) and target.class_name is not None
+        seed: dict[str, Taint] = {}
+        if bound_self and params:
+            if receiver is not None:
+                seed[params[0]] = receiver
+            params = params[1:]
+        enter = Step(target.file, target.line, f"enters {target.display}")
+        arg_names: dict[str, str] = {}
+        if call is not None:
+            position = 0
+            for arg, taint in zip(call.args, arg_taints):
+                if arg.star:
+                    continue
+                if arg.keyword is not None:
+                    param = arg.keyword.value
+                elif position < len(params):
+                    param = params[position]
+                    position += 1
+                else:
+                    continue
+                dotted = N.dotted_name(arg.value)
+                if dotted is not None:
+                    arg_names[param] = dotted
+                if taint is not None and param in target.params:
+                    seed[param] = taint.extend(Step(enter.file, enter.line, f"enters {target.display}({param})"))
+        if target.parent is not None:
+            for key, value in self.taint.items():
+                if N.root_part(key) not in target.params:
+                    seed.setdefault(key, value)
+        summary = self.engine.analyze(target, seed)
+        if summary is None:
+            result: Taint | None = receiver
+            for taint in arg_taints:
+                result = merge(result, taint)
+            return result
+        if self.emit:
+            prefix = next(_call_sites)
+            frames = self._frames(call_refs)
+            for effect in summary.effects:
+                lifted = replace(
+                    effect,
+                    loops=frames + tuple(replace(f, uid=(prefix,) + f.uid) for f in effect.loops),
+                    conds=tuple(self.conds) + effect.conds,
+                    functions=(self.info.display,) + effect.functions,
+                    warmup=effect.warmup or self.warm_depth > 0,
+                )
+                self.effects.append(lifted)
+                self.local_lines.append(line)
+        for param, taint in summary.tainted_params.items():
+            if param in arg_names:
+                self._taint_name(arg_names[param], taint, line, f"{arg_names[param]} filled by {target.display}")
+        if summary.returned is not None:
+            return summary.returned.extend(Step(self.file, line, f"result of {target.display}(…)"))
+        return None
+
+    # ------------------------------------------------------------------ effects
+    def _frames(self, local_refs: set[str]) -> tuple[LoopFrame, ...]:
+        closure = self.info.closure(local_refs) if self.loops else set()
+        return tuple(
+            LoopFrame(uid=(loop.uid,), advancing=bool(closure & loop.vary), over_range=loop.over_range,
+                      label=loop.label, file=self.file, line=loop.line)
+            for loop in self.loops
+        )
+
+    def _emit(self, kind: EffectKind, line: int, note: str, taint: Taint | None, local_refs: set[str]) -> None:
+        if not self.emit:
+            return
+        self.effects.append(
+            Effect(kind=kind, file=self.file, line=line, note=note, taint=taint, loops=self._frames(local_refs),
+                   conds=tuple(self.conds), functions=(self.info.display,), warmup=self.warm_depth > 0)
+        )
+        self.local_lines.append(line)
+
+
+def _is_param_like(node: cst.BaseExpression) -> bool:
+    text = N.dotted_name(node) or ""
+    parts = set(text.split("."))
+    return bool(parts & {"data", "weight", "bias", "param", "p", "params"}) or "param" in text
+
+
+def _accumulates_statistics(function: FuncInfo) -> bool:
+    if function.has_matmul_accumulation:
+        return True
+    return any(_accumulates_statistics(inner) for inner in function.nested.values())
+
+
+def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
+    stack: list[cst.CSTNode] = [block]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Call):
+            method = N.last_part(N.callee_name(node))
+            if method in N.STATE_SNAPSHOT_CALLS or method == "save":
+                return True
+        stack.extend(node.children)
+    return False
+
+
+def _short(text: str, limit: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -1,0 +1,85 @@
+"""Rule family PG101–PG106: validation data reaching update, score, artifact and calibration
+sinks in an illegal order.
+
+Why one family: all six rules read the same effect timeline built by the data-flow engine in
+``harness/check/flow``; only the ordering questions differ. The entry script's module code
+(and ``main()`` through it) is the root whose order is judged; functions the entry never
+calls are analysed on their own and reported as ``info``, since they do not run. Every
+finding is judged under the configuration the submission documents (README run command,
+``*.sh``, logs): code that configuration switches off is ``info``, and a finding switched on
+by a documented setting names it.
+"""
+
+from __future__ import annotations
+
+from harness.check.context import CheckContext
+from harness.check.flow.index import FuncInfo, ModuleIndex, SubmissionIndex
+from harness.check.flow.ordering import Decision, decide, evidence
+from harness.check.flow.switches import Switches
+from harness.check.flow.taint import Engine
+from harness.findings import Finding, Severity
+
+RULES = ("PG101", "PG102", "PG103", "PG104", "PG105", "PG106")
+
+
+def check(ctx: CheckContext) -> list[Finding]:
+    if not ctx.parsed:
+        return []
+    index = SubmissionIndex(ctx.parsed)
+    switches = Switches(ctx.parsed, ctx.submission.settings)
+    engine = Engine(index)
+    decoded = {p.source.display_name for p in ctx.parsed if p.source.decoded_depth > 0}
+    findings: list[Finding] = []
+    for module in _entry_modules(index):
+        for decision in decide(engine.timeline(module.top)):
+            findings.append(_finding(decision, switches, decoded, unreached_in=None))
+    for info in _unreached(index, engine):
+        for decision in decide(engine.timeline(info)):
+            findings.append(_finding(decision, switches, decoded, unreached_in=info))
+    return _strongest_per_place(findings)
+
+
+def _entry_modules(index: SubmissionIndex) -> list[ModuleIndex]:
+    entries = [m for m in index.modules if m.parsed.source.is_entry]
+    if not entries:
+        entries = [m for m in index.modules if m.name.startswith("train_gpt")]
+    return entries or list(index.modules)
+
+
+def _unreached(index: SubmissionIndex, engine: Engine) -> list[FuncInfo]:
+    return [
+        info
+        for info in index.all_functions
+        if info.node is not None and info.parent is None and info.uid not in engine.reached
+    ]
+
+
+def _finding(decision: Decision, switches: Switches, decoded: set[str], unreached_in: FuncInfo | None) -> Finding:
+    sink = decision.sink
+    severity = decision.severity
+    message = decision.message
+    outcome = switches.outcome(sink.conds)
+    if unreached_in is not None:
+        severity = Severity.INFO
+        message += f" — in {unreached_in.display}, which the entry script never calls"
+    elif not outcome.runs:
+        severity = Severity.INFO
+        message += f" — not run in the documented configuration: {outcome.disabled_by}"
+    elif outcome.enabled_by:
+        message += " — enabled by " + ", ".join(f"{s.name}={s.value} in {s.file}:{s.line}" for s in outcome.enabled_by)
+    if sink.file in decoded:
+        message += " (lines of the source decoded from the self-extracting shim)"
+    return Finding(rule=decision.rule, severity=severity, file=sink.file, line=sink.line, message=message,
+                   path=evidence(decision))
+
+
+def _strongest_per_place(findings: list[Finding]) -> list[Finding]:
+    """One finding per rule and place: the same helper analysed from two call sites, or once
+    reached and once on its own, must not be reported twice."""
+    best: dict[tuple[str, str, int], Finding] = {}
+    for finding in findings:
+        key = (finding.rule, finding.file, finding.line)
+        current = best.get(key)
+        if current is None or finding.severity.rank > current.severity.rank:
+            best[key] = finding
+    return sorted(best.values(), key=lambda f: (f.file, f.line, f.rule))
