@@ -173,3 +173,81 @@ def test_cli_fails_the_illegal_pull_request(repo: Path, monkeypatch: pytest.Monk
     _sarif_validator().validate(document)
     rule_ids = sorted({r["ruleId"] for run in document["runs"] for r in run["results"]})
     assert rule_ids == ["PG403", "PG407"]
+
+
+# The composite action's own scripts, run as GitHub would run them -------------------------
+
+ACTION = Path(__file__).resolve().parents[1] / "action.yml"
+
+
+def _action_step(step_id_or_name: str) -> dict:
+    import yaml  # a dependency of libcst, so always present with golf-check
+
+    steps = yaml.safe_load(ACTION.read_text())["runs"]["steps"]
+    return next(s for s in steps if step_id_or_name in (s.get("id"), s.get("name")))
+
+
+def _run_step(step: dict, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    import os
+
+    bin_dir = str(Path(sys.executable).parent)  # where the golf-check console script lives
+    full_env = {**os.environ, **env, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                          cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def test_action_audit_step_on_a_failing_pull_request(repo: Path, tmp_path: Path) -> None:
+    checkout(repo, "illegal")
+    base = git(repo, "rev-parse", "main").strip()
+    head = git(repo, "rev-parse", "illegal").strip()
+    env = {
+        "BASE": base, "HEAD": head, "FAIL_ON": "error", "FRONTIER": "",
+        "GOLF_HARNESS_CACHE": str(tmp_path / "cache"), "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    done = _run_step(_action_step("audit"), env, repo)
+    assert done.returncode == 0, done.stderr  # the audit step records the code; the last step gates
+    outputs = _outputs(tmp_path / "output")
+    assert outputs["exit-code"] == "1"
+    report = json.loads(Path(outputs["report"]).read_text())
+    assert {s["path"]: s["verdict"] for s in report["submissions"]} == {
+        EXISTING: "pass", ILLEGAL: "fail", f"diff {base}...{head}": "fail",
+    }
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("## golf-check report") and "❌ fail" in summary
+    annotations = [line for line in done.stdout.splitlines() if line.startswith("::error ")]
+    assert any("title=PG403" in line and f"file={ILLEGAL}/submission.json" in line for line in annotations)
+    assert any("title=PG407" in line and "file=README.md" in line for line in annotations)
+    _sarif_validator().validate(json.loads(Path(outputs["sarif"]).read_text()))
+
+    gate = _action_step("Gate on the audit's exit code")
+    assert _run_step(gate, {"CODE": outputs["exit-code"]}, repo).returncode == 1
+    assert _run_step(gate, {"CODE": "0"}, repo).returncode == 0
+    assert _run_step(gate, {"CODE": "3"}, repo).returncode == 3
+    assert _run_step(gate, {"CODE": ""}, repo).returncode == 2
+
+
+def test_action_uploads_sarif_only_when_the_token_may() -> None:
+    upload = _action_step("Upload SARIF to code scanning")
+    assert upload["uses"].startswith("github/codeql-action/upload-sarif@")
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in upload["if"]
+    assert _action_step("Upload report.json")["uses"].startswith("actions/upload-artifact@")
+
+
+def test_precommit_entry_audits_the_folders_of_staged_files(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.gate import precommit_main
+
+    checkout(repo, "illegal")
+    monkeypatch.chdir(repo)
+    assert precommit_main(["README.md"]) == 0  # nothing under records/: nothing to audit
+    assert precommit_main(["--format=json", "--no-cache", f"{EXISTING}/README.md"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert [s["path"] for s in first["submissions"]] == [EXISTING]
+    assert precommit_main(["--format=json", "--no-cache", f"{ILLEGAL}/submission.json"]) == 1
+    second = json.loads(capsys.readouterr().out)
+    assert [(s["path"], s["verdict"]) for s in second["submissions"]] == [(ILLEGAL, "fail")]
