@@ -246,6 +246,7 @@ class _Loader:
             candidate = self.root / sibling
             if not candidate.is_symlink() and candidate.is_file() and self._inside(os.path.realpath(candidate)):
                 self.readable[sibling] = candidate
+                self.files.append(sibling)
         if sibling not in self.readable:
             self._problem(executor, f"{executor} executes {sibling}, which is not a readable file of the submission", entry=is_entry)
             return

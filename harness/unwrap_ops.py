@@ -147,6 +147,20 @@ def _stream(
     library_error: type[BaseException],
     label: str,
 ) -> bytes:
+    """Non-empty input that decodes to nothing is corrupt (liblzma accepts stream padding)."""
+    output = _members(data, new_decompressor, cap, library_error, label)
+    if data and not output:
+        raise DecodeFailure(f"{label}: no data decoded")
+    return output
+
+
+def _members(
+    data: bytes,
+    new_decompressor: Callable[[], object],
+    cap: int,
+    library_error: type[BaseException],
+    label: str,
+) -> bytes:
     """Decompress member after member (``unused_data``), never asking for more than ``cap+1``
     bytes in total, and insist on a complete first member as the library functions do
     (trailing bytes that are not a valid member are ignored, also like the library)."""
