@@ -117,8 +117,25 @@ def test_train_gpt_that_does_not_parse(tmp_path: Path) -> None:
     findings = audit(root)
     pg401 = [f for f in findings if f.rule == "PG401"]
     assert [(f.file, f.severity) for f in pg401] == [("train_gpt.py", Severity.ERROR)]
-    assert "does not compile" in pg401[0].message
+    assert pg401[0].message == "train_gpt.py does not compile (train_gpt.py: does not parse)"
     assert {f.rule for f in findings} == {"PG401"}
+
+
+@pytest.mark.parametrize("payload_ok", [True, False])
+def test_shim_entry_compiles_only_when_its_payload_parses(tmp_path: Path, payload_ok: bool) -> None:
+    from harness.check.engine import analyze
+    from harness.loader import load_submission
+    from shims import wrap_lzma_b85
+
+    payload = builder.TRAIN_GPT if payload_ok else builder.TRAIN_GPT + "\ndef broken(:\n"
+    root = build(tmp_path, PackageSpec(train_gpt=wrap_lzma_b85(payload)))
+    findings = [f for f in analyze(load_submission(root), CheckOptions()) if f.rule in {"PG000", "PG401"}]
+    if payload_ok:
+        assert findings == []
+    else:
+        assert [(f.rule, f.file) for f in findings] == [("PG000", "train_gpt.py"), ("PG401", "train_gpt.py")]
+        assert findings[1].message == f"train_gpt.py does not compile ({findings[0].message})"
+        assert "could not decode train_gpt.py:2" in findings[1].message
 
 
 # PG402 -----------------------------------------------------------------------------------

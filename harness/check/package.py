@@ -74,17 +74,18 @@ def required_files(ctx: CheckContext, package: PackageFolder) -> list[Finding]:
         return findings
     parsed = {id(p.source) for p in ctx.parsed}
     entries = ctx.submission.entry_sources
-    unparsed = [s.display_name for s in entries if id(s) not in parsed]
-    unparsed += [
-        f.file
+    reasons = [(s.display_name, "does not parse") for s in entries if id(s) not in parsed]
+    reasons += [
+        (f.file, f.message)
         for f in ctx.findings_so_far
         if f.rule == "PG000" and f.severity is Severity.ERROR and f.file.startswith(ENTRY_FILE)
     ]
-    if not entries or unparsed:
-        where = sorted(set(unparsed)) or [ENTRY_FILE]
-        findings.append(
-            _error("PG401", where[0], 0, f"train_gpt.py does not compile: {', '.join(where)} could not be parsed")
-        )
+    if not entries:
+        reasons.append((ENTRY_FILE, "no readable source"))
+    if reasons:
+        # PG000 messages already name the file; ours do not.
+        shown = "; ".join(dict.fromkeys(why if name in why else f"{name}: {why}" for name, why in reasons))
+        findings.append(_error("PG401", reasons[0][0], 0, f"train_gpt.py does not compile ({shown})"))
     return findings
 
 
