@@ -69,7 +69,8 @@ def _finding(decision: Decision, switches: Switches, decoded: set[str], unreache
         message += " — enabled by " + ", ".join(f"{s.name}={s.value} in {s.file}:{s.line}" for s in outcome.enabled_by)
     if sink.file in decoded:
         message += " (lines of the source decoded from the self-extracting shim)"
-    return Finding(rule=decision.rule, severity=severity, file=sink.file, line=sink.line, message=message,
+    where = decision.at or sink
+    return Finding(rule=decision.rule, severity=severity, file=where.file, line=where.line, message=message,
                    path=evidence(decision))
 
 

@@ -25,6 +25,7 @@ class Decision:
     sink: Effect  # whose file/line the finding points at and whose conditions decide severity
     message: str
     related: list[tuple[Effect, str]] = field(default_factory=list)
+    at: Step | None = None  # where to point when not at the sink itself (a call site)
 
 
 def decide(effects: list[Effect]) -> list[Decision]:
@@ -79,15 +80,18 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
         score = outside[-1] if outside else later_scores[0]
         decisions = [Decision("PG101", Severity.ERROR, update,
                               f"{source} is trained on ({update.note} at line {update.line}) before it is scored "
-                              f"({_where(score)})", [(score, "scored after the update")])]
+                              f"({_call_where(score, update)})", [(score, "scored after the update")])]
         prior = [s for s in scores if s.order < update.order and not any(s.shares_loop(u) for u in all_updates)]
         rescore = [s for s in later_scores if s.shares_loop(update) is None]
         if prior and rescore:
-            decisions.append(Decision("PG103", Severity.ERROR, rescore[-1],
-                                      f"{source} is scored ({_where(prior[0])}), trained on ({update.note} at line "
-                                      f"{update.line}) and scored again ({_where(rescore[-1])}): the second pass "
+            again = rescore[-1]
+            decisions.append(Decision("PG103", Severity.ERROR, again,
+                                      f"{source} is scored ({_call_where(prior[0], update)}), trained on ({update.note} "
+                                      f"at line {update.line}) and scored again ({_call_where(again, update)}): the "
+                                      "second pass "
                                       "re-scores tokens the model has trained on",
-                                      [(prior[0], "first scoring pass"), (update, "update on the scored tokens")]))
+                                      [(prior[0], "first scoring pass"), (update, "update on the scored tokens")],
+                                      at=_diverging_call(again, update)))
         return decisions
     return [Decision("PG104", Severity.WARNING, update,
                      f"{source} is trained on ({update.note} at line {update.line}) outside any scoring loop")]
@@ -150,11 +154,33 @@ def _where(effect: Effect) -> str:
     return f"{effect.note}{inside} at {effect.file}:{effect.line}"
 
 
+def _diverging_call(effect: Effect, other: Effect) -> Step | None:
+    """The call site through which ``effect`` leaves the call chain it shares with ``other``:
+    the ``eval_val_sliding(…)`` call in ``main`` rather than ``main()`` itself."""
+    for position, call in enumerate(effect.calls):
+        if position >= len(other.calls) or other.calls[position] != call:
+            return call
+    return None
+
+
+def _call_where(effect: Effect, other: Effect) -> str:
+    """A scoring pass named by its call (``eval_val_sliding(…) at train_gpt.py:1490``)."""
+    call = _diverging_call(effect, other)
+    if call is not None:
+        return f"{call.note} at {call.file}:{call.line}"
+    return _where(effect)
+
+
 def evidence(decision: Decision) -> tuple[Step, ...]:
     """Source → propagation steps → sink, then the related effects that make it a violation."""
     sink = decision.sink
     steps: list[Step] = list(sink.taint.path) if sink.taint is not None else []
     steps.append(Step(sink.file, sink.line, f"sink: {sink.note}"))
     for effect, note in sorted(decision.related, key=lambda pair: pair[0].order):
+        call = _diverging_call(effect, sink)
+        if call is not None:
+            steps.append(Step(call.file, call.line, f"{note}: {call.note}"))
         steps.append(Step(effect.file, effect.line, f"{note}: {effect.note}"))
+    if decision.at is not None:
+        steps.append(Step(decision.at.file, decision.at.line, f"reported pass: {decision.at.note}"))
     return tuple(steps)

@@ -534,6 +534,7 @@ class _Walk:
                     loops=frames + tuple(replace(f, uid=(prefix,) + f.uid) for f in effect.loops),
                     conds=tuple(self.conds) + effect.conds,
                     functions=(self.info.display,) + effect.functions,
+                    calls=(Step(self.file, line, f"{target.display}(…)"),) + effect.calls,
                     warmup=effect.warmup or self.warm_depth > 0,
                 )
                 self.effects.append(lifted)
