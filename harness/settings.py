@@ -34,6 +34,7 @@ _ASSIGNMENT = re.compile(rf"^({_NAME})=(.*)$", re.S)
 _VARIABLE = re.compile(r"\$(?:\{(\w+)(?::?-([^}]*))?\}|(\w+))")
 _SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;"})
 _KEYWORD_PREFIXES = frozenset({"do", "then", "else", "time", "nohup", "exec", "$", ">", "{", "sudo"})
+_ENV_OPTIONS_WITH_VALUE = frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"})
 _NON_SHELL_FENCES = frozenset({"python", "py", "json", "toml", "yaml", "yml", "diff", "ini", "cfg"})
 _INLINE_CODE = re.compile(r"`([^`\n]+)`")
 _PLAIN_COMMAND = re.compile(
@@ -176,7 +177,7 @@ class _Shell:
             if token == "env":
                 index += 1
                 while index < len(tokens) and tokens[index][0].startswith("-"):
-                    index += 1
+                    index += 2 if tokens[index][0] in _ENV_OPTIONS_WITH_VALUE else 1
                 continue
             match = _ASSIGNMENT.match(token)
             if not match:

@@ -1,0 +1,177 @@
+"""Effective settings: exact values, origins and precedence across code, README, scripts, logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.settings import (
+    code_settings,
+    collect_setting_variants,
+    collect_settings,
+    log_settings,
+    readme_settings,
+    script_settings,
+)
+from harness.submission import Setting, SourceFile
+
+README = """# 11L record
+
+Reproduce:
+
+```bash
+NUM_LAYERS=11 \\
+TTT_ENABLED=1 SEED=42 torchrun --nproc_per_node=8 train_gpt.py
+```
+
+Ablation without TTT: `TTT_ENABLED=0 python train_gpt.py`.
+Set `TTT_EPOCHS=5` to try more epochs (not a run command).
+
+```python
+os.environ["NOT_SHELL"] = "1"
+```
+
+```
+export TTT_LR=0.002 RUN_NAME="a b"
+env -u CUDA_VISIBLE_DEVICES PREQUANT=1 python3 train_gpt.py
+```
+Plain text: DATA_PATH=./data torchrun train_gpt.py
+"""
+
+SCRIPT = """#!/bin/bash
+set -euo pipefail
+BASE=/data/fineweb
+for SEED in 1337 42; do
+  SEED=$SEED DATA_PATH=${BASE}/val RUN_ID=r_$SEED TTT_EPOCHS=${EPOCHS:-3} torchrun train_gpt.py  # X=9
+done
+UNKNOWN_REF=$NOT_SET python train_gpt.py
+"""
+
+LOG = """1712345678.5 logs/3f2a.txt
+import os
+import torch
+def main():
+    ttt_enabled: bool = False
+====================================================================================================
+1712345679 Hyperparameters:
+1712345679   ttt_enabled: True
+1712345679   ttt_epochs: 4
+1712345679 model_dim:512 num_heads:8 num_layers:11
+1712345680 step:0/20000 val_loss:6.9412 val_bpb:4.1110
+1712345681 late_key: 7
+"""
+
+
+def test_readme_run_commands() -> None:
+    found = [(s.name, s.value, s.line) for s in readme_settings(README, "README.md")]
+    assert found == [
+        ("NUM_LAYERS", "11", 6),
+        ("TTT_ENABLED", "1", 7),
+        ("SEED", "42", 7),
+        ("TTT_ENABLED", "0", 10),
+        ("TTT_LR", "0.002", 18),
+        ("RUN_NAME", "a b", 18),
+        ("PREQUANT", "1", 19),
+        ("DATA_PATH", "./data", 21),
+    ]
+    assert {s.source_kind for s in readme_settings(README, "README.md")} == {"readme"}
+
+
+def test_script_loops_variables_and_defaults() -> None:
+    found = [(s.name, s.value, s.line) for s in script_settings(SCRIPT, "run.sh")]
+    assert found == [
+        ("SEED", "1337", 4),
+        ("SEED", "42", 4),
+        ("SEED", "1337", 5),
+        ("SEED", "42", 5),
+        ("DATA_PATH", "/data/fineweb/val", 5),
+        ("RUN_ID", "r_1337", 5),
+        ("RUN_ID", "r_42", 5),
+        ("TTT_EPOCHS", "3", 5),
+    ]
+
+
+def test_log_dump_skips_code_and_stops_at_steps() -> None:
+    found = [(s.name, s.value, s.line) for s in log_settings(LOG, "logs/seed42.txt")]
+    assert found == [
+        ("TTT_ENABLED", "True", 8),
+        ("TTT_EPOCHS", "4", 9),
+        ("MODEL_DIM", "512", 10),
+        ("NUM_HEADS", "8", 10),
+        ("NUM_LAYERS", "11", 10),
+    ]
+
+
+def test_code_writes_found_by_the_parser_only() -> None:
+    code = (
+        "import os\n"
+        "from os import environ\n"
+        'os.environ.setdefault("TTT_ENABLED", "1")\n'
+        'environ["QUANT_BITS"] = 6\n'
+        "text = 'os.environ.setdefault(\"FAKE\", \"1\")'\n"
+        '# os.environ["COMMENTED"] = "1"\n'
+        'os.environ.setdefault("DYNAMIC", str(3))\n'
+    )
+    assert code_settings(code, "train_gpt.py") == [
+        Setting("TTT_ENABLED", "1", "train_gpt.py", 3, "setdefault"),
+        Setting("QUANT_BITS", "6", "train_gpt.py", 4, "code"),
+    ]
+
+
+def _folder(tmp_path: Path, files: dict[str, str]) -> list[str]:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return sorted(files)
+
+
+def test_precedence_code_readme_script_log(tmp_path: Path) -> None:
+    files = _folder(
+        tmp_path,
+        {
+            "README.md": "```\nTTT_ENABLED=1 TTT_EPOCHS=2 QUANT=int8 ONLY_README=yes torchrun train_gpt.py\n```\n",
+            "run.sh": "TTT_EPOCHS=3 QUANT=int6 torchrun train_gpt.py\n",
+            "logs/train_seed1.log": "ttt_epochs: 4\n",
+            "train_gpt.py": "",
+        },
+    )
+    code = 'import os\nos.environ.setdefault("TTT_ENABLED", "0")\nos.environ.setdefault("ONLY_CODE", "1")\nos.environ["QUANT"] = "int4"\n'
+    sources = [SourceFile("train_gpt.py[decoded#1]", tmp_path / "train_gpt.py", code, "decoded", 1, True)]
+    settings = collect_settings(tmp_path, files, sources)
+    assert settings == {
+        "TTT_ENABLED": Setting("TTT_ENABLED", "1", "README.md", 2, "readme"),
+        "ONLY_CODE": Setting("ONLY_CODE", "1", "train_gpt.py[decoded#1]", 3, "setdefault"),
+        "QUANT": Setting("QUANT", "int4", "train_gpt.py[decoded#1]", 4, "code"),
+        "TTT_EPOCHS": Setting("TTT_EPOCHS", "4", "logs/train_seed1.log", 1, "log"),
+        "ONLY_README": Setting("ONLY_README", "yes", "README.md", 2, "readme"),
+    }
+
+
+def test_variants_record_every_documented_value(tmp_path: Path) -> None:
+    files = _folder(
+        tmp_path,
+        {
+            "README.md": "`TTT_ENABLED=0 python train_gpt.py`\n\n`TTT_ENABLED=1 torchrun train_gpt.py`\n",
+            "run.sh": "for SEED in 1 2; do SEED=$SEED TTT_ENABLED=1 torchrun train_gpt.py; done\n",
+            "requirements.txt": "torch: 2.4\n",
+        },
+    )
+    variants = collect_setting_variants(tmp_path, files, [])
+    assert variants == {
+        "TTT_ENABLED": [
+            Setting("TTT_ENABLED", "0", "README.md", 1, "readme"),
+            Setting("TTT_ENABLED", "1", "README.md", 3, "readme"),
+        ],
+        "SEED": [Setting("SEED", "1", "run.sh", 1, "script"), Setting("SEED", "2", "run.sh", 1, "script")],
+    }
+    # Within one kind the last occurrence wins.
+    assert collect_settings(tmp_path, files, [])["TTT_ENABLED"] == Setting("TTT_ENABLED", "1", "run.sh", 1, "script")
+    assert collect_settings(tmp_path, files, [])["SEED"] == Setting("SEED", "2", "run.sh", 1, "script")
+
+
+def test_symlinked_documents_are_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.md"
+    outside.write_text("`TTT_ENABLED=1 torchrun train_gpt.py`\n", encoding="utf-8")
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "README.md").symlink_to(outside)
+    assert collect_settings(folder, ["README.md"], []) == {}
