@@ -32,16 +32,18 @@ _SIDECAR = re.compile(r"fineweb_val_bytes|byte_sidecar|bytes_sidecar|val_bytes|r
 _HARMLESS = (0.0, 1.0, 2.0, math.log(2), 1 / math.log(2))
 
 
-def _suspicious_number(node: cst.CSTNode) -> float | None:
+def _suspicious_value(value: float | int, is_integer: bool) -> bool:
     """A literal that can only be a bytes-per-token ratio or a fixed byte total."""
+    if abs(value) < 1e-3 or any(abs(value - h) < 1e-3 for h in _HARMLESS):
+        return False
+    return not (is_integer and abs(value) < 1_000_000 and value not in (3, 4, 5))
+
+
+def _suspicious_number(node: cst.CSTNode) -> float | None:
     value = number_value(node)
     if value is None or isinstance(node, cst.UnaryOperation):
         return None
-    if abs(value) < 1e-3 or any(abs(value - h) < 1e-3 for h in _HARMLESS):
-        return None
-    if isinstance(node, cst.Integer) and abs(value) < 1_000_000 and value not in (3, 4, 5):
-        return None
-    return float(value)
+    return float(value) if _suspicious_value(value, isinstance(node, cst.Integer)) else None
 
 
 def _bpb_statements(index: ModuleIndex) -> list[cst.CSTNode]:
@@ -70,8 +72,10 @@ def _constant_names(index: ModuleIndex, scope: cst.CSTNode) -> dict[str, tuple[c
         number = _suspicious_number(value)
         if number is None and isinstance(value, cst.Call) and call_tail(value) in {"float", "int"}:
             for text in strings_in(value):
-                if re.fullmatch(r"\s*\d[\d_]*(\.\d*)?\s*", text) and _suspicious_number(cst.Float(text.strip())) is not None:
-                    number = float(text)
+                if re.fullmatch(r"\s*\d[\d_]*(\.\d*)?\s*", text):
+                    parsed = float(text.replace("_", ""))
+                    if _suspicious_value(parsed, "." not in text):
+                        number = parsed
         if number is not None:
             for name in target_names(statement):
                 constants[name] = (statement, number)
@@ -127,7 +131,11 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
         mentions_bits = _LN2_MARKERS.search(index.code(value, 10_000)) is not None
         byte_names = _byte_derived(index, scope)
         mentioned = {n.value for n in value_names(value)} | {n.attr.value for n in walk(value) if isinstance(n, cst.Attribute)}
-        has_bytes = bool(mentioned & byte_names) or any(BYTE_NAME.search(n) for n in mentioned)
+        has_bytes = (
+            bool(mentioned & byte_names)
+            or any(BYTE_NAME.search(n) for n in mentioned)
+            or any(BYTE_NAME.search(text) for text in strings_in(value))
+        )
         if mentions_bits and not has_bytes:
             hits.append(
                 Hit(

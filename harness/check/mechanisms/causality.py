@@ -97,7 +97,7 @@ def _mentions_dependent(expr: cst.CSTNode, info: TargetInfo, dependent: dict[str
         via_cache = False
     if via_cache is False:
         for node in walk(expr):
-            if isinstance(node, cst.Subscript) and info.mentions(node.slice[0]) and any(
+            if isinstance(node, cst.Subscript) and any(info.mentions(e) for e in node.slice) and any(
                 CACHE_WORDS.search(n.value) for n in value_names(node.value)
             ):
                 return True
