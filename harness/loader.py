@@ -112,6 +112,7 @@ class _Loader:
         self.sources: list[SourceFile] = []
         self.loaded: set[str] = set()
         self.bytes_read = 0
+        self.problem_files: set[str] = set()
 
     def load(self) -> Submission:
         if self.single_file is None:
@@ -120,7 +121,7 @@ class _Loader:
             self.files = [self.single_file]
             self.readable[self.single_file] = self.root / self.single_file
         if self.entry not in self.readable:
-            if self.entry not in self.files:
+            if self.entry not in self.problem_files:
                 self._problem(self.entry, f"no {self.entry} in the submission folder", entry=True)
         else:
             self._load_source(self.entry, is_entry=True, origin="file")
@@ -277,6 +278,7 @@ class _Loader:
         """Anything that keeps part of the entry's code from analysis makes the verdict
         ``error``; a problem in a helper or a document is a warning."""
         severity = Severity.ERROR if entry else Severity.WARNING
+        self.problem_files.add(file)
         self.findings.append(Finding("PG000", severity, file, 0, message))
 
 
