@@ -79,12 +79,13 @@ class Rotary(nn.Module):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self._cached_key: tuple[int, torch.device] | None = None
+        # Tables built under inference_mode cannot enter autograd, so the mode is part of the key.
+        self._cached_key: tuple[int, torch.device, bool] | None = None
         self._cos: Tensor | None = None
         self._sin: Tensor | None = None
 
     def forward(self, seq_len: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        key = (seq_len, device)
+        key = (seq_len, device, torch.is_inference_mode_enabled())
         if self._cached_key != key or self._cos is None or self._sin is None:
             positions = torch.arange(seq_len, device=device, dtype=torch.float32)
             freqs = torch.outer(positions, self.inv_freq.to(device))

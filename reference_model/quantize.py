@@ -173,8 +173,13 @@ def _compress(raw: bytes, path: Path) -> bytes:
 
 def save_artifact(state_dict: dict[str, Tensor], path: str | Path) -> int:
     """Quantize, ``torch.save`` and compress to ``path``; returns the compressed byte count."""
-    path = Path(path)
     obj, _ = quantize_state_dict_int8(state_dict)
+    return save_quantized(obj, path)
+
+
+def save_quantized(obj: dict[str, object], path: str | Path) -> int:
+    """Write an already-quantized dict (``torch.save`` + compression by suffix); returns bytes written."""
+    path = Path(path)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     blob = _compress(buffer.getvalue(), path)
