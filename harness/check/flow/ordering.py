@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from harness.check.flow.names import is_val_name
 from harness.check.flow.model import Effect, EffectKind, LoopFrame
 from harness.findings import Severity, Step
 
@@ -142,8 +143,15 @@ def _through_training_pipeline(effect: Effect) -> bool:
 
 
 def _source(effect: Effect) -> str:
+    """The name a reviewer knows the data by: the first VAL-named binding on the path
+    (``val_tokens``) rather than the file pattern it was loaded from."""
     if effect.taint is None or not effect.taint.path:
         return "validation data"
+    for step in effect.taint.path[1:]:
+        if " = " in step.note:
+            target = step.note.split(" = ", 1)[0].strip()
+            if is_val_name(target) and "files" not in target and "pattern" not in target:
+                return target
     note = effect.taint.path[0].note
     return note.split("VAL source: ", 1)[1] if "VAL source: " in note else "validation data"
 

@@ -49,9 +49,12 @@ class Engine:
             walk.run()
         finally:
             self.stack.pop()
+        returned = walk.returned
+        if returned is not None and any(e.kind is EffectKind.CALIBRATION and e.tainted for e in walk.effects):
+            returned = replace(returned, via_calibration=True)
         summary = Summary(
             effects=walk.effects,
-            returned=walk.returned,
+            returned=returned,
             tainted_params={p: walk.taint[p] for p in info.params if p in walk.taint and p not in seed},
         )
         self.memo[key] = summary
@@ -421,7 +424,7 @@ class _Walk:
             self._emit(EffectKind.UPDATE, line, f"in-place parameter write {_short(self.parsed.code_of(call))}",
                        args_taint, call_refs)
             return None
-        if N.CALIB_CALL.search(method) and args_taint is not None:
+        if N.CALIB_CALL.search(method) and args_taint is not None and not args_taint.via_calibration:
             self._emit(EffectKind.CALIBRATION, line, f"quantization calibration {name}(…)", args_taint, call_refs)
             if self._is_artifact(call, name, method):
                 self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", None, call_refs)
@@ -433,14 +436,14 @@ class _Walk:
             self.discard_lines.append(line)
         if method in ("register_forward_hook", "register_forward_pre_hook"):
             self._note_hook(call)
-        if N.COLLECTIVE_FILL.match(method) and len(call.args) >= 2:
+        target = self.engine.index.resolve(name, self.info) if name != "<expr>" else None
+        if target is None and _is_collective_fill(name) and len(call.args) >= 2:
             rest: Taint | None = None
             for taint in arg_taints[1:]:
                 rest = merge(rest, taint)
             first = N.dotted_name(call.args[0].value)
             if rest is not None and first is not None:
                 self._taint_name(first, rest, line, f"{first} ← {name}(…)")
-        target = self.engine.index.resolve(name, self.info) if name != "<expr>" else None
         if target is not None and target is not self.info:
             returned = self._inline(target, call, arg_taints, receiver, call_refs, line)
             if N.is_val_loader_call(method) and returned is None:
@@ -460,7 +463,7 @@ class _Walk:
                 if method in ("append", "extend", "add", "add_", "index_add_") and self._is_score_target(holder):
                     self._emit(EffectKind.SCORE, line, f"score accumulated into {holder}", args_taint, call_refs)
                 self._taint_name(holder, args_taint, line, f"{holder}.{method}({_short(self.parsed.code_of(call.args[0].value)) if call.args else ''})")
-        if self.hooks_active and args_taint is not None and not attribute_call:
+        if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:
             self._emit(EffectKind.CALIBRATION, line,
                        f"forward pass `{_short(self.parsed.code_of(call))}` with statistics hooks registered",
                        args_taint, call_refs)
@@ -563,6 +566,14 @@ class _Walk:
                    conds=tuple(self.conds), functions=(self.info.display,), warmup=self.warm_depth > 0)
         )
         self.local_lines.append(line)
+
+
+def _is_collective_fill(name: str) -> bool:
+    """``dist.all_gather(out, x)`` / ``all_gather_object(out, obj)`` fill their first argument."""
+    method = N.last_part(name)
+    if not N.COLLECTIVE_FILL.match(method):
+        return False
+    return method.startswith("all_") or N.root_part(name) in ("dist", "torch", "distributed")
 
 
 def _is_param_like(node: cst.BaseExpression) -> bool:
