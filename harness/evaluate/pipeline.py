@@ -85,6 +85,8 @@ def optional_module(name: str) -> ModuleType | None:
 
 def find_artifact(folder: Path) -> Path:
     """The single compressed artifact in ``folder`` (``.ptz`` zlib or ``.ptzst`` zstd)."""
+    if not folder.is_dir():
+        raise DataFormatError(f"no artifact: {folder} is not a folder; pass --artifact PATH")
     candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in ARTIFACT_SUFFIXES)
     if not candidates:
         raise DataFormatError(f"no artifact (*.ptz or *.ptzst) in {folder}; pass --artifact PATH")
