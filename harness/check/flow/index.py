@@ -205,6 +205,7 @@ class SubmissionIndex:
         self.modules: list[ModuleIndex] = []
         self.by_module: dict[str, ModuleIndex] = {}
         self.methods: dict[str, list[FuncInfo]] = {}
+        self.val_class_attrs: dict[str, dict[str, int]] = {}  # class -> VAL attribute -> line
         self.all_functions: list[FuncInfo] = []
         for parsed in parsed_sources:
             module = self._index_module(parsed)
@@ -232,6 +233,9 @@ class SubmissionIndex:
                     methods[item.name.value] = info
                     self.methods.setdefault(item.name.value, []).append(info)
             module.classes[statement.name.value] = methods
+            val_attrs = _val_class_attributes(statement, module.parsed)
+            if val_attrs:
+                self.val_class_attrs.setdefault(statement.name.value, {}).update(val_attrs)
         elif isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
                 self._index_import(module, small)
@@ -302,6 +306,36 @@ class SubmissionIndex:
         if len(candidates) == 1 and method not in _GENERIC_METHODS:
             return candidates[0]
         return None
+
+
+def _val_class_attributes(node: cst.ClassDef, parsed: ParsedSource) -> dict[str, int]:
+    """Class-body fields holding a validation path (``v = os.path.join(d, "fineweb_val_*.bin")``):
+    in minified code the field name says nothing, the literal does."""
+    found: dict[str, int] = {}
+    for statement in node.body.body:
+        smalls = statement.body if isinstance(statement, cst.SimpleStatementLine) else []
+        if isinstance(node.body, cst.SimpleStatementSuite):
+            smalls = [statement]
+        for small in smalls:
+            if isinstance(small, cst.Assign) and _mentions_val_literal(small.value):
+                for target in small.targets:
+                    if isinstance(target.target, cst.Name):
+                        found[target.target.value] = parsed.line_of(small)
+    return found
+
+
+def _mentions_val_literal(node: cst.CSTNode) -> bool:
+    from harness.check.flow.names import is_val_literal
+
+    stack: list[cst.CSTNode] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (cst.SimpleString, cst.FormattedString)):
+            text = string_value(current)
+            if text is not None and is_val_literal(text):
+                return True
+        stack.extend(current.children)
+    return False
 
 
 def _nested_defs(node: cst.FunctionDef) -> list[cst.FunctionDef]:

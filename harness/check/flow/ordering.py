@@ -153,7 +153,7 @@ def _source(effect: Effect) -> str:
             if is_val_name(target) and "files" not in target and "pattern" not in target:
                 return target
     note = effect.taint.path[0].note
-    return note.split("VAL source: ", 1)[1] if "VAL source: " in note else "validation data"
+    return note.split("VAL source: ", 1)[1].split(" (", 1)[0] if "VAL source: " in note else "validation data"
 
 
 def _where(effect: Effect) -> str:

@@ -146,6 +146,7 @@ class _Walk:
         self.discard_lines: list[int] = []
         self.loop_uids: dict[int, int] = {}
         self.conditional_depth = 0
+        self.instances: dict[str, str] = {}  # local name -> class with VAL fields
 
     # ----------------------------------------------------------------- statements
     def run(self) -> None:
@@ -262,6 +263,12 @@ class _Walk:
         line = self.parsed.line_of(node)
         if isinstance(node, cst.Assign):
             value = self._expr(node.value)
+            if isinstance(node.value, cst.Call):
+                class_name = N.dotted_name(node.value.func)
+                if class_name in self.engine.index.val_class_attrs:
+                    for target in node.targets:
+                        if isinstance(target.target, cst.Name):
+                            self.instances[target.target.value] = class_name
             for target in node.targets:
                 self._accumulate_if_self_add(target.target, node.value, value, line)
                 self._bind(target.target, value, node.value)
@@ -288,8 +295,10 @@ class _Walk:
     def _augassign(self, node: cst.AugAssign, line: int) -> None:
         value = self._expr(node.value)
         targets = N.assigned_names(node.target)
+        keyed_by_val = False
         if isinstance(node.target, cst.Subscript):
             index_taint = self._expr(node.target.slice[0]) if node.target.slice else None
+            keyed_by_val = index_taint is not None
             value = merge(value, index_taint)
         if value is not None and isinstance(node.operator, (cst.AddAssign, cst.MatrixMultiplyAssign)):
             local_refs = set(N.refs(node.value))
@@ -297,7 +306,7 @@ class _Walk:
                 self._emit(EffectKind.CALIBRATION, line,
                            f"activation statistics `{_short(self.parsed.code_of(node))}`", value, local_refs)
                 value = replace(value, via_calibration=True)
-            elif targets and not isinstance(node.target, cst.Subscript) and self._is_score_target(targets[0]):
+            elif targets and not keyed_by_val and self._is_score_target(targets[0]):
                 self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs)
         if value is not None:
             for target in targets:
@@ -349,6 +358,12 @@ class _Walk:
                 return found
         if N.is_val_name(dotted):
             return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: {dotted}"),))
+        if len(parts) == 2:
+            class_name = self.instances.get(parts[0], parts[0])
+            fields = self.engine.index.val_class_attrs.get(class_name, {})
+            if parts[1] in fields:
+                return Taint((Step(self.file, self.parsed.line_of(node),
+                                   f"VAL source: {dotted} (field {class_name}.{parts[1]} holds a validation path)"),))
         return None
 
     def _expr(self, node: cst.CSTNode) -> Taint | None:
