@@ -1,0 +1,150 @@
+"""golf-eval end to end: report.json, exit codes, the trainer's own validation pass reproduced,
+SGD TTT on a tiny reference-architecture model, a submission's peeking adapter stopped, and
+``golf-eval verify`` on honest and tampered logs."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness.cli.eval import main
+from harness.data.byte_accounting import build_byte_luts, load_tokenizer
+from harness.data.embedded import DataPaths
+from harness.data.shards import load_validation_tokens, read_shard, write_shard
+from reference_model.evaluate import eval_val_sums
+from reference_model.model import GPT, GPTConfig
+from reference_model.quantize import model_from_artifact, save_artifact
+
+SEQ_LEN = 64
+VAL_TOKENS = 4 * 1024 + 1
+
+
+@pytest.fixture(scope="module")
+def small_data(embedded: DataPaths, tmp_path_factory: pytest.TempPathFactory) -> DataPaths:
+    """The embedded tokenizer with a short validation shard (its first ~4k tokens)."""
+    folder = tmp_path_factory.mktemp("small_data")
+    val = read_shard(sorted(embedded.data_dir.glob("fineweb_val_*.bin"))[0])[:VAL_TOKENS]
+    write_shard(folder / "fineweb_val_000000.bin", val)
+    write_shard(folder / "fineweb_train_000000.bin", val[:100])
+    return DataPaths(data_dir=folder, tokenizer_path=embedded.tokenizer_path, vocab_size=embedded.vocab_size)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(small_data: DataPaths, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small reference-architecture model with random (non-trivial) weights, as an int8 artifact."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=small_data.vocab_size, num_layers=2, model_dim=32, num_heads=2, num_kv_heads=1))
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.normal_(0.0, 0.08)
+    path = tmp_path_factory.mktemp("artifact") / "final_model.int8.ptz"
+    save_artifact(model.state_dict(), path)
+    return path
+
+
+def _args(data: DataPaths, out: Path, *extra: str) -> list[str]:
+    return ["--data", str(data.data_dir), "--tokenizer", str(data.tokenizer_path), "--seq-len", str(SEQ_LEN),
+            "--chunk-tokens", "1024", "--out", str(out), "--quiet", *extra]
+
+
+def _report(out: Path) -> dict:
+    return json.loads((out / "report.json").read_text())
+
+
+def test_reference_artifact_is_audited_and_matches_the_trainers_validation_pass(
+    small_data: DataPaths, tiny_artifact: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    assert main(["--artifact", str(tiny_artifact), *_args(small_data, out)]) == 0
+    report = _report(out)
+    assert report["schema"] == "golf-eval/1"
+    assert report["audited"] is True and report["complete"] is True
+    assert report["findings"] == [] and report["log"]["verified"] is True
+    assert report["tokens"] == VAL_TOKENS - 1 == 4096
+    assert set(report) >= {"val_bpb", "val_loss", "tokens", "bytes", "audited", "findings", "probes", "timing", "log"}
+    # The trainer's own pass on the same round-trip model and tokens (stride = seq_len).
+    tokens = load_validation_tokens(small_data.val_pattern, SEQ_LEN)
+    luts = build_byte_luts(load_tokenizer(small_data.tokenizer_path), small_data.vocab_size)
+    sums = eval_val_sums(model_from_artifact(tiny_artifact), tokens, luts, SEQ_LEN, batch_seqs=8)
+    assert report["bytes"] == sums.bytes and report["tokens"] == sums.tokens
+    assert report["val_bpb"] == pytest.approx(sums.val_bpb, rel=1e-12)
+    assert (out / "chunks.jsonl").exists() and (out / "report.md").read_text().startswith("## golf-eval: audited")
+    # golf-eval verify on the honest log, then on a tampered copy
+    assert main(["verify", str(out / "chunks.jsonl"), "--head", report["log"]["head_sha256"]]) == 0
+    lines = (out / "chunks.jsonl").read_text().splitlines()
+    del lines[2]
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(lines) + "\n")
+    assert main(["verify", str(tampered)]) == 1
+
+
+def test_sgd_ttt_lowers_bpb_on_embedded_tokens(small_data: DataPaths, tiny_artifact: Path, tmp_path: Path) -> None:
+    bpb = {}
+    for ttt in ("none", "sgd"):
+        out = tmp_path / ttt
+        code = main(["--artifact", str(tiny_artifact), *_args(small_data, out, "--ttt", ttt, "--ttt-lr", "0.05")])
+        report = _report(out)
+        assert code == 0 and report["audited"], report["findings"]
+        bpb[ttt] = report["val_bpb"]
+    assert bpb["sgd"] < bpb["none"] - 0.05, bpb
+
+
+PEEKING_ENTRY = '''
+import torch
+from reference_model.quantize import model_from_artifact
+
+def load_model(artifact_path, device):
+    return model_from_artifact(artifact_path).to(device)
+
+class Peek:
+    name = "peek"
+    def adapt(self, model, scored, chunk):
+        future = scored.read(chunk.token_end, chunk.token_end + 64)   # the next, unscored chunk
+
+def make_adapter(model, config):
+    return Peek()
+'''
+
+
+def test_submission_adapter_reading_unscored_tokens_is_reported(
+    small_data: DataPaths, tiny_artifact: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "golf_entry.py").write_text(textwrap.dedent(PEEKING_ENTRY))
+    (folder / "train_gpt.py").write_text("print('training happens elsewhere')\n")
+    out = tmp_path / "out"
+    code = main([str(folder), "--artifact", str(tiny_artifact), *_args(small_data, out, "--ttt", "sgd")])
+    report = _report(out)
+    assert code == 1 and report["audited"] is False
+    runtime = [f for f in report["findings"] if f["rule"] == "PG101"]
+    assert runtime == [{
+        "rule": "PG101", "severity": "error", "file": "golf_entry.py", "line": 0,
+        "message": "adapter tried to read unscored tokens: asked for [1025, 1089) but only [0, 1025) are scored",
+        "path": [],
+    }]
+    assert report["stopped"].startswith("stopped after chunk 0")
+    assert report["log"]["verified"] is True  # an honest, shortened log
+
+
+def test_bad_inputs_and_usage_give_one_line_errors(
+    small_data: DataPaths, tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt = tmp_path / "broken.ptz"
+    corrupt.write_bytes(b"not a zlib stream")
+    assert main(["--artifact", str(corrupt), *_args(small_data, tmp_path / "a")]) == 3
+    assert main(["--artifact", str(tmp_path / "absent.ptz"), *_args(small_data, tmp_path / "b")]) == 3
+    assert main(["--artifact", str(tiny_artifact), *_args(small_data, tmp_path / "c", "--ttt", "magic")]) == 2
+    assert main(["--artifact", str(tiny_artifact), *_args(small_data, tmp_path / "d", "--stride", "65")]) == 2
+    assert main(["verify", str(tmp_path / "nothing.jsonl")]) == 3
+    errors = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(errors) == 5 and all(line.startswith("golf-eval: error: ") for line in errors)
+    assert "artifact" in errors[1] and "does not exist" in errors[1]
+    assert "unknown TTT adapter 'magic'" in errors[2]
+    assert "stride 65 is larger than seq_len 64" in errors[3]
