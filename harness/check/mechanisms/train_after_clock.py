@@ -93,18 +93,31 @@ class TrainingData:
         return found
 
 
+_CLOCK_CALLS = {"time", "perf_counter", "monotonic", "perf_counter_ns", "time_ns"}
+
+
+def _compares_clock(index: ModuleIndex, loop: cst.CSTNode) -> bool:
+    """A comparison against the clock inside the loop: ``elapsed_ms >= max_wallclock_ms``,
+    ``time.perf_counter() - t0 >= budget``. Logging the time is not a stop condition."""
+    for comparison in nodes_within(index.comparisons, loop, index):
+        for node in walk(comparison):
+            if isinstance(node, cst.Call) and call_tail(node) in _CLOCK_CALLS:
+                return True
+            if isinstance(node, cst.Name) and _WALLCLOCK.search(node.value):
+                return True
+            if isinstance(node, cst.Attribute) and _WALLCLOCK.search(node.attr.value):
+                return True
+    return False
+
+
 def _training_loops(index: ModuleIndex) -> list[cst.CSTNode]:
+    """Loops that update the model (backward + step) and stop on the wall clock."""
     loops = []
     for loop in index.loops:
         tails = {call_tail(c) for c in nodes_within(index.calls, loop, index)}
-        if "backward" not in tails or "step" not in tails:
-            continue
-        if any(_WALLCLOCK.search(n.value) for n in value_names(loop)) or any(
-            isinstance(n, cst.Attribute) and _WALLCLOCK.search(n.attr.value) for n in walk(loop)
-        ):
+        if "backward" in tails and "step" in tails and _compares_clock(index, loop):
             loops.append(loop)
-    outermost = [l for l in loops if not any(o is not l and l in nodes_within([l], o, index) for o in loops)]
-    return outermost
+    return [l for l in loops if not any(o is not l and nodes_within([l], o, index) for o in loops)]
 
 
 def _reserve_state(index: ModuleIndex, scope: cst.CSTNode, configuration: Configuration) -> str | None:
@@ -137,9 +150,14 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
             regions = [(index, scope, loop_end)]
             if isinstance(scope, cst.FunctionDef):
                 regions += _caller_regions(indexes, scope.name.value)
+            serialized_in_scope = False
             for region_index, region_scope, after in regions:
                 calls = _region_calls(region_index, region_scope, after)
                 saved_at = min((region_index.line(c) for c in calls if call_tail(c) in _SERIALIZE), default=None)
+                if region_scope is scope:
+                    serialized_in_scope = saved_at is not None
+                elif serialized_in_scope:
+                    saved_at = after  # the model was already written inside the training function
                 for call in calls:
                     if reserve is not None and (saved_at is None or region_index.line(call) <= saved_at):
                         continue
