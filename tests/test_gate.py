@@ -251,3 +251,8 @@ def test_precommit_entry_audits_the_folders_of_staged_files(repo: Path, monkeypa
     assert precommit_main(["--format=json", "--no-cache", f"{ILLEGAL}/submission.json"]) == 1
     second = json.loads(capsys.readouterr().out)
     assert [(s["path"], s["verdict"]) for s in second["submissions"]] == [(ILLEGAL, "fail")]
+
+
+def test_gate_and_package_checks_never_import_torch() -> None:
+    probe = "import sys, harness.gate, harness.check.package; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", probe], timeout=120).returncode == 0
