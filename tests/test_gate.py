@@ -26,6 +26,7 @@ TRACK = "records/track_10min_16mb"
 EXISTING = f"{TRACK}/2026-03-18_Baseline"
 LEGAL = f"{TRACK}/2026-03-25_LegalNew"
 ILLEGAL = f"{TRACK}/2026-03-26_OverClaim"
+PREQUANT = f"{TRACK}/2026-03-28_PrequantTTT"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -63,6 +64,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "README.md").write_text("# Parameter Golf\n\nMy record is the best.\n")
     (root / EXISTING / "README.md").write_text("# Baseline, edited by someone else\n")
     commit_all(root, "illegal submission")
+
+    git(root, "checkout", "-q", "-b", "code", "main")
+    builder.build_package(root / PREQUANT, builder.PackageSpec(train_gpt=builder.PREQUANT_TTT_TRAIN_GPT))
+    commit_all(root, "pre-quant TTT submission")
 
     git(root, "checkout", "-q", "-b", "two", "main")
     builder.build_package(root / LEGAL)
@@ -256,3 +261,19 @@ def test_precommit_entry_audits_the_folders_of_staged_files(repo: Path, monkeypa
 def test_gate_and_package_checks_never_import_torch() -> None:
     probe = "import sys, harness.gate, harness.check.package; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", probe], timeout=120).returncode == 0
+
+
+def test_cli_fails_code_that_trains_on_validation_data(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    assert run_cli(repo, monkeypatch, "code", "json", tmp_path / "report.json") == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    [folder] = [s for s in report["submissions"] if s["path"] == PREQUANT]
+    assert folder["verdict"] == "fail"
+    errors = {f["rule"]: f for f in folder["findings"] if f["severity"] == "error"}
+    assert sorted(errors) == ["PG102", "PG406"]
+    assert errors["PG406"]["file"] == "submission.json"
+    assert errors["PG406"]["message"] == (
+        f"compliance claim 'no_pre_quant_ttt: true' is contradicted by PG102 at train_gpt.py:{errors['PG102']['line']}"
+    )
+    [diff] = [s for s in report["submissions"] if s["path"] == "diff main...code"]
+    assert (diff["verdict"], diff["findings"]) == ("pass", [])
