@@ -120,7 +120,7 @@ def _evaluate(argv: list[str] | None) -> int:
 
     from harness.data.embedded import resolve_data
     from harness.evaluate.adapters.base import AdapterConfig
-    from harness.evaluate.distributed import init_from_env
+    from harness.evaluate.distributed import broadcast_text, init_from_env
     from harness.evaluate.evaluator import EvalConfig
     from harness.evaluate.pipeline import EvalRequest, find_artifact, run_evaluation, static_audit
 
@@ -162,8 +162,11 @@ def _evaluate(argv: list[str] | None) -> int:
     if dist_ctx.is_main:
         _print_summary(console, outcome.report, out_dir)
     if outcome.result is None and not outcome.findings:
-        return EXIT_BAD_INPUT
-    return EXIT_OK if outcome.audited else EXIT_FINDINGS
+        code = EXIT_BAD_INPUT
+    else:
+        code = EXIT_OK if outcome.audited else EXIT_FINDINGS
+    # Only rank 0 verified the log, so its verdict is every rank's exit code.
+    return int(broadcast_text(str(code), dist_ctx)) if dist_ctx.enabled else code
 
 
 def _with_progress(console: Any, quiet: bool, request: Any, dist_ctx: Any, runner: Any) -> Any:
