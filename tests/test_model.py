@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import math
 
 import pytest
@@ -9,6 +11,16 @@ import torch
 import torch.nn.functional as F
 
 from reference_model.model import GPT, GPTConfig, Rotary, apply_rotary
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread() -> Iterator[None]:
+    """One intra-op thread: these tiny tensors gain nothing from more, and on a shared CPU
+    two spinning OpenMP threads make every op wait for a second core."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 TINY = GPTConfig(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2, mlp_mult=2)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import io
 import zlib
 from pathlib import Path
@@ -20,6 +22,16 @@ from reference_model.quantize import (
     quantize_state_dict_int8,
     save_artifact,
 )
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread() -> Iterator[None]:
+    """One intra-op thread: these tiny tensors gain nothing from more, and on a shared CPU
+    two spinning OpenMP threads make every op wait for a second core."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 # D=256 puts c_q/attn.proj at exactly 65,536 elements: the threshold keeps them float.
 SMALL = GPTConfig(vocab_size=1024, num_layers=2, model_dim=256, num_heads=4, num_kv_heads=2, mlp_mult=2)
