@@ -446,3 +446,19 @@ def test_top_level_claim_contradicted_by_a_package_finding(tmp_path: Path) -> No
     assert findings[1].message == "compliance claim 'three_seeds: true' is contradicted by PG404 at submission.json:" + str(
         json_line(root, "seeds")
     )
+
+
+def test_significance_that_cannot_be_tested_says_why(tmp_path: Path) -> None:
+    bad = tmp_path / "frontier.txt"
+    bad.write_text("2.08 two\n")
+    root = build(tmp_path, PackageSpec())
+    [finding] = only(audit(root, frontier=bad), "PG405")
+    assert (finding.severity, finding.line) == (Severity.WARNING, json_line(root, "val_loss"))
+    assert finding.message == f"significance not tested: frontier file {bad}: 'two' is not a number"
+    good = tmp_path / "good.txt"
+    good.write_text("2.09\n2.091\n")
+    one_seed = build(tmp_path / "one", PackageSpec(logs=PackageSpec().logs[:1]))
+    pg405 = [f for f in audit(one_seed, frontier=good) if f.rule == "PG405"]
+    assert [f.message for f in pg405] == [
+        "significance not tested: need >= 2 per-seed val_loss values in the logs, found 1"
+    ]

@@ -12,6 +12,7 @@ are read as text, and "train_gpt.py compiles" means libcst parsed it for the oth
 
 from __future__ import annotations
 
+from pathlib import Path
 from statistics import fmean
 
 from harness.check.context import CheckContext
@@ -47,7 +48,7 @@ def check(ctx: CheckContext) -> list[Finding]:
         findings += time_limits(package)
         findings += seed_count(package)
     if ctx.options.frontier is not None:
-        findings += significance(ctx, package, chosen)
+        findings += significance(ctx.options.frontier, package, chosen)
     findings += compliance_claims(package, ctx.findings_so_far + findings)
     return findings
 
@@ -296,12 +297,11 @@ def seed_count(package: PackageFolder) -> list[Finding]:
 
 # PG405 ------------------------------------------------------------------------------------
 
-def significance(ctx: CheckContext, package: PackageFolder, family: str | None) -> list[Finding]:
+def significance(frontier_file: Path, package: PackageFolder, family: str | None) -> list[Finding]:
     anchor = package.submission_json.line_of("val_loss") if package.submission_json else 0
     file = JSON_FILE if package.submission_json else ""
-    assert ctx.options.frontier is not None
     try:
-        frontier = load_frontier(ctx.options.frontier)
+        frontier = load_frontier(frontier_file)
     except HarnessError as exc:
         return [Finding("PG405", Severity.WARNING, file, anchor, f"significance not tested: {exc}")]
     losses = [s.val_loss for s in (_family_in(log, family) for log in package.claim_logs()) if s] if family else []
