@@ -27,6 +27,7 @@ class Taint:
 
     path: tuple[Step, ...]
     via_calibration: bool = False
+    from_score: bool = False  # a score (loss/bpb) computed on VAL, not the tokens themselves
 
     def extend(self, step: Step) -> Taint:
         if self.path and self.path[-1] == step:
@@ -42,8 +43,9 @@ def merge(first: Taint | None, second: Taint | None) -> Taint | None:
         return second
     if second is None:
         return first
-    if second.via_calibration and not first.via_calibration:
-        return replace(first, via_calibration=True)
+    if (second.via_calibration and not first.via_calibration) or (second.from_score and not first.from_score):
+        return replace(first, via_calibration=first.via_calibration or second.via_calibration,
+                       from_score=first.from_score or second.from_score)
     return first
 
 
@@ -65,6 +67,7 @@ class LoopFrame:
     """
 
     uid: tuple[int, ...]
+    targets: tuple[str, ...]
     advancing: bool
     over_range: bool
     label: str

@@ -21,7 +21,7 @@ _VAL_COMPONENT = re.compile(
     r"shards?|bytes|docs?|inputs?|targets?|loader|arr|array|chunks?|set|idx)(_|$)",
     re.IGNORECASE,
 )
-_VAL_LOADER_CALL = re.compile(r"(?=.*val)(?=.*(load|tokens|read|shard))", re.IGNORECASE)
+_VAL_LOADER_CALL = re.compile(r"(?=.*(^|_)(val|valid|validation|eval)(_|$))(?=.*(load|tokens|read|shard))", re.IGNORECASE)
 _VAL_LITERAL = re.compile(r"fineweb_val|(^|[/_\-.*])val(idation)?[_\-.*].*\.bin", re.IGNORECASE)
 
 # Calls whose receiver (first argument for module-level functions) is mutated to hold the

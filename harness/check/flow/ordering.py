@@ -128,8 +128,23 @@ def _shared_pass_loop(update: Effect, score: Effect) -> LoopFrame | None:
     for frame in update.loops:
         other = score_frames.get(frame.uid)
         if other is not None and frame.over_range and not frame.advancing and not other.advancing:
-            return frame
+            if not _only_first_pass(score, frame):
+                return frame
     return None
+
+
+_FIRST_PASS = re.compile(r"^\s*(?:(\w+)\s*==\s*0|0\s*==\s*(\w+)|not\s+(\w+)|(\w+)\s*<\s*1)\s*$")
+
+
+def _only_first_pass(score: Effect, loop: LoopFrame) -> bool:
+    """``if epoch == 0: loss_sum += …`` scores each chunk once, before its first update."""
+    for cond in score.conds:
+        if not cond.want:
+            continue
+        match = _FIRST_PASS.match(" ".join(cond.parsed.code_of(cond.expr).split()))
+        if match and any(name in loop.targets for name in match.groups() if name):
+            return True
+    return False
 
 
 def _through_training_pipeline(effect: Effect) -> bool:

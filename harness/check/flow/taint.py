@@ -52,6 +52,8 @@ class Engine:
         returned = walk.returned
         if returned is not None and any(e.kind is EffectKind.CALIBRATION and e.tainted for e in walk.effects):
             returned = replace(returned, via_calibration=True)
+        if returned is not None and any(e.kind is EffectKind.SCORE and e.tainted for e in walk.effects):
+            returned = replace(returned, from_score=True)
         summary = Summary(
             effects=walk.effects,
             returned=returned,
@@ -71,6 +73,7 @@ class _Loop:
         self.node = node
         self.uid = uid
         self.vary = vary
+        self.targets = tuple(N.assigned_names(node.target)) if isinstance(node, cst.For) else ()
         self.label = label
         self.line = line
         self.over_range = isinstance(node, cst.For) and _range_call(node.iter) is not None
@@ -209,7 +212,7 @@ class _Walk:
     def _if(self, node: cst.If) -> None:
         test_taint = self._expr(node.test)
         line = self.parsed.line_of(node)
-        if test_taint is not None and _mentions_state_snapshot(node.body):
+        if test_taint is not None and test_taint.from_score and _mentions_state_snapshot(node.body):
             self._emit(EffectKind.SELECTION, line, f"model state kept when `{_short(self.parsed.code_of(node.test))}`",
                        test_taint, set(N.refs(node.test)))
         warm = bool(N.WARMUP_WORD.search(self.parsed.code_of(node.test)))
@@ -308,6 +311,9 @@ class _Walk:
                 value = replace(value, via_calibration=True)
             elif targets and not keyed_by_val and self._is_score_target(targets[0]):
                 self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs)
+                value = replace(value, from_score=True)
+                for target in targets:
+                    self.taint.pop(target, None)
         if value is not None:
             for target in targets:
                 self._taint_name(target, value, line, f"{target} {self.parsed.code_of(node.operator).strip()} "
@@ -568,7 +574,7 @@ class _Walk:
     def _frames(self, local_refs: set[str]) -> tuple[LoopFrame, ...]:
         closure = self.info.closure(local_refs) if self.loops else set()
         return tuple(
-            LoopFrame(uid=(loop.uid,), advancing=bool(closure & loop.vary), over_range=loop.over_range,
+            LoopFrame(uid=(loop.uid,), targets=loop.targets, advancing=bool(closure & loop.vary), over_range=loop.over_range,
                       label=loop.label, file=self.file, line=loop.line)
             for loop in self.loops
         )
