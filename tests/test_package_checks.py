@@ -462,3 +462,35 @@ def test_significance_that_cannot_be_tested_says_why(tmp_path: Path) -> None:
     assert [f.message for f in pg405] == [
         "significance not tested: need >= 2 per-seed val_loss values in the logs, found 1"
     ]
+
+
+@pytest.mark.parametrize("rule_id", ["PG303", "PG304", "PG403"])
+def test_catalog_log_examples_behave_as_documented(tmp_path: Path, rule_id: str) -> None:
+    """The catalog's log examples are fixtures too: three seeds of the illegal log raise exactly
+    the rule, three of the legal log raise nothing."""
+    import re
+
+    from harness.catalog import load_catalog
+
+    entry = load_catalog().get(rule_id)
+    for index, example in enumerate(entry.examples):
+        root = tmp_path / "records" / "track_10min_16mb" / f"example_{index}"
+        root.mkdir(parents=True)
+        (root / "README.md").write_text("# example\n")
+        logged_code = re.search(r"Code size: (\d+) bytes", example.code)
+        code = builder.TRAIN_GPT
+        if logged_code:  # ship a train_gpt.py of exactly the logged size
+            code += "#" * (int(logged_code.group(1)) - len(code.encode()) - 1) + "\n"
+        (root / "train_gpt.py").write_text(code)
+        for seed in (1, 2, 3):
+            (root / f"train_seed{seed}.log").write_text(example.code)
+        stated = re.findall(r'"val_bpb": ([\d.]+)', example.code)  # PG403 examples state the claim
+        final = re.findall(r"(?m)^(?!step)\S+ val_loss:[\d.]+ val_bpb:([\d.]+)", example.code)
+        (root / "submission.json").write_text(json.dumps(
+            {"author": "Ada", "github_id": "ada", "date": "2026-03-25", "val_bpb": float((stated or final)[-1])}
+        ))
+        findings = audit(root)
+        if example.kind == "illegal":
+            assert {(f.rule, f.severity) for f in findings} == {(rule_id, entry.severity)}, findings
+        else:
+            assert findings == []
