@@ -136,3 +136,12 @@ def test_switched_off_calibration_is_info() -> None:
     settings = {"GPTQ_ENABLED": Setting("GPTQ_ENABLED", "1", "README.md", 9, "readme")}
     (on,) = _runtime_io({"train_gpt.py": code}, settings)
     assert (on.severity, "enabled by GPTQ_ENABLED=1 in README.md:9" in on.message) == (Severity.ERROR, True)
+
+
+def test_memory_reserved_logging_is_not_a_calibration_reserve() -> None:
+    code = (MECH / "illegal" / "PG302_gptq_after_clock.py").read_text(encoding="utf-8")
+    code = code.replace(
+        '            print(f"stopping_early: wallclock_cap step:{step}")\n',
+        '            print(f"stopping_early: wallclock_cap step:{step} mem:{torch.cuda.memory_reserved()}")\n',
+    )
+    assert _summary(_runtime_io({"train_gpt.py": code})) == [("PG302", "error", "train_gpt.py", 44)]

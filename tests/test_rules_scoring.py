@@ -221,3 +221,66 @@ def test_configuration_evaluates_common_env_forms(line: str, settings: dict[str,
     configuration = Configuration([index], documented)
     statement = ctx.parsed[0].module.body[-1].body[0]
     assert configuration.evaluate(statement.value).value == expected
+
+
+def test_context_only_slot_is_a_warning() -> None:
+    text = (MECH / "illegal" / "PG201_slot.py").read_text(encoding="utf-8").replace("mask[:, s:] = 1.0", "mask[:, :s] = 1.0")
+    (finding,) = _scoring({"train_gpt.py": text})
+    assert (finding.rule, finding.severity, finding.line) == ("PG201", Severity.WARNING, 36)
+    assert "context-only SLOT" in finding.message
+
+
+def test_zero_padded_shift_without_mask_is_flagged_in_a_varlen_model() -> None:
+    code = textwrap.dedent(
+        """
+        import torch
+        from flash_attn import flash_attn_varlen_func
+
+        def smear(x, gate, cu_seqlens):
+            prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+            return x + torch.sigmoid(gate) * prev
+        """
+    )
+    assert _summary(_scoring({"train_gpt.py": code})) == [("PG203", "warning", "train_gpt.py", 6)]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # best-so-far tracking, not a per-token minimum
+        "def f(val_loss, best_val_loss):\n    best_val_loss = min(best_val_loss, val_loss)\n    return best_val_loss\n",
+        # a byte ratio passed in from elsewhere: the formula cannot be judged here
+        "import math\n\ndef f(val_loss, ratio):\n    val_bpb = val_loss / math.log(2) * ratio\n    return val_bpb\n",
+        # an improvement over a published score is not a byte constant
+        "def f(val_bpb):\n    bpb_gain = 1.2244 - val_bpb\n    return bpb_gain\n",
+        # piece lengths for vocabulary statistics, not a byte table
+        "def f(sp):\n    longest = 0\n    for i in range(sp.vocab_size()):\n"
+        "        longest = max(longest, len(sp.id_to_piece(i).encode()))\n    return longest\n",
+        # shifted token ids feeding a hashed input embedding
+        "import torch\n\ndef f(input_ids, emb, cu_seqlens):\n"
+        "    prev = torch.cat([torch.zeros_like(input_ids[:, :1]), input_ids[:, :-1]], 1)\n"
+        "    return emb((prev * 36313 + input_ids) % 4096)\n",
+    ],
+)
+def test_legal_look_alikes_stay_quiet(code: str) -> None:
+    assert _scoring({"train_gpt.py": code}) == []
+
+
+def test_target_keyed_read_after_the_score_is_an_update() -> None:
+    code = textwrap.dedent(
+        """
+        import math
+
+        def score(probs, val_np, start, end, table, mask):
+            nll_sum = 0.0
+            for p in range(start, end):
+                tgt = int(val_np[p])
+                ctx = int(val_np[p - 1]) * 1000003
+                nll_sum -= math.log(probs[p - start][tgt])
+                key = (ctx ^ (tgt * 2654435761)) & mask
+                if table[key] == 0:
+                    table[key] = 1
+            return nll_sum
+        """
+    )
+    assert _scoring({"train_gpt.py": code}) == []

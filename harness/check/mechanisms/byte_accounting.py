@@ -19,6 +19,7 @@ import libcst as cst
 
 from harness.findings import Severity
 
+from .imports import run_at_evaluation
 from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, number_value, step, strings_in, target_names, walk
 from .targets import value_names
 
@@ -100,6 +101,36 @@ def _byte_derived(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
     return names
 
 
+_LOSS_NAME = re.compile(r"loss|nll|bits|nats", re.IGNORECASE)
+_TOKEN_NAME = re.compile(r"tok|count|numel|num|^n_|^n$|len", re.IGNORECASE)
+_NOT_DATA = {"math", "np", "numpy", "torch", "float", "int", "round", "max", "min", "len", "sum", "abs"}
+
+
+def _scaling_operands(value: cst.CSTNode) -> list[cst.CSTNode]:
+    """Operands of ``*`` and ``/`` (where a bytes-per-token factor or byte total would sit),
+    looking through parentheses and nested products."""
+    operands: list[cst.CSTNode] = []
+    for node in walk(value):
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Multiply, cst.Divide)):
+            operands.extend((node.left, node.right))
+    return operands
+
+
+def _all_names_known(index: ModuleIndex, scope: cst.CSTNode, value: cst.CSTNode) -> bool:
+    """Every data name in the formula is a loss, a token count, or computed here: a parameter
+    such as ``tokens_per_byte_ratio`` passed in from elsewhere might be a byte ratio, so the
+    formula is then left alone."""
+    local = {n for s in nodes_within(index.assigns, scope, index) for n in target_names(s)}
+    calls = {id(n.func) for n in walk(value) if isinstance(n, cst.Call)}
+    for name in value_names(value):
+        if id(name) in calls or name.value in _NOT_DATA:
+            continue
+        if name.value in local or _LOSS_NAME.search(name.value) or _TOKEN_NAME.search(name.value):
+            continue
+        return False
+    return True
+
+
 def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
     hits: list[Hit] = []
     for statement in _bpb_statements(index):
@@ -107,9 +138,13 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
         assert value is not None
         scope = index.enclosing_function(statement) or index.parsed.module
         constants = _constant_names(index, scope)
-        literal = next((n for n in walk(value) if _suspicious_number(n) is not None), None)
-        named = next((n.value for n in value_names(value) if n.value in constants), None)
-        if literal is not None or named is not None:
+        factors = _scaling_operands(value)
+        literal = next((n for n in factors if _suspicious_number(n) is not None), None)
+        named = next((n.value for f in factors for n in value_names(f) if n.value in constants), None)
+        computes_bits = _LN2_MARKERS.search(index.code(value, 10_000)) is not None or any(
+            _LOSS_NAME.search(n.value) for n in value_names(value)
+        )
+        if computes_bits and (literal is not None or named is not None):
             shown = index.code(literal) if literal is not None else named
             path = [step(index, statement, f"bytes taken from the constant {shown}")]
             if named is not None:
@@ -136,7 +171,7 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
             or any(BYTE_NAME.search(n) for n in mentioned)
             or any(BYTE_NAME.search(text) for text in strings_in(value))
         )
-        if mentions_bits and not has_bytes:
+        if mentions_bits and not has_bytes and _all_names_known(index, scope, value):
             hits.append(
                 Hit(
                     rule="PG204",
@@ -167,6 +202,8 @@ def find_lut_problems(index: ModuleIndex) -> list[Hit]:
         if not lengths:
             continue
         text = index.code(function, 1_000_000)
+        if not BYTE_NAME.search(text):
+            continue  # piece lengths for something other than a byte table (vocab statistics)
         problems = []
         if not any(call_tail(c) in {"is_byte", "IsByte"} for c in calls) and "<0x" not in text:
             problems.append("byte-fallback pieces are counted by their text rendering instead of as 1 byte")
@@ -220,6 +257,7 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
 def find_transformed_text_bytes(indexes: list[ModuleIndex]) -> list[Hit]:
     """A case-transform tokenizer (CaseOps) with no raw-byte sidecar in the byte count."""
     caseops: tuple[ModuleIndex, cst.CSTNode] | None = None
+    at_eval = run_at_evaluation(indexes)
     for index in indexes:
         for node in walk(index.parsed.module):
             text = node.value if isinstance(node, cst.Name) else None
@@ -229,7 +267,7 @@ def find_transformed_text_bytes(indexes: list[ModuleIndex]) -> list[Hit]:
                 continue
             if _SIDECAR.search(text):
                 return []
-            if caseops is None and (_CASEOPS.search(text) or re.search("[\ue001-\ue004]", text)):
+            if caseops is None and id(index) in at_eval and (_CASEOPS.search(text) or re.search("[\ue001-\ue004]", text)):
                 caseops = (index, node)
     if caseops is None:
         return []

@@ -195,16 +195,23 @@ def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
         score = _score_after(index, loop, function, set(targets), set(params))
         if not targets or score is None:
             continue
+        context_only = _optimized_positions(index, loop, function) == "context"
+        what = (
+            "context-only SLOT: the mask limits the loss to already-scored context positions, a form never "
+            "ruled on (issue #1336)"
+            if context_only
+            else "SLOT on scored positions"
+        )
         hits.append(
             Hit(
                 rule="PG201",
-                severity=Severity.ERROR,
+                severity=Severity.WARNING if context_only else Severity.ERROR,
                 index=index,
                 node=backward,
                 message=(
                     f"per-window tensors {', '.join(params)} are optimized (backward at line {index.line(backward)}) "
                     f"against targets {', '.join(targets)} that are then scored at line {index.line(score)} "
-                    f"(SLOT on scored positions)"
+                    f"({what})"
                 ),
                 path=(
                     step(index, fresh[params[0]], f"fresh trainable tensor {params[0]} per window"),
@@ -214,6 +221,29 @@ def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
             )
         )
     return hits
+
+
+def _optimized_positions(index: ModuleIndex, loop: cst.CSTNode, function: cst.FunctionDef) -> str | None:
+    """"context" when every loss mask used in ``loop`` is set only on a leading slice
+    (``mask[:, :s] = 1``), "scored" when a mask covers a trailing slice (``mask[:, s:] = 1``)."""
+    used = {n.value for n in value_names(loop.body)}
+    kinds: set[str] = set()
+    for statement in nodes_within(index.assigns, function, index):
+        if not isinstance(statement, cst.Assign):
+            continue
+        for target in (t.target for t in statement.targets):
+            if not (isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name)):
+                continue
+            if target.value.value not in used or not target.slice:
+                continue
+            element = target.slice[-1].slice
+            if not isinstance(element, cst.Slice):
+                continue
+            leading = element.lower is None or index.code(element.lower) == "0"
+            kinds.add("context" if leading and element.upper is not None else "scored")
+    if kinds == {"context"}:
+        return "context"
+    return "scored" if kinds else None
 
 
 def _score_after(

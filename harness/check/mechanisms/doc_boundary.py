@@ -88,11 +88,25 @@ def _smear_sites(index: ModuleIndex) -> list[tuple[cst.CSTNode, cst.CSTNode]]:
                 sites.append((index.enclosing_statement(call), call))
         if tail == "roll" and _rolls_by_one(call):
             sites.append((index.enclosing_statement(call), call))
+        if tail == "cat" and call.args and isinstance(call.args[0].value, (cst.List, cst.Tuple)):
+            elements = call.args[0].value.elements
+            last = elements[-1].value if len(elements) >= 2 else None
+            if isinstance(last, cst.Subscript) and _slice_kind(last) == "head":
+                sites.append((index.enclosing_statement(call), call))
         if tail == "pad" and _pads_front_of_sequence(call):
             parent = index.parent(call)
             if isinstance(parent, cst.Subscript) and _slice_kind(parent) == "head":
                 sites.append((index.enclosing_statement(call), call))
-    return [(s, e) for s, e in sites if not _is_hash_arithmetic(e)]
+    return [(s, e) for s, e in sites if not _is_hash_arithmetic(e) and not _shifts_token_ids(index, e)]
+
+
+_TOKEN_IDS = re.compile(r"(^|_)(ids|idx|tokens?|toks)$", re.IGNORECASE)
+
+
+def _shifts_token_ids(index: ModuleIndex, expr: cst.CSTNode) -> bool:
+    """Shifting token ids (for hashed n-gram inputs) is not mixing hidden states."""
+    bases = [n.value for n in walk(expr) if isinstance(n, cst.Subscript)]
+    return any(_TOKEN_IDS.search(index.code(b)) for b in bases)
 
 
 def _rolls_by_one(call: cst.Call) -> bool:

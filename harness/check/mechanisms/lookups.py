@@ -120,7 +120,7 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
 
     for site in _read_sites(index, function, mentions_key):
         key_expr = _key_expr_for(site, facts, hashes)
-        if key_expr is not None and _is_store_call(index, site) is False:
+        if key_expr is not None and not _is_store_call(index, site) and not _after_score(index, site):
             facts.key_reads.append((key_expr, site))
 
     def mentions_target_or_key(expr: cst.CSTNode) -> bool:
@@ -137,6 +137,23 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
                 facts.cache_names.setdefault(name, site)
     _propagate_names(facts.cache_names, assigns, carriers_only=True)
     return facts
+
+
+_SCORE_TARGET = re.compile(r"loss|nll|bits|score|nats|sum", re.IGNORECASE)
+
+
+def _after_score(index: ModuleIndex, site: cst.CSTNode) -> bool:
+    """A read placed after this position's score was accumulated, in the same loop body, is
+    part of the cache update (e.g. insert-if-absent), not of the prediction."""
+    loop = next((a for a in index.ancestors(site) if isinstance(a, (cst.For, cst.While))), None)
+    if loop is None:
+        return False
+    line = index.line(site)
+    for statement in nodes_within(index.assigns, loop, index):
+        if isinstance(statement, cst.AugAssign) and index.line(statement) < line:
+            if any(_SCORE_TARGET.search(n) for n in target_names(statement)):
+                return True
+    return False
 
 
 def _inside_write_target(index: ModuleIndex, node: cst.CSTNode) -> bool:

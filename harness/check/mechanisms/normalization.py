@@ -38,7 +38,10 @@ def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
         positional = [a.value for a in call.args if a.keyword is None]
         if len(positional) != 2 or any(isinstance(a, (cst.Integer, cst.Float)) for a in positional):
             continue
-        if all(_names_nll(arg) for arg in positional):
+        if _running_best(index, call, positional):
+            continue
+        elementwise = call_tail(call) in {"minimum", "fmin"}
+        if all(_names_nll(arg, strict=not elementwise) for arg in positional):
             hits.append(
                 Hit(
                     rule="PG202",
@@ -55,9 +58,25 @@ def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
     return hits
 
 
-def _names_nll(expr: cst.CSTNode) -> bool:
+_PER_TOKEN = re.compile(r"nll|bits|nats|neg_?log|logp|ce\b", re.IGNORECASE)
+_HISTORY = re.compile(r"best|prev|running|ema|old|min_|lowest|record", re.IGNORECASE)
+
+
+def _names_nll(expr: cst.CSTNode, strict: bool) -> bool:
+    """Does the argument name a per-token loss? The builtin ``min`` needs an unambiguous
+    per-token name (``nll``, ``bits``); the elementwise ``torch.minimum`` accepts ``loss``."""
     names = [n.value for n in value_names(expr)]
-    return bool(names) and any(NLL_WORDS.search(n) for n in names)
+    pattern = _PER_TOKEN if strict else NLL_WORDS
+    return bool(names) and any(pattern.search(n) for n in names)
+
+
+def _running_best(index: ModuleIndex, call: cst.Call, args: list[cst.CSTNode]) -> bool:
+    """``best = min(best, val_loss)`` tracks a best value over time; it scores nothing."""
+    names = {n.value for arg in args for n in value_names(arg)}
+    if any(_HISTORY.search(n) for n in names):
+        return True
+    statement = index.enclosing_statement(call)
+    return bool(set(target_names(statement)) & names)
 
 
 def find_unnormalized_ratio(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> list[Hit]:

@@ -30,7 +30,7 @@ _WALLCLOCK = re.compile(
     r"wallclock|max_time|time_limit|time_budget|stop_after|deadline|train_time|training_time|elapsed|max_train_sec",
     re.IGNORECASE,
 )
-_RESERVE = re.compile(r"reserve", re.IGNORECASE)
+_RESERVE = re.compile(r"reserve(?!d)", re.IGNORECASE)  # not torch.cuda.memory_reserved
 _EVAL_FUNCTION = re.compile(r"^(eval|evaluate)|eval_|_eval|score|ttt|test_time", re.IGNORECASE)
 _SERIALIZE = {"save", "save_file", "write_bytes", "compress"}
 
