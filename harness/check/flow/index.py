@@ -120,6 +120,9 @@ class _DepsCollector(cst.CSTVisitor):
     def visit_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
             self._edge(assigned_names(target.target), node.value)
+            if isinstance(target.target, (cst.Subscript, cst.Attribute)) and _contains_matmul(node.value):
+                # ``stats[name] = stats.get(name, 0) + x.T @ x`` inside a forward hook
+                self.info.has_matmul_accumulation = True
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         self._edge(assigned_names(node.target), node.value)
@@ -166,10 +169,14 @@ class _DepsCollector(cst.CSTVisitor):
             self.info.has_matmul_accumulation = True
 
 
-def _is_matmul_expr(node: cst.AugAssign) -> bool:
+def _contains_matmul(node: cst.CSTNode) -> bool:
     from harness.check.flow.names import contains_matmul
 
-    return contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)
+    return contains_matmul(node)
+
+
+def _is_matmul_expr(node: cst.AugAssign) -> bool:
+    return _contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)
 
 
 def prepare(info: FuncInfo) -> None:

@@ -325,7 +325,12 @@ class _Walk:
         name = N.dotted_name(target)
         if value is None or name is None or not isinstance(value_node, cst.BinaryOperation):
             return
-        if isinstance(value_node.operator, cst.Add) and name in set(N.refs(value_node)) and self._is_score_target(name):
+        if not isinstance(value_node.operator, cst.Add) or name not in set(N.refs(value_node)):
+            return
+        if N.contains_matmul(value_node):
+            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {_short(self.parsed.code_of(value_node))}`",
+                       value, set(N.refs(value_node)))
+        elif self._is_score_target(name):
             self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)))
 
     def _is_score_target(self, name: str) -> bool:
@@ -481,7 +486,9 @@ class _Walk:
         if attribute_call and method in N.MUTATOR_METHODS and args_taint is not None:
             holder = N.dotted_name(call.func.value)
             if holder is not None:
-                if method in ("append", "extend", "add", "add_", "index_add_") and self._is_score_target(holder):
+                if (method in ("add_", "index_add_") or (method in ("append", "extend")
+                                                          and N.SCORE_LIST_NAME.search(N.last_part(holder)))) \
+                        and self._is_score_target(holder):
                     self._emit(EffectKind.SCORE, line, f"score accumulated into {holder}", args_taint, call_refs)
                 self._taint_name(holder, args_taint, line, f"{holder}.{method}({_short(self.parsed.code_of(call.args[0].value)) if call.args else ''})")
         if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:

@@ -1,0 +1,330 @@
+"""Unit tests of the data-flow engine: VAL vocabulary, call resolution, taint propagation,
+loop classification (chunk vs epoch), effect ordering and the switch evaluator."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import libcst as cst
+import pytest
+
+from harness.check.flow import names as N
+from harness.check.flow.index import SubmissionIndex
+from harness.check.flow.model import Cond, Effect, EffectKind
+from harness.check.flow.switches import UNKNOWN, Switches
+from harness.check.flow.taint import Engine
+from harness.check.parse import ParsedSource, parse_source
+from harness.submission import Setting, SourceFile
+
+
+def parse(text: str, name: str = "train_gpt.py", entry: bool = True) -> ParsedSource:
+    return parse_source(SourceFile(display_name=name, path=Path(name), text=textwrap.dedent(text), is_entry=entry))
+
+
+def timeline(*sources: ParsedSource) -> list[Effect]:
+    index = SubmissionIndex(list(sources))
+    return Engine(index).timeline(index.modules[0].top)
+
+
+def kinds(effects: list[Effect]) -> list[tuple[str, int, bool]]:
+    return [(e.kind.value, e.line, e.tainted) for e in effects]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("val_tokens", True),
+        ("val_data.val_tokens", True),
+        ("args.val_files", True),
+        ("h.val_tokens_idx", True),
+        ("val_np", True),
+        ("args.val_batch_size", False),
+        ("args.val_loss_every", False),
+        ("val_loss", False),
+        ("eval_seq_len", False),
+        ("train_tokens", False),
+    ],
+)
+def test_val_names_are_data_not_settings(name: str, expected: bool) -> None:
+    assert N.is_val_name(name) is expected
+
+
+@pytest.mark.parametrize(
+    ("callee", "expected"),
+    [("load_validation_tokens", True), ("load_val_tokens", True), ("read_eval_shards", True),
+     ("eval_val", False), ("load_interval", False), ("log_interval_tokens", False)],
+)
+def test_val_loader_call_names(callee: str, expected: bool) -> None:
+    assert N.is_val_loader_call(callee) is expected
+
+
+def test_val_literals() -> None:
+    assert N.is_val_literal("./data/fineweb_val_*.bin")
+    assert N.is_val_literal("shards/val_000.bin")
+    assert not N.is_val_literal("./data/fineweb_train_*.bin")
+    assert not N.is_val_literal("interval.bin")
+
+
+def test_calls_resolve_to_sibling_modules_nested_defs_and_unique_methods() -> None:
+    entry = parse("""
+        import ttt_helper as th
+        from ttt_helper import adapt
+        def outer():
+            def inner():
+                return 1
+            return inner()
+        class Runner:
+            def go_ttt(self):
+                return self.step_chunk()
+            def step_chunk(self):
+                return 2
+    """)
+    helper = parse("def adapt(m, t):\n    return t\ndef other():\n    return 0\n", "ttt_helper.py", entry=False)
+    index = SubmissionIndex([entry, helper])
+    module = index.modules[0]
+    outer = module.functions["outer"]
+    go = module.classes["Runner"]["go_ttt"]
+    assert index.resolve("adapt", outer).file == "ttt_helper.py"
+    assert index.resolve("th.other", outer).name == "other"
+    assert index.resolve("inner", outer) is outer.nested["inner"]
+    assert index.resolve("self.step_chunk", go).name == "step_chunk"
+    assert index.resolve("runner.go_ttt", outer) is go
+    assert index.resolve("opt.step", outer) is None
+    assert index.resolve("torch.save", outer) is None
+
+
+def test_taint_flows_through_slices_comprehensions_appends_and_returns() -> None:
+    effects = timeline(parse("""
+        import torch
+        def batches_of(tokens, n):
+            out = []
+            for i in range(0, tokens.numel(), n):
+                out.append(tokens[i : i + n])
+            return out
+        def main(val_tokens, model):
+            rows = [b.cuda() for b in batches_of(val_tokens, 64)]
+            stacked = torch.stack(rows)
+            loss = model(stacked)
+            loss.backward()
+        main(None, None)
+    """))
+    assert kinds(effects) == [("update", 12, True)]
+    notes = [step.note for step in effects[0].taint.path]
+    assert notes[0] == "VAL source: val_tokens"
+    assert "enters batches_of(tokens)" in notes
+    assert "loss = model(stacked)" in notes
+
+
+def test_untainted_reassignment_clears_taint_but_branches_do_not() -> None:
+    effects = timeline(parse("""
+        def main(val_tokens, train_tokens, model, flag):
+            x = val_tokens[:10]
+            x = train_tokens[:10]
+            model(x).backward()
+            y = val_tokens[:10]
+            if flag:
+                y = train_tokens[:10]
+            model(y).backward()
+        main(1, 2, 3, 4)
+    """))
+    assert kinds(effects) == [("update", 5, False), ("update", 9, True)]
+
+
+def test_chunk_loops_advance_and_epoch_loops_do_not() -> None:
+    effects = timeline(parse("""
+        def ttt(model, val_tokens, epochs, n):
+            for ci in range(n):
+                chunk = val_tokens[ci * 64 : (ci + 1) * 64]
+                for ep in range(epochs):
+                    model(chunk).backward()
+        ttt(1, 2, 3, 4)
+    """))
+    (update,) = effects
+    assert [(f.line, f.advancing, f.over_range) for f in update.loops] == [(3, True, True), (5, False, True)]
+
+
+def test_while_loop_with_position_counter_advances() -> None:
+    effects = timeline(parse("""
+        def ttt(model, val_tokens):
+            pos = 0
+            while pos < val_tokens.numel():
+                chunk = val_tokens[pos : pos + 64]
+                model(chunk).backward()
+                pos += 64
+        ttt(1, 2)
+    """))
+    assert [(f.advancing, f.over_range) for f in effects[0].loops] == [(True, False)]
+
+
+def test_effects_of_callees_are_inlined_in_program_order_with_call_sites() -> None:
+    effects = timeline(parse("""
+        import torch
+        def score(model, val_tokens):
+            loss_sum = 0.0
+            with torch.no_grad():
+                loss_sum += model(val_tokens).item()
+            return loss_sum
+        def train(model, val_tokens):
+            model(val_tokens).backward()
+        def main(model, val_tokens):
+            train(model, val_tokens)
+            torch.save(model.state_dict(), "final_model.pt")
+            print(f"val_bpb:{score(model, val_tokens)}")
+        main(1, 2)
+    """))
+    assert kinds(effects) == [("update", 9, True), ("artifact", 12, False), ("score", 6, True), ("score", 7, True)]
+    assert [(c.line, c.note) for c in effects[0].calls] == [(14, "main(…)"), (11, "train(…)")]
+    assert effects[0].functions == ("<module>", "main", "train")
+
+
+def test_score_accumulator_must_reach_the_reported_value() -> None:
+    effects = timeline(parse("""
+        def ttt_adapt(model, val_tokens):
+            running = 0.0
+            kept = 0.0
+            for s in range(10):
+                loss = model(val_tokens[s : s + 8])
+                running += loss.item()
+                kept += loss.item()
+                loss.backward()
+            print(f"ttt loss {running}")
+            return kept
+        ttt_adapt(1, 2)
+    """))
+    assert kinds(effects) == [("score", 8, True), ("update", 9, True)]
+
+
+def test_collective_gather_fills_its_output_argument() -> None:
+    effects = timeline(parse("""
+        import torch.distributed as dist
+        def phase(model, val_tokens):
+            scored = [val_tokens[:8]]
+            gathered = [None, None]
+            dist.all_gather_object(gathered, scored)
+            for docs in gathered:
+                model(docs).backward()
+        phase(1, 2)
+    """))
+    assert kinds(effects) == [("update", 8, True)]
+    assert "gathered ← dist.all_gather_object(…)" in [s.note for s in effects[0].taint.path]
+
+
+def test_calibration_by_hooks_and_by_matmul_accumulation() -> None:
+    effects = timeline(parse("""
+        def stats(model, batches):
+            acc = {}
+            def hook(mod, inp, out):
+                acc[mod] = acc.get(mod, 0) + inp[0].T @ inp[0]
+            model.register_forward_hook(hook)
+            for b in batches:
+                model(b)
+            return acc
+        def hess(val_tokens):
+            H = 0
+            x = val_tokens[:64].float()
+            H += x.T @ x
+            return H
+        def main(model, val_tokens):
+            stats(model, [val_tokens[:64]])
+            hess(val_tokens)
+        main(1, 2)
+    """))
+    assert kinds(effects) == [("calibration", 8, True), ("calibration", 13, True)]
+
+
+def test_val_field_of_a_minified_config_class_is_a_source() -> None:
+    effects = timeline(parse("""
+        import glob
+        class H:
+            v = "./data/fineweb_val_*.bin"
+        def main(m):
+            h = H()
+            t = glob.glob(h.v)
+            m(t).backward()
+        main(1)
+    """))
+    assert kinds(effects) == [("update", 8, True)]
+    assert effects[0].taint.path[0].note == "VAL source: h.v (field H.v holds a validation path)"
+
+
+def switches_for(text: str, settings: dict[str, Setting] | None = None) -> tuple[Switches, ParsedSource]:
+    parsed = parse(text)
+    return Switches([parsed], settings or {}), parsed
+
+
+def expr(code: str) -> cst.BaseExpression:
+    return cst.parse_expression(code)
+
+
+def test_switch_values_follow_defaults_and_documented_settings() -> None:
+    text = """
+        import os
+        class Hyperparameters:
+            ttt_enabled = bool(int(os.environ.get("TTT_ENABLED", "0")))
+            ttt_epochs = int(os.environ.get("TTT_EPOCHS", 3))
+            mode = os.getenv("TTT_MODE", "lora").lower()
+            flag = os.environ.get("PREQUANT", "false").lower() in ("1", "true")
+    """
+    default, _ = switches_for(text)
+    used: set[str] = set()
+    assert default.value(expr("args.ttt_enabled"), used) is False
+    assert default.value(expr("h.ttt_epochs > 5 and not args.ttt_enabled"), used) is False
+    assert default.value(expr("h.ttt_epochs > 0 and not args.ttt_enabled"), used) is True
+    assert default.value(expr("args.mode == 'lora'"), used) is True
+    assert default.value(expr("args.flag or args.ttt_epochs >= 3"), used) is True
+    assert default.value(expr("args.unknown_thing"), used) is UNKNOWN
+    assert used == set()
+    readme = Setting("TTT_ENABLED", "1", "README.md", 14, "readme")
+    enabled, _ = switches_for(text, {"TTT_ENABLED": readme, "PREQUANT": Setting("PREQUANT", "True", "run.sh", 2, "script")})
+    used = set()
+    assert enabled.value(expr("args.ttt_enabled"), used) is True
+    assert enabled.value(expr("args.flag"), used) is True
+    assert used == {"TTT_ENABLED", "PREQUANT"}
+
+
+def test_switch_outcome_names_the_setting_or_the_default() -> None:
+    text = 'import os\nTTT_ENABLED = int(os.environ.get("TTT_ENABLED", "0"))\n'
+    off, parsed = switches_for(text)
+    cond = (Cond(parsed, expr("TTT_ENABLED"), True, 7),)
+    outcome = off.outcome(cond)
+    assert (outcome.runs, outcome.disabled_by) == (
+        False, "`TTT_ENABLED` at train_gpt.py:7 is false with the code defaults (no documented run sets it)")
+    setting = Setting("TTT_ENABLED", "1", "README.md", 14, "readme")
+    on, parsed = switches_for(text, {"TTT_ENABLED": setting})
+    outcome = on.outcome((Cond(parsed, expr("TTT_ENABLED"), True, 7),))
+    assert outcome.runs and outcome.enabled_by == [setting]
+    ranged = on.outcome((Cond(parsed, expr("0"), True, 9, range_count=True),))
+    assert not ranged.runs
+
+
+def test_conflicting_assignments_make_a_switch_unknown() -> None:
+    text = """
+        import os
+        class Hyperparameters:
+            ttt_epochs = int(os.environ.get("TTT_EPOCHS", 3))
+        def main(args):
+            args.ttt_epochs = 0
+    """
+    switches, _ = switches_for(text)
+    assert switches.value(expr("args.ttt_epochs"), set()) is UNKNOWN
+
+
+def test_effect_kinds_cover_selection() -> None:
+    effects = timeline(parse("""
+        import copy
+        def eval_val(model, val_tokens):
+            loss_sum = 0.0
+            loss_sum += model(val_tokens).item()
+            return loss_sum
+        def main(model, val_tokens, best):
+            val_loss = eval_val(model, val_tokens)
+            if val_loss < best:
+                state = copy.deepcopy(model.state_dict())
+            for ci in range(len(val_tokens)):
+                if ci == 0:
+                    model.load_state_dict(state)
+        main(1, 2, 3)
+    """))
+    assert [e.kind for e in effects] == [EffectKind.SCORE, EffectKind.SCORE, EffectKind.SELECTION]
+    assert effects[2].line == 9
