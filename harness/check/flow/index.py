@@ -15,7 +15,18 @@ from pathlib import PurePosixPath
 
 import libcst as cst
 
-from harness.check.flow.names import LOG_VAL_TEXT, assigned_names, dotted_name, last_part, refs, root_part, string_value
+from harness.check.flow.names import (
+    LOG_VAL_TEXT,
+    assigned_names,
+    children,
+    contains_matmul,
+    dotted_name,
+    is_val_literal,
+    last_part,
+    refs,
+    root_part,
+    string_value,
+)
 from harness.check.parse import ParsedSource
 
 # Method names too generic to resolve by uniqueness: they are torch/stdlib API far more
@@ -96,21 +107,24 @@ class ModuleIndex:
     imported_functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # alias -> (module, name)
 
 
-class _DepsCollector(cst.CSTVisitor):
-    """Collects assignments, returns and val-labelled log calls of one function body."""
+class _DepsCollector:
+    """Collects assignments, returns and val-labelled log calls of one function body
+    (nested defs, classes and lambdas excluded: they are analysed on their own)."""
 
     def __init__(self, info: FuncInfo) -> None:
         self.info = info
         self.out_roots: set[str] = set()
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        return node is self.info.node
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        return False
-
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        return False
+    def walk(self, roots: list[cst.CSTNode]) -> None:
+        stack = list(reversed(roots))
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) and node is not self.info.node:
+                continue
+            handler = getattr(self, "visit_" + type(node).__name__, None)
+            if handler is not None:
+                handler(node)
+            stack.extend(reversed(children(node)))
 
     def _edge(self, targets: list[str], source: cst.CSTNode | None) -> None:
         names = set(refs(source)) if source is not None else set()
@@ -120,7 +134,7 @@ class _DepsCollector(cst.CSTVisitor):
     def visit_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
             self._edge(assigned_names(target.target), node.value)
-            if isinstance(target.target, (cst.Subscript, cst.Attribute)) and _contains_matmul(node.value):
+            if isinstance(target.target, (cst.Subscript, cst.Attribute)) and contains_matmul(node.value):
                 # ``stats[name] = stats.get(name, 0) + x.T @ x`` inside a forward hook
                 self.info.has_matmul_accumulation = True
 
@@ -129,7 +143,7 @@ class _DepsCollector(cst.CSTVisitor):
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
         self._edge(assigned_names(node.target), node.value)
-        if _is_matmul_expr(node):
+        if contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign):
             self.info.has_matmul_accumulation = True
 
     def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
@@ -169,24 +183,12 @@ class _DepsCollector(cst.CSTVisitor):
             self.info.has_matmul_accumulation = True
 
 
-def _contains_matmul(node: cst.CSTNode) -> bool:
-    from harness.check.flow.names import contains_matmul
-
-    return contains_matmul(node)
-
-
-def _is_matmul_expr(node: cst.AugAssign) -> bool:
-    return _contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)
-
-
 def prepare(info: FuncInfo) -> None:
     collector = _DepsCollector(info)
     if info.node is None:
-        for statement in info.parsed.module.body:
-            if not isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
-                statement.visit(collector)
+        collector.walk([s for s in info.parsed.module.body if not isinstance(s, (cst.FunctionDef, cst.ClassDef))])
     else:
-        info.node.visit(collector)
+        collector.walk([info.node])
     info.flows_out = info.closure(collector.out_roots)
 
 
@@ -332,8 +334,6 @@ def _val_class_attributes(node: cst.ClassDef, parsed: ParsedSource) -> dict[str,
 
 
 def _mentions_val_literal(node: cst.CSTNode) -> bool:
-    from harness.check.flow.names import is_val_literal
-
     stack: list[cst.CSTNode] = [node]
     while stack:
         current = stack.pop()
@@ -341,13 +341,13 @@ def _mentions_val_literal(node: cst.CSTNode) -> bool:
             text = string_value(current)
             if text is not None and is_val_literal(text):
                 return True
-        stack.extend(current.children)
+        stack.extend(children(current))
     return False
 
 
 def _nested_defs(node: cst.FunctionDef) -> list[cst.FunctionDef]:
     found: list[cst.FunctionDef] = []
-    stack: list[cst.CSTNode] = list(node.body.children)
+    stack: list[cst.CSTNode] = children(node.body)
     while stack:
         current = stack.pop()
         if isinstance(current, cst.FunctionDef):
@@ -357,7 +357,7 @@ def _nested_defs(node: cst.FunctionDef) -> list[cst.FunctionDef]:
             continue
         if isinstance(current, cst.BaseExpression):
             continue
-        stack.extend(current.children)
+        stack.extend(children(current))
     return found
 
 

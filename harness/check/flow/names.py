@@ -10,6 +10,7 @@ from the shapes real submissions use (``val_tokens``, ``val_data.val_tokens``, `
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 
@@ -44,6 +45,31 @@ TRAIN_WORD = re.compile(r"(^|_)train", re.IGNORECASE)
 SCORE_LIST_NAME = re.compile(r"loss|nll|bpb|bits|score|logprob|log_prob|lp|ce|entrop", re.IGNORECASE)
 LOG_VAL_TEXT = re.compile(r"val|bpb|exact", re.IGNORECASE)
 STATE_SNAPSHOT_CALLS = frozenset({"state_dict", "deepcopy", "load_state_dict", "save"})
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_SKIPPED_FIELDS = frozenset({"whitespace", "lpar", "rpar", "comma", "semicolon", "colon", "equal", "dot",
+                             "leading_lines", "lines_after_decorators", "header", "footer", "newline",
+                             "whitespace_before", "whitespace_after", "operator", "star_tok"})
+
+
+def children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """Child nodes in source order, ~20x cheaper than libcst's ``node.children`` (which runs a
+    full visitor): dataclass fields read directly, whitespace and punctuation skipped."""
+    kind = type(node)
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(node) if not f.name.startswith("whitespace")
+                      and f.name not in _SKIPPED_FIELDS)
+        _FIELDS[kind] = names
+    found: list[cst.CSTNode] = []
+    for name in names:
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found.extend(item for item in value if isinstance(item, cst.CSTNode))
+    return found
 
 
 def is_val_component(name: str) -> bool:
@@ -134,7 +160,7 @@ def refs(node: cst.CSTNode) -> Iterator[str]:
             continue
         if isinstance(current, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
             continue
-        stack.extend(current.children)
+        stack.extend(children(current))
 
 
 def assigned_names(target: cst.CSTNode) -> list[str]:
@@ -171,5 +197,5 @@ def contains_matmul(node: cst.CSTNode) -> bool:
             name = last_part(callee_name(current))
             if name in {"matmul", "mm", "bmm", "addmm", "addmm_", "einsum", "outer", "ger", "baddbmm"}:
                 return True
-        stack.extend(current.children)
+        stack.extend(children(current))
     return False

@@ -40,7 +40,7 @@ def _is_env_read(node: cst.CSTNode) -> bool:
                 return True
         if isinstance(current, cst.Subscript) and (N.dotted_name(current.value) or "").endswith("environ"):
             return True
-        stack.extend(current.children)
+        stack.extend(N.children(current))
     return False
 
 

@@ -95,7 +95,7 @@ def _direct_statements(body: cst.BaseSuite) -> list[cst.CSTNode]:
         if isinstance(node, (cst.For, cst.While, cst.FunctionDef, cst.ClassDef)):
             continue
         if isinstance(node, (cst.If, cst.With, cst.Try, cst.Else, cst.ExceptHandler, cst.Finally)):
-            for child in node.children:
+            for child in N.children(node):
                 if isinstance(child, (cst.IndentedBlock, cst.SimpleStatementSuite)):
                     stack.extend(child.body)
                 elif isinstance(child, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
@@ -410,7 +410,7 @@ class _Walk:
             text = N.string_value(node) or ""
             if N.is_val_literal(text):
                 result = Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
-        for child in node.children:
+        for child in N.children(node):
             result = merge(result, self._expr(child))
         return result
 
@@ -455,14 +455,17 @@ class _Walk:
             if self._is_artifact(call, name, method):
                 self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", None, call_refs)
             return replace(args_taint, via_calibration=True)
-        if self._is_artifact(call, name, method):
+        target = self.engine.index.resolve(name, self.info) if name != "<expr>" else None
+        if target is self.info:
+            target = None
+        artifact = self._is_artifact(call, name, method)
+        if artifact and target is None:
             self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
             return args_taint
         if method == "load_state_dict":
             self.discard_lines.append(line)
         if method in ("register_forward_hook", "register_forward_pre_hook"):
             self._note_hook(call)
-        target = self.engine.index.resolve(name, self.info) if name != "<expr>" else None
         if target is None and _is_collective_fill(name) and len(call.args) >= 2:
             rest: Taint | None = None
             for taint in arg_taints[1:]:
@@ -470,17 +473,16 @@ class _Walk:
             first = N.dotted_name(call.args[0].value)
             if rest is not None and first is not None:
                 self._taint_name(first, rest, line, f"{first} ← {name}(…)")
-        if target is not None and target is not self.info:
-            returned = self._inline(target, call, arg_taints, receiver, call_refs, line)
+        pairs = list(zip(call.args, arg_taints))
+        self._inline_function_arguments(pairs, call_refs, line)
+        if target is not None:
+            bound_self = isinstance(call.func, cst.Attribute) and target.class_name is not None
+            returned = self._inline(target, pairs, bound_self, receiver, call_refs, line)
+            if artifact:
+                self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
             if N.is_val_loader_call(method) and returned is None:
                 returned = Taint((Step(self.file, line, f"VAL source: {name}(…)"),))
             return returned
-        for arg in call.args:
-            referenced = N.dotted_name(arg.value)
-            if referenced is not None and "." not in referenced:
-                function = self.engine.index.resolve(referenced, self.info)
-                if function is not None and function is not self.info:
-                    self._inline(function, None, [], None, call_refs, line)
         if N.is_val_loader_call(method):
             return merge(Taint((Step(self.file, line, f"VAL source: {name}(…)"),)), args_taint)
         if attribute_call and method in N.MUTATOR_METHODS and args_taint is not None:
@@ -518,10 +520,23 @@ class _Walk:
                 if made is not None and _accumulates_statistics(made):
                     self.hooks_active = True
 
-    def _inline(self, target: FuncInfo, call: cst.Call | None, arg_taints: list[Taint | None],
+    def _inline_function_arguments(self, pairs: list[tuple[cst.Arg, Taint | None]], call_refs: set[str],
+                                   line: int) -> None:
+        """``timed_eval("label", eval_val, h, device, val_data, model)``: a submission function
+        passed as an argument is called by the wrapper with the arguments that follow it."""
+        for position, (arg, _) in enumerate(pairs):
+            referenced = N.dotted_name(arg.value) if arg.keyword is None and not arg.star else None
+            if referenced is None:
+                continue
+            function = self.engine.index.resolve(referenced, self.info)
+            if function is None or function is self.info:
+                continue
+            rest = [(a, t) for a, t in pairs[position + 1 :] if not a.star]
+            self._inline(function, rest, False, None, call_refs, line)
+
+    def _inline(self, target: FuncInfo, pairs: list[tuple[cst.Arg, Taint | None]], bound_self: bool,
                 receiver: Taint | None, call_refs: set[str], line: int) -> Taint | None:
         params = list(target.params)
-        bound_self = call is not None and isinstance(call.func, cst.Attribute) and target.class_name is not None
         seed: dict[str, Taint] = {}
         if bound_self and params:
             if receiver is not None:
@@ -529,23 +544,22 @@ class _Walk:
             params = params[1:]
         enter = Step(target.file, target.line, f"enters {target.display}")
         arg_names: dict[str, str] = {}
-        if call is not None:
-            position = 0
-            for arg, taint in zip(call.args, arg_taints):
-                if arg.star:
-                    continue
-                if arg.keyword is not None:
-                    param = arg.keyword.value
-                elif position < len(params):
-                    param = params[position]
-                    position += 1
-                else:
-                    continue
-                dotted = N.dotted_name(arg.value)
-                if dotted is not None:
-                    arg_names[param] = dotted
-                if taint is not None and param in target.params:
-                    seed[param] = taint.extend(Step(enter.file, enter.line, f"enters {target.display}({param})"))
+        position = 0
+        for arg, taint in pairs:
+            if arg.star:
+                continue
+            if arg.keyword is not None:
+                param = arg.keyword.value
+            elif position < len(params):
+                param = params[position]
+                position += 1
+            else:
+                continue
+            dotted = N.dotted_name(arg.value)
+            if dotted is not None:
+                arg_names[param] = dotted
+            if taint is not None and param in target.params:
+                seed[param] = taint.extend(Step(enter.file, enter.line, f"enters {target.display}({param})"))
         if target.parent is not None:
             for key, value in self.taint.items():
                 if N.root_part(key) not in target.params:
@@ -553,7 +567,7 @@ class _Walk:
         summary = self.engine.analyze(target, seed)
         if summary is None:
             result: Taint | None = receiver
-            for taint in arg_taints:
+            for _, taint in pairs:
                 result = merge(result, taint)
             return result
         if self.emit:
@@ -624,7 +638,7 @@ def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
             method = N.last_part(N.callee_name(node))
             if method in N.STATE_SNAPSHOT_CALLS or method == "save":
                 return True
-        stack.extend(node.children)
+        stack.extend(N.children(node))
     return False
 
 
