@@ -91,10 +91,19 @@ class _Unwrapper:
         tree = tree or _scan_tree(text)
         if tree is None:
             return
-        evaluator = Evaluator(Scope.of(tree), self.max_bytes, self.file_path)
+        scope = Scope()
+        calls: list[ast.Call] = []
+        assignments: list[ast.Assign | ast.NamedExpr] = []
+        for node in ast.walk(tree):  # one walk: it dominates the cost on large decoded sources
+            scope.add(node)
+            if isinstance(node, ast.Call):
+                calls.append(node)
+            elif isinstance(node, (ast.Assign, ast.NamedExpr)):
+                assignments.append(node)
+        evaluator = Evaluator(scope, self.max_bytes, self.file_path)
         try:
-            chains = _find_chains(tree, evaluator)
-            self._siblings(tree, evaluator, where)
+            chains = _find_chains(calls, assignments, evaluator)
+            self._siblings(calls, evaluator, where)
         except RecursionError:
             self.result.problems.append(f"{where}: too deeply nested to look for shim chains")
             return
@@ -140,9 +149,9 @@ class _Unwrapper:
             return
         self.scan(text, f"{self.display_name}[decoded#{number}]", depth + 1, tree)
 
-    def _siblings(self, tree: ast.Module, evaluator: Evaluator, where: str) -> None:
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call) or not node.args:
+    def _siblings(self, calls: list[ast.Call], evaluator: Evaluator, where: str) -> None:
+        for node in calls:
+            if not node.args:
                 continue
             callee = evaluator.qualify(node.func)
             if callee in _EXEC_SINKS:
@@ -161,34 +170,65 @@ class _Unwrapper:
                 self.result.siblings.append(normalized)
 
 
-def _find_chains(tree: ast.Module, evaluator: Evaluator) -> list[_Chain]:
-    """Maximal chains: calls naming a decoding step that are not themselves an argument of
+def _find_chains(calls: list[ast.Call], assignments: list[ast.Assign | ast.NamedExpr], evaluator: Evaluator) -> list[_Chain]:
+    """Maximal chains: calls naming a decoding step that are not inside the arguments of
     another such call. A chain is a candidate when it decompresses, or when it only decodes
     but its result is executed (``exec(b64decode(...))``)."""
-    parents: dict[ast.AST, ast.AST] = {}
     steps: dict[ast.Call, str] = {}
-    executed_names: set[str] = set()
-    for node in ast.walk(tree):
-        for child in ast.iter_child_nodes(node):
-            parents[child] = node
-        if isinstance(node, ast.Call):
-            operation = evaluator.operation_of(node)
-            if operation is not None:
-                steps[node] = operation
-            elif evaluator.qualify(node.func) in _EXEC_SINKS and node.args and isinstance(node.args[0], ast.Name):
-                executed_names.add(node.args[0].id)
+    for call in calls:
+        operation = evaluator.operation_of(call)
+        if operation is not None:
+            steps[call] = operation
+    if not steps:
+        return []
+    nested: set[ast.Call] = set()
+    for call in steps:
+        nested.update(n for n in _descendants(call) if n in steps)
+    executed = _executed_values(calls, assignments, evaluator)
     chains = []
-    for call, operation in steps.items():
-        if _inside_another(call, steps, parents):
+    for call in steps:
+        if call in nested:
             continue
-        inner = [n for n in ast.walk(call) if isinstance(n, ast.Call) and n in steps]
+        inner = [call] + [n for n in _descendants(call) if n in steps]
         labels = tuple(_label(steps[n]) for n in reversed(inner))
         decompresses = any(steps[n].endswith(".decompress") or _codec_decompresses(n) for n in inner)
-        executed = _is_executed(call, parents, evaluator, executed_names)
-        if decompresses or executed:
-            chains.append(_Chain(node=call, steps_named=labels, executed=executed))
+        if decompresses or call in executed:
+            chains.append(_Chain(node=call, steps_named=labels, executed=call in executed))
     chains.sort(key=lambda chain: (chain.node.lineno, chain.node.col_offset))
     return chains
+
+
+def _descendants(node: ast.AST) -> list[ast.Call]:
+    found = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+    return found[1:] if found and found[0] is node else found
+
+
+def _executed_values(calls: list[ast.Call], assignments: list[ast.Assign | ast.NamedExpr], evaluator: Evaluator) -> set[ast.AST]:
+    """Expressions whose value reaches exec/compile: the first argument of the sink (through
+    ``.decode()``/``.encode()``), or the value of an assignment to a name that is executed."""
+    executed: set[ast.AST] = set()
+    executed_names: set[str] = set()
+    for call in calls:
+        if call.args and evaluator.qualify(call.func) in _EXEC_SINKS:
+            value = _without_text_conversion(call.args[0])
+            executed.add(value)
+            if isinstance(value, ast.Name):
+                executed_names.add(value.id)
+    for assignment in assignments:
+        targets = assignment.targets if isinstance(assignment, ast.Assign) else [assignment.target]
+        if any(isinstance(t, ast.Name) and t.id in executed_names for t in targets):
+            executed.add(_without_text_conversion(assignment.value))
+    return executed
+
+
+def _without_text_conversion(node: ast.AST) -> ast.AST:
+    while (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("decode", "encode")
+    ):
+        node = node.func.value
+    return node
 
 
 def _codec_decompresses(call: ast.Call) -> bool:
@@ -202,34 +242,6 @@ def _codec_decompresses(call: ast.Call) -> bool:
 def _label(qualified: str) -> str:
     operation = OPERATIONS.get(qualified)
     return operation.label if operation else qualified
-
-
-def _inside_another(call: ast.Call, steps: dict[ast.Call, str], parents: dict[ast.AST, ast.AST]) -> bool:
-    node: ast.AST | None = parents.get(call)
-    while node is not None and not isinstance(node, ast.stmt):
-        if node in steps:
-            return True
-        node = parents.get(node)
-    return False
-
-
-def _is_executed(call: ast.Call, parents: dict[ast.AST, ast.AST], evaluator: Evaluator, executed_names: set[str]) -> bool:
-    """Does the chain's value go to exec/compile, directly (through ``.decode()``) or via an
-    assigned name that is later executed?"""
-    node: ast.AST = call
-    parent = parents.get(node)
-    while isinstance(parent, (ast.Attribute, ast.Call)) and not (
-        isinstance(parent, ast.Call) and evaluator.qualify(parent.func) in _EXEC_SINKS
-    ):
-        if isinstance(parent, ast.Call) and node is not parent.func:
-            return False
-        node, parent = parent, parents.get(parent)
-    if isinstance(parent, ast.Call):
-        return bool(parent.args) and parent.args[0] is node
-    if isinstance(parent, (ast.Assign, ast.NamedExpr)):
-        targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
-        return any(isinstance(t, ast.Name) and t.id in executed_names for t in targets)
-    return False
 
 
 def _as_text(data: bytes | bytearray | str) -> str | None:
@@ -269,7 +281,10 @@ def _has_chain(text: str) -> bool:
     tree = _scan_tree(text)
     if tree is None:
         return False
-    evaluator = Evaluator(Scope.of(tree), 1, "")
+    scope = Scope()
+    for node in ast.walk(tree):
+        scope.add(node)
+    evaluator = Evaluator(scope, 1, "")
     try:
         return any(evaluator.operation_of(n) for n in ast.walk(tree) if isinstance(n, ast.Call))
     except RecursionError:

@@ -73,32 +73,26 @@ class Scope:
     star_modules: list[str] = field(default_factory=list)
     bindings: dict[str, list[tuple[int, ast.expr]]] = field(default_factory=dict)
 
-    @classmethod
-    def of(cls, tree: ast.Module) -> "Scope":
-        scope = cls()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.asname:
-                        scope.aliases[alias.asname] = alias.name
-                    else:
-                        top = alias.name.split(".")[0]
-                        scope.aliases[top] = top
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for alias in node.names:
-                    if alias.name == "*":
-                        scope.star_modules.append(node.module)
-                    else:
-                        scope.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                for target in targets:
-                    if isinstance(target, ast.Name):
-                        scope.bindings.setdefault(target.id, []).append((node.lineno, node.value))
-            elif isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
-                line = getattr(node.context_expr, "lineno", 0)
-                scope.bindings.setdefault(node.optional_vars.id, []).append((line, node.context_expr))
-        return scope
+    def add(self, node: ast.AST) -> None:
+        """Record what ``node`` binds, if anything (called for every node of one walk)."""
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                self.aliases[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                if alias.name == "*":
+                    self.star_modules.append(node.module)
+                else:
+                    self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    self.bindings.setdefault(target.id, []).append((node.lineno, node.value))
+        elif isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
+            line = getattr(node.context_expr, "lineno", 0)
+            self.bindings.setdefault(node.optional_vars.id, []).append((line, node.context_expr))
 
     def binding(self, name: str, line: int) -> ast.expr | None:
         candidates = self.bindings.get(name)
