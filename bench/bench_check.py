@@ -489,10 +489,56 @@ def floor_seconds(texts: list[str], repeat: int) -> float:
     return best
 
 
+def report_row(label: str, seconds: float, target: float | None, floor: float | None) -> None:
+    target_text = f"{target:7.1f}" if target else f"{'':>7}"
+    ratio_text = f"{seconds / target:8.2f}x" if target else f"{'':>9}"
+    floor_text = f"{seconds / floor:11.1f}x" if floor else f"{'':>12}"
+    print(f"{label:<44} {seconds:8.3f} {target_text} {ratio_text} {floor_text}", flush=True)
+
+
+def stage_breakdown(path: Path) -> list[tuple[str, float]]:
+    """Seconds per stage of one analysis: imports, loading (with unwrapping), libcst parsing
+    and each rule family, measured the way ``harness.check.engine.analyze`` runs them."""
+    stages: list[tuple[str, float]] = []
+    start = time.perf_counter()
+    import importlib
+
+    from harness.check.context import CheckContext, CheckOptions
+    from harness.check.engine import FAMILY_MODULES
+    from harness.check.parse import ParseFailure, parse_source
+    from harness.loader import load_submission
+
+    stages.append(("import loader + engine + libcst", time.perf_counter() - start))
+    start = time.perf_counter()
+    submission = load_submission(path)
+    stages.append(("load_submission (discover, decode)", time.perf_counter() - start))
+    ctx = CheckContext(submission=submission, options=CheckOptions())
+    start = time.perf_counter()
+    for source in submission.sources:
+        try:
+            ctx.parsed.append(parse_source(source))
+        except ParseFailure:
+            continue
+    stages.append(("parse_source (libcst + positions)", time.perf_counter() - start))
+    for name in FAMILY_MODULES:
+        start = time.perf_counter()
+        try:
+            family = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        imported = time.perf_counter() - start
+        start = time.perf_counter()
+        ctx.findings_so_far.extend(family.check(ctx))
+        stages.append((f"{name.rsplit('.', 1)[-1]} (import {imported:.2f} s) check", time.perf_counter() - start))
+    return stages
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per single-file figure (median)")
+    parser.add_argument("--tree-submissions", type=int, default=TREE_SIZE,
+                        help="submissions in the tree (lines scale with it; default 60, ~110k lines)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="golf-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -510,45 +556,37 @@ def main() -> int:
     if tree.exists():
         shutil.rmtree(tree)
     programs = []
-    for number, size in enumerate(tree_sizes(TREE_SIZE, TREE_LINES)):
+    count = args.tree_submissions
+    for number, size in enumerate(tree_sizes(count, TREE_LINES * count // TREE_SIZE)):
         program = generate_program(size, f"sub{number:02d}")
         programs.append(program)
         write_submission(tree / f"2026-04-01_bench_{number:02d}", program, shimmed=number % 2 == 1, seed=number)
     tree_lines = sum(program.count("\n") for program in programs)
 
+    print(f"workdir: {workdir}")
+    print(f"single submission: {SINGLE_LINES} lines decoded; tree: {count} submissions, {tree_lines} lines")
+    print(f"{'measure':<44} {'seconds':>8} {'target':>7} {'vs target':>9} {'vs ast floor':>12}", flush=True)
     floor_single = floor_seconds([single], args.repeat)
     floor_tree = floor_seconds(programs, 1)
-    plain_runs = []
-    shim_runs = []
-    for _ in range(args.repeat):
-        plain_runs.append(timed_run([*command, str(plain_dir / "train_gpt.py"), "--no-cache", "--format", "json"], env)[0])
-        shim_runs.append(timed_run([*command, str(shim_dir / "train_gpt.py"), "--no-cache", "--format", "json"], env)[0])
-    plain_s = statistics.median(plain_runs)
-    shim_s = statistics.median(shim_runs)
+    start_s = statistics.median(timed_run([*command, "--version"], env)[0] for _ in range(args.repeat))
+    report_row("start-up (golf-check --version)", start_s, None, None)
+    report_row("ast.parse floor, single file", floor_single, None, None)
+    for label, folder in (("plain", plain_dir), ("lzma/b85 shim", shim_dir)):
+        runs = [
+            timed_run([*command, str(folder / "train_gpt.py"), "--no-cache", "--format", "json"], env)[0]
+            for _ in range(args.repeat)
+        ]
+        report_row(f"golf-check single file, {label}", statistics.median(runs), TARGET_SINGLE_S, floor_single)
+    print("\nwhere the single-file time goes (in-process, one run):", flush=True)
+    for stage, seconds in stage_breakdown(plain_dir / "train_gpt.py"):
+        print(f"  {stage:<42} {seconds:8.3f}", flush=True)
+    print(flush=True)
+    report_row("ast.parse floor, tree", floor_tree, None, None)
     shutil.rmtree(cache_root, ignore_errors=True)
     cold_s, cold_code = timed_run([*command, str(tree), "--jobs", "2", "--format", "json"], env)
+    report_row(f"golf-check tree cold, 2 jobs (exit {cold_code})", cold_s, TARGET_TREE_COLD_S, floor_tree)
     warm_s, warm_code = timed_run([*command, str(tree), "--jobs", "2", "--format", "json"], env)
-    start_s = statistics.median(
-        timed_run([*command, "--version"], env)[0] for _ in range(args.repeat)
-    )
-
-    print(f"workdir: {workdir}")
-    print(f"single submission: {SINGLE_LINES} lines decoded; tree: {TREE_SIZE} submissions, {tree_lines} lines")
-    print(f"{'measure':<44} {'seconds':>8} {'target':>7} {'vs target':>9} {'vs ast floor':>12}")
-    rows = [
-        ("start-up (golf-check --version)", start_s, None, None),
-        ("ast.parse floor, single file", floor_single, None, None),
-        ("golf-check single file, plain", plain_s, TARGET_SINGLE_S, floor_single),
-        ("golf-check single file, lzma/b85 shim", shim_s, TARGET_SINGLE_S, floor_single),
-        ("ast.parse floor, tree", floor_tree, None, None),
-        (f"golf-check tree cold, 2 jobs (exit {cold_code})", cold_s, TARGET_TREE_COLD_S, floor_tree),
-        (f"golf-check tree warm (exit {warm_code})", warm_s, TARGET_TREE_WARM_S, floor_tree),
-    ]
-    for label, seconds, target, floor in rows:
-        target_text = f"{target:7.1f}" if target else f"{'':>7}"
-        ratio_text = f"{seconds / target:8.2f}x" if target else f"{'':>9}"
-        floor_text = f"{seconds / floor:11.1f}x" if floor else f"{'':>12}"
-        print(f"{label:<44} {seconds:8.3f} {target_text} {ratio_text} {floor_text}")
+    report_row(f"golf-check tree warm (exit {warm_code})", warm_s, TARGET_TREE_WARM_S, floor_tree)
     return 0
 
 

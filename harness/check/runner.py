@@ -113,6 +113,8 @@ def _analyze_all(
 ) -> list[tuple[int, tuple[list[dict], dict[str, str], bool]]]:
     if len(paths) <= 1 or jobs <= 1:
         return [(index, analyze_one(str(path), options)) for index, path in zip(indices, paths)]
+    _preload_analysis()
+
     outcomes: list[tuple[int, tuple[list[dict], dict[str, str], bool]]] = []
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
         futures = [
@@ -125,6 +127,22 @@ def _analyze_all(
             except BrokenProcessPool:
                 outcomes.append((index, _crash_outcome("the worker process auditing it died")))
     return outcomes
+
+
+def _preload_analysis() -> None:
+    """Import the loader, the engine and its rule families before the pool forks, so every
+    worker inherits them instead of importing them again."""
+    import importlib
+
+    import harness.loader  # noqa: F401
+    from harness.check.engine import FAMILY_MODULES
+
+    for name in FAMILY_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
 
 
 def analyze_one(path: str, options: CheckOptions) -> tuple[list[dict], dict[str, str], bool]:
