@@ -53,8 +53,18 @@ _SKIPPED_FIELDS = frozenset({"whitespace", "lpar", "rpar", "comma", "semicolon",
                              "whitespace_before", "whitespace_after", "operator", "star_tok"})
 
 
+_IS_NODE: dict[type, bool] = {}
+
+
+def _is_node_type(kind: type) -> bool:
+    known = _IS_NODE.get(kind)
+    if known is None:
+        known = _IS_NODE[kind] = issubclass(kind, cst.CSTNode)
+    return known
+
+
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
-    """Child nodes in source order, ~20x cheaper than libcst's ``node.children`` (which runs a
+    """Child nodes in source order, far cheaper than libcst's ``node.children`` (which runs a
     full visitor): dataclass fields read directly, whitespace and punctuation skipped."""
     kind = type(node)
     names = _FIELDS.get(kind)
@@ -65,10 +75,11 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     found: list[cst.CSTNode] = []
     for name in names:
         value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
+        value_type = type(value)
+        if value_type is list or value_type is tuple:
+            found.extend(item for item in value if _is_node_type(type(item)))
+        elif _is_node_type(value_type):
             found.append(value)
-        elif isinstance(value, (list, tuple)):
-            found.extend(item for item in value if isinstance(item, cst.CSTNode))
     return found
 
 
@@ -90,14 +101,17 @@ def is_val_literal(text: str) -> bool:
     return bool(_VAL_LITERAL.search(text))
 
 
+_NOT_READ = frozenset({cst.Lambda, cst.FunctionDef, cst.ClassDef, cst.SimpleString, cst.Integer, cst.Float})
+
+
 def dotted_name(node: cst.BaseExpression) -> str | None:
     """``a.b.c`` for a pure Name/Attribute chain, else None."""
     parts: list[str] = []
     current: cst.BaseExpression = node
-    while isinstance(current, cst.Attribute):
-        parts.append(current.attr.value)
-        current = current.value
-    if isinstance(current, cst.Name):
+    while type(current) is cst.Attribute:
+        parts.append(current.attr.value)  # type: ignore[attr-defined]
+        current = current.value  # type: ignore[attr-defined]
+    if type(current) is cst.Name:
         parts.append(current.value)
         return ".".join(reversed(parts))
     return None
@@ -147,18 +161,21 @@ def refs(node: cst.CSTNode) -> Iterator[str]:
     stack: list[cst.CSTNode] = [node]
     while stack:
         current = stack.pop()
-        if isinstance(current, (cst.Name, cst.Attribute)):
-            dotted = dotted_name(current)
+        kind = type(current)
+        if kind is cst.Name:
+            yield current.value  # type: ignore[attr-defined]
+            continue
+        if kind is cst.Attribute:
+            dotted = dotted_name(current)  # type: ignore[arg-type]
             if dotted is not None:
                 yield dotted
-                continue
-            if isinstance(current, cst.Attribute):
-                stack.append(current.value)
-                continue
-        if isinstance(current, cst.Arg):
-            stack.append(current.value)
+            else:
+                stack.append(current.value)  # type: ignore[attr-defined]
             continue
-        if isinstance(current, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
+        if kind is cst.Arg:
+            stack.append(current.value)  # type: ignore[attr-defined]
+            continue
+        if kind in _NOT_READ:
             continue
         stack.extend(children(current))
 

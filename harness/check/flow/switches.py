@@ -65,7 +65,7 @@ class Switches:
 
     def _collect(self, parsed: ParsedSource) -> None:
         collector = _BindingCollector()
-        parsed.module.visit(collector)
+        collector.walk(parsed.module)
         for name, value in collector.found:
             self.bindings.setdefault(name, []).append((value, parsed))
 
@@ -241,26 +241,32 @@ def _apply(operator: cst.BaseCompOp, left: object, right: object) -> object:
     return UNKNOWN
 
 
-class _BindingCollector(cst.CSTVisitor):
+class _BindingCollector:
     """``name = <expr>`` where the expression reads the environment, at any level, plus
     plain literal constants at module or class level (``TTT_ENABLED = False``)."""
 
     def __init__(self) -> None:
         self.found: list[tuple[str, cst.BaseExpression]] = []
-        self._depth = 0
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._depth += 1
+    def walk(self, module: cst.Module) -> None:
+        stack: list[tuple[cst.CSTNode, int]] = [(module, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if isinstance(node, cst.Assign):
+                self._record([t.target for t in node.targets], node.value, depth)
+            elif isinstance(node, cst.AnnAssign) and node.value is not None:
+                self._record([node.target], node.value, depth)
+            elif isinstance(node, cst.BaseExpression):
+                continue
+            inner = depth + 1 if isinstance(node, cst.FunctionDef) else depth
+            stack.extend((child, inner) for child in N.children(node))
 
-    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
-        self._depth -= 1
-
-    def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression) -> None:
+    def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression, depth: int) -> None:
         literal = isinstance(value, (cst.Integer, cst.Float, cst.SimpleString)) or (
             isinstance(value, cst.Name) and value.value in ("True", "False", "None")
         )
-        if not (_is_env_read(value) or (literal and self._depth == 0)):
-            if self._depth > 0:
+        if not (_is_env_read(value) or (literal and depth == 0)):
+            if depth > 0:
                 # A later plain reassignment (``args.ttt_epochs = 0``) makes the value ambiguous.
                 for target in targets:
                     dotted = N.dotted_name(target)
@@ -272,10 +278,3 @@ class _BindingCollector(cst.CSTVisitor):
             dotted = N.dotted_name(target)
             if dotted is not None:
                 self.found.append((N.last_part(dotted), value))
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        self._record([t.target for t in node.targets], node.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if node.value is not None:
-            self._record([node.target], node.value)

@@ -34,6 +34,7 @@ class Engine:
         self.stack: list[int] = []
         self.reached: set[int] = set()
         self.analyses = 0
+        self.code_cache: dict[int, str] = {}
 
     def analyze(self, info: FuncInfo, seed: dict[str, Taint]) -> Summary | None:
         key = (info.uid, frozenset(seed))
@@ -151,6 +152,14 @@ class _Walk:
         self.conditional_depth = 0
         self.instances: dict[str, str] = {}  # local name -> class with VAL fields
 
+    def _code(self, node: cst.CSTNode) -> str:
+        """Source text of a node, cached: libcst's code generation is the costliest call here."""
+        key = id(node)
+        text = self.engine.code_cache.get(key)
+        if text is None:
+            text = self.engine.code_cache[key] = self.parsed.code_of(node)
+        return text
+
     # ----------------------------------------------------------------- statements
     def run(self) -> None:
         body = self.info.body()
@@ -184,7 +193,7 @@ class _Walk:
         elif isinstance(node, (cst.For, cst.While)):
             self._loop(node)
         elif isinstance(node, cst.With):
-            warm = any(N.WARMUP_WORD.search(self.parsed.code_of(item.item)) for item in node.items)
+            warm = any(_mentions_warm(item.item) for item in node.items)
             for item in node.items:
                 value = self._expr(item.item)
                 if item.asname is not None:
@@ -213,9 +222,9 @@ class _Walk:
         test_taint = self._expr(node.test)
         line = self.parsed.line_of(node)
         if test_taint is not None and test_taint.from_score and _mentions_state_snapshot(node.body):
-            self._emit(EffectKind.SELECTION, line, f"model state kept when `{_short(self.parsed.code_of(node.test))}`",
+            self._emit(EffectKind.SELECTION, line, f"model state kept when `{_short(self._code(node.test))}`",
                        test_taint, set(N.refs(node.test)))
-        warm = bool(N.WARMUP_WORD.search(self.parsed.code_of(node.test)))
+        warm = _mentions_warm(node.test)
         self.warm_depth += warm
         self.conditional_depth += 1
         self.conds.append(Cond(self.parsed, node.test, True, line))
@@ -236,8 +245,8 @@ class _Walk:
         header = node.iter if isinstance(node, cst.For) else node.test
         header_taint = self._expr(header)
         uid = self.loop_uids.setdefault(id(node), next(_call_sites))
-        label = ("for " + _short(self.parsed.code_of(node.target)) + " in " + _short(self.parsed.code_of(node.iter))
-                 if isinstance(node, cst.For) else "while " + _short(self.parsed.code_of(node.test)))
+        label = ("for " + _short(self._code(node.target)) + " in " + _short(self._code(node.iter))
+                 if isinstance(node, cst.For) else "while " + _short(self._code(node.test)))
         loop = _Loop(node, uid, _loop_vary(node), label, line)
         warm = bool(N.WARMUP_WORD.search(label))
         pushed_cond = False
@@ -307,7 +316,7 @@ class _Walk:
             local_refs = set(N.refs(node.value))
             if N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign):
                 self._emit(EffectKind.CALIBRATION, line,
-                           f"activation statistics `{_short(self.parsed.code_of(node))}`", value, local_refs)
+                           f"activation statistics `{_short(self._code(node))}`", value, local_refs)
                 value = replace(value, via_calibration=True)
             elif targets and not keyed_by_val and self._is_score_target(targets[0]):
                 self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs)
@@ -316,8 +325,8 @@ class _Walk:
                     self.taint.pop(target, None)
         if value is not None:
             for target in targets:
-                self._taint_name(target, value, line, f"{target} {self.parsed.code_of(node.operator).strip()} "
-                                 f"{_short(self.parsed.code_of(node.value))}")
+                self._taint_name(target, value, line, f"{target} {self._code(node.operator).strip()} "
+                                 f"{_short(self._code(node.value))}")
 
     def _accumulate_if_self_add(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
                                 value: Taint | None, line: int) -> None:
@@ -328,7 +337,7 @@ class _Walk:
         if not isinstance(value_node.operator, cst.Add) or name not in set(N.refs(value_node)):
             return
         if N.contains_matmul(value_node):
-            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {_short(self.parsed.code_of(value_node))}`",
+            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {_short(self._code(value_node))}`",
                        value, set(N.refs(value_node)))
         elif self._is_score_target(name):
             self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)))
@@ -347,7 +356,7 @@ class _Walk:
         line = self.parsed.line_of(target)
         for name in N.assigned_names(target):
             if value is not None:
-                self._taint_name(name, value, line, f"{name} = {_short(self.parsed.code_of(value_node))}")
+                self._taint_name(name, value, line, f"{name} = {_short(self._code(value_node))}")
             elif self.conditional_depth == 0 and not isinstance(target, cst.Subscript):
                 self._kill(name)
 
@@ -378,36 +387,37 @@ class _Walk:
         return None
 
     def _expr(self, node: cst.CSTNode) -> Taint | None:
-        if isinstance(node, (cst.Name, cst.Attribute)):
-            dotted = N.dotted_name(node)
+        kind = type(node)
+        if kind is cst.Name or kind is cst.Attribute:
+            dotted = N.dotted_name(node)  # type: ignore[arg-type]
             if dotted is not None:
                 return self._lookup(dotted, node)
-            return self._expr(node.value) if isinstance(node, cst.Attribute) else None
-        if isinstance(node, cst.Call):
-            return self._call(node)
-        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
-            text = N.string_value(node)
+            return self._expr(node.value) if kind is cst.Attribute else None  # type: ignore[attr-defined]
+        if kind is cst.Call:
+            return self._call(node)  # type: ignore[arg-type]
+        if kind is cst.SimpleString or kind is cst.ConcatenatedString:
+            text = N.string_value(node)  # type: ignore[arg-type]
             if text is not None and N.is_val_literal(text):
                 return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
-            if isinstance(node, cst.ConcatenatedString):
-                return merge(self._expr(node.left), self._expr(node.right))
+            if kind is cst.ConcatenatedString:
+                return merge(self._expr(node.left), self._expr(node.right))  # type: ignore[attr-defined]
             return None
-        if isinstance(node, cst.Arg):
-            return self._expr(node.value)
-        if isinstance(node, (cst.Lambda, cst.Integer, cst.Float, cst.Imaginary)):
+        if kind is cst.Arg:
+            return self._expr(node.value)  # type: ignore[attr-defined]
+        if kind in _OPAQUE:
             return None
-        if isinstance(node, cst.NamedExpr):
-            value = self._expr(node.value)
-            self._bind(node.target, value, node.value)
+        if kind is cst.NamedExpr:
+            value = self._expr(node.value)  # type: ignore[attr-defined]
+            self._bind(node.target, value, node.value)  # type: ignore[attr-defined]
             return value
-        if isinstance(node, (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
-            taint = self._comp_for(node.for_in)
-            if isinstance(node, cst.DictComp):
-                return merge(taint, merge(self._expr(node.key), self._expr(node.value)))
-            return merge(taint, self._expr(node.elt))
+        if kind in _COMPREHENSIONS:
+            taint = self._comp_for(node.for_in)  # type: ignore[attr-defined]
+            if kind is cst.DictComp:
+                return merge(taint, merge(self._expr(node.key), self._expr(node.value)))  # type: ignore[attr-defined]
+            return merge(taint, self._expr(node.elt))  # type: ignore[attr-defined]
         result: Taint | None = None
-        if isinstance(node, cst.FormattedString):
-            text = N.string_value(node) or ""
+        if kind is cst.FormattedString:
+            text = N.string_value(node) or ""  # type: ignore[arg-type]
             if N.is_val_literal(text):
                 result = Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
         for child in N.children(node):
@@ -440,14 +450,14 @@ class _Walk:
         attribute_call = isinstance(call.func, cst.Attribute)
 
         if method == "backward" and attribute_call:
-            self._emit(EffectKind.UPDATE, line, f"{_short(self.parsed.code_of(call))}", merge(receiver, args_taint),
+            self._emit(EffectKind.UPDATE, line, f"{_short(self._code(call))}", merge(receiver, args_taint),
                        set(N.refs(call.func.value)))
             return None
         if name in ("torch.autograd.grad", "autograd.grad"):
             self._emit(EffectKind.UPDATE, line, f"{name}(…)", args_taint, call_refs)
             return args_taint
         if attribute_call and method in N.PARAM_WRITE_METHODS and args_taint is not None and _is_param_like(call.func.value):
-            self._emit(EffectKind.UPDATE, line, f"in-place parameter write {_short(self.parsed.code_of(call))}",
+            self._emit(EffectKind.UPDATE, line, f"in-place parameter write {_short(self._code(call))}",
                        args_taint, call_refs)
             return None
         if N.CALIB_CALL.search(method) and args_taint is not None and not args_taint.via_calibration:
@@ -492,10 +502,10 @@ class _Walk:
                                                           and N.SCORE_LIST_NAME.search(N.last_part(holder)))) \
                         and self._is_score_target(holder):
                     self._emit(EffectKind.SCORE, line, f"score accumulated into {holder}", args_taint, call_refs)
-                self._taint_name(holder, args_taint, line, f"{holder}.{method}({_short(self.parsed.code_of(call.args[0].value)) if call.args else ''})")
+                self._taint_name(holder, args_taint, line, f"{holder}.{method}({_short(self._code(call.args[0].value)) if call.args else ''})")
         if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:
             self._emit(EffectKind.CALIBRATION, line,
-                       f"forward pass `{_short(self.parsed.code_of(call))}` with statistics hooks registered",
+                       f"forward pass `{_short(self._code(call))}` with statistics hooks registered",
                        args_taint, call_refs)
             return replace(args_taint, via_calibration=True)
         return merge(receiver, args_taint)
@@ -505,7 +515,7 @@ class _Walk:
         if name in ("torch.save", "save_file", "safetensors.torch.save_file") or lowered == "save_file":
             return True
         if lowered in ("compress", "compress_stream") and isinstance(call.func, cst.Attribute):
-            return bool(N.ARTIFACT_COMPRESS_ROOT.search(self.parsed.code_of(call.func.value).lower()))
+            return bool(N.ARTIFACT_COMPRESS_ROOT.search(self._code(call.func.value).lower()))
         return bool(N.ARTIFACT_QUANT_CALL.search(lowered)) and "dequant" not in lowered
 
     def _note_hook(self, call: cst.Call) -> None:
@@ -608,6 +618,14 @@ class _Walk:
                    conds=tuple(self.conds), functions=(self.info.display,), warmup=self.warm_depth > 0)
         )
         self.local_lines.append(line)
+
+
+_OPAQUE = frozenset({cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis})
+_COMPREHENSIONS = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
+
+
+def _mentions_warm(node: cst.CSTNode) -> bool:
+    return any(N.WARMUP_WORD.search(name) for name in N.refs(node))
 
 
 def _is_collective_fill(name: str) -> bool:
