@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -29,6 +30,15 @@ from reference_model.quantize import model_from_artifact, save_artifact
 
 ENTRIES = Path(__file__).parent / "fixtures" / "entries"
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest single-threaded; on a loaded machine OpenMP spinning costs seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _line_of(entry: str, needle: str) -> int:
