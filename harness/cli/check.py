@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import harness
-from harness.check.context import CheckOptions
 from harness.cli.common import (
     OneLineArgumentParser,
     parse_rule_patterns,
@@ -30,6 +29,7 @@ from harness.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, HarnessError,
 from harness.findings import Verdict
 
 if TYPE_CHECKING:
+    from harness.check.context import CheckOptions
     from harness.check.runner import RawResult
     from harness.report.model import CheckReport
 
@@ -103,6 +103,7 @@ def _run(argv: list[str]) -> int:
 
         allowlist = load_allowlist(args.allowlist)
 
+    from harness.check.context import CheckOptions
     from harness.check.runner import ReviewFilters, audit, finalize
 
     options = CheckOptions(frontier=args.frontier)
