@@ -215,6 +215,7 @@ class SubmissionIndex:
         self.by_module: dict[str, ModuleIndex] = {}
         self.methods: dict[str, list[FuncInfo]] = {}
         self.val_class_attrs: dict[str, dict[str, int]] = {}  # class -> VAL attribute -> line
+        self.val_data_classes: set[str] = set()  # classes whose instances hold loaded VAL data
         self.all_functions: list[FuncInfo] = []
         for parsed in parsed_sources:
             module = self._index_module(parsed)
@@ -243,6 +244,8 @@ class SubmissionIndex:
                     self.methods.setdefault(item.name.value, []).append(info)
             module.classes[statement.name.value] = methods
             val_attrs = _val_class_attributes(statement, module.parsed)
+            if any(_loads_val_data(item) for item in statement.body.body if isinstance(item, cst.FunctionDef)):
+                self.val_data_classes.add(statement.name.value)
             if val_attrs:
                 self.val_class_attrs.setdefault(statement.name.value, {}).update(val_attrs)
         elif isinstance(statement, cst.SimpleStatementLine):
@@ -321,6 +324,9 @@ def _val_class_attributes(node: cst.ClassDef, parsed: ParsedSource) -> dict[str,
     """Class-body fields holding a validation path (``v = os.path.join(d, "fineweb_val_*.bin")``):
     in minified code the field name says nothing, the literal does."""
     found: dict[str, int] = {}
+    for method in node.body.body:
+        if isinstance(method, cst.FunctionDef):
+            found.update(_val_self_fields(method, parsed))
     for statement in node.body.body:
         smalls = statement.body if isinstance(statement, cst.SimpleStatementLine) else []
         if isinstance(node.body, cst.SimpleStatementSuite):
@@ -331,6 +337,68 @@ def _val_class_attributes(node: cst.ClassDef, parsed: ParsedSource) -> dict[str,
                     if isinstance(target.target, cst.Name):
                         found[target.target.value] = parsed.line_of(small)
     return found
+
+
+def _val_self_fields(method: cst.FunctionDef, parsed: ParsedSource) -> dict[str, int]:
+    """``self.tokens = torch.cat([load(f) for f in glob(h.val_files)])`` in a data class: the
+    field holds validation data whatever it is called."""
+    found: dict[str, int] = {}
+    stack: list[cst.CSTNode] = [method.body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        if isinstance(node, cst.Assign) and (_mentions_val_literal(node.value) or _mentions_val_name(node.value)):
+            for target in node.targets:
+                for name in assigned_names(target.target):
+                    if name.startswith("self.") and name.count(".") == 1:
+                        found[name.split(".", 1)[1]] = parsed.line_of(node)
+        if isinstance(node, cst.BaseExpression):
+            continue
+        stack.extend(children(node))
+    return found
+
+
+_CONFIG_CALLS = frozenset({"join", "get", "getenv", "str", "Path", "int", "float", "bool", "format"})
+
+
+def _loads_val_data(method: cst.FunctionDef) -> bool:
+    """A method storing *loaded* validation data on ``self`` (a call that reads, not a path):
+    instances of such a class are validation data as a whole (``ValidationData(h, device)``)."""
+    stack: list[cst.CSTNode] = [method.body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        if isinstance(node, cst.Assign) and (_mentions_val_literal(node.value) or _mentions_val_name(node.value)):
+            targets = [n for t in node.targets for n in assigned_names(t.target)]
+            if any(n.startswith("self.") for n in targets) and _has_loading_call(node.value):
+                return True
+        if isinstance(node, cst.BaseExpression):
+            continue
+        stack.extend(children(node))
+    return False
+
+
+def _has_loading_call(node: cst.CSTNode) -> bool:
+    stack: list[cst.CSTNode] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Call):
+            name = last_part(dotted_name(current.func) or "<expr>")
+            if name not in _CONFIG_CALLS:
+                return True
+        stack.extend(children(current))
+    return False
+
+
+def _mentions_val_name(node: cst.CSTNode) -> bool:
+    from harness.check.flow.names import is_val_loader_call, is_val_name
+
+    for name in refs(node):
+        if is_val_name(name) or is_val_loader_call(last_part(name)):
+            return True
+    return False
 
 
 def _mentions_val_literal(node: cst.CSTNode) -> bool:

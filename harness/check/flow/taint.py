@@ -281,6 +281,9 @@ class _Walk:
                     for target in node.targets:
                         if isinstance(target.target, cst.Name):
                             self.instances[target.target.value] = class_name
+                if class_name in self.engine.index.val_data_classes and value is None:
+                    value = Taint((Step(self.file, line, f"VAL source: {class_name}(…) (an instance holding "
+                                                         "loaded validation data)"),))
             for target in node.targets:
                 self._accumulate_if_self_add(target.target, node.value, value, line)
                 self._bind(target.target, value, node.value)
@@ -312,9 +315,10 @@ class _Walk:
             index_taint = self._expr(node.target.slice[0]) if node.target.slice else None
             keyed_by_val = index_taint is not None
             value = merge(value, index_taint)
-        if value is not None and isinstance(node.operator, (cst.AddAssign, cst.MatrixMultiplyAssign)):
+        if value is not None and isinstance(node.operator, (cst.AddAssign, cst.SubtractAssign, cst.MatrixMultiplyAssign)):
             local_refs = set(N.refs(node.value))
-            if N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign):
+            if not isinstance(node.operator, cst.SubtractAssign) and (
+                    N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)):
                 self._emit(EffectKind.CALIBRATION, line,
                            f"activation statistics `{_short(self._code(node))}`", value, local_refs)
                 value = replace(value, via_calibration=True)
