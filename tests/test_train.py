@@ -238,3 +238,40 @@ def test_validation_sums_do_not_depend_on_batching_or_rank_split(small_data: Pat
     assert loss == whole.nll_sum / 1024
     assert bpb == pytest.approx(loss / math.log(2) * 1024 / whole.bytes, rel=1e-12)
     assert model.training  # the pass restores the mode it found
+
+
+def test_golf_train_cli_runs_and_reports(small_data: Path, embedded: DataPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli.train import main
+
+    for name, value in {"NUM_LAYERS": "2", "MODEL_DIM": "64", "TRAIN_SEQ_LEN": "128", "TRAIN_BATCH_TOKENS": "1024",
+                        "VAL_BATCH_SIZE": "2048", "MAX_WALLCLOCK_SECONDS": "0", "RUN_ID": "cli"}.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    code = main(["--data", str(small_data), "--tokenizer", str(embedded.tokenizer_path), "--out", str(out),
+                 "--iterations", "3", "--seed", "5", "--quiet", "--zstd", "--threads", "1"])
+    printed = capsys.readouterr().out
+    saved = json.loads((out / "train_result.json").read_text())
+    assert code == 0
+    assert saved["steps"] == 3 and saved["artifact_path"] == str(out / "final_model.int8.ptzst")
+    assert f"{saved['val_bpb']:.8f}" in printed
+    assert f"{saved['total_bytes']:,} (under the 16,000,000 cap)" in printed
+    assert "seed: 5" in (out / "logs" / "cli.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("argv", "exit_code", "message"),
+    [
+        (["--iterations", "many"], 2, "argument --iterations: invalid int value: 'many'"),
+        (["--tiny", "--full"], 2, "not allowed with argument"),
+        (["--data", "/nonexistent"], 2, "--data and --tokenizer must be given together"),
+        (["--data", "/nonexistent/dir", "--tokenizer", "/nonexistent/t.model"], 3, "data directory /nonexistent/dir does not exist"),
+        (["--threads", "0"], 2, "--threads must be at least 1, got 0"),
+    ],
+)
+def test_golf_train_cli_errors_are_one_line(argv: list[str], exit_code: int, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli.train import main
+
+    assert main(argv) == exit_code
+    err = capsys.readouterr().err
+    assert err.startswith("golf-train: error: ") and message in err
+    assert err.count("\n") == 1

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from harness.cli.common import OneLineArgumentParser, run_cli
-from harness.errors import EXIT_OK
+from harness.errors import EXIT_OK, UsageError
 
 PROGRAM = "golf-train"
 
@@ -33,6 +33,8 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--seed", type=int, metavar="N", help="random seed")
     parser.add_argument("--zstd", action="store_true", help="write a .ptzst (zstd 22) artifact instead of .ptz (zlib 9)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary, not the training log")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared CPU)")
     return parser
 
 
@@ -42,6 +44,12 @@ def _run(argv: list[str] | None) -> int:
     from harness.data.embedded import resolve_data
     from reference_model.train import TrainConfig, train
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     data = resolve_data(args.data, args.tokenizer)
     base = TrainConfig.tiny() if args.preset == "tiny" else TrainConfig()
     config = base.with_env()
