@@ -51,9 +51,9 @@ class LoraDelta(nn.Module):
                  device: torch.device) -> None:
         super().__init__()
         initial = torch.randn(rank, in_features, generator=generator) / in_features**0.5
-        self.register_parameter("lora_a", nn.Parameter(initial.to(device)))
+        self.register_parameter("lora_a", nn.Parameter(initial.to(device, copy=True)))
         self.register_parameter("lora_b", nn.Parameter(torch.zeros(out_features, rank, device=device)))
-        self._initial_a = initial.to(device)  # not state: the reset target
+        self._initial_a = initial.to(device, copy=True)  # not state, never trained: the reset target
 
     @torch.no_grad()
     def reset(self) -> None:
