@@ -28,6 +28,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from harness.data.byte_accounting import build_byte_luts, load_tokenizer
 from harness.data.shards import load_validation_tokens, train_pattern, val_pattern
-from harness.errors import DataFormatError, UsageError
+from harness.errors import DataFormatError, HarnessError, UsageError
 from reference_model.data import DistributedTokenLoader
 from reference_model.evaluate import ValSums, eval_val_sums
 from reference_model.model import GPT, GPTConfig
@@ -450,15 +451,26 @@ def train(config: TrainConfig) -> TrainResult:
     return result
 
 
-def main() -> None:
-    """Baseline-style entry: configuration from env vars only (DATA_PATH, TOKENIZER_PATH, …)."""
-    config = TrainConfig().with_env()
+BASELINE_DATA_PATH = "./data/datasets/fineweb10B_sp1024"
+BASELINE_TOKENIZER_PATH = "./data/tokenizers/fineweb_1024_bpe.model"
+
+
+def main() -> int:
+    """Baseline-style entry: the full config from env vars only, data where the baseline keeps it.
+
+    ``DATA_PATH``/``TOKENIZER_PATH`` default to the baseline's layout; errors are one line.
+    """
+    config = dataclasses.replace(TrainConfig(), data_path=BASELINE_DATA_PATH, tokenizer_path=BASELINE_TOKENIZER_PATH).with_env()
     try:
         train(config)
+    except HarnessError as exc:
+        print(f"reference_model.train: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exc.exit_code
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
