@@ -118,7 +118,11 @@ class _Unwrapper:
             return
         try:
             value = evaluator.evaluate(chain.node)
-        except NotLiteral:
+        except NotLiteral as reason:
+            if chain.executed:
+                self.result.problems.append(
+                    f"could not decode {where}:{line} ({label}): the executed payload is not a literal ({reason})"
+                )
             return
         except DecodeFailure as failure:
             self.result.problems.append(f"could not decode {where}:{line} ({label}): {failure}")

@@ -220,8 +220,13 @@ class Evaluator:
             return Value(a + b, steps)  # type: ignore[operator]
         if isinstance(node.op, ast.BitOr) and type(a) is int and type(b) is int:
             return Value(a | b, steps)
-        if isinstance(node.op, ast.Add) and type(a) is int and type(b) is int:
-            return Value(a + b, steps)
+        if type(a) is int and type(b) is int:
+            if isinstance(node.op, ast.Add):
+                return Value(a + b, steps)
+            if isinstance(node.op, ast.LShift) and 0 <= b <= 64:
+                return Value(a << b, steps)
+            if isinstance(node.op, ast.Mult) and abs(a) < 1 << 64 and abs(b) < 1 << 64:
+                return Value(a * b, steps)
         raise NotLiteral("unsupported operator")
 
     def _name(self, node: ast.Name, depth: int) -> Value:

@@ -103,14 +103,17 @@ def test_raw_lzma2_filter_chain_via_star_import_names() -> None:
         f'F = [{{"id": FILTER_LZMA2, "dict_size": 1 << 20, "lc": 3}}]\n'
         f'code = decompress(B.b64decode("{payload}"), format=FORMAT_RAW, filters=F)\nexec(code)\n'
     )
-    # ``1 << 20`` is not a literal we evaluate: the chain cannot be decoded and is reported.
-    result = unwrap_source(shim, "train_gpt.py")
+    for form in (shim, shim.replace("1 << 20", str(1 << 20)), shim.replace("1 << 20", "1024 * 1024")):
+        result = unwrap_source(form, "train_gpt.py")
+        assert [(d.text, d.origin) for d in result.decoded] == [
+            (PROGRAM, "decoded from train_gpt.py:4 via b64decode → lzma.decompress")
+        ]
+    # A filter setting that is not a literal: the executed chain cannot be decoded and says so.
+    result = unwrap_source(shim.replace("1 << 20", "SIZE"), "train_gpt.py")
     assert result.decoded == []
-    assert result.problems == []
-    literal = shim.replace("1 << 20", str(1 << 20))
-    result = unwrap_source(literal, "train_gpt.py")
-    assert [(d.text, d.origin) for d in result.decoded] == [
-        (PROGRAM, "decoded from train_gpt.py:4 via b64decode → lzma.decompress")
+    assert result.problems == [
+        "could not decode train_gpt.py:4 (b64decode → lzma.decompress): "
+        "the executed payload is not a literal (name SIZE is not bound to a literal)"
     ]
 
 
@@ -281,3 +284,13 @@ def test_unhexlify_label_and_bytes_literal_argument() -> None:
     assert [d.origin for d in unwrap_source(shim, "train_gpt.py").decoded] == [
         "decoded from train_gpt.py:3 via unhexlify → lzma.decompress"
     ]
+
+
+def test_executed_chain_over_a_non_literal_is_a_problem() -> None:
+    shim = "import lzma, sys\nexec(lzma.decompress(sys.stdin.buffer.read()))\n"
+    assert unwrap_source(shim, "train_gpt.py").problems == [
+        "could not decode train_gpt.py:2 (lzma.decompress): the executed payload is not a literal "
+        "(call of an unknown function)"
+    ]
+    artifact = "import lzma\nstate = lzma.decompress(open('final_model.ptz', 'rb').read())\n"
+    assert unwrap_source(artifact, "train_gpt.py").problems == []
