@@ -302,6 +302,8 @@ def train(config: TrainConfig) -> TrainResult:
     if config.micro_batches % ctx.world_size:
         raise UsageError(f"world size {ctx.world_size} must divide MICRO_BATCHES={config.micro_batches}")
     grad_accum_steps = config.micro_batches // ctx.world_size
+    if Path(config.artifact_name).suffix not in (".ptz", ".ptzst"):
+        raise UsageError(f"artifact name {config.artifact_name!r} must end in .ptz (zlib) or .ptzst (zstd)")
     _seed_everything(config.seed)
 
     out_dir = Path(config.out_dir)

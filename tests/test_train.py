@@ -275,3 +275,9 @@ def test_golf_train_cli_errors_are_one_line(argv: list[str], exit_code: int, mes
     err = capsys.readouterr().err
     assert err.startswith("golf-train: error: ") and message in err
     assert err.count("\n") == 1
+
+
+def test_bad_artifact_suffix_is_refused_before_training(small_data: Path, embedded: DataPaths, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"artifact name 'model.pt' must end in \.ptz \(zlib\) or \.ptzst \(zstd\)"):
+        train(small_config(small_data, embedded.tokenizer_path, tmp_path, artifact_name="model.pt"))
+    assert not (tmp_path / "logs").exists()
