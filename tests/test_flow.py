@@ -328,3 +328,40 @@ def test_effect_kinds_cover_selection() -> None:
     """))
     assert [e.kind for e in effects] == [EffectKind.SCORE, EffectKind.SCORE, EffectKind.SELECTION]
     assert effects[2].line == 9
+
+
+def test_score_is_placed_where_its_value_was_produced() -> None:
+    effects = timeline(parse("""
+        def eval_lora(model, val_tokens, n):
+            loss_sum = 0.0
+            for ci in range(n):
+                x = val_tokens[ci * 64 : (ci + 1) * 64]
+                ptl = model(x)
+                ptl.mean().backward()
+                loss_sum += ptl.detach().sum().item()
+                again = model(x)
+                loss_sum += again.sum().item()
+            return loss_sum
+        eval_lora(1, 2, 3)
+    """))
+    assert kinds(effects) == [("score", 8, True), ("update", 7, True), ("score", 10, True), ("score", 11, True)]
+
+
+def test_instances_of_a_class_that_loads_validation_data_are_val() -> None:
+    effects = timeline(parse("""
+        import glob
+        class Data:
+            def __init__(self, h):
+                self.tokens = load(sorted(glob.glob(h.val_files)))
+        class Config:
+            val_files = "./data/fineweb_val_*.bin"
+            lr = 0.1
+        def main(model):
+            cfg = Config()
+            d = Data(cfg)
+            model(d.tokens).backward()
+            model(cfg.lr).backward()
+        main(1)
+    """))
+    assert kinds(effects) == [("update", 12, True), ("update", 13, False)]
+    assert effects[0].taint.path[0].note == "VAL source: Data(…) (an instance holding loaded validation data)"

@@ -141,6 +141,9 @@ class _Walk:
         self.taint = taint
         self.effects: list[Effect] = []
         self.local_lines: list[int] = []  # line in this function that produced effects[i]
+        self.ticks: list[float] = []  # when effects[i] happened, in this walk's program order
+        self.clock = 0
+        self.assigned_at: dict[str, int] = {}  # name -> clock when it was last bound
         self.returned: Taint | None = None
         self.loops: list[_Loop] = []
         self.conds: list[Cond] = []
@@ -323,7 +326,8 @@ class _Walk:
                            f"activation statistics `{_short(self._code(node))}`", value, local_refs)
                 value = replace(value, via_calibration=True)
             elif targets and not keyed_by_val and self._is_score_target(targets[0]):
-                self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs)
+                self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs,
+                           produced_from=local_refs - set(targets))
                 value = replace(value, from_score=True)
                 for target in targets:
                     self.taint.pop(target, None)
@@ -344,7 +348,8 @@ class _Walk:
             self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {_short(self._code(value_node))}`",
                        value, set(N.refs(value_node)))
         elif self._is_score_target(name):
-            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)))
+            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
+                       produced_from=set(N.refs(value_node)) - {name})
 
     def _is_score_target(self, name: str) -> bool:
         """An accumulator that can become the reported score: returned or logged as val_*,
@@ -359,12 +364,14 @@ class _Walk:
     def _bind(self, target: cst.CSTNode, value: Taint | None, value_node: cst.CSTNode) -> None:
         line = self.parsed.line_of(target)
         for name in N.assigned_names(target):
+            self.assigned_at[name] = self.clock
             if value is not None:
                 self._taint_name(name, value, line, f"{name} = {_short(self._code(value_node))}")
             elif self.conditional_depth == 0 and not isinstance(target, cst.Subscript):
                 self._kill(name)
 
     def _taint_name(self, name: str, value: Taint, line: int, note: str) -> None:
+        self.assigned_at[name] = self.clock
         if name not in self.taint:
             self.taint[name] = value.extend(Step(self.file, line, note))
 
@@ -505,7 +512,8 @@ class _Walk:
                 if (method in ("add_", "index_add_") or (method in ("append", "extend")
                                                           and N.SCORE_LIST_NAME.search(N.last_part(holder)))) \
                         and self._is_score_target(holder):
-                    self._emit(EffectKind.SCORE, line, f"score accumulated into {holder}", args_taint, call_refs)
+                    self._emit(EffectKind.SCORE, line, f"score accumulated into {holder}", args_taint, call_refs,
+                               produced_from=call_refs - {holder})
                 self._taint_name(holder, args_taint, line, f"{holder}.{method}({_short(self._code(call.args[0].value)) if call.args else ''})")
         if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:
             self._emit(EffectKind.CALIBRATION, line,
@@ -596,8 +604,7 @@ class _Walk:
                     calls=(Step(self.file, line, f"{target.display}(…)"),) + effect.calls,
                     warmup=effect.warmup or self.warm_depth > 0,
                 )
-                self.effects.append(lifted)
-                self.local_lines.append(line)
+                self._append(lifted, line)
         for param, taint in summary.tainted_params.items():
             if param in arg_names:
                 self._taint_name(arg_names[param], taint, line, f"{arg_names[param]} filled by {target.display}")
@@ -614,14 +621,33 @@ class _Walk:
             for loop in self.loops
         )
 
-    def _emit(self, kind: EffectKind, line: int, note: str, taint: Taint | None, local_refs: set[str]) -> None:
+    def _emit(self, kind: EffectKind, line: int, note: str, taint: Taint | None, local_refs: set[str],
+              produced_from: set[str] | None = None) -> None:
+        """Record an effect. A score is placed where its value was *produced*: ``loss_sum +=
+        ptl.sum()`` after ``backward()`` still scores the loss computed before the update."""
         if not self.emit:
             return
-        self.effects.append(
-            Effect(kind=kind, file=self.file, line=line, note=note, taint=taint, loops=self._frames(local_refs),
-                   conds=tuple(self.conds), functions=(self.info.display,), warmup=self.warm_depth > 0)
-        )
-        self.local_lines.append(line)
+        effect = Effect(kind=kind, file=self.file, line=line, note=note, taint=taint, loops=self._frames(local_refs),
+                        conds=tuple(self.conds), functions=(self.info.display,), warmup=self.warm_depth > 0)
+        if produced_from:
+            produced = [self.assigned_at[N.root_part(r)] for r in produced_from
+                        if N.root_part(r) in self.assigned_at and self._lookup(r, None) is not None]
+            if produced:
+                self._append(effect, line, at=max(produced) - 0.5)
+                return
+        self._append(effect, line)
+
+    def _append(self, effect: Effect, line: int, at: float | None = None) -> None:
+        if at is None or not self.ticks or at >= self.ticks[-1]:
+            self.effects.append(effect)
+            self.local_lines.append(line)
+            self.ticks.append(float(self.clock) if at is None else at)
+            self.clock += 1
+            return
+        position = next(i for i, tick in enumerate(self.ticks) if tick > at)
+        self.effects.insert(position, effect)
+        self.local_lines.insert(position, line)
+        self.ticks.insert(position, at)
 
 
 _OPAQUE = frozenset({cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis})
