@@ -143,7 +143,9 @@ def test_network_calls_of_every_kind_are_refused(workspace: dict[str, Path]) -> 
     ]
 
 
-def test_evaluation_inputs_imports_and_output_folder_are_allowed(workspace: dict[str, Path], embedded: DataPaths) -> None:
+def test_evaluation_inputs_imports_and_output_folder_are_allowed(
+    workspace: dict[str, Path], embedded: DataPaths
+) -> None:
     from harness.data.byte_accounting import load_tokenizer
 
     with guarded([*_allowed(workspace), embedded.tokenizer_path]) as session:

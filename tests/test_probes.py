@@ -112,8 +112,8 @@ def test_look_ahead_fixture_is_caught_at_the_position_before_each_cut() -> None:
     [finding] = report.findings
     assert (finding.rule, finding.severity, finding.file, finding.line) == ("PG201", Severity.ERROR, "<model>", 0)
     assert finding.message.startswith(
-        "logits at position 0 change when the input tokens at positions ≥ 1 change (max |Δlogit| 4 > tolerance 1e-05; "
-        "8 of 8 probed cuts leak)")
+        "logits at position 0 change when the input tokens at positions ≥ 1 change "
+        "(max |Δlogit| 4 > tolerance 1e-05; 8 of 8 probed cuts leak)")
     causality = report.results[0]
     assert causality.status == "fail"
     for cut in causality.details["cuts"]:
@@ -175,7 +175,8 @@ def test_model_that_cannot_run_probe_inputs_is_an_error_result_not_a_finding() -
     report = run_probes(Broken(), _stream(), seq_len=16)
     assert report.findings == []
     assert report.results[0].status == "error"
-    assert report.results[0].details["error"] == "ValueError: model returned (3, 64) for input (3, 16); expected [B, T, V] logits"
+    assert report.results[0].details["error"] == (
+        "ValueError: model returned (3, 64) for input (3, 16); expected [B, T, V] logits")
 
 
 def test_guard_refusal_inside_the_model_propagates() -> None:

@@ -17,6 +17,7 @@ state (the evaluator fingerprints the model around them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +116,10 @@ def _probe_positions(length: int, count: int, rng: np.random.Generator) -> list[
     return sorted(chosen)
 
 
-def _causality(runner: _ProbeRunner, window: np.ndarray, positions: int, tolerance: float) -> tuple[ProbeResult, list[Finding]]:
+ProbeOutcome = tuple[ProbeResult, list[Finding]]
+
+
+def _causality(runner: _ProbeRunner, window: np.ndarray, positions: int, tolerance: float) -> ProbeOutcome:
     length = window.shape[0]
     base_batch = np.repeat(window[None, :], runner.replacements, axis=0)
     base = runner.logits(base_batch)
@@ -160,7 +164,7 @@ def _boundary(window: np.ndarray, bos_id: int, runner: _ProbeRunner) -> tuple[np
     return window, boundary, True
 
 
-def _isolation(runner: _ProbeRunner, window: np.ndarray, bos_id: int, tolerance: float) -> tuple[ProbeResult, list[Finding]]:
+def _isolation(runner: _ProbeRunner, window: np.ndarray, bos_id: int, tolerance: float) -> ProbeOutcome:
     if window.shape[0] < 4:
         return ProbeResult("document_isolation", ISOLATION_RULE, "skipped", tolerance,
                            {"reason": f"window of {window.shape[0]} tokens is too short"}), []
@@ -246,8 +250,14 @@ def run_probes(
 
 
 def _guarded_probe(
-    probe: Any, name: str, rule: str, tolerance: float, results: list[ProbeResult], findings: list[Finding]
+    probe: Callable[[], ProbeOutcome],
+    name: str,
+    rule: str,
+    tolerance: float,
+    results: list[ProbeResult],
+    findings: list[Finding],
 ) -> None:
+    """Run one probe; a model failure becomes an ``error`` result, a guard refusal propagates."""
     try:
         result, found = probe()
     except RuntimeViolation:

@@ -120,7 +120,9 @@ class LoraAdapter:
         input_ids = args[0]
         self._mask = torch.cumsum(input_ids == self.bos_id, dim=-1) == 0
 
-    def _add_delta(self, module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
+    def _add_delta(
+        self, module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor
+    ) -> torch.Tensor | None:
         if not self.active:
             return None
         x = args[0]
