@@ -123,29 +123,49 @@ def quantize_state_dict_int8(state_dict: dict[str, Tensor]) -> tuple[dict[str, o
     return obj, stats
 
 
-def _torch_dtype(name: str) -> torch.dtype:
-    dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype):
-        raise DataFormatError(f"artifact names an unknown dtype {name!r}")
+def _torch_dtype(name: object, floating: bool = False) -> torch.dtype:
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    if not isinstance(dtype, torch.dtype) or (floating and not dtype.is_floating_point):
+        raise DataFormatError(f"artifact names an unknown or non-float dtype {name!r}")
     return dtype
 
 
+def _tensor_dict(obj: dict[str, object], key: str) -> dict[str, Tensor]:
+    entry = obj.get(key, {})
+    if not isinstance(entry, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in entry.items()):
+        raise DataFormatError(f"artifact entry {key!r} must map names to tensors")
+    return entry
+
+
+def _str_dict(obj: dict[str, object], key: str) -> dict[str, str]:
+    entry = obj.get(key, {})
+    if not isinstance(entry, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in entry.items()):
+        raise DataFormatError(f"artifact entry {key!r} must map names to dtype strings")
+    return entry
+
+
 def dequantize_state_dict_int8(obj: dict[str, object]) -> dict[str, Tensor]:
-    """Invert the export: int8·scale back to each tensor's original float dtype."""
-    try:
-        quantized: dict[str, Tensor] = obj["quantized"]  # type: ignore[assignment]
-        scales: dict[str, Tensor] = obj["scales"]  # type: ignore[assignment]
-        dtypes: dict[str, str] = obj["dtypes"]  # type: ignore[assignment]
-        passthrough: dict[str, Tensor] = obj["passthrough"]  # type: ignore[assignment]
-    except KeyError as missing:
-        raise DataFormatError(f"artifact dict lacks the {missing} entry of {QUANT_FORMAT}") from None
-    qmeta: dict[str, dict[str, object]] = obj.get("qmeta", {})  # type: ignore[assignment]
-    orig_dtypes: dict[str, str] = obj.get("passthrough_orig_dtypes", {})  # type: ignore[assignment]
+    """Invert the export: int8·scale back to each tensor's original float dtype.
+
+    Every entry is type-checked first, because an artifact is untrusted input: a malformed
+    one must be a one-line DataFormatError, never a crash deep inside torch.
+    """
+    for key in ("quantized", "scales", "dtypes", "passthrough"):
+        if key not in obj:
+            raise DataFormatError(f"artifact dict lacks the {key!r} entry of {QUANT_FORMAT}")
+    quantized = _tensor_dict(obj, "quantized")
+    scales = _tensor_dict(obj, "scales")
+    dtypes = _str_dict(obj, "dtypes")
+    passthrough = _tensor_dict(obj, "passthrough")
+    orig_dtypes = _str_dict(obj, "passthrough_orig_dtypes")
+    qmeta = obj.get("qmeta", {})
+    if not isinstance(qmeta, dict) or not all(isinstance(v, dict) for v in qmeta.values()):
+        raise DataFormatError("artifact entry 'qmeta' must map names to dicts")
     out: dict[str, Tensor] = {}
     for name, q in quantized.items():
         if name not in scales or name not in dtypes:
             raise DataFormatError(f"artifact tensor {name!r} has no scale or dtype entry")
-        dtype = _torch_dtype(dtypes[name])
+        dtype = _torch_dtype(dtypes[name], floating=True)
         scale = scales[name]
         if qmeta.get(name, {}).get("scheme") == "per_row" or scale.ndim > 0:
             if q.ndim == 0 or scale.numel() != q.shape[0]:
@@ -156,9 +176,8 @@ def dequantize_state_dict_int8(obj: dict[str, object]) -> dict[str, Tensor]:
             out[name] = (q.float() * float(scale.item())).to(dtype=dtype).contiguous()
     for name, t in passthrough.items():
         restored = t.detach().to("cpu").contiguous()
-        orig = orig_dtypes.get(name)
-        if isinstance(orig, str):
-            restored = restored.to(dtype=_torch_dtype(orig)).contiguous()
+        if name in orig_dtypes:
+            restored = restored.to(dtype=_torch_dtype(orig_dtypes[name])).contiguous()
         out[name] = restored
     return out
 
@@ -219,8 +238,9 @@ def load_quantized(path: str | Path) -> dict[str, object]:
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataFormatError(f"{path}: not a torch-saved artifact ({first_line})") from None
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        first_sentence = text.split(". ")[0].removesuffix(".")
+        raise DataFormatError(f"{path}: not a torch-saved artifact ({first_sentence})") from None
     if not isinstance(obj, dict) or obj.get("__quant_format__") != QUANT_FORMAT:
         found = obj.get("__quant_format__") if isinstance(obj, dict) else type(obj).__name__
         raise DataFormatError(f"{path}: expected quant format {QUANT_FORMAT!r}, found {found!r}")
@@ -232,7 +252,11 @@ def load_quantized(path: str | Path) -> dict[str, object]:
 
 def load_artifact(path: str | Path) -> dict[str, Tensor]:
     """Load a ``.ptz``/``.ptzst`` artifact as a float state dict (the round-trip weights)."""
-    return dequantize_state_dict_int8(load_quantized(path))
+    obj = load_quantized(path)
+    try:
+        return dequantize_state_dict_int8(obj)
+    except DataFormatError as exc:
+        raise DataFormatError(f"{path}: {exc}") from None
 
 
 _BLOCK_INDEX = re.compile(r"^blocks\.(\d+)\.")

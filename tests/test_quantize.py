@@ -179,6 +179,42 @@ def test_corrupt_or_foreign_artifacts_raise_one_line_errors(tmp_path: Path, cont
     assert str(path) in str(info.value)
 
 
+def _int8_dict(**changes: object) -> dict[str, object]:
+    valid = {
+        "__quant_format__": "int8_clean_per_row_v1",
+        "quantized": {"w": torch.zeros(3, 4, dtype=torch.int8)},
+        "scales": {"w": torch.ones(3, dtype=torch.float16)},
+        "dtypes": {"w": "float32"},
+        "passthrough": {},
+    }
+    return valid | changes
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"passthrough": {"x": 5}}, "artifact entry 'passthrough' must map names to tensors"),
+        ({"scales": {"w": 2.0}}, "artifact entry 'scales' must map names to tensors"),
+        ({"quantized": {"w": [1, 2]}}, "artifact entry 'quantized' must map names to tensors"),
+        ({"dtypes": {"w": 5}}, "artifact entry 'dtypes' must map names to dtype strings"),
+        ({"dtypes": {"w": "load"}}, "unknown or non-float dtype 'load'"),
+        ({"dtypes": {"w": "int8"}}, "unknown or non-float dtype 'int8'"),
+        ({"qmeta": 5}, "artifact entry 'qmeta' must map names to dicts"),
+        ({"passthrough_orig_dtypes": {"x": 5}}, "'passthrough_orig_dtypes' must map names to dtype strings"),
+        ({"scales": {"w": torch.ones(2)}}, r"artifact tensor 'w': 2 row scales for shape \(3, 4\)"),
+        ({"dtypes": {}}, "artifact tensor 'w' has no scale or dtype entry"),
+    ],
+)
+def test_malformed_int8_dicts_are_data_errors(tmp_path: Path, changes: dict[str, object], message: str) -> None:
+    path = tmp_path / "odd.ptz"
+    path.write_bytes(zlib.compress(_torch_bytes(_int8_dict(**changes)), 9))
+    with pytest.raises(DataFormatError, match=message) as info:
+        load_artifact(path)
+    assert str(info.value).startswith(f"{path}: ")
+    path.write_bytes(zlib.compress(_torch_bytes(_int8_dict()), 9))
+    assert torch.equal(load_artifact(path)["w"], torch.zeros(3, 4))
+
+
 def test_truncated_and_missing_artifacts(tmp_path: Path) -> None:
     good = tmp_path / "good.ptz"
     save_artifact(trained_looking_state_dict(), good)
