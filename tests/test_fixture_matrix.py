@@ -1,16 +1,20 @@
 """Every code fixture, checked plain and inside every shim shape real submissions use.
 
 Fixtures live in ``tests/fixtures/code/`` and ``tests/fixtures/mech/`` (``legal/*.py`` must
-raise no warning or error; ``illegal/PGxxx_*.py`` must raise PGxxx, the ID being the file-name
-prefix). Each is checked as a single ``train_gpt.py`` written plain, as an lzma/base85 shim, a
-raw-LZMA2 shim, a split-literal zlib/base64 shim and a sibling-file shim; in a shim the finding
-must sit in the decoded source, whose display name says so. New fixture files are picked up
-automatically.
+raise no warning or error; ``illegal/PGxxx_*.py`` must raise PGxxx at its declared severity, the
+ID being the file-name prefix). Each is checked as a single ``train_gpt.py`` written plain, as
+an lzma/base85 shim, a raw-LZMA2 shim, a split-literal zlib/base64 shim and a sibling-file shim;
+in a shim the finding must sit in the decoded source, whose display name says so. A fixture
+*folder* (``illegal/PGxxx_name/`` with ``train_gpt.py`` and helpers, a README…) is checked as a
+submission folder with its ``train_gpt.py`` wrapped; there the finding may sit in a helper, and
+package-level rules (missing submission.json…) are not what the fixture is about. New fixture
+files and folders are picked up automatically.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,12 +31,26 @@ FIXTURE_SETS = ("code", "mech")
 _ILLEGAL_NAME = re.compile(r"(PG\d{3})_.+\.py")
 
 
+_ILLEGAL_FOLDER = re.compile(r"(PG\d{3})_.+")
+PACKAGE_RULES = {"PG303", "PG304"} | {f"PG40{n}" for n in range(1, 10)}
+
+
 def _fixture_files() -> list[Path]:
     files: list[Path] = []
     for name in FIXTURE_SETS:
-        files.extend(sorted((FIXTURE_ROOT / name / "legal").glob("*.py")))
-        files.extend(sorted((FIXTURE_ROOT / name / "illegal").glob("*.py")))
+        for kind in ("legal", "illegal"):
+            folder = FIXTURE_ROOT / name / kind
+            files.extend(sorted(folder.glob("*.py")))
+            files.extend(
+                sorted(p for p in folder.glob("*") if p.is_dir() and (p / "train_gpt.py").is_file())
+            )
     return files
+
+
+def _rule_of(fixture: Path) -> str | None:
+    pattern = _ILLEGAL_FOLDER if fixture.is_dir() else _ILLEGAL_NAME
+    match = pattern.fullmatch(fixture.name)
+    return match.group(1) if match else None
 
 
 def _write_plain(folder: Path, text: str) -> Path:
@@ -69,22 +87,32 @@ def test_fixture_sets_exist_and_are_named_by_rule() -> None:
     known = {rule.id for rule in load_catalog().rules}
     for file in files:
         if file.parent.name == "illegal":
-            match = _ILLEGAL_NAME.fullmatch(file.name)
-            assert match, f"{file} must be named PGxxx_<what>.py"
-            assert match.group(1) in known, f"{file}: {match.group(1)} has no catalog entry"
+            rule_id = _rule_of(file)
+            assert rule_id, f"{file} must be named PGxxx_<what>.py (or a PGxxx_<what> folder)"
+            assert rule_id in known, f"{file}: {rule_id} has no catalog entry"
 
 
 def _check(folder: Path, fixture: Path, wrapper: str) -> list[Finding]:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = WRAPPERS[wrapper](folder, fixture.read_text(encoding="utf-8"))
+    if fixture.is_dir():
+        shutil.copytree(fixture, folder, symlinks=True)
+        entry = folder / "train_gpt.py"
+        text = entry.read_text(encoding="utf-8")
+        entry.unlink()
+        WRAPPERS[wrapper](folder, text)
+        target = folder
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = WRAPPERS[wrapper](folder, fixture.read_text(encoding="utf-8"))
     (result,) = audit_submissions([target], CheckOptions(), jobs=1, use_cache=False)
+    if fixture.is_dir():
+        return [f for f in result.findings if f.rule not in PACKAGE_RULES]
     return result.findings
 
 
 @pytest.mark.parametrize(
     ("fixture", "wrapper"),
     CASES,
-    ids=[f"{file.parent.parent.name}/{file.parent.name}/{file.stem}-{wrapper}" for file, wrapper in CASES],
+    ids=[f"{file.parent.parent.name}/{file.parent.name}/{file.name}-{wrapper}" for file, wrapper in CASES],
 )
 def test_fixture(fixture: Path, wrapper: str, tmp_path: Path) -> None:
     findings = _check(tmp_path / "submission", fixture, wrapper)
@@ -93,9 +121,8 @@ def test_fixture(fixture: Path, wrapper: str, tmp_path: Path) -> None:
         loud = [f for f in findings if f.severity in (Severity.ERROR, Severity.WARNING)]
         assert loud == [], f"legal fixture raised: {summary}"
         return
-    match = _ILLEGAL_NAME.fullmatch(fixture.name)
-    assert match, f"{fixture.name} must be named PGxxx_<what>.py"
-    rule_id = match.group(1)
+    rule_id = _rule_of(fixture)
+    assert rule_id, f"{fixture.name} must be named PGxxx_<what>"
     declared = load_catalog().get(rule_id)
     severity = declared.severity if declared is not None else None
     raised = [
@@ -104,7 +131,12 @@ def test_fixture(fixture: Path, wrapper: str, tmp_path: Path) -> None:
         if f.rule == rule_id and (severity is None or f.severity is severity)
     ]
     assert raised, f"{rule_id} not raised ({wrapper}): {summary}"
-    if wrapper in ("lzma_b85", "raw_lzma2", "split_literal"):
+    if fixture.is_dir():
+        # The decisive code may be in a helper; what must never happen is a finding placed on
+        # the shim's own text instead of the code it runs.
+        if wrapper != "plain":
+            assert all(f.file != "train_gpt.py" for f in raised), summary
+    elif wrapper in ("lzma_b85", "raw_lzma2", "split_literal"):
         assert all("[decoded#" in f.file for f in raised), summary
     elif wrapper == "sibling":
         assert all(f.file.startswith("train_gpt_decode.py") for f in raised), summary
