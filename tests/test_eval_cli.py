@@ -148,3 +148,57 @@ def test_bad_inputs_and_usage_give_one_line_errors(
     assert "artifact" in errors[1] and "does not exist" in errors[1]
     assert "unknown TTT adapter 'magic'" in errors[2]
     assert "stride 65 is larger than seq_len 64" in errors[3]
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.findings: list = []
+
+
+def test_probe_and_guard_plugins_are_called_and_reported(
+    small_data: DataPaths, tiny_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call sites for the runtime probes and guards, exercised with stand-in modules."""
+    import contextlib
+    import sys
+    import types
+
+    from harness.evaluate.evaluator import EvalConfig
+    from harness.evaluate.pipeline import EvalRequest, run_evaluation
+    from harness.findings import Finding, Severity
+
+    calls: dict = {}
+
+    class Outcome:
+        findings = [Finding("PG201", Severity.ERROR, "<model>", 0, "logits at position 3 changed when token 5 changed")]
+
+        def to_json(self) -> dict:
+            return {"causality": {"positions": 4, "max_abs_diff": 0.5, "tolerance": 1e-5}}
+
+    def run_probes(model, tokens, *, seq_len, vocab_size, device, bos_id):  # type: ignore[no-untyped-def]
+        calls["probes"] = (tuple(tokens.shape), seq_len, vocab_size, str(device), bos_id, model.training)
+        return Outcome()
+
+    @contextlib.contextmanager
+    def guarded(*, allowed_paths, forbidden_paths):  # type: ignore[no-untyped-def]
+        calls["guards"] = ([Path(p).name for p in allowed_paths], [Path(p).name for p in forbidden_paths])
+        session = _Session()
+        yield session
+        session.findings.append(Finding("PG301", Severity.ERROR, "<runtime>", 0, "network access refused"))
+
+    monkeypatch.setitem(sys.modules, "harness.evaluate.probes", types.SimpleNamespace(run_probes=run_probes))
+    monkeypatch.setitem(sys.modules, "harness.evaluate.guards", types.SimpleNamespace(guarded=guarded))
+    out = tmp_path / "out"
+    request = EvalRequest(submission=None, artifact=tiny_artifact, data=small_data,
+                          config=EvalConfig(seq_len=SEQ_LEN, chunk_tokens=1024), out_dir=out)
+    outcome = run_evaluation(request)
+    assert calls["probes"] == ((4 * SEQ_LEN + 1,), SEQ_LEN, small_data.vocab_size, "cpu", 1, False)
+    assert calls["guards"] == (
+        ["final_model.int8.ptz", small_data.tokenizer_path.name, "fineweb_val_000000.bin", "out"],
+        ["fineweb_train_000000.bin"],
+    )
+    report = _report(out)
+    assert [f["rule"] for f in report["findings"]] == ["PG201", "PG301"]
+    assert report["probes"] == {"available": True, "causality": {"positions": 4, "max_abs_diff": 0.5, "tolerance": 1e-5}}
+    assert report["audited"] is False and outcome.audited is False
+    assert report["log"]["verified"] is True and report["complete"] is True

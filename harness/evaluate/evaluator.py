@@ -134,8 +134,10 @@ def evaluate(
     scored = ScoredTokens(np.asarray(inputs.tokens))
     fingerprint = Fingerprinter()
     model.eval()
+    setup_started = time.perf_counter()
     fp_start = fingerprint(model)
     sha_start = state_sha256(model)
+    setup_audit_s = time.perf_counter() - setup_started
     writer = AuditLogWriter(log_path) if (dist_ctx.is_main and log_path is not None) else None
     header = {
         "kind": "header",
@@ -159,14 +161,16 @@ def evaluate(
     }
     findings: list[Finding] = []
     totals = RunningTotals()
-    timing = {"score_s": 0.0, "adapt_s": 0.0, "audit_s": 0.0}
+    timing = {"score_s": 0.0, "adapt_s": 0.0, "audit_s": setup_audit_s}
     fp_after_adapt = fp_start
     stopped: str | None = None
     max_norm_error = 0.0
     chunks_done = 0
     try:
         if writer:
+            audit_started = time.perf_counter()
             writer.write(header)
+            timing["audit_s"] += time.perf_counter() - audit_started
         for chunk in chunks:
             chunk_started = time.perf_counter()
             audit_started = time.perf_counter()
@@ -214,6 +218,7 @@ def evaluate(
                 timing["audit_s"] += time.perf_counter() - audit_started
             else:
                 fp_after_adapt = fp_after
+        audit_started = time.perf_counter()
         fp_end = fingerprint(model)
         sha_end = state_sha256(model)
         complete = stopped is None and chunks[-1].target_end == plan.total_targets and chunks_done == len(chunks)
@@ -233,6 +238,7 @@ def evaluate(
                 "findings": [f.to_json() for f in findings],
                 "wall_s": time.perf_counter() - started,
             })
+        timing["audit_s"] += time.perf_counter() - audit_started
     finally:
         if writer:
             writer.close()

@@ -234,7 +234,7 @@ def run_evaluation(
             runtime.extend(result.findings)
         except RuntimeViolation as violation:
             runtime.append(Finding(violation.rule, Severity.ERROR, "<runtime>", 0, str(violation)))
-        runtime.extend(guard_findings)
+    runtime.extend(guard_findings)  # after the guards closed: attempts recorded on exit count too
     timing.update(result.timing if result else {})
     timing["total_s"] = time.perf_counter() - started
     verified = verify_log(log_path) if dist_ctx.is_main and log_path.exists() else None
