@@ -31,12 +31,23 @@ def check(ctx: CheckContext) -> list[Finding]:
     decoded = {p.source.display_name for p in ctx.parsed if p.source.decoded_depth > 0}
     findings: list[Finding] = []
     for module in _entry_modules(index):
-        for decision in decide(engine.timeline(module.top)):
-            findings.append(_finding(decision, switches, decoded, unreached_in=None))
+        findings.extend(_judge_root(engine, module.top, switches, decoded, unreached_in=None))
     for info in _unreached(index, engine):
-        for decision in decide(engine.timeline(info)):
-            findings.append(_finding(decision, switches, decoded, unreached_in=info))
+        findings.extend(_judge_root(engine, info, switches, decoded, unreached_in=info))
     return _strongest_per_place(findings)
+
+
+def _judge_root(engine: Engine, root: FuncInfo, switches: Switches, decoded: set[str],
+                unreached_in: FuncInfo | None) -> list[Finding]:
+    """One root's findings; a root too deeply nested to walk is reported, not fatal, so the
+    other roots are still judged and the submission cannot look clean by accident."""
+    try:
+        timeline = engine.timeline(root)
+    except RecursionError:
+        where = root.file if root.node is None else f"{root.file}:{root.line}"
+        return [Finding(rule="PG000", severity=Severity.WARNING, file=root.file, line=root.line,
+                        message=f"data-flow analysis of {root.display} ({where}) stopped: nesting too deep")]
+    return [_finding(d, switches, decoded, unreached_in=unreached_in) for d in decide(timeline)]
 
 
 def _entry_modules(index: SubmissionIndex) -> list[ModuleIndex]:

@@ -355,7 +355,9 @@ class _Walk:
         """An accumulator that can become the reported score: returned or logged as val_*,
         a parameter (the caller's accumulator) or an attribute — not a local training log."""
         last = N.last_part(name)
-        if N.TRAIN_WORD.search(last) or last.startswith("tr_"):
+        if N.TRAIN_WORD.search(last) or last.startswith("tr_") or N.DENOMINATOR_NAME.search(last):
+            # a training log, or a byte/token count: the denominator says nothing about
+            # whether the model scored a token before training on it
             return False
         root = N.root_part(name)
         return root in self.info.params or "." in name or name in self.info.flows_out or root in self.info.flows_out
