@@ -270,9 +270,27 @@ def _ast_tree(text: str) -> ast.Module | None:
         return None
 
 
+def _may_be_newer_syntax(text: str) -> bool:
+    """Only an f-string complaint from 3.11's parser suggests PEP 701 syntax worth a libcst
+    attempt. Anything else (plain syntax errors, nesting too deep) is not retried: libcst's
+    time grows quadratically on long operator chains (minutes for 10,000 ``+`` terms), so a
+    hostile file must not reach it just by failing ``ast``."""
+    if "\x00" in text:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(text)
+    except SyntaxError as error:
+        return "f-string" in str(error.msg)
+    except (ValueError, RecursionError, MemoryError, OverflowError):
+        return False
+    return False
+
+
 def _libcst_parses(text: str) -> bool:
     """For 3.12 syntax (PEP 701 f-strings) that ``ast`` on 3.11 rejects."""
-    if "\x00" in text:
+    if not _may_be_newer_syntax(text):
         return False
     try:
         cst.parse_module(text)
@@ -301,7 +319,7 @@ def _scan_tree(text: str) -> ast.Module | None:
     one synthetic module with their original line numbers: shim chains live in such
     statements, and a statement holding 3.12-only syntax is not a chain we could evaluate."""
     tree = _ast_tree(text)
-    if tree is not None or "\x00" in text:
+    if tree is not None or not _may_be_newer_syntax(text):
         return tree
     try:
         module = cst.parse_module(text)
