@@ -143,17 +143,22 @@ def test_network_calls_of_every_kind_are_refused(workspace: dict[str, Path]) -> 
     ]
 
 
-def test_evaluation_inputs_imports_and_output_folder_are_allowed(
+def test_artifact_shard_tokenizer_and_site_packages_imports_are_allowed(
     workspace: dict[str, Path], embedded: DataPaths
 ) -> None:
+    import importlib
+
     from harness.data.byte_accounting import load_tokenizer
 
+    sys.modules.pop("numpy.lib.recfunctions", None)
     with guarded([*_allowed(workspace), embedded.tokenizer_path]) as session:
         model = model_from_artifact(workspace["artifact"])
         tokens = read_shard(workspace["val"])
         sp = load_tokenizer(embedded.tokenizer_path)
-    assert session.findings == []
+        recfunctions = importlib.import_module("numpy.lib.recfunctions")  # reads site-packages files
+    assert session.findings == [] and session.attempts == []
     assert tokens.shape == (64,) and sp.get_piece_size() == 1024 and model.config.vocab_size == 64
+    assert callable(recfunctions.merge_arrays)
 
 
 def test_allowed_reads_writes_and_stdlib_imports_raise_nothing(workspace: dict[str, Path]) -> None:
