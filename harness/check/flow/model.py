@@ -97,6 +97,7 @@ class Effect:
     conds: tuple[Cond, ...] = ()
     functions: tuple[str, ...] = ()  # call chain, outermost first
     calls: tuple[Step, ...] = ()  # call sites leading to the effect, outermost first
+    call_names: tuple[frozenset[str], ...] = ()  # names read by each of those call sites
     warmup: bool = False  # inside a block named for warm-up
     discarded: bool = False  # the updated state is deleted or restored afterwards
     train_named: bool = False  # VAL reached it through a name of the training pipeline

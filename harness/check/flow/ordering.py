@@ -58,7 +58,7 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
                   plain_updates: list[Effect], all_updates: list[Effect]) -> list[Decision]:
     first = _scored_first(update, scores)
     if first is not None:
-        return _rescored_per_pass(update, scores)
+        return _rescored_per_pass(update, scores) or _rescored_after_ttt(update, scores, all_updates)
     source = _source(update)
     later_scores = [s for s in scores if s.order > update.order]
     later_artifacts = [a for a in artifacts if a.order > update.order]
@@ -121,6 +121,37 @@ def _rescored_per_pass(update: Effect, scores: list[Effect]) -> list[Decision]:
                              "passes re-score tokens already trained on",
                              [(update, "update inside the same pass loop")])]
     return []
+
+
+def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[Effect]) -> list[Decision]:
+    """Score-first TTT, then another plain scoring pass of the same adapted model that is the
+    last (headline) evaluation (#991: "scoring again (yielding some s_1) and then reporting s_1")."""
+    if not scores:
+        return []
+    last = scores[-1]
+    if last.order < update.order or last.shares_loop(update) is not None:
+        return []
+    if any(last.shares_loop(u) for u in all_updates):
+        return []
+    again = _diverging_call(last, update)
+    depth = _diverging_depth(last, update)
+    if again is None or depth is None or depth >= len(update.call_names):
+        return []
+    models_scored = {n for n in last.call_names[depth] if "model" in n.lower()}
+    if not models_scored or not models_scored <= update.call_names[depth]:
+        return []
+    return [Decision("PG103", Severity.ERROR, last,
+                     f"{_source(last)} is scored again ({again.note} at {again.file}:{again.line}) after the "
+                     f"model was trained on it ({update.note} at line {update.line}); the last pass, not the "
+                     "score-first one, is the final evaluation",
+                     [(update, "update on the scored tokens")], at=again)]
+
+
+def _diverging_depth(effect: Effect, other: Effect) -> int | None:
+    for position, call in enumerate(effect.calls):
+        if position >= len(other.calls) or other.calls[position] != call:
+            return position
+    return None
 
 
 def _shared_pass_loop(update: Effect, score: Effect) -> LoopFrame | None:

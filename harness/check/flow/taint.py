@@ -604,6 +604,7 @@ class _Walk:
                     conds=tuple(self.conds) + effect.conds,
                     functions=(self.info.display,) + effect.functions,
                     calls=(Step(self.file, line, f"{target.display}(…)"),) + effect.calls,
+                    call_names=(frozenset(call_refs),) + effect.call_names,
                     warmup=effect.warmup or self.warm_depth > 0,
                 )
                 self._append(lifted, line)
