@@ -210,3 +210,16 @@ def test_many_suppressions_are_capped(tmp_path: Path) -> None:
     assert len(findings) == 51
     assert findings[49] == Finding("PG001", Severity.INFO, "train_gpt.py", 50, "suppression comment ignored: # noqa")
     assert findings[50] == Finding("PG001", Severity.INFO, "train_gpt.py", 50, "10 more suppression comments ignored")
+
+
+def test_rule_findings_in_decoded_code_point_at_decoded_lines(tmp_path: Path) -> None:
+    fetch = (
+        "import urllib.request\n\n\n"
+        "def fetch_tokenizer():\n"
+        "    return urllib.request.urlopen('https://example.com/tok.model').read()\n\n\n"
+        "if __name__ == '__main__':\n"
+        "    fetch_tokenizer()\n"
+    )
+    folder = _write(tmp_path / "sub", {"train_gpt.py": wrap_nested(fetch)})
+    located = {(f.rule, f.file, f.line) for f in analyze(load_submission(folder / "train_gpt.py"))}
+    assert ("PG301", "train_gpt.py[decoded#2]", 5) in located
