@@ -103,3 +103,34 @@ def test_config_differences_ignore_seed_run_id_and_paths() -> None:
 
 def test_decimals_of_counts_shown_digits() -> None:
     assert [decimals_of(x) for x in ("1.2244", "1.22436570", "2", "1e-3", "1.5e2")] == [4, 8, 0, 3, 0]
+
+
+REAL_RUN = Path(__file__).parent / "fixtures" / "packages" / "reference_run"
+
+
+@pytest.mark.parametrize(
+    ("seed", "loss", "bpb", "train_ms", "total", "code"),
+    [
+        (42, 7.46723142, 4.32568236, 22111.0, 977_554, 73_028),
+        (1337, 7.43537112, 4.30722605, 38653.0, 982_622, 73_028),
+        (2024, 7.52344680, 4.35824729, 58104.0, 977_913, 73_727),
+    ],
+)
+def test_logs_written_by_the_reference_trainer(
+    seed: int, loss: float, bpb: float, train_ms: float, total: int, code: int
+) -> None:
+    name = f"train_seed{seed}.log"
+    log = parse_log((REAL_RUN / name).read_text(), name)
+    assert (log.seed, log.seed_line) == (seed, 5)
+    assert (log.hparams["num_layers"], log.hparams["model_dim"], log.hparams["tie_embeddings"]) == ("4", "128", "True")
+    assert "run_id" not in log.hparams  # logged with an empty value
+    assert (log.train_time_ms, log.train_time_line) == (train_ms, 51)
+    headline = log.headline()
+    assert (headline.family, headline.val_loss, headline.val_bpb, headline.line) == (
+        "final_int8_zlib_roundtrip", loss, bpb, 56
+    )
+    assert headline.eval_time_ms is not None and headline.eval_time_ms > 60_000
+    assert (log.artifact_size().size_bytes, log.artifact_size().line) == (total, 54)
+    assert [s.size_bytes for s in log.code_sizes] == [code]
+    reference = parse_log((REAL_RUN / "train_seed42.log").read_text(), "train_seed42.log")
+    assert config_differences(reference, log) == []  # out_dir and seed differ, nothing else

@@ -494,3 +494,35 @@ def test_catalog_log_examples_behave_as_documented(tmp_path: Path, rule_id: str)
             assert {(f.rule, f.severity) for f in findings} == {(rule_id, entry.severity)}, findings
         else:
             assert findings == []
+
+
+REAL_RUN = Path(__file__).parent / "fixtures" / "packages" / "reference_run"
+
+
+@pytest.mark.parametrize(("claimed", "mismatch"), [(4.3304, False), (4.33038523, False), (4.3072, True)])
+def test_package_of_real_reference_trainer_logs(tmp_path: Path, claimed: float, mismatch: bool) -> None:
+    root = tmp_path / "records" / "track_10min_16mb" / "2026-11-25_TinyReference"
+    root.mkdir(parents=True)
+    for seed in (42, 1337, 2024):
+        name = f"train_seed{seed}.log"
+        (root / name).write_text((REAL_RUN / name).read_text())
+    (root / "README.md").write_text("# Tiny reference run\n")
+    (root / "train_gpt.py").write_text(builder.TRAIN_GPT)
+    claim = {"author": "Ada", "github_id": "ada", "date": "2026-11-25", "val_bpb": claimed, "seeds": [42, 1337, 2024]}
+    (root / "submission.json").write_text(json.dumps(claim))
+    findings = audit(root)
+    # Mean of the three _exact lines: (4.32568236 + 4.30722605 + 4.35824729) / 3 = 4.330385233…
+    pg403 = [f.message for f in findings if f.rule == "PG403"]
+    if mismatch:
+        assert pg403 == [
+            "submission.json val_bpb 4.3072 does not match the mean of 3 logs: final_int8_zlib_roundtrip gives "
+            "4.33038523 (train_seed1337.log:56 4.30722605, train_seed2024.log:56 4.35824729, "
+            "train_seed42.log:56 4.32568236)"
+        ]
+    else:
+        assert pg403 == []
+    shipped = len(builder.TRAIN_GPT.encode())
+    warnings = [(f.file, f.line, f.severity) for f in findings if f.rule == "PG303"]
+    assert warnings == [(f"train_seed{s}.log", 53, Severity.WARNING) for s in (1337, 2024, 42)]
+    assert {f.rule for f in findings} == ({"PG303", "PG403"} if mismatch else {"PG303"})
+    assert shipped != 73_028
