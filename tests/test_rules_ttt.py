@@ -57,7 +57,7 @@ ILLEGAL = {
     "PG102_federated.py": {("PG102", "error", "PG102_federated.py", 43)},
     "PG103_last_epoch.py": {("PG103", "error", "PG103_last_epoch.py", 38)},
     "PG103_rescore.py": {("PG101", "error", "PG103_rescore.py", 43), ("PG103", "error", "PG103_rescore.py", 55)},
-    "PG103_rescore_after_legal_ttt.py": {("PG103", "error", "PG103_rescore_after_legal_ttt.py", 93)},
+    "PG103_rescore_after_legal_ttt.py": {("PG103", "error", "PG103_rescore_after_legal_ttt.py", 92)},
     "PG104_warmup_on_val.py": {("PG104", "warning", "PG104_warmup_on_val.py", 74)},
     "PG105_val_train_loader.py": {("PG105", "error", "PG105_val_train_loader.py", 44)},
     "PG105_checkpoint_select.py": {("PG105", "error", "PG105_checkpoint_select.py", 57)},
