@@ -296,3 +296,40 @@ def test_golf_check_never_imports_torch(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"codes \[(\d), \1, \1, \1, \1\]", result.stderr)
+
+
+_REAL_ANALYZE_ONE = None
+
+
+def _dying_analyze_one(path: str, options: object) -> object:
+    """Stands in for a worker that is killed (OOM) while auditing one particular submission."""
+    if path.endswith("dies"):
+        os._exit(9)
+    return _REAL_ANALYZE_ONE(path, options)  # type: ignore[misc]
+
+
+def test_a_dead_worker_costs_only_its_own_submission(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.check.runner as runner
+
+    global _REAL_ANALYZE_ONE
+    _REAL_ANALYZE_ONE = runner.analyze_one
+    monkeypatch.setattr(runner, "analyze_one", _dying_analyze_one)
+    _submission("a_ok", PASS_CODE)
+    _submission("b_bad", FAIL_CODE)
+    _submission("dies", PASS_CODE + "# x\n")
+    code, report = _json(["records", "--jobs", "2"], capsys)
+    assert code == 1
+    verdicts = {s["path"]: (s["verdict"], [f["rule"] for f in s["findings"]]) for s in report["submissions"]}
+    assert verdicts == {
+        "records/track/a_ok": ("pass", []),
+        "records/track/b_bad": ("fail", ["PG901", "PG902"]),
+        "records/track/dies": ("error", ["PG000"]),
+    }
+    died = report["submissions"][2]["findings"][0]["message"]
+    assert died == "could not analyze: the worker process auditing it died (killed or out of memory)"
+    # A crash is not cached: with a healthy worker the same folder is analyzed afresh.
+    monkeypatch.setattr(runner, "analyze_one", _REAL_ANALYZE_ONE)
+    code, report = _json(["records", "--jobs", "2"], capsys)
+    assert [s["verdict"] for s in report["submissions"]] == ["pass", "fail", "pass"]

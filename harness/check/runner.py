@@ -116,6 +116,7 @@ def _analyze_all(
     _preload_analysis()
 
     outcomes: list[tuple[int, tuple[list[dict], dict[str, str], bool]]] = []
+    lost: list[tuple[int, Path]] = []
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
         futures = [
             (index, path, pool.submit(analyze_one, str(path), options))
@@ -125,8 +126,20 @@ def _analyze_all(
             try:
                 outcomes.append((index, future.result()))
             except BrokenProcessPool:
-                outcomes.append((index, _crash_outcome("the worker process auditing it died")))
+                lost.append((index, path))
+    # A dead worker takes every unfinished task of its pool down with it: re-run each of those
+    # alone, so only the submission that really kills its worker ends as PG000.
+    for index, path in lost:
+        outcomes.append((index, _analyze_isolated(path, options)))
     return outcomes
+
+
+def _analyze_isolated(path: Path, options: CheckOptions) -> tuple[list[dict], dict[str, str], bool]:
+    try:
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            return pool.submit(analyze_one, str(path), options).result()
+    except BrokenProcessPool:
+        return _crash_outcome("the worker process auditing it died (killed or out of memory)")
 
 
 def _preload_analysis() -> None:
