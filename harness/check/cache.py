@@ -30,7 +30,8 @@ _CHUNK = 1 << 20
 
 def default_cache_dir() -> Path:
     """``check/`` under the harness cache root shared with the embedded data:
-    ``$GOLF_HARNESS_CACHE``, else ``$XDG_CACHE_HOME/golf-harness``, else ``~/.cache/golf-harness``."""
+    ``$GOLF_HARNESS_CACHE``, else ``$XDG_CACHE_HOME/golf-harness``, else
+    ``~/.cache/golf-harness``."""
     configured = os.environ.get(CACHE_ENV)
     if configured:
         return Path(configured) / "check"

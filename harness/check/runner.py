@@ -206,7 +206,9 @@ def _rule_matches(rule: str, patterns: tuple[str, ...]) -> bool:
     return any(rule.startswith(pattern) for pattern in patterns)
 
 
-def finalize(raw_results: list[RawResult], filters: ReviewFilters, tool_version: str) -> CheckReport:
+def finalize(
+    raw_results: list[RawResult], filters: ReviewFilters, tool_version: str
+) -> CheckReport:
     """Apply the reviewer's filters and allowlist, and decide each verdict."""
     submissions: list[SubmissionResult] = []
     for raw in raw_results:
