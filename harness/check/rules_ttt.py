@@ -47,7 +47,8 @@ def _judge_root(engine: Engine, root: FuncInfo, switches: Switches, decoded: set
         where = root.file if root.node is None else f"{root.file}:{root.line}"
         return [Finding(rule="PG000", severity=Severity.WARNING, file=root.file, line=root.line,
                         message=f"data-flow analysis of {root.display} ({where}) stopped: nesting too deep")]
-    return [_finding(d, switches, decoded, unreached_in=unreached_in) for d in decide(timeline)]
+    trains_params = {info.uid for info in engine.index.all_functions if info.trains_params}
+    return [_finding(d, switches, decoded, unreached_in=unreached_in) for d in decide(timeline, trains_params)]
 
 
 def _entry_modules(index: SubmissionIndex) -> list[ModuleIndex]:

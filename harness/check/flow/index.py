@@ -61,6 +61,7 @@ class FuncInfo:
     deps: dict[str, set[str]] = field(default_factory=dict)
     flows_out: set[str] = field(default_factory=set)  # names reaching a return or a val log line
     has_matmul_accumulation: bool = False
+    trains_params: bool = False  # builds an optimizer over (or writes) a parameter's parameters
 
     @property
     def display(self) -> str:
@@ -181,6 +182,10 @@ class _DepsCollector:
                     self.out_roots.update(refs(arg.value))
         if method in {"addmm_", "baddbmm_"}:
             self.info.has_matmul_accumulation = True
+        if method in {"parameters", "named_parameters"} and isinstance(node.func, cst.Attribute):
+            owner = dotted_name(node.func.value)
+            if owner is not None and root_part(owner) in self.info.params and root_part(owner) not in ("self", "cls"):
+                self.info.trains_params = True
 
 
 def prepare(info: FuncInfo) -> None:
@@ -217,12 +222,14 @@ class SubmissionIndex:
         self.val_class_attrs: dict[str, dict[str, int]] = {}  # class -> VAL attribute -> line
         self.val_data_classes: set[str] = set()  # classes whose instances hold loaded VAL data
         self.all_functions: list[FuncInfo] = []
+        self.by_uid: dict[int, FuncInfo] = {}
         for parsed in parsed_sources:
             module = self._index_module(parsed)
             self.modules.append(module)
             self.by_module.setdefault(module.name, module)
         for info in self.all_functions:
             prepare(info)
+            self.by_uid[info.uid] = info
 
     def _index_module(self, parsed: ParsedSource) -> ModuleIndex:
         top = FuncInfo(name="<module>", node=None, parsed=parsed)

@@ -96,6 +96,7 @@ class Effect:
     loops: tuple[LoopFrame, ...] = ()
     conds: tuple[Cond, ...] = ()
     functions: tuple[str, ...] = ()  # call chain, outermost first
+    function_ids: tuple[int, ...] = ()  # FuncInfo uids of that chain
     calls: tuple[Step, ...] = ()  # call sites leading to the effect, outermost first
     call_names: tuple[frozenset[str], ...] = ()  # names read by each of those call sites
     warmup: bool = False  # inside a block named for warm-up

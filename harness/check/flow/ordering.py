@@ -29,7 +29,9 @@ class Decision:
     at: Step | None = None  # where to point when not at the sink itself (a call site)
 
 
-def decide(effects: list[Effect]) -> list[Decision]:
+def decide(effects: list[Effect], trains_params: set[int] | None = None) -> list[Decision]:
+    """``trains_params``: uids of functions that optimize a parameter's ``.parameters()`` —
+    a score-first TTT that only trains a local adapter leaves the scored model unchanged."""
     updates = [e for e in effects if e.kind is EffectKind.UPDATE and e.tainted]
     plain_updates = [e for e in effects if e.kind is EffectKind.UPDATE and not e.tainted]
     scores = [e for e in effects if e.kind is EffectKind.SCORE and e.tainted]
@@ -37,7 +39,7 @@ def decide(effects: list[Effect]) -> list[Decision]:
     all_updates = updates + plain_updates
     decisions: list[Decision] = []
     for update in updates:
-        decisions.extend(_judge_update(update, scores, artifacts, plain_updates, all_updates))
+        decisions.extend(_judge_update(update, scores, artifacts, plain_updates, all_updates, trains_params))
     for effect in effects:
         if effect.kind is EffectKind.CALIBRATION and effect.tainted:
             decisions.append(Decision("PG106", Severity.ERROR, effect,
@@ -55,10 +57,12 @@ def decide(effects: list[Effect]) -> list[Decision]:
 
 
 def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
-                  plain_updates: list[Effect], all_updates: list[Effect]) -> list[Decision]:
+                  plain_updates: list[Effect], all_updates: list[Effect],
+                  trains_params: set[int] | None) -> list[Decision]:
     first = _scored_first(update, scores)
     if first is not None:
-        return _rescored_per_pass(update, scores) or _rescored_after_ttt(update, scores, all_updates)
+        return _rescored_per_pass(update, scores) or _rescored_after_ttt(update, scores, all_updates,
+                                                                         trains_params or set())
     source = _source(update)
     later_scores = [s for s in scores if s.order > update.order]
     later_artifacts = [a for a in artifacts if a.order > update.order]
@@ -123,7 +127,8 @@ def _rescored_per_pass(update: Effect, scores: list[Effect]) -> list[Decision]:
     return []
 
 
-def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[Effect]) -> list[Decision]:
+def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[Effect],
+                        trains_params: set[int]) -> list[Decision]:
     """Score-first TTT, then another plain scoring pass of the same adapted model that is the
     last (headline) evaluation (#991: "scoring again (yielding some s_1) and then reporting s_1")."""
     if not scores:
@@ -136,6 +141,8 @@ def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[
     again = _diverging_call(last, update)
     depth = _diverging_depth(last, update)
     if again is None or depth is None or depth >= len(update.call_names):
+        return []
+    if not any(uid in trains_params for uid in update.function_ids[depth + 1 :]):
         return []
     models_scored = {n for n in last.call_names[depth] if "model" in n.lower()}
     if not models_scored or not models_scored <= update.call_names[depth]:

@@ -603,6 +603,7 @@ class _Walk:
                     loops=frames + tuple(replace(f, uid=(prefix,) + f.uid) for f in effect.loops),
                     conds=tuple(self.conds) + effect.conds,
                     functions=(self.info.display,) + effect.functions,
+                    function_ids=(self.info.uid,) + effect.function_ids,
                     calls=(Step(self.file, line, f"{target.display}(…)"),) + effect.calls,
                     call_names=(frozenset(call_refs),) + effect.call_names,
                     warmup=effect.warmup or self.warm_depth > 0,
@@ -631,7 +632,8 @@ class _Walk:
         if not self.emit:
             return
         effect = Effect(kind=kind, file=self.file, line=line, note=note, taint=taint, loops=self._frames(local_refs),
-                        conds=tuple(self.conds), functions=(self.info.display,), warmup=self.warm_depth > 0)
+                        conds=tuple(self.conds), functions=(self.info.display,), function_ids=(self.info.uid,),
+                        warmup=self.warm_depth > 0)
         if produced_from:
             produced = [self.assigned_at[N.root_part(r)] for r in produced_from
                         if N.root_part(r) in self.assigned_at and self._lookup(r, None) is not None]
