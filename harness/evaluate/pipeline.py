@@ -44,6 +44,7 @@ from harness.evaluate.evaluator import ChunkProgress, EvalConfig, EvalInputs, Ev
 from harness.evaluate.fingerprint import Fingerprinter
 from harness.evaluate.log import file_sha256
 from harness.evaluate.scored import RuntimeViolation
+from harness.evaluate.scoring import NORMALIZATION_TOLERANCE
 from harness.evaluate.verify import VerifyResult, verify_log
 from harness.findings import Finding, Severity
 
@@ -300,6 +301,11 @@ def _outcome(
         "audited": audited,
         "findings": [f.to_json() for f in findings],
         "probes": probes_json,
+        "normalization": {
+            "max_abs_logsumexp": result.max_norm_error if result else None,
+            "tolerance": NORMALIZATION_TOLERANCE,
+            "note": "log-softmax is computed by the evaluator from the model's full logits",
+        },
         "timing": {k: round(v, 6) for k, v in timing.items()},
         "throughput_tokens_per_s": (
             round(result.tokens / result.timing["score_s"], 1) if result and result.timing.get("score_s") else None
