@@ -19,7 +19,7 @@ JSON_FILE = "submission.json"
 LOG_SUFFIXES = (".log", ".txt")
 _NOT_LOGS = frozenset({"requirements.txt", "readme.txt", "license.txt", "notes.txt"})
 _NON_RECORD_MARKERS = ("non_record", "non-record", "nonrecord", "unlimited")
-MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_TEXT_BYTES = 4 * 1024 * 1024  # README and submission.json are small; cap hostile ones
 
 
 @dataclass
@@ -29,10 +29,6 @@ class PackageFolder:
     submission_json: SubmissionJson | None = None
     json_error: SubmissionJsonUnreadable | None = None
     logs: list[TrainingLog] = field(default_factory=list)  # training logs only, by path
-
-    @property
-    def has_json(self) -> bool:
-        return JSON_FILE in self.submission.files
 
     def claim_logs(self) -> list[TrainingLog]:
         """The logs backing the claim: those with a final score, restricted to the seeds
@@ -59,9 +55,9 @@ def read_package(submission: Submission) -> PackageFolder:
     files = set(submission.files)
     readme = next((name for name in sorted(files) if name.lower() == "readme.md"), None)
     if readme is not None:
-        folder.readme = _read_text(submission, readme, MAX_JSON_BYTES)
+        folder.readme = _read_text(submission, readme, MAX_TEXT_BYTES)
     if JSON_FILE in files:
-        text = _read_text(submission, JSON_FILE, MAX_JSON_BYTES)
+        text = _read_text(submission, JSON_FILE, MAX_TEXT_BYTES)
         try:
             folder.submission_json = load_submission_json(text if text is not None else "")
         except SubmissionJsonUnreadable as exc:
