@@ -526,3 +526,13 @@ def test_package_of_real_reference_trainer_logs(tmp_path: Path, claimed: float, 
     assert warnings == [(f"train_seed{s}.log", 53, Severity.WARNING) for s in (1337, 2024, 42)]
     assert {f.rule for f in findings} == ({"PG303", "PG403"} if mismatch else {"PG303"})
     assert shipped != 73_028
+
+
+def test_hostile_package_files_become_findings_not_crashes(tmp_path: Path) -> None:
+    root = build(tmp_path, PackageSpec(json_text="[" * 200_000 + "]" * 200_000))
+    (root / "train_seed42.log").write_bytes((root / "train_seed42.log").read_bytes() + b"\xff\xfe\x00 garbage\n")
+    findings = audit(root)
+    assert [(f.rule, f.line, f.message) for f in findings if f.rule == "PG402"] == [
+        ("PG402", 1, "submission.json nests too deeply to read")
+    ]
+    assert {f.rule for f in findings} == {"PG402"}
