@@ -286,3 +286,17 @@ def test_artifact_with_wrong_shapes_does_not_load(tmp_path: Path) -> None:
     save_artifact(state, path)
     with pytest.raises(DataFormatError, match=r"'blocks.1.mlp.fc.weight' has shape \(512, 128\), expected \(512, 256\)"):
         model_from_artifact(path)
+
+
+def test_baseline_style_bf16_embedding_round_trips_to_an_fp32_model(tmp_path: Path) -> None:
+    """The baseline trains with a bf16 tok_emb on CUDA, so its artifact records dtype 'bfloat16'."""
+    state = trained_looking_state_dict()
+    state["tok_emb.weight"] = state["tok_emb.weight"].bfloat16()
+    obj, _ = quantize_state_dict_int8(state)
+    assert obj["dtypes"]["tok_emb.weight"] == "bfloat16"
+    path = tmp_path / "baseline.ptz"
+    save_artifact(state, path)
+    assert load_artifact(path)["tok_emb.weight"].dtype == torch.bfloat16
+    model = model_from_artifact(path)
+    assert model.tok_emb.weight.dtype == torch.float32
+    assert torch.equal(model.tok_emb.weight, dequantize_state_dict_int8(obj)["tok_emb.weight"].float())

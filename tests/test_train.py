@@ -281,3 +281,16 @@ def test_bad_artifact_suffix_is_refused_before_training(small_data: Path, embedd
     with pytest.raises(UsageError, match=r"artifact name 'model.pt' must end in \.ptz \(zlib\) or \.ptzst \(zstd\)"):
         train(small_config(small_data, embedded.tokenizer_path, tmp_path, artifact_name="model.pt"))
     assert not (tmp_path / "logs").exists()
+
+
+def test_module_entry_point_reads_env_and_reports_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from reference_model.train import main
+
+    monkeypatch.setenv("DATA_PATH", str(tmp_path / "no-data"))
+    monkeypatch.setenv("TOKENIZER_PATH", str(tmp_path / "no.model"))
+    monkeypatch.setenv("OUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("RUN_ID", "env")
+    assert main() == 3
+    err = capsys.readouterr().err
+    assert err == f"reference_model.train: error: tokenizer {tmp_path / 'no.model'}: unreadable (No such file or directory)\n"
+    assert f"data_path: {tmp_path / 'no-data'}" in (tmp_path / "out" / "logs" / "env.txt").read_text().splitlines()
