@@ -365,3 +365,29 @@ def test_instances_of_a_class_that_loads_validation_data_are_val() -> None:
     """))
     assert kinds(effects) == [("update", 12, True), ("update", 13, False)]
     assert effects[0].taint.path[0].note == "VAL source: Data(…) (an instance holding loaded validation data)"
+
+
+def test_tuples_dicts_and_literal_keys_keep_train_and_val_apart() -> None:
+    effects = timeline(parse("""
+        import glob, torch
+        def load_both(pattern_train, pattern_val):
+            train = torch.load(pattern_train)
+            val = torch.load(sorted(glob.glob(pattern_val))[0])
+            return train, val
+        def main(model, h):
+            train_tokens, val_tokens = load_both(h.train_files, h.val_files)
+            data = {"train": train_tokens, "val": val_tokens}
+            cache = {}
+            cache["tr"] = train_tokens
+            cache["va"] = val_tokens
+            a, b = train_tokens, val_tokens
+            model(data["train"]).backward()
+            model(cache["tr"]).backward()
+            model(a).backward()
+            model(data["val"]).backward()
+            model(cache["va"]).backward()
+            model(b).backward()
+        main(1, 2)
+    """))
+    assert [(e.line, e.tainted) for e in effects] == [
+        (14, False), (15, False), (16, False), (17, True), (18, True), (19, True)]

@@ -124,4 +124,5 @@ class Summary:
 
     effects: list[Effect] = field(default_factory=list)
     returned: Taint | None = None
+    returned_parts: tuple[Taint | None, ...] | None = None  # per element when every return is a tuple
     tainted_params: dict[str, Taint] = field(default_factory=dict)

@@ -179,9 +179,13 @@ def _only_first_pass(score: Effect, loop: LoopFrame) -> bool:
     for cond in score.conds:
         if not cond.want:
             continue
-        match = _FIRST_PASS.match(" ".join(cond.parsed.code_of(cond.expr).split()))
-        if match and any(name in loop.targets for name in match.groups() if name):
-            return True
+        text = " ".join(cond.parsed.code_of(cond.expr).split())
+        if " or " in text:
+            continue
+        for clause in text.split(" and "):
+            match = _FIRST_PASS.match(clause.strip("() "))
+            if match and any(name in loop.targets for name in match.groups() if name):
+                return True
     return False
 
 

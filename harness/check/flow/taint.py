@@ -58,6 +58,7 @@ class Engine:
         summary = Summary(
             effects=walk.effects,
             returned=returned,
+            returned_parts=walk.returned_parts if walk.tuple_returns_only else None,
             tainted_params={p: walk.taint[p] for p in info.params if p in walk.taint and p not in seed},
         )
         self.memo[key] = summary
@@ -145,6 +146,9 @@ class _Walk:
         self.clock = 0
         self.assigned_at: dict[str, int] = {}  # name -> clock when it was last bound
         self.returned: Taint | None = None
+        self.returned_parts: tuple[Taint | None, ...] | None = None
+        self.tuple_returns_only = True
+        self.call_parts: dict[int, tuple[Taint | None, ...]] = {}  # id(call) -> per-element result
         self.loops: list[_Loop] = []
         self.conds: list[Cond] = []
         self.emit = True
@@ -153,6 +157,7 @@ class _Walk:
         self.discard_lines: list[int] = []
         self.loop_uids: dict[int, int] = {}
         self.conditional_depth = 0
+        self._current_call: cst.Call | None = None
         self.instances: dict[str, str] = {}  # local name -> class with VAL fields
 
     def _code(self, node: cst.CSTNode) -> str:
@@ -289,7 +294,14 @@ class _Walk:
                                                          "loaded validation data)"),))
             for target in node.targets:
                 self._accumulate_if_self_add(target.target, node.value, value, line)
-                self._bind(target.target, value, node.value)
+                parts = self._parts_of(node.value, target.target)
+                if parts is not None:
+                    for element, part in zip(target.target.elements, parts):  # type: ignore[attr-defined]
+                        self._bind(element.value, part, node.value)
+                elif isinstance(node.value, cst.Dict) and isinstance(target.target, cst.Name):
+                    self._bind_dict(target.target.value, node.value, value, line)
+                else:
+                    self._bind(target.target, value, node.value)
         elif isinstance(node, cst.AnnAssign):
             if node.value is not None:
                 self._bind(node.target, self._expr(node.value), node.value)
@@ -298,6 +310,16 @@ class _Walk:
         elif isinstance(node, cst.Expr):
             self._expr(node.value)
         elif isinstance(node, cst.Return):
+            if isinstance(node.value, cst.Tuple) and not any(isinstance(e, cst.StarredElement) for e in node.value.elements):
+                parts = tuple(self._expr(e.value) for e in node.value.elements)
+                if self.returned_parts is None:
+                    self.returned_parts = parts
+                elif len(self.returned_parts) == len(parts):
+                    self.returned_parts = tuple(merge(a, b) for a, b in zip(self.returned_parts, parts))
+                else:
+                    self.tuple_returns_only = False
+            else:
+                self.tuple_returns_only = False
             if node.value is not None:
                 value = self._expr(node.value)
                 if value is not None:
@@ -336,6 +358,45 @@ class _Walk:
                 self._taint_name(target, value, line, f"{target} {self._code(node.operator).strip()} "
                                  f"{_short(self._code(node.value))}")
 
+    def _parts_of(self, value_node: cst.BaseExpression, target: cst.BaseExpression) -> tuple[Taint | None, ...] | None:
+        """Element-wise results for ``a, b = x, y`` and ``train, val = load_both()``: only the
+        element that is validation data becomes VAL."""
+        if not isinstance(target, (cst.Tuple, cst.List)) or any(
+                isinstance(e, cst.StarredElement) for e in target.elements):
+            return None
+        if isinstance(value_node, (cst.Tuple, cst.List)) and len(value_node.elements) == len(target.elements) \
+                and not any(isinstance(e, cst.StarredElement) for e in value_node.elements):
+            return tuple(self._lookup_only(e.value) for e in value_node.elements)
+        parts = self.call_parts.get(id(value_node))
+        if parts is not None and len(parts) == len(target.elements):
+            return parts
+        return None
+
+    def _lookup_only(self, node: cst.BaseExpression) -> Taint | None:
+        """Taint of an already-evaluated element, without emitting its effects again."""
+        saved = self.emit
+        self.emit = False
+        try:
+            return self._expr(node)
+        finally:
+            self.emit = saved
+
+    def _bind_dict(self, name: str, value_node: cst.Dict, value: Taint | None, line: int) -> None:
+        """``data = {"train": tr, "val": va}``: keys with literal names are tracked one by one."""
+        keyed: dict[str, Taint | None] = {}
+        for element in value_node.elements:
+            key = N.string_value(element.key) if isinstance(element, cst.DictElement) else None
+            if key is None or not key.isidentifier():
+                self._bind(cst.Name(name), value, value_node)
+                return
+            keyed[key] = self._lookup_only(element.value)
+        self.assigned_at[name] = self.clock
+        if self.conditional_depth == 0:
+            self._kill(name)
+        for key, taint in keyed.items():
+            if taint is not None:
+                self._taint_name(f"{name}.{key}", taint, line, f"{name}[{key!r}] = …")
+
     def _accumulate_if_self_add(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
                                 value: Taint | None, line: int) -> None:
         """``loss_sum = loss_sum + nll.sum()`` is the same accumulation as ``+=``."""
@@ -365,6 +426,12 @@ class _Walk:
     # ---------------------------------------------------------------- bindings
     def _bind(self, target: cst.CSTNode, value: Taint | None, value_node: cst.CSTNode) -> None:
         line = self.parsed.line_of(target)
+        keyed = _literal_key(target) if isinstance(target, cst.Subscript) else None
+        if keyed is not None:
+            self.assigned_at[keyed] = self.clock
+            if value is not None:
+                self._taint_name(keyed, value, line, f"{keyed} = {_short(self._code(value_node))}")
+            return
         for name in N.assigned_names(target):
             self.assigned_at[name] = self.clock
             if value is not None:
@@ -417,6 +484,10 @@ class _Walk:
             return None
         if kind is cst.Arg:
             return self._expr(node.value)  # type: ignore[attr-defined]
+        if kind is cst.Subscript:
+            keyed = _literal_key(node)  # type: ignore[arg-type]
+            if keyed is not None:
+                return self._lookup(keyed, node)
         if kind in _OPAQUE:
             return None
         if kind is cst.NamedExpr:
@@ -500,7 +571,9 @@ class _Walk:
         self._inline_function_arguments(pairs, call_refs, line)
         if target is not None:
             bound_self = isinstance(call.func, cst.Attribute) and target.class_name is not None
+            self._current_call = call
             returned = self._inline(target, pairs, bound_self, receiver, call_refs, line)
+            self._current_call = None
             if artifact:
                 self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
             if N.is_val_loader_call(method) and returned is None:
@@ -612,6 +685,10 @@ class _Walk:
         for param, taint in summary.tainted_params.items():
             if param in arg_names:
                 self._taint_name(arg_names[param], taint, line, f"{arg_names[param]} filled by {target.display}")
+        if summary.returned_parts is not None and self._current_call is not None:
+            step = Step(self.file, line, f"result of {target.display}(…)")
+            self.call_parts[id(self._current_call)] = tuple(
+                part.extend(step) if part is not None else None for part in summary.returned_parts)
         if summary.returned is not None:
             return summary.returned.extend(Step(self.file, line, f"result of {target.display}(…)"))
         return None
@@ -657,6 +734,18 @@ class _Walk:
 
 _OPAQUE = frozenset({cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis})
 _COMPREHENSIONS = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
+
+
+def _literal_key(node: cst.Subscript) -> str | None:
+    """``state["val_tokens"]`` → ``state.val_tokens``: literal keys are tracked like fields."""
+    base = N.dotted_name(node.value)
+    if base is None or len(node.slice) != 1:
+        return None
+    index = node.slice[0].slice
+    if not isinstance(index, cst.Index) or not isinstance(index.value, cst.SimpleString):
+        return None
+    key = N.string_value(index.value)
+    return f"{base}.{key}" if key is not None and key.isidentifier() else None
 
 
 def _mentions_warm(node: cst.CSTNode) -> bool:
