@@ -11,6 +11,7 @@ command under DDP (gloo on CPU, nccl on CUDA); only rank 0 prints and writes fil
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def _run(argv: list[str] | None) -> int:
     if args.zstd:
         changes["artifact_name"] = "final_model.int8.ptzst"
     result = train(dataclasses.replace(config, **changes))
-    if result.log_path.exists():  # only rank 0 writes the log, and only rank 0 reports
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
         _print_summary(result)
     return EXIT_OK
 
