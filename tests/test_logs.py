@@ -87,16 +87,23 @@ def test_file_without_steps_or_scores_is_not_a_training_log() -> None:
     assert not parse_log("pip freeze\ntorch==2.8.0\n", "requirements-lock.txt").is_training_log
 
 
-def test_config_differences_ignore_seed_run_id_and_paths() -> None:
-    first = _log("block")
-    second = parse_log(builder.render_log(builder.LogSpec(seed=7, val_loss=2.07), 4321).replace(
-        "./data/datasets", "/scratch/other"), "b.log")
-    assert config_differences(first, second) == [
-        ("tokens", None, "62021632"), ("val_loader", None, "shards"),
+def test_config_differences_ignore_seed_run_id_and_where_inputs_live() -> None:
+    first = _log("block", hparams={**builder.BASE_HPARAMS, "data_path": "./data/datasets/fineweb10B_sp1024"})
+    moved = _log("timestamped", hparams={**builder.BASE_HPARAMS, "data_path": "/scratch/fineweb10B_sp1024/"})
+    assert config_differences(first, moved) == []
+    other_data = _log("block", hparams={**builder.BASE_HPARAMS, "data_path": "./data/datasets/fineweb10B_sp8192"})
+    assert config_differences(first, other_data) == [
+        ("data_path", "./data/datasets/fineweb10B_sp1024", "./data/datasets/fineweb10B_sp8192")
+    ]
+    reference_style = parse_log(builder.render_log(builder.LogSpec(seed=7, val_loss=2.07), 4321), "b.log")
+    assert config_differences(_log("block"), reference_style) == [
+        ("pattern", None, "./data/datasets/fineweb10B_sp1024/fineweb_val_*.bin"),
+        ("tokens", None, "62021632"),
+        ("val_loader", None, "shards"),
     ]
     third = _log("block", hparams={**builder.BASE_HPARAMS, "num_layers": "11"})
-    assert config_differences(first, third) == [("num_layers", "9", "11")]
-    assert config_differences(first, _log("timestamped", hparams={**builder.BASE_HPARAMS, "matrix_lr": "0.05"})) == [
+    assert config_differences(_log("block"), third) == [("num_layers", "9", "11")]
+    assert config_differences(_log("block"), _log("timestamped", hparams={**builder.BASE_HPARAMS, "matrix_lr": "0.05"})) == [
         ("matrix_lr", "0.04", "0.05")
     ]
 

@@ -38,10 +38,11 @@ _NAME_VALUE = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.\-]*)\s*:\s+(?P<value>\S.*?
 _KV_TOKEN = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]*)[:=](?P<value>\S*)$")
 _SEED_IN_NAME = re.compile(r"seed[_\-]?(\d+)", re.IGNORECASE)
 
-# Keys whose values legitimately differ between seeds of one configuration.
-_RUN_SPECIFIC_KEYS = frozenset({"seed", "run_id", "runid", "logfile", "log_file", "hostname",
-                                "timestamp", "date", "rank", "local_rank", "output_dir"})
-_RUN_SPECIFIC_SUFFIXES = ("_path", "_dir", "_file", "_files", "_pattern", "pattern")
+# Keys whose values legitimately differ between seeds of one configuration: the seed, run
+# identity, and where a run writes its outputs.
+_RUN_SPECIFIC_KEYS = frozenset({"seed", "run_id", "runid", "logfile", "log_file", "log_path", "log_dir",
+                                "hostname", "timestamp", "date", "rank", "local_rank", "out_dir",
+                                "output_dir", "save_dir", "checkpoint_dir", "artifact_path"})
 
 
 @dataclass(frozen=True)
@@ -279,25 +280,27 @@ def decimals_of(number: str) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
-def is_run_specific(key: str, value: str) -> bool:
-    """Settings that differ between seeds of one configuration: the seed itself, run ids,
-    file-system paths."""
-    return (
-        key in _RUN_SPECIFIC_KEYS
-        or key.endswith(_RUN_SPECIFIC_SUFFIXES)
-        or "/" in value
-        or "\\" in value
-    )
+def is_run_specific(key: str) -> bool:
+    return key in _RUN_SPECIFIC_KEYS
+
+
+def comparable_value(value: str | None) -> str | None:
+    """Input paths are compared by their last component: the same data set or tokenizer sits
+    under different roots on different machines, but a different file name is a different
+    configuration (``fineweb10B_sp1024`` vs ``fineweb10B_sp8192``)."""
+    if value is None or ("/" not in value and "\\" not in value):
+        return value
+    parts = [part for part in re.split(r"[\\/]+", value) if part]
+    return parts[-1] if parts else value
 
 
 def config_differences(a: TrainingLog, b: TrainingLog) -> list[tuple[str, str | None, str | None]]:
     """Hyperparameters whose values differ between two logs, run-specific ones excepted."""
     differences = []
     for key in sorted(set(a.hparams) | set(b.hparams)):
+        if is_run_specific(key):
+            continue
         left, right = a.hparams.get(key), b.hparams.get(key)
-        if left == right:
-            continue
-        if is_run_specific(key, left or "") or is_run_specific(key, right or ""):
-            continue
-        differences.append((key, left, right))
+        if comparable_value(left) != comparable_value(right):
+            differences.append((key, left, right))
     return differences
