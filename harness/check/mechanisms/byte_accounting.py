@@ -259,7 +259,7 @@ def find_transformed_text_bytes(indexes: list[ModuleIndex]) -> list[Hit]:
     caseops: tuple[ModuleIndex, cst.CSTNode] | None = None
     at_eval = run_at_evaluation(indexes)
     for index in indexes:
-        for node in walk(index.parsed.module):
+        for node in index.all_nodes():
             text = node.value if isinstance(node, cst.Name) else None
             if text is None and isinstance(node, cst.SimpleString):
                 text = str(node.evaluated_value)

@@ -176,7 +176,7 @@ def _is_masked(index: ModuleIndex, statement: cst.CSTNode, expr: cst.CSTNode) ->
 
 def _isolation_evidence(indexes: list[ModuleIndex]) -> tuple[ModuleIndex, cst.CSTNode, str] | None:
     for index in indexes:
-        for node in walk(index.parsed.module):
+        for node in index.all_nodes():
             if isinstance(node, cst.Name) and _ISOLATION.search(node.value):
                 return index, node, node.value
     return None

@@ -31,7 +31,6 @@ from .syntax import (
     last_identifier,
     number_value,
     string_value,
-    walk,
 )
 
 UNKNOWN = object()  # sentinel: value not decidable statically
@@ -90,30 +89,29 @@ class Configuration:
                 self.env_helpers.add(function.name.value)
 
     def _collect_bindings(self, index: ModuleIndex) -> None:
+        """Names bound from an env read anywhere, and literal module/class-level constants."""
+        env_nodes: list[cst.CSTNode] = [
+            c for c in index.calls if call_name(c) in _ENV_CALLS or call_tail(c) in self.env_helpers
+        ]
+        env_nodes += [s for s in index.subscripts if call_name_of_value(s.value) in {"os.environ", "environ"}]
+        statements: dict[int, cst.CSTNode] = {}
+        for node in env_nodes:
+            for ancestor in index.ancestors(node):
+                if isinstance(ancestor, (cst.Assign, cst.AnnAssign)):
+                    statements[id(ancestor)] = ancestor
+                    break
+                if isinstance(ancestor, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
+                    break
         for statement in index.assigns:
-            if isinstance(statement, cst.AugAssign):
-                continue
-            value = statement.value
-            if value is None:
-                continue
-            in_function = index.enclosing_function(statement) is not None
-            reads_env = self._reads_env(value)
-            literal = _literal(value) is not UNKNOWN
-            if not reads_env and (in_function or not literal):
-                continue
+            if isinstance(statement, (cst.Assign, cst.AnnAssign)) and statement.value is not None:
+                if _literal(statement.value) is not UNKNOWN and index.enclosing_function(statement) is None:
+                    statements[id(statement)] = statement
+        for statement in statements.values():
             targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else [statement.target]
             for target in targets:
                 key = last_identifier(target)
                 if key is not None:
-                    self.bindings.setdefault(key.lower(), []).append(Binding(key.lower(), value, index))
-
-    def _reads_env(self, expr: cst.CSTNode) -> bool:
-        for node in walk(expr):
-            if isinstance(node, cst.Call) and (call_name(node) in _ENV_CALLS or call_tail(node) in self.env_helpers):
-                return True
-            if isinstance(node, cst.Subscript) and call_name_of_value(node.value) in {"os.environ", "environ"}:
-                return True
-        return False
+                    self.bindings.setdefault(key.lower(), []).append(Binding(key.lower(), statement.value, index))
 
     # ---- evaluation -----------------------------------------------------------------
     def evaluate(self, expr: cst.CSTNode, depth: int = 0) -> Evaluation:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from .syntax import ModuleIndex, assigned_value, call_tail, nodes_within, number_value, target_names, walk
+from .syntax import ModuleIndex, children_of, assigned_value, call_tail, nodes_within, number_value, target_names, walk
 
 STRONG_TARGET = re.compile(
     r"^(tgt|tgts|target|targets|labels?|next_tokens?)(_\w+)?$|_(tgt|tgts|targets?|labels)$|^y_?(batch|true|tgt)$"
@@ -48,7 +48,7 @@ def value_names(expr: cst.CSTNode) -> list[cst.Name]:
         elif isinstance(node, (cst.Lambda, cst.FunctionDef)):
             continue
         else:
-            stack.extend(node.children)
+            stack.extend(children_of(node))
     return found
 
 

@@ -136,7 +136,12 @@ def _reserve_state(index: ModuleIndex, scope: cst.CSTNode, configuration: Config
 
 
 def _region_calls(index: ModuleIndex, scope: cst.CSTNode, after_line: int) -> list[cst.Call]:
-    return [c for c in nodes_within(index.calls, scope, index) if index.line(c) > after_line]
+    """Calls that run after ``after_line`` in ``scope`` itself (not in functions it defines)."""
+    owner = scope if isinstance(scope, cst.FunctionDef) else None
+    return [
+        c for c in nodes_within(index.calls, scope, index)
+        if index.line(c) > after_line and index.enclosing_function(c) is owner
+    ]
 
 
 def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -> list[Hit]:
