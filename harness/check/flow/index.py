@@ -251,7 +251,9 @@ class SubmissionIndex:
                     self.methods.setdefault(item.name.value, []).append(info)
             module.classes[statement.name.value] = methods
             val_attrs = _val_class_attributes(statement, module.parsed)
-            if any(_loads_val_data(item) for item in statement.body.body if isinstance(item, cst.FunctionDef)):
+            methods_defs = [item for item in statement.body.body if isinstance(item, cst.FunctionDef)]
+            if any(_loads_val_data(m) for m in methods_defs) and not _mentions_train_data(statement):
+                # a class holding both splits keeps field-level taint only (``data.val`` vs ``data.train``)
                 self.val_data_classes.add(statement.name.value)
             if val_attrs:
                 self.val_class_attrs.setdefault(statement.name.value, {}).update(val_attrs)
@@ -384,6 +386,25 @@ def _loads_val_data(method: cst.FunctionDef) -> bool:
         if isinstance(node, cst.BaseExpression):
             continue
         stack.extend(children(node))
+    return False
+
+
+_TRAIN_DATA = re.compile(r"(^|_)train_(files|tokens|data|pattern|shards|loader)|fineweb_train", re.IGNORECASE)
+
+
+def _mentions_train_data(node: cst.CSTNode) -> bool:
+    stack: list[cst.CSTNode] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (cst.Name, cst.Attribute)):
+            name = dotted_name(current) or ""
+            if any(_TRAIN_DATA.search(part) for part in name.split(".")):
+                return True
+        if isinstance(current, cst.SimpleString):
+            text = string_value(current) or ""
+            if _TRAIN_DATA.search(text):
+                return True
+        stack.extend(children(current))
     return False
 
 
