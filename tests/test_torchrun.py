@@ -39,19 +39,21 @@ TINY_ENV = {
 }
 
 
-def run_trainer(nproc: int, data: Path, tokenizer: Path, out: Path) -> dict[str, object]:
+def run_trainer(nproc: int, data: Path, tokenizer: Path, out: Path) -> tuple[dict[str, object], str]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
     command = [*launcher, "-m", "harness.cli.train", "--data", str(data), "--tokenizer", str(tokenizer), "--out", str(out), "--quiet"]
     env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     completed = subprocess.run(command, env=env | TINY_ENV, capture_output=True, text=True, timeout=540)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return json.loads((out / "train_result.json").read_text(encoding="utf-8"))
+    return json.loads((out / "train_result.json").read_text(encoding="utf-8")), completed.stdout
 
 
 def test_two_gloo_ranks_match_one_process(embedded: DataPaths, tmp_path: Path) -> None:
     data = write_small_data(embedded, tmp_path / "data")
-    single = run_trainer(1, data, embedded.tokenizer_path, tmp_path / "one")
-    double = run_trainer(2, data, embedded.tokenizer_path, tmp_path / "two")
+    single, _ = run_trainer(1, data, embedded.tokenizer_path, tmp_path / "one")
+    double, printed = run_trainer(2, data, embedded.tokenizer_path, tmp_path / "two")
+    assert printed.count("golf-train: reference model") == 1  # rank 0 reports, rank 1 stays quiet
+    assert f"{double['val_bpb']:.8f}" in printed
     assert single["steps"] == double["steps"] == 8
     assert double["val_bpb"] == pytest.approx(single["val_bpb"], abs=1e-6)
     assert double["prequant_val_bpb"] == pytest.approx(single["prequant_val_bpb"], abs=1e-6)
