@@ -7,8 +7,11 @@ an lzma/base85 shim, a raw-LZMA2 shim, a split-literal zlib/base64 shim and a si
 in a shim the finding must sit in the decoded source, whose display name says so. A fixture
 *folder* (``illegal/PGxxx_name/`` with ``train_gpt.py`` and helpers, a README…) is checked as a
 submission folder with its ``train_gpt.py`` wrapped; there the finding may sit in a helper, and
-package-level rules (missing submission.json…) are not what the fixture is about. New fixture
-files and folders are picked up automatically.
+package-level rules (missing submission.json…) are not what the fixture is about.
+Env-switched fixtures (in a ``switched/`` folder, or ``PGxxx_*switched*.py`` under ``illegal/``)
+hold illegal code behind a setting whose code default is off; checked without a run
+configuration they must raise their rule at ``info`` and nothing louder for it, shimmed or not.
+New fixture files and folders are picked up automatically.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ PACKAGE_RULES = {"PG303", "PG304"} | {f"PG40{n}" for n in range(1, 10)}
 def _fixture_files() -> list[Path]:
     files: list[Path] = []
     for name in FIXTURE_SETS:
-        for kind in ("legal", "illegal"):
+        for kind in ("legal", "illegal", "switched"):
             folder = FIXTURE_ROOT / name / kind
             files.extend(sorted(folder.glob("*.py")))
             files.extend(
@@ -86,10 +89,14 @@ def test_fixture_sets_exist_and_are_named_by_rule() -> None:
     assert any(file.parent.name == "illegal" for file in files)
     known = {rule.id for rule in load_catalog().rules}
     for file in files:
-        if file.parent.name == "illegal":
+        if file.parent.name in ("illegal", "switched"):
             rule_id = _rule_of(file)
             assert rule_id, f"{file} must be named PGxxx_<what>.py (or a PGxxx_<what> folder)"
             assert rule_id in known, f"{file}: {rule_id} has no catalog entry"
+
+
+def _is_switched(fixture: Path) -> bool:
+    return fixture.parent.name == "switched" or "switched" in fixture.stem
 
 
 def _check(folder: Path, fixture: Path, wrapper: str) -> list[Finding]:
@@ -123,8 +130,13 @@ def test_fixture(fixture: Path, wrapper: str, tmp_path: Path) -> None:
         return
     rule_id = _rule_of(fixture)
     assert rule_id, f"{fixture.name} must be named PGxxx_<what>"
-    declared = load_catalog().get(rule_id)
-    severity = declared.severity if declared is not None else None
+    if _is_switched(fixture):
+        louder = [f for f in findings if f.rule == rule_id and f.severity is not Severity.INFO]
+        assert louder == [], f"switched-off {rule_id} raised above info ({wrapper}): {summary}"
+        severity: Severity | None = Severity.INFO
+    else:
+        declared = load_catalog().get(rule_id)
+        severity = declared.severity if declared is not None else None
     raised = [
         f
         for f in findings
