@@ -192,6 +192,8 @@ def find_lut_problems(index: ModuleIndex) -> list[Hit]:
     """Per-piece byte tables built from ``id_to_piece`` without the canonical special cases."""
     hits: list[Hit] = []
     for function in index.functions:
+        if "id_to_piece" not in index.text_of(function) and "IdToPiece" not in index.text_of(function):
+            continue
         calls = nodes_within(index.calls, function, index)
         if not any(call_tail(c) in {"id_to_piece", "IdToPiece"} for c in calls):
             continue
@@ -227,6 +229,8 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
     """Adding the leading-space byte for every target, even right after a boundary token."""
     hits: list[Hit] = []
     for function in index.functions:
+        if not _SPACE_LUT.search(index.text_of(function)):
+            continue
         uses = [
             s for s in nodes_within(index.subscripts, function, index)
             if any(_SPACE_LUT.search(n.value) for n in value_names(s.value))
@@ -258,7 +262,10 @@ def find_transformed_text_bytes(indexes: list[ModuleIndex]) -> list[Hit]:
     """A case-transform tokenizer (CaseOps) with no raw-byte sidecar in the byte count."""
     caseops: tuple[ModuleIndex, cst.CSTNode] | None = None
     at_eval = run_at_evaluation(indexes)
+    marker = re.compile(f"{_CASEOPS.pattern}|{_SIDECAR.pattern}|[\ue001-\ue004]", re.IGNORECASE)
     for index in indexes:
+        if not marker.search(index.parsed.source.text):
+            continue
         for node in index.all_nodes():
             text = node.value if isinstance(node, cst.Name) else None
             if text is None and isinstance(node, cst.SimpleString):

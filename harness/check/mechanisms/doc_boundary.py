@@ -176,6 +176,8 @@ def _is_masked(index: ModuleIndex, statement: cst.CSTNode, expr: cst.CSTNode) ->
 
 def _isolation_evidence(indexes: list[ModuleIndex]) -> tuple[ModuleIndex, cst.CSTNode, str] | None:
     for index in indexes:
+        if not _ISOLATION.search(index.parsed.source.text):
+            continue
         for node in index.all_nodes():
             if isinstance(node, cst.Name) and _ISOLATION.search(node.value):
                 return index, node, node.value

@@ -203,6 +203,7 @@ class ModuleIndex:
 
     _keys: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     _owner: dict[int, cst.FunctionDef | None] = field(default_factory=dict)
+    _lines: list[str] = field(default_factory=list)
 
     def own_lists(self) -> list[list]:
         return [self.calls, self.assigns, self.binops, self.subscripts, self.functions, self.loops, self.comparisons]
@@ -242,6 +243,15 @@ class ModuleIndex:
                 break
         self._owner[key] = found
         return found
+
+    def text_of(self, node: cst.CSTNode) -> str:
+        """The source lines spanned by ``node`` (a cheap prefilter; no code generation)."""
+        if not self._lines:
+            self._lines.extend(self.parsed.source.text.splitlines())
+        where = self.parsed.positions.get(node)  # type: ignore[attr-defined]
+        if where is None:
+            return ""
+        return "\n".join(self._lines[where.start.line - 1 : where.end.line])
 
     def all_nodes(self) -> Iterator[cst.CSTNode]:
         """Every node except the module, in source order (from the parse layer's parent map)."""

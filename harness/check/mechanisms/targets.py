@@ -76,7 +76,15 @@ class TargetInfo:
         return None
 
 
+_SCORING_TEXT = re.compile(
+    r"cross_entropy|nll_loss|log_softmax|logsumexp|gather|\blog2?\(|nll|loss_sum|log_?prob|logp|bits|score|bpb",
+    re.IGNORECASE,
+)
+
+
 def is_scoring_function(index: ModuleIndex, function: cst.FunctionDef, calls: list[cst.Call]) -> bool:
+    if not _SCORING_TEXT.search(index.text_of(function)):
+        return False
     if any(call_tail(call) in _SCORE_CALLS for call in calls):
         return True
     return any(_SCORE_WORDS.search(name.value) for name in value_names(function.body))
@@ -84,6 +92,8 @@ def is_scoring_function(index: ModuleIndex, function: cst.FunctionDef, calls: li
 
 def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo | None:
     """Target-derived names in ``function``; None when the function scores nothing."""
+    if not _SCORING_TEXT.search(index.text_of(function)):
+        return None
     calls = nodes_within(index.calls, function, index)
     if not is_scoring_function(index, function, calls):
         return None
