@@ -217,3 +217,9 @@ def contains_matmul(node: cst.CSTNode) -> bool:
                 return True
         stack.extend(children(current))
     return False
+
+
+def short(text: str, limit: int = 60) -> str:
+    """One line of at most ``limit`` characters, for messages and path notes."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -10,19 +10,18 @@ conditions. Nothing is executed.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 
 import libcst as cst
 
 from harness.check.flow import names as N
+from harness.check.flow.calls import CallHandling, call_sites, literal_key
 from harness.check.flow.index import FuncInfo, SubmissionIndex
 from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
 from harness.findings import Step
 
 MAX_CALL_DEPTH = 24
 MAX_ANALYSES = 4000
-_call_sites = itertools.count(1)
 
 
 class Engine:
@@ -131,7 +130,7 @@ def _ends_in_exit(block: cst.BaseSuite) -> bool:
     return False
 
 
-class _Walk:
+class _Walk(CallHandling):
     """One analysis of one function under one set of tainted names."""
 
     def __init__(self, engine: Engine, info: FuncInfo, taint: dict[str, Taint]) -> None:
@@ -230,7 +229,7 @@ class _Walk:
         test_taint = self._expr(node.test)
         line = self.parsed.line_of(node)
         if test_taint is not None and test_taint.from_score and _mentions_state_snapshot(node.body):
-            self._emit(EffectKind.SELECTION, line, f"model state kept when `{_short(self._code(node.test))}`",
+            self._emit(EffectKind.SELECTION, line, f"model state kept when `{N.short(self._code(node.test))}`",
                        test_taint, set(N.refs(node.test)))
         warm = _mentions_warm(node.test)
         self.warm_depth += warm
@@ -252,9 +251,9 @@ class _Walk:
         line = self.parsed.line_of(node)
         header = node.iter if isinstance(node, cst.For) else node.test
         header_taint = self._expr(header)
-        uid = self.loop_uids.setdefault(id(node), next(_call_sites))
-        label = ("for " + _short(self._code(node.target)) + " in " + _short(self._code(node.iter))
-                 if isinstance(node, cst.For) else "while " + _short(self._code(node.test)))
+        uid = self.loop_uids.setdefault(id(node), next(call_sites))
+        label = ("for " + N.short(self._code(node.target)) + " in " + N.short(self._code(node.iter))
+                 if isinstance(node, cst.For) else "while " + N.short(self._code(node.test)))
         loop = _Loop(node, uid, _loop_vary(node), label, line)
         warm = bool(N.WARMUP_WORD.search(label))
         pushed_cond = False
@@ -345,7 +344,7 @@ class _Walk:
             if not isinstance(node.operator, cst.SubtractAssign) and (
                     N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)):
                 self._emit(EffectKind.CALIBRATION, line,
-                           f"activation statistics `{_short(self._code(node))}`", value, local_refs)
+                           f"activation statistics `{N.short(self._code(node))}`", value, local_refs)
                 value = replace(value, via_calibration=True)
             elif targets and not keyed_by_val and self._is_score_target(targets[0]):
                 self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs,
@@ -356,7 +355,7 @@ class _Walk:
         if value is not None:
             for target in targets:
                 self._taint_name(target, value, line, f"{target} {self._code(node.operator).strip()} "
-                                 f"{_short(self._code(node.value))}")
+                                 f"{N.short(self._code(node.value))}")
 
     def _parts_of(self, value_node: cst.BaseExpression, target: cst.BaseExpression) -> tuple[Taint | None, ...] | None:
         """Element-wise results for ``a, b = x, y`` and ``train, val = load_both()``: only the
@@ -406,7 +405,7 @@ class _Walk:
         if not isinstance(value_node.operator, cst.Add) or name not in set(N.refs(value_node)):
             return
         if N.contains_matmul(value_node):
-            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {_short(self._code(value_node))}`",
+            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {N.short(self._code(value_node))}`",
                        value, set(N.refs(value_node)))
         elif self._is_score_target(name):
             self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
@@ -426,16 +425,16 @@ class _Walk:
     # ---------------------------------------------------------------- bindings
     def _bind(self, target: cst.CSTNode, value: Taint | None, value_node: cst.CSTNode) -> None:
         line = self.parsed.line_of(target)
-        keyed = _literal_key(target) if isinstance(target, cst.Subscript) else None
+        keyed = literal_key(target) if isinstance(target, cst.Subscript) else None
         if keyed is not None:
             self.assigned_at[keyed] = self.clock
             if value is not None:
-                self._taint_name(keyed, value, line, f"{keyed} = {_short(self._code(value_node))}")
+                self._taint_name(keyed, value, line, f"{keyed} = {N.short(self._code(value_node))}")
             return
         for name in N.assigned_names(target):
             self.assigned_at[name] = self.clock
             if value is not None:
-                self._taint_name(name, value, line, f"{name} = {_short(self._code(value_node))}")
+                self._taint_name(name, value, line, f"{name} = {N.short(self._code(value_node))}")
             elif self.conditional_depth == 0 and not isinstance(target, cst.Subscript):
                 self._kill(name)
 
@@ -450,250 +449,6 @@ class _Walk:
             del self.taint[key]
 
     # ------------------------------------------------------------- expressions
-    def _lookup(self, dotted: str, node: cst.CSTNode) -> Taint | None:
-        parts = dotted.split(".")
-        for end in range(len(parts), 0, -1):
-            found = self.taint.get(".".join(parts[:end]))
-            if found is not None:
-                return found
-        if N.is_val_name(dotted):
-            return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: {dotted}"),))
-        if len(parts) == 2:
-            class_name = self.instances.get(parts[0], parts[0])
-            fields = self.engine.index.val_class_attrs.get(class_name, {})
-            if parts[1] in fields:
-                return Taint((Step(self.file, self.parsed.line_of(node),
-                                   f"VAL source: {dotted} (field {class_name}.{parts[1]} holds a validation path)"),))
-        return None
-
-    def _expr(self, node: cst.CSTNode) -> Taint | None:
-        kind = type(node)
-        if kind is cst.Name or kind is cst.Attribute:
-            dotted = N.dotted_name(node)  # type: ignore[arg-type]
-            if dotted is not None:
-                return self._lookup(dotted, node)
-            return self._expr(node.value) if kind is cst.Attribute else None  # type: ignore[attr-defined]
-        if kind is cst.Call:
-            return self._call(node)  # type: ignore[arg-type]
-        if kind is cst.SimpleString or kind is cst.ConcatenatedString:
-            text = N.string_value(node)  # type: ignore[arg-type]
-            if text is not None and N.is_val_literal(text):
-                return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
-            if kind is cst.ConcatenatedString:
-                return merge(self._expr(node.left), self._expr(node.right))  # type: ignore[attr-defined]
-            return None
-        if kind is cst.Arg:
-            return self._expr(node.value)  # type: ignore[attr-defined]
-        if kind is cst.Subscript:
-            keyed = _literal_key(node)  # type: ignore[arg-type]
-            if keyed is not None:
-                return self._lookup(keyed, node)
-        if kind in _OPAQUE:
-            return None
-        if kind is cst.NamedExpr:
-            value = self._expr(node.value)  # type: ignore[attr-defined]
-            self._bind(node.target, value, node.value)  # type: ignore[attr-defined]
-            return value
-        if kind in _COMPREHENSIONS:
-            taint = self._comp_for(node.for_in)  # type: ignore[attr-defined]
-            if kind is cst.DictComp:
-                return merge(taint, merge(self._expr(node.key), self._expr(node.value)))  # type: ignore[attr-defined]
-            return merge(taint, self._expr(node.elt))  # type: ignore[attr-defined]
-        result: Taint | None = None
-        if kind is cst.FormattedString:
-            text = N.string_value(node) or ""  # type: ignore[arg-type]
-            if N.is_val_literal(text):
-                result = Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
-        for child in N.children(node):
-            result = merge(result, self._expr(child))
-        return result
-
-    def _comp_for(self, comp: cst.CompFor) -> Taint | None:
-        taint = self._expr(comp.iter)
-        self._bind(comp.target, taint, comp.iter)
-        for condition in comp.ifs:
-            self._expr(condition.test)
-        if comp.inner_for_in is not None:
-            taint = merge(taint, self._comp_for(comp.inner_for_in))
-        return taint
-
-    def _call(self, call: cst.Call) -> Taint | None:
-        name = N.callee_name(call)
-        method = N.last_part(name)
-        line = self.parsed.line_of(call)
-        receiver: Taint | None = None
-        if isinstance(call.func, cst.Attribute):
-            receiver = self._expr(call.func.value)
-        elif not isinstance(call.func, cst.Name):
-            receiver = self._expr(call.func)
-        arg_taints = [self._expr(arg.value) for arg in call.args]
-        args_taint: Taint | None = None
-        for taint in arg_taints:
-            args_taint = merge(args_taint, taint)
-        call_refs = set(N.refs(call))
-        attribute_call = isinstance(call.func, cst.Attribute)
-
-        if method == "backward" and attribute_call:
-            self._emit(EffectKind.UPDATE, line, f"{_short(self._code(call))}", merge(receiver, args_taint),
-                       set(N.refs(call.func.value)))
-            return None
-        if name in ("torch.autograd.grad", "autograd.grad"):
-            self._emit(EffectKind.UPDATE, line, f"{name}(…)", args_taint, call_refs)
-            return args_taint
-        if attribute_call and method in N.PARAM_WRITE_METHODS and args_taint is not None and _is_param_like(call.func.value):
-            self._emit(EffectKind.UPDATE, line, f"in-place parameter write {_short(self._code(call))}",
-                       args_taint, call_refs)
-            return None
-        if N.CALIB_CALL.search(method) and args_taint is not None and not args_taint.via_calibration:
-            self._emit(EffectKind.CALIBRATION, line, f"quantization calibration {name}(…)", args_taint, call_refs)
-            if self._is_artifact(call, name, method):
-                self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", None, call_refs)
-            return replace(args_taint, via_calibration=True)
-        target = self.engine.index.resolve(name, self.info) if name != "<expr>" else None
-        if target is self.info:
-            target = None
-        artifact = self._is_artifact(call, name, method)
-        if artifact and target is None:
-            self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
-            return args_taint
-        if method == "load_state_dict":
-            self.discard_lines.append(line)
-        if method in ("register_forward_hook", "register_forward_pre_hook"):
-            self._note_hook(call)
-        if target is None and _is_collective_fill(name) and len(call.args) >= 2:
-            rest: Taint | None = None
-            for taint in arg_taints[1:]:
-                rest = merge(rest, taint)
-            first = N.dotted_name(call.args[0].value)
-            if rest is not None and first is not None:
-                self._taint_name(first, rest, line, f"{first} ← {name}(…)")
-        pairs = list(zip(call.args, arg_taints))
-        self._inline_function_arguments(pairs, call_refs, line)
-        if target is not None:
-            bound_self = isinstance(call.func, cst.Attribute) and target.class_name is not None
-            self._current_call = call
-            returned = self._inline(target, pairs, bound_self, receiver, call_refs, line)
-            self._current_call = None
-            if artifact:
-                self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
-            if N.is_val_loader_call(method) and returned is None:
-                returned = Taint((Step(self.file, line, f"VAL source: {name}(…)"),))
-            return returned
-        if N.is_val_loader_call(method):
-            return merge(Taint((Step(self.file, line, f"VAL source: {name}(…)"),)), args_taint)
-        if attribute_call and method in N.MUTATOR_METHODS and args_taint is not None:
-            holder = N.dotted_name(call.func.value)
-            if holder is not None:
-                if (method in ("add_", "index_add_") or (method in ("append", "extend")
-                                                          and N.SCORE_LIST_NAME.search(N.last_part(holder)))) \
-                        and self._is_score_target(holder):
-                    self._emit(EffectKind.SCORE, line, f"score accumulated into {holder}", args_taint, call_refs,
-                               produced_from=call_refs - {holder})
-                self._taint_name(holder, args_taint, line, f"{holder}.{method}({_short(self._code(call.args[0].value)) if call.args else ''})")
-        if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:
-            self._emit(EffectKind.CALIBRATION, line,
-                       f"forward pass `{_short(self._code(call))}` with statistics hooks registered",
-                       args_taint, call_refs)
-            return replace(args_taint, via_calibration=True)
-        return merge(receiver, args_taint)
-
-    def _is_artifact(self, call: cst.Call, name: str, method: str) -> bool:
-        lowered = method.lower()
-        if name in ("torch.save", "save_file", "safetensors.torch.save_file") or lowered == "save_file":
-            return True
-        if lowered in ("compress", "compress_stream") and isinstance(call.func, cst.Attribute):
-            return bool(N.ARTIFACT_COMPRESS_ROOT.search(self._code(call.func.value).lower()))
-        return bool(N.ARTIFACT_QUANT_CALL.search(lowered)) and "dequant" not in lowered
-
-    def _note_hook(self, call: cst.Call) -> None:
-        for arg in call.args:
-            referenced = N.dotted_name(arg.value)
-            function = self.engine.index.resolve(referenced, self.info) if referenced else None
-            if function is not None and _accumulates_statistics(function):
-                self.hooks_active = True
-            if isinstance(arg.value, cst.Call):
-                factory = N.dotted_name(arg.value.func)
-                made = self.engine.index.resolve(factory, self.info) if factory else None
-                if made is not None and _accumulates_statistics(made):
-                    self.hooks_active = True
-
-    def _inline_function_arguments(self, pairs: list[tuple[cst.Arg, Taint | None]], call_refs: set[str],
-                                   line: int) -> None:
-        """``timed_eval("label", eval_val, h, device, val_data, model)``: a submission function
-        passed as an argument is called by the wrapper with the arguments that follow it."""
-        for position, (arg, _) in enumerate(pairs):
-            referenced = N.dotted_name(arg.value) if arg.keyword is None and not arg.star else None
-            if referenced is None:
-                continue
-            function = self.engine.index.resolve(referenced, self.info)
-            if function is None or function is self.info:
-                continue
-            rest = [(a, t) for a, t in pairs[position + 1 :] if not a.star]
-            self._inline(function, rest, False, None, call_refs, line)
-
-    def _inline(self, target: FuncInfo, pairs: list[tuple[cst.Arg, Taint | None]], bound_self: bool,
-                receiver: Taint | None, call_refs: set[str], line: int) -> Taint | None:
-        params = list(target.params)
-        seed: dict[str, Taint] = {}
-        if bound_self and params:
-            if receiver is not None:
-                seed[params[0]] = receiver
-            params = params[1:]
-        enter = Step(target.file, target.line, f"enters {target.display}")
-        arg_names: dict[str, str] = {}
-        position = 0
-        for arg, taint in pairs:
-            if arg.star:
-                continue
-            if arg.keyword is not None:
-                param = arg.keyword.value
-            elif position < len(params):
-                param = params[position]
-                position += 1
-            else:
-                continue
-            dotted = N.dotted_name(arg.value)
-            if dotted is not None:
-                arg_names[param] = dotted
-            if taint is not None and param in target.params:
-                seed[param] = taint.extend(Step(enter.file, enter.line, f"enters {target.display}({param})"))
-        if target.parent is not None:
-            for key, value in self.taint.items():
-                if N.root_part(key) not in target.params:
-                    seed.setdefault(key, value)
-        summary = self.engine.analyze(target, seed)
-        if summary is None:
-            result: Taint | None = receiver
-            for _, taint in pairs:
-                result = merge(result, taint)
-            return result
-        if self.emit:
-            prefix = next(_call_sites)
-            frames = self._frames(call_refs)
-            for effect in summary.effects:
-                lifted = replace(
-                    effect,
-                    loops=frames + tuple(replace(f, uid=(prefix,) + f.uid) for f in effect.loops),
-                    conds=tuple(self.conds) + effect.conds,
-                    functions=(self.info.display,) + effect.functions,
-                    function_ids=(self.info.uid,) + effect.function_ids,
-                    calls=(Step(self.file, line, f"{target.display}(…)"),) + effect.calls,
-                    call_names=(frozenset(call_refs),) + effect.call_names,
-                    warmup=effect.warmup or self.warm_depth > 0,
-                )
-                self._append(lifted, line)
-        for param, taint in summary.tainted_params.items():
-            if param in arg_names:
-                self._taint_name(arg_names[param], taint, line, f"{arg_names[param]} filled by {target.display}")
-        if summary.returned_parts is not None and self._current_call is not None:
-            step = Step(self.file, line, f"result of {target.display}(…)")
-            self.call_parts[id(self._current_call)] = tuple(
-                part.extend(step) if part is not None else None for part in summary.returned_parts)
-        if summary.returned is not None:
-            return summary.returned.extend(Step(self.file, line, f"result of {target.display}(…)"))
-        return None
-
-    # ------------------------------------------------------------------ effects
     def _frames(self, local_refs: set[str]) -> tuple[LoopFrame, ...]:
         closure = self.info.closure(local_refs) if self.loops else set()
         return tuple(
@@ -732,44 +487,8 @@ class _Walk:
         self.ticks.insert(position, at)
 
 
-_OPAQUE = frozenset({cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis})
-_COMPREHENSIONS = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
-
-
-def _literal_key(node: cst.Subscript) -> str | None:
-    """``state["val_tokens"]`` → ``state.val_tokens``: literal keys are tracked like fields."""
-    base = N.dotted_name(node.value)
-    if base is None or len(node.slice) != 1:
-        return None
-    index = node.slice[0].slice
-    if not isinstance(index, cst.Index) or not isinstance(index.value, cst.SimpleString):
-        return None
-    key = N.string_value(index.value)
-    return f"{base}.{key}" if key is not None and key.isidentifier() else None
-
-
 def _mentions_warm(node: cst.CSTNode) -> bool:
     return any(N.WARMUP_WORD.search(name) for name in N.refs(node))
-
-
-def _is_collective_fill(name: str) -> bool:
-    """``dist.all_gather(out, x)`` / ``all_gather_object(out, obj)`` fill their first argument."""
-    method = N.last_part(name)
-    if not N.COLLECTIVE_FILL.match(method):
-        return False
-    return method.startswith("all_") or N.root_part(name) in ("dist", "torch", "distributed")
-
-
-def _is_param_like(node: cst.BaseExpression) -> bool:
-    text = N.dotted_name(node) or ""
-    parts = set(text.split("."))
-    return bool(parts & {"data", "weight", "bias", "param", "p", "params"}) or "param" in text
-
-
-def _accumulates_statistics(function: FuncInfo) -> bool:
-    if function.has_matmul_accumulation:
-        return True
-    return any(_accumulates_statistics(inner) for inner in function.nested.values())
 
 
 def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
@@ -782,8 +501,3 @@ def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
                 return True
         stack.extend(N.children(node))
     return False
-
-
-def _short(text: str, limit: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
