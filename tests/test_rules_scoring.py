@@ -48,12 +48,18 @@ def _readme(name: str, value: str, line: int = 14) -> dict[str, Setting]:
     ("fixture", "expected"),
     [
         ("illegal/PG201_hash_key_target.py", [("PG201", "error", "train_gpt.py", 38)]),
-        ("illegal/PG201_target_gate.py", [("PG201", "error", "train_gpt.py", 29)]),
+        (
+            "illegal/PG201_target_gate.py",
+            [("PG201", "error", "train_gpt.py", 11), ("PG201", "error", "train_gpt.py", 29)],
+        ),
         ("illegal/PG201_slot.py", [("PG201", "error", "train_gpt.py", 36)]),
         ("illegal/PG202_target_only_blend.py", [("PG202", "error", "train_gpt.py", 24)]),
         ("illegal/PG202_min_nll.py", [("PG202", "error", "train_gpt.py", 20)]),
         ("illegal/PG202_cache_hit_weight.py", [("PG202", "error", "train_gpt.py", 20)]),
-        ("illegal/PG202_byte_ppm.py", [("PG202", "error", "train_gpt.py", 12)]),
+        (
+            "illegal/PG202_byte_ppm.py",
+            [("PG202", "error", "train_gpt.py", 12), ("PG202", "error", "train_gpt.py", 13)],
+        ),
         ("illegal/PG203_smear_varlen.py", [("PG203", "warning", "train_gpt.py", 17)]),
         ("illegal/PG204_fixed_bytes_per_token.py", [("PG204", "error", "train_gpt.py", 22)]),
         ("illegal/PG204_byte_fallback_lut.py", [("PG204", "error", "train_gpt.py", 15)]),
@@ -90,9 +96,34 @@ def test_switched_gate_is_info_by_default_and_error_when_readme_enables_it() -> 
     (off,) = _scoring(files)
     assert (off.rule, off.severity, off.line) == ("PG201", Severity.INFO, 32)
     assert "WORD_BOOST defaults to '0'" in off.message
-    (on,) = _scoring(files, _readme("WORD_BOOST", "0.5"))
-    assert (on.rule, on.severity, on.line) == ("PG201", Severity.ERROR, 32)
-    assert on.message.endswith("enabled by WORD_BOOST=0.5 in README.md:14")
+    setting, gate = _scoring(files, _readme("WORD_BOOST", "0.5"))
+    assert (setting.rule, setting.severity, setting.line) == ("PG201", Severity.ERROR, 14)
+    assert "`word_boost` = 0.5 (WORD_BOOST=0.5 in README.md:14)" in setting.message
+    assert (gate.rule, gate.severity, gate.line) == ("PG201", Severity.ERROR, 32)
+    assert gate.message.endswith("enabled by WORD_BOOST=0.5 in README.md:14")
+
+
+def test_gate_multiplied_by_a_zero_weight_is_off() -> None:
+    code = textwrap.dedent(
+        """
+        import os
+        import numpy as np
+
+        WITHIN_W = float(os.environ.get("WITHIN_W", "0"))
+
+        def score(logits, tokens, is_within, start, end):
+            nll = 0.0
+            for p in range(start, end):
+                within_gate = WITHIN_W * is_within[tokens[p]]
+                row = logits[p] + within_gate * (tokens[p - 1] > 0)
+                nll -= row[tokens[p]] - np.log(np.exp(row).sum())
+            return nll
+        """
+    )
+    (off,) = _scoring({"train_gpt.py": code})
+    assert (off.rule, off.severity, off.line) == ("PG201", Severity.INFO, 10)
+    (on,) = _scoring({"train_gpt.py": code}, _readme("WITHIN_W", "0.25"))
+    assert (on.severity, on.message.endswith("enabled by WITHIN_W=0.25 in README.md:14")) == (Severity.ERROR, True)
 
 
 def test_slot_with_zero_steps_in_the_logs_is_info() -> None:

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from harness.check.context import CheckContext
 from harness.check.mechanisms.byte_accounting import find_byte_accounting
-from harness.check.mechanisms.causality import find_slot, find_target_gates, find_target_in_key
+from harness.check.mechanisms.causality import (
+    find_expert_gate_settings,
+    find_slot,
+    find_target_gates,
+    find_target_in_key,
+)
 from harness.check.mechanisms.doc_boundary import find_unmasked_smear
 from harness.check.mechanisms.lookups import collect_lookups
-from harness.check.mechanisms.normalization import find_byte_spread, find_min_over_nll, find_unnormalized_ratio
+from harness.check.mechanisms.normalization import (
+    find_byte_spread,
+    find_min_over_nll,
+    find_ppm_byte_scoring,
+    find_unnormalized_ratio,
+)
 from harness.check.mechanisms.switches import Configuration
 from harness.check.mechanisms.syntax import Hit, index_module
 from harness.check.mechanisms.targets import infer_targets
@@ -37,6 +47,8 @@ def check(ctx: CheckContext) -> list[Finding]:
             hits += find_unnormalized_ratio(index, info, lookups)
         hits += find_min_over_nll(index)
         hits += find_byte_spread(index)
+        hits += find_ppm_byte_scoring(index)
+    hits += find_expert_gate_settings(indexes, configuration)
     hits += find_unmasked_smear(indexes)
     hits += find_byte_accounting(indexes)
     return _unique([configuration.finalize(hit) for hit in hits])

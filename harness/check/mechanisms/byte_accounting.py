@@ -30,6 +30,7 @@ _BOUNDARY = re.compile(r"bound|bnd|bos|control|is_ctrl|prev|unk", re.IGNORECASE)
 _SPACE_LUT = re.compile(r"leading_space|has_space|space_lut|has_leading|lead_space", re.IGNORECASE)
 _CASEOPS = re.compile(r"caseops|case_ops|lossless_caps|casefold_ops", re.IGNORECASE)
 _SIDECAR = re.compile(r"fineweb_val_bytes|byte_sidecar|bytes_sidecar|val_bytes|raw_bytes|sidecar", re.IGNORECASE)
+_TRAIN_ONLY = re.compile(r"train", re.IGNORECASE)
 _HARMLESS = (0.0, 1.0, 2.0, math.log(2), 1 / math.log(2))
 
 
@@ -52,8 +53,11 @@ def _bpb_statements(index: ModuleIndex) -> list[cst.CSTNode]:
     found = []
     for statement in index.assigns:
         value = assigned_value(statement)
-        if value is None or not any(BPB_NAME.search(n) for n in target_names(statement)):
+        names = target_names(statement)
+        if value is None or not any(BPB_NAME.search(n) for n in names):
             continue
+        if any(_TRAIN_ONLY.search(n) for n in names):
+            continue  # a training-time progress estimate, not the reported score
         if isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)):
             found.append(statement)
     return found

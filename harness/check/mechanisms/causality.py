@@ -133,6 +133,21 @@ def _ifs(function: cst.FunctionDef) -> list[cst.If]:
     return [n for n in walk(function.body) if isinstance(n, cst.If)]
 
 
+def _factors(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
+    """Name/attribute factors of a product (``h.word_boost * is_ws[t]`` → ``h.word_boost``): a
+    configured factor of 0 switches the gate off."""
+    value = assigned_value(node)
+    found: list[cst.CSTNode] = []
+    stack = [value] if value is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, cst.Multiply):
+            stack.extend((current.left, current.right))
+        elif isinstance(current, (cst.Name, cst.Attribute)):
+            found.append(current)
+    return tuple(found)
+
+
 def _gate_hit(index: ModuleIndex, node: cst.CSTNode, gate: str, via_cache: bool, test: cst.CSTNode | None = None) -> Hit:
     shown = index.code(test if test is not None else node, 70)
     if via_cache:
@@ -154,8 +169,46 @@ def _gate_hit(index: ModuleIndex, node: cst.CSTNode, gate: str, via_cache: bool,
         node=node,
         message=f"gate `{gate}` reads the target token of the scored position (`{shown}`)",
         path=(step(index, node, "gate computed from the target token"),),
-        zero_factors=(),
+        zero_factors=_factors(node),
     )
+
+
+EXPERT_GATE_SETTING = re.compile(r"^(within|word)_?(boost|gate|start_boost)$|^agree_?2_?plus$", re.IGNORECASE)
+
+
+def find_expert_gate_settings(indexes: list[ModuleIndex], configuration) -> list[Hit]:
+    """Within-word / word-start / agreement experts of the #1420 n-gram lineage gate on the
+    target token; organizers accept that lineage only with these weights at 0 (#1514,
+    cocohearts #2041/#2118, #2135 ``within_gate=0 word_gate=0 agree2plus=0``)."""
+    hits: list[Hit] = []
+    for key, bindings in configuration.bindings.items():
+        if not EXPERT_GATE_SETTING.match(key):
+            continue
+        for binding in bindings:
+            evaluation = configuration.evaluate(binding.expr)
+            value = evaluation.value
+            if not isinstance(value, (int, float)) or value == 0:
+                continue
+            index = binding.index
+            statement = next(
+                (a for a in index.ancestors(binding.expr) if isinstance(a, (cst.Assign, cst.AnnAssign))), binding.expr
+            )
+            documented = [f"{n}={v} in {st.file}:{st.line}" for n, v, st in evaluation.used if st is not None]
+            origin = f" ({', '.join(documented)})" if documented else ""
+            hits.append(
+                Hit(
+                    rule="PG201",
+                    severity=Severity.ERROR,
+                    index=index,
+                    node=statement,
+                    message=(
+                        f"`{key}` = {value:g}{origin}: the within-word/word-start/agreement expert gates of the n-gram tilt "
+                        "lineage read the target token; they are accepted only at 0 (#1514, #2041, #2118)"
+                    ),
+                    path=(step(index, statement, f"{key} is nonzero in the configuration that ran"),),
+                )
+            )
+    return hits
 
 
 def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:

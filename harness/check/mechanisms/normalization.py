@@ -168,3 +168,49 @@ def find_byte_spread(index: ModuleIndex) -> list[Hit]:
             )
         )
     return hits
+
+
+_PPM = re.compile(r"ppm", re.IGNORECASE)
+
+
+def find_ppm_byte_scoring(index: ModuleIndex) -> list[Hit]:
+    """A PPM byte model scored over the realized token's own bytes (``for b in piece.encode()``),
+    the defining shape of the byte-mixture cluster cocohearts excluded (#1835, #1959, #2076)."""
+    hits = []
+    for loop in index.loops:
+        if not isinstance(loop, cst.For):
+            continue
+        over_bytes = any(
+            isinstance(n, cst.Call) and call_tail(n) in {"encode", "bytes", "bytearray"} for n in walk(loop.iter)
+        ) or any(n.value in _realized_byte_names(index, loop) for n in value_names(loop.iter))
+        if not over_bytes:
+            continue
+        function = index.enclosing_function(loop)
+        scope_text = index.text_of(function) if function is not None else index.text_of(loop)
+        if not _PPM.search(scope_text):
+            continue
+        hits.append(
+            Hit(
+                rule="PG202",
+                severity=Severity.ERROR,
+                index=index,
+                node=loop,
+                message=(
+                    "a byte-level PPM mixture is scored over the bytes of the realized token "
+                    f"(`{index.code(loop.iter, 50)}`), not as a normalized next-token distribution"
+                ),
+                path=(step(index, loop, "loop over the realized token's bytes"),),
+            )
+        )
+    return hits
+
+
+def _realized_byte_names(index: ModuleIndex, loop: cst.For) -> set[str]:
+    """Names bound from ``….encode(…)`` in the loop's function (``raw = piece.encode()``)."""
+    scope = index.enclosing_function(loop) or index.parsed.module
+    names: set[str] = set()
+    for statement in nodes_within(index.assigns, scope, index):
+        value = assigned_value(statement)
+        if value is not None and any(isinstance(n, cst.Call) and call_tail(n) == "encode" for n in walk(value)):
+            names.update(target_names(statement))
+    return names
