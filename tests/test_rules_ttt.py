@@ -180,3 +180,25 @@ def test_catalog_examples_behave_as_declared(path: Path) -> None:
             assert raised == {(entry["id"], entry["severity"])}, example["title"]
         else:
             assert raised == set(), example["title"]
+
+
+def test_throw_away_adapter_is_a_warning_even_without_warm_up_names() -> None:
+    """#1530's warm-up has no "warm" in any name: the deleted fresh adapter is what proves the
+    state is discarded; without the ``del`` the same code is an error."""
+    text = (FIXTURES / "illegal" / "PG104_warmup_on_val.py").read_text().replace(
+        "warmup_ttt_kernels", "prepare_kernels")
+    assert serious([*check_text(text)]) == {("PG104", "warning", "train_gpt.py", 74)}
+    kept = text.replace("    del wl, wo\n", "")
+    assert serious(check_text(kept)) == {("PG101", "error", "train_gpt.py", 74)}
+
+
+def test_deleting_a_fresh_model_after_scoring_it_does_not_hide_train_then_score() -> None:
+    text = (FIXTURES / "illegal" / "PG101_ttt_adapt.py").read_text().replace(
+        "    ttt_adapt(args, model, val_tokens, rank, world_size)\n",
+        "    ttt_model = TinyGPT(args)\n    ttt_model.load_state_dict(model.state_dict())\n"
+        "    ttt_adapt(args, ttt_model, val_tokens, rank, world_size)\n",
+    ).replace(
+        "    val_bpb = eval_val_sliding(args, model, val_tokens, base_bytes_lut)\n",
+        "    val_bpb = eval_val_sliding(args, ttt_model, val_tokens, base_bytes_lut)\n    del ttt_model\n",
+    )
+    assert serious(check_text(text)) == {("PG101", "error", "train_gpt.py", 54)}

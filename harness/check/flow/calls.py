@@ -285,7 +285,7 @@ class CallHandling:
                     call_names=(frozenset(call_refs),) + effect.call_names,
                     warmup=effect.warmup or self.warm_depth > 0,
                 )
-                self._append(lifted, line)
+                self._append(lifted, line, refs=call_refs)
         for param, taint in summary.tainted_params.items():
             if param in arg_names:
                 self._taint_name(arg_names[param], taint, line, f"{arg_names[param]} filled by {target.display}")

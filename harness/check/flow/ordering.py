@@ -70,10 +70,11 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
         return [Decision("PG105", Severity.ERROR, update,
                          f"{source} is used in the training loop ({update.note} at line {update.line}): "
                          "training batches are drawn from validation data")]
-    if update.warmup and update.discarded:
+    if update.discarded:
+        kind = "a warm-up" if update.warmup else "a throw-away pass"
         return [Decision("PG104", Severity.WARNING, update,
-                         f"{source} is trained on in a warm-up ({update.note} at line {update.line}) outside the "
-                         "scoring loop; the warmed-up state appears to be discarded afterwards")]
+                         f"{source} is trained on in {kind} ({update.note} at line {update.line}) outside the "
+                         "scoring loop; the updated state appears to be discarded afterwards")]
     if later_artifacts:
         artifact = later_artifacts[0]
         return [Decision("PG102", Severity.ERROR, update,

@@ -154,6 +154,9 @@ class _Walk(CallHandling):
         self.warm_depth = 1 if N.WARMUP_WORD.search(info.name) else 0
         self.hooks_active = False
         self.discard_lines: list[int] = []
+        self.deleted: list[tuple[int, set[str]]] = []  # (line, names) of ``del`` statements
+        self.fresh_objects: set[str] = set()  # names bound to a constructed module/optimizer
+        self.local_refs: list[set[str]] = []  # names each effect's local statement read
         self.loop_uids: dict[int, int] = {}
         self.conditional_depth = 0
         self._current_call: cst.Call | None = None
@@ -173,11 +176,32 @@ class _Walk(CallHandling):
         if self.info.node is None:
             body = [s for s in body if not isinstance(s, (cst.FunctionDef, cst.ClassDef))]
         self._block(body)
-        if self.discard_lines:
-            last_discard = max(self.discard_lines)
-            for position, effect in enumerate(self.effects):
-                if effect.kind is EffectKind.UPDATE and self.local_lines[position] < last_discard:
-                    self.effects[position] = replace(effect, discarded=True)
+        last_discard = max(self.discard_lines, default=0)
+        for position, effect in enumerate(self.effects):
+            if effect.kind is not EffectKind.UPDATE or effect.discarded:
+                continue
+            line = self.local_lines[position]
+            if (effect.warmup and line < last_discard) or self._fresh_state_deleted(line, self.local_refs[position]):
+                self.effects[position] = replace(effect, discarded=True)
+
+    def _fresh_state_deleted(self, line: int, refs: set[str]) -> bool:
+        """The update trained an object made here (``wl = BatchedLoRA(...)``, an optimizer) that
+        is deleted afterwards (``del wl, wo``): its state cannot reach any later score."""
+        if not self.deleted:
+            return False
+        closure = self.info.closure(refs)
+        for deleted_line, names in self.deleted:
+            trained = names & self.fresh_objects & closure
+            if deleted_line <= line or not trained:
+                continue
+            used_meanwhile = any(
+                effect.kind in _STATE_READERS and line < self.local_lines[i] < deleted_line
+                and trained & self.info.closure(self.local_refs[i])
+                for i, effect in enumerate(self.effects)
+            )
+            if not used_meanwhile:
+                return True
+        return False
 
     def _block(self, statements: list[cst.CSTNode]) -> None:
         pushed = 0
@@ -291,6 +315,9 @@ class _Walk(CallHandling):
                 if class_name in self.engine.index.val_data_classes and value is None:
                     value = Taint((Step(self.file, line, f"VAL source: {class_name}(…) (an instance holding "
                                                          "loaded validation data)"),))
+            if isinstance(node.value, cst.Call) and _constructs_state(node.value):
+                for target in node.targets:
+                    self.fresh_objects.update(N.assigned_names(target.target))
             for target in node.targets:
                 self._accumulate_if_self_add(target.target, node.value, value, line)
                 parts = self._parts_of(node.value, target.target)
@@ -328,6 +355,7 @@ class _Walk(CallHandling):
                                    set(N.refs(node.value)))
         elif isinstance(node, cst.Del):
             self.discard_lines.append(line)
+            self.deleted.append((line, set(N.assigned_names(node.target))))
         elif isinstance(node, cst.Raise) and node.exc is not None:
             self._expr(node.exc)
 
@@ -470,25 +498,38 @@ class _Walk(CallHandling):
             produced = [self.assigned_at[N.root_part(r)] for r in produced_from
                         if N.root_part(r) in self.assigned_at and self._lookup(r, None) is not None]
             if produced:
-                self._append(effect, line, at=max(produced) - 0.5)
+                self._append(effect, line, at=max(produced) - 0.5, refs=local_refs)
                 return
-        self._append(effect, line)
+        self._append(effect, line, refs=local_refs)
 
-    def _append(self, effect: Effect, line: int, at: float | None = None) -> None:
+    def _append(self, effect: Effect, line: int, at: float | None = None, refs: set[str] | None = None) -> None:
+        refs = refs or set()
         if at is None or not self.ticks or at >= self.ticks[-1]:
             self.effects.append(effect)
             self.local_lines.append(line)
+            self.local_refs.append(refs)
             self.ticks.append(float(self.clock) if at is None else at)
             self.clock += 1
             return
         position = next(i for i, tick in enumerate(self.ticks) if tick > at)
         self.effects.insert(position, effect)
         self.local_lines.insert(position, line)
+        self.local_refs.insert(position, refs)
         self.ticks.insert(position, at)
 
 
 def _mentions_warm(node: cst.CSTNode) -> bool:
     return any(N.WARMUP_WORD.search(name) for name in N.refs(node))
+
+
+_STATE_READERS = frozenset({EffectKind.SCORE, EffectKind.ARTIFACT, EffectKind.CALIBRATION})
+
+
+def _constructs_state(call: cst.Call) -> bool:
+    """``BatchedTTTLoRA(...)``, ``torch.optim.AdamW(...)``: a fresh object holding trainable state."""
+    name = N.callee_name(call)
+    last = N.last_part(name)
+    return (last[:1].isupper() and not last.isupper()) or "optim" in name.lower()
 
 
 def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
