@@ -114,6 +114,24 @@ def _reference_artifact(data: Any, console: Any) -> Path:
         return result.artifact_path
 
 
+def _seq_len(args: Any) -> int:
+    return args.seq_len or (REFERENCE_SEQ_LEN if args.submission is None else BASELINE_SEQ_LEN)
+
+
+def _check_settings(args: Any) -> None:
+    """Reject impossible settings before anything expensive (static audit, training) runs."""
+    from harness.evaluate.adapters import available_adapters
+    from harness.evaluate.pipeline import ENTRY_FILE
+    from harness.evaluate.windows import plan_windows
+
+    plan_windows(_seq_len(args) + 1, _seq_len(args), args.stride or _seq_len(args))
+    own_entry = args.submission is not None and (args.submission / ENTRY_FILE).is_file()
+    if args.ttt not in available_adapters() and not own_entry:
+        raise UsageError(f"unknown TTT adapter '{args.ttt}' (known: {', '.join(available_adapters())})")
+    if args.chunk_tokens < 1 or args.batch_windows < 1:
+        raise UsageError("--chunk-tokens and --batch-windows must be positive")
+
+
 def _evaluate(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from rich.console import Console
@@ -132,7 +150,7 @@ def _evaluate(argv: list[str] | None) -> int:
     if args.submission is not None and not args.submission.is_dir():
         raise UsageError(f"{args.submission} is not a submission folder")
     data = resolve_data(args.data, args.tokenizer)
-    static, ran = static_audit(args.submission)
+    _check_settings(args)
     if args.artifact is not None:
         artifact = args.artifact
     elif args.submission is not None:
@@ -143,7 +161,8 @@ def _evaluate(argv: list[str] | None) -> int:
         from harness.errors import DataFormatError
 
         raise DataFormatError(f"artifact {artifact} does not exist")
-    seq_len = args.seq_len or (REFERENCE_SEQ_LEN if args.submission is None else BASELINE_SEQ_LEN)
+    seq_len = _seq_len(args)
+    static, ran = static_audit(args.submission)  # after the cheap checks: fail fast on bad input
     adapter_config = AdapterConfig(
         lr=args.ttt_lr, epochs=args.ttt_epochs, freeze_blocks=args.ttt_freeze_blocks,
         seq_len=seq_len, device=device, dist=dist_ctx,
