@@ -53,6 +53,7 @@ def _readme(name: str, value: str, line: int = 14) -> dict[str, Setting]:
             [("PG201", "error", "train_gpt.py", 11), ("PG201", "error", "train_gpt.py", 29)],
         ),
         ("illegal/PG201_slot.py", [("PG201", "error", "train_gpt.py", 36)]),
+        ("illegal/PG201_doc_statistics.py", [("PG201", "error", "train_gpt.py", 13)]),
         ("illegal/PG202_target_only_blend.py", [("PG202", "error", "train_gpt.py", 24)]),
         ("illegal/PG202_min_nll.py", [("PG202", "error", "train_gpt.py", 20)]),
         ("illegal/PG202_cache_hit_weight.py", [("PG202", "error", "train_gpt.py", 20)]),

@@ -16,6 +16,7 @@ from harness.check.mechanisms.causality import (
     find_slot,
     find_target_gates,
     find_target_in_key,
+    find_whole_document_statistics,
 )
 from harness.check.mechanisms.doc_boundary import find_unmasked_smear
 from harness.check.mechanisms.lookups import collect_lookups
@@ -44,6 +45,7 @@ def check(ctx: CheckContext) -> list[Finding]:
             hits += find_target_in_key(index, info, lookups)
             hits += find_target_gates(index, info, lookups)
             hits += find_slot(index, info)
+            hits += find_whole_document_statistics(index, info)
             hits += find_unnormalized_ratio(index, info, lookups)
         hits += find_min_over_nll(index)
         hits += find_byte_spread(index)

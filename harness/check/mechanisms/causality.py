@@ -321,3 +321,67 @@ def _score_after(
         if params_used and any({v.value for v in value_names(c)} & targets for c in scoring):
             return statement
     return None
+
+
+_DOC_STATISTICS = {"bincount", "Counter", "histc", "unique", "histogram"}
+_PREDICTION_WORDS = re.compile(r"logit|log_softmax|softmax|prob|bias|prior|tilt", re.IGNORECASE)
+
+
+def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
+    """Token statistics of a whole document (targets included) feeding its own predictions:
+    ``counts = bincount(doc)`` then ``logits + beta * log(counts)`` before ``doc[1:]`` is scored."""
+    sources: dict[str, cst.CSTNode] = {}
+    for name in info.names:
+        origin = info.origin.get(name)
+        value = assigned_value(origin) if origin is not None and not isinstance(origin, cst.FunctionDef) else None
+        while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+            value = value.func.value
+        if isinstance(value, cst.Subscript) and isinstance(value.value, cst.Name):
+            sources[value.value.value] = origin
+    if not sources:
+        return []
+    hits: list[Hit] = []
+    assigns = sorted(nodes_within(index.assigns, info.function, index), key=index.line)
+    for statement in assigns:
+        value = next(
+            (
+                n for n in walk(assigned_value(statement) or statement)
+                if isinstance(n, cst.Call) and call_tail(n) in _DOC_STATISTICS and n.args
+            ),
+            None,
+        )
+        if value is None:
+            continue
+        argument = value.args[0].value
+        if not (isinstance(argument, cst.Name) and argument.value in sources):
+            continue
+        stats = set(target_names(statement))
+        use = next(
+            (
+                later for later in assigns
+                if index.line(later) > index.line(statement)
+                and {n.value for n in value_names(assigned_value(later) or later)} & stats
+                and any(_PREDICTION_WORDS.search(n) for n in target_names(later) + [v.value for v in value_names(later)])
+            ),
+            None,
+        )
+        if use is None:
+            continue
+        hits.append(
+            Hit(
+                rule="PG201",
+                severity=Severity.ERROR,
+                index=index,
+                node=statement,
+                message=(
+                    f"`{index.code(value, 50)}` counts the tokens of the whole sequence `{argument.value}`, whose targets "
+                    f"are scored, and the counts shape the prediction at line {index.line(use)}"
+                ),
+                path=(
+                    step(index, sources[argument.value], f"targets are taken from {argument.value}"),
+                    step(index, statement, "statistics over the whole sequence, future targets included"),
+                    step(index, use, "statistics used to form the prediction"),
+                ),
+            )
+        )
+    return hits

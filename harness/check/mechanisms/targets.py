@@ -119,7 +119,7 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo |
         for name in target_names(statement):
             if STRONG_TARGET.search(name) or (WEAK_TARGET.match(name) and _is_shifted_slice(value)):
                 info.names.add(name)
-                info.origin.setdefault(name, statement)
+                info.origin[name] = statement  # the binding explains more than a later use
     info.reads = _predicted_position_reads(index, function)
     _propagate(info, assigns)
     return info
