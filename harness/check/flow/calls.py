@@ -317,8 +317,11 @@ def literal_key(node: cst.Subscript) -> str | None:
 
 
 def _is_collective_fill(name: str) -> bool:
-    """``dist.all_gather(out, x)`` / ``all_gather_object(out, obj)`` fill their first argument."""
+    """``dist.all_gather(out, x)`` / ``all_gather_object(out, obj)`` fill their first argument;
+    so does ``np.add.at(counts, keys, 1)`` (a count table built from VAL keys)."""
     method = N.last_part(name)
+    if method == "at" and name.count(".") >= 2 and N.root_part(name) in ("np", "numpy", "cp"):
+        return True
     if not N.COLLECTIVE_FILL.match(method):
         return False
     return method.startswith("all_") or N.root_part(name) in ("dist", "torch", "distributed")

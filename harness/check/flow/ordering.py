@@ -40,7 +40,12 @@ def decide(effects: list[Effect], trains_params: set[int] | None = None) -> list
     decisions: list[Decision] = []
     for update in updates:
         decisions.extend(_judge_update(update, scores, artifacts, plain_updates, all_updates, trains_params))
+    model_writes = [a.order for a in artifacts if not a.tainted]
+    last_model_write = max(model_writes) if model_writes else None
     for effect in effects:
+        if effect.kind is EffectKind.ARTIFACT and effect.tainted and last_model_write is not None \
+                and effect.order > last_model_write:
+            continue  # saved after the model artifact was written: a diagnostic dump, not the artifact
         if effect.kind is EffectKind.CALIBRATION and effect.tainted:
             decisions.append(Decision("PG106", Severity.ERROR, effect,
                                       f"quantization statistics are collected on {_source(effect)} ({effect.note} "
