@@ -60,7 +60,7 @@ ILLEGAL = {
     "PG103_rescore_after_legal_ttt.py": {("PG103", "error", "PG103_rescore_after_legal_ttt.py", 92)},
     "PG104_warmup_on_val.py": {("PG104", "warning", "PG104_warmup_on_val.py", 74)},
     "PG105_val_train_loader.py": {("PG105", "error", "PG105_val_train_loader.py", 44)},
-    "PG105_paid_prefix.py": {("PG105", "error", "PG105_paid_prefix.py", 34)},
+    "PG105_paid_prefix.py": {("PG105", "error", "PG105_paid_prefix.py", 35)},
     "PG105_checkpoint_select.py": {("PG105", "error", "PG105_checkpoint_select.py", 57)},
     "PG106_val_hessians.py": {("PG106", "error", "PG106_val_hessians.py", 59)},
 }
