@@ -64,6 +64,19 @@ def test_download_in_a_data_prep_script_is_info_only() -> None:
     assert "does not import" in findings[0].message
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        'import subprocess\nsubprocess.run(["python", "cached_challenge_fineweb.py", "--train-shards", "1"])\n',
+        'import runpy\nrunpy.run_path("cached_challenge_fineweb.py")\n',
+    ],
+)
+def test_prep_script_run_by_the_entry_script_is_an_error(entry: str) -> None:
+    prep = (MECH / "legal" / "prep_download" / "cached_challenge_fineweb.py").read_text(encoding="utf-8")
+    findings = _runtime_io({"train_gpt.py": entry, "cached_challenge_fineweb.py": prep})
+    assert _summary(findings) == [("PG301", "error", "cached_challenge_fineweb.py", 9)]
+
+
 def test_download_in_a_helper_the_entry_imports_is_an_error() -> None:
     helper = "import urllib.request as ur\n\ndef fetch(url):\n    return ur.urlopen(url).read()\n"
     entry = "from data_helper import fetch\n\nprint(len(fetch('https://example.org/tok.model')))\n"

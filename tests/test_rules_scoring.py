@@ -288,6 +288,9 @@ def test_zero_padded_shift_without_mask_is_flagged_in_a_varlen_model() -> None:
         # piece lengths for vocabulary statistics, not a byte table
         "def f(sp):\n    longest = 0\n    for i in range(sp.vocab_size()):\n"
         "        longest = max(longest, len(sp.id_to_piece(i).encode()))\n    return longest\n",
+        # bytes counted from the UTF-8 encoding of the documents
+        "import math\n\ndef f(docs, loss_sum):\n    total = sum(len(d.encode('utf-8')) for d in docs)\n"
+        "    val_bpb = loss_sum / math.log(2) / total\n    return val_bpb\n",
         # shifted token ids feeding a hashed input embedding
         "import torch\n\ndef f(input_ids, emb, cu_seqlens):\n"
         "    prev = torch.cat([torch.zeros_like(input_ids[:, :1]), input_ids[:, :-1]], 1)\n"

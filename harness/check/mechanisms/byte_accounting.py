@@ -88,6 +88,8 @@ def _constant_names(index: ModuleIndex, scope: cst.CSTNode) -> dict[str, tuple[c
 
 
 def _byte_derived(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
+    """Names in ``scope`` holding byte counts: named so, computed from ``.encode()``
+    lengths or ``nbytes``, or from other such names."""
     names: set[str] = set()
     assigns = nodes_within(index.assigns, scope, index)
     for _ in range(4):
@@ -98,6 +100,9 @@ def _byte_derived(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
             mentioned = {n.value for n in value_names(value)} | {
                 n.attr.value for n in walk(value) if isinstance(n, cst.Attribute)
             }
+            if mentioned & {"encode", "nbytes"}:
+                names.update(target_names(statement))
+                continue
             if mentioned & names or any(BYTE_NAME.search(n) for n in mentioned) or any(
                 BYTE_NAME.search(text) for text in strings_in(value)
             ):

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 import libcst as cst
 
-from .syntax import ModuleIndex, dotted_name
+from .syntax import ModuleIndex, dotted_name, strings_in
 
 
 def _module_name(node: cst.CSTNode) -> str:
@@ -59,12 +59,25 @@ def imported_modules(index: ModuleIndex) -> set[str]:
                 names.update(f"{module}.{_module_name(a.name)}" for a in statement.names)
                 names.update(_module_name(a.name) for a in statement.names)
     for call in index.calls:
-        tail = (dotted_name(call.func) or "").rsplit(".", 1)[-1]
+        tail = (dotted_name(call.func) or "").rsplit(".", 1)[-1] if not isinstance(call.func, cst.Attribute) else call.func.attr.value
         if tail in {"import_module", "__import__"} and call.args:
             value = call.args[0].value
             if isinstance(value, cst.SimpleString):
                 names.add(str(value.evaluated_value))
+        elif tail in _LOADING_CALLS:
+            for text in strings_in(call):
+                for word in text.split():
+                    if word.endswith(".py"):
+                        names.add(PurePosixPath(word).with_suffix("").name)
     return names
+
+
+# Calls that load or run another file of the submission: importlib by path, runpy, exec of
+# an opened file, or a subprocess/os.system running ``python helper.py``.
+_LOADING_CALLS = {
+    "spec_from_file_location", "SourceFileLoader", "run_path", "run_module", "open", "read_text",
+    "system", "run", "Popen", "check_call", "call", "check_output", "with_name", "replace",
+}
 
 
 def _stem(display_name: str) -> str:
