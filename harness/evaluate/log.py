@@ -5,6 +5,17 @@ line carries the SHA-256 of the previous line (``prev``), so editing, deleting, 
 duplicating any line breaks the chain at a precise place; the NLL sums are written exactly
 (``float.hex``) so the final BPB can be recomputed bit for bit from the chunk lines alone.
 Each chunk line is on disk (fsync) before adaptation on that chunk starts.
+
+Lines (JSON objects, keys sorted, each with ``prev``):
+- ``header``: schema, tool version, artifact/tokenizer/val-shard SHA-256, config, seed, torch
+  version, device, world size, ``total_targets`` and the ``scope_targets`` this run plans to
+  score, ``fingerprint_start`` and ``state_sha256_start``;
+- ``chunk``: index, ``[target_start, target_end)`` (target t is token t+1), windows, targets,
+  bytes, ``nll_sum`` (``float.hex``), ``running_bpb``, ``fp_after_prev_adapt`` (state after the
+  previous chunk's adaptation; the start state for chunk 0), ``fp_before_score``,
+  ``fp_after_score``, wall time;
+- ``summary``: totals (``nll_sum`` as hex), ``val_loss``, ``val_bpb``, ``fingerprint_end``,
+  ``state_sha256_end``, ``stopped`` (why the run ended early, or null), runtime findings.
 """
 
 from __future__ import annotations
