@@ -15,7 +15,6 @@ harness.cli.eval …`` every rank scores its share of each chunk; rank 0 prints 
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any

@@ -34,7 +34,7 @@ from torch import nn
 
 import harness
 from harness.data.byte_accounting import build_byte_luts, load_tokenizer, target_bytes
-from harness.data.embedded import DataPaths, resolve_data
+from harness.data.embedded import DataPaths
 from harness.data.shards import find_shards, load_validation_tokens
 from harness.errors import DataFormatError, HarnessError, UsageError
 from harness.evaluate.adapters import make_adapter
