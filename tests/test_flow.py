@@ -391,3 +391,19 @@ def test_tuples_dicts_and_literal_keys_keep_train_and_val_apart() -> None:
     """))
     assert [(e.line, e.tainted) for e in effects] == [
         (14, False), (15, False), (16, False), (17, True), (18, True), (19, True)]
+
+
+def test_compiled_alias_of_a_submission_function_is_inlined_where_it_is_called() -> None:
+    effects = timeline(parse("""
+        import torch
+        def train_step(model, x):
+            model(x).backward()
+        def main(model, val_tokens):
+            step = torch.compile(train_step)
+            same = train_step
+            step(model, val_tokens[:8])
+            same(model, val_tokens[8:16])
+        main(1, 2)
+    """))
+    assert [(e.kind.value, e.line, e.tainted, e.calls[-1].line) for e in effects] == [
+        ("update", 4, False, 6), ("update", 4, True, 8), ("update", 4, True, 9)]

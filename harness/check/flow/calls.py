@@ -44,6 +44,7 @@ class CallHandling:
     instances: dict[str, str]
     call_parts: dict[int, tuple[Taint | None, ...]]
     _current_call: cst.Call | None
+    aliases: dict[str, FuncInfo]  # ``step = torch.compile(train_step)`` → train_step
 
     # provided by the statement walk (taint._Walk)
     _code: Callable[[cst.CSTNode], str]
@@ -153,7 +154,7 @@ class CallHandling:
             if self._is_artifact(call, name, method):
                 self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", None, call_refs)
             return replace(args_taint, via_calibration=True)
-        target = self.engine.index.resolve(name, self.info) if name != "<expr>" else None
+        target = self.aliases.get(name) or (self.engine.index.resolve(name, self.info) if name != "<expr>" else None)
         if target is self.info:
             target = None
         artifact = self._is_artifact(call, name, method)
@@ -302,6 +303,20 @@ class CallHandling:
 
 _OPAQUE = frozenset({cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis})
 _COMPREHENSIONS = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
+
+
+_WRAPPERS = frozenset({"compile", "jit", "script", "trace", "checkpoint_wrapper", "no_grad", "inference_mode"})
+
+
+def wrapped_function(value: cst.BaseExpression, resolve: Callable[[str], FuncInfo | None]) -> FuncInfo | None:
+    """``torch.compile(train_step)`` or a bare ``train_step``: the submission function a new name
+    will call, so effects are found where the alias is called rather than where it is made."""
+    if isinstance(value, cst.Name):
+        return resolve(value.value)
+    if isinstance(value, cst.Call) and value.args and N.last_part(N.callee_name(value)) in _WRAPPERS:
+        inner = N.dotted_name(value.args[0].value)
+        return resolve(inner) if inner is not None else None
+    return None
 
 
 def literal_key(node: cst.Subscript) -> str | None:

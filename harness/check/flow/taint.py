@@ -15,7 +15,7 @@ from dataclasses import replace
 import libcst as cst
 
 from harness.check.flow import names as N
-from harness.check.flow.calls import CallHandling, call_sites, literal_key
+from harness.check.flow.calls import CallHandling, call_sites, literal_key, wrapped_function
 from harness.check.flow.index import FuncInfo, SubmissionIndex
 from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
 from harness.findings import Step
@@ -160,6 +160,7 @@ class _Walk(CallHandling):
         self.loop_uids: dict[int, int] = {}
         self.conditional_depth = 0
         self._current_call: cst.Call | None = None
+        self.aliases: dict[str, FuncInfo] = {}
         self.instances: dict[str, str] = {}  # local name -> class with VAL fields
 
     def _code(self, node: cst.CSTNode) -> str:
@@ -315,6 +316,11 @@ class _Walk(CallHandling):
                 if class_name in self.engine.index.val_data_classes and value is None:
                     value = Taint((Step(self.file, line, f"VAL source: {class_name}(…) (an instance holding "
                                                          "loaded validation data)"),))
+            alias = wrapped_function(node.value, lambda n: self.engine.index.resolve(n, self.info))
+            if alias is not None and alias is not self.info:
+                for target in node.targets:
+                    for name in N.assigned_names(target.target):
+                        self.aliases[name] = alias
             if isinstance(node.value, cst.Call) and _constructs_state(node.value):
                 for target in node.targets:
                     self.fresh_objects.update(N.assigned_names(target.target))
