@@ -407,3 +407,16 @@ def test_compiled_alias_of_a_submission_function_is_inlined_where_it_is_called()
     """))
     assert [(e.kind.value, e.line, e.tainted, e.calls[-1].line) for e in effects] == [
         ("update", 4, False, 6), ("update", 4, True, 8), ("update", 4, True, 9)]
+
+
+def test_generators_of_val_batches_taint_the_callers_loop() -> None:
+    effects = timeline(parse("""
+        def batches(tokens, n):
+            for i in range(0, tokens.numel(), n):
+                yield tokens[i : i + n]
+        def main(model, val_tokens):
+            for x in batches(val_tokens, 64):
+                model(x).backward()
+        main(1, 2)
+    """))
+    assert kinds(effects) == [("update", 7, True)]

@@ -44,6 +44,7 @@ class CallHandling:
     instances: dict[str, str]
     call_parts: dict[int, tuple[Taint | None, ...]]
     _current_call: cst.Call | None
+    returned: Taint | None
     aliases: dict[str, FuncInfo]  # ``step = torch.compile(train_step)`` → train_step
 
     # provided by the statement walk (taint._Walk)
@@ -89,6 +90,12 @@ class CallHandling:
             return None
         if kind is cst.Arg:
             return self._expr(node.value)  # type: ignore[attr-defined]
+        if kind is cst.Yield:
+            # a generator of VAL batches hands them to its caller's loop like a return value
+            value = self._expr(node.value) if node.value is not None else None  # type: ignore[attr-defined]
+            if value is not None:
+                self.returned = merge(self.returned, value)
+            return None
         if kind is cst.Subscript:
             keyed = literal_key(node)  # type: ignore[arg-type]
             if keyed is not None:

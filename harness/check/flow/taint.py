@@ -535,7 +535,7 @@ def _constructs_state(call: cst.Call) -> bool:
     """``BatchedTTTLoRA(...)``, ``torch.optim.AdamW(...)``: a fresh object holding trainable state."""
     name = N.callee_name(call)
     last = N.last_part(name)
-    return (last[:1].isupper() and not last.isupper()) or "optim" in name.lower()
+    return (last[:1].isupper() and not last.isupper()) or "optim" in name.lower() or last == "deepcopy"
 
 
 def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
