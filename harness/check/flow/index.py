@@ -323,8 +323,13 @@ class SubmissionIndex:
             return None
         if len(parts) == 2 and head in module.classes:
             return module.classes[head].get(method)
+        if method in _GENERIC_METHODS:
+            return None
         candidates = self.methods.get(method, [])
-        if len(candidates) == 1 and method not in _GENERIC_METHODS:
+        local = [c for c in candidates if c.parsed is caller.parsed]
+        if len(local) == 1:
+            return local[0]  # a readable copy beside the decoded source must not make it ambiguous
+        if len(candidates) == 1:
             return candidates[0]
         return None
 
