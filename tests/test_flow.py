@@ -420,3 +420,20 @@ def test_generators_of_val_batches_taint_the_callers_loop() -> None:
         main(1, 2)
     """))
     assert kinds(effects) == [("update", 7, True)]
+
+
+def test_methods_of_known_instances_resolve_even_with_generic_names() -> None:
+    effects = timeline(parse("""
+        class PreQuantTTT:
+            def __init__(self, tokens):
+                self.tokens = tokens
+            def run(self, model):
+                for i in range(0, 100, 10):
+                    model(self.tokens[i : i + 10]).backward()
+        def main(model, val_tokens):
+            PreQuantTTT(val_tokens).run(model)
+            ttt = PreQuantTTT(val_tokens)
+            ttt.run(model)
+        main(1, 2)
+    """))
+    assert [(e.line, e.tainted, e.calls[-1].line) for e in effects] == [(7, True, 9), (7, True, 11)]

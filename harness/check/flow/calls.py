@@ -161,7 +161,8 @@ class CallHandling:
             if self._is_artifact(call, name, method):
                 self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", None, call_refs)
             return replace(args_taint, via_calibration=True)
-        target = self.aliases.get(name) or (self.engine.index.resolve(name, self.info) if name != "<expr>" else None)
+        target = self.aliases.get(name) or self._method_of_instance(call) or (
+            self.engine.index.resolve(name, self.info) if name != "<expr>" else None)
         if target is self.info:
             target = None
         artifact = self._is_artifact(call, name, method)
@@ -208,6 +209,22 @@ class CallHandling:
                        args_taint, call_refs)
             return replace(args_taint, via_calibration=True)
         return merge(receiver, args_taint)
+
+    def _method_of_instance(self, call: cst.Call) -> FuncInfo | None:
+        """``ttt.run(model)`` where ``ttt = PreQuantTTT(...)``, or ``PreQuantTTT(...).run(model)``:
+        the class is known, so even a generic method name resolves."""
+        if not isinstance(call.func, cst.Attribute):
+            return None
+        receiver = call.func.value
+        class_name: str | None = None
+        if isinstance(receiver, cst.Name):
+            class_name = self.instances.get(receiver.value)
+        elif isinstance(receiver, cst.Call):
+            class_name = N.dotted_name(receiver.func)
+        if class_name is None:
+            return None
+        methods = self.engine.index.class_methods(class_name, self.info)
+        return methods.get(call.func.attr.value) if methods else None
 
     def _is_artifact(self, call: cst.Call, name: str, method: str) -> bool:
         lowered = method.lower()

@@ -289,6 +289,16 @@ class SubmissionIndex:
             info.nested[inner.name.value] = self._function(inner, parsed, None, info)
         return info
 
+    def class_methods(self, class_name: str, caller: FuncInfo) -> dict[str, FuncInfo] | None:
+        """Methods of a submission class by name, the caller's module first."""
+        own = self.module_of(caller.parsed).classes.get(class_name)
+        if own is not None:
+            return own
+        for module in self.modules:
+            if class_name in module.classes:
+                return module.classes[class_name]
+        return None
+
     def module_of(self, parsed: ParsedSource) -> ModuleIndex:
         for module in self.modules:
             if module.parsed is parsed:

@@ -309,7 +309,8 @@ class _Walk(CallHandling):
             value = self._expr(node.value)
             if isinstance(node.value, cst.Call):
                 class_name = N.dotted_name(node.value.func)
-                if class_name in self.engine.index.val_class_attrs:
+                if class_name is not None and (class_name in self.engine.index.val_class_attrs
+                                               or self.engine.index.class_methods(class_name, self.info)):
                     for target in node.targets:
                         if isinstance(target.target, cst.Name):
                             self.instances[target.target.value] = class_name
