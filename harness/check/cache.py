@@ -40,13 +40,21 @@ def default_cache_dir() -> Path:
     return root / "check"
 
 
+# Parts of the harness that cannot change an analysis result: reports, the CLI and the
+# evaluation side. Leaving them out keeps the cache warm while those are edited.
+_NOT_ANALYSIS = ("cli", "report", "evaluate", "data")
+
+
 @lru_cache(maxsize=1)
 def harness_code_fingerprint() -> str:
-    """SHA-256 over the harness package's Python files (name and bytes)."""
+    """SHA-256 over the Python files of the harness that take part in an analysis."""
     root = Path(harness.__file__).parent
     digest = hashlib.sha256()
     for file in sorted(root.rglob("*.py")):
-        digest.update(str(file.relative_to(root)).encode() + b"\0")
+        relative = file.relative_to(root)
+        if relative.parts[0] in _NOT_ANALYSIS:
+            continue
+        digest.update(str(relative).encode() + b"\0")
         digest.update(file.read_bytes())
     return digest.hexdigest()
 
