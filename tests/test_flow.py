@@ -364,7 +364,8 @@ def test_instances_of_a_class_that_loads_validation_data_are_val() -> None:
         main(1)
     """))
     assert kinds(effects) == [("update", 12, True), ("update", 13, False)]
-    assert effects[0].taint.path[0].note == "VAL source: Data(…) (an instance holding loaded validation data)"
+    assert effects[0].taint.path[0].note == "VAL source: h.val_files"
+    assert "d.tokens set by Data(…)" in [step.note for step in effects[0].taint.path]
 
 
 def test_tuples_dicts_and_literal_keys_keep_train_and_val_apart() -> None:

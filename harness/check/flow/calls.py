@@ -18,7 +18,7 @@ import libcst as cst
 
 from harness.check.flow import names as N
 from harness.check.flow.index import FuncInfo
-from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Taint, merge
+from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
 from harness.check.parse import ParsedSource
 from harness.findings import Step
 
@@ -45,7 +45,9 @@ class CallHandling:
     call_parts: dict[int, tuple[Taint | None, ...]]
     _current_call: cst.Call | None
     returned: Taint | None
-    aliases: dict[str, FuncInfo]  # ``step = torch.compile(train_step)`` → train_step
+    aliases: dict[str, FuncInfo]
+    call_fields: dict[int, dict[str, Taint]]
+    _last_summary: Summary | None  # ``step = torch.compile(train_step)`` → train_step
 
     # provided by the statement walk (taint._Walk)
     _code: Callable[[cst.CSTNode], str]
@@ -182,10 +184,15 @@ class CallHandling:
                 self._taint_name(first, rest, line, f"{first} ← {name}(…)")
         pairs = list(zip(call.args, arg_taints))
         self._inline_function_arguments(pairs, call_refs, line)
+        if target is None and name != "<expr>":
+            constructed = self._construct(call, name, pairs, call_refs, line)
+            if constructed is not None:
+                return constructed[0]
         if target is not None:
             bound_self = isinstance(call.func, cst.Attribute) and target.class_name is not None
             self._current_call = call
-            returned = self._inline(target, pairs, bound_self, receiver, call_refs, line)
+            returned = self._inline(target, pairs, bound_self, receiver, call_refs, line,
+                                    receiver_fields=self._receiver_fields(call) if bound_self else None)
             self._current_call = None
             if artifact:
                 self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
@@ -209,6 +216,37 @@ class CallHandling:
                        args_taint, call_refs)
             return replace(args_taint, via_calibration=True)
         return merge(receiver, args_taint)
+
+    def _construct(self, call: cst.Call, name: str, pairs: list[tuple[cst.Arg, Taint | None]],
+                   call_refs: set[str], line: int) -> tuple[Taint | None] | None:
+        """``Trainer(h, model, loader, val_data)``: a submission class. Its ``__init__`` runs with
+        the arguments and only the fields it fills with VAL become VAL — the instance as a whole
+        does not (a trainer holding val_data for logging still trains on training batches)."""
+        methods = self.engine.index.class_methods(N.last_part(name), self.info) if name[:1].isalpha() else None
+        if methods is None:
+            return None
+        init = methods.get("__init__")
+        if init is not None:
+            self._inline(init, pairs, True, None, call_refs, line)
+            summary = self._last_summary
+            if summary is not None and summary.self_fields:
+                self.call_fields[id(call)] = dict(summary.self_fields)
+        if N.last_part(name) in self.engine.index.val_data_classes:
+            return (Taint((Step(self.file, line, f"VAL source: {N.last_part(name)}(…) (an instance holding "
+                                                 "loaded validation data)"),)),)
+        return (None,)
+
+    def _receiver_fields(self, call: cst.Call) -> dict[str, Taint]:
+        """VAL fields of the object a method is called on: ``ttt.tokens`` for ``ttt.run()``."""
+        receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
+        if isinstance(receiver, cst.Call):
+            return self.call_fields.get(id(receiver), {})
+        holder = N.dotted_name(receiver) if receiver is not None else None
+        if holder is None:
+            return {}
+        prefix = holder + "."
+        return {key[len(prefix):]: value for key, value in self.taint.items()
+                if key.startswith(prefix) and "." not in key[len(prefix):]}
 
     def _method_of_instance(self, call: cst.Call) -> FuncInfo | None:
         """``ttt.run(model)`` where ``ttt = PreQuantTTT(...)``, or ``PreQuantTTT(...).run(model)``:
@@ -261,12 +299,16 @@ class CallHandling:
             self._inline(function, rest, False, None, call_refs, line)
 
     def _inline(self, target: FuncInfo, pairs: list[tuple[cst.Arg, Taint | None]], bound_self: bool,
-                receiver: Taint | None, call_refs: set[str], line: int) -> Taint | None:
+                receiver: Taint | None, call_refs: set[str], line: int,
+                receiver_fields: dict[str, Taint] | None = None) -> Taint | None:
         params = list(target.params)
         seed: dict[str, Taint] = {}
+        self._last_summary = None
         if bound_self and params:
             if receiver is not None:
                 seed[params[0]] = receiver
+            for field_name, field_taint in (receiver_fields or {}).items():
+                seed[f"{params[0]}.{field_name}"] = field_taint
             params = params[1:]
         enter = Step(target.file, target.line, f"enters {target.display}")
         arg_names: dict[str, str] = {}
@@ -291,6 +333,7 @@ class CallHandling:
                 if N.root_part(key) not in target.params:
                     seed.setdefault(key, value)
         summary = self.engine.analyze(target, seed)
+        self._last_summary = summary
         if summary is None:
             result: Taint | None = receiver
             for _, taint in pairs:

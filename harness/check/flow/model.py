@@ -126,3 +126,4 @@ class Summary:
     returned: Taint | None = None
     returned_parts: tuple[Taint | None, ...] | None = None  # per element when every return is a tuple
     tainted_params: dict[str, Taint] = field(default_factory=dict)
+    self_fields: dict[str, Taint] = field(default_factory=dict)  # ``self.X`` holding VAL at the end

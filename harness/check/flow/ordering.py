@@ -199,8 +199,8 @@ def _through_training_pipeline(effect: Effect) -> bool:
     if effect.taint is None:
         return False
     for step in effect.taint.path:
-        target = step.note.split(" = ", 1)[0] if " = " in step.note else ""
-        if target and _TRAIN_PIPELINE_NAME.search(target.rsplit(".", 1)[-1]):
+        subject = step.note.split(" = ", 1)[0] if " = " in step.note else step.note.split(" ", 1)[0]
+        if any(_TRAIN_PIPELINE_NAME.search(part) for part in subject.split(".")):
             return True
     return False
 

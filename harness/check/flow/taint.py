@@ -59,6 +59,7 @@ class Engine:
             returned=returned,
             returned_parts=walk.returned_parts if walk.tuple_returns_only else None,
             tainted_params={p: walk.taint[p] for p in info.params if p in walk.taint and p not in seed},
+            self_fields=_self_fields(info, walk.taint),
         )
         self.memo[key] = summary
         return summary
@@ -67,6 +68,15 @@ class Engine:
         summary = self.analyze(info, {})
         effects = summary.effects if summary is not None else []
         return [replace(effect, order=position) for position, effect in enumerate(effects)]
+
+
+def _self_fields(info: FuncInfo, taint: dict[str, Taint]) -> dict[str, Taint]:
+    """``self.tokens`` tainted by a method (``__init__`` storing VAL): the instance's VAL fields."""
+    if info.class_name is None or not info.params:
+        return {}
+    prefix = info.params[0] + "."
+    return {name[len(prefix):]: value for name, value in taint.items()
+            if name.startswith(prefix) and "." not in name[len(prefix):]}
 
 
 class _Loop:
@@ -161,6 +171,8 @@ class _Walk(CallHandling):
         self.conditional_depth = 0
         self._current_call: cst.Call | None = None
         self.aliases: dict[str, FuncInfo] = {}
+        self.call_fields: dict[int, dict[str, Taint]] = {}  # id(constructor call) -> VAL fields
+        self._last_summary: Summary | None = None
         self.instances: dict[str, str] = {}  # local name -> class with VAL fields
 
     def _code(self, node: cst.CSTNode) -> str:
@@ -335,6 +347,13 @@ class _Walk(CallHandling):
                     self._bind_dict(target.target.value, node.value, value, line)
                 else:
                     self._bind(target.target, value, node.value)
+            fields = self.call_fields.get(id(node.value))
+            if fields:
+                for target in node.targets:
+                    if isinstance(target.target, cst.Name):
+                        for field_name, field_taint in fields.items():
+                            self._taint_name(f"{target.target.value}.{field_name}", field_taint, line,
+                                             f"{target.target.value}.{field_name} set by {N.callee_name(node.value)}(…)")  # type: ignore[arg-type]
         elif isinstance(node, cst.AnnAssign):
             if node.value is not None:
                 self._bind(node.target, self._expr(node.value), node.value)
