@@ -335,3 +335,18 @@ def test_a_dead_worker_costs_only_its_own_submission(
     monkeypatch.setattr(runner, "analyze_one", _REAL_ANALYZE_ONE)
     code, report = _json(["records", "--jobs", "2"], capsys)
     assert [s["verdict"] for s in report["submissions"]] == ["pass", "fail", "pass"]
+
+
+def test_warm_run_is_served_from_the_cache(tmp_path: Path) -> None:
+    from harness.check.context import CheckOptions
+    from harness.check.runner import audit
+
+    _submission("a", PASS_CODE)
+    _submission("b", FAIL_CODE)
+    cold = audit([Path("records")], CheckOptions(), jobs=2)
+    warm = audit([Path("records")], CheckOptions(), jobs=2)
+    assert [r.from_cache for r in cold] == [False, False]
+    assert [r.from_cache for r in warm] == [True, True]
+    assert [(r.path, r.findings) for r in warm] == [(r.path, r.findings) for r in cold]
+    fresh = audit([Path("records")], CheckOptions(), jobs=2, use_cache=False)
+    assert [r.from_cache for r in fresh] == [False, False]
