@@ -438,3 +438,27 @@ def test_methods_of_known_instances_resolve_even_with_generic_names() -> None:
         main(1, 2)
     """))
     assert [(e.line, e.tainted, e.calls[-1].line) for e in effects] == [(7, True, 9), (7, True, 11)]
+
+
+def test_a_trainer_holding_val_data_for_logging_still_trains_on_training_batches() -> None:
+    effects = timeline(parse("""
+        class Trainer:
+            def __init__(self, model, loader, val_data):
+                self.model = model
+                self.loader = loader
+                self.val_data = val_data
+            def train(self):
+                for step in range(10):
+                    x, y = self.loader.next_batch()
+                    self.model(x, y).backward()
+            def evaluate(self):
+                s = 0.0
+                s += self.model(self.val_data.val_tokens).item()
+                return s
+        def main(model, loader, val_data):
+            t = Trainer(model, loader, val_data)
+            t.train()
+            print(f"val_bpb {t.evaluate()}")
+        main(1, 2, 3)
+    """))
+    assert kinds(effects) == [("update", 10, False), ("score", 13, True), ("score", 14, True)]
