@@ -10,8 +10,8 @@ different reasons; this half knows the vocabulary of calls, the other the order 
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import libcst as cst
@@ -45,9 +45,9 @@ class CallHandling:
     call_parts: dict[int, tuple[Taint | None, ...]]
     _current_call: cst.Call | None
     returned: Taint | None
-    aliases: dict[str, FuncInfo]
-    call_fields: dict[int, dict[str, Taint]]
-    _last_summary: Summary | None  # ``step = torch.compile(train_step)`` → train_step
+    aliases: dict[str, FuncInfo]  # ``step = torch.compile(train_step)`` → train_step
+    call_fields: dict[int, dict[str, Taint]]  # id(constructor call) → fields its __init__ made VAL
+    _last_summary: Summary | None
 
     # provided by the statement walk (taint._Walk)
     _code: Callable[[cst.CSTNode], str]
