@@ -462,3 +462,23 @@ def test_a_trainer_holding_val_data_for_logging_still_trains_on_training_batches
         main(1, 2, 3)
     """))
     assert kinds(effects) == [("update", 10, False), ("score", 13, True), ("score", 14, True)]
+
+
+def test_nested_training_closure_reads_the_chunk_of_its_enclosing_loop() -> None:
+    effects = timeline(parse("""
+        import torch
+        def eval_ttt(model, val_tokens, n):
+            loss_sum = 0.0
+            for ci in range(n):
+                chunk = val_tokens[ci * 64 : (ci + 1) * 64]
+                with torch.no_grad():
+                    loss_sum += model(chunk).sum().item()
+                def train_chunk():
+                    for ep in range(3):
+                        model(chunk).mean().backward()
+                train_chunk()
+            return loss_sum
+        eval_ttt(1, 2, 3)
+    """))
+    update = next(e for e in effects if e.kind is EffectKind.UPDATE)
+    assert [(f.line, f.advancing) for f in update.loops] == [(5, True), (10, False)]

@@ -341,7 +341,7 @@ class CallHandling:
             return result
         if self.emit:
             prefix = next(call_sites)
-            frames = self._frames(call_refs)
+            frames = self._frames(call_refs | target.free_names)
             for effect in summary.effects:
                 lifted = replace(
                     effect,

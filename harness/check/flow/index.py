@@ -60,6 +60,7 @@ class FuncInfo:
     params: list[str] = field(default_factory=list)
     deps: dict[str, set[str]] = field(default_factory=dict)
     flows_out: set[str] = field(default_factory=set)  # names reaching a return or a val log line
+    free_names: set[str] = field(default_factory=set)  # outer-scope names a nested def reads
     has_matmul_accumulation: bool = False
     trains_params: bool = False  # builds an optimizer over (or writes) a parameter's parameters
 
@@ -195,6 +196,9 @@ def prepare(info: FuncInfo) -> None:
     else:
         collector.walk([info.node])
     info.flows_out = info.closure(collector.out_roots)
+    if info.parent is not None and info.node is not None:
+        local = set(info.params) | set(info.deps)
+        info.free_names = {name for name in refs(info.node.body) if root_part(name) not in local}
 
 
 def _params(node: cst.FunctionDef) -> list[str]:

@@ -173,7 +173,7 @@ class _Walk(CallHandling):
         self.aliases: dict[str, FuncInfo] = {}
         self.call_fields: dict[int, dict[str, Taint]] = {}  # id(constructor call) -> VAL fields
         self._last_summary: Summary | None = None
-        self.instances: dict[str, str] = {}  # local name -> class with VAL fields
+        self.instances: dict[str, str] = {}  # local name -> submission class it was built from
 
     def _code(self, node: cst.CSTNode) -> str:
         """Source text of a node, cached: libcst's code generation is the costliest call here."""
