@@ -68,6 +68,7 @@ class Configuration:
             self._collect_env_helpers(index)
         for index in indexes:
             self._collect_bindings(index)
+        self._reach_memo: dict[int, tuple[bool | None, list]] = {}
         self._calls_by_name: dict[str, list[tuple[ModuleIndex, cst.Call]]] = {}
         for index in indexes:
             for call in index.calls:
@@ -286,8 +287,18 @@ class Configuration:
         return state
 
     def _function_reach(self, function: cst.FunctionDef, depth: int, visiting: set) -> tuple[bool | None, list]:
+        """Whether any call site of ``function`` runs (memoized: a method like ``forward`` has
+        many call sites, and each would otherwise be re-walked for every finding inside it)."""
         if depth >= _MAX_CALL_DEPTH or id(function) in visiting:
             return None, []
+        cached = self._reach_memo.get(id(function))
+        if cached is not None:
+            return cached
+        result = self._compute_reach(function, depth, visiting)
+        self._reach_memo[id(function)] = result
+        return result
+
+    def _compute_reach(self, function: cst.FunctionDef, depth: int, visiting: set) -> tuple[bool | None, list]:
         sites = self._calls_by_name.get(function.name.value, [])
         if not sites:
             return None, []

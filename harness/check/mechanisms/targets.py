@@ -22,6 +22,12 @@ from .syntax import ModuleIndex, children_of, assigned_value, call_tail, nodes_w
 STRONG_TARGET = re.compile(
     r"^(tgt|tgts|target|targets|labels?|next_tokens?)(_\w+)?$|_(tgt|tgts|targets?|labels)$|^y_?(batch|true|tgt)$"
 )
+# Metadata about targets (lengths, shapes, masks, files) is not the target token itself.
+NOT_TARGET = re.compile(
+    r"(len|length|lens|lengths|shape|size|sizes|count|counts|dtype|device|mask|path|file|files|dir|name|names|"
+    r"bytes|byte|pattern|ids_len|offset|offsets|start|end)$",
+    re.IGNORECASE,
+)
 WEAK_TARGET = re.compile(r"^(y|ys|yb|yy|y_\w+|\w+_y)$")
 _SCORE_CALLS = {"cross_entropy", "nll_loss", "log_softmax", "log", "log2", "logsumexp", "gather"}
 _SCORE_WORDS = re.compile(r"nll|loss_sum|log_?prob|logp|bits|score|bpb")
@@ -100,7 +106,7 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo |
     info = TargetInfo(function=function)
     params = [p.name.value for p in function.params.params]
     for name in params:
-        if STRONG_TARGET.search(name):
+        if STRONG_TARGET.search(name) and not NOT_TARGET.search(name):
             info.names.add(name)
             info.origin[name] = function
     for call in calls:
@@ -117,6 +123,8 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo |
         if value is None:
             continue
         for name in target_names(statement):
+            if NOT_TARGET.search(name):
+                continue
             if STRONG_TARGET.search(name) or (WEAK_TARGET.match(name) and _is_shifted_slice(value)):
                 info.names.add(name)
                 info.origin[name] = statement  # the binding explains more than a later use
