@@ -482,3 +482,9 @@ def test_nested_training_closure_reads_the_chunk_of_its_enclosing_loop() -> None
     """))
     update = next(e for e in effects if e.kind is EffectKind.UPDATE)
     assert [(f.line, f.advancing) for f in update.loops] == [(5, True), (10, False)]
+
+
+def test_valid_prefix_means_non_padding_not_validation() -> None:
+    assert not N.is_val_name("valid_tokens")
+    assert not N.is_val_name("batch.valid_ids")
+    assert N.is_val_name("validation_tokens")

@@ -17,12 +17,14 @@ from collections.abc import Iterator
 import libcst as cst
 
 # A name component that holds validation *data* (tokens, files, loaders), not a setting.
+# ``valid_`` is left out on purpose: ``valid_tokens``/``valid_ids`` usually mean non-padding
+# positions of a training batch.
 _VAL_COMPONENT = re.compile(
-    r"^_*(val|valid|validation)_(tokens?|toks?|np|ids|data|files?|pattern|stream|buf|buffer|"
+    r"^_*(val|validation)_(tokens?|toks?|np|ids|data|files?|pattern|stream|buf|buffer|"
     r"shards?|bytes|docs?|inputs?|targets?|loader|arr|array|chunks?|set|idx)(_|$)",
     re.IGNORECASE,
 )
-_VAL_LOADER_CALL = re.compile(r"(?=.*(^|_)(val|valid|validation|eval)(_|$))(?=.*(load|tokens|read|shard))", re.IGNORECASE)
+_VAL_LOADER_CALL = re.compile(r"(?=.*(^|_)(val|validation|eval)(_|$))(?=.*(load|tokens|read|shard))", re.IGNORECASE)
 _VAL_LITERAL = re.compile(r"fineweb_val|(^|[/_\-.*])val(idation)?[_\-.*].*\.bin", re.IGNORECASE)
 
 # Calls whose receiver (first argument for module-level functions) is mutated to hold the
