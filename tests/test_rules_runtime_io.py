@@ -158,3 +158,32 @@ def test_memory_reserved_logging_is_not_a_calibration_reserve() -> None:
         '            print(f"stopping_early: wallclock_cap step:{step} mem:{torch.cuda.memory_reserved()}")\n',
     )
     assert _summary(_runtime_io({"train_gpt.py": code})) == [("PG302", "error", "train_gpt.py", 44)]
+
+
+def test_training_data_after_the_final_save_without_a_clocked_loop() -> None:
+    code = textwrap.dedent(
+        """
+        import torch
+
+        def build_ngram_table(loader, n):
+            table = {}
+            for _ in range(n):
+                x, y = loader.next_batch(65536, 1024)
+                table[int(x[0, -1])] = int(y[0, -1])
+            return table
+
+        def main(model, opt, train_loader, steps):
+            for step in range(steps):
+                x, y = train_loader.next_batch(524288, 1024)
+                model(x, y).backward()
+                opt.step()
+                torch.save(model.state_dict(), f"ckpt_{step}.pt")
+            torch.save(model.state_dict(), "final_model.pt")
+            table = build_ngram_table(train_loader, 16)
+            return table
+        """
+    )
+    (finding,) = _runtime_io({"train_gpt.py": code})
+    assert (finding.rule, finding.severity, finding.line) == ("PG302", Severity.ERROR, 19)
+    assert "after the final model is serialized (line 18)" in finding.message
+    assert [step.line for step in finding.path] == [18, 19, 7]

@@ -173,6 +173,17 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
                     if key in hits:
                         continue
                     hits[key] = _after_clock_hit(index, loop, region_index, call, reads[0], reserve, saved_at)
+        for save in _final_saves(index):
+            scope = index.enclosing_function(save) or index.parsed.module
+            regions = [(index, scope, index.line(save))]
+            if isinstance(scope, cst.FunctionDef):
+                regions += _caller_regions(indexes, scope.name.value)
+            for region_index, region_scope, after in regions:
+                for call in _region_calls(region_index, region_scope, after):
+                    key = (region_index.name, region_index.line(call))
+                    reads = [] if key in hits else direct_reads(region_index, call) or data.reads_of_call(call)
+                    if reads:
+                        hits[key] = _after_save_hit(index, save, region_index, call, reads[0])
         for function in index.functions:
             if not _EVAL_FUNCTION.search(function.name.value):
                 continue
@@ -191,6 +202,40 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
                         ),
                     )
     return list(hits.values())
+
+
+_FINAL_ARTIFACT = re.compile(r"final|quant|int[4-8]|ptz|artifact|compress", re.IGNORECASE)
+
+
+def _final_saves(index: ModuleIndex) -> list[cst.Call]:
+    """``torch.save(..., "final_model.int6.ptz")`` outside any loop: the train→eval boundary
+    (periodic checkpoints inside the training loop are not)."""
+    saves = []
+    for call in index.calls:
+        if call_tail(call) not in {"save", "save_file"}:
+            continue
+        if any(isinstance(a, (cst.For, cst.While)) for a in index.ancestors(call)):
+            continue
+        if _FINAL_ARTIFACT.search(index.code(call, 400)):
+            saves.append(call)
+    return saves
+
+
+def _after_save_hit(index: ModuleIndex, save: cst.Call, region_index: ModuleIndex, call: cst.Call, read: Read) -> Hit:
+    path = [
+        step(index, save, "final model serialized: training is over"),
+        step(region_index, call, "called after serialization"),
+    ]
+    if read.node is not call:
+        path.append(step(read.index, read.node, f"reads training data: {read.what}"))
+    return Hit(
+        rule="PG302",
+        severity=Severity.ERROR,
+        index=region_index,
+        node=region_index.enclosing_statement(call),
+        message=f"training data is read (`{read.what}`) after the final model is serialized (line {index.line(save)})",
+        path=tuple(path),
+    )
 
 
 def _caller_regions(indexes: list[ModuleIndex], name: str) -> list[tuple[ModuleIndex, cst.CSTNode, int]]:
