@@ -86,6 +86,9 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
                          f"{source} is trained on ({update.note} at line {update.line}) before the model is "
                          f"serialized/quantized ({artifact.note} at line {artifact.line}): pre-quant TTT bakes "
                          "validation data into the artifact", [(artifact, "artifact boundary after the update")])]
+    if not later_scores:
+        # scored earlier in the same loop body: the next iteration scores what this one trained on
+        later_scores = [s for s in scores if s.order < update.order and s.shares_loop(update) is not None]
     if later_scores:
         outside = [s for s in later_scores if s.shares_loop(update) is None]
         score = outside[-1] if outside else later_scores[0]
@@ -211,10 +214,13 @@ def _source(effect: Effect) -> str:
     if effect.taint is None or not effect.taint.path:
         return "validation data"
     for step in effect.taint.path[1:]:
+        target = ""
         if " = " in step.note:
             target = step.note.split(" = ", 1)[0].strip()
-            if is_val_name(target) and "files" not in target and "pattern" not in target:
-                return target
+        elif step.note.startswith("enters ") and step.note.endswith(")") and "(" in step.note:
+            target = step.note[step.note.index("(") + 1 : -1]
+        if target and is_val_name(target) and "files" not in target and "pattern" not in target:
+            return target
     note = effect.taint.path[0].note
     return note.split("VAL source: ", 1)[1].split(" (", 1)[0] if "VAL source: " in note else "validation data"
 
