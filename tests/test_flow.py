@@ -8,6 +8,8 @@ from pathlib import Path
 
 import libcst as cst
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness.check.flow import names as N
 from harness.check.flow.index import SubmissionIndex
@@ -488,3 +490,34 @@ def test_valid_prefix_means_non_padding_not_validation() -> None:
     assert not N.is_val_name("valid_tokens")
     assert not N.is_val_name("batch.valid_ids")
     assert N.is_val_name("validation_tokens")
+
+
+FIXTURE_TEXTS = [p.read_text() for p in sorted((Path(__file__).parent / "fixtures" / "code").rglob("*.py"))]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_fixture_sources_never_crash_the_rule_family(data: st.DataObject) -> None:
+    """Deleting, duplicating or truncating lines of real-shaped programs must give findings or
+    nothing — never an exception (the engine turns a family crash into PG000)."""
+    from harness.check import rules_ttt
+    from harness.check.context import CheckContext
+    from harness.check.parse import ParseFailure
+    from harness.submission import Submission
+
+    lines = data.draw(st.sampled_from(FIXTURE_TEXTS)).split("\n")
+    for _ in range(data.draw(st.integers(0, 4))):
+        index = data.draw(st.integers(0, len(lines) - 1))
+        if data.draw(st.booleans()):
+            del lines[index]
+        else:
+            lines.insert(index, lines[data.draw(st.integers(0, len(lines) - 1))])
+    text = "\n".join(lines[: data.draw(st.integers(1, len(lines)))])
+    source = SourceFile(display_name="train_gpt.py", path=Path("train_gpt.py"), text=text, is_entry=True)
+    try:
+        parsed = parse_source(source)
+    except ParseFailure:
+        return
+    findings = rules_ttt.check(CheckContext(submission=Submission(root=Path("."), name="x", sources=[source]),
+                                            parsed=[parsed]))
+    assert all(f.rule in rules_ttt.RULES + ("PG000",) and f.line >= 0 for f in findings)
