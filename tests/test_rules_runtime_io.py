@@ -186,4 +186,4 @@ def test_training_data_after_the_final_save_without_a_clocked_loop() -> None:
     (finding,) = _runtime_io({"train_gpt.py": code})
     assert (finding.rule, finding.severity, finding.line) == ("PG302", Severity.ERROR, 18)
     assert "after the final model is serialized (line 17)" in finding.message
-    assert [step.line for step in finding.path] == [17, 18, 6]
+    assert [step.line for step in finding.path] == [17, 18, 7]
