@@ -521,3 +521,19 @@ def test_mutated_fixture_sources_never_crash_the_rule_family(data: st.DataObject
     findings = rules_ttt.check(CheckContext(submission=Submission(root=Path("."), name="x", sources=[source]),
                                             parsed=[parsed]))
     assert all(f.rule in rules_ttt.RULES + ("PG000",) and f.line >= 0 for f in findings)
+
+
+def test_switch_aliases_are_followed_and_loop_or_parameter_names_are_unknown() -> None:
+    text = """
+        import os
+        class Hyperparameters:
+            ttt_enabled = bool(int(os.environ.get("TTT_ENABLED", "0")))
+        def main(h, epoch):
+            run_ttt = h.ttt_enabled and h.world_size_ok
+            for phase in range(3):
+                pass
+    """
+    switches, _ = switches_for(text)
+    assert switches.value(expr("run_ttt"), set()) is False
+    assert switches.value(expr("phase == 0"), set()) is UNKNOWN
+    assert switches.value(expr("epoch"), set()) is UNKNOWN

@@ -30,20 +30,6 @@ UNKNOWN = _Unknown()
 _MAX_DEPTH = 12
 
 
-def _is_env_read(node: cst.CSTNode) -> bool:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Call):
-            name = N.callee_name(current)
-            if name.endswith("environ.get") or name.endswith("getenv"):
-                return True
-        if isinstance(current, cst.Subscript) and (N.dotted_name(current.value) or "").endswith("environ"):
-            return True
-        stack.extend(N.children(current))
-    return False
-
-
 @dataclass
 class Outcome:
     """Whether an effect runs: ``False`` when some condition is false under the effective
@@ -55,11 +41,11 @@ class Outcome:
 
 
 class Switches:
-    """Bindings of names to env-reading expressions across all sources, and their values."""
+    """Bindings of names across all sources (env reads, constants, aliases), and their values."""
 
     def __init__(self, parsed_sources: list[ParsedSource], settings: dict[str, Setting]) -> None:
         self.settings = settings
-        self.bindings: dict[str, list[tuple[cst.BaseExpression, ParsedSource]]] = {}
+        self.bindings: dict[str, list[tuple[cst.BaseExpression | None, ParsedSource]]] = {}
         for parsed in parsed_sources:
             self._collect(parsed)
 
@@ -138,10 +124,12 @@ class Switches:
 
     def _binding(self, name: str, used: set[str], depth: int) -> object:
         candidates = self.bindings.get(name, [])
-        values = {repr(self.value(expr, used, depth + 1)) for expr, _ in candidates}
-        if len(candidates) == 0 or len(values) != 1:
+        if not candidates or any(expr is None for expr, _ in candidates):
             return UNKNOWN
-        return self.value(candidates[0][0], used, depth + 1)
+        values = [self.value(expr, used, depth + 1) for expr, _ in candidates]  # type: ignore[arg-type]
+        if any(v is UNKNOWN for v in values) or len({repr(v) for v in values}) != 1:
+            return UNKNOWN
+        return values[0]
 
     def _call(self, node: cst.Call, used: set[str], depth: int) -> object:
         name = N.callee_name(node)
@@ -242,39 +230,53 @@ def _apply(operator: cst.BaseCompOp, left: object, right: object) -> object:
 
 
 class _BindingCollector:
-    """``name = <expr>`` where the expression reads the environment, at any level, plus
-    plain literal constants at module or class level (``TTT_ENABLED = False``)."""
+    """Every binding of a name that a condition could read: assignments at any level (so that
+    ``run_ttt = h.ttt_enabled`` is followed), plus loop variables and function parameters as
+    *unknown* bindings — a name bound several ways with different values is unknown."""
 
     def __init__(self) -> None:
-        self.found: list[tuple[str, cst.BaseExpression]] = []
+        self.found: list[tuple[str, cst.BaseExpression | None]] = []
 
     def walk(self, module: cst.Module) -> None:
-        stack: list[tuple[cst.CSTNode, int]] = [(module, 0)]
+        stack: list[cst.CSTNode] = [module]
         while stack:
-            node, depth = stack.pop()
+            node = stack.pop()
             if isinstance(node, cst.Assign):
-                self._record([t.target for t in node.targets], node.value, depth)
+                self._record([t.target for t in node.targets], node.value)
             elif isinstance(node, cst.AnnAssign) and node.value is not None:
-                self._record([node.target], node.value, depth)
-            elif isinstance(node, cst.BaseExpression):
-                continue
-            inner = depth + 1 if isinstance(node, cst.FunctionDef) else depth
-            stack.extend((child, inner) for child in N.children(node))
+                self._record([node.target], node.value)
+            elif isinstance(node, (cst.For, cst.CompFor)):
+                self._unknown(node.target)
+            elif isinstance(node, cst.NamedExpr):
+                self._record([node.target], node.value)
+            elif isinstance(node, cst.Param):
+                self.found.append((node.name.value, None))
+            elif isinstance(node, cst.BaseExpression) and not isinstance(node, (cst.Lambda, cst.NamedExpr)):
+                if not _contains_binding(node):
+                    continue
+            stack.extend(N.children(node))
 
-    def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression, depth: int) -> None:
-        literal = isinstance(value, (cst.Integer, cst.Float, cst.SimpleString)) or (
-            isinstance(value, cst.Name) and value.value in ("True", "False", "None")
-        )
-        if not (_is_env_read(value) or (literal and depth == 0)):
-            if depth > 0:
-                # A later plain reassignment (``args.ttt_epochs = 0``) makes the value ambiguous.
-                for target in targets:
-                    dotted = N.dotted_name(target)
-                    same = isinstance(value, cst.Name) and dotted is not None and value.value == N.last_part(dotted)
-                    if dotted is not None and "." in dotted and not same:
-                        self.found.append((N.last_part(dotted), value))
-            return
+    def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression) -> None:
         for target in targets:
             dotted = N.dotted_name(target)
-            if dotted is not None:
+            if dotted is None:
+                self._unknown(target)
+                continue
+            same = isinstance(value, cst.Name) and value.value == N.last_part(dotted)
+            if not same:  # ``self.ttt_enabled = ttt_enabled`` adds nothing
                 self.found.append((N.last_part(dotted), value))
+
+    def _unknown(self, target: cst.CSTNode) -> None:
+        for name in N.assigned_names(target):
+            self.found.append((N.last_part(name), None))
+
+
+def _contains_binding(node: cst.CSTNode) -> bool:
+    """Expressions rarely bind names; only walrus and comprehensions do."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (cst.NamedExpr, cst.CompFor)):
+            return True
+        stack.extend(N.children(current))
+    return False
