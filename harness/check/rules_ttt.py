@@ -16,7 +16,7 @@ from harness.check.context import CheckContext
 from harness.check.flow.index import FuncInfo, ModuleIndex, SubmissionIndex
 from harness.check.flow.ordering import Decision, decide, evidence
 from harness.check.flow.switches import Switches
-from harness.check.flow.taint import Engine
+from harness.check.flow.taint import MAX_ANALYSES, Engine
 from harness.findings import Finding, Severity
 
 RULES = ("PG101", "PG102", "PG103", "PG104", "PG105", "PG106")
@@ -34,6 +34,11 @@ def check(ctx: CheckContext) -> list[Finding]:
         findings.extend(_judge_root(engine, module.top, switches, decoded, unreached_in=None))
     for info in _unreached(index, engine):
         findings.extend(_judge_root(engine, info, switches, decoded, unreached_in=info))
+    if engine.analyses >= MAX_ANALYSES:
+        entry = ctx.parsed[0].source.display_name
+        findings.append(Finding(rule="PG000", severity=Severity.WARNING, file=entry, line=0,
+                                message=f"data-flow analysis stopped after {MAX_ANALYSES} function analyses; "
+                                        "calls beyond that were treated as library calls, so findings may be missing"))
     return _strongest_per_place(findings)
 
 
