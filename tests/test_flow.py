@@ -537,3 +537,21 @@ def test_switch_aliases_are_followed_and_loop_or_parameter_names_are_unknown() -
     assert switches.value(expr("run_ttt"), set()) is False
     assert switches.value(expr("phase == 0"), set()) is UNKNOWN
     assert switches.value(expr("epoch"), set()) is UNKNOWN
+
+
+def test_per_document_and_concatenated_score_accumulators() -> None:
+    effects = timeline(parse("""
+        import torch
+        def eval_docs(model, val_tokens, doc_ids, n):
+            doc_nll = torch.zeros(n)
+            counts = torch.zeros(n)
+            all_nll = torch.zeros(0)
+            for i in range(n):
+                nll = model(val_tokens[i : i + 8])
+                doc_nll[doc_ids[i]] += nll.sum()
+                counts[val_tokens[i]] += 1
+                all_nll = torch.cat([all_nll, nll])
+            return doc_nll.sum() / all_nll.numel(), counts
+        eval_docs(1, 2, 3, 4)
+    """))
+    assert [(e.kind.value, e.line) for e in effects] == [("score", 9), ("score", 11), ("score", 12)]

@@ -400,7 +400,9 @@ class _Walk(CallHandling):
                 self._emit(EffectKind.CALIBRATION, line,
                            f"activation statistics `{N.short(self._code(node))}`", value, local_refs)
                 value = replace(value, via_calibration=True)
-            elif targets and not keyed_by_val and self._is_score_target(targets[0]):
+            elif targets and self._is_score_target(targets[0]) and (
+                    not keyed_by_val or N.SCORE_LIST_NAME.search(N.last_part(targets[0]))):
+                # ``doc_nll[doc_ids] += …`` is a per-document score; ``counts[key] += 1`` is a table
                 self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs,
                            produced_from=local_refs - set(targets))
                 value = replace(value, from_score=True)
@@ -454,7 +456,16 @@ class _Walk(CallHandling):
                                 value: Taint | None, line: int) -> None:
         """``loss_sum = loss_sum + nll.sum()`` is the same accumulation as ``+=``."""
         name = N.dotted_name(target)
-        if value is None or name is None or not isinstance(value_node, cst.BinaryOperation):
+        if value is None or name is None:
+            return
+        if isinstance(value_node, cst.Call) and N.last_part(N.callee_name(value_node)) in _CONCATENATIONS \
+                and name in set(N.refs(value_node)) and N.SCORE_LIST_NAME.search(N.last_part(name)) \
+                and self._is_score_target(name):
+            # ``all_nll = torch.cat([all_nll, nll])`` grows the per-token score like an append
+            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
+                       produced_from=set(N.refs(value_node)) - {name})
+            return
+        if not isinstance(value_node, cst.BinaryOperation):
             return
         if not isinstance(value_node.operator, cst.Add) or name not in set(N.refs(value_node)):
             return
@@ -548,6 +559,7 @@ def _mentions_warm(node: cst.CSTNode) -> bool:
     return any(N.WARMUP_WORD.search(name) for name in N.refs(node))
 
 
+_CONCATENATIONS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
 _STATE_READERS = frozenset({EffectKind.SCORE, EffectKind.ARTIFACT, EffectKind.CALIBRATION})
 
 
