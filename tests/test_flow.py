@@ -555,3 +555,22 @@ def test_per_document_and_concatenated_score_accumulators() -> None:
         eval_docs(1, 2, 3, 4)
     """))
     assert [(e.kind.value, e.line) for e in effects] == [("score", 9), ("score", 11), ("score", 12)]
+
+
+def test_a_no_grad_forward_on_the_chunk_counts_as_its_score() -> None:
+    effects = timeline(parse("""
+        import torch
+        def run(model, val_tokens, n):
+            results = []
+            for ci in range(n):
+                x = val_tokens[ci * 64 : (ci + 1) * 64]
+                with torch.no_grad():
+                    out = model.forward_chunk(x)
+                    n_tok = x.numel()
+                results.append(out)
+                model(x).mean().backward()
+            return results
+        run(1, 2, 3)
+    """))
+    assert [(e.kind.value, e.line) for e in effects] == [("score", 8), ("update", 11)]
+    assert effects[0].note == "scored under no_grad into out"

@@ -125,7 +125,8 @@ def _scored_first(update: Effect, scores: list[Effect]) -> Effect | None:
 def _rescored_per_pass(update: Effect, scores: list[Effect]) -> list[Decision]:
     """Score-first inside, but wrapped in a pass/epoch loop over the same data: every pass
     after the first scores tokens the model has already trained on (#568, #642)."""
-    for score in scores:
+    accumulations_first = sorted(scores, key=lambda s: (s.note.startswith("scored under no_grad"), s.order))
+    for score in accumulations_first:
         epoch = _shared_pass_loop(update, score)
         if epoch is not None:
             return [Decision("PG103", Severity.ERROR, score,
@@ -220,7 +221,7 @@ def _source(effect: Effect) -> str:
         elif step.note.startswith("enters ") and step.note.endswith(")") and "(" in step.note:
             target = step.note[step.note.index("(") + 1 : -1]
         if target and is_val_name(target) and "files" not in target and "pattern" not in target:
-            return target
+            return target.removeprefix("self.")
     note = effect.taint.path[0].note
     return note.split("VAL source: ", 1)[1].split(" (", 1)[0] if "VAL source: " in note else "validation data"
 

@@ -169,6 +169,7 @@ class _Walk(CallHandling):
         self.local_refs: list[set[str]] = []  # names each effect's local statement read
         self.loop_uids: dict[int, int] = {}
         self.conditional_depth = 0
+        self.no_grad_depth = 0
         self._current_call: cst.Call | None = None
         self.aliases: dict[str, FuncInfo] = {}
         self.call_fields: dict[int, dict[str, Taint]] = {}  # id(constructor call) -> VAL fields
@@ -242,8 +243,12 @@ class _Walk(CallHandling):
                 value = self._expr(item.item)
                 if item.asname is not None:
                     self._bind(item.asname.name, value, item.item)
+            no_grad = any(N.last_part(N.callee_name(item.item)) in _NO_GRAD for item in node.items
+                          if isinstance(item.item, cst.Call))
             self.warm_depth += warm
+            self.no_grad_depth += no_grad
             self._block(list(node.body.body))
+            self.no_grad_depth -= no_grad
             self.warm_depth -= warm
         elif isinstance(node, (cst.Try, cst.TryStar)):
             self.conditional_depth += 1
@@ -347,6 +352,7 @@ class _Walk(CallHandling):
                     self._bind_dict(target.target.value, node.value, value, line)
                 else:
                     self._bind(target.target, value, node.value)
+                    self._score_if_no_grad_forward(target.target, node.value, value, line)
             fields = self.call_fields.get(id(node.value))
             if fields:
                 for target in node.targets:
@@ -451,6 +457,19 @@ class _Walk(CallHandling):
         for key, taint in keyed.items():
             if taint is not None:
                 self._taint_name(f"{name}.{key}", taint, line, f"{name}[{key!r}] = …")
+
+    def _score_if_no_grad_forward(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
+                                  value: Taint | None, line: int) -> None:
+        """``with torch.no_grad(): nll = model(x, y)`` on VAL is the scoring half of score-first
+        TTT even when the number is accumulated later or by an unrecognisable name."""
+        name = N.dotted_name(target)
+        if not self.no_grad_depth or value is None or name is None or not self.loops:
+            return
+        last = N.last_part(name)
+        if N.TRAIN_WORD.search(last) or N.DENOMINATOR_NAME.search(last) or not _has_call(value_node):
+            return
+        refs = set(N.refs(value_node))
+        self._emit(EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=refs)
 
     def _accumulate_if_self_add(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
                                 value: Taint | None, line: int) -> None:
@@ -557,6 +576,19 @@ class _Walk(CallHandling):
 
 def _mentions_warm(node: cst.CSTNode) -> bool:
     return any(N.WARMUP_WORD.search(name) for name in N.refs(node))
+
+
+_NO_GRAD = frozenset({"no_grad", "inference_mode"})
+
+
+def _has_call(node: cst.CSTNode) -> bool:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Call):
+            return True
+        stack.extend(N.children(current))
+    return False
 
 
 _CONCATENATIONS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
