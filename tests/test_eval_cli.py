@@ -81,6 +81,8 @@ def test_reference_artifact_is_audited_and_matches_the_trainers_validation_pass(
     assert report["bytes"] == sums.bytes and report["tokens"] == sums.tokens
     assert report["val_bpb"] == pytest.approx(sums.val_bpb, rel=1e-12)
     assert (out / "chunks.jsonl").exists() and (out / "report.md").read_text().startswith("## golf-eval: audited")
+    causality = [r for r in report["probes"]["results"] if r["name"] == "causality"]
+    assert report["probes"]["available"] is True and causality[0]["status"] == "pass"
     # golf-eval verify on the honest log, then on a tampered copy
     assert main(["verify", str(out / "chunks.jsonl"), "--head", report["log"]["head_sha256"]]) == 0
     lines = (out / "chunks.jsonl").read_text().splitlines()
@@ -208,3 +210,18 @@ def test_probe_and_guard_plugins_are_called_and_reported(
     assert report["probes"] == {"available": True, "causality": {"positions": 4, "max_abs_diff": 0.5, "tolerance": 1e-5}}
     assert report["audited"] is False and outcome.audited is False
     assert report["log"]["verified"] is True and report["complete"] is True
+
+
+def test_no_submission_evaluates_the_quick_start_reference_artifact(
+    small_data: DataPaths, tiny_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``golf-eval`` with no SUBMISSION picks up ``out/reference/`` (golf-train's default output)."""
+    reference = tmp_path / "out" / "reference"
+    reference.mkdir(parents=True)
+    (reference / "final_model.int8.ptz").write_bytes(tiny_artifact.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    args = ["--data", str(small_data.data_dir), "--tokenizer", str(small_data.tokenizer_path), "--quiet"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "out" / "eval" / "report.json").read_text())
+    assert report["submission"] is None and report["config"]["seq_len"] == 256  # the tiny preset's
+    assert report["artifact"]["name"] == "final_model.int8.ptz" and report["audited"] is True
