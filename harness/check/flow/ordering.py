@@ -107,6 +107,11 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
                                       [(prior[0], "first scoring pass"), (update, "update on the scored tokens")],
                                       at=_diverging_call(again, update)))
         return decisions
+    if any(s.order < update.order for s in scores):
+        # trained after everything was scored and nothing is scored or saved afterwards
+        return [Decision("PG104", Severity.INFO, update,
+                         f"{source} is trained on ({update.note} at line {update.line}) after the last scoring "
+                         "pass; nothing scored or saved afterwards uses it")]
     return [Decision("PG104", Severity.WARNING, update,
                      f"{source} is trained on ({update.note} at line {update.line}) outside any scoring loop")]
 
