@@ -203,3 +203,20 @@ def test_deleting_a_fresh_model_after_scoring_it_does_not_hide_train_then_score(
         "    val_bpb = eval_val_sliding(args, ttt_model, val_tokens, base_bytes_lut)\n    del ttt_model\n",
     )
     assert serious(check_text(text)) == {("PG101", "error", "train_gpt.py", 54)}
+
+
+def test_training_after_the_last_score_is_info_and_before_any_score_a_warning() -> None:
+    after = check_text(
+        "import torch\n"
+        "def main(model, val_tokens):\n"
+        "    loss_sum = 0.0\n"
+        "    with torch.no_grad():\n"
+        "        loss_sum += model(val_tokens).item()\n"
+        "    print(f'final_exact val_bpb:{loss_sum}')\n"
+        "    model(val_tokens).backward()\n"
+        "main(1, 2)\n"
+    )
+    assert [(f.rule, f.severity.value, f.line) for f in after] == [("PG104", "info", 7)]
+    alone = check_text("def main(model, val_tokens):\n    model(val_tokens).backward()\nmain(1, 2)\n")
+    assert [(f.rule, f.severity.value, f.line) for f in alone] == [("PG104", "warning", 2)]
+    assert alone[0].message == "val_tokens is trained on (model(val_tokens).backward() at line 2) outside any scoring loop"
