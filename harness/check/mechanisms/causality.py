@@ -1,6 +1,6 @@
 """PG201: the target token used to form its own prediction (C1 of #1017).
 
-Three shapes, each with a legal twin that must pass:
+Shapes, each with a legal twin that must pass:
 - hash keys that mix the target into the key and are *read* for the prediction
   (#779 ``ctx_hash ^ tgt * prime``) — BigramHash of input tokens and causal cache *updates*
   keyed by ``(context, target)`` after scoring are legal;
@@ -9,7 +9,10 @@ Three shapes, each with a legal twin that must pass:
   are legal (they never touch the prediction);
 - SLOT: per-window tensors created with ``requires_grad`` and optimized against the targets
   that are then scored (#1229, #1240's flip-a-future-target proof) — score-first TTT, which
-  scores before it updates, is legal.
+  scores before it updates, is legal;
+- token statistics of a whole document (``bincount(doc)``) shaping its own predictions —
+  locating documents by their BOS positions up front is legal (research Q14);
+- the expert-gate weights of the #1420 n-gram lineage set nonzero in the configuration.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ GATE_WORDS = re.compile(
     re.IGNORECASE,
 )
 _NOT_GATE = re.compile(r"byte|bpb|mask|len|count|loss|nll", re.IGNORECASE)
-_OPTIMIZERS = re.compile(r"^(SGD|Adam|AdamW|LBFGS|RMSprop|Adagrad|Adamax|NAdam|RAdam|Muon|Lion)$")
 
 
 def find_target_in_key(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> list[Hit]:
+    """One finding per hash expression that mixes the target into a key read for prediction."""
     hits: list[Hit] = []
     seen: set[int] = set()
     for key_expr, read in lookups.key_reads:

@@ -120,7 +120,7 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
 
     for site in _read_sites(index, function, mentions_key):
         key_expr = _key_expr_for(site, facts, hashes)
-        if key_expr is not None and not _is_store_call(index, site) and not _after_score(index, site):
+        if key_expr is not None and not _inside_write_target(index, site) and not _after_score(index, site):
             facts.key_reads.append((key_expr, site))
 
     def mentions_target_or_key(expr: cst.CSTNode) -> bool:
@@ -165,10 +165,6 @@ def _inside_write_target(index: ModuleIndex, node: cst.CSTNode) -> bool:
         if isinstance(ancestor, (cst.SimpleStatementLine, cst.FunctionDef)):
             return False
     return False
-
-
-def _is_store_call(index: ModuleIndex, site: cst.CSTNode) -> bool:
-    return _inside_write_target(index, site)
 
 
 def _key_expr_for(site: cst.CSTNode, facts: LookupFacts, hashes: list[cst.CSTNode]) -> cst.CSTNode | None:
