@@ -574,3 +574,16 @@ def test_a_no_grad_forward_on_the_chunk_counts_as_its_score() -> None:
     """))
     assert [(e.kind.value, e.line) for e in effects] == [("score", 8), ("update", 11)]
     assert effects[0].note == "scored under no_grad into out"
+
+
+def test_a_parameter_named_like_a_field_does_not_blur_the_field() -> None:
+    text = """
+        import os
+        class Hyperparameters:
+            ttt_enabled = bool(int(os.environ.get("TTT_ENABLED", "0")))
+        def eval_ttt(args, ttt_enabled=True):
+            return ttt_enabled
+    """
+    switches, _ = switches_for(text)
+    assert switches.value(expr("args.ttt_enabled"), set()) is False
+    assert switches.value(expr("ttt_enabled"), set()) is UNKNOWN

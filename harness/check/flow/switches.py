@@ -77,7 +77,8 @@ class Switches:
                 return {"True": True, "False": False, "None": None}[dotted]
             if dotted == "__name__":
                 return "__main__"
-            return self._binding(N.last_part(dotted), used, depth)
+            key = ("." if "." in dotted else "") + N.last_part(dotted)
+            return self._binding(key, used, depth)
         if isinstance(node, cst.Call):
             return self._call(node, used, depth)
         if isinstance(node, cst.Subscript) and (N.dotted_name(node.value) or "").endswith("environ"):
@@ -232,43 +233,53 @@ def _apply(operator: cst.BaseCompOp, left: object, right: object) -> object:
 class _BindingCollector:
     """Every binding of a name that a condition could read: assignments at any level (so that
     ``run_ttt = h.ttt_enabled`` is followed), plus loop variables and function parameters as
-    *unknown* bindings — a name bound several ways with different values is unknown."""
+    *unknown* bindings — a name bound several ways with different values is unknown. Fields
+    (class-body names, ``obj.x = …``) and plain names are kept apart, so a parameter called
+    ``ttt_enabled`` does not blur ``args.ttt_enabled``."""
 
     def __init__(self) -> None:
         self.found: list[tuple[str, cst.BaseExpression | None]] = []
 
     def walk(self, module: cst.Module) -> None:
-        stack: list[cst.CSTNode] = [module]
+        stack: list[tuple[cst.CSTNode, bool]] = [(module, False)]
         while stack:
-            node = stack.pop()
+            node, in_class = stack.pop()
             if isinstance(node, cst.Assign):
-                self._record([t.target for t in node.targets], node.value)
+                self._record([t.target for t in node.targets], node.value, in_class)
             elif isinstance(node, cst.AnnAssign) and node.value is not None:
-                self._record([node.target], node.value)
+                self._record([node.target], node.value, in_class)
             elif isinstance(node, (cst.For, cst.CompFor)):
                 self._unknown(node.target)
             elif isinstance(node, cst.NamedExpr):
-                self._record([node.target], node.value)
+                self._record([node.target], node.value, False)
             elif isinstance(node, cst.Param):
                 self.found.append((node.name.value, None))
             elif isinstance(node, cst.BaseExpression) and not isinstance(node, (cst.Lambda, cst.NamedExpr)):
                 if not _contains_binding(node):
                     continue
-            stack.extend(N.children(node))
+            if isinstance(node, cst.ClassDef):
+                inner = True
+            elif isinstance(node, cst.FunctionDef):
+                inner = False
+            else:
+                inner = in_class
+            stack.extend((child, inner) for child in N.children(node))
 
-    def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression) -> None:
+    def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression, in_class: bool) -> None:
         for target in targets:
             dotted = N.dotted_name(target)
             if dotted is None:
                 self._unknown(target)
                 continue
             same = isinstance(value, cst.Name) and value.value == N.last_part(dotted)
-            if not same:  # ``self.ttt_enabled = ttt_enabled`` adds nothing
-                self.found.append((N.last_part(dotted), value))
+            if same:  # ``self.ttt_enabled = ttt_enabled`` adds nothing
+                continue
+            field = in_class or "." in dotted
+            self.found.append((("." if field else "") + N.last_part(dotted), value))
 
     def _unknown(self, target: cst.CSTNode) -> None:
         for name in N.assigned_names(target):
-            self.found.append((N.last_part(name), None))
+            self.found.append((("." if "." in name else "") + N.last_part(name), None))
 
 
 def _contains_binding(node: cst.CSTNode) -> bool:
