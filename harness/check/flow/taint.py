@@ -17,6 +17,7 @@ import libcst as cst
 from harness.check.flow import names as N
 from harness.check.flow.calls import CallHandling, call_sites, literal_key, wrapped_function
 from harness.check.flow.index import FuncInfo, SubmissionIndex
+from harness.check.flow.loops import Loop, ends_in_exit, loop_vary, range_call
 from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
 from harness.findings import Step
 
@@ -79,67 +80,6 @@ def _self_fields(info: FuncInfo, taint: dict[str, Taint]) -> dict[str, Taint]:
             if name.startswith(prefix) and "." not in name[len(prefix):]}
 
 
-class _Loop:
-    def __init__(self, node: cst.For | cst.While, uid: int, vary: set[str], label: str, line: int) -> None:
-        self.node = node
-        self.uid = uid
-        self.vary = vary
-        self.targets = tuple(N.assigned_names(node.target)) if isinstance(node, cst.For) else ()
-        self.label = label
-        self.line = line
-        self.over_range = isinstance(node, cst.For) and _range_call(node.iter) is not None
-
-
-def _range_call(node: cst.BaseExpression) -> cst.Call | None:
-    if isinstance(node, cst.Call) and N.dotted_name(node.func) in ("range", "trange", "tqdm.trange"):
-        return node
-    return None
-
-
-def _direct_statements(body: cst.BaseSuite) -> list[cst.CSTNode]:
-    """Statements of a loop body, descending into if/with/try but not into nested loops/defs."""
-    found: list[cst.CSTNode] = []
-    stack: list[cst.CSTNode] = list(body.body)
-    while stack:
-        node = stack.pop()
-        found.append(node)
-        if isinstance(node, (cst.For, cst.While, cst.FunctionDef, cst.ClassDef)):
-            continue
-        if isinstance(node, (cst.If, cst.With, cst.Try, cst.Else, cst.ExceptHandler, cst.Finally)):
-            for child in N.children(node):
-                if isinstance(child, (cst.IndentedBlock, cst.SimpleStatementSuite)):
-                    stack.extend(child.body)
-                elif isinstance(child, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
-                    stack.append(child)
-    return found
-
-
-def _loop_vary(node: cst.For | cst.While) -> set[str]:
-    """Names whose value changes from one iteration to the next at this loop's own level."""
-    vary: set[str] = set(N.assigned_names(node.target)) if isinstance(node, cst.For) else set()
-    for statement in _direct_statements(node.body):
-        if not isinstance(statement, cst.SimpleStatementLine):
-            continue
-        for small in statement.body:
-            if isinstance(small, cst.AugAssign):
-                vary.update(N.assigned_names(small.target))
-            elif isinstance(small, cst.Assign) and isinstance(node, cst.While):
-                for target in small.targets:
-                    vary.update(N.assigned_names(target.target))
-    return vary
-
-
-def _ends_in_exit(block: cst.BaseSuite) -> bool:
-    if not block.body:
-        return False
-    last = block.body[-1]
-    if isinstance(block, cst.SimpleStatementSuite):
-        return isinstance(last, (cst.Return, cst.Continue, cst.Break, cst.Raise))
-    if isinstance(last, cst.SimpleStatementLine) and last.body:
-        return isinstance(last.body[-1], (cst.Return, cst.Continue, cst.Break, cst.Raise))
-    return False
-
-
 class _Walk(CallHandling):
     """One analysis of one function under one set of tainted names."""
 
@@ -158,7 +98,7 @@ class _Walk(CallHandling):
         self.returned_parts: tuple[Taint | None, ...] | None = None
         self.tuple_returns_only = True
         self.call_parts: dict[int, tuple[Taint | None, ...]] = {}  # id(call) -> per-element result
-        self.loops: list[_Loop] = []
+        self.loops: list[Loop] = []
         self.conds: list[Cond] = []
         self.emit = True
         self.warm_depth = 1 if N.WARMUP_WORD.search(info.name) else 0
@@ -221,7 +161,7 @@ class _Walk(CallHandling):
         pushed = 0
         for statement in statements:
             self._statement(statement)
-            if isinstance(statement, cst.If) and statement.orelse is None and _ends_in_exit(statement.body):
+            if isinstance(statement, cst.If) and statement.orelse is None and ends_in_exit(statement.body):
                 self.conds.append(Cond(self.parsed, statement.test, False, self.parsed.line_of(statement)))
                 pushed += 1
         if pushed:
@@ -296,12 +236,12 @@ class _Walk(CallHandling):
         uid = self.loop_uids.setdefault(id(node), next(call_sites))
         label = ("for " + N.short(self._code(node.target)) + " in " + N.short(self._code(node.iter))
                  if isinstance(node, cst.For) else "while " + N.short(self._code(node.test)))
-        loop = _Loop(node, uid, _loop_vary(node), label, line)
+        loop = Loop(node, uid, loop_vary(node), label, line)
         warm = bool(N.WARMUP_WORD.search(label))
         pushed_cond = False
-        range_call = _range_call(node.iter) if isinstance(node, cst.For) else None
-        if range_call is not None and len(range_call.args) == 1:
-            self.conds.append(Cond(self.parsed, range_call.args[0].value, True, line, range_count=True))
+        ranged = range_call(node.iter) if isinstance(node, cst.For) else None
+        if ranged is not None and len(ranged.args) == 1:
+            self.conds.append(Cond(self.parsed, ranged.args[0].value, True, line, range_count=True))
             pushed_cond = True
         self.loops.append(loop)
         self.warm_depth += warm

@@ -1,0 +1,71 @@
+"""Loops as the ordering rules see them: which names change from one iteration to the next
+(a chunk/document loop advances its data, an epoch loop does not), whether the loop runs over
+``range(n)``, and which ``if`` bodies end by leaving the block (guards).
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from harness.check.flow import names as N
+
+
+class Loop:
+    def __init__(self, node: cst.For | cst.While, uid: int, vary: set[str], label: str, line: int) -> None:
+        self.node = node
+        self.uid = uid
+        self.vary = vary
+        self.targets = tuple(N.assigned_names(node.target)) if isinstance(node, cst.For) else ()
+        self.label = label
+        self.line = line
+        self.over_range = isinstance(node, cst.For) and range_call(node.iter) is not None
+
+
+def range_call(node: cst.BaseExpression) -> cst.Call | None:
+    if isinstance(node, cst.Call) and N.dotted_name(node.func) in ("range", "trange", "tqdm.trange"):
+        return node
+    return None
+
+
+def _direct_statements(body: cst.BaseSuite) -> list[cst.CSTNode]:
+    """Statements of a loop body, descending into if/with/try but not into nested loops/defs."""
+    found: list[cst.CSTNode] = []
+    stack: list[cst.CSTNode] = list(body.body)
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        if isinstance(node, (cst.For, cst.While, cst.FunctionDef, cst.ClassDef)):
+            continue
+        if isinstance(node, (cst.If, cst.With, cst.Try, cst.Else, cst.ExceptHandler, cst.Finally)):
+            for child in N.children(node):
+                if isinstance(child, (cst.IndentedBlock, cst.SimpleStatementSuite)):
+                    stack.extend(child.body)
+                elif isinstance(child, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
+                    stack.append(child)
+    return found
+
+
+def loop_vary(node: cst.For | cst.While) -> set[str]:
+    """Names whose value changes from one iteration to the next at this loop's own level."""
+    vary: set[str] = set(N.assigned_names(node.target)) if isinstance(node, cst.For) else set()
+    for statement in _direct_statements(node.body):
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if isinstance(small, cst.AugAssign):
+                vary.update(N.assigned_names(small.target))
+            elif isinstance(small, cst.Assign) and isinstance(node, cst.While):
+                for target in small.targets:
+                    vary.update(N.assigned_names(target.target))
+    return vary
+
+
+def ends_in_exit(block: cst.BaseSuite) -> bool:
+    if not block.body:
+        return False
+    last = block.body[-1]
+    if isinstance(block, cst.SimpleStatementSuite):
+        return isinstance(last, (cst.Return, cst.Continue, cst.Break, cst.Raise))
+    if isinstance(last, cst.SimpleStatementLine) and last.body:
+        return isinstance(last.body[-1], (cst.Return, cst.Continue, cst.Break, cst.Raise))
+    return False
