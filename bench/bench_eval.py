@@ -37,7 +37,9 @@ from reference_model.model import GPT
 from reference_model.train import TrainConfig
 
 SEQ_LEN = 256
-BATCH = 16
+BATCH = 65_536 // SEQ_LEN  # golf-eval's default windows per forward pass
+_TINY = TrainConfig.tiny()
+TRAINER_BATCH = _TINY.val_batch_size // _TINY.micro_batches // SEQ_LEN  # what golf-train uses on 1 process
 
 
 def plain_loop(model: torch.nn.Module, inputs: EvalInputs, chunk_tokens: int) -> float:
@@ -81,7 +83,7 @@ def main() -> None:
     model.eval()
     print(f"tiny CPU model: {sum(p.numel() for p in model.parameters()):,} parameters; "
           f"{tokens.size - 1:,} targets; seq_len {SEQ_LEN}; chunk {args.chunk_tokens}; "
-          f"torch threads {torch.get_num_threads()}")
+          f"batch {BATCH} windows (trainer {TRAINER_BATCH}); torch threads {torch.get_num_threads()}")
     plain_times, audited_times, golf_times, trainer_times, audit_shares = [], [], [], [], []
     plain_cpu, audited_cpu, golf_cpu, trainer_cpu = [], [], [], []
     with tempfile.TemporaryDirectory() as scratch:
@@ -100,7 +102,7 @@ def main() -> None:
             seconds, cpu, _ = timed(audited_run, model, inputs, args.chunk_tokens, folder)
             golf_times.append(seconds)
             golf_cpu.append(cpu)
-            seconds, cpu, _ = timed(eval_val_sums, model, tokens, luts, SEQ_LEN, BATCH)
+            seconds, cpu, _ = timed(eval_val_sums, model, tokens, luts, SEQ_LEN, TRAINER_BATCH)
             trainer_times.append(seconds)
             trainer_cpu.append(cpu)
     plain, audited = min(plain_times), min(audited_times)

@@ -38,7 +38,7 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--stride", type=int, metavar="N", help="score every N tokens (default: seq-len, non-overlapping)")
     parser.add_argument("--seq-len", type=int, metavar="N", help=f"window length (default {BASELINE_SEQ_LEN}; reference model {REFERENCE_SEQ_LEN})")
     parser.add_argument("--chunk-tokens", type=int, default=32768, metavar="N", help="targets per score→adapt chunk (default 32768)")
-    parser.add_argument("--batch-windows", type=int, default=16, metavar="N", help="windows per forward pass (default 16)")
+    parser.add_argument("--batch-windows", type=int, metavar="N", help="windows per forward pass (default 65536 // seq-len)")
     parser.add_argument("--ttt-lr", type=float, default=0.002, metavar="LR", help="SGD TTT learning rate (default 0.002)")
     parser.add_argument("--ttt-epochs", type=int, default=3, metavar="N", help="SGD TTT epochs per scored chunk (default 3)")
     parser.add_argument("--ttt-freeze-blocks", type=int, default=0, metavar="N", help="freeze the first N blocks during TTT")
@@ -127,7 +127,7 @@ def _check_settings(args: Any) -> None:
     own_entry = args.submission is not None and (args.submission / ENTRY_FILE).is_file()
     if args.ttt not in available_adapters() and not own_entry:
         raise UsageError(f"unknown TTT adapter '{args.ttt}' (known: {', '.join(available_adapters())})")
-    if args.chunk_tokens < 1 or args.batch_windows < 1:
+    if args.chunk_tokens < 1 or (args.batch_windows is not None and args.batch_windows < 1):
         raise UsageError("--chunk-tokens and --batch-windows must be positive")
 
 

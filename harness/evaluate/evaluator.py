@@ -32,18 +32,25 @@ from harness.evaluate.windows import ChunkPlan, plan_evaluation
 from harness.findings import Finding, Severity
 
 
+BATCH_TOKENS = 65_536  # the baseline's validation batch per GPU (524,288 tokens over 8 GPUs)
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     seq_len: int = 1024
     stride: int | None = None  # None: stride = seq_len (plain non-overlapping evaluation)
     chunk_tokens: int = 32768
-    batch_windows: int = 16
+    batch_windows: int | None = None  # None: BATCH_TOKENS // seq_len, the baseline's per-GPU val batch
     ttt: str = "none"
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     max_chunks: int | None = None
     seed: int = 1337
     device: str = "cpu"
     autocast: bool = False  # bf16 autocast for the forward pass (the trainer's choice on CUDA)
+
+    @property
+    def effective_batch_windows(self) -> int:
+        return self.batch_windows if self.batch_windows is not None else max(1, BATCH_TOKENS // self.seq_len)
 
     @property
     def effective_stride(self) -> int:
@@ -54,7 +61,7 @@ class EvalConfig:
             "seq_len": self.seq_len,
             "stride": self.effective_stride,
             "chunk_tokens": self.chunk_tokens,
-            "batch_windows": self.batch_windows,
+            "batch_windows": self.effective_batch_windows,
             "ttt": self.ttt,
             "adapter": self.adapter.to_json() if self.ttt != "none" else None,
             "max_chunks": self.max_chunks,
@@ -182,7 +189,7 @@ def evaluate(
                 with torch.inference_mode():
                     sums = score_windows(
                         model, tokens_device, chunk.windows, inputs.vocab_size,
-                        config.batch_windows, dist_ctx, config.autocast,
+                        config.effective_batch_windows, dist_ctx, config.autocast,
                     )
             except RuntimeViolation as violation:  # a guard refused something the model tried
                 findings.append(_runtime_finding(violation.rule, str(violation), "<model>"))

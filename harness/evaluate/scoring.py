@@ -7,8 +7,9 @@ checks the shape against the tokenizer's vocabulary, applies ``log_softmax`` in 
 scored targets, summed in float64.
 
 Batches are formed over a chunk's windows in a fixed way and whole batches are given to ranks,
-so every batch is computed with the same shapes however many processes run: that is what makes
-1 and N processes agree to float64 rounding.
+so (when a chunk holds at least one full batch per rank) every batch is computed with the same
+shapes however many processes run: that is what makes 1 and N processes agree to float64
+rounding.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def score_windows(
     sums = ScoreSums()
     length = windows.length
     device = tokens.device
+    # Never fewer batches than ranks, so every rank gets work; batch shapes stay those of one
+    # process whenever a chunk has at least world_size full batches.
+    batch_windows = max(1, min(batch_windows, -(-windows.count // dist_ctx.world_size)))
     num_batches = -(-windows.count // batch_windows)
     first_batch, last_batch = split_for_rank(num_batches, dist_ctx.rank, dist_ctx.world_size)
     positions = torch.arange(length, device=device)
