@@ -20,7 +20,7 @@ from harness.evaluate.adapters.none import NoAdapter
 from harness.evaluate.adapters.sgd import cosine_lr, trainable_parameters
 from harness.evaluate.evaluator import EvalConfig, EvalInputs, evaluate
 from harness.evaluate.fingerprint import Fingerprinter, state_sha256
-from harness.evaluate.scored import ChunkInfo, ScoredTokens, UnscoredAccess
+from harness.evaluate.scored import ChunkInfo, RuntimeViolation, ScoredTokens, UnscoredAccess
 from harness.evaluate.scoring import ScoringError
 from harness.evaluate.verify import verify_log
 from harness.evaluate.windows import plan_evaluation, plan_windows
@@ -326,3 +326,23 @@ def test_sgd_adapter_trains_only_on_scored_tokens_and_lowers_bpb(tmp_path: Path)
 def test_unknown_adapter_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="unknown TTT adapter 'magic'"):
         make_adapter("magic", Bigram(2), AdapterConfig())
+
+
+class NetworkingAdapter:
+    """Stands in for an adapter whose network access a guard refused (rule PG301)."""
+
+    name = "net"
+
+    def adapt(self, model: nn.Module, scored: ScoredTokens, chunk: ChunkInfo) -> None:
+        raise RuntimeViolation("network access refused: connect to 10.0.0.1:443", rule="PG301")
+
+
+def test_guard_refusal_during_adaptation_keeps_its_rule(tmp_path: Path) -> None:
+    tokens = np.random.default_rng(6).integers(0, 8, size=201).astype(np.uint16)
+    result, verified = _run(Bigram(8), tokens, np.ones(200, dtype=np.int64), 8, tmp_path,
+                            use_adapter=NetworkingAdapter(), seq_len=20, chunk_tokens=100)
+    assert [(f.rule, f.file, f.message) for f in result.findings] == [
+        ("PG301", "<adapter>", "network access refused: connect to 10.0.0.1:443")
+    ]
+    assert result.stopped == "stopped after chunk 0: network access refused: connect to 10.0.0.1:443"
+    assert verified.ok and not verified.complete

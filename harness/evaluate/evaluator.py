@@ -216,8 +216,8 @@ def evaluate(
                 violation = _run_adapter(adapter, model, scored, chunk, len(chunks), config.seq_len)
                 timing["adapt_s"] += time.perf_counter() - adapt_started
                 if any_rank(violation is not None, dist_ctx):
-                    message = violation or "adapter tried to read unscored tokens (on another rank)"
-                    findings.append(_runtime_finding("PG101", message, adapter_origin))
+                    rule, message = violation or ("PG101", "the adapter was stopped on another rank")
+                    findings.append(_runtime_finding(rule, message, adapter_origin))
                     stopped = f"stopped after chunk {chunk.index}: {message}"
                     break
                 audit_started = time.perf_counter()
@@ -275,8 +275,12 @@ def adapter_is_active(adapter: Adapter) -> bool:
 
 def _run_adapter(
     adapter: Adapter, model: nn.Module, scored: ScoredTokens, chunk: ChunkPlan, num_chunks: int, seq_len: int
-) -> str | None:
-    """Run one adaptation; the message of the first forbidden access, or None if it behaved."""
+) -> tuple[str, str] | None:
+    """Run one adaptation; ``(rule, message)`` of the first forbidden act, or None if it behaved.
+
+    A read past the scored frontier is PG101; a guard refusal (network, training data) keeps
+    the rule the guard gave it.
+    """
     info = ChunkInfo(
         index=chunk.index, num_chunks=num_chunks, target_start=chunk.target_start,
         target_end=chunk.target_end, seq_len=seq_len,
@@ -285,12 +289,11 @@ def _run_adapter(
     try:
         adapter.adapt(model, scored, info)
     except RuntimeViolation as violation:
-        model.eval()
-        return str(violation)
+        return violation.rule, str(violation)
     finally:
         model.eval()
     if len(scored.violations) > already:
-        return scored.violations[already]  # the adapter swallowed UnscoredAccess: still a finding
+        return "PG101", scored.violations[already]  # the adapter swallowed UnscoredAccess: still a finding
     return None
 
 
