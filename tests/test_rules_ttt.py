@@ -220,3 +220,25 @@ def test_training_after_the_last_score_is_info_and_before_any_score_a_warning() 
     alone = check_text("def main(model, val_tokens):\n    model(val_tokens).backward()\nmain(1, 2)\n")
     assert [(f.rule, f.severity.value, f.line) for f in alone] == [("PG104", "warning", 2)]
     assert alone[0].message == "val_tokens is trained on (model(val_tokens).backward() at line 2) outside any scoring loop"
+
+
+def test_switch_passed_as_an_argument_is_evaluated_in_the_callers_terms() -> None:
+    text = (FIXTURES / "illegal" / "PG102_env_switched.py").read_text().replace(
+        "    if h.prequant_ttt_enabled:\n        prequant_ttt_adapt_adamw(h, base_model, device, val_data.val_tokens)\n",
+        "    maybe_adapt(h, base_model, device, val_data, run_it=h.prequant_ttt_enabled)\n",
+    ).replace(
+        "def gptq_quantize_weights(",
+        "def maybe_adapt(h, base_model, device, val_data, run_it):\n"
+        "    if run_it:\n"
+        "        prequant_ttt_adapt_adamw(h, base_model, device, val_data.val_tokens)\n\n\n"
+        "def gptq_quantize_weights(",
+    )
+    path = Path("/tmp") / "pg_switch_argument_fixture.py"
+    path.write_text(text)
+    off = run_check([path])
+    on = run_check([path], settings={"PREQUANT_TTT_ENABLED": Setting("PREQUANT_TTT_ENABLED", "1", "README.md", 9,
+                                                                    "readme")})
+    assert [(f.rule, f.severity) for f in off] == [("PG102", Severity.INFO)]
+    assert "`run_it` at pg_switch_argument_fixture.py:" in off[0].message
+    assert [(f.rule, f.severity) for f in on] == [("PG102", Severity.ERROR)]
+    assert on[0].message.endswith("— enabled by PREQUANT_TTT_ENABLED=1 in README.md:9")

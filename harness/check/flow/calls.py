@@ -312,6 +312,7 @@ class CallHandling:
             params = params[1:]
         enter = Step(target.file, target.line, f"enters {target.display}")
         arg_names: dict[str, str] = {}
+        arg_exprs: list[tuple[str, cst.BaseExpression]] = []
         position = 0
         for arg, taint in pairs:
             if arg.star:
@@ -323,6 +324,7 @@ class CallHandling:
                 position += 1
             else:
                 continue
+            arg_exprs.append((param, arg.value))
             dotted = N.dotted_name(arg.value)
             if dotted is not None:
                 arg_names[param] = dotted
@@ -346,7 +348,8 @@ class CallHandling:
                 lifted = replace(
                     effect,
                     loops=frames + tuple(replace(f, uid=(prefix,) + f.uid) for f in effect.loops),
-                    conds=tuple(self.conds) + effect.conds,
+                    conds=tuple(self.conds) + tuple(replace(c, scope=c.scope + (tuple(arg_exprs),))
+                                                    for c in effect.conds),
                     functions=(self.info.display,) + effect.functions,
                     function_ids=(self.info.uid,) + effect.function_ids,
                     calls=(Step(self.file, line, f"{target.display}(…)"),) + effect.calls,

@@ -84,6 +84,9 @@ class Cond:
     want: bool
     line: int
     range_count: bool = False  # ``for _ in range(expr)``: runs only when expr > 0
+    # parameter → argument expression, one level per call the condition was lifted through
+    # (innermost first), so ``if run_ttt:`` inside a helper reads the caller's ``h.ttt_enabled``
+    scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
 
 
 @dataclass(frozen=True)

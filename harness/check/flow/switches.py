@@ -45,6 +45,7 @@ class Switches:
 
     def __init__(self, parsed_sources: list[ParsedSource], settings: dict[str, Setting]) -> None:
         self.settings = settings
+        self._scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
         self.bindings: dict[str, list[tuple[cst.BaseExpression | None, ParsedSource]]] = {}
         for parsed in parsed_sources:
             self._collect(parsed)
@@ -77,6 +78,14 @@ class Switches:
                 return {"True": True, "False": False, "None": None}[dotted]
             if dotted == "__name__":
                 return "__main__"
+            if "." not in dotted and self._scope:
+                argument = dict(self._scope[0]).get(dotted)
+                if argument is not None:
+                    saved, self._scope = self._scope, self._scope[1:]
+                    try:
+                        return self.value(argument, used, depth + 1)
+                    finally:
+                        self._scope = saved
             key = ("." if "." in dotted else "") + N.last_part(dotted)
             return self._binding(key, used, depth)
         if isinstance(node, cst.Call):
@@ -127,7 +136,11 @@ class Switches:
         candidates = self.bindings.get(name, [])
         if not candidates or any(expr is None for expr, _ in candidates):
             return UNKNOWN
-        values = [self.value(expr, used, depth + 1) for expr, _ in candidates]  # type: ignore[arg-type]
+        saved, self._scope = self._scope, ()  # a binding's expression lives in its own namespace
+        try:
+            values = [self.value(expr, used, depth + 1) for expr, _ in candidates]  # type: ignore[arg-type]
+        finally:
+            self._scope = saved
         if any(v is UNKNOWN for v in values) or len({repr(v) for v in values}) != 1:
             return UNKNOWN
         return values[0]
@@ -178,7 +191,11 @@ class Switches:
         enabled: list[Setting] = []
         for cond in conds:
             used: set[str] = set()
-            result = self.value(cond.expr, used)
+            self._scope = cond.scope
+            try:
+                result = self.value(cond.expr, used)
+            finally:
+                self._scope = ()
             if result is UNKNOWN:
                 continue
             truth = (isinstance(result, (int, float)) and result > 0) if cond.range_count else bool(result)
