@@ -211,6 +211,8 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: Path) -> None:
     table.add_row("val_bpb", f"{bpb:.8f}" if bpb is not None else "n/a")
     table.add_row("val_loss", f"{report['val_loss']:.8f}" if report["val_loss"] is not None else "n/a")
     table.add_row("targets / bytes", f"{report['tokens']:,} / {report['bytes']:,}")
+    artifact = report.get("artifact") or {}
+    table.add_row("artifact", f"{artifact.get('name', '?')}: {artifact.get('bytes', 0):,} compressed model bytes")
     table.add_row("TTT", str(report["config"]["ttt"]))
     table.add_row("throughput", f"{report['throughput_tokens_per_s'] or 0:,.0f} tokens/s")
     table.add_row("log", f"{report['log']['path']} ({'verified' if report['log']['verified'] else 'NOT verified'})")
