@@ -20,7 +20,7 @@ import libcst as cst
 from harness.findings import Severity
 
 from .imports import run_at_evaluation
-from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, number_value, step, strings_in, target_names, walk
+from .syntax import Hit, ModuleIndex, assigned_value, call_tail, literal_text, nodes_within, number_value, step, strings_in, target_names, walk
 from .targets import value_names
 
 BPB_NAME = re.compile(r"bpb|bits_per_byte", re.IGNORECASE)
@@ -278,7 +278,7 @@ def find_transformed_text_bytes(indexes: list[ModuleIndex]) -> list[Hit]:
         for node in index.all_nodes():
             text = node.value if isinstance(node, cst.Name) else None
             if text is None and isinstance(node, cst.SimpleString):
-                text = str(node.evaluated_value)
+                text = literal_text(node)
             if text is None:
                 continue
             if _SIDECAR.search(text):

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 import libcst as cst
 
-from .syntax import ModuleIndex, dotted_name, strings_in
+from .syntax import ModuleIndex, dotted_name, literal_text, strings_in
 
 
 def _module_name(node: cst.CSTNode) -> str:
@@ -62,8 +62,9 @@ def imported_modules(index: ModuleIndex) -> set[str]:
         tail = (dotted_name(call.func) or "").rsplit(".", 1)[-1] if not isinstance(call.func, cst.Attribute) else call.func.attr.value
         if tail in {"import_module", "__import__"} and call.args:
             value = call.args[0].value
-            if isinstance(value, cst.SimpleString):
-                names.add(str(value.evaluated_value))
+            text = literal_text(value) if isinstance(value, cst.SimpleString) else None
+            if text is not None:
+                names.add(text)
         elif tail in _LOADING_CALLS:
             for text in strings_in(call):
                 for word in text.split():

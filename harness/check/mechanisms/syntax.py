@@ -107,10 +107,21 @@ def identifiers(expr: cst.CSTNode) -> set[str]:
     return found
 
 
+def literal_text(node: cst.SimpleString) -> str | None:
+    """The value of a string literal, or None when hostile bytes make it unevaluable.
+
+    libcst evaluates literals with ``ast.literal_eval``, which raises on NUL bytes and on
+    non-ASCII bytes literals; a detector must skip such a literal, not crash the family."""
+    try:
+        value = node.evaluated_value
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, str) else value.decode("latin-1")
+
+
 def string_value(expr: cst.CSTNode) -> str | None:
     if isinstance(expr, cst.SimpleString):
-        value = expr.evaluated_value
-        return value if isinstance(value, str) else value.decode("latin-1")
+        return literal_text(expr)
     if isinstance(expr, cst.ConcatenatedString):
         left, right = string_value(expr.left), string_value(expr.right)
         if left is not None and right is not None:
