@@ -7,7 +7,14 @@ a fraction of a second but many tests want it).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Tiny models spend their time in thread hand-offs, not arithmetic: one intra-op thread per
+# process is several times faster on a 2-core machine, and torchrun tests start two
+# processes that would otherwise oversubscribe the cores. Set before torch is imported, so
+# subprocesses (torchrun, CLI runs) inherit it too; an explicit value from the caller wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
