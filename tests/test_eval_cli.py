@@ -225,3 +225,36 @@ def test_no_submission_evaluates_the_quick_start_reference_artifact(
     report = json.loads((tmp_path / "out" / "eval" / "report.json").read_text())
     assert report["submission"] is None and report["config"]["seq_len"] == 256  # the tiny preset's
     assert report["artifact"]["name"] == "final_model.int8.ptz" and report["audited"] is True
+
+
+def test_entry_point_with_a_dataclass_and_a_broken_entry(
+    small_data: DataPaths, tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "train_gpt.py").write_text("print('training happens elsewhere')\n")
+    (folder / "golf_entry.py").write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        from reference_model.quantize import model_from_artifact
+
+        @dataclass
+        class Options:
+            scale: float = 1.0
+
+        def load_model(artifact_path, device):
+            model = model_from_artifact(artifact_path)
+            model.options = Options()
+            return model.to(device)
+    '''))
+    out = tmp_path / "ok"
+    # Exit 1: the bare folder lacks README/submission.json/logs (package findings, PG4xx), but
+    # the entry point itself loads, scores everything and raises no runtime finding.
+    assert main([str(folder), "--artifact", str(tiny_artifact), *_args(small_data, out)]) == 1
+    report = _report(out)
+    assert report["tokens"] == 4096 and report["complete"] and report["log"]["verified"] is True
+    assert report["findings"] and all(f["rule"].startswith("PG4") for f in report["findings"])
+    (folder / "golf_entry.py").write_text("def load_model(artifact_path, device):\n    return 42\n")
+    assert main([str(folder), "--artifact", str(tiny_artifact), *_args(small_data, tmp_path / "bad")]) == 3
+    assert capsys.readouterr().err.strip().endswith(
+        "golf_entry.py: load_model must return an nn.Module with forward_logits(input_ids)"
+    )

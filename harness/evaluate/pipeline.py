@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import importlib
 import importlib.util
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -107,11 +108,13 @@ def load_entry(folder: Path | None) -> ModuleType | None:
     if spec is None or spec.loader is None:
         raise DataFormatError(f"{path}: cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:
         spec.loader.exec_module(module)
     except HarnessError:
         raise
     except Exception as exc:  # noqa: BLE001 — submission code: any failure is bad input
+        sys.modules.pop(name, None)
         raise DataFormatError(f"{path}: failed to import ({type(exc).__name__}: {exc})") from None
     return module
 
