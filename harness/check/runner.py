@@ -138,9 +138,15 @@ def _analyze_all(
 def _python_bytes(path: Path) -> int:
     """Size of the Python a submission ships: a cheap estimate of its analysis time."""
     try:
-        if path.is_dir():
-            return sum(file.stat().st_size for file in path.rglob("*.py") if file.is_file())
-        return path.stat().st_size
+        if not path.is_dir():
+            return path.stat().st_size
+        total = 0
+        for directory, _subdirectories, files in os.walk(path, followlinks=False):
+            for name in files:
+                file = Path(directory) / name
+                if name.endswith(".py") and not file.is_symlink():
+                    total += file.stat().st_size
+        return total
     except OSError:
         return 0
 
