@@ -258,3 +258,14 @@ def test_entry_point_with_a_dataclass_and_a_broken_entry(
     assert capsys.readouterr().err.strip().endswith(
         "golf_entry.py: load_model must return an nn.Module with forward_logits(input_ids)"
     )
+
+
+def test_partial_run_is_reported_and_never_audited(small_data: DataPaths, tiny_artifact: Path, tmp_path: Path) -> None:
+    out = tmp_path / "partial"
+    assert main(["--artifact", str(tiny_artifact), *_args(small_data, out, "--max-chunks", "2")]) == 1
+    report = _report(out)
+    assert report["tokens"] == 2048 and report["complete"] is False and report["audited"] is False
+    assert report["stopped"] == (
+        "partial evaluation (--max-chunks): scored 2,048 of 4,096 targets; a partial run is never audited"
+    )
+    assert report["log"]["verified"] is True and report["findings"] == []

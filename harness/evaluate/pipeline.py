@@ -300,7 +300,7 @@ def _outcome(
         "tokens": result.tokens if result else 0,
         "bytes": result.bytes if result else 0,
         "complete": bool(result and result.complete),
-        "stopped": result.stopped if result else "evaluation did not run to the end",
+        "stopped": _stop_reason(result, inputs),
         "audited": audited,
         "findings": [f.to_json() for f in findings],
         "probes": probes_json,
@@ -321,6 +321,16 @@ def _outcome(
         },
     }
     return EvalOutcome(report=report, result=result, verified=verified, findings=findings, audited=audited)
+
+
+def _stop_reason(result: EvalResult | None, inputs: EvalInputs) -> str | None:
+    """Why the headline number does not cover the whole validation set (None when it does)."""
+    if result is None:
+        return "evaluation did not run to the end"
+    if result.stopped or result.complete:
+        return result.stopped
+    return (f"partial evaluation (--max-chunks): scored {result.tokens:,} of "
+            f"{int(inputs.tokens.size) - 1:,} targets; a partial run is never audited")
 
 
 def _finite_or_none(value: float | None) -> float | None:
