@@ -176,7 +176,9 @@ def test_allowed_reads_writes_and_stdlib_imports_raise_nothing(workspace: dict[s
 
 
 def test_outside_paths_and_writes_to_inputs_are_refused(workspace: dict[str, Path]) -> None:
-    outside = REPO / "pyproject.toml"
+    # A file outside every allowed root: not the repository (a CI clone may live under the
+    # temp dir, which the guard allows) but a system file every Linux machine has.
+    outside = Path("/etc/passwd")
     with guarded(_allowed(workspace)) as session:
         with pytest.raises(PermissionError):
             outside.read_text()
