@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness.check.parse import ParsedSource
 from harness.findings import Finding
 from harness.submission import Submission
+
+if TYPE_CHECKING:  # libcst is only needed once something is parsed, not for a cached re-run
+    from harness.check.parse import ParsedSource
 
 
 @dataclass
