@@ -12,11 +12,10 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import libcst as cst
-from libcst._position import CodePosition, CodeRange
-from libcst.metadata import PositionProvider
-from libcst.metadata.position_provider import PositionProvidingCodegenState
+from libcst._nodes.internal import CodegenState
 
 from harness.submission import SourceFile
 
@@ -25,7 +24,7 @@ from harness.submission import SourceFile
 class ParsedSource:
     source: SourceFile
     module: cst.Module
-    positions: dict[cst.CSTNode, CodeRange]  # syntactic ranges, as libcst's PositionProvider
+    positions: dict[cst.CSTNode, CodeSpan]  # syntactic ranges, as libcst's PositionProvider
     parents: dict[cst.CSTNode, cst.CSTNode]  # every node but the module, in source (pre-)order
 
     def line_of(self, node: cst.CSTNode) -> int:
@@ -99,18 +98,72 @@ def parse_source(source: SourceFile) -> ParsedSource:
     return ParsedSource(source=source, module=module, positions=positions, parents=parents)
 
 
-class _PositionAndParentState(PositionProvidingCodegenState):
-    """libcst's position-tracking code generator, plus the parent of every node.
+class CodePoint(NamedTuple):
+    """A 1-based line and 0-based column, like libcst's CodePosition (tuples are cheaper)."""
 
-    Same ranges as ``PositionProvider`` (a test compares them); newline counting without a
-    regex for the common case, and parents recorded on the way down instead of in a second
-    visitor walk."""
+    line: int
+    column: int
 
-    __slots__ = ("parents", "_open_nodes")
 
-    def _update_position(self, value: str) -> None:
+class CodeSpan(NamedTuple):
+    """Start and end of a node, like libcst's CodeRange: ``.start.line``, ``.end.column``."""
+
+    start: CodePoint
+    end: CodePoint
+
+
+class _SyntacticSpan:
+    """Class-based stand-in for libcst's ``@contextmanager`` recorder: generator-based context
+    managers were the largest single cost of the position pass (80k per 3,800 lines)."""
+
+    __slots__ = ("state", "node", "start_node", "end_node", "start")
+
+    def __init__(self, state: _PositionAndParentState, node: cst.CSTNode,
+                 start_node: cst.CSTNode | None, end_node: cst.CSTNode | None) -> None:
+        self.state, self.node, self.start_node, self.end_node = state, node, start_node, end_node
+
+    def __enter__(self) -> None:
+        self.start = CodePoint(self.state.line, self.state.column)
+
+    def __exit__(self, *exc_info: object) -> bool:
+        state = self.state
+        start = state.positions[self.start_node].start if self.start_node is not None else self.start
+        end = (state.positions[self.end_node].end if self.end_node is not None
+               else CodePoint(state.line, state.column))
+        state.positions[self.node] = CodeSpan(start, end)
+        return False
+
+
+class _PositionAndParentState(CodegenState):
+    """libcst's code generator, tracking what its ``PositionProvider`` tracks (syntactic ranges,
+    same values — a test compares them) plus the parent of every node, in one pass."""
+
+    __slots__ = ("line", "column", "positions", "parents", "_starts", "_open_nodes")
+
+    def prepare(self) -> None:
+        self.line, self.column = 1, 0
+        self.positions: dict[cst.CSTNode, CodeSpan] = {}
+        self.parents: dict[cst.CSTNode, cst.CSTNode] = {}
+        self._starts: list[CodePoint] = []
+        self._open_nodes: list[cst.CSTNode] = []
+
+    def add_indent_tokens(self) -> None:
+        self.tokens.extend(self.indent_tokens)
+        for token in self.indent_tokens:
+            self._advance(token)
+
+    def add_token(self, value: str) -> None:
+        self.tokens.append(value)
+        self._advance(value)
+
+    def _advance(self, value: str) -> None:
         if "\r" in value:
-            PositionProvidingCodegenState._update_position(self, value)
+            segments = _NEWLINE.split(value)
+            if len(segments) > 1:
+                self.line += len(segments) - 1
+                self.column = len(segments[-1])
+            else:
+                self.column += len(value)
             return
         newlines = value.count("\n")
         if newlines == 0:
@@ -123,24 +176,28 @@ class _PositionAndParentState(PositionProvidingCodegenState):
         if self._open_nodes:
             self.parents[node] = self._open_nodes[-1]
         self._open_nodes.append(node)
-        self._stack.append(CodePosition(self.line, self.column))
+        self._starts.append(CodePoint(self.line, self.column))
 
     def after_codegen(self, node: cst.CSTNode) -> None:
         self._open_nodes.pop()
-        start = self._stack.pop()
-        computed = self.provider._computed
-        if node not in computed:
-            computed[node] = CodeRange(start, CodePosition(self.line, self.column))
+        start = self._starts.pop()
+        if node not in self.positions:  # a syntactic range recorded inside wins, as in libcst
+            self.positions[node] = CodeSpan(start, CodePoint(self.line, self.column))
+
+    def record_syntactic_position(  # type: ignore[override]
+        self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None,
+        end_node: cst.CSTNode | None = None,
+    ) -> _SyntacticSpan:
+        return _SyntacticSpan(self, node, start_node, end_node)
+
+
+_NEWLINE = re.compile(r"\r\n?|\n")
 
 
 def _positions_and_parents(
     module: cst.Module,
-) -> tuple[dict[cst.CSTNode, CodeRange], dict[cst.CSTNode, cst.CSTNode]]:
-    provider = PositionProvider()
-    state = _PositionAndParentState(
-        default_indent=module.default_indent, default_newline=module.default_newline, provider=provider
-    )
-    state.parents = {}
-    state._open_nodes = []
+) -> tuple[dict[cst.CSTNode, CodeSpan], dict[cst.CSTNode, cst.CSTNode]]:
+    state = _PositionAndParentState(default_indent=module.default_indent, default_newline=module.default_newline)
+    state.prepare()
     module._codegen(state)
-    return dict(provider._computed), state.parents
+    return state.positions, state.parents
