@@ -46,6 +46,11 @@ def _line_of(entry: str, needle: str) -> int:
     return next(number for number, text in enumerate(lines, 1) if needle in text)
 
 
+def _line_of_here(needle: str) -> int:
+    lines = Path(__file__).read_text().splitlines()
+    return next(number for number, text in enumerate(lines, 1) if needle in text)
+
+
 def _load_entry(entry: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"h8_entry_{entry}", ENTRIES / entry / "golf_entry.py")
     assert spec is not None and spec.loader is not None
@@ -263,8 +268,8 @@ def test_golf_eval_reports_the_training_shard_read(e2e: dict[str, Path], monkeyp
     monkeypatch.setenv("DATA_PATH", str(e2e["data"]))
     code, report = _golf_eval(e2e, "trainshard")
     assert code == 1 and report["audited"] is False
-    [finding] = _runtime(report, "PG302")
-    assert finding["line"] == _line_of("trainshard", "np.fromfile(")
+    [finding] = [f for f in report["findings"] if f["rule"] == "PG302"]  # once: not again at <runtime>:0
+    assert (finding["file"], finding["line"]) == ("golf_entry.py", _line_of("trainshard", "np.fromfile("))
     assert str((e2e["data"] / "fineweb_train_000000.bin").resolve()) in finding["message"]
 
 
@@ -272,5 +277,79 @@ def test_golf_eval_reports_the_socket_even_though_the_model_swallowed_it(e2e: di
     code, report = _golf_eval(e2e, "socket")
     assert code == 1 and report["audited"] is False and report["complete"] is True
     [finding] = _runtime(report, "PG301")
-    assert finding["line"] == _line_of("socket", "socket.create_connection(")
+    line = _line_of("socket", "socket.create_connection(")
+    assert finding["line"] == line
     assert "127.0.0.1:9" in finding["message"]
+    # golf-check's static PG301 at the same line, then the guard's: no <runtime>:0 / <model>:0 copy.
+    assert [(f["file"], f["line"], f["message"].startswith("refused")) for f in report["findings"]
+            if f["rule"] == "PG301"] == [("golf_entry.py", line, False), ("golf_entry.py", line, True)]
+
+
+def test_socket_entry_yields_exactly_one_runtime_pg301(e2e: dict[str, Path]) -> None:
+    """The pipeline without the static audit: the guard's finding is the only PG301."""
+    from harness.evaluate.evaluator import EvalConfig
+    from harness.evaluate.pipeline import EvalRequest, run_evaluation
+
+    data = DataPaths(data_dir=e2e["data"], tokenizer_path=e2e["tokenizer"], vocab_size=1024)
+    request = EvalRequest(submission=e2e["root"] / "socket", artifact=e2e["root"] / "socket" / "final_model.int8.ptz",
+                          data=data, config=EvalConfig(seq_len=32, chunk_tokens=128),
+                          out_dir=e2e["root"] / "out_socket_pipeline")
+    outcome = run_evaluation(request)
+    assert [(f.rule, f.file, f.line) for f in outcome.findings] == [
+        ("PG301", "golf_entry.py", _line_of("socket", "socket.create_connection("))]
+    assert outcome.audited is False and outcome.report["complete"] is True
+
+
+class _ConnectingModel(torch.nn.Module):
+    """Does not swallow the refusal: the guard's exception stops scoring (the evaluator's handler)."""
+
+    def __init__(self, base: torch.nn.Module) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        socket.create_connection(("127.0.0.1", 9), timeout=0.1).close()
+        return self.base.forward_logits(input_ids)
+
+
+def test_refusal_that_stops_scoring_is_filed_once_by_the_guard(workspace: dict[str, Path]) -> None:
+    from harness.evaluate.evaluator import EvalConfig, EvalInputs, evaluate
+    from harness.evaluate.adapters.none import NoAdapter
+
+    model = _ConnectingModel(model_from_artifact(workspace["artifact"]))
+    tokens = np.arange(2, 66, dtype=np.int64) % 64
+    inputs = EvalInputs(tokens=tokens, target_bytes=np.ones(63, dtype=np.int64), vocab_size=64)
+    with guarded(_allowed(workspace)) as session:
+        result = evaluate(model, NoAdapter(), inputs, EvalConfig(seq_len=16, chunk_tokens=32), None)
+    assert result.findings == [] and result.chunks_done == 0
+    assert result.stopped is not None and result.stopped.startswith("stopped while scoring chunk 0: refused network")
+    assert [(f.rule, f.file, f.line) for f in session.findings] == [
+        ("PG301", "test_guards.py", _line_of_here("socket.create_connection((\"127.0.0.1\", 9)"))]
+
+
+class _TrainingDataAdapter:
+    """Reads a training shard while adapting: the guard refuses, records it and stops the run."""
+
+    name = "greedy"
+
+    def __init__(self, shard: Path) -> None:
+        self.shard = shard
+
+    def adapt(self, model: torch.nn.Module, scored: object, chunk: object) -> None:
+        self.shard.read_bytes()
+
+
+def test_refusal_during_adaptation_is_filed_once_by_the_guard(workspace: dict[str, Path]) -> None:
+    from harness.evaluate.evaluator import EvalConfig, EvalInputs, evaluate
+
+    model = model_from_artifact(workspace["artifact"])
+    tokens = np.arange(2, 66, dtype=np.int64) % 64
+    inputs = EvalInputs(tokens=tokens, target_bytes=np.ones(63, dtype=np.int64), vocab_size=64)
+    with guarded(_allowed(workspace), forbidden_paths=[workspace["train"]]) as session:
+        result = evaluate(model, _TrainingDataAdapter(workspace["train"]), inputs,
+                          EvalConfig(seq_len=16, chunk_tokens=32, ttt="greedy"), None)
+    assert result.findings == [] and result.chunks_done == 1
+    assert result.stopped == (f"stopped after chunk 0: refused to read training data {workspace['train'].resolve()}: "
+                              "no training data may be accessed during evaluation")
+    assert [(f.rule, f.file, f.line) for f in session.findings] == [
+        ("PG302", "test_guards.py", _line_of_here("self.shard.read_bytes()"))]

@@ -26,7 +26,7 @@ from harness.evaluate.adapters.base import Adapter, AdapterConfig
 from harness.evaluate.distributed import DistContext, any_rank, sum_float64
 from harness.evaluate.fingerprint import Fingerprinter, state_sha256
 from harness.evaluate.log import LOG_SCHEMA, AuditLogWriter, RunningTotals, json_float
-from harness.evaluate.scored import ChunkInfo, RuntimeViolation, ScoredTokens
+from harness.evaluate.scored import ChunkInfo, RuntimeViolation, ScoredTokens, UnscoredAccess
 from harness.evaluate.scoring import score_windows
 from harness.evaluate.windows import ChunkPlan, plan_evaluation
 from harness.findings import Finding, Severity
@@ -192,7 +192,8 @@ def evaluate(
                         config.effective_batch_windows, dist_ctx, config.autocast,
                     )
             except RuntimeViolation as violation:  # a guard refused something the model tried
-                findings.append(_runtime_finding(violation.rule, str(violation), "<model>"))
+                if not getattr(violation, "recorded", False):  # else the guard filed it, with its line
+                    findings.append(_runtime_finding(violation.rule, str(violation), "<model>"))
                 stopped = f"stopped while scoring chunk {chunk.index}: {violation}"
                 break
             (nll_sum, norm_error) = sum_float64([sums.nll_sum, sums.max_norm_error], dist_ctx, device)
@@ -216,9 +217,10 @@ def evaluate(
                 violation = _run_adapter(adapter, model, scored, chunk, len(chunks), config.seq_len)
                 timing["adapt_s"] += time.perf_counter() - adapt_started
                 if any_rank(violation is not None, dist_ctx):
-                    rule, message = violation or ("PG101", "the adapter was stopped on another rank")
-                    findings.append(_runtime_finding(rule, message, adapter_origin))
-                    stopped = f"stopped after chunk {chunk.index}: {message}"
+                    violation = violation or RuntimeViolation("the adapter was stopped on another rank")
+                    if not getattr(violation, "recorded", False):  # else the guard filed it, with its line
+                        findings.append(_runtime_finding(violation.rule, str(violation), adapter_origin))
+                    stopped = f"stopped after chunk {chunk.index}: {violation}"
                     break
                 audit_started = time.perf_counter()
                 fp_after_adapt = fingerprint(model)
@@ -275,11 +277,12 @@ def adapter_is_active(adapter: Adapter) -> bool:
 
 def _run_adapter(
     adapter: Adapter, model: nn.Module, scored: ScoredTokens, chunk: ChunkPlan, num_chunks: int, seq_len: int
-) -> tuple[str, str] | None:
-    """Run one adaptation; ``(rule, message)`` of the first forbidden act, or None if it behaved.
+) -> RuntimeViolation | None:
+    """Run one adaptation; the first forbidden act (a ``RuntimeViolation``), or None if it behaved.
 
-    A read past the scored frontier is PG101; a guard refusal (network, training data) keeps
-    the rule the guard gave it.
+    A read past the scored frontier is PG101 (``UnscoredAccess``), even when the adapter
+    swallowed it; a guard refusal (network, training data) keeps its own rule and its
+    ``recorded`` mark, so the caller does not file it a second time.
     """
     info = ChunkInfo(
         index=chunk.index, num_chunks=num_chunks, target_start=chunk.target_start,
@@ -289,11 +292,11 @@ def _run_adapter(
     try:
         adapter.adapt(model, scored, info)
     except RuntimeViolation as violation:
-        return violation.rule, str(violation)
+        return violation
     finally:
         model.eval()
-    if len(scored.violations) > already:
-        return "PG101", scored.violations[already]  # the adapter swallowed UnscoredAccess: still a finding
+    if len(scored.violations) > already:  # the adapter swallowed UnscoredAccess: still a finding
+        return UnscoredAccess(scored.violations[already])
     return None
 
 

@@ -237,7 +237,8 @@ def run_evaluation(
                               dist_ctx, progress, adapter_origin=origin)
             runtime.extend(result.findings)
         except RuntimeViolation as violation:
-            runtime.append(Finding(violation.rule, Severity.ERROR, "<runtime>", 0, str(violation)))
+            if not getattr(violation, "recorded", False):  # a guard's refusal is already in its session
+                runtime.append(Finding(violation.rule, Severity.ERROR, "<runtime>", 0, str(violation)))
     runtime.extend(guard_findings)  # after the guards closed: attempts recorded on exit count too
     timing.update(result.timing if result else {})
     timing["total_s"] = time.perf_counter() - started
