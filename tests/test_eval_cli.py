@@ -162,6 +162,10 @@ class _Session:
     def __init__(self) -> None:
         self.findings: list = []
 
+    def to_json(self) -> dict:
+        return {"attempts": [{"rule": "PG301", "event": "socket.connect", "target": "10.0.0.1:443",
+                              "file": "<runtime>", "line": 0, "count": 2}]}
+
 
 def test_probe_and_guard_plugins_are_called_and_reported(
     small_data: DataPaths, tiny_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -208,6 +212,9 @@ def test_probe_and_guard_plugins_are_called_and_reported(
     report = _report(out)
     assert [f["rule"] for f in report["findings"]] == ["PG201", "PG301"]
     assert report["probes"] == {"available": True, "causality": {"positions": 4, "max_abs_diff": 0.5, "tolerance": 1e-5}}
+    assert report["guards"] == {"available": True, "attempts": [{
+        "rule": "PG301", "event": "socket.connect", "target": "10.0.0.1:443", "file": "<runtime>", "line": 0,
+        "count": 2}]}
     assert report["audited"] is False and outcome.audited is False
     assert report["log"]["verified"] is True and report["complete"] is True
 

@@ -271,6 +271,9 @@ def test_golf_eval_reports_the_training_shard_read(e2e: dict[str, Path], monkeyp
     [finding] = [f for f in report["findings"] if f["rule"] == "PG302"]  # once: not again at <runtime>:0
     assert (finding["file"], finding["line"]) == ("golf_entry.py", _line_of("trainshard", "np.fromfile("))
     assert str((e2e["data"] / "fineweb_train_000000.bin").resolve()) in finding["message"]
+    assert report["guards"] == {"available": True, "attempts": [{
+        "rule": "PG302", "event": "open", "target": str((e2e["data"] / "fineweb_train_000000.bin").resolve()),
+        "file": "golf_entry.py", "line": _line_of("trainshard", "np.fromfile("), "count": 1}]}
 
 
 def test_golf_eval_reports_the_socket_even_though_the_model_swallowed_it(e2e: dict[str, Path]) -> None:
@@ -283,6 +286,9 @@ def test_golf_eval_reports_the_socket_even_though_the_model_swallowed_it(e2e: di
     # golf-check's static PG301 at the same line, then the guard's: no <runtime>:0 / <model>:0 copy.
     assert [(f["file"], f["line"], f["message"].startswith("refused")) for f in report["findings"]
             if f["rule"] == "PG301"] == [("golf_entry.py", line, False), ("golf_entry.py", line, True)]
+    assert report["guards"] == {"available": True, "attempts": [{
+        "rule": "PG301", "event": "socket.getaddrinfo", "target": "127.0.0.1:9", "file": "golf_entry.py",
+        "line": line, "count": 1}]}
 
 
 def test_socket_entry_yields_exactly_one_runtime_pg301(e2e: dict[str, Path]) -> None:

@@ -11,8 +11,10 @@ Plug-in points written by a later part (called only when the module exists):
   validation tokens as an int64 tensor on ``device``; the model is in eval mode; probes must not
   change model state — the evaluator fingerprints it before and after);
 - ``harness.evaluate.guards.guarded(*, allowed_paths, forbidden_paths)`` → a context manager
-  yielding an object with ``findings: list[Finding]`` (refused/blocked attempts; a guard may
-  also raise ``harness.evaluate.scored.RuntimeViolation`` to stop the run).
+  yielding an object with ``findings: list[Finding]`` (refused/blocked attempts) and
+  ``to_json() -> dict`` (report.json ``guards``); a guard may also raise
+  ``harness.evaluate.scored.RuntimeViolation`` to stop the run, marked ``recorded = True`` when
+  the session already holds its finding (with the submission's line), so it is not filed twice.
 """
 
 from __future__ import annotations
@@ -174,15 +176,31 @@ def static_audit(target: Path | None) -> tuple[list[Finding], bool]:
     return analyze(loader.load_submission(target)), True
 
 
+class _NoGuards:
+    """Stands in for the guard session when ``harness.evaluate.guards`` is not installed."""
+
+    def __init__(self) -> None:
+        self.findings: list[Finding] = []
+
+    def to_json(self) -> dict[str, Any]:
+        return {"available": False}
+
+
 @contextlib.contextmanager
-def _guards(allowed: list[Path], forbidden: list[Path]) -> Iterator[list[Finding]]:
-    """Run inside ``guards.guarded`` when that module exists; yields its live findings list."""
+def _guards(allowed: list[Path], forbidden: list[Path]) -> Iterator[Any]:
+    """Run inside ``guards.guarded`` when that module exists; yields its live session."""
     guards = optional_module("harness.evaluate.guards")
     if guards is None:
-        yield []
+        yield _NoGuards()
         return
     with guards.guarded(allowed_paths=allowed, forbidden_paths=forbidden) as session:
-        yield session.findings
+        yield session
+
+
+def _guards_json(session: Any) -> dict[str, Any]:
+    if isinstance(session, _NoGuards):
+        return session.to_json()
+    return {"available": True, **session.to_json()}
 
 
 def _run_probes(model: nn.Module, inputs: EvalInputs, config: EvalConfig, device: torch.device) -> tuple[list[Finding], dict[str, Any]]:
@@ -221,7 +239,7 @@ def run_evaluation(
     probes_json: dict[str, Any] = {"available": False}
     result: EvalResult | None = None
     timing: dict[str, float] = {}
-    with _guards(allowed, forbidden) as guard_findings:
+    with _guards(allowed, forbidden) as guard_session:
         try:
             load_started = time.perf_counter()
             entry = load_entry(request.submission)
@@ -239,12 +257,13 @@ def run_evaluation(
         except RuntimeViolation as violation:
             if not getattr(violation, "recorded", False):  # a guard's refusal is already in its session
                 runtime.append(Finding(violation.rule, Severity.ERROR, "<runtime>", 0, str(violation)))
-    runtime.extend(guard_findings)  # after the guards closed: attempts recorded on exit count too
+    runtime.extend(guard_session.findings)  # after the guards closed: attempts recorded on exit count too
+    guards_json = _guards_json(guard_session)
     timing.update(result.timing if result else {})
     timing["total_s"] = time.perf_counter() - started
     verified = verify_log(log_path) if dist_ctx.is_main and log_path.exists() else None
     findings = _dedupe([*request.static_findings, *runtime])
-    outcome = _outcome(request, inputs, result, verified, findings, probes_json, timing, dist_ctx)
+    outcome = _outcome(request, inputs, result, verified, findings, probes_json, guards_json, timing, dist_ctx)
     if dist_ctx.is_main:
         from harness.evaluate.report_files import write_reports
 
@@ -277,6 +296,7 @@ def _outcome(
     verified: VerifyResult | None,
     findings: list[Finding],
     probes_json: dict[str, Any],
+    guards_json: dict[str, Any],
     timing: dict[str, float],
     dist_ctx: DistContext,
 ) -> EvalOutcome:
@@ -305,6 +325,7 @@ def _outcome(
         "audited": audited,
         "findings": [f.to_json() for f in findings],
         "probes": probes_json,
+        "guards": guards_json,
         "normalization": {
             "max_abs_logsumexp": result.max_norm_error if result else None,
             "tolerance": NORMALIZATION_TOLERANCE,
