@@ -187,8 +187,9 @@ def test_probe_and_guard_plugins_are_called_and_reported(
         def to_json(self) -> dict:
             return {"causality": {"positions": 4, "max_abs_diff": 0.5, "tolerance": 1e-5}}
 
-    def run_probes(model, tokens, *, seq_len, vocab_size, device, bos_id):  # type: ignore[no-untyped-def]
-        calls["probes"] = (tuple(tokens.shape), seq_len, vocab_size, str(device), bos_id, model.training)
+    def run_probes(model, tokens, *, seq_len, vocab_size, device, bos_id, document_isolation):  # type: ignore[no-untyped-def]
+        calls["probes"] = (tuple(tokens.shape), seq_len, vocab_size, str(device), bos_id, model.training,
+                           document_isolation)
         return Outcome()
 
     @contextlib.contextmanager
@@ -204,7 +205,7 @@ def test_probe_and_guard_plugins_are_called_and_reported(
     request = EvalRequest(submission=None, artifact=tiny_artifact, data=small_data,
                           config=EvalConfig(seq_len=SEQ_LEN, chunk_tokens=1024), out_dir=out)
     outcome = run_evaluation(request)
-    assert calls["probes"] == ((4 * SEQ_LEN + 1,), SEQ_LEN, small_data.vocab_size, "cpu", 1, False)
+    assert calls["probes"] == ((4 * SEQ_LEN + 1,), SEQ_LEN, small_data.vocab_size, "cpu", 1, False, None)
     assert calls["guards"] == (
         ["final_model.int8.ptz", small_data.tokenizer_path.name, "fineweb_val_000000.bin", "out"],
         ["fineweb_train_000000.bin"],

@@ -211,3 +211,48 @@ def test_golf_eval_reports_the_leaky_entry(embedded: DataPaths, tmp_path: Path) 
     causality = report["probes"]["results"][0]
     assert report["probes"]["available"] is True and report["probes"]["tolerance"] == DEFAULT_TOLERANCE
     assert causality["status"] == "fail" and causality["window_tokens"] == 32
+
+
+ISOLATION_ENTRY = """
+from reference_model.quantize import model_from_artifact
+
+document_isolation = {claim}
+
+def load_model(artifact_path, device):
+    return model_from_artifact(artifact_path).to(device)
+"""
+
+
+@pytest.mark.parametrize("claim", ["True", "False", "'yes'"])
+def test_the_entrys_document_isolation_claim_reaches_the_probe(
+    claim: str, embedded: DataPaths, tmp_path: Path
+) -> None:
+    """The reference model attends across BOS: claiming isolation in golf_entry.py makes that PG203."""
+    from harness.errors import DataFormatError
+    from harness.evaluate.evaluator import EvalConfig
+    from harness.evaluate.pipeline import EvalRequest, run_evaluation
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_shard(data / "fineweb_val_000000.bin", read_shard(sorted(embedded.data_dir.glob("fineweb_val_*.bin"))[0])[:129])
+    submission = tmp_path / "claims"
+    submission.mkdir()
+    (submission / "golf_entry.py").write_text(ISOLATION_ENTRY.format(claim=claim))
+    save_artifact(_tiny_gpt(embedded.vocab_size).state_dict(), submission / "final_model.int8.ptz")
+    request = EvalRequest(submission=submission, artifact=submission / "final_model.int8.ptz",
+                          data=DataPaths(data_dir=data, tokenizer_path=embedded.tokenizer_path,
+                                         vocab_size=embedded.vocab_size),
+                          config=EvalConfig(seq_len=32, chunk_tokens=128), out_dir=tmp_path / "out")
+    if claim == "'yes'":
+        with pytest.raises(DataFormatError, match="^golf_entry.py: document_isolation must be True or False "
+                                                  r"\(got 'yes'\)$"):
+            run_evaluation(request)
+        return
+    outcome = run_evaluation(request)
+    isolation = outcome.report["probes"]["results"][1]
+    assert isolation["name"] == "document_isolation"
+    if claim == "False":
+        assert isolation["status"] == "skipped" and outcome.findings == [] and outcome.audited is True
+    else:
+        assert isolation["status"] == "fail"
+        assert [(f.rule, f.severity, f.file) for f in outcome.findings] == [("PG203", Severity.WARNING, "<model>")]

@@ -15,6 +15,10 @@ Plug-in points written by a later part (called only when the module exists):
   ``to_json() -> dict`` (report.json ``guards``); a guard may also raise
   ``harness.evaluate.scored.RuntimeViolation`` to stop the run, marked ``recorded = True`` when
   the session already holds its finding (with the submission's line), so it is not filed twice.
+
+A submission's ``golf_entry.py`` may set ``document_isolation = True`` (or False) to state whether
+its model keeps documents apart; the document-isolation probe runs only on that claim (absent: the
+model's own ``document_isolation`` attribute decides).
 """
 
 from __future__ import annotations
@@ -203,7 +207,17 @@ def _guards_json(session: Any) -> dict[str, Any]:
     return {"available": True, **session.to_json()}
 
 
-def _run_probes(model: nn.Module, inputs: EvalInputs, config: EvalConfig, device: torch.device) -> tuple[list[Finding], dict[str, Any]]:
+def entry_document_isolation(entry: ModuleType | None) -> bool | None:
+    """The entry's document-isolation claim (``document_isolation = True/False``), or None."""
+    claim = getattr(entry, "document_isolation", None) if entry is not None else None
+    if claim is not None and not isinstance(claim, bool):
+        raise DataFormatError(f"{ENTRY_FILE}: document_isolation must be True or False (got {claim!r})")
+    return claim
+
+
+def _run_probes(
+    model: nn.Module, inputs: EvalInputs, config: EvalConfig, device: torch.device, document_isolation: bool | None
+) -> tuple[list[Finding], dict[str, Any]]:
     probes = optional_module("harness.evaluate.probes")
     if probes is None:
         return [], {"available": False}
@@ -211,7 +225,7 @@ def _run_probes(model: nn.Module, inputs: EvalInputs, config: EvalConfig, device
     fingerprint = Fingerprinter()
     before = fingerprint(model)
     outcome = probes.run_probes(model, head, seq_len=config.seq_len, vocab_size=inputs.vocab_size,
-                                device=device, bos_id=BOS_ID)
+                                device=device, bos_id=BOS_ID, document_isolation=document_isolation)
     found = list(outcome.findings)
     if fingerprint(model) != before:
         found.append(Finding("PG101", Severity.ERROR, "<model>", 0, "model state changed while the runtime probes ran"))
@@ -243,12 +257,13 @@ def run_evaluation(
         try:
             load_started = time.perf_counter()
             entry = load_entry(request.submission)
+            isolation_claim = entry_document_isolation(entry)
             model = load_model(request.artifact, entry, device)
             model.eval()
             adapter, origin = build_adapter(config.ttt, model, config, entry)
             timing["load_s"] = time.perf_counter() - load_started
             probe_started = time.perf_counter()
-            probe_findings, probes_json = _run_probes(model, inputs, config, device)
+            probe_findings, probes_json = _run_probes(model, inputs, config, device, isolation_claim)
             runtime.extend(probe_findings)
             timing["probes_s"] = time.perf_counter() - probe_started
             result = evaluate(model, adapter, inputs, config, log_path if dist_ctx.is_main else None,
