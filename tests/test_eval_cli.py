@@ -101,6 +101,24 @@ def test_sgd_ttt_lowers_bpb_on_embedded_tokens(
     assert code == 0 and report["audited"], report["findings"]
     none_bpb, sgd_bpb = _report(plain_run)["val_bpb"], report["val_bpb"]
     assert sgd_bpb < none_bpb - 0.05, (none_bpb, sgd_bpb)
+    assert report["config"]["adapter"] == {"lr": 0.05, "momentum": 0.9, "epochs": 3, "grad_clip": 1.0,
+                                           "freeze_blocks": 0, "batch_seqs": 32, "seq_len": SEQ_LEN}
+
+
+def test_lora_settings_reach_the_adapter_and_the_report(
+    small_data: DataPaths, tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "lora"
+    settings = ("--ttt", "lora", "--lora-rank", "2", "--lora-lr", "0.03", "--lora-targets", "all", "--max-chunks", "2")
+    assert main(["--artifact", str(tiny_artifact), *_args(small_data, out, *settings)]) == 1  # partial: never audited
+    report = _report(out)
+    expected = {"lora_rank": 2, "lora_lr": 0.03, "lora_targets": "all", "epochs": 3, "grad_clip": 1.0, "seq_len": SEQ_LEN}
+    assert report["config"]["ttt"] == "lora" and report["config"]["adapter"] == expected
+    assert report["findings"] == [] and report["tokens"] == 2048
+    header = json.loads((out / "chunks.jsonl").read_text().splitlines()[0])
+    assert header["adapter_name"] == "lora" and header["config"]["adapter"] == expected
+    assert main(["--artifact", str(tiny_artifact), *_args(small_data, tmp_path / "bad", "--ttt", "lora", "--lora-rank", "0")]) == 2
+    assert capsys.readouterr().err.strip().endswith("--lora-rank must be ≥ 1 and --lora-lr positive")
 
 
 PEEKING_ENTRY = '''

@@ -95,14 +95,35 @@ def test_all_linears_target_and_models_without_projections() -> None:
     assert counted == 4
     everything = _tiny_gpt()
 
-    @dataclass(frozen=True)
-    class AllLinears(AdapterConfig):
-        lora_targets: str = "all"
-
-    LoraAdapter(everything, AllLinears())
+    LoraAdapter(everything, AdapterConfig(lora_targets="all"))
     assert len([k for k in _lora_state(everything) if k.endswith("lora_a")]) == 2 * 6  # q k v proj fc proj
     with pytest.raises(UsageError, match="token embedding"):
         LoraAdapter(nn.Sequential(nn.Linear(4, 4)), AdapterConfig())
+
+
+def test_rank_lr_and_targets_come_from_the_adapter_config() -> None:
+    model = _tiny_gpt()
+    adapter = LoraAdapter(model, AdapterConfig(lora_rank=3, lora_lr=0.05, lora_targets="all"))
+    assert (adapter.rank, adapter.lr) == (3, 0.05)
+    assert tuple(model.blocks[1].mlp.fc.lora.lora_a.shape) == (3, 32)
+    assert [group["lr"] for group in adapter.optimizer.param_groups] == [0.05]
+    default = LoraAdapter(_tiny_gpt(), AdapterConfig())
+    assert (default.rank, default.lr, len(default.deltas)) == (8, 0.01, 4)  # q and v of 2 blocks
+    with pytest.raises(UsageError, match="lora_rank must be ≥ 1 and lora_lr > 0 \\(got 0, 0.01\\)"):
+        LoraAdapter(_tiny_gpt(), AdapterConfig(lora_rank=0))
+    with pytest.raises(UsageError, match="lora_targets must be 'qv' or 'all' \\(got 'mlp'\\)"):
+        LoraAdapter(_tiny_gpt(), AdapterConfig(lora_targets="mlp"))
+
+
+def test_config_json_shows_the_settings_of_the_adapter_in_use() -> None:
+    config = AdapterConfig(lr=0.003, lora_rank=4, lora_lr=0.02, seq_len=SEQ_LEN)
+    assert config.to_json("lora") == {"lora_rank": 4, "lora_lr": 0.02, "lora_targets": "qv", "epochs": 3,
+                                      "grad_clip": 1.0, "seq_len": SEQ_LEN}
+    assert config.to_json("sgd") == {"lr": 0.003, "momentum": 0.9, "epochs": 3, "grad_clip": 1.0,
+                                     "freeze_blocks": 0, "batch_seqs": 32, "seq_len": SEQ_LEN}
+    assert set(config.to_json("own")) == set(config.to_json("sgd")) | {"lora_rank", "lora_lr", "lora_targets"}
+    assert EvalConfig(ttt="lora", adapter=config).to_json()["adapter"] == config.to_json("lora")
+    assert EvalConfig(ttt="none", adapter=config).to_json()["adapter"] is None
 
 
 def test_reads_stay_below_the_frontier_and_inside_the_open_document() -> None:

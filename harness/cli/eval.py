@@ -3,7 +3,8 @@
 Usage:
   golf-eval [SUBMISSION] [--artifact PATH] [--data DIR --tokenizer MODEL] [--ttt none|sgd|lora]
             [--stride N] [--seq-len N] [--chunk-tokens N] [--out DIR] [--device cpu|cuda]
-            [--max-chunks N]
+            [--max-chunks N] [--ttt-lr LR --ttt-epochs N --ttt-freeze-blocks N]
+            [--lora-rank N --lora-lr LR --lora-targets qv|all]
   golf-eval verify LOG [--head SHA256]
 
 With no SUBMISSION it evaluates the reference model of the quick start: the artifact in
@@ -22,6 +23,7 @@ from typing import Any
 
 from harness.cli.common import OneLineArgumentParser, run_cli
 from harness.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, UsageError
+from harness.evaluate.ttt_settings import LORA_DEFAULT_LR, LORA_DEFAULT_RANK, LORA_DEFAULT_TARGETS, LORA_TARGET_CHOICES
 
 PROGRAM = "golf-eval"
 REFERENCE_OUT = Path("out/reference")
@@ -43,6 +45,10 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--ttt-lr", type=float, default=0.002, metavar="LR", help="SGD TTT learning rate (default 0.002)")
     parser.add_argument("--ttt-epochs", type=int, default=3, metavar="N", help="SGD TTT epochs per scored chunk (default 3)")
     parser.add_argument("--ttt-freeze-blocks", type=int, default=0, metavar="N", help="freeze the first N blocks during TTT")
+    parser.add_argument("--lora-rank", type=int, default=LORA_DEFAULT_RANK, metavar="N", help=f"LoRA TTT rank (default {LORA_DEFAULT_RANK})")
+    parser.add_argument("--lora-lr", type=float, default=LORA_DEFAULT_LR, metavar="LR", help=f"LoRA TTT Adam learning rate (default {LORA_DEFAULT_LR})")
+    parser.add_argument("--lora-targets", choices=LORA_TARGET_CHOICES, default=LORA_DEFAULT_TARGETS, metavar="qv|all",
+                        help=f"LoRA on query/value projections or on every linear but the head (default {LORA_DEFAULT_TARGETS})")
     parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (default out/eval)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
     parser.add_argument("--max-chunks", type=int, metavar="N", help="stop after N chunks (a partial, never audited, run)")
@@ -130,6 +136,8 @@ def _check_settings(args: Any) -> None:
         raise UsageError(f"unknown TTT adapter '{args.ttt}' (known: {', '.join(available_adapters())})")
     if args.chunk_tokens < 1 or (args.batch_windows is not None and args.batch_windows < 1):
         raise UsageError("--chunk-tokens and --batch-windows must be positive")
+    if args.lora_rank < 1 or not args.lora_lr > 0:
+        raise UsageError("--lora-rank must be ≥ 1 and --lora-lr positive")
 
 
 def _evaluate(argv: list[str] | None) -> int:
@@ -165,6 +173,7 @@ def _evaluate(argv: list[str] | None) -> int:
     static, ran = static_audit(args.submission)  # after the cheap checks: fail fast on bad input
     adapter_config = AdapterConfig(
         lr=args.ttt_lr, epochs=args.ttt_epochs, freeze_blocks=args.ttt_freeze_blocks,
+        lora_rank=args.lora_rank, lora_lr=args.lora_lr, lora_targets=args.lora_targets,
         seq_len=seq_len, device=device, dist=dist_ctx,
     )
     config = EvalConfig(

@@ -63,7 +63,7 @@ class EvalConfig:
             "chunk_tokens": self.chunk_tokens,
             "batch_windows": self.effective_batch_windows,
             "ttt": self.ttt,
-            "adapter": self.adapter.to_json() if self.ttt != "none" else None,
+            "adapter": self.adapter.to_json(self.ttt) if self.ttt != "none" else None,
             "max_chunks": self.max_chunks,
             "autocast": self.autocast,
         }

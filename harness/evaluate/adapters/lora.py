@@ -34,11 +34,9 @@ from torch import nn
 from harness.errors import UsageError
 from harness.evaluate.adapters.base import AdapterConfig, forward_logits
 from harness.evaluate.scored import ChunkInfo, ScoredTokens
+from harness.evaluate.ttt_settings import LORA_TARGET_CHOICES
 
 BOS_ID = 1
-DEFAULT_RANK = 8
-DEFAULT_LR = 0.01
-DEFAULT_TARGETS = "qv"  # "qv": attention query/value projections; "all": every linear but the head
 INIT_SEED = 0
 QUERY_VALUE_NAMES = ("c_q", "c_v", "q_proj", "v_proj", "wq", "wv", "query", "value")
 HEAD_NAMES = ("lm_head", "head", "output")
@@ -82,12 +80,14 @@ class LoraAdapter:
 
     def __init__(self, model: nn.Module, config: AdapterConfig) -> None:
         self.config = config
-        self.rank = int(getattr(config, "lora_rank", DEFAULT_RANK))
-        self.lr = float(getattr(config, "lora_lr", DEFAULT_LR))
+        self.rank = int(config.lora_rank)
+        self.lr = float(config.lora_lr)
         self.bos_id = int(getattr(config, "bos_id", BOS_ID))
-        targets = str(getattr(config, "lora_targets", DEFAULT_TARGETS))
-        if targets not in ("qv", "all"):
+        targets = str(config.lora_targets)
+        if targets not in LORA_TARGET_CHOICES:
             raise UsageError(f"lora_targets must be 'qv' or 'all' (got {targets!r})")
+        if self.rank < 1 or not self.lr > 0:
+            raise UsageError(f"lora_rank must be ≥ 1 and lora_lr > 0 (got {self.rank}, {self.lr})")
         embedding = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
         linears = _target_linears(model, targets)
         if embedding is None or not linears:
