@@ -81,6 +81,8 @@ def test_reference_artifact_is_audited_and_matches_the_trainers_validation_pass(
     assert report["bytes"] == sums.bytes and report["tokens"] == sums.tokens
     assert report["val_bpb"] == pytest.approx(sums.val_bpb, rel=1e-12)
     assert (out / "chunks.jsonl").exists() and (out / "report.md").read_text().startswith("## golf-eval: audited")
+    assert report["guards"] == {"available": True, "attempts": []}
+    assert "### Runtime guards\n\nNo refused attempts.\n" in (out / "report.md").read_text()
     causality = [r for r in report["probes"]["results"] if r["name"] == "causality"]
     assert report["probes"]["available"] is True and causality[0]["status"] == "pass"
     # golf-eval verify on the honest log, then on a tampered copy

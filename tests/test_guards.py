@@ -274,6 +274,9 @@ def test_golf_eval_reports_the_training_shard_read(e2e: dict[str, Path], monkeyp
     assert report["guards"] == {"available": True, "attempts": [{
         "rule": "PG302", "event": "open", "target": str((e2e["data"] / "fineweb_train_000000.bin").resolve()),
         "file": "golf_entry.py", "line": _line_of("trainshard", "np.fromfile("), "count": 1}]}
+    markdown = (e2e["root"] / "out_trainshard" / "report.md").read_text()
+    assert (f"| PG302 | open | `{(e2e['data'] / 'fineweb_train_000000.bin').resolve()}` | "
+            f"`golf_entry.py:{_line_of('trainshard', 'np.fromfile(')}` | 1 |") in markdown.splitlines()
 
 
 def test_golf_eval_reports_the_socket_even_though_the_model_swallowed_it(e2e: dict[str, Path]) -> None:

@@ -56,6 +56,18 @@ def render_markdown(report: dict[str, Any]) -> str:
     probes = report.get("probes") or {}
     lines += ["", "### Runtime probes", "", "not available in this installation" if not probes.get("available")
               else "```json\n" + json.dumps(probes, indent=2, sort_keys=True) + "\n```"]
+    attempts = (report.get("guards") or {}).get("attempts")
+    lines += ["", "### Runtime guards", ""]
+    if attempts is None:
+        lines.append("not available in this installation")
+    elif not attempts:
+        lines.append("No refused attempts.")
+    else:
+        lines += ["| rule | event | target | where | count |", "|---|---|---|---|---|"]
+        for attempt in attempts:
+            target = str(attempt["target"]).replace("|", "\\|")
+            lines.append(f"| {attempt['rule']} | {attempt['event']} | `{target}` | "
+                         f"`{attempt['file']}:{attempt['line']}` | {attempt['count']} |")
     timing = report.get("timing", {})
     lines += ["", "### Timing", ""] + [f"- {name}: {value:.3f}" for name, value in sorted(timing.items())]
     return "\n".join(lines) + "\n"
