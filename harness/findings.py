@@ -77,3 +77,16 @@ def verdict_for(findings: list[Finding], fail_on_warning: bool = False) -> Verdi
     if any(f.severity is Severity.WARNING for f in findings):
         return Verdict.FAIL if fail_on_warning else Verdict.REVIEW
     return Verdict.PASS
+
+
+def unique_findings(findings: list[Finding]) -> list[Finding]:
+    """Drop exact repeats (same rule, place and message), keeping first-seen order: two
+    analyses reaching the same conclusion must not count twice in a verdict or a report."""
+    seen: set[tuple[str, str, int, str]] = set()
+    unique = []
+    for finding in findings:
+        key = (finding.rule, finding.file, finding.line, finding.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(finding)
+    return unique

@@ -13,7 +13,7 @@ from types import ModuleType
 
 from harness.check.context import CheckContext, CheckOptions
 from harness.check.parse import ParseFailure, parse_source
-from harness.findings import Finding, Severity
+from harness.findings import Finding, Severity, unique_findings
 from harness.submission import Submission
 
 # Module names under harness.check, in the order they run. A module that does not exist yet
@@ -62,7 +62,7 @@ def analyze(submission: Submission, options: CheckOptions | None = None) -> list
             findings.append(_family_crash(family, "nesting too deep to analyze"))
         except Exception as exc:  # noqa: BLE001 — a family bug must not hide other findings
             findings.append(_family_crash(family, f"{type(exc).__name__}: {exc}"))
-    return _dedupe(findings)
+    return unique_findings(findings)
 
 
 def _family_crash(family: ModuleType, reason: str) -> Finding:
@@ -74,14 +74,3 @@ def _family_crash(family: ModuleType, reason: str) -> Finding:
         line=0,
         message=f"analysis '{short}' could not complete: {reason.splitlines()[0][:200]}",
     )
-
-
-def _dedupe(findings: list[Finding]) -> list[Finding]:
-    seen: set[tuple[str, str, int, str]] = set()
-    unique = []
-    for finding in findings:
-        key = (finding.rule, finding.file, finding.line, finding.message)
-        if key not in seen:
-            seen.add(key)
-            unique.append(finding)
-    return unique

@@ -53,7 +53,7 @@ from harness.evaluate.log import file_sha256
 from harness.evaluate.scored import RuntimeViolation
 from harness.evaluate.scoring import NORMALIZATION_TOLERANCE
 from harness.evaluate.verify import VerifyResult, verify_log
-from harness.findings import Finding, Severity
+from harness.findings import Finding, Severity, unique_findings
 
 REPORT_SCHEMA = "golf-eval/1"
 ENTRY_FILE = "golf_entry.py"
@@ -277,7 +277,7 @@ def run_evaluation(
     timing.update(result.timing if result else {})
     timing["total_s"] = time.perf_counter() - started
     verified = verify_log(log_path) if dist_ctx.is_main and log_path.exists() else None
-    findings = _dedupe([*request.static_findings, *runtime])
+    findings = unique_findings([*request.static_findings, *runtime])
     outcome = _outcome(request, inputs, result, verified, findings, probes_json, guards_json, timing, dist_ctx)
     if dist_ctx.is_main:
         from harness.evaluate.report_files import write_reports
@@ -291,17 +291,6 @@ def _existing_train_shards(data: DataPaths) -> list[str]:
         return [str(p) for p in find_shards(data.train_pattern)]
     except DataFormatError:
         return []
-
-
-def _dedupe(findings: list[Finding]) -> list[Finding]:
-    seen: set[tuple[str, str, int, str]] = set()
-    unique = []
-    for finding in findings:
-        key = (finding.rule, finding.file, finding.line, finding.message)
-        if key not in seen:
-            seen.add(key)
-            unique.append(finding)
-    return unique
 
 
 def _outcome(
