@@ -57,13 +57,3 @@ def test_pathological_nesting_is_refused_before_libcst() -> None:
         assert str(failure) == "cannot analyze deep.py: an expression nests 1000 levels (limit 400)"
     else:
         raise AssertionError("expected ParseFailure")
-
-
-def test_unique_findings_drops_exact_repeats_only() -> None:
-    from harness.findings import Finding, Severity, unique_findings
-
-    first = Finding("PG101", Severity.ERROR, "train_gpt.py", 12, "trained before scored")
-    same_place_other_rule = Finding("PG102", Severity.ERROR, "train_gpt.py", 12, "trained before scored")
-    later_line = Finding("PG101", Severity.ERROR, "train_gpt.py", 13, "trained before scored")
-    assert unique_findings([first, same_place_other_rule, first, later_line, first]) == [
-        first, same_place_other_rule, later_line]
