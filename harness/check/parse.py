@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -65,14 +66,16 @@ def _precheck(source: SourceFile) -> None:
     pre-check and go straight to libcst, which accepts them.
     """
     try:
-        tree = ast.parse(source.text)
+        with warnings.catch_warnings():  # SyntaxWarnings about submission code are noise here
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source.text)
     except SyntaxError as error:
         # CPython's own nesting limits: such a file cannot run anywhere, and libcst's native
         # parser can overflow its stack (a segfault) on it, so it must never reach libcst.
         if _NESTING_LIMIT_MESSAGES.search(str(error.msg)):
             raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
         return
-    except ValueError:
+    except (ValueError, OverflowError):
         return
     except (RecursionError, MemoryError):
         raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
