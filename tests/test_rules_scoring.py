@@ -52,6 +52,7 @@ def _readme(name: str, value: str, line: int = 14) -> dict[str, Setting]:
             "illegal/PG201_target_gate.py",
             [("PG201", "error", "train_gpt.py", 11), ("PG201", "error", "train_gpt.py", 29)],
         ),
+        ("illegal/PG201_min_hash_key_loop.py", [("PG201", "error", "train_gpt.py", 14)]),
         ("illegal/PG201_slot.py", [("PG201", "error", "train_gpt.py", 36)]),
         ("illegal/PG201_doc_statistics.py", [("PG201", "error", "train_gpt.py", 13)]),
         ("illegal/PG202_target_only_blend.py", [("PG202", "error", "train_gpt.py", 24)]),

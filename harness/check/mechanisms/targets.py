@@ -162,16 +162,25 @@ def _is_shifted_slice(expr: cst.CSTNode) -> bool:
 
 
 def _offset(index_expr: cst.CSTNode) -> tuple[str, int] | None:
-    """``p`` → (p, 0); ``p - 2`` → (p, -2); ``p + 1`` → (p, 1)."""
+    """``p`` → (p, 0); ``p - 2`` → (p, -2); ``p + 1`` → (p, 1); ``p - k - 1`` → (p, -2).
+
+    A subtracted non-literal (``tokens[p - k]`` in a loop over context orders, the #779
+    BackoffNgramMixer shape) is a look-back into the prefix: it counts as one position
+    before ``p``, so a plain ``tokens[p]`` in the same function is the predicted token."""
     if isinstance(index_expr, cst.Name):
         return index_expr.value, 0
-    if isinstance(index_expr, cst.BinaryOperation) and isinstance(index_expr.left, cst.Name):
+    if isinstance(index_expr, cst.BinaryOperation):
+        base = _offset(index_expr.left)
+        if base is None:
+            return None
         amount = number_value(index_expr.right)
         if isinstance(amount, int):
             if isinstance(index_expr.operator, cst.Add):
-                return index_expr.left.value, amount
+                return base[0], base[1] + amount
             if isinstance(index_expr.operator, cst.Subtract):
-                return index_expr.left.value, -amount
+                return base[0], base[1] - amount
+        elif isinstance(index_expr.operator, cst.Subtract) and isinstance(index_expr.right, (cst.Name, cst.BinaryOperation)):
+            return base[0], base[1] - 1
     return None
 
 
