@@ -41,7 +41,8 @@ def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
         if _running_best(index, call, positional):
             continue
         elementwise = call_tail(call) in {"minimum", "fmin"}
-        if all(_names_nll(arg, strict=not elementwise) for arg in positional):
+        loss_bound = _loss_bound_names(index, call)
+        if all(_names_nll(arg, strict=not elementwise) or _bound_to_loss(arg, loss_bound) for arg in positional):
             hits.append(
                 Hit(
                     rule="PG202",
@@ -68,6 +69,46 @@ def _names_nll(expr: cst.CSTNode, strict: bool) -> bool:
     names = [n.value for n in value_names(expr)]
     pattern = _PER_TOKEN if strict else NLL_WORDS
     return bool(names) and any(pattern.search(n) for n in names)
+
+
+_LOSS_CALLS = {"cross_entropy", "nll_loss"}
+_CONVERSIONS = {"numpy", "cpu", "float", "double", "detach", "tolist", "item", "reshape", "view", "flatten", "squeeze"}
+
+
+def _loss_bound_names(index: ModuleIndex, call: cst.Call) -> set[str]:
+    """Names bound, in the function around ``call``, to a per-token loss by how it is computed
+    rather than by its name: minified code (``nl=F.cross_entropy(...)``, ``nc=-math.log(p)``,
+    ``nc=cache_nll(...)``) hides the #659 min-of-NLLs behind one-letter names."""
+    function = index.enclosing_function(call)
+    if function is None:
+        return set()
+    bound: set[str] = set()
+    for statement in nodes_within(index.assigns, function, index):
+        value = assigned_value(statement)
+        if value is not None and _computes_loss(value):
+            bound.update(target_names(statement))
+    return bound
+
+
+def _computes_loss(value: cst.CSTNode) -> bool:
+    if isinstance(value, cst.UnaryOperation) and isinstance(value.operator, cst.Minus):
+        inner = value.expression
+        while isinstance(inner, cst.Call) and call_tail(inner) in {"float", "item"}:
+            inner = inner.args[0].value if inner.args else inner
+            if not isinstance(inner, cst.Call):
+                break
+        return isinstance(inner, cst.Call) and call_tail(inner) in {"log", "log2"}
+    while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in _CONVERSIONS:
+        value = value.func.value  # ``F.cross_entropy(...).cpu().numpy()`` is still the loss
+    if not isinstance(value, cst.Call):
+        return False
+    tail = call_tail(value)
+    return tail in _LOSS_CALLS or bool(_PER_TOKEN.search(tail))
+
+
+def _bound_to_loss(expr: cst.CSTNode, loss_bound: set[str]) -> bool:
+    names = [n.value for n in value_names(expr)]
+    return bool(names) and any(n in loss_bound for n in names)
 
 
 def _running_best(index: ModuleIndex, call: cst.Call, args: list[cst.CSTNode]) -> bool:
