@@ -63,6 +63,7 @@ ILLEGAL = {
     "PG105_paid_prefix.py": {("PG105", "error", "PG105_paid_prefix.py", 35)},
     "PG105_checkpoint_select.py": {("PG105", "error", "PG105_checkpoint_select.py", 57)},
     "PG106_val_hessians.py": {("PG106", "error", "PG106_val_hessians.py", 59)},
+    "PG106_val_activation_scales.py": {("PG106", "error", "PG106_val_activation_scales.py", 31)},
 }
 
 

@@ -419,6 +419,6 @@ def _is_param_like(node: cst.BaseExpression) -> bool:
 
 
 def _accumulates_statistics(function: FuncInfo) -> bool:
-    if function.has_matmul_accumulation:
+    if function.has_matmul_accumulation or function.stores_activation_statistic:
         return True
     return any(_accumulates_statistics(inner) for inner in function.nested.values())

@@ -19,6 +19,7 @@ from harness.check.flow.names import (
     LOG_VAL_TEXT,
     assigned_names,
     children,
+    contains_activation_statistic,
     contains_matmul,
     dotted_name,
     is_val_literal,
@@ -62,6 +63,7 @@ class FuncInfo:
     flows_out: set[str] = field(default_factory=set)  # names reaching a return or a val log line
     free_names: set[str] = field(default_factory=set)  # outer-scope names a nested def reads
     has_matmul_accumulation: bool = False
+    stores_activation_statistic: bool = False  # only meaningful for a function registered as a hook
     trains_params: bool = False  # builds an optimizer over (or writes) a parameter's parameters
 
     @property
@@ -139,6 +141,9 @@ class _DepsCollector:
             if isinstance(target.target, (cst.Subscript, cst.Attribute)) and contains_matmul(node.value):
                 # ``stats[name] = stats.get(name, 0) + x.T @ x`` inside a forward hook
                 self.info.has_matmul_accumulation = True
+            elif isinstance(target.target, cst.Subscript) and contains_activation_statistic(node.value):
+                # ``scales[name] = x.abs().amax(0)`` inside a forward hook (AWQ-style scales)
+                self.info.stores_activation_statistic = True
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         self._edge(assigned_names(node.target), node.value)
@@ -147,6 +152,8 @@ class _DepsCollector:
         self._edge(assigned_names(node.target), node.value)
         if contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign):
             self.info.has_matmul_accumulation = True
+        elif isinstance(node.target, cst.Subscript) and contains_activation_statistic(node.value):
+            self.info.stores_activation_statistic = True
 
     def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
         self._edge(assigned_names(node.target), node.value)

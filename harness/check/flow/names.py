@@ -221,6 +221,25 @@ def contains_matmul(node: cst.CSTNode) -> bool:
     return False
 
 
+_STATISTIC_REDUCTIONS = frozenset({"amax", "amin", "maximum", "minimum", "max", "min", "abs", "mean", "var",
+                                   "std", "norm", "square", "pow", "sum"})
+
+
+def contains_activation_statistic(node: cst.CSTNode) -> bool:
+    """``scales[name] = torch.maximum(scales[name], x.abs().amax(0))``: the per-channel maxima or
+    moments that AWQ/SmoothQuant-style calibration keeps — data-dependent quantization just like a
+    Hessian (R-QUANT-CALIB, #728), so a hook storing one is a statistics hook too."""
+    if contains_matmul(node):
+        return True
+    stack: list[cst.CSTNode] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Call) and last_part(callee_name(current)) in _STATISTIC_REDUCTIONS:
+            return True
+        stack.extend(children(current))
+    return False
+
+
 def short(text: str, limit: int = 60) -> str:
     """One line of at most ``limit`` characters, for messages and path notes."""
     flat = " ".join(text.split())
