@@ -140,6 +140,11 @@ def _all_names_known(index: ModuleIndex, scope: cst.CSTNode, value: cst.CSTNode)
     return True
 
 
+def _member_names(expr: cst.CSTNode) -> list[str]:
+    """Attribute members read in ``expr`` (``args.bytes_per_token`` → ``bytes_per_token``)."""
+    return [n.attr.value for n in walk(expr) if isinstance(n, cst.Attribute)]
+
+
 def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
     hits: list[Hit] = []
     for statement in _bpb_statements(index):
@@ -150,6 +155,8 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
         factors = _scaling_operands(value)
         literal = next((n for n in factors if _suspicious_number(n) is not None), None)
         named = next((n.value for f in factors for n in value_names(f) if n.value in constants), None)
+        if named is None:  # ``args.bytes_per_token`` read from a Hyperparameters field (#2009)
+            named = next((a for f in factors for a in _member_names(f) if a in constants), None)
         computes_bits = _LN2_MARKERS.search(index.code(value, 10_000)) is not None or any(
             _LOSS_NAME.search(n.value) for n in value_names(value)
         )
