@@ -243,3 +243,20 @@ def test_switch_passed_as_an_argument_is_evaluated_in_the_callers_terms() -> Non
     assert "`run_it` at pg_switch_argument_fixture.py:" in off[0].message
     assert [(f.rule, f.severity) for f in on] == [("PG102", Severity.ERROR)]
     assert on[0].message.endswith("— enabled by PREQUANT_TTT_ENABLED=1 in README.md:9")
+
+
+def test_logged_hyperparameter_dump_true_false_switches_like_the_env_value_behind_it() -> None:
+    """A log dumps ``prequant_ttt_enabled: True`` — the converted attribute, not the env string
+    ``1``; ``bool(int("True"))`` must not make the switch unknown (#1735-style pre-quant TTT
+    turned on only by the run that produced the log)."""
+    fixture = FIXTURES / "illegal" / "PG102_env_switched.py"
+    logged_on = {"PREQUANT_TTT_ENABLED": Setting("PREQUANT_TTT_ENABLED", "True", "train_seed42.log", 2, "log")}
+    on = run_check([fixture], settings=logged_on)
+    assert [(f.rule, f.severity, f.line) for f in on] == [("PG102", Severity.ERROR, 40)]
+    assert on[0].message.endswith("— enabled by PREQUANT_TTT_ENABLED=True in train_seed42.log:2")
+    default_on = Path("/tmp") / "pg_logged_false_fixture.py"
+    default_on.write_text(fixture.read_text().replace('"PREQUANT_TTT_ENABLED", "0"', '"PREQUANT_TTT_ENABLED", "1"'))
+    logged_off = {"PREQUANT_TTT_ENABLED": Setting("PREQUANT_TTT_ENABLED", "False", "train_seed42.log", 2, "log")}
+    off = run_check([default_on], settings=logged_off)
+    assert [(f.rule, f.severity, f.line) for f in off] == [("PG102", Severity.INFO, 40)]
+    assert "is false with PREQUANT_TTT_ENABLED=False in train_seed42.log:2" in off[0].message

@@ -95,7 +95,7 @@ class Switches:
             key = self.value(element.value, used, depth + 1) if isinstance(element, cst.Index) else UNKNOWN
             if isinstance(key, str) and key in self.settings:
                 used.add(key)
-                return self.settings[key].value
+                return _env_string(self.settings[key])
             return UNKNOWN
         if isinstance(node, cst.UnaryOperation):
             operand = self.value(node.expression, used, depth + 1)
@@ -154,7 +154,7 @@ class Switches:
                 return UNKNOWN
             if key in self.settings:
                 used.add(key)
-                return self.settings[key].value
+                return _env_string(self.settings[key])
             return self.value(args[1].value, used, depth + 1) if len(args) > 1 else None
         if name in ("int", "float", "bool", "str") and len(args) == 1:
             inner = self.value(args[0].value, used, depth + 1)
@@ -205,6 +205,16 @@ class Switches:
                 return Outcome(runs=False, disabled_by=reason)
             enabled.extend(s for s in documented if s not in enabled)
         return Outcome(runs=True, enabled_by=enabled)
+
+
+def _env_string(setting: Setting) -> str:
+    """The env string behind a setting. A log's hyperparameter dump prints the *converted*
+    attribute (``ttt_enabled: True`` for ``bool(int(os.environ.get("TTT_ENABLED", "0")))``), so
+    a logged ``True``/``False`` stands for the ``1``/``0`` that produced it; read raw, ``int("True")``
+    fails and the switch would look unknown (and ``False`` would look like "may run")."""
+    if setting.source_kind == "log" and setting.value in ("True", "False"):
+        return "1" if setting.value == "True" else "0"
+    return setting.value
 
 
 def _describe(cond: Cond, documented: list[Setting]) -> str:
