@@ -54,6 +54,7 @@ def _readme(name: str, value: str, line: int = 14) -> dict[str, Setting]:
         ),
         ("illegal/PG201_min_hash_key_loop.py", [("PG201", "error", "train_gpt.py", 14)]),
         ("illegal/PG201_slot.py", [("PG201", "error", "train_gpt.py", 36)]),
+        ("illegal/PG201_word_gate_minified.py", [("PG201", "error", "train_gpt.py", 3)]),
         ("illegal/PG201_doc_statistics.py", [("PG201", "error", "train_gpt.py", 13)]),
         ("illegal/PG202_target_only_blend.py", [("PG202", "error", "train_gpt.py", 24)]),
         ("illegal/PG202_min_nll.py", [("PG202", "error", "train_gpt.py", 20)]),
@@ -322,3 +323,11 @@ def test_target_keyed_read_after_the_score_is_an_update() -> None:
         """
     )
     assert _scoring({"train_gpt.py": code}) == []
+
+
+def test_minified_expert_gate_is_found_by_its_env_name_and_switched_off_by_it() -> None:
+    files = _fixture("illegal/PG201_word_gate_minified.py")
+    (finding,) = _scoring(files)
+    assert (finding.rule, finding.line) == ("PG201", 3)
+    assert "`wb` = 0.3" in finding.message
+    assert _scoring(files, _readme("WORD_BOOST", "0")) == []

@@ -24,7 +24,7 @@ import libcst as cst
 from harness.findings import Severity
 
 from .lookups import CACHE_WORDS, LookupFacts
-from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, target_names, walk
+from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, strings_in, target_names, walk
 from .targets import TargetInfo, value_names
 
 GATE_WORDS = re.compile(
@@ -185,9 +185,9 @@ def find_expert_gate_settings(indexes: list[ModuleIndex], configuration) -> list
     cocohearts #2041/#2118, #2135 ``within_gate=0 word_gate=0 agree2plus=0``)."""
     hits: list[Hit] = []
     for key, bindings in configuration.bindings.items():
-        if not EXPERT_GATE_SETTING.match(key):
-            continue
         for binding in bindings:
+            if not EXPERT_GATE_SETTING.match(key) and not _reads_expert_gate_env(binding.expr):
+                continue
             evaluation = configuration.evaluate(binding.expr)
             value = evaluation.value
             if not isinstance(value, (int, float)) or value == 0:
@@ -212,6 +212,12 @@ def find_expert_gate_settings(indexes: list[ModuleIndex], configuration) -> list
                 )
             )
     return hits
+
+
+def _reads_expert_gate_env(expr: cst.CSTNode) -> bool:
+    """``wb = float(os.environ.get("WORD_BOOST", "0.3"))``: minified code binds the expert
+    weight to a one-letter field, so the env name it reads identifies it instead."""
+    return any(EXPERT_GATE_SETTING.match(text) for text in strings_in(expr))
 
 
 def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
