@@ -126,10 +126,13 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
     def mentions_target_or_key(expr: cst.CSTNode) -> bool:
         return info.mentions(expr) or mentions_key(expr)
 
+    counted = _counted_tables(index, function)
     for site in _read_sites(index, function, mentions_target_or_key):
         base = site.value if isinstance(site, cst.Subscript) else site.func
         base_names = {n.value for n in value_names(base)} | ({base.attr.value} if isinstance(base, cst.Attribute) else set())
-        if not any(CACHE_WORDS.search(n) for n in base_names) or any(BYTE_WORDS.search(n) for n in base_names):
+        if any(BYTE_WORDS.search(n) for n in base_names):
+            continue
+        if not any(CACHE_WORDS.search(n) for n in base_names) and index.code(base) not in counted:
             continue
         statement = index.enclosing_statement(site)
         if isinstance(statement, (cst.Assign, cst.AnnAssign)):
@@ -137,6 +140,19 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
                 facts.cache_names.setdefault(name, site)
     _propagate_names(facts.cache_names, assigns, carriers_only=True)
     return facts
+
+
+def _counted_tables(index: ModuleIndex, function: cst.FunctionDef) -> set[str]:
+    """Tables incremented in this function (``c[k, t] += 1``): whatever their (possibly
+    one-letter, minified) name, they are eval-time count caches, so a read of them at the
+    target is a cache lookup, not the model's probability (#1026, #659)."""
+    tables: set[str] = set()
+    for statement in nodes_within(index.assigns, function, index):
+        if isinstance(statement, cst.AugAssign) and isinstance(statement.operator, cst.AddAssign):
+            target = statement.target
+            if isinstance(target, cst.Subscript) and isinstance(number_value(statement.value), (int, float)):
+                tables.add(index.code(target.value))
+    return tables
 
 
 _SCORE_TARGET = re.compile(r"loss|nll|bits|score|nats|sum", re.IGNORECASE)
