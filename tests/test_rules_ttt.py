@@ -58,6 +58,8 @@ ILLEGAL = {
     "PG103_last_epoch.py": {("PG103", "error", "PG103_last_epoch.py", 38)},
     "PG103_rescore.py": {("PG101", "error", "PG103_rescore.py", 43), ("PG103", "error", "PG103_rescore.py", 55)},
     "PG103_rescore_after_legal_ttt.py": {("PG103", "error", "PG103_rescore_after_legal_ttt.py", 92)},
+    "PG103_rescore_after_ttt_minified.py": {("PG101", "error", "PG103_rescore_after_ttt_minified.py", 19),
+                                            ("PG103", "error", "PG103_rescore_after_ttt_minified.py", 27)},
     "PG104_warmup_on_val.py": {("PG104", "warning", "PG104_warmup_on_val.py", 74)},
     "PG105_val_train_loader.py": {("PG105", "error", "PG105_val_train_loader.py", 44)},
     "PG105_paid_prefix.py": {("PG105", "error", "PG105_paid_prefix.py", 35)},

@@ -95,7 +95,8 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
         decisions = [Decision("PG101", Severity.ERROR, update,
                               f"{source} is trained on ({update.note} at line {update.line}) before it is scored "
                               f"({_call_where(score, update)})", [(score, "scored after the update")])]
-        prior = [s for s in scores if s.order < update.order and not any(s.shares_loop(u) for u in all_updates)]
+        # a complete pass before this update — plain, or itself score-first TTT (#991: s_0 → train → s_1)
+        prior = [s for s in scores if s.order < update.order and s.shares_loop(update) is None]
         rescore = [s for s in later_scores if s.shares_loop(update) is None]
         if prior and rescore:
             again = rescore[-1]
