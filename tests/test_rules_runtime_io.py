@@ -41,6 +41,7 @@ def _summary(findings: list[Finding]) -> list[tuple[str, str, str, int]]:
             [("PG301", "error", "train_gpt.py", 18), ("PG301", "error", "train_gpt.py", 24)],
         ),
         ("illegal/PG302_gptq_after_clock.py", [("PG302", "error", "train_gpt.py", 44)]),
+        ("illegal/PG302_gptq_loader_minified.py", [("PG302", "error", "train_gpt.py", 17)]),
         ("illegal/PG302_ngram_prefill_eval.py", [("PG302", "error", "train_gpt.py", 23)]),
     ],
 )
@@ -187,3 +188,18 @@ def test_training_data_after_the_final_save_without_a_clocked_loop() -> None:
     assert (finding.rule, finding.severity, finding.line) == ("PG302", Severity.ERROR, 18)
     assert "after the final model is serialized (line 17)" in finding.message
     assert [step.line for step in finding.path] == [17, 18, 7]
+
+
+def test_minified_reserve_is_read_through_its_env_name_and_zero_makes_it_illegal() -> None:
+    assert _runtime_io(_fixture("legal/gptq_reserve_minified.py")) == []
+    settings = {"GPTQ_RESERVE_SECONDS": Setting("GPTQ_RESERVE_SECONDS", "0", "run.sh", 3, "script")}
+    (finding,) = _runtime_io(_fixture("legal/gptq_reserve_minified.py"), settings)
+    assert (finding.rule, finding.severity, finding.line) == ("PG302", Severity.ERROR, 17)
+    assert "`hs(m,tl,a.cb)`" in finding.message
+
+
+def test_closing_the_training_loader_after_the_clock_is_not_a_read() -> None:
+    code = (MECH / "illegal" / "PG302_gptq_loader_minified.py").read_text(encoding="utf-8")
+    code = code.replace("q=m.gptq(hs(m,tl,a.cb));", "tl.close();q=m.gptq({});")
+    code = code.replace("class TL:", "class TL:\n\tdef close(s):s.t=None")
+    assert _runtime_io({"train_gpt.py": code}) == []

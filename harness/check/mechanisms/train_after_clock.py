@@ -18,7 +18,7 @@ import libcst as cst
 from harness.findings import Severity
 
 from .switches import UNKNOWN, Configuration
-from .syntax import Hit, ModuleIndex, call_tail, dotted_name, nodes_within, step, strings_in, walk
+from .syntax import Hit, ModuleIndex, call_tail, dotted_name, nodes_within, step, strings_in, target_names, walk
 from .targets import value_names
 
 _READ_CALLS = {"next_batch", "next_tokens"}
@@ -122,9 +122,18 @@ def _training_loops(index: ModuleIndex) -> list[cst.CSTNode]:
 
 def _reserve_state(index: ModuleIndex, scope: cst.CSTNode, configuration: Configuration) -> str | None:
     """A description of the reserved calibration slice, or None when there is none (or it is 0)."""
+    # Minified code binds GPTQ_RESERVE_SECONDS to a one-letter field: the env name decides.
+    reserve_keys = {
+        key for key, bindings in configuration.bindings.items()
+        if any(_RESERVE.search(text) for b in bindings for text in strings_in(b.expr))
+    }
+
+    def is_reserve(word: str) -> bool:
+        return bool(_RESERVE.search(word)) or word.lower() in reserve_keys
+
     candidates = [
         n for n in walk(scope)
-        if (isinstance(n, cst.Attribute) and _RESERVE.search(n.attr.value)) or (isinstance(n, cst.Name) and _RESERVE.search(n.value))
+        if (isinstance(n, cst.Attribute) and is_reserve(n.attr.value)) or (isinstance(n, cst.Name) and is_reserve(n.value))
     ]
     for node in candidates:
         if isinstance(index.parent(node), cst.Attribute) and index.parent(node).attr is node:  # type: ignore[union-attr]
@@ -152,6 +161,7 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
             scope = index.enclosing_function(loop) or index.parsed.module
             loop_end = index.parsed.positions[loop].end.line  # type: ignore[index]
             reserve = _reserve_state(index, scope, configuration)
+            loaders = _loop_loaders(index, loop)
             regions = [(index, scope, loop_end)]
             if isinstance(scope, cst.FunctionDef):
                 regions += _caller_regions(indexes, scope.name.value)
@@ -167,6 +177,8 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
                     if reserve is not None and (saved_at is None or region_index.line(call) <= saved_at):
                         continue
                     reads = direct_reads(region_index, call) or data.reads_of_call(call)
+                    if not reads and region_scope is scope:
+                        reads = _loader_reuse(region_index, call, loaders)
                     if not reads:
                         continue
                     key = (region_index.name, region_index.line(call))
@@ -202,6 +214,55 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
                         ),
                     )
     return list(hits.values())
+
+
+def _loop_loaders(index: ModuleIndex, loop: cst.CSTNode) -> dict[str, set[str]]:
+    """Objects the training loop draws its batches from (``x, y = tl.nb(n)``): whatever
+    the class and method are called (minified code renames both), that object *is* the
+    training stream, so using it after the clock reads training data (#593, #606).
+    Maps each loader name to the methods that drew batches from it."""
+    loaders: dict[str, set[str]] = {}
+    for statement in nodes_within(index.assigns, loop, index):
+        if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
+            continue
+        if not isinstance(statement.targets[0].target, cst.Tuple):
+            continue
+        if any(_MODEL_OUTPUT.search(n) for n in target_names(statement)):
+            continue  # ``loss, aux = model.forward_aux(x, y)``: the model, not a batch source
+        value = statement.value
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and isinstance(value.func.value, cst.Name):
+            name = value.func.value.value
+            if not _VAL_WORDS.search(name):
+                loaders.setdefault(name, set()).add(value.func.attr.value)
+    scope = index.enclosing_function(loop) or index.parsed.module
+    for call in nodes_within(index.calls, scope, index):
+        if isinstance(call.func, cst.Name) and call.func.value in loaders:
+            loaders.pop(call.func.value, None)  # called like a model: ``m(x, y)``
+        elif (
+            isinstance(call.func, cst.Attribute)
+            and isinstance(call.func.value, cst.Name)
+            and call.func.attr.value in _MODEL_METHODS
+        ):
+            loaders.pop(call.func.value.value, None)
+    return loaders
+
+
+_MODEL_OUTPUT = re.compile(r"loss|logit|out|aux|hidden|grad", re.IGNORECASE)
+_MODEL_METHODS = {"backward", "step", "zero_grad", "parameters", "named_parameters", "state_dict", "train", "eval", "forward"}
+
+
+def _loader_reuse(index: ModuleIndex, call: cst.Call, loaders: dict[str, set[str]]) -> list[Read]:
+    """``hs(m, tl, n)`` or ``tl.nb(n)`` after the loop: the training loader used again
+    (``tl.close()`` is not a read, so only the batch-drawing methods count)."""
+    if not loaders:
+        return []
+    receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
+    if isinstance(receiver, cst.Name) and isinstance(call.func, cst.Attribute) and call.func.attr.value in loaders.get(receiver.value, set()):
+        return [Read(index, call, index.code(call, 60))]
+    for arg in call.args:
+        if isinstance(arg.value, cst.Name) and arg.value.value in loaders:
+            return [Read(index, call, index.code(call, 60))]
+    return []
 
 
 _FINAL_ARTIFACT = re.compile(r"final|quant|int[4-8]|ptz|artifact|compress", re.IGNORECASE)
