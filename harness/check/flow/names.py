@@ -44,6 +44,8 @@ ARTIFACT_COMPRESS_ROOT = re.compile(r"lzma|zlib|brotli|zstd|zstandard|bz2|gzip|c
 SCORE_FUNCTION = re.compile(r"^_*(eval|evaluate)|score", re.IGNORECASE)
 WARMUP_WORD = re.compile(r"warm", re.IGNORECASE)
 TRAIN_WORD = re.compile(r"(^|_)train", re.IGNORECASE)
+# A training-data pipeline (``train_loader``, ``train_tokens``, ``args.train_files``), not a setting.
+TRAIN_PIPELINE_NAME = re.compile(r"(^|_)train_?(loader|files|stream|tokens|data|batch|shards|pattern|iter)", re.I)
 DENOMINATOR_NAME = re.compile(r"byte|tok|count|cnt|num|^n_|_n$|^n$|len|total_t", re.IGNORECASE)
 SCORE_LIST_NAME = re.compile(r"loss|nll|bpb|bits|score|logprob|log_prob|lp|ce|entrop", re.IGNORECASE)
 LOG_VAL_TEXT = re.compile(r"val|bpb|exact", re.IGNORECASE)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from harness.check.flow.names import is_val_name
+from harness.check.flow.names import TRAIN_PIPELINE_NAME, is_val_name
 from harness.check.flow.model import Effect, EffectKind, LoopFrame
 from harness.findings import Severity, Step
 
-_TRAIN_PIPELINE_NAME = re.compile(r"(^|_)train_?(loader|files|stream|tokens|data|batch|shards|pattern|iter)", re.I)
+_TRAIN_PIPELINE_NAME = TRAIN_PIPELINE_NAME
 
 
 @dataclass
@@ -71,7 +71,7 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
     source = _source(update)
     later_scores = [s for s in scores if s.order > update.order]
     later_artifacts = [a for a in artifacts if a.order > update.order]
-    if any(p.shares_loop(update) for p in plain_updates) or _through_training_pipeline(update):
+    if any(p.shares_loop(update) for p in plain_updates) or _through_training_pipeline(update) or update.train_named:
         return [Decision("PG105", Severity.ERROR, update,
                          f"{source} is used in the training loop ({update.note} at line {update.line}): "
                          "training batches are drawn from validation data")]

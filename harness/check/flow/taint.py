@@ -115,6 +115,9 @@ class _Walk(CallHandling):
         self.call_fields: dict[int, dict[str, Taint]] = {}  # id(constructor call) -> VAL fields
         self._last_summary: Summary | None = None
         self.instances: dict[str, str] = {}  # local name -> submission class it was built from
+        # names bound (directly or through other bindings) from the training-data pipeline: an
+        # update reading one of them *and* VAL mixes validation batches into training steps
+        self.train_fed: set[str] = set()
 
     def _code(self, node: cst.CSTNode) -> str:
         """Source text of a node, cached: libcst's code generation is the costliest call here."""
@@ -455,12 +458,25 @@ class _Walk(CallHandling):
             if value is not None:
                 self._taint_name(keyed, value, line, f"{keyed} = {N.short(self._code(value_node))}")
             return
+        fed_by_training = self._reads_training_pipeline(value_node)
         for name in N.assigned_names(target):
             self.assigned_at[name] = self.clock
+            if fed_by_training:
+                self.train_fed.add(name)
+            elif self.conditional_depth == 0:
+                self.train_fed.discard(name)
             if value is not None:
                 self._taint_name(name, value, line, f"{name} = {N.short(self._code(value_node))}")
             elif self.conditional_depth == 0 and not isinstance(target, cst.Subscript):
                 self._kill(name)
+
+    def _reads_training_pipeline(self, value_node: cst.CSTNode) -> bool:
+        for ref in N.refs(value_node):
+            if ref in self.train_fed or N.root_part(ref) in self.train_fed:
+                return True
+            if any(N.TRAIN_PIPELINE_NAME.search(part) for part in ref.split(".")):
+                return True
+        return False
 
     def _taint_name(self, name: str, value: Taint, line: int, note: str) -> None:
         self.assigned_at[name] = self.clock
@@ -489,7 +505,9 @@ class _Walk(CallHandling):
             return
         effect = Effect(kind=kind, file=self.file, line=line, note=note, taint=taint, loops=self._frames(local_refs),
                         conds=tuple(self.conds), functions=(self.info.display,), function_ids=(self.info.uid,),
-                        warmup=self.warm_depth > 0)
+                        warmup=self.warm_depth > 0,
+                        train_named=kind is EffectKind.UPDATE and taint is not None
+                        and any(N.root_part(r) in self.train_fed for r in local_refs))
         if produced_from:
             produced = [self.assigned_at[N.root_part(r)] for r in produced_from
                         if N.root_part(r) in self.assigned_at and self._lookup(r, None) is not None]
