@@ -48,9 +48,11 @@ def _suspicious_number(node: cst.CSTNode) -> float | None:
     return float(value) if _suspicious_value(value, isinstance(node, cst.Integer)) else None
 
 
-def _bpb_statements(index: ModuleIndex) -> list[cst.CSTNode]:
-    """Assignments that compute (not just pass along) a value named ``*bpb*``."""
-    found = []
+def _bpb_statements(index: ModuleIndex) -> list[tuple[cst.CSTNode, cst.BaseExpression, bool]]:
+    """(statement, formula, named) triples that compute (not just pass along) a value named
+    ``*bpb*`` (named), or — in minified code — the value printed under a ``val_bpb:`` label."""
+    found: list[tuple[cst.CSTNode, cst.BaseExpression, bool]] = []
+    seen: set[int] = set()
     for statement in index.assigns:
         value = assigned_value(statement)
         names = target_names(statement)
@@ -59,7 +61,69 @@ def _bpb_statements(index: ModuleIndex) -> list[cst.CSTNode]:
         if any(_TRAIN_ONLY.search(n) for n in names):
             continue  # a training-time progress estimate, not the reported score
         if isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)):
-            found.append(statement)
+            found.append((statement, value, True))
+            seen.add(id(statement))
+    for statement, value in _printed_bpb_formulas(index):
+        if id(statement) not in seen and isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)):
+            found.append((statement, value, False))
+            seen.add(id(statement))
+    return found
+
+
+_BPB_LABEL = re.compile(r"val_bpb[:=]\s*$")
+
+
+def _printed_bpb_formulas(index: ModuleIndex) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
+    """Follow ``print(f"... val_bpb:{vb:.8f}")`` back to the formula: ``vb`` bound locally, or
+    unpacked from ``vl, vb = ev(...)`` and then the matching element of ``ev``'s return
+    (one level). Minifiers rename ``val_bpb`` but keep the log label the score is read from."""
+    formulas: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
+    for node in index.all_nodes():
+        if not isinstance(node, cst.FormattedString):
+            continue
+        label = ""
+        for part in node.parts:
+            if isinstance(part, cst.FormattedStringText):
+                label = part.value
+            elif isinstance(part, cst.FormattedStringExpression):
+                if _BPB_LABEL.search(label) and isinstance(part.expression, cst.Name):
+                    formulas += _formulas_of(index, part.expression.value, index.enclosing_function(node))
+                label = ""
+    return formulas
+
+
+def _formulas_of(index: ModuleIndex, name: str, scope: cst.FunctionDef | None, depth: int = 0) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
+    found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
+    container = scope if scope is not None else index.parsed.module
+    for statement in nodes_within(index.assigns, container, index):
+        if index.enclosing_function(statement) is not scope or not isinstance(statement, cst.Assign):
+            continue
+        for target in statement.targets:
+            node = target.target
+            if isinstance(node, cst.Name) and node.value == name:
+                found.append((statement, statement.value))
+            elif isinstance(node, cst.Tuple) and depth == 0 and isinstance(statement.value, cst.Call):
+                position = next(
+                    (i for i, e in enumerate(node.elements) if isinstance(e.value, cst.Name) and e.value.value == name), None
+                )
+                if position is not None:
+                    found += _returned_formulas(index, call_tail(statement.value), position)
+    return found
+
+
+def _returned_formulas(index: ModuleIndex, function_name: str, position: int) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
+    found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
+    for function in index.functions_named(function_name):
+        for node in walk(function.body):
+            if not isinstance(node, cst.Return) or not isinstance(node.value, cst.Tuple):
+                continue
+            if index.enclosing_function(node) is not function or len(node.value.elements) <= position:
+                continue
+            element = node.value.elements[position].value
+            if isinstance(element, cst.Name):
+                found += _formulas_of(index, element.value, function, depth=1)
+            else:
+                found.append((node, element))
     return found
 
 
@@ -145,11 +209,29 @@ def _member_names(expr: cst.CSTNode) -> list[str]:
     return [n.attr.value for n in walk(expr) if isinstance(n, cst.Attribute)]
 
 
+def _accumulators(index: ModuleIndex, scope: cst.CSTNode, value: cst.CSTNode) -> int:
+    """Running totals (``x += ...``) the formula depends on through local assignments."""
+    assigns = nodes_within(index.assigns, scope, index)
+    totals = {n for s in assigns if isinstance(s, cst.AugAssign) for n in target_names(s)}
+    pending = [n.value for n in value_names(value)]
+    reached: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        for statement in assigns:
+            if isinstance(statement, cst.AugAssign) or name not in target_names(statement):
+                continue
+            bound = assigned_value(statement)
+            if bound is not None:
+                pending += [n.value for n in value_names(bound)]
+    return len(reached & totals)
+
+
 def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
     hits: list[Hit] = []
-    for statement in _bpb_statements(index):
-        value = assigned_value(statement)
-        assert value is not None
+    for statement, value, named_bpb in _bpb_statements(index):
         scope = index.enclosing_function(statement) or index.parsed.module
         constants = _constant_names(index, scope)
         factors = _scaling_operands(value)
@@ -187,6 +269,8 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
             or any(BYTE_NAME.search(n) for n in mentioned)
             or any(BYTE_NAME.search(text) for text in strings_in(value))
         )
+        if not named_bpb and _accumulators(index, scope, value) >= 3:
+            continue  # minified: a third running total beside loss and token count is the byte count
         if mentions_bits and not has_bytes and _all_names_known(index, scope, value):
             hits.append(
                 Hit(
