@@ -242,6 +242,30 @@ def contains_activation_statistic(node: cst.CSTNode) -> bool:
     return False
 
 
+_LOG_CALLS = frozenset({"print", "log", "log0", "info", "write", "debug", "warning"})
+
+
+def only_logged(name: str, body: list[cst.CSTNode]) -> bool:
+    """Whether ``name`` is read nowhere in ``body`` except inside print/log calls: a no_grad
+    loss kept only for a progress line (``loss_before`` printed each step of a val-training
+    loop) is a diagnostic, not the score of a score-first pass (rules-research "Illegal
+    shapes worth a second look": the logging eval inside a function training on val_tokens)."""
+    stack: list[tuple[cst.CSTNode, bool]] = [(node, False) for node in body]
+    while stack:
+        current, in_log = stack.pop()
+        if isinstance(current, cst.AssignTarget):
+            continue
+        if isinstance(current, cst.Name):
+            if current.value == name and not in_log:
+                return False
+            continue
+        if isinstance(current, cst.Call):
+            callee = last_part(callee_name(current))
+            in_log = in_log or callee in _LOG_CALLS or "log" in callee.lower()
+        stack.extend((child, in_log) for child in children(current))
+    return True
+
+
 def short(text: str, limit: int = 60) -> str:
     """One line of at most ``limit`` characters, for messages and path notes."""
     flat = " ".join(text.split())

@@ -411,6 +411,8 @@ class _Walk(CallHandling):
         last = N.last_part(name)
         if N.TRAIN_WORD.search(last) or N.DENOMINATOR_NAME.search(last) or not _has_call(value_node):
             return
+        if "." not in name and N.only_logged(name, self.info.body()):
+            return
         refs = set(N.refs(value_node))
         self._emit(EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=refs)
 
