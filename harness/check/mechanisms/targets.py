@@ -161,16 +161,18 @@ def _is_shifted_slice(expr: cst.CSTNode) -> bool:
     return isinstance(lower, cst.BinaryOperation) and isinstance(lower.operator, cst.Add) and number_value(lower.right) == 1
 
 
-def _offset(index_expr: cst.CSTNode) -> tuple[str, int] | None:
-    """``p`` → (p, 0); ``p - 2`` → (p, -2); ``p + 1`` → (p, 1); ``p - k - 1`` → (p, -2).
+def _offset(index_expr: cst.CSTNode, starts: dict[str, int] | None = None) -> tuple[str, int] | None:
+    """``p`` → (p, 0); ``p - 2`` → (p, -2); ``p + 1`` → (p, 1); ``p - k - 1`` → (p, -1 - start of k).
 
-    A subtracted non-literal (``tokens[p - k]`` in a loop over context orders, the #779
-    BackoffNgramMixer shape) is a look-back into the prefix: it counts as one position
-    before ``p``, so a plain ``tokens[p]`` in the same function is the predicted token."""
+    A subtracted loop variable (``tokens[p - k]`` over context orders, the #779
+    BackoffNgramMixer shape) reaches back to ``p - start`` where ``start`` is where its
+    ``range`` begins; ``range(1, n)`` makes it a pure look-back, so a plain ``tokens[p]`` in
+    the same function is the predicted token. When ``k`` can be 0, ``tokens[p]`` itself is
+    context, and the read is left out."""
     if isinstance(index_expr, cst.Name):
         return index_expr.value, 0
     if isinstance(index_expr, cst.BinaryOperation):
-        base = _offset(index_expr.left)
+        base = _offset(index_expr.left, starts)
         if base is None:
             return None
         amount = number_value(index_expr.right)
@@ -179,14 +181,30 @@ def _offset(index_expr: cst.CSTNode) -> tuple[str, int] | None:
                 return base[0], base[1] + amount
             if isinstance(index_expr.operator, cst.Subtract):
                 return base[0], base[1] - amount
-        elif isinstance(index_expr.operator, cst.Subtract) and isinstance(index_expr.right, (cst.Name, cst.BinaryOperation)):
-            return base[0], base[1] - 1
+        elif isinstance(index_expr.operator, cst.Subtract) and isinstance(index_expr.right, cst.Name):
+            start = (starts or {}).get(index_expr.right.value)
+            if start is not None and base[1] - start < 0:
+                return base[0], base[1] - start
     return None
+
+
+def _range_starts(function: cst.FunctionDef) -> dict[str, int]:
+    """Loop variables of ``for k in range(a, ...)`` (statements and comprehensions) → ``a``."""
+    starts: dict[str, int] = {}
+    for node in walk(function.body):
+        if isinstance(node, (cst.For, cst.CompFor)) and isinstance(node.target, cst.Name):
+            iterator = node.iter
+            if isinstance(iterator, cst.Call) and call_tail(iterator) == "range" and iterator.args:
+                first = number_value(iterator.args[0].value) if len(iterator.args) >= 2 else 0
+                if isinstance(first, int):
+                    starts[node.target.value] = first
+    return starts
 
 
 def _predicted_position_reads(index: ModuleIndex, function: cst.FunctionDef) -> list[cst.Subscript]:
     """Subscripts ``arr[p + k]`` with the largest k among ≥2 offsets of the same ``arr``/``p``."""
     groups: dict[tuple[str, str], list[tuple[int, cst.Subscript]]] = {}
+    starts = _range_starts(function)
     for subscript in nodes_within(index.subscripts, function, index):
         if not isinstance(subscript.value, cst.Name) or len(subscript.slice) != 1:
             continue
@@ -195,7 +213,7 @@ def _predicted_position_reads(index: ModuleIndex, function: cst.FunctionDef) -> 
         element = subscript.slice[0].slice
         if not isinstance(element, cst.Index):
             continue
-        offset = _offset(element.value)
+        offset = _offset(element.value, starts)
         if offset is None:
             continue
         groups.setdefault((subscript.value.value, offset[0]), []).append((offset[1], subscript))
