@@ -66,6 +66,7 @@ ILLEGAL = {
     "PG105_paid_prefix.py": {("PG105", "error", "PG105_paid_prefix.py", 35)},
     "PG105_checkpoint_select.py": {("PG105", "error", "PG105_checkpoint_select.py", 57)},
     "PG105_val_batches_mixed.py": {("PG105", "error", "PG105_val_batches_mixed.py", 36)},
+    "PG105_early_stop_on_val.py": {("PG105", "error", "PG105_early_stop_on_val.py", 100)},
     "PG106_val_hessians.py": {("PG106", "error", "PG106_val_hessians.py", 59)},
     "PG106_val_activation_scales.py": {("PG106", "error", "PG106_val_activation_scales.py", 31)},
 }

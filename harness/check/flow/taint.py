@@ -216,6 +216,11 @@ class _Walk(CallHandling):
         if test_taint is not None and test_taint.from_score and _mentions_state_snapshot(node.body):
             self._emit(EffectKind.SELECTION, line, f"model state kept when `{N.short(self._code(node.test))}`",
                        test_taint, set(N.refs(node.test)))
+        elif test_taint is not None and test_taint.from_score and self.loops and _breaks_out(node.body) \
+                and _steps_optimizer(self.loops[-1].node):
+            # early stopping on a validation score decides which step's weights are shipped
+            self._emit(EffectKind.SELECTION, line, f"training stopped when `{N.short(self._code(node.test))}`",
+                       test_taint, set(N.refs(node.test)))
         warm = _mentions_warm(node.test)
         self.warm_depth += warm
         self.conditional_depth += 1
@@ -570,5 +575,30 @@ def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
             method = N.last_part(N.callee_name(node))
             if method in N.STATE_SNAPSHOT_CALLS or method == "save":
                 return True
+        stack.extend(N.children(node))
+    return False
+
+
+def _breaks_out(block: cst.BaseSuite) -> bool:
+    """A ``break`` of the enclosing loop (not of a loop nested inside the ``if``)."""
+    stack: list[cst.CSTNode] = [block]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Break):
+            return True
+        if isinstance(node, (cst.For, cst.While, cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        stack.extend(N.children(node))
+    return False
+
+
+def _steps_optimizer(loop: cst.For | cst.While) -> bool:
+    """The broken loop is a training loop (it calls ``backward()``/``step()`` itself), not an
+    evaluation loop that stops at a token budget or on a NaN."""
+    stack: list[cst.CSTNode] = [loop.body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Call) and N.last_part(N.callee_name(node)) in ("backward", "step"):
+            return True
         stack.extend(N.children(node))
     return False
