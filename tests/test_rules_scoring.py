@@ -56,6 +56,7 @@ def _readme(name: str, value: str, line: int = 14) -> dict[str, Setting]:
         ("illegal/PG201_slot.py", [("PG201", "error", "train_gpt.py", 36)]),
         ("illegal/PG201_word_gate_minified.py", [("PG201", "error", "train_gpt.py", 3)]),
         ("illegal/PG201_doc_statistics.py", [("PG201", "error", "train_gpt.py", 13)]),
+        ("illegal/PG201_doc_statistics_minified.py", [("PG201", "error", "train_gpt.py", 7)]),
         ("illegal/PG202_target_only_blend.py", [("PG202", "error", "train_gpt.py", 24)]),
         ("illegal/PG202_target_only_blend_minified.py", [("PG202", "error", "train_gpt.py", 9)]),
         ("illegal/PG202_min_nll.py", [("PG202", "error", "train_gpt.py", 20)]),

@@ -25,7 +25,7 @@ from harness.findings import Severity
 
 from .lookups import CACHE_WORDS, LookupFacts
 from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, strings_in, target_names, walk
-from .targets import TargetInfo, value_names
+from .targets import TargetInfo, is_shifted_slice, target_argument, value_names
 
 GATE_WORDS = re.compile(
     r"gate|boost|within|word_?start|agree|expert|alpha|lam(b|bda)?\b|mix_?w|w_?mix|blend_?w|bonus|tilt_?w|conf",
@@ -336,6 +336,28 @@ _DOC_STATISTICS = {"bincount", "Counter", "histc", "unique", "histogram"}
 _PREDICTION_WORDS = re.compile(r"logit|log_softmax|softmax|prob|bias|prior|tilt", re.IGNORECASE)
 
 
+def _position(index: ModuleIndex, node: cst.CSTNode) -> tuple[int, int]:
+    """(line, column): minified code puts the statistics and their use on one line."""
+    start = index.parsed.positions[node].start  # type: ignore[index]
+    return start.line, start.column
+
+
+def _sliced_target_source(call: cst.Call) -> str | None:
+    """``cross_entropy(lg, torch.from_numpy(d[1:]).long())``: minified code passes the shifted
+    slice straight into the loss, so the scored sequence is ``d`` without a named target."""
+    node = target_argument(call)
+    while isinstance(node, cst.Call):
+        if isinstance(node.func, cst.Attribute) and not node.args:
+            node = node.func.value
+        elif node.args:
+            node = node.args[0].value
+        else:
+            return None
+    if isinstance(node, cst.Subscript) and isinstance(node.value, cst.Name) and is_shifted_slice(node):
+        return node.value.value
+    return None
+
+
 def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
     """Token statistics of a whole document (targets included) feeding its own predictions:
     ``counts = bincount(doc)`` then ``logits + beta * log(counts)`` before ``doc[1:]`` is scored."""
@@ -347,6 +369,10 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list
             value = value.func.value
         if isinstance(value, cst.Subscript) and isinstance(value.value, cst.Name):
             sources[value.value.value] = origin
+        elif isinstance(origin, cst.Call):
+            sliced = _sliced_target_source(origin)
+            if sliced is not None:
+                sources[sliced] = origin
     if not sources:
         return []
     hits: list[Hit] = []
@@ -368,7 +394,7 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list
         use = next(
             (
                 later for later in assigns
-                if index.line(later) > index.line(statement)
+                if _position(index, later) > _position(index, statement)
                 and {n.value for n in value_names(assigned_value(later) or later)} & stats
                 and any(_PREDICTION_WORDS.search(n) for n in target_names(later) + [v.value for v in value_names(later)])
             ),

@@ -110,7 +110,7 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo |
             info.names.add(name)
             info.origin[name] = function
     for call in calls:
-        target_arg = _target_argument(call)
+        target_arg = target_argument(call)
         if target_arg is not None:
             for name in value_names(target_arg):
                 if STRONG_TARGET.search(name.value) or WEAK_TARGET.match(name.value) or call_tail(call) != "gather":
@@ -125,7 +125,7 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo |
         for name in target_names(statement):
             if NOT_TARGET.search(name):
                 continue
-            if STRONG_TARGET.search(name) or (WEAK_TARGET.match(name) and _is_shifted_slice(value)):
+            if STRONG_TARGET.search(name) or (WEAK_TARGET.match(name) and is_shifted_slice(value)):
                 info.names.add(name)
                 info.origin[name] = statement  # the binding explains more than a later use
     info.reads = _predicted_position_reads(index, function)
@@ -133,7 +133,7 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo |
     return info
 
 
-def _target_argument(call: cst.Call) -> cst.CSTNode | None:
+def target_argument(call: cst.Call) -> cst.CSTNode | None:
     tail = call_tail(call)
     positional = [a.value for a in call.args if a.keyword is None]
     keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
@@ -146,7 +146,7 @@ def _target_argument(call: cst.Call) -> cst.CSTNode | None:
     return None
 
 
-def _is_shifted_slice(expr: cst.CSTNode) -> bool:
+def is_shifted_slice(expr: cst.CSTNode) -> bool:
     """``seq[1:]``, ``seq[s + 1 : e + 1]`` (possibly followed by reshape/to)."""
     while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         expr = expr.func.value
