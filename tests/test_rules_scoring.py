@@ -70,6 +70,7 @@ def _readme(name: str, value: str, line: int = 14) -> dict[str, Setting]:
         ("illegal/PG204_fixed_bytes_per_token.py", [("PG204", "error", "train_gpt.py", 22)]),
         ("illegal/PG204_token_denominator_minified.py", [("PG204", "error", "train_gpt.py", 8)]),
         ("illegal/PG204_fixed_ratio_minified.py", [("PG204", "error", "train_gpt.py", 8)]),
+        ("illegal/PG204_float_return_minified.py", [("PG204", "error", "train_gpt.py", 8)]),
         ("illegal/PG204_bytes_per_token_hparam.py", [("PG204", "error", "train_gpt.py", 14)]),
         ("illegal/PG204_byte_fallback_lut.py", [("PG204", "error", "train_gpt.py", 15)]),
         ("illegal/PG204_token_denominator.py", [("PG204", "error", "train_gpt.py", 18)]),

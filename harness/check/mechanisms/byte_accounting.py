@@ -120,6 +120,8 @@ def _returned_formulas(index: ModuleIndex, function_name: str, position: int) ->
             if index.enclosing_function(node) is not function or len(node.value.elements) <= position:
                 continue
             element = node.value.elements[position].value
+            while isinstance(element, cst.Call) and call_tail(element) in {"float", "item"} and len(element.args) == 1:
+                element = element.args[0].value  # ``return float(vl), float(vl / math.log(2))``
             if isinstance(element, cst.Name):
                 found += _formulas_of(index, element.value, function, depth=1)
             else:
