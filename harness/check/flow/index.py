@@ -190,6 +190,10 @@ class _DepsCollector:
                     self.out_roots.update(refs(arg.value))
         if method in {"addmm_", "baddbmm_"}:
             self.info.has_matmul_accumulation = True
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in {"append", "extend"} and self.info.params[1:] \
+                and any(root_part(r) in self.info.params[1:] for a in node.args for r in refs(a.value)):
+            # a hook ``(module, inp, out)`` keeping its inputs for a later ``sum(x.T @ x …)``
+            self.info.stores_activation_statistic = True
         if method in {"parameters", "named_parameters"} and isinstance(node.func, cst.Attribute):
             owner = dotted_name(node.func.value)
             if owner is not None and root_part(owner) in self.info.params and root_part(owner) not in ("self", "cls"):
