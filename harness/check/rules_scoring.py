@@ -14,6 +14,7 @@ from harness.check.mechanisms.byte_accounting import find_byte_accounting
 from harness.check.mechanisms.causality import (
     find_expert_gate_settings,
     find_slot,
+    find_slot_via_helper,
     find_target_gates,
     find_target_in_key,
     find_whole_document_statistics,
@@ -45,6 +46,7 @@ def check(ctx: CheckContext) -> list[Finding]:
             hits += find_target_in_key(index, info, lookups)
             hits += find_target_gates(index, info, lookups)
             hits += find_slot(index, info)
+            hits += find_slot_via_helper(index, info)
             hits += find_whole_document_statistics(index, info)
             hits += find_unnormalized_ratio(index, info, lookups)
         hits += find_min_over_nll(index)

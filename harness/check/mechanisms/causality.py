@@ -285,6 +285,70 @@ def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
     return hits
 
 
+def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
+    """``delta = optimize_delta(model, hidden, y, ...)`` then ``cross_entropy(head(hidden + delta), y)``:
+    the SLOT optimization (#1229) moved into a helper of the same module."""
+    hits: list[Hit] = []
+    function = info.function
+    for call in nodes_within(index.calls, function, index):
+        positions = [
+            i for i, a in enumerate(call.args)
+            if a.keyword is None and isinstance(a.value, cst.Name) and a.value.value in info.names
+        ]
+        if not positions:
+            continue
+        for helper in index.functions_named(call_tail(call)):
+            if helper is function or not _optimizes_on_parameter(index, helper, positions):
+                continue
+            statement = index.enclosing_statement(call)
+            outputs = set(target_names(statement))
+            targets = {call.args[i].value.value for i in positions}  # type: ignore[union-attr]
+            score = _score_after(index, statement, function, targets, outputs) if outputs else None
+            if score is None:
+                continue
+            hits.append(
+                Hit(
+                    rule="PG201",
+                    severity=Severity.ERROR,
+                    index=index,
+                    node=statement,
+                    message=(
+                        f"`{helper.name.value}` optimizes fresh per-window tensors against targets "
+                        f"{', '.join(sorted(targets))}, which are then scored with them at line {index.line(score)} "
+                        "(SLOT on scored positions)"
+                    ),
+                    path=(
+                        step(index, helper, f"{helper.name.value} runs backward on a loss of its target argument"),
+                        step(index, statement, "called with the targets of this window"),
+                        step(index, score, "the same targets are scored with the optimized tensors"),
+                    ),
+                )
+            )
+    return hits
+
+
+def _optimizes_on_parameter(index: ModuleIndex, helper: cst.FunctionDef, positions: list[int]) -> bool:
+    """The helper creates a trainable tensor and runs backward in a loop whose body reads
+    one of the parameters at ``positions``, without rebinding it."""
+    params = [p.name.value for p in helper.params.params]
+    watched = {params[i] for i in positions if i < len(params)}
+    calls = nodes_within(index.calls, helper, index)
+    fresh = any(
+        any(a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True" for a in c.args)
+        or call_tail(c) in {"requires_grad_", "Parameter"}
+        for c in calls
+    )
+    if not fresh or not watched:
+        return False
+    for loop in nodes_within(index.loops, helper, index):
+        if not any(call_tail(c) == "backward" for c in nodes_within(calls, loop, index)):
+            continue
+        rebound = {n for s in nodes_within(index.assigns, loop, index) for n in target_names(s)}
+        if {n.value for n in value_names(loop.body)} & (watched - rebound):
+            return True
+    return False
+
+
 def _optimized_positions(index: ModuleIndex, loop: cst.CSTNode, function: cst.FunctionDef) -> str | None:
     """"context" when every loss mask used in ``loop`` is set only on a leading slice
     (``mask[:, :s] = 1``), "scored" when a mask covers a trailing slice (``mask[:, s:] = 1``)."""
