@@ -26,7 +26,7 @@ from .targets import TargetInfo, value_names
 NLL_WORDS = re.compile(r"nll|loss|bits|nats|neg_?log|logloss|ce\b", re.IGNORECASE)
 _NORMALIZERS = {"sum", "logsumexp", "log_softmax", "softmax", "normalize", "nansum"}
 _NORMALIZER_NAMES = re.compile(r"^(z|log_?z|lse|partition\w*|norm\w*|total_mass|row_sum\w*|\w*_sum)$", re.IGNORECASE)
-_MIN_CALLS = {"minimum", "min", "fmin"}
+_MIN_CALLS = {"minimum", "min", "fmin", "amin"}
 
 
 def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
@@ -36,11 +36,14 @@ def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
         if call_tail(call) not in _MIN_CALLS:
             continue
         positional = [a.value for a in call.args if a.keyword is None]
-        if len(positional) != 2 or any(isinstance(a, (cst.Integer, cst.Float)) for a in positional):
+        stacked = _stacked_operands(call)
+        if stacked is not None:
+            positional = stacked  # ``torch.stack([nll_lm, nll_ng]).min(0)``: the same per-token choice
+        elif len(positional) != 2 or any(isinstance(a, (cst.Integer, cst.Float)) for a in positional):
             continue
         if _running_best(index, call, positional):
             continue
-        elementwise = call_tail(call) in {"minimum", "fmin"}
+        elementwise = stacked is not None or call_tail(call) in {"minimum", "fmin"}
         loss_bound = _loss_bound_names(index, call)
         if all(_names_nll(arg, strict=not elementwise) or _bound_to_loss(arg, loss_bound) for arg in positional):
             hits.append(
@@ -69,6 +72,24 @@ def _names_nll(expr: cst.CSTNode, strict: bool) -> bool:
     names = [n.value for n in value_names(expr)]
     pattern = _PER_TOKEN if strict else NLL_WORDS
     return bool(names) and any(pattern.search(n) for n in names)
+
+
+_STACKS = {"stack", "vstack", "cat", "concatenate"}
+
+
+def _stacked_operands(call: cst.Call) -> list[cst.CSTNode] | None:
+    """Operands of a min taken across a freshly stacked list: ``torch.stack([a, b]).min(0)``,
+    ``np.min(np.stack([a, b]), 0)``, ``torch.amin(torch.stack([a, b]), 0)``."""
+    candidates: list[cst.CSTNode] = []
+    if isinstance(call.func, cst.Attribute):
+        candidates.append(call.func.value)
+    candidates += [a.value for a in call.args[:1] if a.keyword is None]
+    for candidate in candidates:
+        if isinstance(candidate, cst.Call) and call_tail(candidate) in _STACKS and candidate.args:
+            listed = candidate.args[0].value
+            if isinstance(listed, (cst.List, cst.Tuple)) and len(listed.elements) >= 2:
+                return [e.value for e in listed.elements]
+    return None
 
 
 _LOSS_CALLS = {"cross_entropy", "nll_loss"}
