@@ -266,3 +266,13 @@ def test_logged_hyperparameter_dump_true_false_switches_like_the_env_value_behin
     off = run_check([default_on], settings=logged_off)
     assert [(f.rule, f.severity, f.line) for f in off] == [("PG102", Severity.INFO, 40)]
     assert "is false with PREQUANT_TTT_ENABLED=False in train_seed42.log:2" in off[0].message
+
+
+def test_rescore_after_ttt_is_illegal_only_when_it_is_the_headline() -> None:
+    """#991 reports s_1; with the labels swapped the s_0 pass is the `_exact` headline and the
+    re-score a logged diagnostic (#1004), which the rule leaves alone."""
+    legal = (FIXTURES / "legal" / "score_first_headline_then_diagnostic_rescore.py").read_text()
+    assert serious(check_text(legal)) == set()
+    swapped = legal.replace('print(f"legal_ttt_exact val_bpb:', 'print(f"legal_ttt val_bpb:').replace(
+        'print(f"DIAGNOSTIC post_ttt val_bpb:', 'print(f"final_exact val_bpb:')
+    assert serious(check_text(swapped)) == {("PG103", "error", "train_gpt.py", 92)}

@@ -13,11 +13,12 @@ by a documented setting names it.
 from __future__ import annotations
 
 from harness.check.context import CheckContext
+from harness.check.flow.headline import logged_as_diagnostic
 from harness.check.flow.index import FuncInfo, ModuleIndex, SubmissionIndex
 from harness.check.flow.ordering import Decision, decide, evidence
 from harness.check.flow.switches import Switches
 from harness.check.flow.taint import MAX_ANALYSES, Engine
-from harness.findings import Finding, Severity
+from harness.findings import Finding, Severity, Step
 
 RULES = ("PG101", "PG102", "PG103", "PG104", "PG105", "PG106")
 
@@ -53,7 +54,14 @@ def _judge_root(engine: Engine, root: FuncInfo, switches: Switches, decoded: set
         return [Finding(rule="PG000", severity=Severity.WARNING, file=root.file, line=root.line,
                         message=f"data-flow analysis of {root.display} ({where}) stopped: nesting too deep")]
     trains_params = {info.uid for info in engine.index.all_functions if info.trains_params}
-    return [_finding(d, switches, decoded, unreached_in=unreached_in) for d in decide(timeline, trains_params)]
+    sources = {m.parsed.source.display_name: m.parsed for m in engine.index.modules}
+
+    def diagnostic(call_site: Step) -> bool:
+        parsed = sources.get(call_site.file)
+        return parsed is not None and logged_as_diagnostic(parsed, call_site)
+
+    return [_finding(d, switches, decoded, unreached_in=unreached_in)
+            for d in decide(timeline, trains_params, diagnostic)]
 
 
 def _entry_modules(index: SubmissionIndex) -> list[ModuleIndex]:

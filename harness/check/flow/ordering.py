@@ -10,6 +10,7 @@ re-scoring). See rules-research §D and the verdict table.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.check.flow.names import TRAIN_PIPELINE_NAME, is_val_name
@@ -29,9 +30,11 @@ class Decision:
     at: Step | None = None  # where to point when not at the sink itself (a call site)
 
 
-def decide(effects: list[Effect], trains_params: set[int] | None = None) -> list[Decision]:
+def decide(effects: list[Effect], trains_params: set[int] | None = None,
+           diagnostic: Callable[[Step], bool] | None = None) -> list[Decision]:
     """``trains_params``: uids of functions that optimize a parameter's ``.parameters()`` —
-    a score-first TTT that only trains a local adapter leaves the scored model unchanged."""
+    a score-first TTT that only trains a local adapter leaves the scored model unchanged.
+    ``diagnostic``: whether a re-scoring call site only feeds diagnostic log lines."""
     updates = [e for e in effects if e.kind is EffectKind.UPDATE and e.tainted]
     plain_updates = [e for e in effects if e.kind is EffectKind.UPDATE and not e.tainted]
     scores = [e for e in effects if e.kind is EffectKind.SCORE and e.tainted]
@@ -39,7 +42,8 @@ def decide(effects: list[Effect], trains_params: set[int] | None = None) -> list
     all_updates = updates + plain_updates
     decisions: list[Decision] = []
     for update in updates:
-        decisions.extend(_judge_update(update, scores, artifacts, plain_updates, all_updates, trains_params))
+        decisions.extend(_judge_update(update, scores, artifacts, plain_updates, all_updates, trains_params,
+                                       diagnostic))
     model_writes = [a.order for a in artifacts if not a.tainted]
     last_model_write = max(model_writes) if model_writes else None
     for effect in effects:
@@ -63,11 +67,11 @@ def decide(effects: list[Effect], trains_params: set[int] | None = None) -> list
 
 def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
                   plain_updates: list[Effect], all_updates: list[Effect],
-                  trains_params: set[int] | None) -> list[Decision]:
+                  trains_params: set[int] | None, diagnostic: Callable[[Step], bool] | None = None) -> list[Decision]:
     first = _scored_first(update, scores)
     if first is not None:
         return _rescored_per_pass(update, scores) or _rescored_after_ttt(update, scores, all_updates,
-                                                                         trains_params or set())
+                                                                         trains_params or set(), diagnostic)
     source = _source(update)
     later_scores = [s for s in scores if s.order > update.order]
     later_artifacts = [a for a in artifacts if a.order > update.order]
@@ -144,7 +148,7 @@ def _rescored_per_pass(update: Effect, scores: list[Effect]) -> list[Decision]:
 
 
 def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[Effect],
-                        trains_params: set[int]) -> list[Decision]:
+                        trains_params: set[int], diagnostic: Callable[[Step], bool] | None = None) -> list[Decision]:
     """Score-first TTT, then another plain scoring pass of the same adapted model that is the
     last (headline) evaluation (#991: "scoring again (yielding some s_1) and then reporting s_1")."""
     if not scores:
@@ -163,6 +167,8 @@ def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[
     models_scored = {n for n in last.call_names[depth] if "model" in n.lower()}
     if not models_scored or not models_scored <= update.call_names[depth]:
         return []
+    if diagnostic is not None and diagnostic(again):
+        return []  # the score-first pass is the headline; the re-score is only logged (#1004)
     return [Decision("PG103", Severity.ERROR, last,
                      f"{_source(last)} is scored again ({again.note} at {again.file}:{again.line}) after the "
                      f"model was trained on it ({update.note} at line {update.line}); the last pass, not the "

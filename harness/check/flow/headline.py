@@ -1,0 +1,88 @@
+"""Which printed number is the headline: a re-evaluation logged only as a diagnostic is not.
+
+Why: R-TTT-REPORT-FIRST-PASS (#991, #1004) makes the first-pass score-first number the one a
+submission must report; "re-evaluations after adaptation are diagnostics only". A script that
+prints the score-first pass as its ``…_exact`` line and afterwards re-scores the adapted model
+for a ``DIAGNOSTIC post_ttt`` line reports the legal number. The headline is the last
+``*_exact``/``final_*`` line (rules-research H.5), so a re-score is a diagnostic when every
+line logging its result lacks those words while an earlier line of the same function has them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+
+from harness.check.flow import names as N
+from harness.check.parse import ParsedSource
+from harness.findings import Step
+
+_HEADLINE_WORD = re.compile(r"exact|final", re.IGNORECASE)
+_LOG_CALLS = frozenset({"print", "log", "log0", "info", "write"})
+
+
+def logged_as_diagnostic(parsed: ParsedSource, call_site: Step) -> bool:
+    """``call_site`` is the assignment of a re-scoring pass (``final_bpb = eval_val(…)``)."""
+    for function in _functions(parsed.module):
+        body = list(function.body.body) if isinstance(function, cst.FunctionDef) else list(function.body)
+        assigned = _assigned_at(parsed, body, call_site.line)
+        if not assigned:
+            continue
+        before, after = _log_texts(parsed, body, call_site.line, assigned)
+        return bool(after) and not any(_HEADLINE_WORD.search(t) for t in after) \
+            and any(_HEADLINE_WORD.search(t) for t in before)
+    return False
+
+
+def _functions(module: cst.Module) -> list[cst.FunctionDef | cst.Module]:
+    found: list[cst.FunctionDef | cst.Module] = [module]
+    stack: list[cst.CSTNode] = list(module.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.FunctionDef):
+            found.append(node)
+        stack.extend(N.children(node))
+    return found
+
+
+def _own_nodes(body: list[cst.CSTNode]) -> list[cst.CSTNode]:
+    """Nodes of one function body, nested definitions left out."""
+    out: list[cst.CSTNode] = []
+    stack = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        out.append(node)
+        stack.extend(N.children(node))
+    return out
+
+
+def _assigned_at(parsed: ParsedSource, body: list[cst.CSTNode], line: int) -> set[str]:
+    names: set[str] = set()
+    for node in _own_nodes(body):
+        if isinstance(node, cst.Assign) and parsed.line_of(node) == line and isinstance(node.value, cst.Call):
+            for target in node.targets:
+                names.update(N.assigned_names(target.target))
+    return names
+
+
+def _log_texts(parsed: ParsedSource, body: list[cst.CSTNode], line: int,
+               names: set[str]) -> tuple[list[str], list[str]]:
+    """Texts of log calls before ``line`` (any) and after it (only those reading ``names``)."""
+    before: list[str] = []
+    after: list[str] = []
+    for node in _own_nodes(body):
+        if not isinstance(node, cst.Call):
+            continue
+        callee = N.last_part(N.callee_name(node))
+        if callee not in _LOG_CALLS and "log" not in callee.lower():
+            continue
+        text = " ".join(t for t in (N.string_value(a.value) for a in node.args) if t)
+        at = parsed.line_of(node)
+        if at < line:
+            before.append(text)
+        elif at > line and any(N.root_part(r) in names for a in node.args for r in N.refs(a.value)):
+            after.append(text)
+    return before, after
