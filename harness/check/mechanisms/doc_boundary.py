@@ -131,6 +131,7 @@ def _mask_names(index: ModuleIndex, function: cst.CSTNode) -> set[str]:
     masks = {p.name.value for p in function.params.params if BOS_WORDS.search(p.name.value)} if isinstance(
         function, cst.FunctionDef
     ) else set()
+    params = {p.name.value for p in function.params.params} if isinstance(function, cst.FunctionDef) else set()
     assigns = nodes_within(index.assigns, function, index)
     for _ in range(3):
         for statement in assigns:
@@ -143,9 +144,26 @@ def _mask_names(index: ModuleIndex, function: cst.CSTNode) -> set[str]:
             compares_ids = any(
                 isinstance(n, cst.Comparison) and any(_ID_WORDS.search(v.value) for v in value_names(n)) for n in walk(value)
             )
+            compares_ids = compares_ids or any(
+                isinstance(n, cst.Comparison) and _literal_id_test(n, params) for n in walk(value)
+            )
             if names & masks or any(BOS_WORDS.search(n) for n in names) or compares_ids:
                 masks.update(target_names(statement))
     return masks
+
+
+def _literal_id_test(comparison: cst.Comparison, params: set[str]) -> bool:
+    """``(input_ids[:, 1:] == 1)`` (#1851) or minified ``(i != 1)``: a parameter of the forward
+    (the token ids; activations are never compared to an integer) tested against a literal id."""
+    left = comparison.left
+    while isinstance(left, cst.Subscript):
+        left = left.value
+    if not (isinstance(left, cst.Name) and left.value in params):
+        return False
+    return all(
+        isinstance(target.operator, (cst.Equal, cst.NotEqual)) and isinstance(target.comparator, cst.Integer)
+        for target in comparison.comparisons
+    )
 
 
 _MASK_METHODS = {
