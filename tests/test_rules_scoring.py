@@ -69,6 +69,7 @@ def _readme(name: str, value: str, line: int = 14) -> dict[str, Setting]:
             [("PG202", "error", "train_gpt.py", 12), ("PG202", "error", "train_gpt.py", 13)],
         ),
         ("illegal/PG203_smear_varlen.py", [("PG203", "warning", "train_gpt.py", 17)]),
+        ("illegal/PG203_smear_roll_minified.py", [("PG203", "warning", "train_gpt.py", 9)]),
         ("illegal/PG204_fixed_bytes_per_token.py", [("PG204", "error", "train_gpt.py", 22)]),
         ("illegal/PG204_token_denominator_minified.py", [("PG204", "error", "train_gpt.py", 8)]),
         ("illegal/PG204_fixed_ratio_minified.py", [("PG204", "error", "train_gpt.py", 8)]),
