@@ -10,6 +10,8 @@ conditions. Nothing is executed.
 
 from __future__ import annotations
 
+import builtins
+
 from dataclasses import replace
 
 import libcst as cst
@@ -419,7 +421,26 @@ class _Walk(CallHandling):
         if "." not in name and N.only_logged(name, self.info.body()):
             return
         refs = set(N.refs(value_node))
-        self._emit(EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=refs)
+        # ``after = model(x, y, lora=adapter)`` runs the model *here*, after any update since x was
+        # sliced; only a reduction of an earlier output (``nll = ptl[...].sum()``) dates back to it
+        produced = None if self._runs_model(value_node) else refs
+        self._emit(EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=produced)
+
+    def _runs_model(self, value_node: cst.BaseExpression) -> bool:
+        """A call through a submission object (``model(…)``, ``m.f(…)``, ``fwd(…)``): not a
+        library function, a builtin, or a method of an already-computed VAL tensor."""
+        stack: list[cst.CSTNode] = [value_node]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Call):
+                callee = N.dotted_name(node.func)
+                if callee is not None:
+                    root = N.root_part(callee)
+                    if root not in _LIBRARY_ROOTS and not hasattr(builtins, root) \
+                            and self._lookup(root, node) is None:
+                        return True
+            stack.extend(N.children(node))
+        return False
 
     def _accumulate_if_self_add(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
                                 value: Taint | None, line: int) -> None:
@@ -602,3 +623,6 @@ def _steps_optimizer(loop: cst.For | cst.While) -> bool:
             return True
         stack.extend(N.children(node))
     return False
+
+
+_LIBRARY_ROOTS = frozenset({"torch", "F", "nn", "np", "numpy", "math", "dist", "functional", "jnp", "jax"})
