@@ -42,6 +42,7 @@ def _summary(findings: list[Finding]) -> list[tuple[str, str, str, int]]:
         ),
         ("illegal/PG302_gptq_after_clock.py", [("PG302", "error", "train_gpt.py", 44)]),
         ("illegal/PG302_gptq_loader_minified.py", [("PG302", "error", "train_gpt.py", 17)]),
+        ("illegal/PG302_train_path_minified.py", [("PG302", "error", "train_gpt.py", 17)]),
         ("illegal/PG302_ngram_prefill_eval.py", [("PG302", "error", "train_gpt.py", 23)]),
     ],
 )

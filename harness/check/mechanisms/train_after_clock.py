@@ -162,6 +162,7 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
             loop_end = index.parsed.positions[loop].end.line  # type: ignore[index]
             reserve = _reserve_state(index, scope, configuration)
             loaders = _loop_loaders(index, loop)
+            train_paths = _train_path_keys(configuration)
             regions = [(index, scope, loop_end)]
             if isinstance(scope, cst.FunctionDef):
                 regions += _caller_regions(indexes, scope.name.value)
@@ -178,7 +179,7 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
                         continue
                     reads = direct_reads(region_index, call) or data.reads_of_call(call)
                     if not reads and region_scope is scope:
-                        reads = _loader_reuse(region_index, call, loaders)
+                        reads = _loader_reuse(region_index, call, loaders) or _train_path_use(region_index, call, train_paths)
                     if not reads:
                         continue
                     key = (region_index.name, region_index.line(call))
@@ -245,6 +246,30 @@ def _loop_loaders(index: ModuleIndex, loop: cst.CSTNode) -> dict[str, set[str]]:
         ):
             loaders.pop(call.func.value.value, None)
     return loaders
+
+
+def _train_path_keys(configuration: Configuration) -> set[str]:
+    """Config fields bound to a training-shard path (``tf = os.path.join(..., "fineweb_train_*.bin")``),
+    whatever minification named them."""
+    return {
+        key for key, bindings in configuration.bindings.items()
+        if any(TRAIN_WORDS.search(text) for b in bindings for text in strings_in(b.expr))
+    }
+
+
+_LOGGING = {"print", "log", "log0", "info", "debug", "warning", "write"}
+
+
+def _train_path_use(index: ModuleIndex, call: cst.Call, keys: set[str]) -> list[Read]:
+    """``TL(a.tf)`` after the clock: the training-shard pattern handed to a loader (#593)."""
+    if not keys or call_tail(call) in _LOGGING:
+        return []
+    for arg in call.args:
+        node = arg.value
+        word = node.attr.value if isinstance(node, cst.Attribute) else node.value if isinstance(node, cst.Name) else None
+        if word is not None and word.lower() in keys:
+            return [Read(index, call, index.code(call, 60))]
+    return []
 
 
 _MODEL_OUTPUT = re.compile(r"loss|logit|out|aux|hidden|grad", re.IGNORECASE)
