@@ -53,6 +53,7 @@ def serious(findings: list[Finding]) -> set[tuple[str, str, str, int]]:
 ILLEGAL = {
     "PG101_ttt_adapt.py": {("PG101", "error", "PG101_ttt_adapt.py", 54)},
     "PG101_minified.py": {("PG101", "error", "PG101_minified.py", 8)},
+    "PG101_minified_lora_rescore.py": {("PG101", "error", "PG101_minified_lora_rescore.py", 16)},
     "PG101_adapt_then_rescore_chunk.py": {("PG101", "error", "PG101_adapt_then_rescore_chunk.py", 33)},
     "PG101_logged_loss_before_step.py": {("PG101", "error", "PG101_logged_loss_before_step.py", 39)},
     "PG102_prequant_ttt.py": {("PG102", "error", "PG102_prequant_ttt.py", 40)},

@@ -356,7 +356,7 @@ class _Walk(CallHandling):
                 self._emit(EffectKind.CALIBRATION, line,
                            f"activation statistics `{N.short(self._code(node))}`", value, local_refs)
                 value = replace(value, via_calibration=True)
-            elif targets and self._is_score_target(targets[0]) and (
+            elif targets and self._is_score_target(targets[0]) and not self._counts_only(node.value) and (
                     not keyed_by_val or N.SCORE_LIST_NAME.search(N.last_part(targets[0]))):
                 # ``doc_nll[doc_ids] += …`` is a per-document score; ``counts[key] += 1`` is a table
                 self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs,
@@ -425,6 +425,36 @@ class _Walk(CallHandling):
         # sliced; only a reduction of an earlier output (``nll = ptl[...].sum()``) dates back to it
         produced = None if self._runs_model(value_node) else refs
         self._emit(EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=produced)
+
+    def _counts_only(self, value_node: cst.BaseExpression) -> bool:
+        """``bs += lut[tg].double().sum()`` / ``tc += tg.numel()``: VAL reaches the value only as
+        the index of a fixed table or through a size, so it counts bytes or tokens and is no
+        score — the denominator, whatever a minifier named it (``bs``, ``tc``)."""
+        found_count = False
+        stack: list[cst.CSTNode] = [value_node]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Subscript) and not self._tainted_expr(node.value):
+                found_count = found_count or any(self._tainted_expr(e) for e in N.children(node) if e is not node.value)
+                continue
+            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) \
+                    and node.func.attr.value in ("numel", "nelement", "size"):
+                found_count = True
+                continue
+            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "len":
+                found_count = True
+                continue
+            if isinstance(node, (cst.Name, cst.Attribute)):
+                dotted = N.dotted_name(node)
+                if dotted is not None and self._lookup(dotted, node) is not None:
+                    return False
+                if dotted is not None:
+                    continue
+            stack.extend(N.children(node))
+        return found_count
+
+    def _tainted_expr(self, node: cst.CSTNode) -> bool:
+        return any(self._lookup(r, node) is not None for r in N.refs(node))
 
     def _runs_model(self, value_node: cst.BaseExpression) -> bool:
         """A call through a submission object (``model(…)``, ``m.f(…)``, ``fwd(…)``): not a
