@@ -60,6 +60,7 @@ def _readme(name: str, value: str, line: int = 14) -> dict[str, Setting]:
         ("illegal/PG201_doc_statistics_minified.py", [("PG201", "error", "train_gpt.py", 7)]),
         ("illegal/PG202_target_only_blend.py", [("PG202", "error", "train_gpt.py", 24)]),
         ("illegal/PG202_target_only_blend_minified.py", [("PG202", "error", "train_gpt.py", 9)]),
+        ("illegal/PG202_dict_blend_minified.py", [("PG202", "error", "train_gpt.py", 9)]),
         ("illegal/PG202_min_nll.py", [("PG202", "error", "train_gpt.py", 20)]),
         ("illegal/PG202_min_nll_minified.py", [("PG202", "error", "train_gpt.py", 12)]),
         ("illegal/PG202_min_nll_stacked.py", [("PG202", "error", "train_gpt.py", 10)]),

@@ -132,7 +132,8 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
         base_names = {n.value for n in value_names(base)} | ({base.attr.value} if isinstance(base, cst.Attribute) else set())
         if any(BYTE_WORDS.search(n) for n in base_names):
             continue
-        if not any(CACHE_WORDS.search(n) for n in base_names) and index.code(base) not in counted:
+        table = base.value if isinstance(base, cst.Attribute) and not isinstance(site, cst.Subscript) else base
+        if not any(CACHE_WORDS.search(n) for n in base_names) and index.code(table) not in counted:
             continue
         statement = index.enclosing_statement(site)
         if isinstance(statement, (cst.Assign, cst.AnnAssign)):
@@ -151,6 +152,20 @@ def _counted_tables(index: ModuleIndex, function: cst.FunctionDef) -> set[str]:
         if isinstance(statement, cst.AugAssign) and isinstance(statement.operator, cst.AddAssign):
             target = statement.target
             if isinstance(target, cst.Subscript) and isinstance(number_value(statement.value), (int, float)):
+                tables.add(index.code(target.value))
+        elif isinstance(statement, cst.Assign) and len(statement.targets) == 1:
+            # ``c[key] = c.get(key, 0) + 1``: the dict form of the same increment
+            target, value = statement.targets[0].target, statement.value
+            if (
+                isinstance(target, cst.Subscript)
+                and isinstance(value, cst.BinaryOperation)
+                and isinstance(value.operator, cst.Add)
+                and isinstance(number_value(value.right), (int, float))
+                and isinstance(value.left, cst.Call)
+                and call_tail(value.left) == "get"
+                and isinstance(value.left.func, cst.Attribute)
+                and index.code(value.left.func.value) == index.code(target.value)
+            ):
                 tables.add(index.code(target.value))
     return tables
 
