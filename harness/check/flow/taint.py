@@ -11,6 +11,7 @@ conditions. Nothing is executed.
 from __future__ import annotations
 
 import builtins
+import re
 
 from dataclasses import replace
 
@@ -467,7 +468,7 @@ class _Walk(CallHandling):
                 if callee is not None:
                     root = N.root_part(callee)
                     if root not in _LIBRARY_ROOTS and not hasattr(builtins, root) \
-                            and self._lookup(root, node) is None:
+                            and not _LOSS_FUNCTION.search(callee) and self._lookup(root, node) is None:
                         return True
             stack.extend(N.children(node))
         return False
@@ -655,4 +656,6 @@ def _steps_optimizer(loop: cst.For | cst.While) -> bool:
     return False
 
 
+# ``criterion(logits, y)`` / ``loss_fn(…)`` re-reduce an earlier output; they do not run the model
+_LOSS_FUNCTION = re.compile(r"loss|criterion|entropy|nll", re.IGNORECASE)
 _LIBRARY_ROOTS = frozenset({"torch", "F", "nn", "np", "numpy", "math", "dist", "functional", "jnp", "jax"})
