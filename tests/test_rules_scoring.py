@@ -56,6 +56,7 @@ def _readme(name: str, value: str, line: int = 14) -> dict[str, Setting]:
         ("illegal/PG201_slot.py", [("PG201", "error", "train_gpt.py", 36)]),
         ("illegal/PG201_slot_helper.py", [("PG201", "error", "train_gpt.py", 15)]),
         ("illegal/PG201_word_gate_minified.py", [("PG201", "error", "train_gpt.py", 3)]),
+        ("illegal/PG201_within_branch_minified.py", [("PG201", "error", "train_gpt.py", 10)]),
         ("illegal/PG201_doc_statistics.py", [("PG201", "error", "train_gpt.py", 13)]),
         ("illegal/PG201_doc_statistics_minified.py", [("PG201", "error", "train_gpt.py", 7)]),
         ("illegal/PG202_target_only_blend.py", [("PG202", "error", "train_gpt.py", 24)]),

@@ -129,7 +129,41 @@ def find_target_gates(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts
         ]
         if assigned:
             hits.append(_gate_hit(index, node, assigned[0], via_cache, test=node.test))
+        elif not via_cache and info.mentions(node.test):
+            boosted = _scored_row_boost(index, info.function, node)
+            if boosted is not None:
+                hits.append(_gate_hit(index, node, boosted, via_cache, test=node.test))
     return hits
+
+
+def _scored_row_boost(index: ModuleIndex, function: cst.FunctionDef, branch: cst.If) -> str | None:
+    """``if not bnd[tk[p]]: r[~bnd] += w`` then ``L -= (r - lse(r))[tk[p]]``: a branch on the
+    target that adds to the logit row which is then scored (the #1420 within-word expert
+    with no gate variable)."""
+    rows = {
+        index.code(s.target.value)
+        for s in nodes_within(index.assigns, branch.body, index)
+        if isinstance(s, cst.AugAssign) and isinstance(s.target, cst.Subscript) and isinstance(s.target.value, cst.Name)
+    }
+    if not rows:
+        return None
+    end = index.parsed.positions[branch].end.line  # type: ignore[index]
+    for statement in nodes_within(index.assigns, function, index):
+        if not isinstance(statement, cst.AugAssign) or index.line(statement) <= end:
+            continue
+        if not isinstance(statement.target, cst.Name):
+            continue
+        used = {n.value for n in value_names(statement.value)}
+        scored = any(isinstance(n, cst.Call) and call_tail(n) in _ROW_SCORERS for n in walk(statement.value)) or any(
+            isinstance(n, cst.Subscript) for n in walk(statement.value)
+        )
+        hit = sorted(rows & used)
+        if hit and scored:
+            return hit[0]
+    return None
+
+
+_ROW_SCORERS = {"log_softmax", "logsumexp", "lse", "log", "cross_entropy"}
 
 
 def _ifs(function: cst.FunctionDef) -> list[cst.If]:

@@ -90,16 +90,34 @@ _SCORING_TEXT = re.compile(
 
 def is_scoring_function(index: ModuleIndex, function: cst.FunctionDef, calls: list[cst.Call]) -> bool:
     if not _SCORING_TEXT.search(index.text_of(function)):
-        return False
+        return _calls_log_normalizer(index, function, calls)
     if any(call_tail(call) in _SCORE_CALLS for call in calls):
         return True
-    return any(_SCORE_WORDS.search(name.value) for name in value_names(function.body))
+    return any(_SCORE_WORDS.search(name.value) for name in value_names(function.body)) or _calls_log_normalizer(
+        index, function, calls
+    )
+
+
+_NORMALIZER_CALLS = {"logsumexp", "log_softmax", "logaddexp"}
+
+
+def _calls_log_normalizer(index: ModuleIndex, function: cst.FunctionDef, calls: list[cst.Call]) -> bool:
+    """Minified scoring loops call a local helper (``def lse(r): ... np.log(np.exp(r - m).sum())``)
+    instead of ``log_softmax``: a call to a module function that computes a log-normalizer
+    makes this a scoring function too."""
+    for call in calls:
+        for helper in index.functions_named(call_tail(call)):
+            if helper is function:
+                continue
+            inner = nodes_within(index.calls, helper, index)
+            tails = {call_tail(c) for c in inner}
+            if tails & _NORMALIZER_CALLS or ({"log", "exp"} <= tails):
+                return True
+    return False
 
 
 def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo | None:
     """Target-derived names in ``function``; None when the function scores nothing."""
-    if not _SCORING_TEXT.search(index.text_of(function)):
-        return None
     calls = nodes_within(index.calls, function, index)
     if not is_scoring_function(index, function, calls):
         return None
