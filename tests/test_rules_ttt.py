@@ -71,6 +71,7 @@ ILLEGAL = {
     "PG105_early_stop_on_val.py": {("PG105", "error", "PG105_early_stop_on_val.py", 100)},
     "PG106_val_hessians.py": {("PG106", "error", "PG106_val_hessians.py", 59)},
     "PG106_val_activation_scales.py": {("PG106", "error", "PG106_val_activation_scales.py", 31)},
+    "PG106_minified_lambda_hooks.py": {("PG106", "error", "PG106_minified_lambda_hooks.py", 10)},
     "PG106_val_captured_inputs.py": {("PG106", "error", "PG106_val_captured_inputs.py", 28)},
 }
 
