@@ -279,3 +279,14 @@ def test_rescore_after_ttt_is_illegal_only_when_it_is_the_headline() -> None:
     swapped = legal.replace('print(f"legal_ttt_exact val_bpb:', 'print(f"legal_ttt val_bpb:').replace(
         'print(f"DIAGNOSTIC post_ttt val_bpb:', 'print(f"final_exact val_bpb:')
     assert serious(check_text(swapped)) == {("PG103", "error", "train_gpt.py", 92)}
+
+
+def test_batch_size_setting_named_train_is_not_training_data() -> None:
+    """Pre-quant TTT sizing its VAL batches with ``h.train_batch_tokens`` stays PG102 (#1972):
+    the setting's name must not make the VAL batch look like a training-loader batch."""
+    text = (FIXTURES / "illegal" / "PG102_prequant_ttt.py").read_text().replace(
+        "            chunk = val_tokens[s * h.seq_len : (s + 8) * h.seq_len + 1].to(device)\n",
+        "            chunk = val_tokens[s * h.seq_len : s * h.seq_len + h.train_batch_tokens + 1].to(device)\n",
+    )
+    assert "h.train_batch_tokens" in text
+    assert serious(check_text(text)) == {("PG102", "error", "train_gpt.py", 40)}

@@ -533,7 +533,7 @@ class _Walk(CallHandling):
         for ref in N.refs(value_node):
             if ref in self.train_fed or N.root_part(ref) in self.train_fed:
                 return True
-            if any(N.TRAIN_PIPELINE_NAME.search(part) for part in ref.split(".")):
+            if any(N.TRAIN_PIPELINE_NAME.search(part) and not _BATCH_SETTING.search(part) for part in ref.split(".")):
                 return True
         return False
 
@@ -656,6 +656,8 @@ def _steps_optimizer(loop: cst.For | cst.While) -> bool:
     return False
 
 
+# ``args.train_batch_tokens`` sizes a batch; it is a setting, not training data
+_BATCH_SETTING = re.compile(r"train_?batch_?(tokens|size|seqs)$", re.IGNORECASE)
 # ``criterion(logits, y)`` / ``loss_fn(…)`` re-reduce an earlier output; they do not run the model
 _LOSS_FUNCTION = re.compile(r"loss|criterion|entropy|nll", re.IGNORECASE)
 _LIBRARY_ROOTS = frozenset({"torch", "F", "nn", "np", "numpy", "math", "dist", "functional", "jnp", "jax"})
