@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from harness.findings import Severity
+from harness.findings import Severity, Step
 
 from .switches import UNKNOWN, Configuration
 from .syntax import Hit, ModuleIndex, call_tail, dotted_name, nodes_within, step, strings_in, target_names, walk
@@ -308,10 +308,18 @@ def _final_saves(index: ModuleIndex) -> list[cst.Call]:
 
 
 def _after_save_hit(index: ModuleIndex, save: cst.Call, region_index: ModuleIndex, call: cst.Call, read: Read) -> Hit:
-    path = [
+    return _late_read_hit(
         step(index, save, "final model serialized: training is over"),
         step(region_index, call, "called after serialization"),
-    ]
+        region_index, call, read,
+        f"after the final model is serialized (line {index.line(save)})",
+    )
+
+
+def _late_read_hit(boundary: Step, call_step: Step, region_index: ModuleIndex, call: cst.Call, read: Read,
+                   when: str) -> Hit:
+    """A PG302 hit: the boundary (save or clock), the late call, and the read it leads to."""
+    path = [boundary, call_step]
     if read.node is not call:
         path.append(step(read.index, read.node, f"reads training data: {read.what}"))
     return Hit(
@@ -319,7 +327,7 @@ def _after_save_hit(index: ModuleIndex, save: cst.Call, region_index: ModuleInde
         severity=Severity.ERROR,
         index=region_index,
         node=region_index.enclosing_statement(call),
-        message=f"training data is read (`{read.what}`) after the final model is serialized (line {index.line(save)})",
+        message=f"training data is read (`{read.what}`) {when}",
         path=tuple(path),
     )
 
@@ -350,17 +358,8 @@ def _after_clock_hit(
             f"after the wall-clock-capped training loop (line {index.line(loop)}) with no reserved slice of the "
             "training time for it"
         )
-    path = [
+    return _late_read_hit(
         step(index, loop, "training loop stops on the wall clock"),
         step(region_index, call, "called after the training clock"),
-    ]
-    if read.node is not call:
-        path.append(step(read.index, read.node, f"reads training data: {read.what}"))
-    return Hit(
-        rule="PG302",
-        severity=Severity.ERROR,
-        index=region_index,
-        node=region_index.enclosing_statement(call),
-        message=f"training data is read (`{read.what}`) {why}",
-        path=tuple(path),
+        region_index, call, read, why,
     )
