@@ -291,6 +291,8 @@ def log_settings(text: str, file: str) -> list[Setting]:
         if _LOG_STOP.search(line):
             break
         words = line.split()
+        if len(words) >= 4 and words[0].endswith(":") and not _LOG_TOKEN_PAIR.match(words[0]):
+            words = words[1:]  # a labelled one-line dump: "Hyperparameters: a:1 b:2 c:3"
         pairs = [_LOG_TOKEN_PAIR.match(word) for word in words]
         if len(words) >= 3 and all(pairs):
             found += [_log_setting(m.group(1), m.group(2), file, number) for m in pairs if m]

@@ -175,3 +175,9 @@ def test_symlinked_documents_are_not_read(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "README.md").symlink_to(outside)
     assert collect_settings(folder, ["README.md"], []) == {}
+
+
+def test_labelled_one_line_dump() -> None:
+    text = "1714000000.5 Hyperparameters: ttt_enabled:True ttt_epochs:3 seed:42\nstep:1/10 train_loss:6.9\n"
+    found = [(s.name, s.value, s.line) for s in log_settings(text, "train.log")]
+    assert found == [("TTT_ENABLED", "True", 1), ("TTT_EPOCHS", "3", 1), ("SEED", "42", 1)]
