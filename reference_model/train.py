@@ -470,9 +470,17 @@ def main() -> int:
         return exc.exit_code
     finally:
         if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # no rank tears the group down while another still talks to it
             dist.destroy_process_group()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Skip C++ static destructors under torchrun: a gloo thread torn down there can abort
+        # a finished process ("terminate called without an active exception").
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

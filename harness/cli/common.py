@@ -86,3 +86,30 @@ def parse_rule_patterns(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return ()
     return tuple(part.strip().upper() for part in raw.split(",") if part.strip())
+
+
+def shutdown_distributed() -> None:
+    """Tear down a torch process group if one is up, after every rank has arrived.
+
+    Without the barrier a fast rank can destroy the group while another still talks to it.
+    torch is never imported here: golf-check uses this module too."""
+    if "torch" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def exit_process(exit_code: int) -> None:
+    """Leave the process with ``exit_code``; under torchrun without C++ static destructors.
+
+    A gloo worker thread still being torn down there occasionally aborts a finished process
+    ("terminate called without an active exception", SIGABRT) after all work, logs and
+    reports are done — seen with both the trainer and the evaluator on CPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exit_code)
+    sys.exit(exit_code)

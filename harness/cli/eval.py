@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import OneLineArgumentParser, run_cli
+from harness.cli.common import OneLineArgumentParser, exit_process, run_cli, shutdown_distributed
 from harness.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, UsageError
 from harness.evaluate.ttt_settings import LORA_DEFAULT_LR, LORA_DEFAULT_RANK, LORA_DEFAULT_TARGETS, LORA_TARGET_CHOICES
 
@@ -245,22 +245,9 @@ def _run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     code = run_cli(PROGRAM, lambda: _run(argv))
-    if "torch" in sys.modules:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()  # no rank tears the group down while another still talks to it
-            dist.destroy_process_group()
+    shutdown_distributed()
     return code
 
 
 if __name__ == "__main__":
-    exit_code = main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Under torchrun, leave without running C++ static destructors: a gloo worker thread
-        # still being torn down there occasionally aborts the process ("terminate called
-        # without an active exception") after all work, the log and the reports are done.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(exit_code)
-    sys.exit(exit_code)
+    exit_process(main())

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.cli.common import OneLineArgumentParser, run_cli
+from harness.cli.common import OneLineArgumentParser, exit_process, run_cli, shutdown_distributed
 from harness.errors import EXIT_OK, UsageError
 
 PROGRAM = "golf-train"
@@ -96,18 +96,9 @@ def _print_summary(result: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     code = run_cli(PROGRAM, lambda: _run(argv))
-    _shutdown_distributed()
+    shutdown_distributed()
     return code
 
 
-def _shutdown_distributed() -> None:
-    if "torch" not in sys.modules:
-        return
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
