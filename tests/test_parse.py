@@ -7,7 +7,7 @@ from pathlib import Path
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
-from harness.check.parse import ParseFailure, parse_source
+from harness.check.parse import _TRIVIA, ParseFailure, parse_source
 from harness.submission import SourceFile
 
 SAMPLE = '''import os\r\n
@@ -37,16 +37,26 @@ def _parsed(text: str) -> tuple[cst.Module, object]:
 def test_positions_equal_libcst_position_provider() -> None:
     module, parsed = _parsed(SAMPLE)
     expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-    as_tuples = {node: ((r.start.line, r.start.column), (r.end.line, r.end.column)) for node, r in expected.items()}
-    assert as_tuples == parsed.positions  # CodeSpan is a tuple of (line, column) tuples
-    function = next(n for n in parsed.positions if isinstance(n, cst.FunctionDef))
+    kept = {node: r for node, r in expected.items() if type(node) not in _TRIVIA}
+    assert len(kept) > 50 and len(parsed.positions) < len(expected)  # most trivia leaves are skipped
+    as_tuples = {node: ((r.start.line, r.start.column), (r.end.line, r.end.column)) for node, r in kept.items()}
+    assert as_tuples == {node: parsed.positions[node] for node in kept}  # CodeSpan: (line, column) tuples
+    assert not any(type(node) in _TRIVIA for node in parsed.nodes)
+    function = next(n for n in kept if isinstance(n, cst.FunctionDef))
     assert parsed.line_of(function) == 11  # the `def` line: PositionProvider starts after decorators
+    # CRLF line ends count as one newline: line 2 starts right after "import os\r\n"
+    assert parsed.line_of(module.body[1]) == 3
 
 
 def test_parents_equal_libcst_parent_provider() -> None:
     module, parsed = _parsed(SAMPLE)
     expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(ParentNodeProvider)
-    assert dict(expected) == parsed.parents
+    kept = {node: parent for node, parent in expected.items() if type(node) not in _TRIVIA}
+    assert {node: parsed.parent_of(node) for node in parsed.nodes} == kept
+    seen = {id(module)}
+    for node in parsed.nodes:  # pre-order: every parent is listed before its children
+        assert id(parsed.parent_of(node)) in seen
+        seen.add(id(node))
 
 
 def test_pathological_nesting_is_refused_before_libcst() -> None:

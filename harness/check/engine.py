@@ -39,6 +39,22 @@ def _families() -> list[ModuleType]:
 
 def analyze(submission: Submission, options: CheckOptions | None = None) -> list[Finding]:
     """All findings for one submission: load problems, parse failures, then every family."""
+    try:
+        return _analyze(submission, options)
+    finally:
+        _forget_memos()
+
+
+def _forget_memos() -> None:
+    """The children memos keep this submission's trees alive; a tree run audits many."""
+    from harness.check.flow.names import forget_children as forget_flow_children
+    from harness.check.mechanisms.syntax import forget_children as forget_syntax_children
+
+    forget_flow_children()
+    forget_syntax_children()
+
+
+def _analyze(submission: Submission, options: CheckOptions | None) -> list[Finding]:
     findings: list[Finding] = list(submission.load_findings)
     ctx = CheckContext(submission=submission, options=options or CheckOptions())
     for source in submission.sources:

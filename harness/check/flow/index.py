@@ -473,7 +473,7 @@ def _mentions_val_literal(node: cst.CSTNode) -> bool:
 
 def _nested_defs(node: cst.FunctionDef) -> list[cst.FunctionDef]:
     found: list[cst.FunctionDef] = []
-    stack: list[cst.CSTNode] = children(node.body)
+    stack: list[cst.CSTNode] = list(children(node.body))
     while stack:
         current = stack.pop()
         if isinstance(current, cst.FunctionDef):

@@ -68,9 +68,18 @@ def _is_node_type(kind: type) -> bool:
     return known
 
 
-def children(node: cst.CSTNode) -> list[cst.CSTNode]:
+# children() results of the current analysis, keyed by id(node) with the node kept alive next to
+# them (so an id cannot be reused while its entry exists); the engine clears this after each
+# submission. The flow walks visit most nodes three or four times.
+_CHILDREN: dict[int, tuple[cst.CSTNode, tuple[cst.CSTNode, ...]]] = {}
+
+
+def children(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
     """Child nodes in source order, far cheaper than libcst's ``node.children`` (which runs a
     full visitor): dataclass fields read directly, whitespace and punctuation skipped."""
+    entry = _CHILDREN.get(id(node))
+    if entry is not None and entry[0] is node:
+        return entry[1]
     kind = type(node)
     names = _FIELDS.get(kind)
     if names is None:
@@ -85,7 +94,14 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
             found.extend(item for item in value if _is_node_type(type(item)))
         elif _is_node_type(value_type):
             found.append(value)
-    return found
+    result = tuple(found)
+    _CHILDREN[id(node)] = (node, result)
+    return result
+
+
+def forget_children() -> None:
+    """Drop the memo (and the trees it keeps alive) once a submission is done."""
+    _CHILDREN.clear()
 
 
 def is_val_component(name: str) -> bool:

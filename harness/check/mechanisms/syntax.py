@@ -29,11 +29,28 @@ _SKIPPED_FIELDS = re.compile(
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def children_of(node: cst.CSTNode) -> list[cst.CSTNode]:
+_CHILDREN: dict[int, tuple[cst.CSTNode, tuple[cst.CSTNode, ...]]] = {}  # as in flow.names
+_IS_NODE: dict[type, bool] = {}
+
+
+def _is_node_type(kind: type) -> bool:
+    """``issubclass(kind, CSTNode)`` cached: isinstance against libcst's ABC-based classes goes
+    through ``ABCMeta.__instancecheck__``, a Python call per check."""
+    known = _IS_NODE.get(kind)
+    if known is None:
+        known = _IS_NODE[kind] = issubclass(kind, cst.CSTNode)
+    return known
+
+
+def children_of(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
     """Syntactic children without whitespace/punctuation nodes.
 
     libcst's ``node.children`` runs a visitor per call, which dominated the run time on large
-    submissions; reading the dataclass fields directly is several times cheaper."""
+    submissions; reading the dataclass fields directly is several times cheaper, and the
+    result is kept for the rest of the analysis (the engine clears it per submission)."""
+    entry = _CHILDREN.get(id(node))
+    if entry is not None and entry[0] is node:
+        return entry[1]
     names = _FIELDS.get(type(node))
     if names is None:
         names = tuple(f.name for f in dataclasses.fields(node) if not _SKIPPED_FIELDS.match(f.name))
@@ -41,11 +58,18 @@ def children_of(node: cst.CSTNode) -> list[cst.CSTNode]:
     found: list[cst.CSTNode] = []
     for name in names:
         value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
+        value_type = type(value)
+        if value_type is list or value_type is tuple:
+            found.extend(item for item in value if _is_node_type(type(item)))
+        elif _is_node_type(value_type):
             found.append(value)
-        elif isinstance(value, (list, tuple)):
-            found.extend(item for item in value if isinstance(item, cst.CSTNode))
-    return found
+    result = tuple(found)
+    _CHILDREN[id(node)] = (node, result)
+    return result
+
+
+def forget_children() -> None:
+    _CHILDREN.clear()
 
 
 def walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
@@ -60,11 +84,11 @@ def walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
 def dotted_name(expr: cst.CSTNode) -> str | None:
     """``a.b.c`` for Name/Attribute chains, None for anything else."""
     parts: list[str] = []
-    while isinstance(expr, cst.Attribute):
-        parts.append(expr.attr.value)
-        expr = expr.value
-    if isinstance(expr, cst.Name):
-        parts.append(expr.value)
+    while type(expr) is cst.Attribute:  # exact types: isinstance on libcst's ABCs is a Python call
+        parts.append(expr.attr.value)  # type: ignore[attr-defined]
+        expr = expr.value  # type: ignore[attr-defined]
+    if type(expr) is cst.Name:
+        parts.append(expr.value)  # type: ignore[attr-defined]
         return ".".join(reversed(parts))
     return None
 
@@ -212,14 +236,14 @@ class ModuleIndex:
     comparisons: list[cst.Comparison] = field(default_factory=list)
     imports: list[cst.CSTNode] = field(default_factory=list)
 
-    _keys: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    _keys: dict[int, list[int]] = field(default_factory=dict)  # start offsets of each own list
     _owner: dict[int, cst.FunctionDef | None] = field(default_factory=dict)
     _lines: list[str] = field(default_factory=list)
 
     def own_lists(self) -> list[list]:
         return [self.calls, self.assigns, self.binops, self.subscripts, self.functions, self.loops, self.comparisons]
 
-    def sorted_keys(self, nodes: list) -> list[tuple[int, int]] | None:
+    def sorted_keys(self, nodes: list) -> list[int] | None:
         """Start positions of one of this index's own lists (which are kept sorted)."""
         return self._keys.get(id(nodes)) if any(nodes is own for own in self.own_lists()) else None
 
@@ -235,7 +259,7 @@ class ModuleIndex:
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
     def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
-        return self.parsed.parents.get(node)  # type: ignore[attr-defined]
+        return self.parsed.parent_of(node)
 
     def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
         current = self.parent(node)
@@ -266,7 +290,7 @@ class ModuleIndex:
 
     def all_nodes(self) -> Iterator[cst.CSTNode]:
         """Every node except the module, in source order (from the parse layer's parent map)."""
-        return iter(self.parsed.parents)  # type: ignore[arg-type]
+        return iter(self.parsed.nodes)
 
     def enclosing_statement(self, node: cst.CSTNode) -> cst.CSTNode:
         """The small statement (Assign, Expr…) or compound header holding ``node``."""
@@ -309,7 +333,7 @@ def index_module(parsed: ParsedSource) -> ModuleIndex:
         if known is parsed:
             return index
     index = ModuleIndex(parsed=parsed)
-    for node in parsed.parents:  # type: ignore[attr-defined]
+    for node in parsed.nodes:
         kind = _KIND_OF.get(type(node))
         if kind is not None:
             getattr(index, kind).append(node)
@@ -321,9 +345,10 @@ def index_module(parsed: ParsedSource) -> ModuleIndex:
     return index
 
 
-def _start(index: ModuleIndex, node: cst.CSTNode) -> tuple[int, int]:
-    where = index.parsed.positions.get(node)  # type: ignore[attr-defined]
-    return (where.start.line, where.start.column) if where is not None else (0, 0)
+def _start(index: ModuleIndex, node: cst.CSTNode) -> int:
+    """Start offset: sorts like (line, column) and compares cheaper."""
+    where = index.parsed.positions.offsets(node)
+    return where[0] if where is not None else -1
 
 
 def nodes_within(index_nodes: list, container: cst.CSTNode, index: ModuleIndex) -> list:
@@ -331,21 +356,19 @@ def nodes_within(index_nodes: list, container: cst.CSTNode, index: ModuleIndex) 
 
     For the index's own (position-sorted) lists this is a binary search, which keeps the
     per-function analyses linear overall on 3,800-line files."""
-    positions = index.parsed.positions
-    outer = positions.get(container)  # type: ignore[attr-defined]
+    offsets = index.parsed.positions.offsets
+    outer = offsets(container)
     if outer is None:
         return []
-    start, end = (outer.start.line, outer.start.column), (outer.end.line, outer.end.column)
+    start, end = outer
     keys = index.sorted_keys(index_nodes)
     candidates = index_nodes
     if keys is not None:
         candidates = index_nodes[bisect_left(keys, start) : bisect_right(keys, end)]
     inside = []
     for node in candidates:
-        where = positions.get(node)  # type: ignore[attr-defined]
-        if where is None:
-            continue
-        if start <= (where.start.line, where.start.column) and (where.end.line, where.end.column) <= end:
+        where = offsets(node)
+        if where is not None and start <= where[0] and where[1] <= end:
             inside.append(node)
     return inside
 
