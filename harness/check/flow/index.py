@@ -111,6 +111,10 @@ class ModuleIndex:
     imported_functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # alias -> (module, name)
 
 
+_OWN_SCOPES = frozenset({cst.FunctionDef, cst.ClassDef, cst.Lambda})  # exact types: cheaper than isinstance
+_HANDLER_NAMES: dict[type, str] = {}
+
+
 class _DepsCollector:
     """Collects assignments, returns and val-labelled log calls of one function body
     (nested defs, classes and lambdas excluded: they are analysed on their own)."""
@@ -121,11 +125,16 @@ class _DepsCollector:
 
     def walk(self, roots: list[cst.CSTNode]) -> None:
         stack = list(reversed(roots))
+        handlers = _HANDLER_NAMES
         while stack:
             node = stack.pop()
-            if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)) and node is not self.info.node:
+            kind = type(node)
+            if kind in _OWN_SCOPES and node is not self.info.node:
                 continue
-            handler = getattr(self, "visit_" + type(node).__name__, None)
+            handler_name = handlers.get(kind)
+            if handler_name is None:
+                handler_name = handlers[kind] = "visit_" + kind.__name__
+            handler = getattr(self, handler_name, None)
             if handler is not None:
                 handler(node)
             stack.extend(reversed(children(node)))

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import libcst as cst
 
+from harness.check.parse import string_literal_value
+
 # A name component that holds validation *data* (tokens, files, loaders), not a setting.
 # ``valid_`` is left out on purpose: ``valid_tokens``/``valid_ids`` usually mean non-padding
 # positions of a training batch.
@@ -161,7 +163,7 @@ def string_value(node: cst.BaseExpression) -> str | None:
     """Literal text of a plain or concatenated string (f-string text parts included)."""
     if isinstance(node, cst.SimpleString):
         try:
-            value = node.evaluated_value
+            value = string_literal_value(node)
         except Exception:  # noqa: BLE001 — malformed escapes in hostile input
             return None
         return value if isinstance(value, str) else value.decode("latin-1")
@@ -269,13 +271,14 @@ def only_logged(name: str, body: list[cst.CSTNode]) -> bool:
     stack: list[tuple[cst.CSTNode, bool]] = [(node, False) for node in body]
     while stack:
         current, in_log = stack.pop()
-        if isinstance(current, cst.AssignTarget):
+        kind = type(current)  # exact types: isinstance on libcst's ABCs is a Python call
+        if kind is cst.AssignTarget:
             continue
-        if isinstance(current, cst.Name):
-            if current.value == name and not in_log:
+        if kind is cst.Name:
+            if current.value == name and not in_log:  # type: ignore[attr-defined]
                 return False
             continue
-        if isinstance(current, cst.Call):
+        if kind is cst.Call:
             callee = last_part(callee_name(current))
             in_log = in_log or callee in _LOG_CALLS or "log" in callee.lower()
         stack.extend((child, in_log) for child in children(current))

@@ -268,25 +268,28 @@ class _BindingCollector:
         self.found: list[tuple[str, cst.BaseExpression | None]] = []
 
     def walk(self, module: cst.Module) -> None:
+        # exact-type tests: isinstance against libcst's ABC-based classes is a Python call each,
+        # and this walk visits every node of every source
         stack: list[tuple[cst.CSTNode, bool]] = [(module, False)]
         while stack:
             node, in_class = stack.pop()
-            if isinstance(node, cst.Assign):
-                self._record([t.target for t in node.targets], node.value, in_class)
-            elif isinstance(node, cst.AnnAssign) and node.value is not None:
-                self._record([node.target], node.value, in_class)
-            elif isinstance(node, (cst.For, cst.CompFor)):
-                self._unknown(node.target)
-            elif isinstance(node, cst.NamedExpr):
-                self._record([node.target], node.value, False)
-            elif isinstance(node, cst.Param):
-                self.found.append((node.name.value, None))
-            elif isinstance(node, cst.BaseExpression) and not isinstance(node, (cst.Lambda, cst.NamedExpr)):
+            kind = type(node)
+            if kind is cst.Assign:
+                self._record([t.target for t in node.targets], node.value, in_class)  # type: ignore[attr-defined]
+            elif kind is cst.AnnAssign and node.value is not None:  # type: ignore[attr-defined]
+                self._record([node.target], node.value, in_class)  # type: ignore[attr-defined]
+            elif kind is cst.For or kind is cst.CompFor:
+                self._unknown(node.target)  # type: ignore[attr-defined]
+            elif kind is cst.NamedExpr:
+                self._record([node.target], node.value, False)  # type: ignore[attr-defined]
+            elif kind is cst.Param:
+                self.found.append((node.name.value, None))  # type: ignore[attr-defined]
+            elif _is_expression_type(kind) and kind is not cst.Lambda:
                 if not _contains_binding(node):
                     continue
-            if isinstance(node, cst.ClassDef):
+            if kind is cst.ClassDef:
                 inner = True
-            elif isinstance(node, cst.FunctionDef):
+            elif kind is cst.FunctionDef:
                 inner = False
             else:
                 inner = in_class
@@ -309,12 +312,22 @@ class _BindingCollector:
             self.found.append((("." if "." in name else "") + N.last_part(name), None))
 
 
+_EXPRESSION_TYPES: dict[type, bool] = {}
+
+
+def _is_expression_type(kind: type) -> bool:
+    known = _EXPRESSION_TYPES.get(kind)
+    if known is None:
+        known = _EXPRESSION_TYPES[kind] = issubclass(kind, cst.BaseExpression)
+    return known
+
+
 def _contains_binding(node: cst.CSTNode) -> bool:
     """Expressions rarely bind names; only walrus and comprehensions do."""
     stack = [node]
     while stack:
         current = stack.pop()
-        if isinstance(current, (cst.NamedExpr, cst.CompFor)):
+        if type(current) is cst.NamedExpr or type(current) is cst.CompFor:
             return True
         stack.extend(N.children(current))
     return False

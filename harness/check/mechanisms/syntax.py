@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from harness.check.parse import ParsedSource
+from harness.check.parse import ParsedSource, string_literal_value
 from harness.findings import Severity, Step
 
 FunctionNode = cst.FunctionDef
@@ -70,6 +70,7 @@ def children_of(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
 
 def forget_children() -> None:
     _CHILDREN.clear()
+    _CALL_NAMES.clear()
 
 
 def walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
@@ -102,14 +103,19 @@ def last_identifier(expr: cst.CSTNode) -> str | None:
     return None
 
 
+_CALL_NAMES: dict[int, tuple[cst.Call, str]] = {}  # memo like _CHILDREN: detectors ask ~50× per call
+
+
 def call_name(call: cst.Call) -> str:
     """Dotted callee name, or its last identifier for calls on expressions (``x.sum()``)."""
-    dotted = dotted_name(call.func)
-    if dotted is not None:
-        return dotted
-    if isinstance(call.func, cst.Attribute):
-        return "." + call.func.attr.value
-    return ""
+    entry = _CALL_NAMES.get(id(call))
+    if entry is not None and entry[0] is call:
+        return entry[1]
+    name = dotted_name(call.func)
+    if name is None:
+        name = "." + call.func.attr.value if type(call.func) is cst.Attribute else ""  # type: ignore[attr-defined]
+    _CALL_NAMES[id(call)] = (call, name)
+    return name
 
 
 def call_tail(call: cst.Call) -> str:
@@ -137,7 +143,7 @@ def literal_text(node: cst.SimpleString) -> str | None:
     libcst evaluates literals with ``ast.literal_eval``, which raises on NUL bytes and on
     non-ASCII bytes literals; a detector must skip such a literal, not crash the family."""
     try:
-        value = node.evaluated_value
+        value = string_literal_value(node)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     return value if isinstance(value, str) else value.decode("latin-1")
@@ -239,6 +245,7 @@ class ModuleIndex:
     _keys: dict[int, list[int]] = field(default_factory=dict)  # start offsets of each own list
     _owner: dict[int, cst.FunctionDef | None] = field(default_factory=dict)
     _lines: list[str] = field(default_factory=list)
+    _by_name: dict[str, list[cst.FunctionDef]] = field(default_factory=dict)
 
     def own_lists(self) -> list[list]:
         return [self.calls, self.assigns, self.binops, self.subscripts, self.functions, self.loops, self.comparisons]
@@ -302,7 +309,10 @@ class ModuleIndex:
         return current
 
     def functions_named(self, name: str) -> list[cst.FunctionDef]:
-        return [function for function in self.functions if function.name.value == name]
+        if not self._by_name:
+            for function in self.functions:
+                self._by_name.setdefault(function.name.value, []).append(function)
+        return self._by_name.get(name, [])
 
 
 _KIND_OF: dict[type, str] = {

@@ -45,13 +45,12 @@ def value_names(expr: cst.CSTNode) -> list[cst.Name]:
     stack: list[cst.CSTNode] = [expr]
     while stack:
         node = stack.pop()
-        if isinstance(node, cst.Name):
-            found.append(node)
-        elif isinstance(node, cst.Attribute):
-            stack.append(node.value)
-        elif isinstance(node, cst.Arg):
-            stack.append(node.value)
-        elif isinstance(node, (cst.Lambda, cst.FunctionDef)):
+        kind = type(node)  # exact types: isinstance on libcst's ABCs is a Python call
+        if kind is cst.Name:
+            found.append(node)  # type: ignore[arg-type]
+        elif kind is cst.Attribute or kind is cst.Arg:
+            stack.append(node.value)  # type: ignore[attr-defined]
+        elif kind is cst.Lambda or kind is cst.FunctionDef:
             continue
         else:
             stack.extend(children_of(node))
