@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from harness.python_ast import parse_python
 from harness.unwrap_eval import Evaluator, NotLiteral, Scope
 from harness.unwrap_ops import OPERATIONS, DecodeFailure
 
@@ -263,9 +264,7 @@ def _ast_tree(text: str) -> ast.Module | None:
     if "\x00" in text:
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ast.parse(text)
+        return parse_python(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return None
 

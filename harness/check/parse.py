@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import re
-import warnings
 from bisect import bisect_right
 from functools import lru_cache
 from typing import NamedTuple
@@ -19,6 +18,7 @@ from typing import NamedTuple
 import libcst as cst
 from libcst._nodes.internal import CodegenState
 
+from harness.python_ast import parse_python
 from harness.submission import SourceFile
 
 
@@ -104,9 +104,7 @@ def _precheck(source: SourceFile) -> None:
     pre-check and go straight to libcst, which accepts them.
     """
     try:
-        with warnings.catch_warnings():  # SyntaxWarnings about submission code are noise here
-            warnings.simplefilter("ignore")
-            tree = ast.parse(source.text)
+        tree = parse_python(source.text)  # usually the loader's tree, already parsed
     except SyntaxError as error:
         # CPython's own nesting limits: such a file cannot run anywhere, and libcst's native
         # parser can overflow its stack (a segfault) on it, so it must never reach libcst.

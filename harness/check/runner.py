@@ -112,7 +112,8 @@ def _analyze_all(
     paths: list[Path], indices: list[int], options: CheckOptions, jobs: int
 ) -> list[tuple[int, tuple[list[dict], dict[str, str], bool]]]:
     if len(paths) <= 1 or jobs <= 1:
-        return [(index, analyze_one(str(path), options)) for index, path in zip(indices, paths)]
+        # one submission: its rule families share the cores instead (forked, trees shared)
+        return [(index, analyze_one(str(path), options, parallel=jobs > 1)) for index, path in zip(indices, paths)]
     _preload_analysis()
 
     outcomes: list[tuple[int, tuple[list[dict], dict[str, str], bool]]] = []
@@ -175,7 +176,9 @@ def _preload_analysis() -> None:
                 raise
 
 
-def analyze_one(path: str, options: CheckOptions) -> tuple[list[dict], dict[str, str], bool]:
+def analyze_one(
+    path: str, options: CheckOptions, parallel: bool = False
+) -> tuple[list[dict], dict[str, str], bool]:
     """Load and analyze one submission; returns (findings as JSON, excerpt sources, cacheable).
 
     Runs in a worker process, so it takes and returns plain data. Unusable input is a PG000
@@ -187,7 +190,7 @@ def analyze_one(path: str, options: CheckOptions) -> tuple[list[dict], dict[str,
 
     try:
         submission = load_submission(Path(path))
-        findings = analyze(submission, options)
+        findings = analyze(submission, options, parallel=parallel)
     except HarnessError as exc:
         return [_pg000(str(exc)).to_json()], {}, True
     except RecursionError:

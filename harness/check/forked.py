@@ -1,0 +1,66 @@
+"""Run one piece of pure-Python work in a forked child, for a second core on a single audit.
+
+Why fork and not a process pool: the work needs the parsed libcst trees, which cost more to
+pickle than to analyze; a forked child shares them copy-on-write for free and only sends back
+its (small, picklable) result. Anything that goes wrong in the child — an exception, a crash,
+a kill — comes back as ``None``, and the caller simply does the work itself, so the child can
+make an audit faster but never different.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+Result = TypeVar("Result")
+
+
+class ForkedWork(Generic[Result]):
+    """A child computing ``work()``; ``result()`` waits for it (None when it failed)."""
+
+    def __init__(self, pid: int, read_fd: int) -> None:
+        self._pid = pid
+        self._read_fd = read_fd
+
+    def result(self) -> Result | None:
+        try:
+            with os.fdopen(self._read_fd, "rb") as pipe:
+                data = pipe.read()
+        finally:
+            os.waitpid(self._pid, 0)
+        if not data:
+            return None
+        try:
+            return pickle.loads(data)  # written by our own child, from our own objects
+        except Exception:  # noqa: BLE001 — a truncated write (child killed mid-way)
+            return None
+
+
+def start_forked(work: Callable[[], Result]) -> ForkedWork[Result] | None:
+    """Fork a child running ``work``; None where fork is unavailable or refused."""
+    if not hasattr(os, "fork"):
+        return None
+    read_fd, write_fd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
+    if pid == 0:  # the child: compute, write, and leave without running the parent's exit code
+        status = 1
+        try:
+            os.close(read_fd)
+            payload = pickle.dumps(work(), protocol=pickle.HIGHEST_PROTOCOL)
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(write_fd, view):]
+            status = 0
+        except BaseException:  # noqa: BLE001 — the parent redoes the work
+            pass
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    return ForkedWork(pid, read_fd)
