@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
-from harness.check.parse import _TRIVIA, ParseFailure, parse_source
+from harness.check.parse import _TRIVIA, MAX_EXPRESSION_DEPTH, ParseFailure, _expression_depth, parse_source
 from harness.submission import SourceFile
 
 SAMPLE = '''import os\r\n
@@ -67,3 +68,29 @@ def test_pathological_nesting_is_refused_before_libcst() -> None:
         assert str(failure) == "cannot analyze deep.py: an expression nests 1000 levels (limit 400)"
     else:
         raise AssertionError("expected ParseFailure")
+
+
+def _walked_depth(tree: ast.AST) -> int:
+    """The plain definition: every node walked, no span bound."""
+    deepest, stack = 0, [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        here = depth + 1 if isinstance(node, ast.expr) else 0
+        deepest = max(deepest, here)
+        stack.extend((child, here) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def test_span_bounded_depth_is_exact_past_the_limit_and_below_it_when_it_matters() -> None:
+    for terms in (10, 399, 401, 1000):
+        for text in (
+            "x = " + "+".join(["a"] * terms),  # one line
+            "x = " + "-" * terms + "a",  # one byte per level
+            "x = (\n" + "+\n".join(["a"] * terms) + ")",  # one term per line
+            "x = f'{" + "+".join(["a"] * terms) + "}'",  # inside an f-string
+        ):
+            tree = ast.parse(text)
+            walked, bounded = _walked_depth(tree), _expression_depth(tree)
+            assert (walked > MAX_EXPRESSION_DEPTH) == (bounded > MAX_EXPRESSION_DEPTH)
+            if walked > MAX_EXPRESSION_DEPTH:
+                assert bounded == walked

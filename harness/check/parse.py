@@ -85,14 +85,33 @@ MAX_EXPRESSION_DEPTH = 400
 _NESTING_LIMIT_MESSAGES = re.compile(r"too many (nested parentheses|levels of indentation|statically nested blocks)")
 
 
-def _expression_depth(tree: ast.AST) -> int:
-    """Deepest chain of nested expression nodes, walked iteratively (no recursion limit)."""
+# Room for nodes that share their parent's span (3.11 gives an f-string's parts the span of the
+# whole f-string), so a span bound stays an upper bound.
+_SPAN_SLACK = 16
+
+
+def _expression_depth(tree: ast.AST, limit: int = MAX_EXPRESSION_DEPTH) -> int:
+    """Deepest chain of nested expression nodes, walked iteratively (no recursion limit).
+
+    Exact whenever it exceeds ``limit``. Each nested expression is strictly inside its parent,
+    so a one-line expression spanning ``n`` bytes nests at most ``n`` levels: a subtree whose
+    bound stays within ``limit`` is not walked, which skips nearly every expression of real
+    code and leaves the statements and the long expressions."""
     deepest = 0
     stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    expression = ast.expr
     while stack:
         node, depth = stack.pop()
-        here = depth + 1 if isinstance(node, ast.expr) else 0
-        deepest = max(deepest, here)
+        if isinstance(node, expression):
+            here = depth + 1
+            if here > deepest:
+                deepest = here
+            if node.lineno == node.end_lineno and (
+                here + node.end_col_offset - node.col_offset + _SPAN_SLACK <= limit  # type: ignore[operator]
+            ):
+                continue
+        else:
+            here = 0
         stack.extend((child, here) for child in ast.iter_child_nodes(node))
     return deepest
 
