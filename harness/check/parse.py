@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from bisect import bisect_right
 from functools import lru_cache
 from typing import NamedTuple
@@ -60,6 +61,12 @@ def string_literal_value(node: cst.SimpleString) -> str | bytes:
     return _literal_value(node.value)
 
 
+def _evaluate_literal(text: str) -> str | bytes:
+    with warnings.catch_warnings():  # invalid escapes in submission code are not our warnings
+        warnings.simplefilter("ignore")
+        return ast.literal_eval(text)
+
+
 @lru_cache(maxsize=8192)
 def _literal_value(text: str) -> str | bytes:
     prefix_length = 0
@@ -68,10 +75,10 @@ def _literal_value(text: str) -> str | bytes:
     prefix = text[:prefix_length].lower()
     body = text[prefix_length:]
     if "b" in prefix or "\x00" in body or "\r" in body or ("\\" in body and "r" not in prefix):
-        return ast.literal_eval(text)
+        return _evaluate_literal(text)
     quote = body[:3] if body[:3] in ("\"\"\"", "'''") else body[:1]
     if len(body) < 2 * len(quote) or not body.endswith(quote):
-        return ast.literal_eval(text)
+        return _evaluate_literal(text)
     return body[len(quote) : len(body) - len(quote)]
 
 

@@ -15,8 +15,6 @@ orchestration. Decisions that matter:
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +112,9 @@ def _analyze_all(
     if len(paths) <= 1 or jobs <= 1:
         # one submission: its rule families share the cores instead (forked, trees shared)
         return [(index, analyze_one(str(path), options, parallel=jobs > 1)) for index, path in zip(indices, paths)]
+    from concurrent.futures import ProcessPoolExecutor  # imported here: a single audit never needs it
+    from concurrent.futures.process import BrokenProcessPool
+
     _preload_analysis()
 
     outcomes: list[tuple[int, tuple[list[dict], dict[str, str], bool]]] = []
@@ -153,6 +154,9 @@ def _python_bytes(path: Path) -> int:
 
 
 def _analyze_isolated(path: Path, options: CheckOptions) -> tuple[list[dict], dict[str, str], bool]:
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         with ProcessPoolExecutor(max_workers=1) as pool:
             return pool.submit(analyze_one, str(path), options).result()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -112,7 +113,8 @@ class ModuleIndex:
 
 
 _OWN_SCOPES = frozenset({cst.FunctionDef, cst.ClassDef, cst.Lambda})  # exact types: cheaper than isinstance
-_HANDLER_NAMES: dict[type, str] = {}
+_HANDLERS: dict[type, Callable[[_DepsCollector, cst.CSTNode], None] | None] = {}  # per node type
+_UNSEEN = object()
 
 
 class _DepsCollector:
@@ -125,18 +127,17 @@ class _DepsCollector:
 
     def walk(self, roots: list[cst.CSTNode]) -> None:
         stack = list(reversed(roots))
-        handlers = _HANDLER_NAMES
+        handlers = _HANDLERS
         while stack:
             node = stack.pop()
             kind = type(node)
             if kind in _OWN_SCOPES and node is not self.info.node:
                 continue
-            handler_name = handlers.get(kind)
-            if handler_name is None:
-                handler_name = handlers[kind] = "visit_" + kind.__name__
-            handler = getattr(self, handler_name, None)
+            handler = handlers.get(kind, _UNSEEN)
+            if handler is _UNSEEN:
+                handler = handlers[kind] = getattr(_DepsCollector, "visit_" + kind.__name__, None)
             if handler is not None:
-                handler(node)
+                handler(self, node)
             stack.extend(reversed(children(node)))
 
     def _edge(self, targets: list[str], source: cst.CSTNode | None) -> None:

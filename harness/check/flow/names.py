@@ -102,8 +102,9 @@ def children(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
 
 
 def forget_children() -> None:
-    """Drop the memo (and the trees it keeps alive) once a submission is done."""
+    """Drop the memos (and the trees they keep alive) once a submission is done."""
     _CHILDREN.clear()
+    _REFS.clear()
 
 
 def is_val_component(name: str) -> bool:
@@ -175,12 +176,25 @@ def string_value(node: cst.BaseExpression) -> str | None:
     return None
 
 
-def refs(node: cst.CSTNode) -> Iterator[str]:
+_REFS: dict[int, tuple[cst.CSTNode, tuple[str, ...]]] = {}  # memo like _CHILDREN
+
+
+def refs(node: cst.CSTNode) -> tuple[str, ...]:
     """Every dotted name an expression reads, outermost attribute chains kept whole.
 
     Keyword names of call arguments and attribute names are not reads; comprehension and
     lambda variables are reported too (harmless: they are local and never tainted by name).
+    Kept per node for the analysis: the engine asks again for every enclosing call.
     """
+    entry = _REFS.get(id(node))
+    if entry is not None and entry[0] is node:
+        return entry[1]
+    found = tuple(_walk_refs(node))
+    _REFS[id(node)] = (node, found)
+    return found
+
+
+def _walk_refs(node: cst.CSTNode) -> Iterator[str]:
     stack: list[cst.CSTNode] = [node]
     while stack:
         current = stack.pop()
