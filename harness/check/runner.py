@@ -14,6 +14,7 @@ orchestration. Decisions that matter:
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +193,8 @@ def analyze_one(
     from harness.check.engine import analyze
     from harness.loader import load_submission
 
+    collecting = gc.isenabled()
+    gc.disable()  # loading parses with ast and builds large acyclic trees too (see engine.analyze)
     try:
         submission = load_submission(Path(path))
         findings = analyze(submission, options, parallel=parallel)
@@ -201,6 +204,9 @@ def analyze_one(
         return _crash_outcome("nesting too deep to analyze")
     except Exception as exc:  # noqa: BLE001 — one submission's crash must not stop the others
         return _crash_outcome(f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        if collecting:
+            gc.enable()
     wanted = {finding.file for finding in findings}
     wanted.update(step.file for finding in findings for step in finding.path)
     sources = {

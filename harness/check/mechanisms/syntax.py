@@ -246,6 +246,9 @@ class ModuleIndex:
     _owner: dict[int, cst.FunctionDef | None] = field(default_factory=dict)
     _lines: list[str] = field(default_factory=list)
     _by_name: dict[str, list[cst.FunctionDef]] = field(default_factory=dict)
+    # per-node answers detectors compute more than once, keyed (question, id(node)); the nodes
+    # live as long as this index's tree, so ids are stable
+    memo: dict[tuple[str, int], bool] = field(default_factory=dict)
 
     def own_lists(self) -> list[list]:
         return [self.calls, self.assigns, self.binops, self.subscripts, self.functions, self.loops, self.comparisons]

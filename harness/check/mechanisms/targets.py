@@ -106,13 +106,20 @@ def _calls_log_normalizer(index: ModuleIndex, function: cst.FunctionDef, calls: 
     makes this a scoring function too."""
     for call in calls:
         for helper in index.functions_named(call_tail(call)):
-            if helper is function:
-                continue
-            inner = nodes_within(index.calls, helper, index)
-            tails = {call_tail(c) for c in inner}
-            if tails & _NORMALIZER_CALLS or ({"log", "exp"} <= tails):
+            if helper is not function and _computes_log_normalizer(index, helper):
                 return True
     return False
+
+
+def _computes_log_normalizer(index: ModuleIndex, helper: cst.FunctionDef) -> bool:
+    """Kept per helper: every scoring candidate that calls it asks again."""
+    known = index.memo.get(("log_normalizer", id(helper)))
+    if known is None:
+        tails = {call_tail(c) for c in nodes_within(index.calls, helper, index)}
+        known = index.memo[("log_normalizer", id(helper))] = bool(
+            tails & _NORMALIZER_CALLS or ({"log", "exp"} <= tails)
+        )
+    return known
 
 
 def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo | None:
