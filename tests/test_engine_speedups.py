@@ -8,8 +8,10 @@ import gc
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import libcst as cst
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -123,3 +125,41 @@ def test_literal_fast_path_on_known_cases() -> None:
     assert _literal_value("b'val'") == b"val"
     with pytest.raises((SyntaxError, ValueError)):  # a NUL byte: literal_eval refuses it, and so do we
         _literal_value("'a\x00b'")
+
+
+def _children_by_every_field(node: cst.CSTNode, skipped: Callable[[str], bool]) -> tuple[cst.CSTNode, ...]:
+    """The slow, obvious reading the fast reader must equal: every kept field, in order."""
+    import dataclasses
+
+    found = []
+    for item in dataclasses.fields(node):
+        if skipped(item.name):
+            continue
+        value = getattr(node, item.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        found.extend(v for v in values if isinstance(v, cst.CSTNode))
+    return tuple(found)
+
+
+PEP701_SOURCE = 'x = f"{"nested"} {y!r:>{width}}"\nasync def g(*a, b=1, **k):\n    async for i in a[1:2:3]:\n        yield (i if b else -i), lambda q: q @ q\n'
+
+
+@pytest.mark.parametrize("source_path", [Path("reference_model/train.py"), Path("reference_model/model.py"), None])
+def test_child_readers_equal_reading_every_field(source_path: Path | None) -> None:
+    from harness.check.flow.names import _SKIPPED_FIELDS as flow_skipped
+    from harness.check.flow.names import children
+    from harness.check.mechanisms.syntax import _SKIPPED_FIELDS as mechanism_skipped
+    from harness.check.mechanisms.syntax import children_of, walk
+
+    text = PEP701_SOURCE if source_path is None else (Path(__file__).parent.parent / source_path).read_text()
+    module = cst.parse_module(text)
+    nodes = list(walk(module))
+    assert len(nodes) > 40
+    leaves = 0
+    for node in nodes:
+        expected_flow = _children_by_every_field(node, lambda n: n.startswith("whitespace") or n in flow_skipped)
+        assert children(node) == expected_flow
+        assert children(node) is children(node) or children(node) == ()  # memoized, or a leaf
+        assert children_of(node) == _children_by_every_field(node, lambda n: mechanism_skipped.match(n) is not None)
+        leaves += children(node) == ()
+    assert leaves > 10

@@ -10,12 +10,12 @@ from the shapes real submissions use (``val_tokens``, ``val_data.val_tokens``, `
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator
 
 import libcst as cst
 
+from harness.check.children import make_child_reader
 from harness.check.parse import string_literal_value
 
 # A name component that holds validation *data* (tokens, files, loaders), not a setting.
@@ -54,56 +54,19 @@ LOG_VAL_TEXT = re.compile(r"val|bpb|exact", re.IGNORECASE)
 STATE_SNAPSHOT_CALLS = frozenset({"state_dict", "deepcopy", "load_state_dict", "save"})
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
 _SKIPPED_FIELDS = frozenset({"whitespace", "lpar", "rpar", "comma", "semicolon", "colon", "equal", "dot",
                              "leading_lines", "lines_after_decorators", "header", "footer", "newline",
                              "whitespace_before", "whitespace_after", "operator", "star_tok"})
 
-
-_IS_NODE: dict[type, bool] = {}
-
-
-def _is_node_type(kind: type) -> bool:
-    known = _IS_NODE.get(kind)
-    if known is None:
-        known = _IS_NODE[kind] = issubclass(kind, cst.CSTNode)
-    return known
-
-
-# children() results of the current analysis, keyed by id(node) with the node kept alive next to
-# them (so an id cannot be reused while its entry exists); the engine clears this after each
-# submission. The flow walks visit most nodes three or four times.
-_CHILDREN: dict[int, tuple[cst.CSTNode, tuple[cst.CSTNode, ...]]] = {}
-
-
-def children(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
-    """Child nodes in source order, far cheaper than libcst's ``node.children`` (which runs a
-    full visitor): dataclass fields read directly, whitespace and punctuation skipped."""
-    entry = _CHILDREN.get(id(node))
-    if entry is not None and entry[0] is node:
-        return entry[1]
-    kind = type(node)
-    names = _FIELDS.get(kind)
-    if names is None:
-        names = tuple(f.name for f in dataclasses.fields(node) if not f.name.startswith("whitespace")
-                      and f.name not in _SKIPPED_FIELDS)
-        _FIELDS[kind] = names
-    found: list[cst.CSTNode] = []
-    for name in names:
-        value = getattr(node, name)
-        value_type = type(value)
-        if value_type is list or value_type is tuple:
-            found.extend(item for item in value if _is_node_type(type(item)))
-        elif _is_node_type(value_type):
-            found.append(value)
-    result = tuple(found)
-    _CHILDREN[id(node)] = (node, result)
-    return result
+# Child nodes in field order, whitespace and punctuation skipped (see harness/check/children.py).
+children, _forget_children = make_child_reader(
+    lambda name: name.startswith("whitespace") or name in _SKIPPED_FIELDS
+)
 
 
 def forget_children() -> None:
     """Drop the memos (and the trees they keep alive) once a submission is done."""
-    _CHILDREN.clear()
+    _forget_children()
     _REFS.clear()
 
 
@@ -176,7 +139,7 @@ def string_value(node: cst.BaseExpression) -> str | None:
     return None
 
 
-_REFS: dict[int, tuple[cst.CSTNode, tuple[str, ...]]] = {}  # memo like _CHILDREN
+_REFS: dict[int, tuple[cst.CSTNode, tuple[str, ...]]] = {}  # kept by id next to the node, as children
 
 
 def refs(node: cst.CSTNode) -> tuple[str, ...]:

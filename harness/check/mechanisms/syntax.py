@@ -8,7 +8,6 @@ the golf-check time budget.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from harness.check.children import make_child_reader
 from harness.check.parse import ParsedSource, string_literal_value
 from harness.findings import Severity, Step
 
@@ -26,50 +26,12 @@ _SKIPPED_FIELDS = re.compile(
     r"^(whitespace\w*|lpar|rpar|comma|semicolon|colon|dot|lbracket|rbracket|lbrace|rbrace|leading_lines|"
     r"lines_after_decorators|header|footer|first_colon|second_colon|equal|star|asynchronous|operator)$"
 )
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-_CHILDREN: dict[int, tuple[cst.CSTNode, tuple[cst.CSTNode, ...]]] = {}  # as in flow.names
-_IS_NODE: dict[type, bool] = {}
-
-
-def _is_node_type(kind: type) -> bool:
-    """``issubclass(kind, CSTNode)`` cached: isinstance against libcst's ABC-based classes goes
-    through ``ABCMeta.__instancecheck__``, a Python call per check."""
-    known = _IS_NODE.get(kind)
-    if known is None:
-        known = _IS_NODE[kind] = issubclass(kind, cst.CSTNode)
-    return known
-
-
-def children_of(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
-    """Syntactic children without whitespace/punctuation nodes.
-
-    libcst's ``node.children`` runs a visitor per call, which dominated the run time on large
-    submissions; reading the dataclass fields directly is several times cheaper, and the
-    result is kept for the rest of the analysis (the engine clears it per submission)."""
-    entry = _CHILDREN.get(id(node))
-    if entry is not None and entry[0] is node:
-        return entry[1]
-    names = _FIELDS.get(type(node))
-    if names is None:
-        names = tuple(f.name for f in dataclasses.fields(node) if not _SKIPPED_FIELDS.match(f.name))
-        _FIELDS[type(node)] = names
-    found: list[cst.CSTNode] = []
-    for name in names:
-        value = getattr(node, name)
-        value_type = type(value)
-        if value_type is list or value_type is tuple:
-            found.extend(item for item in value if _is_node_type(type(item)))
-        elif _is_node_type(value_type):
-            found.append(value)
-    result = tuple(found)
-    _CHILDREN[id(node)] = (node, result)
-    return result
+# Syntactic children without whitespace/punctuation nodes (see harness/check/children.py).
+children_of, _forget_children = make_child_reader(lambda name: _SKIPPED_FIELDS.match(name) is not None)
 
 
 def forget_children() -> None:
-    _CHILDREN.clear()
+    _forget_children()
     _CALL_NAMES.clear()
 
 
@@ -103,7 +65,7 @@ def last_identifier(expr: cst.CSTNode) -> str | None:
     return None
 
 
-_CALL_NAMES: dict[int, tuple[cst.Call, str]] = {}  # memo like _CHILDREN: detectors ask ~50× per call
+_CALL_NAMES: dict[int, tuple[cst.Call, str]] = {}  # kept by id next to the call: detectors ask ~50× per call
 
 
 def call_name(call: cst.Call) -> str:
