@@ -163,3 +163,23 @@ def test_child_readers_equal_reading_every_field(source_path: Path | None) -> No
         assert children_of(node) == _children_by_every_field(node, lambda n: mechanism_skipped.match(n) is not None)
         leaves += children(node) == ()
     assert leaves > 10
+
+
+def test_an_audit_leaves_no_tree_for_the_cyclic_collector(tmp_path: Path) -> None:
+    """With GC paused during the audit, a reference cycle holding the trees would make the
+    collection after it traverse and free the whole tree (a tenth of a single audit, per
+    submission of a tree run); reference counting must free them when the audit returns."""
+    submission = load_submission(_three_family_submission(tmp_path))
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        findings = analyze(submission)
+        alive = [obj for obj in gc.get_objects() if isinstance(obj, cst.Module)]
+        unreachable = gc.collect()
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert {finding.rule for finding in findings} >= {"PG101", "PG201", "PG301"}
+    assert alive == []
+    assert unreachable < 1000  # the trees alone are tens of thousands of objects

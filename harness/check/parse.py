@@ -338,4 +338,9 @@ def _positions_and_parents(module: cst.Module) -> tuple[Positions, list[cst.CSTN
     state = _PositionAndParentState(default_indent=module.default_indent, default_newline=module.default_newline)
     state.prepare()
     module._codegen(state)
-    return Positions(state.offsets, _line_starts("".join(state.tokens))), state.nodes, state.parents
+    line_starts = _line_starts("".join(state.tokens))
+    # The state and its span exit refer to each other: left as a cycle, the state (its token
+    # list and, through it, the whole tree) would wait for the cyclic GC instead of being
+    # freed by reference counting when the audit ends.
+    state._exit = None  # type: ignore[assignment]
+    return Positions(state.offsets, line_starts), state.nodes, state.parents

@@ -31,8 +31,10 @@ children_of, _forget_children = make_child_reader(lambda name: _SKIPPED_FIELDS.m
 
 
 def forget_children() -> None:
+    """Drop the memos (and the trees they keep alive) once a submission is done."""
     _forget_children()
     _CALL_NAMES.clear()
+    _RECENT.clear()
 
 
 def walk(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
