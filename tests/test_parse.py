@@ -49,6 +49,40 @@ def test_positions_equal_libcst_position_provider() -> None:
     assert parsed.line_of(module.body[1]) == 3
 
 
+EDGE_CASES = (
+    "x = ((a + (b)))[(0)]\nf((y), *(z), **{(k): (v)})",  # nested parentheses, no final newline
+    "",  # empty module
+    "# only a comment",
+    "if x:\r\n    pass\r\nelse:\r\n    y = [\r\n        1,\r\n    ]\r\n",  # CRLF throughout
+    "@d\n@e(1)\nclass C(B, metaclass=M):\n    def f(self, /, a=(1), *b, **c) -> (int):\n        return (yield)\n",
+    "async def g():\n    async with a as (b, c):\n        await (x)\n    print(f'{(a)!r:>{w}}')\n",
+)
+
+
+def _assert_positions_match(text: str) -> None:
+    module, parsed = _parsed(text)
+    expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    kept = {node: r for node, r in expected.items() if type(node) not in _TRIVIA and node is not module}
+    as_tuples = {node: ((r.start.line, r.start.column), (r.end.line, r.end.column)) for node, r in kept.items()}
+    assert as_tuples == {node: parsed.positions[node] for node in kept}
+
+
+def test_positions_match_on_edge_cases_and_real_code() -> None:
+    for text in EDGE_CASES:
+        _assert_positions_match(text)
+    for path in sorted(Path(__file__).resolve().parents[1].glob("reference_model/*.py")):
+        _assert_positions_match(path.read_text(encoding="utf-8"))
+
+
+def test_the_pass_leaves_libcst_code_generation_as_it_was() -> None:
+    text = "x = (a)  # c\nif y:\n    z = [1, 2]\n"
+    module, _ = _parsed(text)
+    assert module.code == text
+    expression = cst.parse_expression("((a) + b)")
+    assert cst.Module([]).code_for_node(expression) == "((a) + b)"
+    assert cst.Module([]).code_for_node(cst.Name("q", lpar=[cst.LeftParen()], rpar=[cst.RightParen()])) == "(q)"
+
+
 def test_parents_equal_libcst_parent_provider() -> None:
     module, parsed = _parsed(SAMPLE)
     expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(ParentNodeProvider)
