@@ -95,12 +95,15 @@ class _Unwrapper:
         scope = Scope()
         calls: list[ast.Call] = []
         assignments: list[ast.Assign | ast.NamedExpr] = []
-        for node in ast.walk(tree):  # one walk: it dominates the cost on large decoded sources
-            scope.add(node)
-            if isinstance(node, ast.Call):
+        binders = _BINDING_NODES
+        for node in _breadth_first(tree):  # one walk: it dominates the cost on large decoded sources
+            kind = type(node)
+            if kind is ast.Call:
                 calls.append(node)
-            elif isinstance(node, (ast.Assign, ast.NamedExpr)):
-                assignments.append(node)
+            elif kind in binders:
+                scope.add(node)
+                if kind is ast.Assign or kind is ast.NamedExpr:
+                    assignments.append(node)
         evaluator = Evaluator(scope, self.max_bytes, self.file_path)
         try:
             chains = _find_chains(calls, assignments, evaluator)
@@ -201,6 +204,29 @@ def _find_chains(calls: list[ast.Call], assignments: list[ast.Assign | ast.Named
             chains.append(_Chain(node=call, steps_named=labels, executed=call in executed))
     chains.sort(key=lambda chain: (chain.node.lineno, chain.node.col_offset))
     return chains
+
+
+# The node types ``Scope.add`` records something for; every other node it ignores.
+_BINDING_NODES = frozenset({ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.NamedExpr, ast.withitem})
+
+
+def _breadth_first(tree: ast.AST) -> list[ast.AST]:
+    """Every node, in ``ast.walk``'s order (breadth-first; ``Scope`` keeps bindings in the
+    order it sees them), without its generator-per-node cost."""
+    nodes = [tree]
+    append, extend = nodes.append, nodes.extend
+    node_type = ast.AST
+    position = 0
+    while position < len(nodes):
+        node = nodes[position]
+        position += 1
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if type(value) is list:
+                extend([item for item in value if isinstance(item, node_type)])
+            elif isinstance(value, node_type):
+                append(value)
+    return nodes
 
 
 def _descendants(node: ast.AST) -> list[ast.Call]:

@@ -128,3 +128,24 @@ def test_span_bounded_depth_is_exact_past_the_limit_and_below_it_when_it_matters
             assert (walked > MAX_EXPRESSION_DEPTH) == (bounded > MAX_EXPRESSION_DEPTH)
             if walked > MAX_EXPRESSION_DEPTH:
                 assert bounded == walked
+
+
+def test_fast_node_construction_builds_the_same_tree_and_restores_libcst() -> None:
+    from harness.check.node_init import _FAST_INITS, fast_node_construction
+
+    texts = [*EDGE_CASES, SAMPLE, *(p.read_text(encoding="utf-8") for p in sorted(
+        Path(__file__).resolve().parents[1].glob("reference_model/*.py")))]
+    for text in texts:
+        expected = cst.parse_module(text)
+        with fast_node_construction():
+            fast = cst.parse_module(text)
+        assert fast.deep_equals(expected) and fast.code == text
+    assert len(_FAST_INITS) > 150  # nearly every concrete node class
+    assert all(cls.__init__ is original for cls, original, _ in _FAST_INITS)
+    assert cst.Name("x").lpar == () and cst.Arg(cst.Name("v")).whitespace_after_arg.deep_equals(cst.SimpleWhitespace(""))
+    try:
+        cst.Name("x", lpar=[cst.LeftParen()])  # validation is back: unbalanced parentheses
+    except cst.CSTValidationError:
+        pass
+    else:
+        raise AssertionError("libcst validation was not restored")

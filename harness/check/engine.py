@@ -29,15 +29,18 @@ FAMILY_MODULES: tuple[str, ...] = (
 )
 
 
-def _families() -> list[ModuleType]:
-    modules = []
-    for name in FAMILY_MODULES:
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return modules
+# Families that compare claims with the other families' findings: they run after them,
+# never beside them.
+READS_EARLIER_FINDINGS: frozenset[str] = frozenset({"harness.check.package"})
+
+
+def _family(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
 
 
 def analyze(
@@ -86,10 +89,10 @@ def _analyze(submission: Submission, options: CheckOptions | None, parallel: boo
                     message=str(failure),
                 )
             )
-    families = _families()
-    independent = [f for f in families if not getattr(f, "USES_EARLIER_FINDINGS", False)]
-    dependent = [f for f in families if f not in independent]
+    independent = [name for name in FAMILY_MODULES if name not in READS_EARLIER_FINDINGS]
+    dependent = [name for name in FAMILY_MODULES if name in READS_EARLIER_FINDINGS]
     first, rest = independent[:1], independent[1:]
+    # The child imports its own families: their import time is then off this process's path.
     child = start_forked(lambda: _run_families(rest, ctx, findings)) if parallel and rest and ctx.parsed else None
     found_first = _run_families(first, ctx, findings)
     found_rest = child.result() if child is not None else None
@@ -101,10 +104,13 @@ def _analyze(submission: Submission, options: CheckOptions | None, parallel: boo
     return unique_findings(findings)
 
 
-def _run_families(families: list[ModuleType], ctx: CheckContext, earlier: list[Finding]) -> list[Finding]:
-    """The findings of ``families`` in order; each later family sees the earlier ones."""
+def _run_families(names: list[str], ctx: CheckContext, earlier: list[Finding]) -> list[Finding]:
+    """The findings of the families ``names`` in order; each later family sees the earlier ones."""
     found: list[Finding] = []
-    for family in families:
+    for name in names:
+        family = _family(name)
+        if family is None:
+            continue
         ctx.findings_so_far = earlier + found
         try:
             found.extend(family.check(ctx))

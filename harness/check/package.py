@@ -35,11 +35,6 @@ TIME_LIMIT_MS = 600_000.0
 MIN_SEEDS = 3
 
 
-# Read by the engine: this family compares claims with the other families' findings, so it
-# runs after them, never beside them.
-USES_EARLIER_FINDINGS = True
-
-
 def check(ctx: CheckContext) -> list[Finding]:
     if ctx.submission.single_file:
         return []
