@@ -149,3 +149,19 @@ def test_fast_node_construction_builds_the_same_tree_and_restores_libcst() -> No
         pass
     else:
         raise AssertionError("libcst validation was not restored")
+
+
+def test_plain_type_tests_answer_as_the_abc_machinery_did() -> None:
+    import abc
+
+    from harness.check.node_types import PlainTypeTestMeta, _node_classes
+
+    classes = [cls for cls in _node_classes() if cls.__module__.startswith("libcst.")]
+    assert type(cst.Call) is PlainTypeTestMeta and type(cst.BaseExpression) is PlainTypeTestMeta
+    samples = [cst.Name("n"), cst.Integer("1"), cst.SimpleString("'s'"), cst.Comma(), cst.Pass(),
+               cst.parse_expression("f(x)[0].a"), cst.parse_statement("for i in x: pass"), cst.Module([])]
+    for cls in classes:
+        for sample in samples:  # the ABC's own answer, through ABCMeta's unbound method
+            assert isinstance(sample, cls) == abc.ABCMeta.__instancecheck__(cls, sample)
+        for other in classes:
+            assert issubclass(other, cls) == abc.ABCMeta.__subclasscheck__(cls, other)

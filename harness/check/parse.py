@@ -22,8 +22,12 @@ from libcst._nodes.expression import _BaseParenthesizedNode as ParenthesizedNode
 from libcst._nodes.internal import CodegenState
 
 from harness.check.node_init import fast_node_construction
+from harness.check.node_types import use_plain_type_tests
 from harness.python_ast import parse_python
 from harness.submission import SourceFile
+
+
+use_plain_type_tests()  # every rule family reads trees parsed here
 
 
 class ParsedSource:

@@ -239,12 +239,13 @@ def find_ppm_byte_scoring(index: ModuleIndex) -> list[Hit]:
     """A PPM byte model scored over the realized token's own bytes (``for b in piece.encode()``),
     the defining shape of the byte-mixture cluster cocohearts excluded (#1835, #1959, #2076)."""
     hits = []
+    byte_names: dict[int, set[str]] = {}  # per enclosing scope: every loop of a function shares it
     for loop in index.loops:
         if not isinstance(loop, cst.For):
             continue
         over_bytes = any(
             isinstance(n, cst.Call) and call_tail(n) in {"encode", "bytes", "bytearray"} for n in walk(loop.iter)
-        ) or any(n.value in _realized_byte_names(index, loop) for n in value_names(loop.iter))
+        ) or any(n.value in _realized_byte_names(index, loop, byte_names) for n in value_names(loop.iter))
         if not over_bytes:
             continue
         function = index.enclosing_function(loop)
@@ -267,10 +268,13 @@ def find_ppm_byte_scoring(index: ModuleIndex) -> list[Hit]:
     return hits
 
 
-def _realized_byte_names(index: ModuleIndex, loop: cst.For) -> set[str]:
+def _realized_byte_names(index: ModuleIndex, loop: cst.For, known: dict[int, set[str]]) -> set[str]:
     """Names bound from ``….encode(…)`` in the loop's function (``raw = piece.encode()``)."""
     scope = index.enclosing_function(loop) or index.parsed.module
-    names: set[str] = set()
+    names = known.get(id(scope))
+    if names is not None:
+        return names
+    names = known[id(scope)] = set()
     for statement in nodes_within(index.assigns, scope, index):
         value = assigned_value(statement)
         if value is not None and any(isinstance(n, cst.Call) and call_tail(n) == "encode" for n in walk(value)):
