@@ -165,3 +165,14 @@ def test_plain_type_tests_answer_as_the_abc_machinery_did() -> None:
             assert isinstance(sample, cls) == abc.ABCMeta.__instancecheck__(cls, sample)
         for other in classes:
             assert issubclass(other, cls) == abc.ABCMeta.__subclasscheck__(cls, other)
+
+
+def test_code_of_equals_libcst_code_generation_for_every_expression() -> None:
+    texts = [SAMPLE, *EDGE_CASES, "def f():\n    x = foo(  # c\n        a,\n        # own line\n        b)[1:2]\n",
+             *(p.read_text(encoding="utf-8") for p in sorted(Path(__file__).resolve().parents[1].glob("reference_model/*.py")))]
+    for text in texts:
+        module, parsed = _parsed(text)
+        expressions = [node for node in parsed.nodes if isinstance(node, cst.BaseExpression)]
+        assert expressions or not text.strip() or text.startswith("#")
+        for node in expressions:
+            assert parsed.code_of(node) == module.code_for_node(node)

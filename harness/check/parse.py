@@ -37,15 +37,17 @@ class ParsedSource:
     ``__hash__``, which was a measurable share of the run time, and every keyed node is kept
     alive by ``module``, so an id cannot be reused while this object lives."""
 
-    __slots__ = ("source", "module", "positions", "nodes", "_parents")
+    __slots__ = ("source", "module", "positions", "nodes", "_parents", "_extents")
 
     def __init__(self, source: SourceFile, module: cst.Module, positions: Positions,
-                 nodes: list[cst.CSTNode], parents: dict[int, cst.CSTNode]) -> None:
+                 nodes: list[cst.CSTNode], parents: dict[int, cst.CSTNode],
+                 extents: dict[int, tuple[int, int]] | None = None) -> None:
         self.source = source
         self.module = module
         self.positions = positions  # syntactic ranges, as libcst's PositionProvider
         self.nodes = nodes  # every node but the module and whitespace/punctuation, in pre-order
         self._parents = parents
+        self._extents = extents or {}  # id -> offsets of all the text a node generates
 
     def parent_of(self, node: cst.CSTNode) -> cst.CSTNode | None:
         return self._parents.get(id(node))
@@ -56,6 +58,15 @@ class ParsedSource:
         return position.start.line if position is not None else 0
 
     def code_of(self, node: cst.CSTNode) -> str:
+        """``module.code_for_node(node)``. For a one-line expression that is the node's slice
+        of the source: an expression emits no indentation tokens except on continuation lines
+        (which code generation on its own would not indent), so only those are generated."""
+        extent = self._extents.get(id(node)) if isinstance(node, cst.BaseExpression) else None
+        if extent is not None:
+            text = self.source.text
+            start, end = extent
+            if "\n" not in text[start:end] and "\r" not in text[start:end]:
+                return text[start:end]
         return self.module.code_for_node(node)
 
 
@@ -173,10 +184,11 @@ def parse_source(source: SourceFile) -> ParsedSource:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParseFailure(f"cannot parse {source.display_name}: {first_line}") from None
     try:
-        positions, nodes, parents = _positions_and_parents(module, source.text)
+        positions, nodes, parents, extents = _positions_and_parents(module, source.text)
     except RecursionError:
         raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
-    return ParsedSource(source=source, module=module, positions=positions, nodes=nodes, parents=parents)
+    return ParsedSource(source=source, module=module, positions=positions, nodes=nodes, parents=parents,
+                        extents=extents)
 
 
 class CodePoint(NamedTuple):
@@ -260,6 +272,7 @@ class _PositionAndParentState(CodegenState):
         self.offset = 0
         self.tokens = [""]
         self.offsets: dict[int, tuple[int, int]] = {}
+        self.extents: dict[int, tuple[int, int]] = {}  # everything a node generates, parentheses included
         self.parents: dict[int, cst.CSTNode] = {}
         self.nodes: list[cst.CSTNode] = []
         # Open syntactic ranges: node, start/end node, start offset, and the right parentheses
@@ -325,8 +338,9 @@ def _recording_codegen(self: cst.CSTNode, state: _PositionAndParentState, **kwar
     self._codegen_impl(state, **kwargs)
     open_nodes.pop()
     key = id(self)
+    extent = state.extents[key] = (start, state.offset)
     if key not in state.offsets:  # a syntactic range recorded inside wins, as in libcst
-        state.offsets[key] = (start, state.offset)
+        state.offsets[key] = extent
 
 
 def _whitespace_codegen(self: cst.SimpleWhitespace, state: _PositionAndParentState, **kwargs: object) -> None:
@@ -384,16 +398,18 @@ def _line_starts(code: str) -> list[int]:
 
 def _positions_and_parents(
     module: cst.Module, text: str
-) -> tuple[Positions, list[cst.CSTNode], dict[int, cst.CSTNode]]:
+) -> tuple[Positions, list[cst.CSTNode], dict[int, cst.CSTNode], dict[int, tuple[int, int]]]:
     state = _PositionAndParentState(default_indent=module.default_indent, default_newline=module.default_newline)
     state.prepare()
     _run_pass(module, state)
     # The generated text is the source (libcst round-trips it; a source without a final newline
     # gets one, popped at the end). Should that ever not hold, the lines come from the code.
+    extents = state.extents
     if state.offset not in (len(text), len(text) + len(module.default_newline)):
         text = module.code
+        extents = {}  # slices of the source would not be the generated code
     # The state and its span exit refer to each other: left as a cycle, the state (and,
     # through it, the whole tree) would wait for the cyclic GC instead of being freed by
     # reference counting when the audit ends.
     state.span_exit = None  # type: ignore[assignment]
-    return Positions(state.offsets, _line_starts(text)), state.nodes, state.parents
+    return Positions(state.offsets, _line_starts(text)), state.nodes, state.parents, extents

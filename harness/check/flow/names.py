@@ -245,21 +245,28 @@ def only_logged(name: str, body: list[cst.CSTNode]) -> bool:
     loss kept only for a progress line (``loss_before`` printed each step of a val-training
     loop) is a diagnostic, not the score of a score-first pass (rules-research "Illegal
     shapes worth a second look": the logging eval inside a function training on val_tokens)."""
+    return name not in names_read_outside_logs(body)
+
+
+def names_read_outside_logs(body: list[cst.CSTNode]) -> set[str]:
+    """Every plain name ``body`` reads outside print/log calls (assignment targets are not
+    reads). One walk answers ``only_logged`` for every name of a function."""
+    found: set[str] = set()
     stack: list[tuple[cst.CSTNode, bool]] = [(node, False) for node in body]
     while stack:
         current, in_log = stack.pop()
-        kind = type(current)  # exact types: isinstance on libcst's ABCs is a Python call
+        kind = type(current)
         if kind is cst.AssignTarget:
             continue
         if kind is cst.Name:
-            if current.value == name and not in_log:  # type: ignore[attr-defined]
-                return False
+            if not in_log:
+                found.add(current.value)  # type: ignore[attr-defined]
             continue
-        if kind is cst.Call:
+        if kind is cst.Call and not in_log:
             callee = last_part(callee_name(current))
-            in_log = in_log or callee in _LOG_CALLS or "log" in callee.lower()
+            in_log = callee in _LOG_CALLS or "log" in callee.lower()
         stack.extend((child, in_log) for child in children(current))
-    return True
+    return found
 
 
 def short(text: str, limit: int = 60) -> str:

@@ -38,6 +38,7 @@ class Engine:
         self.reached: set[int] = set()
         self.analyses = 0
         self.code_cache: dict[int, str] = {}
+        self.read_outside_logs: dict[int, set[str]] = {}  # FuncInfo.uid -> names read outside logs
 
     def analyze(self, info: FuncInfo, seed: dict[str, Taint]) -> Summary | None:
         key = (info.uid, frozenset(seed))
@@ -419,13 +420,20 @@ class _Walk(CallHandling):
         last = N.last_part(name)
         if N.TRAIN_WORD.search(last) or N.DENOMINATOR_NAME.search(last) or not _has_call(value_node):
             return
-        if "." not in name and N.only_logged(name, self.info.body()):
-            return
+        if "." not in name and name not in self._read_outside_logs():
+            return  # only_logged: the value is kept for a progress line, not a score
         refs = set(N.refs(value_node))
         # ``after = model(x, y, lora=adapter)`` runs the model *here*, after any update since x was
         # sliced; only a reduction of an earlier output (``nll = ptl[...].sum()``) dates back to it
         produced = None if self._runs_model(value_node) else refs
         self._emit(EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=produced)
+
+    def _read_outside_logs(self) -> set[str]:
+        """``names_read_outside_logs`` of this function's body, once per function."""
+        known = self.engine.read_outside_logs.get(self.info.uid)
+        if known is None:
+            known = self.engine.read_outside_logs[self.info.uid] = N.names_read_outside_logs(self.info.body())
+        return known
 
     def _counts_only(self, value_node: cst.BaseExpression) -> bool:
         """``bs += lut[tg].double().sum()`` / ``tc += tg.numel()``: VAL reaches the value only as
