@@ -32,6 +32,12 @@ FAMILY_MODULES: tuple[str, ...] = (
 # Families that compare claims with the other families' findings: they run after them,
 # never beside them.
 READS_EARLIER_FINDINGS: frozenset[str] = frozenset({"harness.check.package"})
+# Families about the submission folder (README, logs, submission.json): a single .py file has
+# none, so they are not even imported for one.
+FOLDER_FAMILIES: frozenset[str] = frozenset({"harness.check.package"})
+# Run in a forked child on a single audit, beside the others: chosen so both halves take
+# about as long (the data-flow family alone is about as costly as the mechanism rules).
+FORKED_FAMILIES: frozenset[str] = frozenset({"harness.check.rules_scoring", "harness.check.rules_runtime_io"})
 
 
 def _family(name: str) -> ModuleType | None:
@@ -90,18 +96,26 @@ def _analyze(submission: Submission, options: CheckOptions | None, parallel: boo
                 )
             )
     independent = [name for name in FAMILY_MODULES if name not in READS_EARLIER_FINDINGS]
-    dependent = [name for name in FAMILY_MODULES if name in READS_EARLIER_FINDINGS]
-    first, rest = independent[:1], independent[1:]
+    dependent = [
+        name for name in FAMILY_MODULES
+        if name in READS_EARLIER_FINDINGS and not (submission.single_file and name in FOLDER_FAMILIES)
+    ]
+    in_child = [name for name in independent if name in FORKED_FAMILIES] if parallel and ctx.parsed else []
     # The child imports its own families: their import time is then off this process's path.
-    child = start_forked(lambda: _run_families(rest, ctx, findings)) if parallel and rest and ctx.parsed else None
-    found_first = _run_families(first, ctx, findings)
-    found_rest = child.result() if child is not None else None
-    if found_rest is None:
-        found_rest = _run_families(rest, ctx, findings)
-    findings.extend(found_first)
-    findings.extend(found_rest)
+    child = start_forked(lambda: _findings_by_family(in_child, ctx, findings)) if in_child else None
+    found = _findings_by_family([name for name in independent if name not in in_child], ctx, findings)
+    from_child = child.result() if child is not None else None
+    found.update(from_child if from_child is not None else _findings_by_family(in_child, ctx, findings))
+    for name in independent:  # family order, wherever each one ran
+        findings.extend(found[name])
     findings.extend(_run_families(dependent, ctx, findings))
     return unique_findings(findings)
+
+
+def _findings_by_family(names: list[str], ctx: CheckContext, earlier: list[Finding]) -> dict[str, list[Finding]]:
+    """Independent families, each seeing only ``earlier``: the same whether they run here or
+    in the forked child."""
+    return {name: _run_families([name], ctx, earlier) for name in names}
 
 
 def _run_families(names: list[str], ctx: CheckContext, earlier: list[Finding]) -> list[Finding]:

@@ -16,11 +16,12 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import harness
 from harness.cli.common import (
     OneLineArgumentParser,
+    exit_now,
     parse_rule_patterns,
     run_cli,
     write_output,
@@ -71,6 +72,11 @@ def build_parser() -> OneLineArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     return run_cli(PROGRAM, lambda: _run(sys.argv[1:] if argv is None else argv))
+
+
+def entry() -> NoReturn:
+    """The ``golf-check`` console script: ``main``, then a prompt exit (see ``exit_now``)."""
+    exit_now(main())
 
 
 def _run(argv: list[str]) -> int:
@@ -211,4 +217,4 @@ def _exit_code(verdicts: list[Verdict]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

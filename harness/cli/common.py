@@ -46,6 +46,21 @@ def run_cli(program: str, body: Callable[[], int]) -> int:
         return EXIT_USAGE
 
 
+def exit_now(code: int) -> NoReturn:
+    """Leave with ``code`` once the output is flushed, skipping the interpreter's teardown.
+
+    Why: a one-shot audit leaves hundreds of imported modules and classes behind; tearing
+    them down one by one takes a few hundredths of a second that nobody waits for on purpose.
+    Only for console entry points: everything was written (reports are written atomically
+    and pools are shut down before ``main`` returns)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said
+            pass
+    os._exit(code)
+
+
 def print_error(program: str, message: str) -> None:
     one_line = " ".join(message.split())
     print(f"{program}: error: {one_line}", file=sys.stderr)
