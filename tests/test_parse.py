@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import libcst as cst
+from libcst._nodes.base import CSTCodegenError
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
 from harness.check.parse import _TRIVIA, MAX_EXPRESSION_DEPTH, ParseFailure, _expression_depth, parse_source
@@ -176,3 +177,19 @@ def test_code_of_equals_libcst_code_generation_for_every_expression() -> None:
         assert expressions or not text.strip() or text.startswith("#")
         for node in expressions:
             assert parsed.code_of(node) == module.code_for_node(node)
+
+
+def test_flat_code_equals_flattened_code_generation_for_every_node() -> None:
+    texts = [SAMPLE, *EDGE_CASES, "class C:\n    def f(self):\n        if x:  # c\n\n            y = (1 +\n                 2)\n",
+             *(p.read_text(encoding="utf-8") for p in sorted(Path(__file__).resolve().parents[1].glob("reference_model/*.py")))]
+    compared = 0
+    for text in texts:
+        module, parsed = _parsed(text)
+        for node in parsed.nodes:
+            try:
+                generated = module.code_for_node(node)
+            except CSTCodegenError:  # nodes that only generate inside their parent
+                continue
+            assert parsed.flat_code(node) == " ".join(generated.split())
+            compared += 1
+    assert compared > 5000

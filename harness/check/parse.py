@@ -69,6 +69,16 @@ class ParsedSource:
                 return text[start:end]
         return self.module.code_for_node(node)
 
+    def flat_code(self, node: cst.CSTNode) -> str:
+        """``code_of(node)`` with every run of whitespace made one space (messages, searches).
+
+        The source slice serves for any node here: it differs from the generated code only by
+        the indentation tokens at line starts, which flattening removes either way."""
+        extent = self._extents.get(id(node))
+        if extent is None:
+            return " ".join(self.module.code_for_node(node).split())
+        return " ".join(self.source.text[extent[0] : extent[1]].split())
+
 
 def string_literal_value(node: cst.SimpleString) -> str | bytes:
     """``node.evaluated_value``, without compiling a string for the common literal.

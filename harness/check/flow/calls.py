@@ -148,14 +148,14 @@ class CallHandling:
         attribute_call = isinstance(call.func, cst.Attribute)
 
         if method == "backward" and attribute_call:
-            self._emit(EffectKind.UPDATE, line, f"{N.short(self._code(call))}", merge(receiver, args_taint),
+            self._emit(EffectKind.UPDATE, line, f"{self._short(call)}", merge(receiver, args_taint),
                        set(N.refs(call.func.value)))
             return None
         if name in ("torch.autograd.grad", "autograd.grad"):
             self._emit(EffectKind.UPDATE, line, f"{name}(…)", args_taint, call_refs)
             return args_taint
         if attribute_call and method in N.PARAM_WRITE_METHODS and args_taint is not None and _is_param_like(call.func.value):
-            self._emit(EffectKind.UPDATE, line, f"in-place parameter write {N.short(self._code(call))}",
+            self._emit(EffectKind.UPDATE, line, f"in-place parameter write {self._short(call)}",
                        args_taint, call_refs)
             return None
         if N.CALIB_CALL.search(method) and args_taint is not None and not args_taint.via_calibration:
@@ -209,10 +209,10 @@ class CallHandling:
                         and self._is_score_target(holder):
                     self._emit(EffectKind.SCORE, line, f"score accumulated into {holder}", args_taint, call_refs,
                                produced_from=call_refs - {holder})
-                self._taint_name(holder, args_taint, line, f"{holder}.{method}({N.short(self._code(call.args[0].value)) if call.args else ''})")
+                self._taint_name(holder, args_taint, line, f"{holder}.{method}({self._short(call.args[0].value) if call.args else ''})")
         if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:
             self._emit(EffectKind.CALIBRATION, line,
-                       f"forward pass `{N.short(self._code(call))}` with statistics hooks registered",
+                       f"forward pass `{self._short(call)}` with statistics hooks registered",
                        args_taint, call_refs)
             return replace(args_taint, via_calibration=True)
         return merge(receiver, args_taint)

@@ -201,7 +201,7 @@ def _only_first_pass(score: Effect, loop: LoopFrame) -> bool:
     for cond in score.conds:
         if not cond.want:
             continue
-        text = " ".join(cond.parsed.code_of(cond.expr).split())
+        text = cond.parsed.flat_code(cond.expr)
         if " or " in text:
             continue
         for clause in text.split(" and "):

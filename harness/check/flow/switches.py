@@ -218,7 +218,7 @@ def _env_string(setting: Setting) -> str:
 
 
 def _describe(cond: Cond, documented: list[Setting]) -> str:
-    code = " ".join(cond.parsed.code_of(cond.expr).split())
+    code = cond.parsed.flat_code(cond.expr)
     where = f"{cond.parsed.source.display_name}:{cond.line}"
     if documented:
         origin = ", ".join(f"{s.name}={s.value} in {s.file}:{s.line}" for s in documented)

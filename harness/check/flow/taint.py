@@ -131,6 +131,10 @@ class _Walk(CallHandling):
             text = self.engine.code_cache[key] = self.parsed.code_of(node)
         return text
 
+    def _short(self, node: cst.CSTNode) -> str:
+        """``N.short`` of a node's code for messages; flattened from the source, no codegen."""
+        return N.short(self.parsed.flat_code(node))
+
     # ----------------------------------------------------------------- statements
     def run(self) -> None:
         body = self.info.body()
@@ -218,12 +222,12 @@ class _Walk(CallHandling):
         test_taint = self._expr(node.test)
         line = self.parsed.line_of(node)
         if test_taint is not None and test_taint.from_score and _mentions_state_snapshot(node.body):
-            self._emit(EffectKind.SELECTION, line, f"model state kept when `{N.short(self._code(node.test))}`",
+            self._emit(EffectKind.SELECTION, line, f"model state kept when `{self._short(node.test)}`",
                        test_taint, set(N.refs(node.test)))
         elif test_taint is not None and test_taint.from_score and self.loops and _breaks_out(node.body) \
                 and _steps_optimizer(self.loops[-1].node):
             # early stopping on a validation score decides which step's weights are shipped
-            self._emit(EffectKind.SELECTION, line, f"training stopped when `{N.short(self._code(node.test))}`",
+            self._emit(EffectKind.SELECTION, line, f"training stopped when `{self._short(node.test)}`",
                        test_taint, set(N.refs(node.test)))
         warm = _mentions_warm(node.test)
         self.warm_depth += warm
@@ -246,8 +250,8 @@ class _Walk(CallHandling):
         header = node.iter if isinstance(node, cst.For) else node.test
         header_taint = self._expr(header)
         uid = self.loop_uids.setdefault(id(node), next(call_sites))
-        label = ("for " + N.short(self._code(node.target)) + " in " + N.short(self._code(node.iter))
-                 if isinstance(node, cst.For) else "while " + N.short(self._code(node.test)))
+        label = ("for " + self._short(node.target) + " in " + self._short(node.iter)
+                 if isinstance(node, cst.For) else "while " + self._short(node.test))
         loop = Loop(node, uid, loop_vary(node), label, line)
         warm = bool(N.WARMUP_WORD.search(label))
         pushed_cond = False
@@ -356,7 +360,7 @@ class _Walk(CallHandling):
             if not isinstance(node.operator, cst.SubtractAssign) and (
                     N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)):
                 self._emit(EffectKind.CALIBRATION, line,
-                           f"activation statistics `{N.short(self._code(node))}`", value, local_refs)
+                           f"activation statistics `{self._short(node)}`", value, local_refs)
                 value = replace(value, via_calibration=True)
             elif targets and self._is_score_target(targets[0]) and not self._counts_only(node.value) and (
                     not keyed_by_val or N.SCORE_LIST_NAME.search(N.last_part(targets[0]))):
@@ -369,7 +373,7 @@ class _Walk(CallHandling):
         if value is not None:
             for target in targets:
                 self._taint_name(target, value, line, f"{target} {self._code(node.operator).strip()} "
-                                 f"{N.short(self._code(node.value))}")
+                                 f"{self._short(node.value)}")
 
     def _parts_of(self, value_node: cst.BaseExpression, target: cst.BaseExpression) -> tuple[Taint | None, ...] | None:
         """Element-wise results for ``a, b = x, y`` and ``train, val = load_both()``: only the
@@ -499,7 +503,7 @@ class _Walk(CallHandling):
         if not isinstance(value_node.operator, cst.Add) or name not in set(N.refs(value_node)):
             return
         if N.contains_matmul(value_node):
-            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {N.short(self._code(value_node))}`",
+            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {self._short(value_node)}`",
                        value, set(N.refs(value_node)))
         elif self._is_score_target(name):
             self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
@@ -523,7 +527,7 @@ class _Walk(CallHandling):
         if keyed is not None:
             self.assigned_at[keyed] = self.clock
             if value is not None:
-                self._taint_name(keyed, value, line, f"{keyed} = {N.short(self._code(value_node))}")
+                self._taint_name(keyed, value, line, f"{keyed} = {self._short(value_node)}")
             return
         fed_by_training = self._reads_training_pipeline(value_node)
         for name in N.assigned_names(target):
@@ -533,7 +537,7 @@ class _Walk(CallHandling):
             elif self.conditional_depth == 0:
                 self.train_fed.discard(name)
             if value is not None:
-                self._taint_name(name, value, line, f"{name} = {N.short(self._code(value_node))}")
+                self._taint_name(name, value, line, f"{name} = {self._short(value_node)}")
             elif self.conditional_depth == 0 and not isinstance(target, cst.Subscript):
                 self._kill(name)
 

@@ -229,7 +229,7 @@ class ModuleIndex:
         return self.parsed.line_of(node)
 
     def code(self, node: cst.CSTNode, limit: int = 90) -> str:
-        text = " ".join(self.parsed.code_of(node).split())
+        text = self.parsed.flat_code(node)
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
     def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
