@@ -40,6 +40,7 @@ class CallHandling:
     conds: list[Cond]
     warm_depth: int
     hooks_active: bool
+    state_reads: list[tuple[int, str]]
     discard_lines: list[int]
     instances: dict[str, str]
     call_parts: dict[int, tuple[Taint | None, ...]]
@@ -173,6 +174,12 @@ class CallHandling:
             return args_taint
         if method == "load_state_dict":
             self.discard_lines.append(line)
+        if method in ("state_dict", "deepcopy"):
+            read_from = call.func.value if attribute_call and method == "state_dict" else (
+                call.args[0].value if call.args else None)
+            owner = N.dotted_name(read_from) if read_from is not None else None
+            if owner is not None:
+                self.state_reads.append((line, N.root_part(owner)))
         if method in ("register_forward_hook", "register_forward_pre_hook"):
             self._note_hook(call)
         if target is None and _is_collective_fill(name) and len(call.args) >= 2:
@@ -198,6 +205,14 @@ class CallHandling:
                 self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
             if N.is_val_loader_call(method) and returned is None:
                 returned = Taint((Step(self.file, line, f"VAL source: {name}(…)"),))
+            if self.hooks_active and bound_self and args_taint is not None and receiver is None \
+                    and not args_taint.via_calibration:
+                # ``model.forward_logits(val_rows)`` with Hessian hooks on its layers: the
+                # submission's own forward method feeds the hooks just like ``model(x)`` (#728)
+                self._emit(EffectKind.CALIBRATION, line,
+                           f"forward pass `{self._short(call)}` with statistics hooks registered",
+                           args_taint, call_refs)
+                return replace(returned, via_calibration=True) if returned is not None else None
             return returned
         if N.is_val_loader_call(method):
             return merge(Taint((Step(self.file, line, f"VAL source: {name}(…)"),)), args_taint)

@@ -23,15 +23,19 @@ _LOG_CALLS = frozenset({"print", "log", "log0", "info", "write"})
 
 
 def logged_as_diagnostic(parsed: ParsedSource, call_site: Step) -> bool:
-    """``call_site`` is the assignment of a re-scoring pass (``final_bpb = eval_val(…)``)."""
-    for function in _functions(parsed.module):
+    """``call_site`` is the line of a re-scoring pass: assigned (``final_bpb = eval_val(…)``)
+    and logged later, or logged where it runs (``print("DIAGNOSTIC …" % eval_val(…))``).
+    The earlier headline may be printed by a function called before it (a TTT evaluation
+    printing its own ``legal_ttt_exact`` line)."""
+    functions = _functions(parsed.module)
+    for function in functions:
         body = list(function.body.body) if isinstance(function, cst.FunctionDef) else list(function.body)
         assigned = _assigned_at(parsed, body, call_site.line)
-        if not assigned:
-            continue
         before, after = _log_texts(parsed, body, call_site.line, assigned)
-        return bool(after) and not any(_HEADLINE_WORD.search(t) for t in after) \
-            and any(_HEADLINE_WORD.search(t) for t in before)
+        if not after:
+            continue
+        before += _callee_log_texts(parsed, body, call_site.line, functions)
+        return not any(_HEADLINE_WORD.search(t) for t in after) and any(_HEADLINE_WORD.search(t) for t in before)
     return False
 
 
@@ -68,21 +72,51 @@ def _assigned_at(parsed: ParsedSource, body: list[cst.CSTNode], line: int) -> se
     return names
 
 
+def _is_log_call(node: cst.CSTNode) -> bool:
+    if not isinstance(node, cst.Call):
+        return False
+    callee = N.last_part(N.callee_name(node))
+    return callee in _LOG_CALLS or "log" in callee.lower()
+
+
+def _log_text(node: cst.Call) -> str:
+    """The literal text of a log call, formatted strings included (``"final … %.4f" % x``)."""
+    strings = (n for a in node.args for n in _own_nodes([a.value])
+               if isinstance(n, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)))
+    return " ".join(t for t in (N.string_value(n) for n in strings) if t)
+
+
 def _log_texts(parsed: ParsedSource, body: list[cst.CSTNode], line: int,
                names: set[str]) -> tuple[list[str], list[str]]:
-    """Texts of log calls before ``line`` (any) and after it (only those reading ``names``)."""
+    """Texts of log calls before ``line`` (any), and of those logging the result: after it,
+    reading ``names``, or on the line itself with the re-scoring call among their arguments."""
     before: list[str] = []
     after: list[str] = []
     for node in _own_nodes(body):
-        if not isinstance(node, cst.Call):
+        if not _is_log_call(node):
             continue
-        callee = N.last_part(N.callee_name(node))
-        if callee not in _LOG_CALLS and "log" not in callee.lower():
-            continue
-        text = " ".join(t for t in (N.string_value(a.value) for a in node.args) if t)
         at = parsed.line_of(node)
         if at < line:
-            before.append(text)
-        elif at > line and any(N.root_part(r) in names for a in node.args for r in N.refs(a.value)):
-            after.append(text)
+            before.append(_log_text(node))  # type: ignore[arg-type]
+        elif at > line and any(N.root_part(r) in names for a in node.args for r in N.refs(a.value)):  # type: ignore[attr-defined]
+            after.append(_log_text(node))  # type: ignore[arg-type]
+        elif at == line and any(
+            isinstance(inner, cst.Call) and not _is_log_call(inner)
+            for a in node.args for inner in _own_nodes([a.value])  # type: ignore[attr-defined]
+        ):
+            after.append(_log_text(node))  # type: ignore[arg-type]
     return before, after
+
+
+def _callee_log_texts(parsed: ParsedSource, body: list[cst.CSTNode], line: int,
+                      functions: list[cst.FunctionDef | cst.Module]) -> list[str]:
+    """Log texts of the module's functions that ``body`` calls before ``line`` (one level)."""
+    by_name = {f.name.value: f for f in functions if isinstance(f, cst.FunctionDef)}
+    texts: list[str] = []
+    for node in _own_nodes(body):
+        if not isinstance(node, cst.Call) or parsed.line_of(node) >= line:
+            continue
+        callee = by_name.get(N.last_part(N.callee_name(node)))
+        if callee is not None:
+            texts.extend(_log_text(n) for n in _own_nodes(list(callee.body.body)) if _is_log_call(n))  # type: ignore[arg-type]
+    return texts

@@ -204,7 +204,9 @@ class _DepsCollector:
                 and any(root_part(r) in self.info.params[1:] for a in node.args for r in refs(a.value)):
             # a hook ``(module, inp, out)`` keeping its inputs for a later ``sum(x.T @ x …)``
             self.info.stores_activation_statistic = True
-        if method in {"parameters", "named_parameters"} and isinstance(node.func, cst.Attribute):
+        if method in {"parameters", "named_parameters", "step"} and isinstance(node.func, cst.Attribute):
+            # an optimizer over a parameter's parameters, or one handed in by the caller (built
+            # over the caller's model in ``main``, #991): either way the caller's model is trained
             owner = dotted_name(node.func.value)
             if owner is not None and root_part(owner) in self.info.params and root_part(owner) not in ("self", "cls"):
                 self.info.trains_params = True

@@ -107,7 +107,8 @@ class _Walk(CallHandling):
         self.emit = True
         self.warm_depth = 1 if N.WARMUP_WORD.search(info.name) else 0
         self.hooks_active = False
-        self.discard_lines: list[int] = []
+        self.discard_lines: list[int] = []  # lines restoring a saved state (load_state_dict)
+        self.state_reads: list[tuple[int, str]] = []  # (line, object) whose weights are read out
         self.deleted: list[tuple[int, set[str]]] = []  # (line, names) of ``del`` statements
         self.fresh_objects: set[str] = set()  # names bound to a constructed module/optimizer
         self.local_refs: list[set[str]] = []  # names each effect's local statement read
@@ -141,12 +142,12 @@ class _Walk(CallHandling):
         if self.info.node is None:
             body = [s for s in body if not isinstance(s, (cst.FunctionDef, cst.ClassDef))]
         self._block(body)
-        last_discard = max(self.discard_lines, default=0)
+        last_restore = max(self.discard_lines, default=0)
         for position, effect in enumerate(self.effects):
             if effect.kind is not EffectKind.UPDATE or effect.discarded:
                 continue
             line = self.local_lines[position]
-            if (effect.warmup and line < last_discard) or self._fresh_state_deleted(line, self.local_refs[position]):
+            if (effect.warmup and line < last_restore) or self._fresh_state_deleted(line, self.local_refs[position]):
                 self.effects[position] = replace(effect, discarded=True)
 
     def _fresh_state_deleted(self, line: int, refs: set[str]) -> bool:
@@ -163,6 +164,8 @@ class _Walk(CallHandling):
                 effect.kind in _STATE_READERS and line < self.local_lines[i] < deleted_line
                 and trained & self.info.closure(self.local_refs[i])
                 for i, effect in enumerate(self.effects)
+            ) or any(  # its weights copied out first: ``model.load_state_dict(… ft.state_dict() …)``
+                line < read_line < deleted_line and name in trained for read_line, name in self.state_reads
             )
             if not used_meanwhile:
                 return True
@@ -307,6 +310,7 @@ class _Walk(CallHandling):
                 elif isinstance(node.value, cst.Dict) and isinstance(target.target, cst.Name):
                     self._bind_dict(target.target.value, node.value, value, line)
                 else:
+                    self._score_if_stored(target.target, node.value, value, line)
                     self._bind(target.target, value, node.value)
                     self._score_if_no_grad_forward(target.target, node.value, value, line)
             fields = self.call_fields.get(id(node.value))
@@ -342,7 +346,8 @@ class _Walk(CallHandling):
                         self._emit(EffectKind.SCORE, line, f"score returned by {self.info.display}", value,
                                    set(N.refs(node.value)))
         elif isinstance(node, cst.Del):
-            self.discard_lines.append(line)
+            # what is deleted decides: a constructed LoRA/optimizer (see _fresh_state_deleted),
+            # not the input tensors of a warm-up that trained the real model
             self.deleted.append((line, set(N.assigned_names(node.target))))
         elif isinstance(node, cst.Raise) and node.exc is not None:
             self._expr(node.exc)
@@ -508,6 +513,22 @@ class _Walk(CallHandling):
         elif self._is_score_target(name):
             self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
                        produced_from=set(N.refs(value_node)) - {name})
+
+    def _score_if_stored(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
+                         value: Taint | None, line: int) -> None:
+        """``chunk_nll[slot] = ptl[0, -n:].detach().sum()``: a per-chunk slot of a score buffer
+        summed into the result later is the same accumulation as ``append`` (per-document
+        LoRA TTT storing each chunk's loss before its ``backward()``, rules-research H.6(d))."""
+        if value is None or not isinstance(target, cst.Subscript) or literal_key(target) is not None:
+            return
+        holder = N.dotted_name(target.value)
+        if holder is None or not N.SCORE_LIST_NAME.search(N.last_part(holder)) or not self._is_score_target(holder) \
+                or self._counts_only(value_node):
+            return
+        refs = set(N.refs(value_node))
+        # dated where its losses were computed, unless the model runs right here
+        produced = None if self._runs_model(value_node) else refs
+        self._emit(EffectKind.SCORE, line, f"score stored into {holder}[…]", value, refs, produced_from=produced)
 
     def _is_score_target(self, name: str) -> bool:
         """An accumulator that can become the reported score: returned or logged as val_*,
