@@ -265,3 +265,35 @@ def eval_and_report_ttt(args, model, optimizer, val_tokens, luts):
     assert not any(rule == "PG103" for rule, _ in _serious(text))
     headline = text.replace("DIAGNOSTIC post_ttt", "final_exact")
     assert ("PG103", _line_of(headline, "post_loss, post_bpb =")) in _serious(headline)
+
+
+LAST_EPOCH = '''
+
+def eval_val_ttt_lora(args, model, val_tokens, base_bytes, has_space, is_boundary):
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    byte_count = 0.0
+    n_docs = (val_tokens.numel() - 1) // args.chunk
+    for di in range(n_docs):
+        x = val_tokens[di * args.chunk : (di + 1) * args.chunk][None]
+        y = val_tokens[di * args.chunk + 1 : (di + 1) * args.chunk + 1][None]
+        lora = torch.zeros(model.dim, requires_grad=True)
+        opt = torch.optim.Adam([lora], lr=args.ttt_lr)
+        for epoch in range(3):
+            ptl = model.forward_ttt(x, y, lora)
+            {keep}doc_nll = ptl.detach().double().sum()
+            opt.zero_grad()
+            ptl.mean().backward()
+            opt.step()
+        loss_sum += doc_nll
+        byte_count += float((base_bytes[y] + (has_space[y] & ~is_boundary[x])).sum())
+    return loss_sum.item() / math.log(2.0) / byte_count
+''' + MAIN_START + '''    val_bpb = eval_val_ttt_lora(args, model, val_tokens, *luts)
+    print(f"legal_ttt_exact val_bpb:{val_bpb:.8f}")
+''' + TAIL
+
+
+def test_a_loss_kept_from_the_last_epoch_and_accumulated_after_the_loop_is_a_last_pass_score() -> None:
+    last = LAST_EPOCH.replace("{keep}", "")
+    assert ("PG103", _line_of(last, "loss_sum += doc_nll")) in _serious(last)
+    first = LAST_EPOCH.replace("{keep}", "if epoch == 0:\n                ")  # the first pass only
+    assert not any(rule in ("PG101", "PG103") for rule, _ in _serious(first))

@@ -107,6 +107,9 @@ class _Walk(CallHandling):
         self.emit = True
         self.warm_depth = 1 if N.WARMUP_WORD.search(info.name) else 0
         self.hooks_active = False
+        # name -> (loops, conditions) around its last binding: a score read after a loop from a
+        # name bound inside it was produced by that loop's last iteration
+        self.assigned_within: dict[str, tuple[tuple[Loop, ...], tuple[Cond, ...]]] = {}
         self.discard_lines: list[int] = []  # lines restoring a saved state (load_state_dict)
         self.state_reads: list[tuple[int, str]] = []  # (line, object) whose weights are read out
         self.deleted: list[tuple[int, set[str]]] = []  # (line, names) of ``del`` statements
@@ -553,6 +556,7 @@ class _Walk(CallHandling):
         fed_by_training = self._reads_training_pipeline(value_node)
         for name in N.assigned_names(target):
             self.assigned_at[name] = self.clock
+            self.assigned_within[name] = (tuple(self.loops), tuple(self.conds))
             if fed_by_training:
                 self.train_fed.add(name)
             elif self.conditional_depth == 0:
@@ -589,14 +593,43 @@ class _Walk(CallHandling):
             for loop in self.loops
         )
 
+    def _with_production_context(self, loops: tuple[LoopFrame, ...], conds: tuple[Cond, ...],
+                                 produced_from: set[str]) -> tuple[tuple[LoopFrame, ...], tuple[Cond, ...]]:
+        """A score accumulated after a loop from a value bound inside it (``doc_nll = ptl.sum()``
+        in each epoch, ``loss_sum += doc_nll`` after the epochs) scores that loop's last pass
+        (#568, #642): the loops it left, and the conditions of the binding, are the score's too."""
+        active = {loop.uid for loop in self.loops}
+        extra_loops: list[Loop] = []
+        extra_conds: list[Cond] = []
+        for ref in produced_from:
+            within = self.assigned_within.get(N.root_part(ref))
+            if within is None:
+                continue
+            for loop in within[0]:
+                if loop.uid not in active and all(loop.uid != known.uid for known in extra_loops):
+                    extra_loops.append(loop)
+            extra_conds.extend(cond for cond in within[1] if cond not in conds and cond not in extra_conds)
+        if not extra_loops:
+            return loops, conds
+        closure = self.info.closure(produced_from)
+        left = tuple(
+            LoopFrame(uid=(loop.uid,), targets=loop.targets, advancing=bool(closure & loop.vary),
+                      over_range=loop.over_range, label=loop.label, file=self.file, line=loop.line)
+            for loop in extra_loops
+        )
+        return loops + left, conds + tuple(extra_conds)
+
     def _emit(self, kind: EffectKind, line: int, note: str, taint: Taint | None, local_refs: set[str],
               produced_from: set[str] | None = None) -> None:
         """Record an effect. A score is placed where its value was *produced*: ``loss_sum +=
         ptl.sum()`` after ``backward()`` still scores the loss computed before the update."""
         if not self.emit:
             return
-        effect = Effect(kind=kind, file=self.file, line=line, note=note, taint=taint, loops=self._frames(local_refs),
-                        conds=tuple(self.conds), functions=(self.info.display,), function_ids=(self.info.uid,),
+        loops, conds = self._frames(local_refs), tuple(self.conds)
+        if kind is EffectKind.SCORE and produced_from:
+            loops, conds = self._with_production_context(loops, conds, produced_from)
+        effect = Effect(kind=kind, file=self.file, line=line, note=note, taint=taint, loops=loops,
+                        conds=conds, functions=(self.info.display,), function_ids=(self.info.uid,),
                         warmup=self.warm_depth > 0,
                         train_named=kind is EffectKind.UPDATE and taint is not None
                         and any(N.root_part(r) in self.train_fed for r in local_refs))
