@@ -297,3 +297,36 @@ def test_a_loss_kept_from_the_last_epoch_and_accumulated_after_the_loop_is_a_las
     assert ("PG103", _line_of(last, "loss_sum += doc_nll")) in _serious(last)
     first = LAST_EPOCH.replace("{keep}", "if epoch == 0:\n                ")  # the first pass only
     assert not any(rule in ("PG101", "PG103") for rule, _ in _serious(first))
+
+
+PATIENCE = '''
+
+def train(args, model, train_stream, val_tokens, luts):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    best_loss, bad_evals = float("inf"), 0
+    for step in range(1000):
+        chunk = train_stream.take(4096)
+        loss = model(chunk[:-1][None], chunk[1:][None])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0:
+            val_loss, val_bpb = eval_val(args, model, val_tokens, *luts)
+            print(f"step:{step} val_loss:{val_loss:.4f}")
+            if val_loss < best_loss:
+                best_loss, bad_evals = val_loss, 0
+            else:
+                bad_evals += 1
+            {stop}
+''' + MAIN_START + '''    train(args, model, torch.load("train_stream.pt"), val_tokens, luts)
+    torch.save(model.state_dict(), "final_model.pt")
+    val_loss, val_bpb = eval_val(args, model, val_tokens, *luts)
+    print(f"final_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+''' + TAIL
+
+
+def test_early_stopping_through_a_patience_counter_selects_on_val() -> None:
+    stopping = PATIENCE.replace("{stop}", "if bad_evals >= 3:\n                break")
+    assert ("PG105", _line_of(stopping, "if bad_evals >= 3:")) in _serious(stopping)
+    logging_only = PATIENCE.replace("{stop}", "print(f'best:{best_loss:.4f} stale:{bad_evals}')")
+    assert not any(rule == "PG105" for rule, _ in _serious(logging_only))

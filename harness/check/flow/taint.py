@@ -111,6 +111,7 @@ class _Walk(CallHandling):
         # name bound inside it was produced by that loop's last iteration
         self.assigned_within: dict[str, tuple[tuple[Loop, ...], tuple[Cond, ...]]] = {}
         self.discard_lines: list[int] = []  # lines restoring a saved state (load_state_dict)
+        self.score_controlled: dict[str, Taint] = {}  # names bound under a test on a VAL score
         self.state_reads: list[tuple[int, str]] = []  # (line, object) whose weights are read out
         self.deleted: list[tuple[int, set[str]]] = []  # (line, names) of ``del`` statements
         self.fresh_objects: set[str] = set()  # names bound to a constructed module/optimizer
@@ -227,6 +228,14 @@ class _Walk(CallHandling):
     def _if(self, node: cst.If) -> None:
         test_taint = self._expr(node.test)
         line = self.parsed.line_of(node)
+        if test_taint is not None and test_taint.from_score:
+            # ``else: bad_evals += 1`` under a test on a validation score: the counter now
+            # carries that score's say over what happens next (patience-based early stopping)
+            for name in _names_bound_in(node):
+                self.score_controlled[name] = test_taint
+        elif self.score_controlled:
+            test_taint = next((self.score_controlled[N.root_part(r)] for r in N.refs(node.test)
+                               if N.root_part(r) in self.score_controlled), test_taint)
         if test_taint is not None and test_taint.from_score and _mentions_state_snapshot(node.body):
             self._emit(EffectKind.SELECTION, line, f"model state kept when `{self._short(node.test)}`",
                        test_taint, set(N.refs(node.test)))
@@ -683,6 +692,23 @@ def _constructs_state(call: cst.Call) -> bool:
     name = N.callee_name(call)
     last = N.last_part(name)
     return (last[:1].isupper() and not last.isupper()) or "optim" in name.lower() or last == "deepcopy"
+
+
+def _names_bound_in(node: cst.If) -> set[str]:
+    """Names assigned anywhere in an ``if`` statement's branches (nested defs aside)."""
+    names: set[str] = set()
+    stack: list[cst.CSTNode] = [node.body] + ([node.orelse] if node.orelse is not None else [])
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        if isinstance(current, cst.Assign):
+            for target in current.targets:
+                names.update(N.root_part(name) for name in N.assigned_names(target.target))
+        elif isinstance(current, cst.AugAssign):
+            names.update(N.root_part(name) for name in N.assigned_names(current.target))
+        stack.extend(N.children(current))
+    return names
 
 
 def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
