@@ -330,3 +330,38 @@ def test_early_stopping_through_a_patience_counter_selects_on_val() -> None:
     assert ("PG105", _line_of(stopping, "if bad_evals >= 3:")) in _serious(stopping)
     logging_only = PATIENCE.replace("{stop}", "print(f'best:{best_loss:.4f} stale:{bad_evals}')")
     assert not any(rule == "PG105" for rule, _ in _serious(logging_only))
+
+
+NEXT_CHUNK = '''
+
+def eval_val_ttt(args, model, val_tokens, base_bytes, has_space, is_boundary):
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    tokens = 0
+    byte_count = 0.0
+    n_chunks = (val_tokens.numel() - 1) // args.chunk
+    for ci in range(n_chunks):
+        chunk = val_tokens[ci * args.chunk : (ci + 1) * args.chunk + 1]
+        x, y = chunk[:-1][None], chunk[1:][None]
+        with torch.inference_mode():
+            loss_sum += model(x, y).double() * y.numel()
+        tokens += y.numel()
+        byte_count += float((base_bytes[y] + (has_space[y] & ~is_boundary[x])).sum())
+        if ci + 1 < n_chunks:
+            trained = val_tokens[{start} : (ci + 2) * args.chunk + 1]
+            chunk_loss = model(trained[:-1][None], trained[1:][None])
+            optimizer.zero_grad()
+            chunk_loss.backward()
+            optimizer.step()
+    val_loss = (loss_sum / tokens).item()
+    return val_loss, val_loss / math.log(2.0) * tokens / byte_count
+''' + MAIN_START + '''    val_loss, val_bpb = eval_val_ttt(args, model, val_tokens, *luts)
+    print(f"legal_ttt_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+''' + TAIL
+
+
+def test_training_on_the_next_chunk_before_it_is_scored_is_train_then_score() -> None:
+    ahead = NEXT_CHUNK.replace("{start}", "(ci + 1) * args.chunk")
+    assert ("PG101", _line_of(ahead, "chunk_loss.backward()")) in _serious(ahead)
+    scored = NEXT_CHUNK.replace("{start}", "ci * args.chunk").replace("(ci + 2) * args.chunk", "(ci + 1) * args.chunk")
+    assert _serious(scored) == set()

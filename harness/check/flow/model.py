@@ -105,6 +105,7 @@ class Effect:
     warmup: bool = False  # inside a block named for warm-up
     discarded: bool = False  # the updated state is deleted or restored afterwards
     train_named: bool = False  # VAL reached it through a name of the training pipeline
+    ahead: bool = False  # its data is a later chunk of the loop (``val[(ci + 1) * n : …]``)
     order: int = 0  # position in the root's timeline
 
     @property

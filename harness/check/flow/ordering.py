@@ -69,6 +69,13 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
                   plain_updates: list[Effect], all_updates: list[Effect],
                   trains_params: set[int] | None, diagnostic: Callable[[Step], bool] | None = None) -> list[Decision]:
     first = _scored_first(update, scores)
+    if first is not None and update.ahead and not first.ahead:
+        # score chunk ci, then train on chunk ci + 1: those tokens are scored only in the next
+        # iteration, by the model that already trained on them (C3, #1017)
+        return [Decision("PG101", Severity.ERROR, update,
+                         f"{_source(update)} is trained on ({update.note} at line {update.line}) from a later "
+                         f"chunk than the one just scored ({_where(first)}): that chunk is scored in a later "
+                         "iteration, after the update", [(first, "the chunk scored in this iteration")])]
     if first is not None:
         return _rescored_per_pass(update, scores) or _rescored_after_ttt(update, scores, all_updates,
                                                                          trains_params or set(), diagnostic)

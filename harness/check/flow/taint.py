@@ -112,6 +112,7 @@ class _Walk(CallHandling):
         self.assigned_within: dict[str, tuple[tuple[Loop, ...], tuple[Cond, ...]]] = {}
         self.discard_lines: list[int] = []  # lines restoring a saved state (load_state_dict)
         self.score_controlled: dict[str, Taint] = {}  # names bound under a test on a VAL score
+        self.ahead: set[str] = set()  # names holding a later chunk than the loop's current one
         self.state_reads: list[tuple[int, str]] = []  # (line, object) whose weights are read out
         self.deleted: list[tuple[int, set[str]]] = []  # (line, names) of ``del`` statements
         self.fresh_objects: set[str] = set()  # names bound to a constructed module/optimizer
@@ -563,7 +564,12 @@ class _Walk(CallHandling):
                 self._taint_name(keyed, value, line, f"{keyed} = {self._short(value_node)}")
             return
         fed_by_training = self._reads_training_pipeline(value_node)
+        ahead = value is not None and self._reads_ahead(value_node)
         for name in N.assigned_names(target):
+            if ahead:
+                self.ahead.add(name)
+            elif self.conditional_depth == 0:
+                self.ahead.discard(name)
             self.assigned_at[name] = self.clock
             self.assigned_within[name] = (tuple(self.loops), tuple(self.conds))
             if fed_by_training:
@@ -574,6 +580,25 @@ class _Walk(CallHandling):
                 self._taint_name(name, value, line, f"{name} = {self._short(value_node)}")
             elif self.conditional_depth == 0 and not isinstance(target, cst.Subscript):
                 self._kill(name)
+
+    def _reads_ahead(self, value_node: cst.CSTNode) -> bool:
+        """A later chunk of an enclosing chunk loop: sliced from ``(ci + 1) * n`` on, or computed
+        from a name that holds one."""
+        if any(N.root_part(r) in self.ahead for r in N.refs(value_node)):
+            return True
+        counters = {target for loop in self.loops for target in loop.targets}
+        if not counters:
+            return False
+        stack: list[cst.CSTNode] = [value_node]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Subscript):
+                for element in node.slice:
+                    if isinstance(element.slice, cst.Slice) and element.slice.lower is not None \
+                            and _offset_past(element.slice.lower, counters):
+                        return True
+            stack.extend(N.children(node))
+        return False
 
     def _reads_training_pipeline(self, value_node: cst.CSTNode) -> bool:
         for ref in N.refs(value_node):
@@ -641,7 +666,8 @@ class _Walk(CallHandling):
                         conds=conds, functions=(self.info.display,), function_ids=(self.info.uid,),
                         warmup=self.warm_depth > 0,
                         train_named=kind is EffectKind.UPDATE and taint is not None
-                        and any(N.root_part(r) in self.train_fed for r in local_refs))
+                        and any(N.root_part(r) in self.train_fed for r in local_refs),
+                        ahead=any(N.root_part(r) in self.ahead for r in local_refs))
         if produced_from:
             produced = [self.assigned_at[N.root_part(r)] for r in produced_from
                         if N.root_part(r) in self.assigned_at and self._lookup(r, None) is not None]
@@ -692,6 +718,35 @@ def _constructs_state(call: cst.Call) -> bool:
     name = N.callee_name(call)
     last = N.last_part(name)
     return (last[:1].isupper() and not last.isupper()) or "optim" in name.lower() or last == "deepcopy"
+
+
+def _offset_past(bound: cst.BaseExpression, counters: set[str]) -> bool:
+    """``(ci + 1) * n``: a slice start one or more chunks past the loop counter's own chunk.
+    Only a counter scaled by a chunk size counts: ``val[i + 1 : …]`` is the usual target shift
+    of a window starting at token ``i``, not a later chunk."""
+    stack: list[cst.CSTNode] = [bound]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
+            if any(_counter_plus_constant(side, counters) for side in (node.left, node.right)):
+                return True
+        stack.extend(N.children(node))
+    return False
+
+
+def _counter_plus_constant(node: cst.BaseExpression, counters: set[str]) -> bool:
+    if not isinstance(node, cst.BinaryOperation) or not isinstance(node.operator, cst.Add):
+        return False
+    sides = (node.left, node.right)
+    return any(isinstance(a, cst.Name) and a.value in counters for a in sides) and any(
+        isinstance(b, cst.Integer) and _positive(b.value) for b in sides)
+
+
+def _positive(literal: str) -> bool:
+    try:
+        return int(literal, 0) > 0
+    except ValueError:  # ``010``-style literals (not Python 3) never reach here from real code
+        return False
 
 
 def _names_bound_in(node: cst.If) -> set[str]:
