@@ -13,8 +13,6 @@ from harness.check.context import CheckContext
 from harness.check.mechanisms.byte_accounting import find_byte_accounting
 from harness.check.mechanisms.causality import (
     find_expert_gate_settings,
-    find_slot,
-    find_slot_via_helper,
     find_target_gates,
     find_target_in_key,
     find_whole_document_statistics,
@@ -27,6 +25,7 @@ from harness.check.mechanisms.normalization import (
     find_ppm_byte_scoring,
     find_unnormalized_ratio,
 )
+from harness.check.mechanisms.slot import find_slot, find_slot_via_helper
 from harness.check.mechanisms.switches import Configuration
 from harness.check.mechanisms.syntax import Hit, index_module
 from harness.check.mechanisms.targets import infer_targets

@@ -20,7 +20,20 @@ import libcst as cst
 from harness.findings import Severity
 
 from .imports import run_at_evaluation
-from .syntax import Hit, ModuleIndex, assigned_value, call_tail, literal_text, nodes_within, number_value, step, strings_in, target_names, walk
+from .syntax import (
+    Hit,
+    ModuleIndex,
+    assigned_value,
+    call_tail,
+    children_of as walk_children,
+    literal_text,
+    nodes_within,
+    number_value,
+    step,
+    strings_in,
+    target_names,
+    walk,
+)
 from .targets import value_names
 
 BPB_NAME = re.compile(r"bpb|bits_per_byte", re.IGNORECASE)
@@ -147,10 +160,34 @@ def _constant_names(index: ModuleIndex, scope: cst.CSTNode) -> dict[str, tuple[c
                     parsed = float(text.replace("_", ""))
                     if _suspicious_value(parsed, "." not in text):
                         number = parsed
+            if number is None:
+                number = _env_default_number(value)
         if number is not None:
             for name in target_names(statement):
                 constants[name] = (statement, number)
     return constants
+
+
+_ENV_READS = {"get", "getenv"}
+
+
+def _env_default_number(value: cst.Call) -> float | None:
+    """The numeric default of an env read (``float(os.environ.get("BYTES_PER_TOKEN", 2.436))``,
+    the #2009 shape): a number written without quotes is the same fixed constant as the
+    string ``"2.436"``. Only the default argument counts, not other numbers around it."""
+    for node in walk(value):
+        if not isinstance(node, cst.Call) or call_tail(node) not in _ENV_READS or not node.args:
+            continue
+        if not strings_in(node.args[0].value):
+            continue  # ``d.get(k, 0.5)`` on a dict keyed by a variable is no env read
+        default = next((a.value for a in node.args if a.keyword is not None and a.keyword.value == "default"), None)
+        if default is None and len(node.args) > 1 and node.args[1].keyword is None:
+            default = node.args[1].value
+        if default is not None:
+            number = _suspicious_number(default)
+            if number is not None:
+                return number
+    return None
 
 
 def _byte_derived(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
@@ -335,14 +372,11 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
             continue
         uses = [
             s for s in nodes_within(index.subscripts, function, index)
-            if any(_SPACE_LUT.search(n.value) for n in value_names(s.value))
+            if any(_SPACE_LUT.search(n.value) for n in value_names(s.value)) and not _is_store(index, s)
         ]
         if not uses:
-            continue
-        names = {n.value for n in value_names(function.body)} | {
-            n.attr.value for n in walk(function.body) if isinstance(n, cst.Attribute)
-        }
-        if any(_BOUNDARY.search(n) for n in names):
+            continue  # only builds the table (``lead_space[tid] = True``)
+        if _boundary_condition_applied(index, function, uses):
             continue
         hits.append(
             Hit(
@@ -358,6 +392,62 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
             )
         )
     return hits
+
+
+def _is_store(index: ModuleIndex, subscript: cst.Subscript) -> bool:
+    parent = index.parent(subscript)
+    return isinstance(parent, cst.AssignTarget) or (isinstance(parent, cst.AugAssign) and parent.target is subscript)
+
+
+def _words(expr: cst.CSTNode, skip_slices: bool = False) -> set[str]:
+    """Variable names and attribute members in ``expr``; with ``skip_slices``, not those
+    only inside subscript indices (``lut[y[0]]`` reads ``lut``, positions come from ``y``)."""
+    found: set[str] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Name):
+            found.add(node.value)
+        elif isinstance(node, cst.Attribute):
+            found.add(node.attr.value)
+            stack.append(node.value)
+        elif skip_slices and isinstance(node, cst.Subscript):
+            stack.append(node.value)
+        elif not isinstance(node, (cst.Lambda, cst.FunctionDef)):
+            stack.extend(walk_children(node))
+    return found
+
+
+def _boundary_condition_applied(index: ModuleIndex, function: cst.FunctionDef, uses: list[cst.Subscript]) -> bool:
+    """Is the "previous token is not a boundary" condition part of the leading-space term?
+
+    It must sit where the byte is counted: in the statement reading the space table
+    (``space[y] & ~bnd[x]``), in a statement that later corrects the same byte variable
+    (``tb[bnd[x]] -= 1``, ``tb = tb * not_bos``), or in a flag that statement combines with
+    the table (``ok = ~bnd[x]`` then ``space[y] & ok``). A BOS id that only splits the stream
+    into documents (``bos_positions``) leaves the space byte counted after every boundary,
+    which is the issue #897 miscount all the same."""
+    statements = [index.enclosing_statement(u) for u in uses]
+    if any(_names_boundary(_words(s)) for s in statements):
+        return True
+    outputs = {n for s in statements for n in target_names(s)}
+    flags = {n for s in statements for n in _words(assigned_value(s) or s, skip_slices=True)} - outputs
+    use_line = min(index.line(s) for s in statements)
+    for statement in nodes_within(index.assigns, function, index):
+        value = assigned_value(statement)
+        if value is None:
+            continue
+        targets = set(target_names(statement))
+        words = _words(statement)
+        if targets & flags and _names_boundary(_words(value)):
+            return True  # the flag combined with the table is the boundary test
+        if index.line(statement) >= use_line and (targets | words) & outputs and _names_boundary(words - outputs):
+            return True  # the counted bytes are corrected with the boundary test afterwards
+    return False
+
+
+def _names_boundary(words: set[str]) -> bool:
+    return any(_BOUNDARY.search(w) for w in words)
 
 
 def find_transformed_text_bytes(indexes: list[ModuleIndex]) -> list[Hit]:

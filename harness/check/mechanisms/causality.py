@@ -7,9 +7,8 @@ Shapes, each with a legal twin that must pass:
 - gates/boosts computed from the target (#1420 ``is_bnd[tokens[p]]``, cocohearts #2041/#2118
   ``within_gate``/``word_gate``/``agree2plus``) — byte-accounting LUTs indexed by the target
   are legal (they never touch the prediction);
-- SLOT: per-window tensors created with ``requires_grad`` and optimized against the targets
-  that are then scored (#1229, #1240's flip-a-future-target proof) — score-first TTT, which
-  scores before it updates, is legal;
+- SLOT (in ``slot.py``): per-window tensors optimized against the targets that are then
+  scored (#1229);
 - token statistics of a whole document (``bincount(doc)``) shaping its own predictions —
   locating documents by their BOS positions up front is legal (research Q14);
 - the expert-gate weights of the #1420 n-gram lineage set nonzero in the configuration.
@@ -23,9 +22,20 @@ import libcst as cst
 
 from harness.findings import Severity
 
-from .lookups import CACHE_WORDS, LookupFacts
-from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, strings_in, target_names, walk
-from .targets import TargetInfo, is_shifted_slice, target_argument, value_names
+from .lookups import CACHE_WORDS, LookupFacts, collect_lookups
+from .syntax import (
+    Hit,
+    ModuleIndex,
+    assigned_value,
+    call_tail,
+    nodes_within,
+    number_value,
+    step,
+    strings_in,
+    target_names,
+    walk,
+)
+from .targets import TargetInfo, infer_targets, is_shifted_slice, target_argument, value_names
 
 GATE_WORDS = re.compile(
     r"gate|boost|within|word_?start|agree|expert|alpha|lam(b|bda)?\b|mix_?w|w_?mix|blend_?w|bonus|tilt_?w|conf",
@@ -130,36 +140,55 @@ def find_target_gates(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts
         if assigned:
             hits.append(_gate_hit(index, node, assigned[0], via_cache, test=node.test))
         elif not via_cache and info.mentions(node.test):
-            boosted = _scored_row_boost(index, info.function, node)
+            boosted = _scored_row_boost(index, info, node)
             if boosted is not None:
                 hits.append(_gate_hit(index, node, boosted, via_cache, test=node.test))
     return hits
 
 
-def _scored_row_boost(index: ModuleIndex, function: cst.FunctionDef, branch: cst.If) -> str | None:
+def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> str | None:
     """``if not bnd[tk[p]]: r[~bnd] += w`` then ``L -= (r - lse(r))[tk[p]]``: a branch on the
     target that adds to the logit row which is then scored (the #1420 within-word expert
-    with no gate variable)."""
-    rows = {
-        index.code(s.target.value)
-        for s in nodes_within(index.assigns, branch.body, index)
-        if isinstance(s, cst.AugAssign) and isinstance(s.target, cst.Subscript) and isinstance(s.target.value, cst.Name)
-    }
+    with no gate variable). The boost may also rebind the row (``row = row + w * bias``, the
+    #2041 shape) and reach the score through a normalizer (``logp = log_softmax(row)`` then
+    ``nll -= logp[tok[p]]``), whatever the weight is called."""
+    function = info.function
+    rows: set[str] = set()
+    for s in nodes_within(index.assigns, branch.body, index):
+        if isinstance(s, cst.AugAssign) and isinstance(s.target, cst.Subscript) and isinstance(s.target.value, cst.Name):
+            rows.add(index.code(s.target.value))
+        elif isinstance(s, cst.AugAssign) and isinstance(s.target, cst.Name):
+            rows.add(s.target.value)
+        elif isinstance(s, cst.Assign) and len(s.targets) == 1 and isinstance(s.targets[0].target, cst.Name):
+            name = s.targets[0].target.value
+            if name in {n.value for n in value_names(s.value)}:
+                rows.add(name)  # ``row = row + w * bias``: the row itself is boosted
     if not rows:
         return None
     end = index.parsed.positions[branch].end.line  # type: ignore[index]
-    for statement in nodes_within(index.assigns, function, index):
-        if not isinstance(statement, cst.AugAssign) or index.line(statement) <= end:
+    derived: dict[str, str] = {}  # normalized row → the boosted row it comes from
+    for statement in sorted(nodes_within(index.assigns, function, index), key=index.line):
+        if index.line(statement) <= end:
             continue
-        if not isinstance(statement.target, cst.Name):
+        used = {n.value for n in value_names(statement.value)} if statement.value is not None else set()
+        if isinstance(statement, cst.Assign):
+            origin = sorted((rows & used) | {derived[n] for n in used & set(derived)})
+            if origin:
+                for name in target_names(statement):
+                    if name not in rows:
+                        derived.setdefault(name, origin[0])
             continue
-        used = {n.value for n in value_names(statement.value)}
+        if not isinstance(statement, cst.AugAssign) or not isinstance(statement.target, cst.Name):
+            continue
         scored = any(isinstance(n, cst.Call) and call_tail(n) in _ROW_SCORERS for n in walk(statement.value)) or any(
             isinstance(n, cst.Subscript) for n in walk(statement.value)
         )
         hit = sorted(rows & used)
         if hit and scored:
             return hit[0]
+        through = sorted(derived[n] for n in used & set(derived))
+        if through and scored and info.mentions(statement.value):
+            return through[0]
     return None
 
 
@@ -206,8 +235,28 @@ def _gate_hit(index: ModuleIndex, node: cst.CSTNode, gate: str, via_cache: bool,
         node=node,
         message=f"gate `{gate}` reads the target token of the scored position (`{shown}`)",
         path=(step(index, node, "gate computed from the target token"),),
-        zero_factors=_factors(node),
+        zero_factors=_factors(node) + (_switch_factors(test) if test is not None else ()),
     )
+
+
+def _switch_factors(test: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
+    """Weights a branch requires to be nonzero (``if h.word_boost > 0 and is_ws[tok[p]]:``):
+    configured at 0, the target-gated boost never runs — the form organizers accept for the
+    #1420 lineage (#1514, #2041 ``within_gate=0 word_gate=0``)."""
+    found: list[cst.CSTNode] = []
+    stack = [test]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.BooleanOperation) and isinstance(current.operator, cst.And):
+            stack.extend((current.left, current.right))
+        elif isinstance(current, (cst.Name, cst.Attribute)):
+            found.append(current)
+        elif isinstance(current, cst.Comparison) and len(current.comparisons) == 1:
+            target = current.comparisons[0]
+            if isinstance(target.operator, (cst.GreaterThan, cst.NotEqual)) and number_value(target.comparator) == 0:
+                if isinstance(current.left, (cst.Name, cst.Attribute)):
+                    found.append(current.left)
+    return tuple(found)
 
 
 EXPERT_GATE_SETTING = re.compile(r"^(within|word)_?(boost|gate|start_boost)$|^agree_?2_?plus$", re.IGNORECASE)
@@ -216,8 +265,14 @@ EXPERT_GATE_SETTING = re.compile(r"^(within|word)_?(boost|gate|start_boost)$|^ag
 def find_expert_gate_settings(indexes: list[ModuleIndex], configuration) -> list[Hit]:
     """Within-word / word-start / agreement experts of the #1420 n-gram lineage gate on the
     target token; organizers accept that lineage only with these weights at 0 (#1514,
-    cocohearts #2041/#2118, #2135 ``within_gate=0 word_gate=0 agree2plus=0``)."""
+    cocohearts #2041/#2118, #2135 ``within_gate=0 word_gate=0 agree2plus=0``).
+
+    The setting's name alone is not the violation: a within-word boost gated on the
+    previous, already-scored token (``is_ws[tok[p - 1]]``) is a causal context feature. So
+    a nonzero weight is reported only where the code uses it in a gate that reads the
+    target of the scored position (``_target_gate_use``)."""
     hits: list[Hit] = []
+    uses: dict[str, tuple[ModuleIndex, cst.CSTNode] | None] = {}
     for key, bindings in configuration.bindings.items():
         for binding in bindings:
             if not EXPERT_GATE_SETTING.match(key) and not _reads_expert_gate_env(binding.expr):
@@ -226,6 +281,12 @@ def find_expert_gate_settings(indexes: list[ModuleIndex], configuration) -> list
             value = evaluation.value
             if not isinstance(value, (int, float)) or value == 0:
                 continue
+            if key not in uses:
+                uses[key] = _target_gate_use(indexes, key)
+            use = uses[key]
+            if use is None:
+                continue
+            use_index, use_node = use
             index = binding.index
             statement = next(
                 (a for a in index.ancestors(binding.expr) if isinstance(a, (cst.Assign, cst.AnnAssign))), binding.expr
@@ -240,194 +301,130 @@ def find_expert_gate_settings(indexes: list[ModuleIndex], configuration) -> list
                     node=statement,
                     message=(
                         f"`{key}` = {value:g}{origin}: the within-word/word-start/agreement expert gates of the n-gram tilt "
-                        "lineage read the target token; they are accepted only at 0 (#1514, #2041, #2118)"
+                        "lineage read the target token; they are accepted only at 0 (#1514, #2041, #2118); "
+                        f"here it is gated on the target at {use_index.name}:{use_index.line(use_node)}"
                     ),
-                    path=(step(index, statement, f"{key} is nonzero in the configuration that ran"),),
+                    path=(
+                        step(index, statement, f"{key} is nonzero in the configuration that ran"),
+                        step(use_index, use_node, f"{key} applied under a gate that reads the target token"),
+                    ),
                 )
             )
     return hits
+
+
+_SMALL_STATEMENTS = (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Expr, cst.Return)
+_CONVERTERS = {"float", "int", "bool"}
+
+
+def _target_gate_use(indexes: list[ModuleIndex], key: str) -> tuple[ModuleIndex, cst.CSTNode] | None:
+    """The first use of the setting field ``key`` (or a local alias of it) in a scoring
+    function where a gate reads the target token: an enclosing ``if`` whose test reads it
+    (``if w > 0 and not is_ws[tok[p]]:``), or the statement applying the weight reads it
+    (``r[ws] += w * ws[tk[p]]``) other than as the index that picks the scored token."""
+    for index in indexes:
+        for function in index.functions:
+            if key not in index.text_of(function):
+                continue
+            references = _setting_references(index, function, key)
+            if not references:
+                continue
+            info = infer_targets(index, function)
+            if info is None:
+                continue
+            dependent = _dependent_names(index, info, collect_lookups(index, info))
+            for reference in references:
+                if _gated_on_target(index, info, dependent, reference):
+                    return index, index.enclosing_statement(reference)
+    return None
+
+
+def _setting_references(index: ModuleIndex, function: cst.FunctionDef, key: str) -> list[cst.CSTNode]:
+    """``h.word_boost`` / ``word_boost`` in ``function``, and names it is copied to
+    (``wb = float(args.word_boost)``, ``wb = args.word_boost if on else 0.0``)."""
+    names = {key}
+    assigns = nodes_within(index.assigns, function, index)
+    for _ in range(3):
+        grown = False
+        for statement in assigns:
+            value = assigned_value(statement)
+            if not isinstance(statement, cst.Assign) or value is None:
+                continue
+            if isinstance(value, cst.IfExp):
+                candidates = [value.body, value.orelse]
+            else:
+                candidates = [value]
+            for candidate in candidates:
+                while isinstance(candidate, cst.Call) and call_tail(candidate) in _CONVERTERS and candidate.args:
+                    candidate = candidate.args[0].value
+                word = candidate.attr.value if isinstance(candidate, cst.Attribute) else (
+                    candidate.value if isinstance(candidate, cst.Name) else None
+                )
+                if word in names:
+                    for name in target_names(statement):
+                        if name not in names:
+                            names.add(name)
+                            grown = True
+        if not grown:
+            break
+    found: list[cst.CSTNode] = []
+    for node in walk(function):
+        if isinstance(node, cst.Attribute) and node.attr.value in names:
+            found.append(node)
+        elif isinstance(node, cst.Name) and node.value in names:
+            parent = index.parent(node)
+            if isinstance(parent, cst.Attribute) and parent.attr is node:
+                continue
+            if isinstance(parent, (cst.AssignTarget, cst.Param)):
+                continue
+            found.append(node)
+    return found
+
+
+def _gated_on_target(index: ModuleIndex, info: TargetInfo, dependent: dict[str, bool], reference: cst.CSTNode) -> bool:
+    small: cst.CSTNode | None = None
+    for ancestor in index.ancestors(reference):
+        if small is None and isinstance(ancestor, _SMALL_STATEMENTS):
+            small = ancestor
+        if isinstance(ancestor, cst.If) and _mentions_dependent(ancestor.test, info, dependent) is not None:
+            return True
+        if ancestor is info.function or isinstance(ancestor, cst.FunctionDef):
+            break
+    if small is None:
+        return False
+    return _mentions_target_beside(index, info, dependent, small, reference)
+
+
+def _mentions_target_beside(
+    index: ModuleIndex, info: TargetInfo, dependent: dict[str, bool], statement: cst.CSTNode, reference: cst.CSTNode
+) -> bool:
+    """Does ``statement`` read the target other than as the index selecting the scored
+    token out of an expression that holds ``reference`` (``nll -= (row + w * b)[tok[p]]``
+    scores the boosted row; it does not gate the boost on the target)?"""
+    holding = {id(reference)} | {id(a) for a in index.ancestors(reference)}
+    read_ids = {id(r) for r in info.reads}
+    mentions = [n for n in value_names(statement) if n.value in info.names or n.value in dependent]
+    mentions += [n for n in walk(statement) if id(n) in read_ids]
+    for mention in mentions:
+        child: cst.CSTNode = mention
+        selection = False
+        for ancestor in index.ancestors(mention):
+            if ancestor is statement:
+                break
+            if isinstance(ancestor, cst.Subscript) and isinstance(child, cst.SubscriptElement):
+                if id(ancestor.value) in holding:
+                    selection = True
+                    break
+            child = ancestor
+        if not selection:
+            return True
+    return False
 
 
 def _reads_expert_gate_env(expr: cst.CSTNode) -> bool:
     """``wb = float(os.environ.get("WORD_BOOST", "0.3"))``: minified code binds the expert
     weight to a one-letter field, so the env name it reads identifies it instead."""
     return any(EXPERT_GATE_SETTING.match(text) for text in strings_in(expr))
-
-
-def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
-    """Per-window tensors optimized on the targets that are scored afterwards (SLOT)."""
-    function = info.function
-    calls = nodes_within(index.calls, function, index)
-    fresh: dict[str, cst.CSTNode] = {}
-    for call in calls:
-        grad_on = any(
-            a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True" for a in call.args
-        ) or call_tail(call) in {"requires_grad_", "Parameter"}
-        if not grad_on:
-            continue
-        statement = index.enclosing_statement(call)
-        for name in target_names(statement):
-            fresh.setdefault(name, call)
-        if call_tail(call) == "requires_grad_" and isinstance(call.func, cst.Attribute):
-            for name in value_names(call.func.value):
-                fresh.setdefault(name.value, call)
-    if not fresh:
-        return []
-    hits: list[Hit] = []
-    for loop in nodes_within(index.loops, function, index):
-        loop_calls = nodes_within(calls, loop, index)
-        backward = next((c for c in loop_calls if call_tail(c) in {"backward", "grad"}), None)
-        if backward is None:
-            continue
-        body_names = {n.value for n in value_names(loop.body)}
-        params = sorted(body_names & set(fresh))
-        used_targets = sorted(body_names & info.names)
-        if not params or not used_targets:
-            continue
-        rebound = {n for s in nodes_within(index.assigns, loop, index) for n in target_names(s)}
-        if isinstance(loop, cst.For):
-            rebound |= {n.value for n in value_names(loop.target)}
-        targets = [t for t in used_targets if t not in rebound]
-        score = _score_after(index, loop, function, set(targets), set(params))
-        if not targets or score is None:
-            continue
-        context_only = _optimized_positions(index, loop, function) == "context"
-        what = (
-            "context-only SLOT: the mask limits the loss to already-scored context positions, a form never "
-            "ruled on (issue #1336)"
-            if context_only
-            else "SLOT on scored positions"
-        )
-        hits.append(
-            Hit(
-                rule="PG201",
-                severity=Severity.WARNING if context_only else Severity.ERROR,
-                index=index,
-                node=backward,
-                message=(
-                    f"per-window tensors {', '.join(params)} are optimized (backward at line {index.line(backward)}) "
-                    f"against targets {', '.join(targets)} that are then scored at line {index.line(score)} "
-                    f"({what})"
-                ),
-                path=(
-                    step(index, fresh[params[0]], f"fresh trainable tensor {params[0]} per window"),
-                    step(index, backward, f"optimized against targets {', '.join(targets)}"),
-                    step(index, score, "the same targets are scored with the optimized tensors"),
-                ),
-            )
-        )
-    return hits
-
-
-def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
-    """``delta = optimize_delta(model, hidden, y, ...)`` then ``cross_entropy(head(hidden + delta), y)``:
-    the SLOT optimization (#1229) moved into a helper of the same module."""
-    hits: list[Hit] = []
-    function = info.function
-    for call in nodes_within(index.calls, function, index):
-        positions = [
-            i for i, a in enumerate(call.args)
-            if a.keyword is None and isinstance(a.value, cst.Name) and a.value.value in info.names
-        ]
-        if not positions:
-            continue
-        for helper in index.functions_named(call_tail(call)):
-            if helper is function or not _optimizes_on_parameter(index, helper, positions):
-                continue
-            statement = index.enclosing_statement(call)
-            outputs = set(target_names(statement))
-            targets = {call.args[i].value.value for i in positions}  # type: ignore[union-attr]
-            score = _score_after(index, statement, function, targets, outputs) if outputs else None
-            if score is None:
-                continue
-            hits.append(
-                Hit(
-                    rule="PG201",
-                    severity=Severity.ERROR,
-                    index=index,
-                    node=statement,
-                    message=(
-                        f"`{helper.name.value}` optimizes fresh per-window tensors against targets "
-                        f"{', '.join(sorted(targets))}, which are then scored with them at line {index.line(score)} "
-                        "(SLOT on scored positions)"
-                    ),
-                    path=(
-                        step(index, helper, f"{helper.name.value} runs backward on a loss of its target argument"),
-                        step(index, statement, "called with the targets of this window"),
-                        step(index, score, "the same targets are scored with the optimized tensors"),
-                    ),
-                )
-            )
-    return hits
-
-
-def _optimizes_on_parameter(index: ModuleIndex, helper: cst.FunctionDef, positions: list[int]) -> bool:
-    """The helper creates a trainable tensor and runs backward in a loop whose body reads
-    one of the parameters at ``positions``, without rebinding it."""
-    params = [p.name.value for p in helper.params.params]
-    watched = {params[i] for i in positions if i < len(params)}
-    calls = nodes_within(index.calls, helper, index)
-    fresh = any(
-        any(a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True" for a in c.args)
-        or call_tail(c) in {"requires_grad_", "Parameter"}
-        for c in calls
-    )
-    if not fresh or not watched:
-        return False
-    for loop in nodes_within(index.loops, helper, index):
-        if not any(call_tail(c) == "backward" for c in nodes_within(calls, loop, index)):
-            continue
-        rebound = {n for s in nodes_within(index.assigns, loop, index) for n in target_names(s)}
-        if {n.value for n in value_names(loop.body)} & (watched - rebound):
-            return True
-    return False
-
-
-def _optimized_positions(index: ModuleIndex, loop: cst.CSTNode, function: cst.FunctionDef) -> str | None:
-    """"context" when every loss mask used in ``loop`` is set only on a leading slice
-    (``mask[:, :s] = 1``), "scored" when a mask covers a trailing slice (``mask[:, s:] = 1``)."""
-    used = {n.value for n in value_names(loop.body)}
-    kinds: set[str] = set()
-    for statement in nodes_within(index.assigns, function, index):
-        if not isinstance(statement, cst.Assign):
-            continue
-        for target in (t.target for t in statement.targets):
-            if not (isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name)):
-                continue
-            if target.value.value not in used or not target.slice:
-                continue
-            element = target.slice[-1].slice
-            if not isinstance(element, cst.Slice):
-                continue
-            leading = element.lower is None or index.code(element.lower) == "0"
-            kinds.add("context" if leading and element.upper is not None else "scored")
-    if kinds == {"context"}:
-        return "context"
-    return "scored" if kinds else None
-
-
-def _score_after(
-    index: ModuleIndex, loop: cst.CSTNode, function: cst.FunctionDef, targets: set[str], params: set[str]
-) -> cst.CSTNode | None:
-    """The first scoring call after ``loop`` on the same targets, with the optimized tensors
-    used somewhere between the loop and that call (``logits = f(h + delta)``)."""
-    loop_end = index.parsed.positions[loop].end.line  # type: ignore[index]
-    params_used = False
-    for statement in sorted(nodes_within(index.assigns, function, index), key=index.line):
-        if index.line(statement) <= loop_end:
-            continue
-        value = assigned_value(statement)
-        if value is None:
-            continue
-        names = {n.value for n in value_names(value)}
-        params_used = params_used or bool(names & params)
-        scoring = [
-            n for n in walk(value)
-            if isinstance(n, cst.Call) and call_tail(n) in {"cross_entropy", "nll_loss", "gather"}
-        ]
-        if params_used and any({v.value for v in value_names(c)} & targets for c in scoring):
-            return statement
-    return None
 
 
 _DOC_STATISTICS = {"bincount", "Counter", "histc", "unique", "histogram"}

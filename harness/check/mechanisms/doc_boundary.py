@@ -189,6 +189,25 @@ def _is_masked(index: ModuleIndex, statement: cst.CSTNode, expr: cst.CSTNode) ->
             names = {n.value for n in value_names(follower)}
             if names & masks and names & set(target_names(statement)):
                 return True
+    return _masked_by_later_product(index, scope, statement, masks)
+
+
+def _masked_by_later_product(index: ModuleIndex, scope: cst.CSTNode, statement: cst.CSTNode, masks: set[str]) -> bool:
+    """``prev = F.pad(x, (0, 0, 1, 0))[:, :-1]`` then ``x + gate * prev * not_bos``: the shifted
+    states are multiplied by the BOS mask in a later statement of the same function — the
+    #1851/#1855 fix written in two steps, so the mixing statement alone shows no mask."""
+    shifted = set(target_names(statement))
+    if not shifted or not masks:
+        return False
+    line = index.line(statement)
+    for binop in nodes_within(index.binops, scope, index):
+        if not isinstance(binop.operator, cst.Multiply) or index.line(binop) < line:
+            continue
+        if index.enclosing_function(binop) is not index.enclosing_function(statement):
+            continue
+        names = {n.value for n in value_names(binop)}
+        if names & shifted and names & masks:
+            return True
     return False
 
 
