@@ -193,3 +193,13 @@ def test_flat_code_equals_flattened_code_generation_for_every_node() -> None:
             assert parsed.flat_code(node) == " ".join(generated.split())
             compared += 1
     assert compared > 5000
+
+
+def test_a_nul_byte_anywhere_is_refused_like_python_refuses_it() -> None:
+    for text in ("#\x00\n", "x = 1  # \x00\n", "s = '\x00'\n"):
+        try:
+            parse_source(SourceFile("nul.py", Path("nul.py"), text))
+        except ParseFailure as failure:
+            assert str(failure) == "cannot parse nul.py: the file contains NUL bytes, which Python refuses"
+        else:
+            raise AssertionError(f"expected ParseFailure for {text!r}")

@@ -157,6 +157,10 @@ def _precheck(source: SourceFile) -> None:
     ``ast`` rejects some valid 3.12 syntax on 3.11 (PEP 701 f-strings); such files skip the
     pre-check and go straight to libcst, which accepts them.
     """
+    if "\x00" in source.text:
+        # CPython refuses any NUL byte in a source file (even inside a comment, which libcst
+        # would accept): such a file cannot run, so its analysis would describe nothing
+        raise ParseFailure(f"cannot parse {source.display_name}: the file contains NUL bytes, which Python refuses")
     try:
         tree = parse_python(source.text)  # usually the loader's tree, already parsed
     except SyntaxError as error:
