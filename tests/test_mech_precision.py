@@ -418,3 +418,330 @@ def test_boundary_flag_computed_before_the_byte_statement_is_legal() -> None:
         "        after_text = ~is_boundary_token[x]\n        nb = piece_bytes[y] + (has_leading_space[y] & after_text).long()\n",
     )
     assert _scoring(code) == []
+
+
+# ---- 7. PG201: arithmetic hash keys that append the target (#982, #779) --------------------
+
+POLY_PAIR_BLEND = """\
+import math
+
+import numpy as np
+
+
+def eval_pair_blend(probs, ids, n, lam, buckets):
+    pair_counts = np.zeros(buckets, dtype=np.uint32)
+    ctx_counts = np.zeros(buckets, dtype=np.uint32)
+    nll_sum = 0.0
+    for i in range(n):
+        tgt = ids[i + 1]
+        ctx = (ids[i] * 2654435761) % buckets
+        pair = (ctx * 31 + tgt) % buckets
+        p_ng = pair_counts[pair] / (ctx_counts[ctx] + 1.0)
+        nll_sum -= math.log((1.0 - lam) * probs[i, tgt] + lam * p_ng)
+        pair_counts[pair] += 1
+        ctx_counts[ctx] += 1
+    return nll_sum
+"""
+
+
+def test_polynomial_pair_key_read_for_the_blend_is_pg201_and_pg202() -> None:
+    findings = _scoring(POLY_PAIR_BLEND)
+    assert _loud(findings) == [("PG201", "error", 13), ("PG202", "error", 14)]
+    assert "`(ctx * 31 + tgt)`" in findings[0].message
+
+
+def test_shift_or_and_reversed_sum_keys_are_the_same_hash() -> None:
+    for key in ("(ctx << 8) | tgt", "tgt + ctx * 131", "(ctx << 16) + tgt", "hash((ctx, tgt)) % buckets"):
+        code = POLY_PAIR_BLEND.replace("(ctx * 31 + tgt) % buckets", key)
+        assert _loud(_scoring(code))[:1] == [("PG201", "error", 13)], key
+
+
+def test_polynomial_key_of_context_tokens_only_is_legal() -> None:
+    code = POLY_PAIR_BLEND.replace("pair = (ctx * 31 + tgt) % buckets", "pair = (ctx * 31 + ids[i - 1]) % buckets")
+    code = code.replace("p_ng = pair_counts[pair] / (ctx_counts[ctx] + 1.0)", "p_ng = pair_counts[pair] / pair_counts.sum()")
+    assert _loud(_scoring(code)) == []
+
+
+PAIR_UPDATE_AFTER_SCORING = """\
+import numpy as np
+
+
+def eval_then_count(logp, ids, n, vocab):
+    pair_counts = {}
+    nll_sum = 0.0
+    flat = logp.reshape(-1)
+    for i in range(n):
+        tgt = ids[i + 1]
+        nll_sum -= float(flat[i * vocab + tgt])
+    for i in range(n):
+        ctx, tgt = ids[i], ids[i + 1]
+        key = ctx * 31 + tgt
+        pair_counts[key] = pair_counts.get(key, 0) + 1
+        pair_counts[(ctx, tgt)] = pair_counts.get((ctx, tgt), 0) + 1
+    return nll_sum
+"""
+
+
+def test_flat_index_selection_and_causal_pair_updates_are_legal() -> None:
+    assert _loud(_scoring(PAIR_UPDATE_AFTER_SCORING)) == []
+
+
+def test_tuple_key_bound_to_a_name_is_a_count_read_at_the_target() -> None:
+    code = POLY_PAIR_BLEND.replace("pair = (ctx * 31 + tgt) % buckets", "pair = (ctx, tgt)")
+    code = code.replace("np.zeros(buckets, dtype=np.uint32)", "{}").replace("pair_counts[pair] /", "pair_counts.get(pair, 0) /")
+    # an exact (ctx, tgt) counter is the #1026 C2 shape: PG202, as for ``counts[ctx, tgt]``
+    assert _loud(_scoring(code)) == [("PG202", "error", 14)]
+
+
+# ---- 8. PG201: SLOT optimized in a helper module (#1229) ------------------------------------
+
+SLOT_HELPER_MODULE = """\
+import torch
+import torch.nn.functional as F
+
+
+def fit_window(model, hidden, targets, mask, steps, lr):
+    delta = torch.zeros(hidden.size(0), 1, hidden.size(-1), requires_grad=True)
+    opt = torch.optim.AdamW([delta], lr=lr)
+    for _ in range(steps):
+        logits = model.head(hidden + delta)
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(mask)
+        opt.zero_grad()
+        ((nll * mask).sum() / mask.sum()).backward()
+        opt.step()
+    return delta.detach()
+"""
+SLOT_CALLER = """\
+import torch
+import torch.nn.functional as F
+IMPORT
+
+
+def eval_windows(model, windows, steps, lr):
+    loss_sum = 0.0
+    for chunk in windows:
+        x, y = chunk[:-1][None], chunk[1:][None]
+        with torch.no_grad():
+            h = model.hidden(x)
+        mask = torch.ones_like(y, dtype=torch.float32)
+        delta = CALL(model, h, y, mask, steps, lr)
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(h + delta).flatten(0, 1), y.flatten(), reduction="none")
+            loss_sum += float(nll.sum())
+    return loss_sum
+"""
+
+
+def _scoring_files(files: dict[str, str]) -> list[Finding]:
+    sources = [
+        SourceFile(display_name=name, path=HERE / name, text=textwrap.dedent(text), is_entry=name == "train_gpt.py")
+        for name, text in files.items()
+    ]
+    submission = Submission(root=HERE, name="case", sources=sources, settings={})
+    return rules_scoring.check(CheckContext(submission=submission, parsed=[parse_source(s) for s in sources]))
+
+
+def test_slot_helper_imported_from_another_module_is_pg201_at_the_call() -> None:
+    for imported, call in (
+        ("from window_fit import fit_window", "fit_window"),
+        ("from window_fit import fit_window as fw", "fw"),
+        ("import window_fit", "window_fit.fit_window"),
+        ("import window_fit as wf", "wf.fit_window"),
+    ):
+        caller = SLOT_CALLER.replace("IMPORT", imported).replace("CALL", call)
+        findings = _scoring_files({"train_gpt.py": caller, "window_fit.py": SLOT_HELPER_MODULE})
+        assert [(f.rule, f.severity.value, f.file, f.line) for f in findings] == [
+            ("PG201", "error", "train_gpt.py", 13)
+        ], imported
+        assert [(s.file, s.line) for s in findings[0].path][0] == ("window_fit.py", 5)
+
+
+def test_helper_of_another_module_that_never_reads_the_targets_is_legal() -> None:
+    helper = SLOT_HELPER_MODULE.replace("targets.flatten()", "logits.flatten(0, 1).argmax(-1)")
+    caller = SLOT_CALLER.replace("IMPORT", "from window_fit import fit_window").replace("CALL", "fit_window")
+    assert _scoring_files({"train_gpt.py": caller, "window_fit.py": helper}) == []
+
+
+def test_same_named_function_in_a_module_not_imported_is_not_resolved() -> None:
+    caller = SLOT_CALLER.replace("IMPORT", "from other_fit import fit_window").replace("CALL", "fit_window")
+    assert _scoring_files({"train_gpt.py": caller, "window_fit.py": SLOT_HELPER_MODULE}) == []
+
+
+# ---- 9. PG201: the target hashed into an input embedding of the model's forward ------------
+
+PAIR_EMBED_FORWARD = """\
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PairModel(nn.Module):
+    def __init__(self, vocab, dim, buckets):
+        super().__init__()
+        self.buckets = buckets
+        self.tok_emb = nn.Embedding(vocab, dim)
+        self.pair_emb = nn.Embedding(buckets, dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, input_ids, target_ids):
+        prev = F.pad(input_ids[:, :-1], (1, 0))
+        pair = ((prev * 36313) ^ (target_ids * 27191)) % self.buckets
+        x = self.tok_emb(input_ids) + self.pair_emb(pair)
+        logits = self.head(x)
+        return F.cross_entropy(logits.flatten(0, 1), target_ids.flatten())
+"""
+
+
+def test_target_hashed_into_an_input_embedding_is_pg201() -> None:
+    findings = _scoring(PAIR_EMBED_FORWARD)
+    assert _loud(findings) == [("PG201", "error", 16)]
+    assert "target_ids" in findings[0].message
+
+
+def test_target_hashed_into_f_embedding_with_a_weak_target_name_is_pg201() -> None:
+    code = PAIR_EMBED_FORWARD.replace("target_ids", "y").replace(
+        "self.pair_emb(pair)", "F.embedding(pair, self.pair_emb.weight)"
+    )
+    assert _loud(_scoring(code)) == [("PG201", "error", 16)]
+
+
+def test_polynomial_pair_key_into_an_input_embedding_is_pg201() -> None:
+    code = PAIR_EMBED_FORWARD.replace("((prev * 36313) ^ (target_ids * 27191))", "(prev * 131 + target_ids)")
+    assert _loud(_scoring(code)) == [("PG201", "error", 16)]
+
+
+def test_bigram_hash_of_input_tokens_beside_the_target_is_legal() -> None:
+    code = PAIR_EMBED_FORWARD.replace("(target_ids * 27191)", "(input_ids * 27191)")
+    assert _loud(_scoring(code)) == []
+
+
+# ---- 10. PG201: a tilt table updated with the target before that position is scored (C3) ---
+
+TILT_UPDATE_ORDER = """\
+import numpy as np
+import torch.nn.functional as F
+
+
+def eval_tilt(logits, toks, beta, mask):
+    hint = np.full(mask + 1, -1)
+    seen = np.zeros(mask + 1)
+    loss_sum = 0.0
+    for i in range(len(toks) - 1):
+        p = i + 1
+        ctx = (toks[p - 1] * 1000003) & mask
+        row = logits[i]
+        hint[ctx] = toks[p]
+        seen[ctx] += 1
+        guess = int(hint[ctx])
+        if guess >= 0:
+            row = row.clone()
+            row[guess] += beta
+        logp = F.log_softmax(row, dim=-1)
+        loss_sum -= float(logp[toks[p]])
+    return loss_sum
+"""
+
+
+def test_table_written_with_the_target_then_read_before_scoring_is_pg201() -> None:
+    findings = _scoring(TILT_UPDATE_ORDER)
+    assert _loud(findings) == [("PG201", "error", 13)]
+    assert [s.line for s in findings[0].path] == [13, 15, 20]
+
+
+def test_same_update_after_the_score_is_legal() -> None:
+    moved = TILT_UPDATE_ORDER.replace("        hint[ctx] = toks[p]\n        seen[ctx] += 1\n", "").replace(
+        "        loss_sum -= float(logp[toks[p]])\n",
+        "        loss_sum -= float(logp[toks[p]])\n        hint[ctx] = toks[p]\n        seen[ctx] += 1\n",
+    )
+    assert _loud(_scoring(moved)) == []
+
+
+def test_per_position_output_written_before_the_sum_is_not_a_cache() -> None:
+    code = """\
+import torch.nn.functional as F
+
+
+def eval_rows(logits, toks, picked):
+    loss_sum = 0.0
+    for i in range(len(toks) - 1):
+        p = i + 1
+        picked[p] = toks[p]
+        tok = picked[p]
+        loss_sum -= float(F.log_softmax(logits[i], dim=-1)[toks[p]])
+    return loss_sum, tok
+"""
+    assert _loud(_scoring(code)) == []
+
+
+# ---- 11. PG201: a within-word gate on the target inside a helper class's scorer (#1420) ----
+
+HELPER_TILT = """\
+import numpy as np
+
+
+def lse(r):
+    m = r.max()
+    return m + np.log(np.exp(r - m).sum())
+
+
+class Tilt:
+    def __init__(self, is_bnd, cont_w):
+        self.is_bnd = is_bnd
+        self.cont_w = cont_w
+
+    def nll_at(self, row, tokens, p):
+        r = row.astype(np.float64).copy()
+        if not self.is_bnd[tokens[p]]:
+            r[~self.is_bnd] += self.cont_w
+        nll = -(r - lse(r))[tokens[p]]
+        return nll
+"""
+
+
+def test_target_gate_in_a_helper_whose_score_is_returned_is_pg201() -> None:
+    findings = _scoring(HELPER_TILT)
+    assert _loud(findings) == [("PG201", "error", 16)]
+    assert "is_bnd[tokens[p]]" in findings[0].message
+
+
+def test_gate_on_the_previous_token_in_the_same_helper_is_legal() -> None:
+    code = HELPER_TILT.replace("if not self.is_bnd[tokens[p]]:", "if not self.is_bnd[tokens[p - 1]]:")
+    assert _loud(_scoring(code)) == []
+
+
+# ---- 12. PG204: leading-space byte always added, with minified LUT parameters (issue #897) --
+
+MINIFIED_BYTES = """\
+import torch
+
+
+def ev(m,V,bb,ls,bd):
+ B=0;l=0.
+ for s in range(0,V.numel()-1,64):
+  x=V[s:s+64];y=V[s+1:s+65];l+=float(m(x,y))
+  B+=int((bb[y].int()+ls[y].int()).sum())
+ return l,B
+
+
+def main(model, val_tokens, base_bytes_lut, has_leading_space_lut, is_boundary_token_lut):
+    return ev(model, val_tokens, base_bytes_lut, has_leading_space_lut, is_boundary_token_lut)
+"""
+
+
+def test_minified_leading_space_lut_added_for_every_token_is_pg204() -> None:
+    findings = _scoring(MINIFIED_BYTES)
+    assert _loud(findings) == [("PG204", "error", 8)]
+    assert "ls[y]" in findings[0].message
+
+
+def test_minified_leading_space_lut_with_the_boundary_parameter_is_legal() -> None:
+    code = MINIFIED_BYTES.replace("ls[y].int()", "(ls[y]&~bd[x]).int()")
+    assert _loud(_scoring(code)) == []
+
+
+def test_one_letter_parameters_without_lut_arguments_are_not_byte_tables() -> None:
+    code = MINIFIED_BYTES.replace(
+        "ev(model, val_tokens, base_bytes_lut, has_leading_space_lut, is_boundary_token_lut)",
+        "ev(model, val_tokens, widths, offsets, flags)",
+    )
+    assert _loud(_scoring(code)) == []

@@ -27,13 +27,14 @@ from harness.check.mechanisms.normalization import (
 )
 from harness.check.mechanisms.slot import find_slot, find_slot_via_helper
 from harness.check.mechanisms.switches import Configuration
-from harness.check.mechanisms.syntax import Hit, index_module
+from harness.check.mechanisms.syntax import Hit, index_module, link_submission
 from harness.check.mechanisms.targets import infer_targets
 from harness.findings import Finding
 
 
 def check(ctx: CheckContext) -> list[Finding]:
     indexes = [index_module(parsed) for parsed in ctx.parsed]
+    link_submission(indexes)  # detectors follow helpers imported from the submission's other files
     configuration = Configuration(indexes, ctx.submission.settings)
     hits: list[Hit] = []
     for index in indexes:

@@ -367,16 +367,20 @@ def find_lut_problems(index: ModuleIndex) -> list[Hit]:
 def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
     """Adding the leading-space byte for every target, even right after a boundary token."""
     hits: list[Hit] = []
+    passed = _argument_words(index)
     for function in index.functions:
-        if not _SPACE_LUT.search(index.text_of(function)):
+        aliases = passed.get(function.name.value, {})
+        space_params = {p for p, words in aliases.items() if any(_SPACE_LUT.search(w) for w in words)}
+        if not space_params and not _SPACE_LUT.search(index.text_of(function)):
             continue
         uses = [
             s for s in nodes_within(index.subscripts, function, index)
-            if any(_SPACE_LUT.search(n.value) for n in value_names(s.value)) and not _is_store(index, s)
+            if any(_SPACE_LUT.search(n.value) or n.value in space_params for n in value_names(s.value))
+            and not _is_store(index, s)
         ]
         if not uses:
             continue  # only builds the table (``lead_space[tid] = True``)
-        if _boundary_condition_applied(index, function, uses):
+        if _boundary_condition_applied(index, function, uses, aliases):
             continue
         hits.append(
             Hit(
@@ -392,6 +396,33 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
             )
         )
     return hits
+
+
+def _argument_words(index: ModuleIndex) -> dict[str, dict[str, set[str]]]:
+    """Function name → parameter → names of the arguments its call sites pass for it.
+
+    Why: minified scorers take the LUTs as one-letter parameters (``def ev_ng(a, m, …, bb,
+    ls, bd)``, called with ``base_bytes_lut, has_leading_space_lut, is_boundary_token_lut``),
+    so ``B += (bb[y] + ls[y]).sum()`` is recognisable as the issue #897 miscount — and
+    ``ls[y] & ~bd[x]`` as its fix — only through the names at the call site."""
+    wanted = {f.name.value: f for f in index.functions}
+    passed: dict[str, dict[str, set[str]]] = {}
+    for peer in index.peers or [index]:
+        for call in peer.calls:
+            function = wanted.get(call_tail(call))
+            if function is None:
+                continue
+            params = [p.name.value for p in function.params.params]
+            if params[:1] in (["self"], ["cls"]) and isinstance(call.func, cst.Attribute):
+                params = params[1:]
+            positional = [a for a in call.args if a.keyword is None and not a.star]
+            bound = list(zip(params, (a.value for a in positional)))
+            bound += [(a.keyword.value, a.value) for a in call.args if a.keyword is not None]
+            for param, argument in bound:
+                words = _words(argument, skip_slices=True) - {param}
+                if words:
+                    passed.setdefault(function.name.value, {}).setdefault(param, set()).update(words)
+    return passed
 
 
 def _is_store(index: ModuleIndex, subscript: cst.Subscript) -> bool:
@@ -418,7 +449,9 @@ def _words(expr: cst.CSTNode, skip_slices: bool = False) -> set[str]:
     return found
 
 
-def _boundary_condition_applied(index: ModuleIndex, function: cst.FunctionDef, uses: list[cst.Subscript]) -> bool:
+def _boundary_condition_applied(
+    index: ModuleIndex, function: cst.FunctionDef, uses: list[cst.Subscript], aliases: dict[str, set[str]]
+) -> bool:
     """Is the "previous token is not a boundary" condition part of the leading-space term?
 
     It must sit where the byte is counted: in the statement reading the space table
@@ -426,7 +459,12 @@ def _boundary_condition_applied(index: ModuleIndex, function: cst.FunctionDef, u
     (``tb[bnd[x]] -= 1``, ``tb = tb * not_bos``), or in a flag that statement combines with
     the table (``ok = ~bnd[x]`` then ``space[y] & ok``). A BOS id that only splits the stream
     into documents (``bos_positions``) leaves the space byte counted after every boundary,
-    which is the issue #897 miscount all the same."""
+    which is the issue #897 miscount all the same. Parameters count by the arguments passed
+    for them (``aliases``)."""
+
+    def _names_boundary(words: set[str]) -> bool:
+        return _boundary_word(words | {a for w in words for a in aliases.get(w, ())})
+
     statements = [index.enclosing_statement(u) for u in uses]
     if any(_names_boundary(_words(s)) for s in statements):
         return True
@@ -446,7 +484,7 @@ def _boundary_condition_applied(index: ModuleIndex, function: cst.FunctionDef, u
     return False
 
 
-def _names_boundary(words: set[str]) -> bool:
+def _boundary_word(words: set[str]) -> bool:
     return any(_BOUNDARY.search(w) for w in words)
 
 

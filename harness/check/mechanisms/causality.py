@@ -36,6 +36,7 @@ from .syntax import (
     walk,
 )
 from .targets import TargetInfo, infer_targets, is_shifted_slice, target_argument, value_names
+from .update_order import find_update_before_score
 
 GATE_WORDS = re.compile(
     r"gate|boost|within|word_?start|agree|expert|alpha|lam(b|bda)?\b|mix_?w|w_?mix|blend_?w|bonus|tilt_?w|conf",
@@ -45,8 +46,10 @@ _NOT_GATE = re.compile(r"byte|bpb|mask|len|count|loss|nll", re.IGNORECASE)
 
 
 def find_target_in_key(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> list[Hit]:
-    """One finding per hash expression that mixes the target into a key read for prediction."""
-    hits: list[Hit] = []
+    """One finding per hash expression that mixes the target into a key read for prediction,
+    and per loop that writes the target into a table cell read back before the position is
+    scored (``update_order``: the same target-reaches-its-prediction-through-a-table shape)."""
+    hits: list[Hit] = find_update_before_score(index, info)
     seen: set[int] = set()
     for key_expr, read in lookups.key_reads:
         if id(key_expr) in seen:
@@ -171,6 +174,10 @@ def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> s
         if index.line(statement) <= end:
             continue
         used = {n.value for n in value_names(statement.value)} if statement.value is not None else set()
+        if isinstance(statement, cst.Assign) and _returned_score(index, function, statement):
+            hit = sorted(rows & used) or sorted(derived[n] for n in used & set(derived))
+            if hit and _is_scored(statement.value):
+                return hit[0]
         if isinstance(statement, cst.Assign):
             origin = sorted((rows & used) | {derived[n] for n in used & set(derived)})
             if origin:
@@ -180,9 +187,7 @@ def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> s
             continue
         if not isinstance(statement, cst.AugAssign) or not isinstance(statement.target, cst.Name):
             continue
-        scored = any(isinstance(n, cst.Call) and call_tail(n) in _ROW_SCORERS for n in walk(statement.value)) or any(
-            isinstance(n, cst.Subscript) for n in walk(statement.value)
-        )
+        scored = _is_scored(statement.value)
         hit = sorted(rows & used)
         if hit and scored:
             return hit[0]
@@ -193,6 +198,26 @@ def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> s
 
 
 _ROW_SCORERS = {"log_softmax", "logsumexp", "lse", "log", "cross_entropy"}
+_SCORE_NAMES = re.compile(r"nll|loss|bits|nats|logp|score", re.IGNORECASE)
+
+
+def _is_scored(value: cst.CSTNode) -> bool:
+    return any(isinstance(n, cst.Call) and call_tail(n) in _ROW_SCORERS for n in walk(value)) or any(
+        isinstance(n, cst.Subscript) for n in walk(value)
+    )
+
+
+def _returned_score(index: ModuleIndex, function: cst.FunctionDef, statement: cst.Assign) -> bool:
+    """``nll = -(r - lse(r))[tokens[p]]`` then ``return nll``: a helper that scores one
+    position hands its score to the caller's sum instead of accumulating it (#1420 lineage
+    helper classes)."""
+    names = target_names(statement)
+    if len(names) != 1 or not _SCORE_NAMES.search(names[0]):
+        return False
+    return any(
+        isinstance(n, cst.Return) and n.value is not None and names[0] in {v.value for v in value_names(n.value)}
+        for n in walk(function.body)
+    )
 
 
 def _ifs(function: cst.FunctionDef) -> list[cst.If]:

@@ -106,3 +106,26 @@ def run_at_evaluation(indexes: list[ModuleIndex]) -> set[int]:
                 seen.add(id(target))
                 reached.append(target)
     return seen
+
+
+def imported_functions(index: ModuleIndex, call: cst.Call) -> list[tuple[ModuleIndex, cst.FunctionDef]]:
+    """Functions of the submission's other sources that ``call`` reaches through an import:
+    ``optimize_slot(...)`` after ``from slot_opt import optimize_slot [as o]``, or
+    ``slot_opt.optimize_slot(...)`` after ``import slot_opt``. Resolution is by module stem
+    (``pkg.slot_opt`` or ``slot_opt``) and function name only; nothing is imported."""
+    if not index.peers:
+        return []
+    callee = dotted_name(call.func)
+    if callee is None:
+        return []
+    full = qualified(callee, alias_map(index))
+    module, _, function = full.rpartition(".")
+    if not module:
+        return []
+    wanted = module.rsplit(".", 1)[-1]
+    found: list[tuple[ModuleIndex, cst.FunctionDef]] = []
+    for peer in index.peers:
+        stem = _stem(peer.name)
+        if peer is not index and (stem == module or stem.rsplit(".", 1)[-1] == wanted):
+            found += [(peer, f) for f in peer.functions_named(function)]
+    return found

@@ -30,6 +30,7 @@ class LookupFacts:
     key_names: dict[str, cst.CSTNode] = field(default_factory=dict)  # name → hash expression
     key_reads: list[tuple[cst.CSTNode, cst.CSTNode]] = field(default_factory=list)  # (hash expr, read)
     cache_names: dict[str, cst.CSTNode] = field(default_factory=dict)  # name → target-keyed read
+    composed: set[int] = field(default_factory=set)  # ids of keys built by ``ctx * P + t`` / ``(ctx, t)``
 
 
 def is_hash_mix(node: cst.CSTNode) -> bool:
@@ -47,6 +48,42 @@ def is_hash_mix(node: cst.CSTNode) -> bool:
                 _HASH_NAMES.search(n.value) for n in value_names(side)
             ):
                 return True
+    return False
+
+
+def _radix_scaled(node: cst.CSTNode) -> bool:
+    """``ctx * 31``, ``h * P``, ``h * vocab``, ``h << 8``: a value shifted to make room for
+    another token (a polynomial/rolling hash step, or a flat 2-D index)."""
+    if is_hash_mix(node):
+        return True
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
+        for side in (node.left, node.right):
+            value = number_value(side)
+            if isinstance(value, int) and abs(value) >= 2:
+                return True
+            if isinstance(side, (cst.Name, cst.Attribute)):
+                return True
+    return False
+
+
+def composes_with_target(node: cst.CSTNode, info: TargetInfo) -> bool:
+    """A key that appends the target to a context: ``ctx * 31 + tgt``, ``(h << 8) | t``,
+    ``t + h * P`` (#982's polynomial pair key), or a tuple ``(ctx, tgt)`` used as a dict key.
+
+    Why beside ``is_hash_mix``: #779's xor key is only one spelling; the arithmetic spellings
+    hash the same (context, target) pair into a bucket table read for the realized token's
+    probability (PG201). A tuple key indexes an exact counter instead — the #1026 dict blend,
+    like ``counts[ctx, tgt]`` a C2 read at the target (PG202) — so it only makes its name a
+    key for the cache lookups. Exactly one side must carry the target and the other the
+    context, so BigramHash of input tokens (no target) never matches."""
+    if isinstance(node, cst.Tuple):
+        flags = [info.mentions(element.value) for element in node.elements]
+        return len(flags) >= 2 and any(flags) and not all(flags)
+    if not isinstance(node, cst.BinaryOperation) or not isinstance(node.operator, (cst.Add, cst.BitOr)):
+        return False
+    for context, target in ((node.left, node.right), (node.right, node.left)):
+        if _radix_scaled(context) and info.mentions(target) and not info.mentions(context):
+            return True
     return False
 
 
@@ -70,10 +107,16 @@ def _is_store(index: ModuleIndex, subscript: cst.Subscript) -> bool:
     return False
 
 
-def _writes_same_table(index: ModuleIndex, subscript: cst.Subscript) -> bool:
-    """``t[k] = t[k] + 1`` or ``t[k] = max(t[k], v)``: the read is part of an update."""
-    statement = index.enclosing_statement(subscript)
-    base = index.code(subscript.value)
+def _writes_same_table(index: ModuleIndex, read: cst.CSTNode) -> bool:
+    """``t[k] = t[k] + 1``, ``t[k] = max(t[k], v)`` or ``d[k] = d.get(k, 0) + 1``: the read is
+    part of an update (the dict spelling is how tuple-keyed causal caches count after scoring)."""
+    statement = index.enclosing_statement(read)
+    if isinstance(read, cst.Subscript):
+        base = index.code(read.value)
+    elif isinstance(read, cst.Call) and isinstance(read.func, cst.Attribute):
+        base = index.code(read.func.value)
+    else:
+        return False
     if isinstance(statement, (cst.Assign, cst.AugAssign)):
         targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else [statement.target]
         for target in targets:
@@ -91,7 +134,22 @@ def _read_sites(index: ModuleIndex, function: cst.FunctionDef, mentions) -> list
         if any(mentions(element.slice) for element in subscript.slice):
             sites.append(subscript)
     for call in nodes_within(index.calls, function, index):
-        if call_tail(call) == "get" and call.args and mentions(call.args[0].value):
+        if call_tail(call) == "get" and call.args and mentions(call.args[0].value) and not _writes_same_table(index, call):
+            sites.append(call)
+    return sites
+
+
+_EMBEDDING_CALL = re.compile(r"(^|_)(emb|embed|embeds|embedding|embeddings)(_|$)|^embedding_bag$", re.IGNORECASE)
+
+
+def _embedding_reads(index: ModuleIndex, function: cst.FunctionDef, mentions) -> list[cst.CSTNode]:
+    """``self.bigram_emb(pair)`` / ``F.embedding(pair, w)``: a hashed key looked up in an
+    embedding table feeds the model's own activations. With the target in the key this is the
+    BigramHash idiom (research H.6a) gone wrong — ``(input_ids * P) ^ (target_ids * Q)`` in
+    ``forward(self, input_ids, target_ids)`` shows the model the token it is scored on (C1)."""
+    sites: list[cst.CSTNode] = []
+    for call in nodes_within(index.calls, function, index):
+        if _EMBEDDING_CALL.search(call_tail(call)) and any(a.keyword is None and mentions(a.value) for a in call.args):
             sites.append(call)
     return sites
 
@@ -105,6 +163,9 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
     ]
     hashes += [c for c in nodes_within(index.calls, function, index) if call_tail(c) == "hash" and info.mentions(c)]
     assigns = nodes_within(index.assigns, function, index)
+    composed = _composed_keys(index, info, assigns, {id(h) for h in hashes})
+    facts.composed = {id(c) for c in composed}
+    hashes += composed
     for expr in hashes:
         statement = index.enclosing_statement(expr)
         if isinstance(statement, (cst.Assign, cst.AnnAssign)) and not _inside_write_target(index, expr):
@@ -118,22 +179,24 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
             return True
         return any(id(node) in hash_ids for node in walk(expr))
 
-    for site in _read_sites(index, function, mentions_key):
+    counted = _counted_tables(index, function)
+    embedded = _embedding_reads(index, function, mentions_key)
+    embedded_ids = {id(site) for site in embedded}
+    for site in _read_sites(index, function, mentions_key) + embedded:
         key_expr = _key_expr_for(site, facts, hashes)
-        if key_expr is not None and not _inside_write_target(index, site) and not _after_score(index, site):
-            facts.key_reads.append((key_expr, site))
+        if key_expr is None or _inside_write_target(index, site) or _after_score(index, site):
+            continue
+        if isinstance(key_expr, cst.Tuple):
+            continue  # an exact ``(ctx, tgt)`` counter: the #1026 C2 shape, reported as PG202 below
+        if id(key_expr) in facts.composed and id(site) not in embedded_ids and _cache_table(index, site, counted) is None:
+            continue  # ``logp_flat[i * V + tgt]`` selects the scored entry; only count tables are keyed
+        facts.key_reads.append((key_expr, site))
 
     def mentions_target_or_key(expr: cst.CSTNode) -> bool:
         return info.mentions(expr) or mentions_key(expr)
 
-    counted = _counted_tables(index, function)
     for site in _read_sites(index, function, mentions_target_or_key):
-        base = site.value if isinstance(site, cst.Subscript) else site.func
-        base_names = {n.value for n in value_names(base)} | ({base.attr.value} if isinstance(base, cst.Attribute) else set())
-        if any(BYTE_WORDS.search(n) for n in base_names):
-            continue
-        table = base.value if isinstance(base, cst.Attribute) and not isinstance(site, cst.Subscript) else base
-        if not any(CACHE_WORDS.search(n) for n in base_names) and index.code(table) not in counted:
+        if _cache_table(index, site, counted) is None:
             continue
         statement = index.enclosing_statement(site)
         if isinstance(statement, (cst.Assign, cst.AnnAssign)):
@@ -141,6 +204,50 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
                 facts.cache_names.setdefault(name, site)
     _propagate_names(facts.cache_names, assigns, carriers_only=True)
     return facts
+
+
+def _cache_table(index: ModuleIndex, site: cst.CSTNode, counted: set[str]) -> cst.CSTNode | None:
+    """The table a read site reads when it is an eval-time cache (named like one, or counted
+    in this function); None for byte-accounting LUTs and everything else."""
+    base = site.value if isinstance(site, cst.Subscript) else site.func
+    base_names = {n.value for n in value_names(base)} | ({base.attr.value} if isinstance(base, cst.Attribute) else set())
+    if any(BYTE_WORDS.search(n) for n in base_names):
+        return None
+    table = base.value if isinstance(base, cst.Attribute) and not isinstance(site, cst.Subscript) else base
+    if not any(CACHE_WORDS.search(n) for n in base_names) and index.code(table) not in counted:
+        return None
+    return table
+
+
+def _composed_keys(
+    index: ModuleIndex, info: TargetInfo, assigns: list[cst.CSTNode], hash_ids: set[int]
+) -> list[cst.CSTNode]:
+    """Outermost ``ctx * P + t`` / ``(ctx, t)`` keys of the function that no xor/multiplicative
+    hash already covers: in assignments, subscripts and ``.get`` arguments."""
+    candidates: list[cst.CSTNode] = [
+        b for b in nodes_within(index.binops, info.function, index) if composes_with_target(b, info)
+    ]
+    for statement in assigns:
+        value = assigned_value(statement)
+        if isinstance(value, cst.Tuple) and isinstance(statement, cst.Assign) and all(
+            isinstance(t.target, cst.Name) for t in statement.targets
+        ):
+            candidates.append(value)  # ``key = (ctx, tgt)``; ``tgt, prev = y[s:], x[s:]`` unpacks
+    for subscript in nodes_within(index.subscripts, info.function, index):
+        candidates += [e.slice.value for e in subscript.slice if isinstance(e.slice, cst.Index)]
+    for call in nodes_within(index.calls, info.function, index):
+        if call_tail(call) == "get" and call.args:
+            candidates.append(call.args[0].value)
+    found: list[cst.CSTNode] = []
+    ids: set[int] = set()
+    for node in candidates:
+        if id(node) in ids or not composes_with_target(node, info):
+            continue
+        if any(id(a) in hash_ids or id(a) in ids for a in index.ancestors(node)):
+            continue
+        ids.add(id(node))
+        found.append(node)
+    return [n for n in found if not any(id(a) in ids for a in index.ancestors(n))]
 
 
 def _counted_tables(index: ModuleIndex, function: cst.FunctionDef) -> set[str]:

@@ -10,6 +10,7 @@ import libcst as cst
 
 from harness.findings import Severity
 
+from .imports import imported_functions
 from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, target_names, walk
 from .targets import TargetInfo, value_names
 
@@ -81,7 +82,8 @@ def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
 
 def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
     """``delta = optimize_delta(model, hidden, y, ...)`` then ``cross_entropy(head(hidden + delta), y)``:
-    the SLOT optimization (#1229) moved into a helper of the same module."""
+    the SLOT optimization (#1229) moved into a helper — of the same module, or of a helper
+    module it imports (``from slot_opt import optimize_slot``, ``import slot_opt``)."""
     hits: list[Hit] = []
     function = info.function
     for call in nodes_within(index.calls, function, index):
@@ -91,8 +93,9 @@ def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
         ]
         if not positions:
             continue
-        for helper in index.functions_named(call_tail(call)):
-            if helper is function or not _optimizes_on_parameter(index, helper, positions):
+        helpers = [(index, f) for f in index.functions_named(call_tail(call))] + imported_functions(index, call)
+        for helper_index, helper in helpers:
+            if helper is function or not _optimizes_on_parameter(helper_index, helper, positions):
                 continue
             statement = index.enclosing_statement(call)
             outputs = set(target_names(statement))
@@ -112,7 +115,7 @@ def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
                         "(SLOT on scored positions)"
                     ),
                     path=(
-                        step(index, helper, f"{helper.name.value} runs backward on a loss of its target argument"),
+                        step(helper_index, helper, f"{helper.name.value} runs backward on a loss of its target argument"),
                         step(index, statement, "called with the targets of this window"),
                         step(index, score, "the same targets are scored with the optimized tensors"),
                     ),

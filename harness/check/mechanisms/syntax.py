@@ -9,6 +9,7 @@ the golf-check time budget.
 from __future__ import annotations
 
 import re
+import weakref
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -213,6 +214,9 @@ class ModuleIndex:
     # per-node answers detectors compute more than once, keyed (question, id(node)); the nodes
     # live as long as this index's tree, so ids are stable
     memo: dict[tuple[str, int], bool] = field(default_factory=dict)
+    # the submission's indexes, set by ``link_submission``; weak, so no index→peers→index cycle
+    # keeps the trees alive past the audit (they must go by reference counting alone)
+    _peers: list[weakref.ref[ModuleIndex]] = field(default_factory=list)
 
     def own_lists(self) -> list[list]:
         return [self.calls, self.assigns, self.binops, self.subscripts, self.functions, self.loops, self.comparisons]
@@ -275,11 +279,27 @@ class ModuleIndex:
             current = ancestor
         return current
 
+    @property
+    def peers(self) -> list[ModuleIndex]:
+        """Every index of the same submission (this one included); empty when never linked."""
+        return [index for index in (ref() for ref in self._peers) if index is not None]
+
     def functions_named(self, name: str) -> list[cst.FunctionDef]:
         if not self._by_name:
             for function in self.functions:
                 self._by_name.setdefault(function.name.value, []).append(function)
         return self._by_name.get(name, [])
+
+
+def link_submission(indexes: list[ModuleIndex]) -> None:
+    """Let each index reach the submission's other sources.
+
+    Why: a per-function detector (SLOT via a helper, #1229) must follow a call into a helper
+    module (``from slot_opt import optimize_slot``) while it only holds the caller's index.
+    ``Configuration`` links the indexes once per submission, before any detector runs."""
+    refs = [weakref.ref(index) for index in indexes]
+    for index in indexes:
+        index._peers = refs
 
 
 _KIND_OF: dict[type, str] = {

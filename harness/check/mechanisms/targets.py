@@ -153,6 +153,7 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo |
                 info.names.add(name)
                 info.origin[name] = statement  # the binding explains more than a later use
     info.reads = _predicted_position_reads(index, function)
+    info.reads += [r for r in _scored_index_reads(index, function) if all(r is not known for known in info.reads)]
     _propagate(info, assigns)
     return info
 
@@ -249,6 +250,35 @@ def _predicted_position_reads(index: ModuleIndex, function: cst.FunctionDef) -> 
         top = max(offsets)
         reads.extend(node for amount, node in entries if amount == top and _is_read(index, node))
     return reads
+
+
+def _scored_index_reads(index: ModuleIndex, function: cst.FunctionDef) -> list[cst.Subscript]:
+    """``nll = -(r - lse(r))[tokens[p]]``: the token that picks the scored entry out of a
+    log-normalized row is the target, even where ``tokens[p]`` is the only offset of ``tokens``
+    in the function (a helper class's ``nll_at(row, tokens, p)``, the #1420 tilt moved into
+    ``online_ngram_tilt.py``). Every read of that same token expression is a target read."""
+    picked: set[str] = set()
+    subscripts = nodes_within(index.subscripts, function, index)
+    for subscript in subscripts:
+        if len(subscript.slice) != 1 or not isinstance(subscript.slice[0].slice, cst.Index):
+            continue
+        chosen = subscript.slice[0].slice.value
+        if not (isinstance(chosen, cst.Subscript) and isinstance(chosen.value, cst.Name)):
+            continue
+        if _POSITION_TABLE.search(chosen.value.value):
+            continue
+        if any(isinstance(n, cst.Call) and _normalizes(index, function, n) for n in walk(subscript.value)):
+            picked.add(index.code(chosen, 1 << 20))
+    if not picked:
+        return []
+    return [s for s in subscripts if _is_read(index, s) and index.code(s, 1 << 20) in picked]
+
+
+def _normalizes(index: ModuleIndex, function: cst.FunctionDef, call: cst.Call) -> bool:
+    tail = call_tail(call)
+    if tail in _NORMALIZER_CALLS:
+        return True
+    return any(h is not function and _computes_log_normalizer(index, h) for h in index.functions_named(tail))
 
 
 def _is_read(index: ModuleIndex, node: cst.CSTNode) -> bool:
