@@ -745,3 +745,48 @@ def test_one_letter_parameters_without_lut_arguments_are_not_byte_tables() -> No
         "ev(model, val_tokens, widths, offsets, flags)",
     )
     assert _loud(_scoring(code)) == []
+
+
+# ---- 13. PG204: a CaseOps byte sidecar counts only when it is read in the run (#2138) --------
+
+CASEOPS_SWITCHED_SIDECAR = """\
+import math
+import os
+
+import numpy as np
+import torch
+from lossless_caps import decode_caseops
+
+
+class Config:
+    byte_sidecar = bool(int(os.environ.get("BYTE_SIDECAR", "0")))
+    val_bytes_files = os.path.join("./data", "fineweb_val_bytes_*.bin")
+
+
+def load_byte_sidecar(pattern):
+    return torch.from_numpy(np.fromfile(pattern, dtype=np.uint16).astype(np.int64))
+
+
+def eval_val(cfg, model, sp, val_tokens):
+    sidecar = load_byte_sidecar(cfg.val_bytes_files) if cfg.byte_sidecar else None
+    nll_sum, byte_count = 0.0, 0
+    for s in range(val_tokens.numel() // 1024):
+        x, y = val_tokens[s * 1024 : (s + 1) * 1024], val_tokens[s * 1024 + 1 : (s + 1) * 1024 + 1]
+        nll_sum += float(model(x, y)) * y.numel()
+        if sidecar is not None:
+            byte_count += int(sidecar[s * 1024 + 1 : (s + 1) * 1024 + 1].sum())
+        else:
+            byte_count += len(decode_caseops(sp.decode(y.tolist())).encode("utf-8"))
+    return nll_sum / math.log(2.0) / byte_count
+
+
+if __name__ == "__main__":
+    print(f"final_exact val_bpb:{eval_val(Config(), torch.load('m.pt'), None, torch.load('v.pt')):.8f}")
+"""
+
+
+def test_a_caseops_sidecar_switched_off_in_the_run_leaves_transformed_bytes() -> None:
+    off = [f for f in _loud(_scoring(CASEOPS_SWITCHED_SIDECAR)) if f[0] == "PG204"]
+    assert off == [("PG204", "error", 6)]  # reported at the case-transform import
+    on = _scoring(CASEOPS_SWITCHED_SIDECAR, _setting("BYTE_SIDECAR", "1"))
+    assert not [f for f in _loud(on) if f[0] == "PG204"]

@@ -54,7 +54,7 @@ def check(ctx: CheckContext) -> list[Finding]:
         hits += find_ppm_byte_scoring(index)
     hits += find_expert_gate_settings(indexes, configuration)
     hits += find_unmasked_smear(indexes)
-    hits += find_byte_accounting(indexes)
+    hits += find_byte_accounting(indexes, configuration)
     return _unique([configuration.finalize(hit) for hit in hits])
 
 

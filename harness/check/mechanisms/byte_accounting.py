@@ -20,12 +20,15 @@ import libcst as cst
 from harness.findings import Severity
 
 from .imports import run_at_evaluation
+from .switches import Configuration
 from .syntax import (
     Hit,
     ModuleIndex,
     assigned_value,
+    call_name,
     call_tail,
     children_of as walk_children,
+    dotted_name,
     literal_text,
     nodes_within,
     number_value,
@@ -488,25 +491,33 @@ def _boundary_word(words: set[str]) -> bool:
     return any(_BOUNDARY.search(w) for w in words)
 
 
-def find_transformed_text_bytes(indexes: list[ModuleIndex]) -> list[Hit]:
-    """A case-transform tokenizer (CaseOps) with no raw-byte sidecar in the byte count."""
+def find_transformed_text_bytes(indexes: list[ModuleIndex], configuration: Configuration | None = None) -> list[Hit]:
+    """A case-transform tokenizer (CaseOps) with no raw-byte sidecar in the byte count.
+
+    A sidecar counts when it is read in the configuration that ran: a loader of it switched
+    off by its code default and left off by the README (``BYTE_SIDECAR="0"``) leaves the
+    denominator on the transformed text (#2138)."""
     caseops: tuple[ModuleIndex, cst.CSTNode] | None = None
+    mentioned = False
+    loads: list[bool | None] = []  # whether each sidecar read runs (None: cannot tell)
     at_eval = run_at_evaluation(indexes)
     marker = re.compile(f"{_CASEOPS.pattern}|{_SIDECAR.pattern}|[\ue001-\ue004]", re.IGNORECASE)
     for index in indexes:
         if not marker.search(index.parsed.source.text):
             continue
         for node in index.all_nodes():
+            if isinstance(node, cst.Call) and _reads_sidecar(node):
+                loads.append(configuration.node_state(index, node)[0] if configuration is not None else None)
             text = node.value if isinstance(node, cst.Name) else None
             if text is None and isinstance(node, cst.SimpleString):
                 text = literal_text(node)
             if text is None:
                 continue
             if _SIDECAR.search(text):
-                return []
+                mentioned = True
             if caseops is None and id(index) in at_eval and (_CASEOPS.search(text) or re.search("[\ue001-\ue004]", text)):
                 caseops = (index, node)
-    if caseops is None:
+    if caseops is None or (mentioned and (not loads or any(state is not False for state in loads))):
         return []
     index, node = caseops
     return [
@@ -524,11 +535,32 @@ def find_transformed_text_bytes(indexes: list[ModuleIndex]) -> list[Hit]:
     ]
 
 
-def find_byte_accounting(indexes: list[ModuleIndex]) -> list[Hit]:
+_PATH_BUILDERS = frozenset({"join", "get", "getenv", "Path", "str", "format", "replace", "print", "log", "log0"})
+_SIDECAR_PATH = re.compile(r"fineweb_val_bytes|val_bytes|(bytes|sidecar)_(files?|path|pattern|dir)", re.IGNORECASE)
+
+
+def _reads_sidecar(call: cst.Call) -> bool:
+    """``load_byte_sidecar(p)``, ``glob(args.val_bytes_files)``: a call named for the sidecar,
+    or handed its path — not one that only builds the path or reads the switch."""
+    if _SIDECAR.search(call_name(call)):
+        return True
+    if call_tail(call) in _PATH_BUILDERS:
+        return False  # ``os.path.join(data_path, "fineweb_val_bytes_*.bin")`` only names it
+    for argument in call.args:
+        value = argument.value
+        text = literal_text(value) if isinstance(value, cst.SimpleString) else None
+        if text is None and isinstance(value, (cst.Name, cst.Attribute)):
+            text = dotted_name(value)
+        if text is not None and _SIDECAR_PATH.search(text.rsplit(".", 1)[-1]):
+            return True
+    return False
+
+
+def find_byte_accounting(indexes: list[ModuleIndex], configuration: Configuration | None = None) -> list[Hit]:
     hits: list[Hit] = []
     for index in indexes:
         hits += find_hardcoded_ratio(index)
         hits += find_lut_problems(index)
         hits += find_missing_boundary_rule(index)
-    hits += find_transformed_text_bytes(indexes)
+    hits += find_transformed_text_bytes(indexes, configuration)
     return hits

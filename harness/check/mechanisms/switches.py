@@ -262,6 +262,12 @@ class Configuration:
         return local, used
 
     def _guard_of(self, ancestor: cst.CSTNode, child: cst.CSTNode, used: list) -> bool | None:
+        if isinstance(ancestor, cst.IfExp) and child is not ancestor.test:
+            # ``load_sidecar(p) if args.byte_sidecar else None``
+            value = self._eval(ancestor.test, used, 0)
+            if value is UNKNOWN:
+                return None
+            return _truthy(value) if child is ancestor.body else not _truthy(value)
         if isinstance(ancestor, cst.If) and child is not ancestor.test:
             value = self._eval(ancestor.test, used, 0)
             if value is UNKNOWN:
