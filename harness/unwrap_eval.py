@@ -182,6 +182,11 @@ class Evaluator:
             raise NotLiteral("f-string with placeholders")
         if isinstance(node, ast.BinOp):
             return self._binary(node, depth)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            operand = self.evaluate(node.operand, depth + 1)  # ``wbits=-15``: raw deflate
+            if type(operand.data) is int:
+                return Value(-operand.data if isinstance(node.op, ast.USub) else operand.data, operand.steps)
+            raise NotLiteral("sign of a non-integer")
         if isinstance(node, ast.Name):
             return self._name(node, depth)
         if isinstance(node, ast.Attribute):

@@ -141,3 +141,16 @@ def test_logs_written_by_the_reference_trainer(
     assert [s.size_bytes for s in log.code_sizes] == [code]
     reference = parse_log((REAL_RUN / "train_seed42.log").read_text(), "train_seed42.log")
     assert config_differences(reference, log) == []  # out_dir and seed differ, nothing else
+
+
+def test_a_labelled_one_line_dump_is_read_as_its_pairs() -> None:
+    text = (
+        "Hyperparameters: data_path:./data/fineweb10B_sp1024 seq_len:1024 seed:42 ttt_enabled:1\n"
+        "step:0/2000 train_loss:5.0000\n"
+        "final_int8_zlib_roundtrip_exact val_loss:2.00000000 val_bpb:1.20000000\n"
+    )
+    log = parse_log(text, "train_seed42.log")
+    assert log.hparams == {"data_path": "./data/fineweb10B_sp1024", "seq_len": "1024", "seed": "42", "ttt_enabled": "1"}
+    assert log.seed == 42 and log.hparam_lines["ttt_enabled"] == 1
+    other = parse_log(text.replace("seed:42", "seed:1337"), "train_seed1337.log")
+    assert config_differences(log, other) == []  # only the seed differs between the two runs

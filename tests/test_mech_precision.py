@@ -790,3 +790,33 @@ def test_a_caseops_sidecar_switched_off_in_the_run_leaves_transformed_bytes() ->
     assert off == [("PG204", "error", 6)]  # reported at the case-transform import
     on = _scoring(CASEOPS_SWITCHED_SIDECAR, _setting("BYTE_SIDECAR", "1"))
     assert not [f for f in _loud(on) if f[0] == "PG204"]
+
+
+# ---- 14. PG204: a running sum of a per-token table is a byte count, whatever its name --------
+
+MINIFIED_TABLE_BYTES = """\
+import math
+
+import numpy as np
+import torch
+
+
+def eval_val(h, m, vt, lut):
+    n = 0.0;b = 0.0
+    with torch.inference_mode():
+        for s in range(0, vt.numel() - h.L - 1, h.L):w = vt[s : s + h.L + 1];n += m(w[:-1][None], w[1:][None]).item() * h.L;b += {increment}
+    return n / max(1, (vt.numel() - 1)), n / b / math.log(2.)
+
+
+def main(h, m, vt):
+    lut = torch.from_numpy(np.load("base_bytes_lut.npy"))
+    vl, vb = eval_val(h, m, vt, lut)
+    print(f"final_int8_zlib_roundtrip_exact val_loss:{vl:.8f} val_bpb:{vb:.8f}")
+"""
+
+
+def test_a_minified_byte_total_from_a_lookup_table_divides_the_bits() -> None:
+    table = MINIFIED_TABLE_BYTES.replace("{increment}", "lut[w[1:]].sum().item()")
+    assert not [f for f in _loud(_scoring(table)) if f[0] == "PG204"]
+    tokens = MINIFIED_TABLE_BYTES.replace("{increment}", "w[1:].numel()")  # bits per token
+    assert ("PG204", "error", 11) in _loud(_scoring(tokens))

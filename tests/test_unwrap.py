@@ -294,3 +294,13 @@ def test_executed_chain_over_a_non_literal_is_a_problem() -> None:
     ]
     artifact = "import lzma\nstate = lzma.decompress(open('final_model.ptz', 'rb').read())\n"
     assert unwrap_source(artifact, "train_gpt.py").problems == []
+
+
+@pytest.mark.parametrize("wbits", ["-15", "wbits=-15", "-zlib.MAX_WBITS"])
+def test_raw_deflate_with_a_negative_window_decodes(wbits: str) -> None:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    payload = base64.b64encode(compressor.compress(PROGRAM.encode()) + compressor.flush()).decode()
+    shim = f'import zlib, base64\nexec(zlib.decompress(base64.b64decode("{payload}"), {wbits}))\n'
+    result = unwrap_source(shim, "train_gpt.py")
+    assert not result.problems
+    assert [d.text for d in result.decoded] == [PROGRAM]

@@ -216,6 +216,30 @@ def _byte_derived(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
     return names
 
 
+def _table_sums(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
+    """Running totals of a per-token table lookup (``b += lut[w[1:]].sum()``): a sum of
+    per-token values looked up by the scored tokens is a byte count whatever the table is
+    called (minified code; a token count adds ``numel()``/``len``, not table entries)."""
+    totals: set[str] = set()
+    for statement in nodes_within(index.assigns, scope, index):
+        if not isinstance(statement, cst.AugAssign) or not isinstance(statement.operator, cst.AddAssign):
+            continue
+        if any(isinstance(n, cst.Subscript) and isinstance(n.value, cst.Name) and _indexed_by_tokens(n)
+               for n in walk(statement.value)):
+            totals.update(target_names(statement))
+    return totals
+
+
+def _indexed_by_tokens(subscript: cst.Subscript) -> bool:
+    """``lut[w[1:]]``, ``lut[y]``: indexed by a tensor of tokens, not by a literal key."""
+    if len(subscript.slice) != 1 or not isinstance(subscript.slice[0].slice, cst.Index):
+        return False
+    key = subscript.slice[0].slice.value
+    if isinstance(key, (cst.Name, cst.Attribute)):
+        return not _LOSS_NAME.search(dotted_name(key) or "")
+    return isinstance(key, cst.Subscript)
+
+
 _LOSS_NAME = re.compile(r"loss|nll|bits|nats", re.IGNORECASE)
 _TOKEN_NAME = re.compile(r"tok|count|numel|num|^n_|^n$|len", re.IGNORECASE)
 _NOT_DATA = {"math", "np", "numpy", "torch", "float", "int", "round", "max", "min", "len", "sum", "abs"}
@@ -310,6 +334,7 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
             bool(mentioned & byte_names)
             or any(BYTE_NAME.search(n) for n in mentioned)
             or any(BYTE_NAME.search(text) for text in strings_in(value))
+            or bool(mentioned & _table_sums(index, scope))
         )
         if not named_bpb and _accumulators(index, scope, value) >= 3:
             continue  # minified: a third running total beside loss and token count is the byte count

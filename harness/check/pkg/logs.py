@@ -213,17 +213,24 @@ def _parse_header_line(log: TrainingLog, line: str, number: int) -> None:
         return
     pairs: list[tuple[str, str]] = []
     named = _NAME_VALUE.match(line)
-    if named:
+    labelled = _kv_pairs(named.group("value")) if named else []
+    if named and len(labelled) < 2:
         pairs = [(named.group("name"), named.group("value"))]
     else:
-        tokens = line.split()
-        matches = [_KV_TOKEN.match(token) for token in tokens]
-        if tokens and all(matches):
-            pairs = [(m.group("name"), m.group("value")) for m in matches if m]
+        # ``seed:42 lr:0.02 …``, or the same after a label (``Hyperparameters: seed:42 lr:0.02``)
+        pairs = labelled or _kv_pairs(line)
     for name, value in pairs:
         key = name.lower()
         log.hparams[key] = value
         log.hparam_lines[key] = number
+
+
+def _kv_pairs(text: str) -> list[tuple[str, str]]:
+    tokens = text.split()
+    matches = [_KV_TOKEN.match(token) for token in tokens]
+    if not tokens or not all(matches):
+        return []
+    return [(m.group("name"), m.group("value")) for m in matches if m]
 
 
 def _record_train_time(log: TrainingLog, line: str, number: int) -> None:
