@@ -820,3 +820,37 @@ def test_a_minified_byte_total_from_a_lookup_table_divides_the_bits() -> None:
     assert not [f for f in _loud(_scoring(table)) if f[0] == "PG204"]
     tokens = MINIFIED_TABLE_BYTES.replace("{increment}", "w[1:].numel()")  # bits per token
     assert ("PG204", "error", 11) in _loud(_scoring(tokens))
+
+
+# ---- 15. PG302: the budget of a loop that stops through a `stop_after_step` flag -------------
+
+FLAGGED_STOP = CALIBRATION_AFTER_LOOP.replace('''    began = time.perf_counter()
+    step = 0
+    while step < cfg.steps:
+        xb, yb = stream.next_batch(393216, 1024)
+        model(xb, yb).backward()
+        opt.step()
+        opt.zero_grad()
+        step += 1
+        if time.perf_counter() - began >= cfg.max_wallclock_seconds:
+            break''', '''    train_budget_ms = 1000.0 * cfg.max_wallclock_seconds
+    began = time.perf_counter()
+    stop_after_step = None
+    step = 0
+    while True:
+        if stop_after_step is not None and step >= stop_after_step:
+            break
+        xb, yb = stream.next_batch(393216, 1024)
+        model(xb, yb).backward()
+        opt.step()
+        opt.zero_grad()
+        step += 1
+        approx_ms = 1000.0 * (time.perf_counter() - began)
+        if stop_after_step is None and approx_ms >= train_budget_ms:
+            stop_after_step = step''')
+
+
+def test_a_budget_read_beside_a_stop_flag_is_found_whatever_it_is_called() -> None:
+    assert FLAGGED_STOP != CALIBRATION_AFTER_LOOP
+    assert _runtime_io(FLAGGED_STOP, _setting("MAX_WALLCLOCK_SECONDS", "588")) == []
+    assert [f.rule for f in _runtime_io(FLAGGED_STOP, _setting("MAX_WALLCLOCK_SECONDS", "600"))] == ["PG302"]

@@ -272,7 +272,11 @@ def _budget_state(
             locals_.setdefault(name, []).append(value)
 
     budgets: list[tuple[cst.CSTNode, float]] = []
-    pending = [c for c in nodes_within(index.comparisons, loop, index) if _compares_clock(index, c)]
+    pending = [
+        c for c in nodes_within(index.comparisons, loop, index)
+        if _compares_clock(index, c) or any(_BUDGET.search(last_identifier(n) or "") for n in walk(c)
+                                             if isinstance(n, (cst.Name, cst.Attribute)))
+    ]  # ``approx_ms >= train_budget_ms`` beside a ``stop_after_step`` flag: the budget is here
     seen: set[int] = set()
     for _ in range(3):  # the comparison, then up to two local hops
         following: list[cst.CSTNode] = []
