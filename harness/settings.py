@@ -85,11 +85,40 @@ def _all_settings(root: Path, files: list[str], sources: list[SourceFile]) -> li
     for name in sorted(files):
         if name.lower().endswith(".sh"):
             found += script_settings(_read_head(root, name), name)
+    logged: list[Setting] = []
     for name in sorted(files):
         base = posixpath.basename(name).lower()
         if base.endswith((".log", ".txt")) and not base.startswith(("readme", "requirements")):
-            found += log_settings(_read_head(root, name), name)
+            logged += log_settings(_read_head(root, name), name)
+    found += _through_fields(logged, sources)
     return sorted(found, key=lambda s: PRECEDENCE[s.source_kind])
+
+
+# ``pq_on = bool(int(os.environ.get("PREQUANT_TTT_ENABLED", "0")))``: a field and the env key it reads
+_FIELD_ENV = re.compile(
+    r"(?:^|[;\s(])([A-Za-z_]\w*)\s*=\s*[^;\n=]*?(?:environ\.get|getenv|environ\[)\s*\(?\s*[\"']([A-Za-z_]\w*)[\"']"
+)
+
+
+def _through_fields(logged: list[Setting], sources: list[SourceFile]) -> list[Setting]:
+    """Log settings, plus each one named for a field rather than the env key the field reads.
+
+    A log dump prints the hyperparameter object's fields; in minified code a field such as
+    ``pq_on`` reads ``PREQUANT_TTT_ENABLED``, so ``pq_on: True`` in the log sets that key."""
+    if not logged:
+        return logged
+    aliases: dict[str, str] = {}
+    env_keys: set[str] = set()
+    for source in sources:
+        for field, key in _FIELD_ENV.findall(source.text):
+            env_keys.add(key)
+            if field.upper() != key:
+                aliases.setdefault(field.upper(), key)
+    extra = [
+        Setting(aliases[s.name], s.value, s.file, s.line, s.source_kind)
+        for s in logged if s.name in aliases and s.name not in env_keys
+    ]
+    return logged + extra
 
 
 def _read_head(root: Path, name: str) -> str:

@@ -181,3 +181,15 @@ def test_labelled_one_line_dump() -> None:
     text = "1714000000.5 Hyperparameters: ttt_enabled:True ttt_epochs:3 seed:42\nstep:1/10 train_loss:6.9\n"
     found = [(s.name, s.value, s.line) for s in log_settings(text, "train.log")]
     assert found == [("TTT_ENABLED", "True", 1), ("TTT_EPOCHS", "3", 1), ("SEED", "42", 1)]
+
+
+def test_a_log_dump_of_minified_field_names_sets_the_env_keys_the_fields_read(tmp_path: Path) -> None:
+    code = (
+        'import os\nclass H:\n\tpq_on=bool(int(os.environ.get("PREQUANT_TTT_ENABLED","0")));'
+        'seed=int(os.environ.get("SEED",1337))\n'
+    )
+    (tmp_path / "train_seed7.log").write_text("pq_on: True\nseed: 7\nstep:0/10 train_loss:5.0\n")
+    sources = [SourceFile("train_gpt.py", tmp_path / "train_gpt.py", code, is_entry=True)]
+    settings = collect_settings(tmp_path, ["train_gpt.py", "train_seed7.log"], sources)
+    assert settings["PREQUANT_TTT_ENABLED"] == Setting("PREQUANT_TTT_ENABLED", "True", "train_seed7.log", 1, "log")
+    assert settings["SEED"] == Setting("SEED", "7", "train_seed7.log", 2, "log")  # already the env name
