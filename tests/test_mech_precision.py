@@ -854,3 +854,44 @@ def test_a_budget_read_beside_a_stop_flag_is_found_whatever_it_is_called() -> No
     assert FLAGGED_STOP != CALIBRATION_AFTER_LOOP
     assert _runtime_io(FLAGGED_STOP, _setting("MAX_WALLCLOCK_SECONDS", "588")) == []
     assert [f.rule for f in _runtime_io(FLAGGED_STOP, _setting("MAX_WALLCLOCK_SECONDS", "600"))] == ["PG302"]
+
+
+# ---- 16. PG204: three slots of one list of running totals (phased evaluations) ---------------
+
+LIST_TOTALS = """\
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def token_bytes(prev_ids, tgt_ids, luts):
+    base, lead, bnd = luts
+    return base[tgt_ids].double() + (lead[tgt_ids] & ~bnd[prev_ids]).double()
+
+
+def score(model, x, y, luts):
+    with torch.no_grad():
+        nll = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none")
+    return nll.double().sum(), nll.numel(), token_bytes(x.flatten(), y.flatten(), luts).sum()
+
+
+def eval_val(model, batches, luts):
+    tot = [torch.zeros((), dtype=torch.float64) for _ in range(3)]
+    for x, y in batches:
+        ls, tc, bc = score(model, x, y, luts)
+        tot[0] += ls
+        tot[1] += tc
+        tot[2] += bc
+    val_loss = (tot[0] / tot[1]).item()
+    return val_loss, val_loss / math.log(2.0) * (tot[1].item() / tot[2].item())
+
+
+def main(model, batches, luts):
+    val_loss, val_bpb = eval_val(model, batches, luts)
+    print(f"final_sliding_window_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+"""
+
+
+def test_byte_total_kept_in_a_slot_of_a_list_of_totals_divides_the_bits() -> None:
+    assert not [f for f in _loud(_scoring(LIST_TOTALS)) if f[0] == "PG204"]

@@ -276,10 +276,12 @@ def _member_names(expr: cst.CSTNode) -> list[str]:
 
 
 def _accumulators(index: ModuleIndex, scope: cst.CSTNode, value: cst.CSTNode) -> int:
-    """Running totals (``x += ...``) the formula depends on through local assignments."""
+    """Running totals (``x += ...``, or slots of one list ``tot[2] += …``) the formula depends
+    on through local assignments."""
     assigns = nodes_within(index.assigns, scope, index)
     totals = {n for s in assigns if isinstance(s, cst.AugAssign) for n in target_names(s)}
-    pending = [n.value for n in value_names(value)]
+    totals |= {slot for s in assigns if isinstance(s, cst.AugAssign) and (slot := _slot(s.target)) is not None}
+    pending = _read_totals(value)
     reached: set[str] = set()
     while pending:
         name = pending.pop()
@@ -291,8 +293,25 @@ def _accumulators(index: ModuleIndex, scope: cst.CSTNode, value: cst.CSTNode) ->
                 continue
             bound = assigned_value(statement)
             if bound is not None:
-                pending += [n.value for n in value_names(bound)]
+                pending += _read_totals(bound)
     return len(reached & totals)
+
+
+def _read_totals(expr: cst.CSTNode) -> list[str]:
+    """Names an expression reads, and the literal slots it reads (``tot[2]``)."""
+    slots = [slot for n in walk(expr) if isinstance(n, cst.Subscript) and (slot := _slot(n)) is not None]
+    return [n.value for n in value_names(expr)] + slots
+
+
+def _slot(node: cst.CSTNode) -> str | None:
+    """``tot[2]`` → "tot[2]": one slot of a list of running totals (three of them in one list
+    are the loss, token and byte sums of phased or minified evaluations)."""
+    if not isinstance(node, cst.Subscript) or not isinstance(node.value, cst.Name) or len(node.slice) != 1:
+        return None
+    element = node.slice[0].slice
+    if isinstance(element, cst.Index) and isinstance(element.value, cst.Integer):
+        return f"{node.value.value}[{element.value.value}]"
+    return None
 
 
 def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
