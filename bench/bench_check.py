@@ -497,8 +497,10 @@ def golf_check_command() -> list[str]:
 
 
 def timed_run(args: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Run from the snapshot's folder: ``python -m`` puts the working directory first on the
+    import path, so run from a checkout it would import that checkout's (uncompiled) harness."""
     start = time.perf_counter()
-    result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(args, env=env, cwd=env["PYTHONPATH"], capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
     if result.returncode == 2:
         raise SystemExit(f"golf-check failed: {result.stderr.strip()}")
@@ -567,7 +569,7 @@ def main() -> int:
     parser.add_argument("--tree-submissions", type=int, default=TREE_SIZE,
                         help="submissions in the tree (lines scale with it; default 60, ~110k lines)")
     args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="golf-bench-"))
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="golf-bench-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     cache_root = workdir / "cache"
     snapshot = snapshot_code(workdir)
@@ -592,7 +594,12 @@ def main() -> int:
         write_submission(tree / f"2026-04-01_bench_{number:02d}", program, shimmed=number % 2 == 1, seed=number)
     tree_lines = sum(program.count("\n") for program in programs)
 
+    imported = subprocess.run([sys.executable, "-c", "import harness; print(harness.__file__)"], env=env,
+                              cwd=env["PYTHONPATH"], capture_output=True, text=True, check=True).stdout.strip()
+    if not imported.startswith(str(snapshot)):
+        raise SystemExit(f"the measured runs would import {imported}, not the snapshot {snapshot}")
     print(f"workdir: {workdir}")
+    print(f"harness under test: {imported}")
     print(f"single submission: {SINGLE_LINES} lines decoded; tree: {count} submissions, {tree_lines} lines")
     print(f"{'measure':<44} {'seconds':>8} {'target':>7} {'vs target':>9} {'vs ast floor':>12}", flush=True)
     floor_single = floor_seconds([single], args.repeat)
