@@ -117,6 +117,7 @@ def _analyze_all(
     from concurrent.futures.process import BrokenProcessPool
 
     _preload_analysis()
+    gc.enable()  # workers collect between audits (each audit pauses it for itself)
 
     outcomes: list[tuple[int, tuple[list[dict], dict[str, str], bool]]] = []
     lost: list[tuple[int, Path]] = []

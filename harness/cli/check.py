@@ -11,6 +11,7 @@ least one could not be analyzed, 2 usage or internal error.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -75,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> NoReturn:
-    """The ``golf-check`` console script: ``main``, then a prompt exit (see ``exit_now``)."""
+    """The ``golf-check`` console script: ``main``, then a prompt exit (see ``exit_now``).
+
+    The cyclic GC is paused for the whole of a one-shot run: importing libcst builds hundreds
+    of classes, and collections over them cost a measurable share of a single audit while
+    freeing nothing (analysis pauses it anyway; pool workers turn it back on between audits)."""
+    gc.disable()
     exit_now(main())
 
 
