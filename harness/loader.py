@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
 from harness.findings import Finding, Severity
-from harness.settings import collect_settings
+from harness.settings import collect_settings, documented_alternatives
 from harness.submission import SourceFile, Submission
 from harness.unwrap import unwrap_source
 
@@ -149,6 +149,7 @@ class _Loader:
             native_files=native,
             files=self.files,
             settings=collect_settings(self.root, self.files, self.sources),
+            alternative_settings=documented_alternatives(self.root, self.files, self.sources),
             load_findings=self.findings,
             single_file=self.single_file is not None,
         )

@@ -61,6 +61,29 @@ def collect_settings(root: Path, files: list[str], sources: list[SourceFile]) ->
     return effective
 
 
+def documented_alternatives(root: Path, files: list[str], sources: list[SourceFile]) -> list[dict[str, Setting]]:
+    """The effective settings as each README run command or script line would leave them
+    (logs still on top), where that differs from ``collect_settings``: a README whose
+    "reproduce" command turns a switch on and whose later ablation command turns it off
+    documents both runs, and code is "not run" only if no documented run reaches it."""
+    found = _all_settings(root, files, sources)
+    effective = collect_settings(root, files, sources)
+    logged = {s.name for s in found if s.source_kind == "log"}
+    groups: dict[tuple[str, int], list[Setting]] = {}
+    for setting in found:
+        if setting.source_kind in ("readme", "script") and setting.name not in logged:
+            groups.setdefault((setting.file, setting.line), []).append(setting)
+    alternatives: list[dict[str, Setting]] = []
+    for group in groups.values():
+        if all(s.name in effective and effective[s.name].value == s.value for s in group):
+            continue  # the same run as the effective one
+        alternative = dict(effective)
+        alternative.update({s.name: s for s in group})
+        if alternative not in alternatives:
+            alternatives.append(alternative)
+    return alternatives
+
+
 def collect_setting_variants(root: Path, files: list[str], sources: list[SourceFile]) -> dict[str, list[Setting]]:
     """Every distinct value documented for each name, first occurrence of each value, in
     precedence order — so a rule can say "enabled by X=1 in README.md:12" even when another

@@ -60,6 +60,8 @@ class Submission:
     native_files: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # every regular file, relative to root
     settings: dict[str, Setting] = field(default_factory=dict)
+    # other documented runs (settings.documented_alternatives), judged when ``settings`` leave code off
+    alternative_settings: list[dict[str, Setting]] = field(default_factory=list)
     load_findings: list[Finding] = field(default_factory=list)
     single_file: bool = False
 

@@ -365,3 +365,23 @@ def test_training_on_the_next_chunk_before_it_is_scored_is_train_then_score() ->
     assert ("PG101", _line_of(ahead, "chunk_loss.backward()")) in _serious(ahead)
     scored = NEXT_CHUNK.replace("{start}", "ci * args.chunk").replace("(ci + 2) * args.chunk", "(ci + 1) * args.chunk")
     assert _serious(scored) == set()
+
+
+def test_a_switch_on_in_the_reproduce_command_but_off_in_a_later_ablation_still_runs(tmp_path) -> None:
+    import shutil
+
+    from harness.check.context import CheckContext
+    from harness.check import rules_ttt
+    from harness.check.parse import parse_source
+    from harness.loader import load_submission
+
+    fixtures = __import__("pathlib").Path(__file__).parent / "fixtures" / "code" / "illegal"
+    shutil.copy(fixtures / "PG102_env_switched.py", tmp_path / "train_gpt.py")
+    (tmp_path / "README.md").write_text(
+        "Reproduce:\n```bash\nPREQUANT_TTT_ENABLED=1 torchrun --nproc_per_node=8 train_gpt.py\n```\n"
+        "Ablation without the TTT:\n```bash\nPREQUANT_TTT_ENABLED=0 torchrun --nproc_per_node=8 train_gpt.py\n```\n"
+    )
+    submission = load_submission(tmp_path)
+    findings = rules_ttt.check(CheckContext(submission=submission, parsed=[parse_source(s) for s in submission.sources]))
+    assert [(f.rule, f.severity, f.line) for f in findings] == [("PG102", Severity.ERROR, 40)]
+    assert findings[0].message.endswith("— enabled by PREQUANT_TTT_ENABLED=1 in README.md:3")

@@ -8,6 +8,7 @@ from harness.settings import (
     code_settings,
     collect_setting_variants,
     collect_settings,
+    documented_alternatives,
     log_settings,
     readme_settings,
     script_settings,
@@ -193,3 +194,17 @@ def test_a_log_dump_of_minified_field_names_sets_the_env_keys_the_fields_read(tm
     settings = collect_settings(tmp_path, ["train_gpt.py", "train_seed7.log"], sources)
     assert settings["PREQUANT_TTT_ENABLED"] == Setting("PREQUANT_TTT_ENABLED", "True", "train_seed7.log", 1, "log")
     assert settings["SEED"] == Setting("SEED", "7", "train_seed7.log", 2, "log")  # already the env name
+
+
+def test_each_documented_run_command_is_an_alternative_configuration(tmp_path: Path) -> None:
+    readme = (
+        "Reproduce the record:\n```bash\nPREQUANT_TTT_ENABLED=1 SEED=42 torchrun train_gpt.py\n```\n"
+        "Ablation:\n```bash\nPREQUANT_TTT_ENABLED=0 SEED=42 torchrun train_gpt.py\n```\n"
+    )
+    files = _folder(tmp_path, {"README.md": readme, "train_gpt.py": ""})
+    effective = collect_settings(tmp_path, files, [])
+    assert effective["PREQUANT_TTT_ENABLED"].value == "0"  # the later command, as before
+    (alternative,) = documented_alternatives(tmp_path, files, [])
+    assert alternative["PREQUANT_TTT_ENABLED"] == Setting("PREQUANT_TTT_ENABLED", "1", "README.md", 3, "readme")
+    logged = _folder(tmp_path / "logged", {"README.md": readme, "train_seed42.log": "prequant_ttt_enabled: 0\n"})
+    assert documented_alternatives(tmp_path / "logged", logged, []) == []  # what the logs record ran

@@ -27,7 +27,7 @@ def check(ctx: CheckContext) -> list[Finding]:
     if not ctx.parsed:
         return []
     index = SubmissionIndex(ctx.parsed)
-    switches = Switches(ctx.parsed, ctx.submission.settings)
+    switches = Switches(ctx.parsed, ctx.submission.settings, ctx.submission.alternative_settings)
     engine = Engine(index)
     decoded = {p.source.display_name for p in ctx.parsed if p.source.decoded_depth > 0}
     findings: list[Finding] = []

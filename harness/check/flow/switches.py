@@ -43,8 +43,10 @@ class Outcome:
 class Switches:
     """Bindings of names across all sources (env reads, constants, aliases), and their values."""
 
-    def __init__(self, parsed_sources: list[ParsedSource], settings: dict[str, Setting]) -> None:
+    def __init__(self, parsed_sources: list[ParsedSource], settings: dict[str, Setting],
+                 alternatives: list[dict[str, Setting]] | None = None) -> None:
         self.settings = settings
+        self.alternatives = alternatives or []
         self._scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
         self.bindings: dict[str, list[tuple[cst.BaseExpression | None, ParsedSource]]] = {}
         for parsed in parsed_sources:
@@ -188,6 +190,23 @@ class Switches:
 
     # ------------------------------------------------------------------ outcome
     def outcome(self, conds: tuple[Cond, ...]) -> Outcome:
+        """Under the effective settings; code they leave off still runs if another documented
+        run command turns it on (then that command's settings are named)."""
+        first = self._outcome(conds)
+        if first.runs or not self.alternatives:
+            return first
+        effective = self.settings
+        try:
+            for alternative in self.alternatives:
+                self.settings = alternative
+                other = self._outcome(conds)
+                if other.runs and other.enabled_by:
+                    return other
+        finally:
+            self.settings = effective
+        return first
+
+    def _outcome(self, conds: tuple[Cond, ...]) -> Outcome:
         enabled: list[Setting] = []
         for cond in conds:
             used: set[str] = set()
