@@ -341,3 +341,11 @@ def test_minified_expert_gate_is_found_by_its_env_name_and_switched_off_by_it() 
     assert (finding.rule, finding.line) == ("PG201", 3)
     assert "`wb` = 0.3" in finding.message
     assert _scoring(files, _readme("WORD_BOOST", "0")) == []
+
+
+def test_a_gate_enabled_by_an_earlier_documented_run_command_is_not_off() -> None:
+    ctx = _context(_fixture("switched/PG201_word_gate_off.py"), _readme("WORD_BOOST", "0", line=20))
+    ctx.submission.alternative_settings = [_readme("WORD_BOOST", "0.5", line=9)]  # the reproduce command
+    gate = next(f for f in rules_scoring.check(ctx) if f.line == 32)
+    assert (gate.rule, gate.severity) == ("PG201", Severity.ERROR)
+    assert gate.message.endswith("enabled by WORD_BOOST=0.5 in README.md:9")

@@ -19,7 +19,7 @@ from harness.findings import Finding
 
 def check(ctx: CheckContext) -> list[Finding]:
     indexes = [index_module(parsed) for parsed in ctx.parsed]
-    configuration = Configuration(indexes, ctx.submission.settings)
+    configuration = Configuration(indexes, ctx.submission.settings, ctx.submission.alternative_settings)
     hits = find_network(indexes) + find_train_reads(indexes, configuration)
     findings = [configuration.finalize(hit) for hit in hits]
     return sorted(findings, key=lambda f: (f.file, f.line, f.rule))

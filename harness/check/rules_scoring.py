@@ -35,7 +35,7 @@ from harness.findings import Finding
 def check(ctx: CheckContext) -> list[Finding]:
     indexes = [index_module(parsed) for parsed in ctx.parsed]
     link_submission(indexes)  # detectors follow helpers imported from the submission's other files
-    configuration = Configuration(indexes, ctx.submission.settings)
+    configuration = Configuration(indexes, ctx.submission.settings, ctx.submission.alternative_settings)
     hits: list[Hit] = []
     for index in indexes:
         for function in index.functions:

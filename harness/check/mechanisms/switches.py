@@ -59,9 +59,11 @@ class Evaluation:
 class Configuration:
     """Env-switch bindings of one submission, evaluated under its documented settings."""
 
-    def __init__(self, indexes: list[ModuleIndex], settings: dict[str, Setting]) -> None:
+    def __init__(self, indexes: list[ModuleIndex], settings: dict[str, Setting],
+                 alternatives: list[dict[str, Setting]] | None = None) -> None:
         self.indexes = indexes
         self.settings = settings
+        self.alternatives = alternatives or []  # other documented runs (settings.documented_alternatives)
         self.bindings: dict[str, list[Binding]] = {}
         self.env_helpers: set[str] = set()
         for index in indexes:
@@ -323,15 +325,15 @@ class Configuration:
 
     # ---- findings -------------------------------------------------------------------
     def finalize(self, hit: Hit) -> Finding:
-        """Turn a detector hit into a finding whose severity reflects the documented config."""
-        state, used = self.node_state(hit.index, hit.node)
-        for factor in hit.zero_factors:
-            evaluation = self.evaluate(factor)
-            if isinstance(evaluation.value, (int, float)) and evaluation.value == 0:
-                state = False
-                used = used + evaluation.used
-            elif evaluation.value is not UNKNOWN:
-                used = used + evaluation.used
+        """Turn a detector hit into a finding whose severity reflects the documented config:
+        off only when the effective run and every other documented run leave it off."""
+        state, used = self._hit_state(hit)
+        if state is False:
+            for alternative in self.alternatives:
+                other_state, other_used = self._under(alternative, hit)
+                if other_state is not False:
+                    state, used = other_state, other_used
+                    break
         severity, message = hit.severity, hit.message
         if state is False:
             severity = Severity.INFO
@@ -348,6 +350,26 @@ class Configuration:
             message=message,
             path=hit.path,
         )
+
+    def _under(self, settings: dict[str, Setting], hit: Hit) -> tuple[bool | None, list]:
+        """The hit's state under other settings (reach memos belong to one set of settings)."""
+        saved = self.settings, self._reach_memo
+        self.settings, self._reach_memo = settings, {}
+        try:
+            return self._hit_state(hit)
+        finally:
+            self.settings, self._reach_memo = saved
+
+    def _hit_state(self, hit: Hit) -> tuple[bool | None, list]:
+        state, used = self.node_state(hit.index, hit.node)
+        for factor in hit.zero_factors:
+            evaluation = self.evaluate(factor)
+            if isinstance(evaluation.value, (int, float)) and evaluation.value == 0:
+                state = False
+                used = used + evaluation.used
+            elif evaluation.value is not UNKNOWN:
+                used = used + evaluation.used
+        return state, used
 
 
 def call_name_of_value(expr: cst.CSTNode) -> str:
