@@ -331,9 +331,14 @@ class _SyntacticSpanExit:
         state = self.state
         node, start_node, end_node, start, closing_parentheses = state.syntactic.pop()
         offsets = state.offsets
-        if start_node is not None:
+        # A start or end node that is trivia (the right parenthesis of a parenthesized
+        # ``from x import (a, b)``) records no offsets of its own; trivia never start a
+        # range, and an end that is trivia is the last token of the range, so the current
+        # offset is its end.
+        if start_node is not None and id(start_node) in offsets:
             start = offsets[id(start_node)][0]
-        end = offsets[id(end_node)][1] if end_node is not None else state.offset
+        end_offsets = offsets.get(id(end_node)) if end_node is not None else None
+        end = end_offsets[1] if end_offsets is not None else state.offset
         offsets[id(node)] = (start, end)
         for parenthesis in closing_parentheses:
             parenthesis._codegen(state)
