@@ -88,12 +88,12 @@ class FolderResult:
         }
 
 
-def unpack(corpus: Path, only: str | None) -> Path:
+def unpack(corpus: Path, only: str | None, destination: Path | None = None) -> Path:
     """The unpacked corpus folder (the corpus's own script; idempotent)."""
     command = [sys.executable, str(corpus / "unpack")]
-    destination = os.environ.get("GOLF_CORPUS_DIR")
-    if destination:
-        command.append(destination)
+    target = destination or os.environ.get("GOLF_CORPUS_DIR")
+    if target:
+        command.append(str(target))
     if only:
         command += ["--only", only]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -167,9 +167,9 @@ class LabeledFigures:
 
 
 def judge(case: LabeledCase, result: FolderResult) -> str:
-    """One word: ``caught``, ``wrong-reason``, ``missed``, ``ok``, ``ok-review``, ``FALSE-FAIL``, ``ERROR``."""
-    if result.verdict in ("error", "no-report"):
-        return "ERROR"
+    """One word (an unread file counts as ``ERROR`` whatever else was found): ``caught``, ``wrong-reason``, ``missed``, ``ok``, ``ok-review``, ``FALSE-FAIL``, ``ERROR``."""
+    if result.verdict in ("error", "no-report") or "PG000" in result.error_rules:
+        return "ERROR"  # a PG000 beside other findings still means part of the code went unread
     if case.label == "illegal":
         if result.verdict != "fail":
             return "missed"
