@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from harness.check.flow.taint import Engine
 
 call_sites = itertools.count(1)
+MAX_FIELD_DEPTH = 3  # ``loader.stream.tokens``: how deep an object's VAL fields are followed
 
 
 class CallHandling:
@@ -259,9 +260,13 @@ class CallHandling:
         holder = N.dotted_name(receiver) if receiver is not None else None
         if holder is None:
             return {}
+        return self._fields_of(holder)
+
+    def _fields_of(self, holder: str) -> dict[str, Taint]:
+        """VAL fields of the object ``holder`` names (``stream.tokens`` of ``calib_loader``)."""
         prefix = holder + "."
         return {key[len(prefix):]: value for key, value in self.taint.items()
-                if key.startswith(prefix) and "." not in key[len(prefix):]}
+                if key.startswith(prefix) and key.count(".", len(prefix)) < MAX_FIELD_DEPTH}
 
     def _method_of_instance(self, call: cst.Call) -> FuncInfo | None:
         """``ttt.run(model)`` where ``ttt = PreQuantTTT(...)``, or ``PreQuantTTT(...).run(model)``:
@@ -322,6 +327,7 @@ class CallHandling:
                 receiver_fields: dict[str, Taint] | None = None) -> Taint | None:
         params = list(target.params)
         seed: dict[str, Taint] = {}
+        classes: dict[str, str] = {}
         self._last_summary = None
         if bound_self and params:
             if receiver is not None:
@@ -347,13 +353,20 @@ class CallHandling:
             dotted = N.dotted_name(arg.value)
             if dotted is not None:
                 arg_names[param] = dotted
+                if param in target.params:
+                    # an object handed over keeps its VAL fields and its class in the callee:
+                    # ``collect_hessians(model, calib_loader)`` then ``loader.next_batch()`` (#728)
+                    for field_name, field_taint in self._fields_of(dotted).items():
+                        seed.setdefault(f"{param}.{field_name}", field_taint)
+                    if dotted in self.instances:
+                        classes[param] = self.instances[dotted]
             if taint is not None and param in target.params:
                 seed[param] = taint.extend(Step(enter.file, enter.line, f"enters {target.display}({param})"))
         if target.parent is not None:
             for key, value in self.taint.items():
                 if N.root_part(key) not in target.params:
                     seed.setdefault(key, value)
-        summary = self.engine.analyze(target, seed)
+        summary = self.engine.analyze(target, seed, classes)
         self._last_summary = summary
         if summary is None:
             result: Taint | None = receiver

@@ -18,7 +18,7 @@ from dataclasses import replace
 import libcst as cst
 
 from harness.check.flow import names as N
-from harness.check.flow.calls import CallHandling, call_sites, literal_key, wrapped_function
+from harness.check.flow.calls import MAX_FIELD_DEPTH, CallHandling, call_sites, literal_key, wrapped_function
 from harness.check.flow.index import FuncInfo, SubmissionIndex
 from harness.check.flow.loops import Loop, ends_in_exit, loop_vary, range_call
 from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
@@ -33,15 +33,17 @@ class Engine:
 
     def __init__(self, index: SubmissionIndex) -> None:
         self.index = index
-        self.memo: dict[tuple[int, frozenset[str]], Summary] = {}
+        self.memo: dict[tuple[int, frozenset[str], frozenset[tuple[str, str]]], Summary] = {}
         self.stack: list[int] = []
         self.reached: set[int] = set()
         self.analyses = 0
         self.code_cache: dict[int, str] = {}
         self.read_outside_logs: dict[int, set[str]] = {}  # FuncInfo.uid -> names read outside logs
 
-    def analyze(self, info: FuncInfo, seed: dict[str, Taint]) -> Summary | None:
-        key = (info.uid, frozenset(seed))
+    def analyze(self, info: FuncInfo, seed: dict[str, Taint], classes: dict[str, str] | None = None) -> Summary | None:
+        """``classes``: parameters known to hold an instance of a submission class (the caller
+        built it), so their generic methods (``loader.next_batch``) resolve in the callee."""
+        key = (info.uid, frozenset(seed), frozenset((classes or {}).items()))
         if key in self.memo:
             return self.memo[key]
         if info.uid in self.stack or len(self.stack) >= MAX_CALL_DEPTH or self.analyses >= MAX_ANALYSES:
@@ -51,6 +53,7 @@ class Engine:
         self.stack.append(info.uid)
         try:
             walk = _Walk(self, info, dict(seed))
+            walk.instances.update(classes or {})
             walk.run()
         finally:
             self.stack.pop()
@@ -76,12 +79,13 @@ class Engine:
 
 
 def _self_fields(info: FuncInfo, taint: dict[str, Taint]) -> dict[str, Taint]:
-    """``self.tokens`` tainted by a method (``__init__`` storing VAL): the instance's VAL fields."""
+    """``self.tokens`` tainted by a method (``__init__`` storing VAL): the instance's VAL fields,
+    nested ones included (``self.stream.tokens`` of a loader wrapping a shard stream, #728)."""
     if info.class_name is None or not info.params:
         return {}
     prefix = info.params[0] + "."
     return {name[len(prefix):]: value for name, value in taint.items()
-            if name.startswith(prefix) and "." not in name[len(prefix):]}
+            if name.startswith(prefix) and name.count(".", len(prefix)) < MAX_FIELD_DEPTH}
 
 
 class _Walk(CallHandling):
@@ -210,6 +214,7 @@ class _Walk(CallHandling):
             self.no_grad_depth -= no_grad
             self.warm_depth -= warm
         elif isinstance(node, (cst.Try, cst.TryStar)):
+            fed_before = set(self.train_fed)
             self.conditional_depth += 1
             self._block(list(node.body.body))
             for handler in node.handlers:
@@ -217,13 +222,16 @@ class _Walk(CallHandling):
             if node.orelse is not None:
                 self._block(list(node.orelse.body.body))
             self.conditional_depth -= 1
+            self.train_fed |= fed_before  # the body may have stopped before any rebinding
             if node.finalbody is not None:
                 self._block(list(node.finalbody.body.body))
         elif isinstance(node, cst.Match):
             self._expr(node.subject)
             self.conditional_depth += 1
+            fed_before = set(self.train_fed)
             for case in node.cases:
                 self._block(list(case.body.body))
+            self.train_fed |= fed_before
             self.conditional_depth -= 1
 
     def _if(self, node: cst.If) -> None:
@@ -249,7 +257,10 @@ class _Walk(CallHandling):
         self.warm_depth += warm
         self.conditional_depth += 1
         self.conds.append(Cond(self.parsed, node.test, True, line))
+        fed_before = set(self.train_fed)
         self._block(list(node.body.body))
+        fed_after_body = self.train_fed
+        self.train_fed = set(fed_before)
         self.conds.pop()
         self.warm_depth -= warm
         if node.orelse is not None:
@@ -259,6 +270,7 @@ class _Walk(CallHandling):
             else:
                 self._block(list(node.orelse.body.body))
             self.conds.pop()
+        self.train_fed |= fed_after_body  # either branch may have run
         self.conditional_depth -= 1
 
     def _loop(self, node: cst.For | cst.While) -> None:
@@ -329,10 +341,12 @@ class _Walk(CallHandling):
             fields = self.call_fields.get(id(node.value))
             if fields:
                 for target in node.targets:
-                    if isinstance(target.target, cst.Name):
-                        for field_name, field_taint in fields.items():
-                            self._taint_name(f"{target.target.value}.{field_name}", field_taint, line,
-                                             f"{target.target.value}.{field_name} set by {N.callee_name(node.value)}(…)")  # type: ignore[arg-type]
+                    holder = N.dotted_name(target.target)
+                    if holder is None or holder.count(".") >= MAX_FIELD_DEPTH:
+                        continue
+                    for field_name, field_taint in fields.items():
+                        self._taint_name(f"{holder}.{field_name}", field_taint, line,
+                                         f"{holder}.{field_name} set by {N.callee_name(node.value)}(…)")  # type: ignore[arg-type]
         elif isinstance(node, cst.AnnAssign):
             if node.value is not None:
                 self._bind(node.target, self._expr(node.value), node.value)
@@ -520,6 +534,15 @@ class _Walk(CallHandling):
             return
         if not isinstance(value_node.operator, cst.Add) or name not in set(N.refs(value_node)):
             return
+        operands = _add_operands(value_node)
+        added = [o for o in operands if N.dotted_name(o) != name]
+        if not any(self._tainted_expr(o) for o in added):
+            # ``bos_pos = [0] + bos_pos``: nothing derived from VAL is added, the old value is
+            # only extended by constants (#1953 phased TTT prepending a document start)
+            return
+        if any(isinstance(o, (cst.List, cst.ListComp, cst.Tuple)) for o in operands) \
+                and not N.SCORE_LIST_NAME.search(N.last_part(name)):
+            return  # a list grown by concatenation is a score only when named as one, like ``append``
         if N.contains_matmul(value_node):
             self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {self._short(value_node)}`",
                        value, set(N.refs(value_node)))
@@ -574,7 +597,10 @@ class _Walk(CallHandling):
             self.assigned_within[name] = (tuple(self.loops), tuple(self.conds))
             if fed_by_training:
                 self.train_fed.add(name)
-            elif self.conditional_depth == 0:
+            else:
+                # rebinding ends the mark for what follows in this block; ``_if`` and ``try``
+                # put back what another path may still hold (#672: ``x, y = train_loader…`` in
+                # the training loop, then ``x = local[…]`` of val in a later ``if ttt_epochs:``)
                 self.train_fed.discard(name)
             if value is not None:
                 self._taint_name(name, value, line, f"{name} = {self._short(value_node)}")
@@ -690,6 +716,19 @@ class _Walk(CallHandling):
         self.local_lines.insert(position, line)
         self.local_refs.insert(position, refs)
         self.ticks.insert(position, at)
+
+
+def _add_operands(node: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The terms of ``a + b + c`` (a left-nested chain of additions)."""
+    terms: list[cst.BaseExpression] = []
+    stack: list[cst.BaseExpression] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, cst.Add):
+            stack.extend((current.right, current.left))
+        else:
+            terms.append(current)
+    return terms
 
 
 def _mentions_warm(node: cst.CSTNode) -> bool:
