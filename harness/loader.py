@@ -6,15 +6,15 @@ cap, decodes bytes the way Python would (UTF-8, then the PEP 263 coding line, th
 with a finding), unwraps self-extracting shims statically, and turns every problem into a
 finding so the audit always completes. Nothing is imported, executed or ``exec``'d.
 
-Discovery errors (documented choice): a path that does not exist, or a file that is not a
-``.py`` file, is a ``UsageError`` (exit 2: the command line named something impossible); an
-existing folder with no ``train_gpt.py`` anywhere below it is a ``HarnessError`` (exit 3: the
-input is not a submission).
+Which folders are submissions is ``harness/discovery.py``'s question, and which Python file of
+a folder is its entry script is ``harness/entry.py``'s; a folder without any Python file still
+loads (the package checks apply) with a warning that no code rule could run.
 """
 
 from __future__ import annotations
 
 import codecs
+from dataclasses import replace
 import io
 import os
 import re
@@ -22,67 +22,31 @@ import stat
 import tokenize
 from pathlib import Path
 
-from harness.errors import HarnessError, UsageError
+from harness.discovery import SKIPPED_FOLDERS as _SKIPPED_FOLDERS
+from harness.discovery import discover_submissions
+from harness.entry import MAX_DOCUMENT_BYTES, choose_entries
+from harness.errors import UsageError
 from harness.findings import Finding, Severity
 from harness.settings import collect_settings, documented_alternatives
 from harness.submission import SourceFile, Submission
 from harness.unwrap import unwrap_source
 
 ENTRY = "train_gpt.py"
+__all__ = ["ENTRY", "decode_source_bytes", "discover_submissions", "load_submission"]
+NO_CODE_MESSAGE = (
+    "no Python code in the submission folder (its script may have been changed outside it): "
+    "only the package checks ran (README, submission.json, logs); no data-flow or mechanism rule could check the code"
+)
 MAX_SOURCE_BYTES = 8 * 2**20
 MAX_TOTAL_SOURCE_BYTES = 64 * 2**20
 MAX_FILES = 20_000
 MAX_SUPPRESSION_FINDINGS = 50
 NATIVE_SUFFIXES = frozenset({".c", ".cc", ".cpp", ".cxx", ".cu", ".h", ".hpp", ".cuh", ".so"})
-_SKIPPED_FOLDERS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv"})
 _CODING_LINE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
 _SUPPRESSION = re.compile(r"#\s*(noqa\b|nosec\b|golf[-_]?check\s*:)", re.I)
 _RUNTIME_NATIVE = re.compile(
     r"\b(load_inline|cpp_extension\.load|cpp_extension import load|CDLL|cdll\.LoadLibrary|cffi\.FFI|FFI\(\)\.dlopen)\b"
 )
-
-
-# ---- discovery ---------------------------------------------------------------------------
-
-
-def discover_submissions(paths: list[Path]) -> list[Path]:
-    """A ``.py`` file is itself; a folder holding ``train_gpt.py`` is one submission (its
-    subfolders are its own helpers, not more submissions); any other folder yields every
-    descendant folder holding a ``train_gpt.py``, sorted, without following symlinks."""
-    found: list[Path] = []
-    for path in paths:
-        if not os.path.lexists(path):
-            raise UsageError(f"{path}: no such file or folder")
-        if path.is_file():
-            if path.suffix != ".py":
-                raise UsageError(f"{path}: not a submission folder or a .py file")
-            found.append(path)
-        elif path.is_dir():
-            if os.path.lexists(path / ENTRY):
-                found.append(path)
-                continue
-            below = _descendant_submissions(path)
-            if not below:
-                raise HarnessError(f"{path}: no folder with a {ENTRY} below it")
-            found += below
-        else:
-            raise UsageError(f"{path}: not a submission folder or a .py file")
-    unique: list[Path] = []
-    for path in found:
-        if path not in unique:
-            unique.append(path)
-    return unique
-
-
-def _descendant_submissions(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for directory, subfolders, files in os.walk(folder, followlinks=False):
-        if ENTRY in files and Path(directory) != folder:
-            found.append(Path(directory))
-            subfolders[:] = []
-            continue
-        subfolders[:] = sorted(name for name in subfolders if name not in _SKIPPED_FOLDERS and not name.startswith("."))
-    return sorted(found)
 
 
 # ---- loading -----------------------------------------------------------------------------
@@ -105,7 +69,8 @@ class _Loader:
         self.root = root
         self.real_root = os.path.realpath(root)
         self.single_file = single_file
-        self.entry = single_file or ENTRY
+        self.entries: tuple[str, ...] = (single_file,) if single_file else ()
+        self.entry_note = ""
         self.findings: list[Finding] = []
         self.readable: dict[str, Path] = {}
         self.files: list[str] = []
@@ -117,14 +82,16 @@ class _Loader:
     def load(self) -> Submission:
         if self.single_file is None:
             self._list_folder()
+            self._choose_entries()
         else:
             self.files = [self.single_file]
             self.readable[self.single_file] = self.root / self.single_file
-        if self.entry not in self.readable:
-            if self.entry not in self.problem_files:
-                self._problem(self.entry, f"no {self.entry} in the submission folder", entry=True)
-        else:
-            self._load_source(self.entry, is_entry=True, origin="file")
+        for entry in self.entries:
+            if entry not in self.readable:
+                if entry not in self.problem_files:
+                    self._problem(entry, f"no {entry} in the submission folder", entry=True)
+            else:
+                self._load_source(entry, is_entry=True, origin="file")
         python_files = [name for name in self.files if name.endswith(".py")] if self.single_file is None else []
         for name in python_files:
             self._load_source(name, is_entry=False, origin="file")
@@ -152,7 +119,46 @@ class _Loader:
             alternative_settings=documented_alternatives(self.root, self.files, self.sources),
             load_findings=self.findings,
             single_file=self.single_file is not None,
+            entry_files=list(self.entries),
+            entry_note=self.entry_note,
         )
+
+    # -- the entry script --
+
+    def _choose_entries(self) -> None:
+        """Pick the entry script(s) (``harness/entry.py``); unreadable ``.py`` files stay
+        candidates, so a ``train_gpt.py`` that is a symlink out of the folder is still the
+        entry — and reported as unreadable — rather than silently replaced by a helper."""
+        listed = sorted(set(self.files) | {name for name in self.problem_files if name.endswith(".py")})
+        choice = choose_entries(listed, self._peek)
+        self.entries = choice.entries
+        self.entry_note = choice.note
+        # a listing problem (symlink out, not a regular file) on the chosen entry keeps its code
+        # from analysis: an error, as for train_gpt.py
+        self.findings = [
+            replace(f, severity=Severity.ERROR) if f.rule == "PG000" and f.file in self.entries else f
+            for f in self.findings
+        ]
+        if not self.entries:
+            self.findings.append(Finding("PG000", Severity.WARNING, "", 0, NO_CODE_MESSAGE))
+        elif choice.note:
+            self.findings.append(Finding("PG000", Severity.INFO, self.entries[0], 0, choice.note))
+
+    def _peek(self, name: str) -> str | None:
+        """A file's text for choosing the entry: never a finding, never counted against the
+        source budget (the entry is read again, properly, when loaded)."""
+        path = self.readable.get(name)
+        if path is None:
+            return None
+        limit = MAX_SOURCE_BYTES if name.endswith(".py") else MAX_DOCUMENT_BYTES
+        try:
+            with path.open("rb") as handle:
+                data = handle.read(limit + 1)
+        except OSError:
+            return None
+        if name.endswith(".py") and len(data) > limit:
+            return None
+        return data[:limit].decode("utf-8", errors="replace")
 
     # -- listing --
 
@@ -183,7 +189,7 @@ class _Loader:
         try:
             info = full.lstat()
         except OSError as exc:
-            self._problem(relative, f"cannot read {relative}: {exc.strerror}", entry=relative == self.entry)
+            self._problem(relative, f"cannot read {relative}: {exc.strerror}", entry=relative == ENTRY)
             return
         if stat.S_ISLNK(info.st_mode):
             target = os.path.realpath(full)
@@ -196,7 +202,7 @@ class _Loader:
             self.files.append(relative)
             self.readable[relative] = full
         else:
-            self._problem(relative, f"{relative} is not a regular file; not read", entry=relative == self.entry)
+            self._problem(relative, f"{relative} is not a regular file; not read", entry=relative == ENTRY)
 
     def _symlink_problem(self, relative: str, folder: bool) -> None:
         target = os.path.realpath(self.root / relative)
@@ -205,7 +211,7 @@ class _Loader:
         detail = "points outside the submission folder" if where == "outside" else "is a symlinked folder"
         if where == "inside" and not folder:
             detail = "is a dangling symlink"
-        self._problem(relative, f"symlink {kind} {relative} {detail}; not followed", entry=relative == self.entry)
+        self._problem(relative, f"symlink {kind} {relative} {detail}; not followed", entry=relative == ENTRY)
 
     def _inside(self, real_path: str) -> bool:
         try:

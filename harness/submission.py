@@ -30,7 +30,7 @@ class SourceFile:
     text: str
     origin: str = "file"
     decoded_depth: int = 0
-    is_entry: bool = False  # train_gpt.py itself, or code decoded from it
+    is_entry: bool = False  # the entry script (see harness/entry.py), or code decoded from it
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,15 @@ class Submission:
     alternative_settings: list[dict[str, Setting]] = field(default_factory=list)
     load_findings: list[Finding] = field(default_factory=list)
     single_file: bool = False
+    # the entry script(s) harness/entry.py chose (empty: no Python file in the folder) and, when
+    # it is not the conventional train_gpt.py, the sentence saying which and why
+    entry_files: list[str] = field(default_factory=list)
+    entry_note: str = ""
+
+    @property
+    def has_code(self) -> bool:
+        """False for a folder without any Python file (its script lives outside the folder)."""
+        return bool(self.entry_files)
 
     @property
     def entry_sources(self) -> list[SourceFile]:

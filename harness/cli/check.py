@@ -47,7 +47,8 @@ def build_parser() -> OneLineArgumentParser:
         "without running their code.",
     )
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                        help="submission folder, single .py file, or a tree of submissions")
+                        help="submission folder, single .py file, or a tree of submissions (each folder "
+                        "with a README, submission.json, a log or Python code is one)")
     parser.add_argument("--format", choices=FORMATS, default="text")
     parser.add_argument("--output", type=Path, metavar="FILE",
                         help="write the report to FILE (replaced atomically) instead of stdout")
@@ -128,7 +129,8 @@ def _run(argv: list[str]) -> int:
         raw_results = audit(args.paths, options, jobs=args.jobs, use_cache=not args.no_cache)
         if not raw_results:
             raise HarnessError(
-                "no submission found (a folder with train_gpt.py, or a .py file) under "
+                "no submission found (a folder with a README, submission.json, a training log or "
+                "Python code, or a .py file) under "
                 + ", ".join(str(path) for path in args.paths)
             )
     filters = ReviewFilters(
