@@ -9,8 +9,11 @@ documented configuration then decides whether the code actually ran.
 
 from __future__ import annotations
 
+import libcst as cst
+
 from harness.check.context import CheckContext
 from harness.check.mechanisms.byte_accounting import find_byte_accounting
+from harness.check.mechanisms.callees import scoring_callees
 from harness.check.mechanisms.causality import (
     find_expert_gate_settings,
     find_target_gates,
@@ -21,14 +24,15 @@ from harness.check.mechanisms.doc_boundary import find_unmasked_smear
 from harness.check.mechanisms.lookups import collect_lookups
 from harness.check.mechanisms.normalization import (
     find_byte_spread,
+    find_min_by_comparison,
     find_min_over_nll,
     find_ppm_byte_scoring,
     find_unnormalized_ratio,
 )
 from harness.check.mechanisms.slot import find_slot, find_slot_via_helper
 from harness.check.mechanisms.switches import Configuration
-from harness.check.mechanisms.syntax import Hit, index_module, link_submission
-from harness.check.mechanisms.targets import infer_targets
+from harness.check.mechanisms.syntax import Hit, ModuleIndex, index_module, link_submission
+from harness.check.mechanisms.targets import TargetInfo, infer_targets
 from harness.findings import Finding
 
 
@@ -37,25 +41,47 @@ def check(ctx: CheckContext) -> list[Finding]:
     link_submission(indexes)  # detectors follow helpers imported from the submission's other files
     configuration = Configuration(indexes, ctx.submission.settings, ctx.submission.alternative_settings)
     hits: list[Hit] = []
+    for index, info in _scoring_infos(indexes):
+        lookups = collect_lookups(index, info)
+        hits += find_target_in_key(index, info, lookups)
+        hits += find_target_gates(index, info, lookups)
+        hits += find_slot(index, info)
+        hits += find_slot_via_helper(index, info)
+        hits += find_whole_document_statistics(index, info)
+        hits += find_unnormalized_ratio(index, info, lookups)
     for index in indexes:
-        for function in index.functions:
-            info = infer_targets(index, function)
-            if info is None:
-                continue
-            lookups = collect_lookups(index, info)
-            hits += find_target_in_key(index, info, lookups)
-            hits += find_target_gates(index, info, lookups)
-            hits += find_slot(index, info)
-            hits += find_slot_via_helper(index, info)
-            hits += find_whole_document_statistics(index, info)
-            hits += find_unnormalized_ratio(index, info, lookups)
         hits += find_min_over_nll(index)
+        hits += find_min_by_comparison(index)
         hits += find_byte_spread(index)
         hits += find_ppm_byte_scoring(index)
     hits += find_expert_gate_settings(indexes, configuration)
     hits += find_unmasked_smear(indexes)
     hits += find_byte_accounting(indexes, configuration)
     return _unique([configuration.finalize(hit) for hit in hits])
+
+
+def _scoring_infos(indexes: list[ModuleIndex]) -> list[tuple[ModuleIndex, TargetInfo]]:
+    """Scoring functions, then the submission helpers they call (``callees``): a lookup
+    helper forms the prediction without taking a log itself (#982's ``score_positions``)."""
+    infos: list[tuple[ModuleIndex, TargetInfo]] = []
+    scoring: dict[int, list[cst.FunctionDef]] = {}
+    done: set[int] = set()
+    for index in indexes:
+        for function in index.functions:
+            info = infer_targets(index, function)
+            if info is not None:
+                infos.append((index, info))
+                scoring.setdefault(id(index), []).append(function)
+                done.add(id(function))
+    for index in indexes:
+        for peer, helper in scoring_callees(index, scoring.get(id(index), [])):
+            if id(helper) in done:
+                continue
+            done.add(id(helper))
+            info = infer_targets(peer, helper, on_scoring_path=True)
+            if info is not None and (info.names or info.reads):
+                infos.append((peer, info))
+    return infos
 
 
 def _unique(findings: list[Finding]) -> list[Finding]:

@@ -22,10 +22,12 @@ import libcst as cst
 
 from harness.findings import Severity
 
+from .callees import helper_of, names_outside_helper_calls
 from .lookups import CACHE_WORDS, LookupFacts, collect_lookups
 from .syntax import (
     Hit,
     ModuleIndex,
+    assign_targets,
     assigned_value,
     call_tail,
     nodes_within,
@@ -86,10 +88,10 @@ def _dependent_names(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts)
             value = assigned_value(statement)
             if value is None or _is_selection(value):
                 continue
-            via_cache = _mentions_dependent(value, info, dependent)
+            via_cache = _mentions_dependent(value, info, dependent, index)
             if via_cache is None:
                 continue
-            for name in target_names(statement):
+            for name in _bound_names(statement):
                 if name not in dependent:
                     dependent[name] = via_cache
                     changed = True
@@ -98,17 +100,40 @@ def _dependent_names(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts)
     return dependent
 
 
+def _bound_names(statement: cst.CSTNode) -> list[str]:
+    """Names a statement rebinds; a cell store (``table[ctx] = tgt``) is left out: inserting
+    the scored target into a cache is the legal causal update (#1514/#2135 tilt), and a read
+    of the same cell before the position is scored is ``update_order``'s finding."""
+    stored = assign_targets(statement)
+    if stored and all(isinstance(t, cst.Subscript) for t in stored):
+        return []
+    return target_names(statement)
+
+
 def _is_selection(value: cst.CSTNode) -> bool:
     """Picking the realized token's score out of a distribution is the legal final step."""
     return any(isinstance(n, cst.Call) and call_tail(n) in {"cross_entropy", "nll_loss", "gather"} for n in walk(value))
 
 
-def _mentions_dependent(expr: cst.CSTNode, info: TargetInfo, dependent: dict[str, bool]) -> bool | None:
-    """None when ``expr`` does not depend on the target; else whether it does via a cache."""
+def _mentions_dependent(
+    expr: cst.CSTNode, info: TargetInfo, dependent: dict[str, bool], index: ModuleIndex | None = None
+) -> bool | None:
+    """None when ``expr`` does not depend on the target; else whether it does via a cache.
+
+    With ``index``, a target only handed to a submission helper does not count
+    (``hints = build_hints(targets)``, the causal tilt of #2135): the helper is analysed on
+    its own (``callees``)."""
     via_cache: bool | None = None
-    for name in value_names(expr):
+    names = value_names(expr) if index is None else names_outside_helper_calls(index, expr)
+    for name in names:
         if name.value in dependent:
             via_cache = bool(via_cache) or dependent[name.value]
+    if via_cache is None and index is not None and not any(n.value in info.names for n in names):
+        opaque = {id(c) for c in walk(expr) if isinstance(c, cst.Call) and helper_of(index, c) is not None}
+        if opaque:
+            reads = [r for r in info.reads if any(id(n) == id(r) for n in walk(expr))]
+            if all(any(id(a) in opaque for a in index.ancestors(r)) for r in reads):
+                return None
     if via_cache is None and info.mentions(expr):
         via_cache = False
     if via_cache is False:
@@ -129,11 +154,11 @@ def find_target_gates(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts
         value = assigned_value(statement)
         if not names or value is None or _is_selection(value):
             continue
-        via_cache = _mentions_dependent(value, info, dependent)
+        via_cache = _mentions_dependent(value, info, dependent, index)
         if via_cache is not None:
             hits.append(_gate_hit(index, statement, names[0], via_cache))
     for node in nodes_within([n for n in _ifs(info.function)], info.function, index):
-        via_cache = _mentions_dependent(node.test, info, dependent)
+        via_cache = _mentions_dependent(node.test, info, dependent, index)
         if via_cache is None:
             continue
         assigned = [
@@ -411,7 +436,7 @@ def _gated_on_target(index: ModuleIndex, info: TargetInfo, dependent: dict[str, 
     for ancestor in index.ancestors(reference):
         if small is None and isinstance(ancestor, _SMALL_STATEMENTS):
             small = ancestor
-        if isinstance(ancestor, cst.If) and _mentions_dependent(ancestor.test, info, dependent) is not None:
+        if isinstance(ancestor, cst.If) and _mentions_dependent(ancestor.test, info, dependent, index) is not None:
             return True
         if ancestor is info.function or isinstance(ancestor, cst.FunctionDef):
             break

@@ -210,7 +210,9 @@ def _cache_table(index: ModuleIndex, site: cst.CSTNode, counted: set[str]) -> cs
     """The table a read site reads when it is an eval-time cache (named like one, or counted
     in this function); None for byte-accounting LUTs and everything else."""
     base = site.value if isinstance(site, cst.Subscript) else site.func
-    base_names = {n.value for n in value_names(base)} | ({base.attr.value} if isinstance(base, cst.Attribute) else set())
+    base_names = {n.value for n in value_names(base)} | {
+        n.attr.value for n in walk(base) if isinstance(n, cst.Attribute)
+    }  # ``self.full_tables[n][key]``: the member names the table, one subscript down (#982)
     if any(BYTE_WORDS.search(n) for n in base_names):
         return None
     table = base.value if isinstance(base, cst.Attribute) and not isinstance(site, cst.Subscript) else base

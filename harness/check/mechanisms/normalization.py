@@ -62,6 +62,76 @@ def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
     return hits
 
 
+_LESS = (cst.LessThan, cst.LessThanEqual)
+_GREATER = (cst.GreaterThan, cst.GreaterThanEqual)
+_TRACKED = re.compile(r"best|running|ema|lowest|record", re.IGNORECASE)
+
+
+def find_min_by_comparison(index: ModuleIndex) -> list[Hit]:
+    """The #659 min-NLL spelled as a comparison: ``if new_nll < old_nll: scored[t] = new_nll``,
+    ``nll = a if a < b else b`` or ``where(a < b, a, b)`` over two per-token losses keeps
+    the better score of two predictors after seeing the target, exactly like ``minimum``.
+    A running best over time (``best_loss``) is not a per-token choice and stays quiet."""
+    hits: list[Hit] = []
+    for comparison in index.comparisons:
+        if len(comparison.comparisons) != 1:
+            continue
+        operator = comparison.comparisons[0].operator
+        left, right = comparison.left, comparison.comparisons[0].comparator
+        if isinstance(operator, _LESS):
+            lesser = left
+        elif isinstance(operator, _GREATER):
+            lesser = right
+        else:
+            continue
+        loss_bound = _loss_bound_names(index, comparison)
+        operands = (left, right)
+        if not all(_names_nll(side, strict=True) or _bound_to_loss(side, loss_bound) for side in operands):
+            continue
+        if any(_TRACKED.search(n.value) for side in operands for n in value_names(side)):
+            continue
+        chosen = _chosen_by(index, comparison, lesser)
+        if chosen is None:
+            continue
+        hits.append(
+            Hit(
+                rule="PG202",
+                severity=Severity.ERROR,
+                index=index,
+                node=index.enclosing_statement(comparison),
+                message=(
+                    f"`{index.code(comparison, 60)}` then `{index.code(chosen, 50)}` keeps the lower of two per-token "
+                    "losses, which is not the loss of any single distribution fixed before the target is seen"
+                ),
+                path=(
+                    step(index, comparison, "two losses of the same token compared"),
+                    step(index, chosen, "the lower one is kept as the score"),
+                ),
+            )
+        )
+    return hits
+
+
+def _chosen_by(index: ModuleIndex, comparison: cst.Comparison, lesser: cst.CSTNode) -> cst.CSTNode | None:
+    """The node that keeps ``lesser`` when ``comparison`` holds: an assignment of it in the
+    ``if`` body, the true branch of a conditional expression, or ``where(test, lesser, …)``."""
+    parent = index.parent(comparison)
+    wanted = index.code(lesser, 1 << 16)
+    if isinstance(parent, cst.If) and parent.test is comparison:
+        for statement in nodes_within(index.assigns, parent.body, index):
+            value = assigned_value(statement)
+            if isinstance(statement, cst.Assign) and value is not None and index.code(value, 1 << 16) == wanted:
+                return statement
+        return None
+    if isinstance(parent, cst.IfExp) and parent.test is comparison:
+        return parent if index.code(parent.body, 1 << 16) == wanted else None
+    if isinstance(parent, cst.Arg):
+        call = index.parent(parent)
+        if isinstance(call, cst.Call) and call_tail(call) == "where" and len(call.args) == 3 and call.args[0] is parent:
+            return call if index.code(call.args[1].value, 1 << 16) == wanted else None
+    return None
+
+
 _PER_TOKEN = re.compile(r"nll|bits|nats|neg_?log|logp|ce\b", re.IGNORECASE)
 _HISTORY = re.compile(r"best|prev|running|ema|old|min_|lowest|record", re.IGNORECASE)
 

@@ -122,14 +122,21 @@ def _computes_log_normalizer(index: ModuleIndex, helper: cst.FunctionDef) -> boo
     return known
 
 
-def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo | None:
-    """Target-derived names in ``function``; None when the function scores nothing."""
+def infer_targets(index: ModuleIndex, function: cst.FunctionDef, on_scoring_path: bool = False) -> TargetInfo | None:
+    """Target-derived names in ``function``; None when the function scores nothing.
+
+    ``on_scoring_path``: a helper a scoring function calls (``cache.score_positions``,
+    #982) forms part of the prediction without itself taking a log, so it is read as if it
+    scored."""
     calls = nodes_within(index.calls, function, index)
-    if not is_scoring_function(index, function, calls):
+    if not on_scoring_path and not is_scoring_function(index, function, calls):
         return None
     info = TargetInfo(function=function)
     params = [p.name.value for p in function.params.params]
+    streams = _position_indexed(index, function) if on_scoring_path else set()
     for name in params:
+        if name in streams:
+            continue  # a helper handed the whole stream (``hints(target_ids)``): its offsets decide
         if STRONG_TARGET.search(name) and not NOT_TARGET.search(name):
             info.names.add(name)
             info.origin[name] = function
@@ -152,7 +159,7 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef) -> TargetInfo |
             if STRONG_TARGET.search(name) or (WEAK_TARGET.match(name) and is_shifted_slice(value)):
                 info.names.add(name)
                 info.origin[name] = statement  # the binding explains more than a later use
-    info.reads = _predicted_position_reads(index, function)
+    info.reads = _predicted_position_reads(index, function, look_back_only_is_context=on_scoring_path)
     info.reads += [r for r in _scored_index_reads(index, function) if all(r is not known for known in info.reads)]
     _propagate(info, assigns)
     return info
@@ -226,8 +233,27 @@ def _range_starts(function: cst.FunctionDef) -> dict[str, int]:
     return starts
 
 
-def _predicted_position_reads(index: ModuleIndex, function: cst.FunctionDef) -> list[cst.Subscript]:
-    """Subscripts ``arr[p + k]`` with the largest k among ≥2 offsets of the same ``arr``/``p``."""
+def _position_indexed(index: ModuleIndex, function: cst.FunctionDef) -> set[str]:
+    """Names subscripted at a position expression (``seq[p]``, ``seq[p - 1]``): sequences."""
+    found: set[str] = set()
+    starts = _range_starts(function)
+    for subscript in nodes_within(index.subscripts, function, index):
+        if isinstance(subscript.value, cst.Name) and len(subscript.slice) == 1:
+            element = subscript.slice[0].slice
+            if isinstance(element, cst.Index) and isinstance(element.value, cst.BinaryOperation):
+                if _offset(element.value, starts) is not None:
+                    found.add(subscript.value.value)
+    return found
+
+
+def _predicted_position_reads(
+    index: ModuleIndex, function: cst.FunctionDef, look_back_only_is_context: bool = False
+) -> list[cst.Subscript]:
+    """Subscripts ``arr[p + k]`` with the largest k among ≥2 offsets of the same ``arr``/``p``.
+
+    ``look_back_only_is_context``: in a helper handed the scored positions
+    (``rows_for(tokens, positions)``), reads at ``p - 2`` and ``p - 1`` only are the context
+    of position p; the predicted token is the one at offset 0 or later, when read at all."""
     groups: dict[tuple[str, str], list[tuple[int, cst.Subscript]]] = {}
     starts = _range_starts(function)
     for subscript in nodes_within(index.subscripts, function, index):
@@ -248,6 +274,8 @@ def _predicted_position_reads(index: ModuleIndex, function: cst.FunctionDef) -> 
         if len(offsets) < 2:
             continue
         top = max(offsets)
+        if look_back_only_is_context and top < 0:
+            continue
         reads.extend(node for amount, node in entries if amount == top and _is_read(index, node))
     return reads
 

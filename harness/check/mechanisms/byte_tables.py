@@ -1,0 +1,221 @@
+"""PG204, per-token byte tables: the canonical special cases of a piece's byte count.
+
+Why apart from the BPB formula checks (``byte_accounting``): these read how a per-piece
+table is *built* (``len(id_to_piece(i).encode())`` without byte-fallback and ``▁`` handling,
+#1271 Scylla, issue #897) and how the leading-space byte is *added* (only after a
+non-boundary token), not how the final ratio is formed.
+"""
+
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+
+from harness.findings import Severity
+
+from .syntax import (
+    Hit,
+    ModuleIndex,
+    assigned_value,
+    call_tail,
+    children_of as walk_children,
+    nodes_within,
+    step,
+    target_names,
+    walk,
+)
+from .targets import value_names
+
+BYTE_NAME = re.compile(r"byte", re.IGNORECASE)
+_BOUNDARY = re.compile(r"bound|bnd|bos|control|is_ctrl|prev|unk", re.IGNORECASE)
+_SPACE_LUT = re.compile(r"leading_space|has_space|space_lut|has_leading|lead_space", re.IGNORECASE)
+
+def find_lut_problems(index: ModuleIndex) -> list[Hit]:
+    """Per-piece byte tables built from ``id_to_piece`` without the canonical special cases."""
+    hits: list[Hit] = []
+    for function in index.functions:
+        if "id_to_piece" not in index.text_of(function) and "IdToPiece" not in index.text_of(function):
+            continue
+        calls = nodes_within(index.calls, function, index)
+        if not any(call_tail(c) in {"id_to_piece", "IdToPiece"} for c in calls):
+            continue
+        decoded = _decoded_names(index, function)
+        lengths = [
+            c for c in calls
+            if call_tail(c) == "len" and c.args and any(isinstance(n, cst.Call) and call_tail(n) == "encode" for n in walk(c.args[0].value))
+            and not _measures_decoded_text(index, c, decoded)
+        ]
+        if not lengths:
+            continue
+        text = index.code(function, 1_000_000)
+        if not BYTE_NAME.search(text):
+            continue  # piece lengths for something other than a byte table (vocab statistics)
+        problems = []
+        if not any(call_tail(c) in {"is_byte", "IsByte"} for c in calls) and "<0x" not in text:
+            problems.append("byte-fallback pieces are counted by their text rendering instead of as 1 byte")
+        if "\u2581" not in text and "\\u2581" not in text and "\\xe2\\x96\\x81" not in text:
+            problems.append("the `▁` word-boundary marker is counted as 3 text bytes instead of one space dropped after a boundary token")
+        if problems:
+            hits.append(
+                Hit(
+                    rule="PG204",
+                    severity=Severity.ERROR,
+                    index=index,
+                    node=index.enclosing_statement(lengths[0]),
+                    message=f"byte table in `{function.name.value}`: " + "; ".join(problems),
+                    path=(step(index, lengths[0], "piece length taken from its UTF-8 text"),),
+                )
+            )
+    return hits
+
+
+_DECODE = re.compile(r"decode", re.IGNORECASE)
+
+
+def _decoded_names(index: ModuleIndex, function: cst.FunctionDef) -> set[str]:
+    """Names bound to the output of a decoder (``sp.decode(ids)``, a lossless case-transform
+    inverse): text the tokenizer has already turned back into characters."""
+    names: set[str] = set()
+    for statement in nodes_within(index.assigns, function, index):
+        value = assigned_value(statement)
+        if isinstance(value, cst.Call) and _DECODE.search(call_tail(value)):
+            names.update(target_names(statement))
+    return names
+
+
+def _measures_decoded_text(index: ModuleIndex, length: cst.Call, decoded: set[str]) -> bool:
+    """``len(decode(prefix).encode()) - cursor``: the byte count of decoded text, where the
+    decoder already maps byte-fallback pieces to their byte and ``▁`` to a space — the
+    CaseOps raw-byte sidecar is built this way (#1729, #2138) — or a fallback inside an
+    ``except`` handler of such a count. Neither is a per-piece rendering length."""
+    argument = length.args[0].value
+    if any(isinstance(n, cst.Call) and _DECODE.search(call_tail(n)) for n in walk(argument)):
+        return True
+    if any(n.value in decoded for n in value_names(argument)):
+        return True
+    return bool(decoded) and any(isinstance(a, cst.ExceptHandler) for a in index.ancestors(length))
+
+
+def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
+    """Adding the leading-space byte for every target, even right after a boundary token."""
+    hits: list[Hit] = []
+    passed = _argument_words(index)
+    for function in index.functions:
+        aliases = passed.get(function.name.value, {})
+        space_params = {p for p, words in aliases.items() if any(_SPACE_LUT.search(w) for w in words)}
+        if not space_params and not _SPACE_LUT.search(index.text_of(function)):
+            continue
+        uses = [
+            s for s in nodes_within(index.subscripts, function, index)
+            if any(_SPACE_LUT.search(n.value) or n.value in space_params for n in value_names(s.value))
+            and not _is_store(index, s)
+        ]
+        if not uses:
+            continue  # only builds the table (``lead_space[tid] = True``)
+        if _boundary_condition_applied(index, function, uses, aliases):
+            continue
+        hits.append(
+            Hit(
+                rule="PG204",
+                severity=Severity.ERROR,
+                index=index,
+                node=index.enclosing_statement(uses[0]),
+                message=(
+                    f"`{index.code(uses[0], 60)}` adds the leading-space byte for every token; the canonical count "
+                    "adds it only when the previous token is not a boundary token"
+                ),
+                path=(step(index, uses[0], "leading-space byte added without the boundary condition"),),
+            )
+        )
+    return hits
+
+
+def _argument_words(index: ModuleIndex) -> dict[str, dict[str, set[str]]]:
+    """Function name → parameter → names of the arguments its call sites pass for it.
+
+    Why: minified scorers take the LUTs as one-letter parameters (``def ev_ng(a, m, …, bb,
+    ls, bd)``, called with ``base_bytes_lut, has_leading_space_lut, is_boundary_token_lut``),
+    so ``B += (bb[y] + ls[y]).sum()`` is recognisable as the issue #897 miscount — and
+    ``ls[y] & ~bd[x]`` as its fix — only through the names at the call site."""
+    wanted = {f.name.value: f for f in index.functions}
+    passed: dict[str, dict[str, set[str]]] = {}
+    for peer in index.peers or [index]:
+        for call in peer.calls:
+            function = wanted.get(call_tail(call))
+            if function is None:
+                continue
+            params = [p.name.value for p in function.params.params]
+            if params[:1] in (["self"], ["cls"]) and isinstance(call.func, cst.Attribute):
+                params = params[1:]
+            positional = [a for a in call.args if a.keyword is None and not a.star]
+            bound = list(zip(params, (a.value for a in positional)))
+            bound += [(a.keyword.value, a.value) for a in call.args if a.keyword is not None]
+            for param, argument in bound:
+                words = _words(argument, skip_slices=True) - {param}
+                if words:
+                    passed.setdefault(function.name.value, {}).setdefault(param, set()).update(words)
+    return passed
+
+
+def _is_store(index: ModuleIndex, subscript: cst.Subscript) -> bool:
+    parent = index.parent(subscript)
+    return isinstance(parent, cst.AssignTarget) or (isinstance(parent, cst.AugAssign) and parent.target is subscript)
+
+
+def _words(expr: cst.CSTNode, skip_slices: bool = False) -> set[str]:
+    """Variable names and attribute members in ``expr``; with ``skip_slices``, not those
+    only inside subscript indices (``lut[y[0]]`` reads ``lut``, positions come from ``y``)."""
+    found: set[str] = set()
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Name):
+            found.add(node.value)
+        elif isinstance(node, cst.Attribute):
+            found.add(node.attr.value)
+            stack.append(node.value)
+        elif skip_slices and isinstance(node, cst.Subscript):
+            stack.append(node.value)
+        elif not isinstance(node, (cst.Lambda, cst.FunctionDef)):
+            stack.extend(walk_children(node))
+    return found
+
+
+def _boundary_condition_applied(
+    index: ModuleIndex, function: cst.FunctionDef, uses: list[cst.Subscript], aliases: dict[str, set[str]]
+) -> bool:
+    """Is the "previous token is not a boundary" condition part of the leading-space term?
+
+    It must sit where the byte is counted: in the statement reading the space table
+    (``space[y] & ~bnd[x]``), in a statement that later corrects the same byte variable
+    (``tb[bnd[x]] -= 1``, ``tb = tb * not_bos``), or in a flag that statement combines with
+    the table (``ok = ~bnd[x]`` then ``space[y] & ok``). A BOS id that only splits the stream
+    into documents (``bos_positions``) leaves the space byte counted after every boundary,
+    which is the issue #897 miscount all the same. Parameters count by the arguments passed
+    for them (``aliases``)."""
+
+    def _names_boundary(words: set[str]) -> bool:
+        return _boundary_word(words | {a for w in words for a in aliases.get(w, ())})
+
+    statements = [index.enclosing_statement(u) for u in uses]
+    if any(_names_boundary(_words(s)) for s in statements):
+        return True
+    outputs = {n for s in statements for n in target_names(s)}
+    flags = {n for s in statements for n in _words(assigned_value(s) or s, skip_slices=True)} - outputs
+    use_line = min(index.line(s) for s in statements)
+    for statement in nodes_within(index.assigns, function, index):
+        value = assigned_value(statement)
+        if value is None:
+            continue
+        targets = set(target_names(statement))
+        words = _words(statement)
+        if targets & flags and _names_boundary(_words(value)):
+            return True  # the flag combined with the table is the boundary test
+        if index.line(statement) >= use_line and (targets | words) & outputs and _names_boundary(words - outputs):
+            return True  # the counted bytes are corrected with the boundary test afterwards
+    return False
+
+
+def _boundary_word(words: set[str]) -> bool:
+    return any(_BOUNDARY.search(w) for w in words)

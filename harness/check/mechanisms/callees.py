@@ -1,0 +1,89 @@
+"""Calls into the submission's own helper functions, seen from a scoring function.
+
+Why: real scorers split the work. The n-gram lookup that hashes the target into its key
+sits in a helper method the scoring loop calls (``cache.score_positions(tokens, pos)``,
+#982), and a causal hint table is built by a helper handed the whole target stream
+(``build_hints_for_targets(targets)``, the token-only tilt of #1514/#2135). Both facts are
+decided by reading the helper itself: its lookups are analysed as part of the scoring
+path, and a value it returns is not, by that alone, "the target at the scored position" —
+whether the helper reads ahead is the helper's own finding.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from .imports import imported_functions
+from .syntax import ModuleIndex, call_tail, children_of, nodes_within
+
+# Library-looking method names: a submission method with such a name (a cache class's
+# ``get``/``update``) still must not hide a ``d.get(tgt)`` read from the caller's analysis.
+_GENERIC = frozenset({
+    "get", "update", "item", "sum", "mean", "min", "max", "to", "view", "reshape", "forward", "__call__",
+    "append", "extend", "add", "pop", "setdefault", "copy", "clone", "float", "int", "long", "numpy",
+})
+
+
+def _module_level(index: ModuleIndex, function: cst.FunctionDef) -> bool:
+    return isinstance(index.parent(function), cst.Module)
+
+
+def helper_of(index: ModuleIndex, call: cst.Call) -> tuple[ModuleIndex, cst.FunctionDef] | None:
+    """The module-level submission function a plain call (``helper(...)`` or an imported
+    ``mod.helper(...)``) reaches, or None for library calls, methods and unknown names."""
+    if not isinstance(call.func, (cst.Name, cst.Attribute)):
+        return None
+    tail = call_tail(call)
+    if not tail or tail in _GENERIC:
+        return None
+    if isinstance(call.func, cst.Name):
+        for function in index.functions_named(tail):
+            if _module_level(index, function):
+                return index, function
+    for peer, function in imported_functions(index, call):
+        if _module_level(peer, function):
+            return peer, function
+    return None
+
+
+def names_outside_helper_calls(index: ModuleIndex, expr: cst.CSTNode) -> list[cst.Name]:
+    """Variable references in ``expr`` except those only passed as arguments to a submission
+    helper: the helper's result depends on what the helper does with them, which the
+    helper's own analysis decides (a causal hint builder handed the target stream)."""
+    found: list[cst.Name] = []
+    stack: list[cst.CSTNode] = [expr]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is cst.Name:
+            found.append(node)  # type: ignore[arg-type]
+        elif kind is cst.Attribute or kind is cst.Arg:
+            stack.append(node.value)  # type: ignore[attr-defined]
+        elif kind is cst.Lambda or kind is cst.FunctionDef:
+            continue
+        elif kind is cst.Call and helper_of(index, node) is not None:  # type: ignore[arg-type]
+            continue
+        else:
+            stack.extend(children_of(node))
+    return found
+
+
+def scoring_callees(index: ModuleIndex, scoring: list[cst.FunctionDef]) -> list[tuple[ModuleIndex, cst.FunctionDef]]:
+    """Submission functions and methods called from a scoring function, one level down.
+
+    Methods are resolved by name within the same source (``self.cache.score_positions``):
+    a scoring loop's own cache class sits beside it. Generic names stay out."""
+    found: list[tuple[ModuleIndex, cst.FunctionDef]] = []
+    seen = {id(f) for f in scoring}
+    for function in scoring:
+        for call in nodes_within(index.calls, function, index):
+            tail = call_tail(call)
+            if not tail or tail in _GENERIC:
+                continue
+            targets = [(index, f) for f in index.functions_named(tail)]
+            targets += imported_functions(index, call)
+            for peer, callee in targets:
+                if id(callee) not in seen:
+                    seen.add(id(callee))
+                    found.append((peer, callee))
+    return found
