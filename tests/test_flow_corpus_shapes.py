@@ -2,11 +2,19 @@
 a small program of its own: a helper that prepends a document start to a list of positions
 (#1953-style phased TTT, false PG103), a training loop whose batch names are reused by a later
 val fine-tuning loop (#672, PG105 instead of PG101), a token loader wrapping a shard stream
-over the validation files handed to a Hessian collector (#728, missed PG106)."""
+over the validation files handed to a Hessian collector (#728, missed PG106), a README that
+links the val shard under a training-shard name (#44) or points TRAIN_FILES at it (#179), and a
+documented helper program compressing val tokens into a shipped blob (#168, "paid prefix")."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from harness.check import rules_ttt
+from harness.check.context import CheckContext
+from harness.check.parse import parse_source
 from harness.findings import Finding, Severity
+from harness.submission import SourceFile, Submission
 from tests.test_rules_ttt import check_text
 
 
@@ -274,3 +282,176 @@ def test_728_hessians_from_a_loader_over_the_val_files_passed_to_a_helper() -> N
 def test_728_twin_the_same_loader_over_the_training_files_is_no_calibration_on_val() -> None:
     legal = CALIB.replace("{files}", "train_files")
     assert _serious(check_text(legal)) == set()
+
+
+# ------------------------------------------- #44/#179: the documented setup trains on val shards
+TRAINER = '''import os
+
+import torch
+
+
+class Hyperparameters:
+    data_path = os.environ.get("DATA_PATH", "./data/datasets/fineweb10B_sp1024")
+    train_files = os.environ.get("TRAIN_FILES", os.path.join(data_path, "fineweb_train_*.bin"))
+    val_files = os.path.join(data_path, "fineweb_val_*.bin")
+
+
+def main():
+    args = Hyperparameters()
+    model = torch.nn.Linear(8, 8)
+    tokens = torch.load(args.train_files)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(100):
+        model(tokens[step : step + 8].float()).sum().backward()
+        opt.step()
+    torch.save(model.state_dict(), "final_model.pt")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _folder_check(tmp_path: Path, files: dict[str, str]) -> list[Finding]:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    sources = [SourceFile(display_name=name, path=tmp_path / name, text=text, is_entry=name == "train_gpt.py")
+               for name, text in sorted(files.items(), key=lambda kv: kv[0] != "train_gpt.py") if name.endswith(".py")]
+    submission = Submission(root=tmp_path, name=tmp_path.name, sources=sources, files=sorted(files))
+    return rules_ttt.check(CheckContext(submission=submission, parsed=[parse_source(s) for s in sources]))
+
+
+def test_44_readme_linking_the_val_shard_as_a_training_shard_is_val_training(tmp_path: Path) -> None:
+    readme = ("# Val-only\n\n```bash\nmkdir -p data/valonly\n"
+              "ln -s ../fineweb10B_sp1024/fineweb_val_000000.bin data/valonly/fineweb_train_000000.bin\n"
+              "ln -s ../fineweb10B_sp1024/fineweb_val_000000.bin data/valonly/fineweb_val_000000.bin\n"
+              "DATA_PATH=data/valonly torchrun --nproc_per_node=8 train_gpt.py\n```\n")
+    found = _serious(_folder_check(tmp_path, {"train_gpt.py": TRAINER, "README.md": readme}))
+    assert ("PG105", "error", 5) in found
+    assert ("PG105", "error", 6) not in found  # val linked under its own name is just a data path
+
+
+def test_179_training_files_setting_pointed_at_val_is_val_training(tmp_path: Path) -> None:
+    readme = "# Run\n\n```bash\nTRAIN_FILES=fineweb_val_*.bin\nVAL_BATCH_SIZE=524288\n```\n"
+    found = _serious(_folder_check(tmp_path, {"train_gpt.py": TRAINER, "README.md": readme}))
+    assert ("PG105", "error", 4) in found
+
+
+def test_44_twin_a_readme_preparing_ordinary_shards_is_clean(tmp_path: Path) -> None:
+    readme = ("# Run\n\n```bash\nln -s /data/fineweb_train_000001.bin data/fineweb_train_000001.bin\n"
+              "cp /data/fineweb_val_000000.bin data/\nVAL_FILES=fineweb_val_*.bin torchrun train_gpt.py\n```\n")
+    assert _serious(_folder_check(tmp_path, {"train_gpt.py": TRAINER, "README.md": readme})) == set()
+
+
+# ------------------------------------------------ #168: a documented helper program ships val
+BLOB = '''import lzma
+import sys
+
+import numpy as np
+
+
+def load_val_tokens(directory):
+    return np.fromfile(directory + "/fineweb_val_000000.bin", dtype="<u2", offset=1024)
+
+
+def main():
+    tokens = load_val_tokens(sys.argv[1])
+    blob = lzma.compress(tokens[1:].tobytes(), preset=9)
+    with open("prefix_blob.xz", "wb") as f:
+        f.write(blob)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_168_a_documented_helper_compressing_val_tokens_into_a_blob_ships_val(tmp_path: Path) -> None:
+    readme = "# Paid prefix\n\nBuild the blob with `python make_blob.py ./data` and ship it beside the model.\n"
+    found = _folder_check(tmp_path, {"train_gpt.py": TRAINER, "make_blob.py": BLOB, "README.md": readme})
+    assert ("PG105", "error", _line(BLOB, "lzma.compress(")) in _serious(found)
+    assert any("make_blob.py, a program of its own" in f.message for f in found if f.rule == "PG105")
+
+
+def test_168_twin_an_undocumented_helper_stays_an_unreached_note(tmp_path: Path) -> None:
+    found = _folder_check(tmp_path, {"train_gpt.py": TRAINER, "make_blob.py": BLOB, "README.md": "# Model\n"})
+    assert _serious(found) == set()
+    assert any(f.rule == "PG105" and f.severity is Severity.INFO for f in found)
+
+
+# ----------------------------------- residual updates in a model's forward are not running totals
+RESIDUAL = '''import math
+import os
+
+import torch
+
+
+class Hyperparameters:
+    val_files = os.environ.get("VAL_FILES", "./data/fineweb_val_*.bin")
+    chunk = int(os.environ.get("TTT_CHUNK", 4096))
+    epochs = int(os.environ.get("TTT_EPOCHS", 3))
+
+
+class GPT(torch.nn.Module):
+    def __init__(self, dim, vocab, layers):
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, dim)
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(dim, dim) for _ in range(layers)])
+        self.head = torch.nn.Linear(dim, vocab)
+
+    def forward_logits(self, ids):
+        x = self.emb(ids)
+        skips = []
+        for block in self.blocks:
+            skips.append(x)
+            x = x + block(x)
+        x = x + skips.pop()
+        return self.head(x)
+
+
+def eval_score_first(args, model, val_tokens):
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    count = 0
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    n_chunks = (val_tokens.numel() - 1) // args.chunk
+    for ci in range(n_chunks):
+        local = val_tokens[ci * args.chunk : (ci + 1) * args.chunk + 1]
+        x, y = local[:-1][None], local[1:][None]
+        with torch.no_grad():
+            logits = model.forward_logits(x)
+            loss_sum += torch.nn.functional.cross_entropy(logits[0], y[0], reduction="sum").double()
+            count += y.numel()
+        if ci == n_chunks - 1:
+            break
+        for _ in range(args.epochs):
+            loss = torch.nn.functional.cross_entropy(model.forward_logits(x)[0], y[0])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return (loss_sum / count).item() / math.log(2.0)
+
+
+def main():
+    args = Hyperparameters()
+    model = torch.load("final_model.pt", weights_only=False)
+    val_tokens = torch.load(args.val_files)
+    print(f"legal_ttt_exact val_bpb:{eval_score_first(args, model, val_tokens):.8f}")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_residual_updates_in_the_forward_of_a_ttt_trained_model_are_no_score() -> None:
+    """Score-first TTT with several epochs on each scored chunk (#549 precedent) through a model
+    whose forward adds each block's output and a skip taken from an earlier ``x`` back into
+    ``x``: those additions are hidden-state updates, not a score re-taken in the epoch loop."""
+    assert {r for r in _serious(check_text(RESIDUAL)) if r[0].startswith("PG1")} == set()
+
+
+def test_13_short_score_words_match_only_whole_name_parts() -> None:
+    from harness.check.flow.names import SCORE_LIST_NAME
+
+    assert not any(SCORE_LIST_NAME.search(n) for n in ("device", "sequence", "slice_buf", "nbits", "place"))
+    assert all(SCORE_LIST_NAME.search(n) for n in ("tok_lp", "lps", "ce_sum", "all_nll", "tok_losses", "bits_sum"))

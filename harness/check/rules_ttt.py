@@ -12,7 +12,13 @@ by a documented setting names it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
+import libcst as cst
+
 from harness.check.context import CheckContext
+from harness.check.flow.documented_data import documented_val_training
 from harness.check.flow.headline import logged_as_diagnostic
 from harness.check.flow.index import FuncInfo, ModuleIndex, SubmissionIndex
 from harness.check.flow.ordering import Decision, decide, evidence
@@ -21,6 +27,7 @@ from harness.check.flow.taint import MAX_ANALYSES, Engine
 from harness.findings import Finding, Severity, Step
 
 RULES = ("PG101", "PG102", "PG103", "PG104", "PG105", "PG106")
+_DOC_LIMIT = 512 * 1024
 
 
 def check(ctx: CheckContext) -> list[Finding]:
@@ -33,6 +40,10 @@ def check(ctx: CheckContext) -> list[Finding]:
     findings: list[Finding] = []
     for module in _entry_modules(index):
         findings.extend(_judge_root(engine, module.top, switches, decoded, unreached_in=None))
+    documented = _documented_text(ctx)
+    for module in _own_programs(index, documented):
+        findings.extend(_judge_root(engine, module.top, switches, decoded, unreached_in=None,
+                                    program=module.parsed.source.display_name))
     for info in _unreached(index, engine):
         findings.extend(_judge_root(engine, info, switches, decoded, unreached_in=info))
     if engine.analyses >= MAX_ANALYSES:
@@ -40,11 +51,12 @@ def check(ctx: CheckContext) -> list[Finding]:
         findings.append(Finding(rule="PG000", severity=Severity.WARNING, file=entry, line=0,
                                 message=f"data-flow analysis stopped after {MAX_ANALYSES} function analyses; "
                                         "calls beyond that were treated as library calls, so findings may be missing"))
+    findings.extend(documented_val_training(ctx.submission))
     return _strongest_per_place(findings)
 
 
 def _judge_root(engine: Engine, root: FuncInfo, switches: Switches, decoded: set[str],
-                unreached_in: FuncInfo | None) -> list[Finding]:
+                unreached_in: FuncInfo | None, program: str | None = None) -> list[Finding]:
     """One root's findings; a root too deeply nested to walk is reported, not fatal, so the
     other roots are still judged and the submission cannot look clean by accident."""
     try:
@@ -60,8 +72,12 @@ def _judge_root(engine: Engine, root: FuncInfo, switches: Switches, decoded: set
         parsed = sources.get(call_site.file)
         return parsed is not None and logged_as_diagnostic(parsed, call_site)
 
-    return [_finding(d, switches, decoded, unreached_in=unreached_in)
-            for d in decide(timeline, trains_params, diagnostic)]
+    found = [_finding(d, switches, decoded, unreached_in=unreached_in)
+             for d in decide(timeline, trains_params, diagnostic)]
+    if program is not None:
+        found = [replace(f, message=f.message + f" — in {program}, a program of its own that the submission's "
+                                                  "documentation or entry script runs") for f in found]
+    return found
 
 
 def _entry_modules(index: SubmissionIndex) -> list[ModuleIndex]:
@@ -69,6 +85,51 @@ def _entry_modules(index: SubmissionIndex) -> list[ModuleIndex]:
     if not entries:
         entries = [m for m in index.modules if m.name.startswith("train_gpt")]
     return entries or list(index.modules)
+
+
+def _own_programs(index: SubmissionIndex, documented: str) -> list[ModuleIndex]:
+    """Helper scripts with a ``__main__`` guard that the README, a ``*.sh`` file or the entry
+    script names: they run as programs of their own, so what they do with validation data is
+    judged like the entry's (#168: ``build_prefix_blob.py`` compresses val tokens into the
+    blob shipped beside the weights). A script nobody mentions stays an unreached helper."""
+    programs: list[ModuleIndex] = []
+    for module in index.modules:
+        source = module.parsed.source
+        if source.is_entry or not _has_main_guard(module):
+            continue
+        base = source.display_name.rsplit("/", 1)[-1]
+        if base in documented:
+            programs.append(module)
+    return programs
+
+
+def _has_main_guard(module: ModuleIndex) -> bool:
+    for statement in module.parsed.module.body:
+        if isinstance(statement, cst.If) and "__main__" in module.parsed.flat_code(statement.test):
+            return True
+    return False
+
+
+def _documented_text(ctx: CheckContext) -> str:
+    """README and ``*.sh`` text plus the entry sources: where a helper script's name would be
+    mentioned if it is part of the documented run."""
+    parts = [s.text for s in ctx.submission.sources if s.is_entry]
+    if not ctx.submission.single_file:
+        for name in sorted(ctx.submission.files):
+            base = name.rsplit("/", 1)[-1].lower()
+            if base.endswith(".sh") or (base.startswith("readme") and base.endswith((".md", ".txt", ".rst"))):
+                parts.append(_read_doc(ctx.submission.root / name))
+    return "\n".join(parts)
+
+
+def _read_doc(path: Path) -> str:
+    try:
+        if path.is_symlink():
+            return ""
+        with path.open("rb") as handle:
+            return handle.read(_DOC_LIMIT).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _unreached(index: SubmissionIndex, engine: Engine) -> list[FuncInfo]:

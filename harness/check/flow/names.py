@@ -49,7 +49,11 @@ TRAIN_WORD = re.compile(r"(^|_)train", re.IGNORECASE)
 # A training-data pipeline (``train_loader``, ``train_tokens``, ``args.train_files``), not a setting.
 TRAIN_PIPELINE_NAME = re.compile(r"(^|_)train_?(loader|files|stream|tokens|data|batch|shards|pattern|iter)", re.I)
 DENOMINATOR_NAME = re.compile(r"byte|tok|count|cnt|num|^n_|_n$|^n$|len|total_t", re.IGNORECASE)
-SCORE_LIST_NAME = re.compile(r"loss|nll|bpb|bits|score|logprob|log_prob|lp|ce|entrop", re.IGNORECASE)
+# A name holding per-token or running scores. Distinctive words match anywhere (``tok_losses``,
+# ``totalloss``); short ones only as a whole ``_``-separated part (``lp``, ``tok_ce``), so that
+# ``device``, ``sequence`` or ``slice_buf`` are not scores (issue #13).
+SCORE_LIST_NAME = re.compile(
+    r"loss|nll|bpb|score|logprob|log_prob|entrop|(?:^|_)(?:bits|lps?|ces?|logps?|xent)(?:_|$)", re.IGNORECASE)
 LOG_VAL_TEXT = re.compile(r"val|bpb|exact", re.IGNORECASE)
 STATE_SNAPSHOT_CALLS = frozenset({"state_dict", "deepcopy", "load_state_dict", "save"})
 

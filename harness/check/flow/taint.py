@@ -395,7 +395,8 @@ class _Walk(CallHandling):
                            f"activation statistics `{self._short(node)}`", value, local_refs)
                 value = replace(value, via_calibration=True)
             elif targets and self._is_score_target(targets[0]) and not self._counts_only(node.value) and (
-                    not keyed_by_val or N.SCORE_LIST_NAME.search(N.last_part(targets[0]))):
+                    not keyed_by_val or N.SCORE_LIST_NAME.search(N.last_part(targets[0]))) \
+                    and not self._reads_itself(targets[0], node.value):
                 # ``doc_nll[doc_ids] += …`` is a per-document score; ``counts[key] += 1`` is a table
                 self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs,
                            produced_from=local_refs - set(targets))
@@ -546,9 +547,19 @@ class _Walk(CallHandling):
         if N.contains_matmul(value_node):
             self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {self._short(value_node)}`",
                        value, set(N.refs(value_node)))
-        elif self._is_score_target(name):
+        elif self._is_score_target(name) and not any(self._reads_itself(name, o) for o in added):
             self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
                        produced_from=set(N.refs(value_node)) - {name})
+
+    def _reads_itself(self, name: str, added: cst.CSTNode) -> bool:
+        """``x = x + mlp(norm(x))`` or ``x = x + skip`` with ``skip`` taken from an earlier
+        ``x``: the added term is computed from the target itself, a residual update of a hidden
+        state in a model's forward, not a running total — an accumulator never feeds its own
+        value into what it adds (a recurrent-block forward of an accepted record, issue #12).
+        A target named as a score (``loss_sum``) stays one whatever its addend reads."""
+        if N.SCORE_LIST_NAME.search(N.last_part(name)):
+            return False
+        return name in self.info.closure(set(N.refs(added)))
 
     def _score_if_stored(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
                          value: Taint | None, line: int) -> None:
