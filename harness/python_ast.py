@@ -5,6 +5,10 @@ decoded payload to see whether it is Python), and the parse layer parses the sam
 to refuse pathological nesting before libcst sees it. Both hold the very same ``str`` object,
 so the second parse is a lookup. Trees are large; only the last few are kept, and the engine
 forgets them once a submission is analyzed.
+
+The same holds for libcst: a decoded payload in 3.12 syntax, which ``ast`` on 3.11 refuses, is
+parsed with libcst by the unwrapper (to know it is Python and to find nested shims), and the
+parse layer would parse that very text again (over half a second for a 60 kB payload).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import warnings
 _PARSE_ERRORS = (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError)
 _RECENT: list[tuple[str, ast.Module | BaseException]] = []
 _RECENT_LIMIT = 4
+_RECENT_MODULES: list[tuple[str, object]] = []
+_RECENT_MODULES_LIMIT = 2
 
 
 def parse_python(text: str) -> ast.Module:
@@ -40,5 +46,20 @@ def _remember(text: str, outcome: ast.Module | BaseException) -> None:
     del _RECENT[:-_RECENT_LIMIT]
 
 
+def remember_module(text: str, module: object) -> None:
+    """Keep the libcst module parsed from ``text`` for ``recent_module``."""
+    _RECENT_MODULES.append((text, module))
+    del _RECENT_MODULES[:-_RECENT_MODULES_LIMIT]
+
+
+def recent_module(text: str) -> object | None:
+    """The libcst module of this very ``str`` object, if it was parsed lately."""
+    for known, module in _RECENT_MODULES:
+        if known is text:
+            return module
+    return None
+
+
 def forget_trees() -> None:
     _RECENT.clear()
+    _RECENT_MODULES.clear()

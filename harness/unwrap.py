@@ -5,7 +5,9 @@ Why every chain and not just ``exec(...)`` arguments: real shims pass the decode
 ``exec``, to ``compile``, to a name exec'd later, to ``linecache`` or to a temporary file
 loaded with importlib. Whatever the sink, a decompressed literal that parses as Python is code
 the submission can run, so it is analyzed. Nothing here executes submission code; a failure
-(corrupt data, bomb, non-text, non-Python) becomes a problem string, never an exception.
+(corrupt data, non-text, non-Python) of a chain whose result is executed, or a bomb anywhere,
+becomes a problem string, never an exception. Names resolve by Python's scopes
+(``unwrap_scope``): a helper's parameter is not the literal another function assigns.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from harness.python_ast import parse_python
-from harness.unwrap_eval import Evaluator, NotLiteral, Scope
-from harness.unwrap_ops import OPERATIONS, DecodeFailure
+from harness.unwrap_eval import Evaluator, NotLiteral
+from harness.unwrap_ops import OPERATIONS, DecodeFailure, OverCap
+from harness.unwrap_scope import BINDING_NODES, Scope, walk_with_owners
 
 # Cheap text test run before any parse: a file that names no decoder, decompressor or file
 # read cannot contain a chain, which spares a parse of every large ordinary source.
@@ -86,22 +88,28 @@ class _Unwrapper:
         self.budget = max_bytes * _TOTAL_BUDGET_FACTOR
         self.result = UnwrapResult()
 
-    def scan(self, text: str, where: str, depth: int, tree: ast.Module | None = None) -> None:
+    def scan(self, text: str, where: str, depth: int, tree: ast.Module | None = None,
+             module: cst.Module | None = None) -> None:
         if not _MAYBE_CHAIN.search(text):
             return
-        tree = tree or _scan_tree(text)
+        tree = tree or _scan_tree(text, module)
         if tree is None:
             return
         scope = Scope()
         calls: list[ast.Call] = []
         assignments: list[ast.Assign | ast.NamedExpr] = []
-        binders = _BINDING_NODES
-        for node in _breadth_first(tree):  # one walk: it dominates the cost on large decoded sources
+        binders = BINDING_NODES
+        name_owners = scope.name_owners
+        nodes, owners = walk_with_owners(tree)  # one walk: it dominates the cost on large decoded sources
+        for node, owner in zip(nodes, owners):
             kind = type(node)
             if kind is ast.Call:
                 calls.append(node)
+            elif kind is ast.Name:
+                if owner is not None:
+                    name_owners[id(node)] = owner
             elif kind in binders:
-                scope.add(node)
+                scope.add(node, owner)
                 if kind is ast.Assign or kind is ast.NamedExpr:
                     assignments.append(node)
         evaluator = Evaluator(scope, self.max_bytes, self.file_path)
@@ -129,10 +137,16 @@ class _Unwrapper:
                 )
             return
         except DecodeFailure as failure:
-            self.result.problems.append(f"could not decode {where}:{line} ({label}): {failure}")
+            # Only a shim fails: a literal nobody executes that does not decompress (a
+            # table, a test vector) is data. A literal too large to decompress is still a
+            # problem: a payload padded past the cap and run from a temporary file would
+            # otherwise hide its code.
+            if chain.executed or isinstance(failure, OverCap):
+                self.result.problems.append(f"could not decode {where}:{line} ({label}): {failure}")
             return
         except (RecursionError, MemoryError):
-            self.result.problems.append(f"could not decode {where}:{line} ({label}): expression too complex")
+            if chain.executed:
+                self.result.problems.append(f"could not decode {where}:{line} ({label}): expression too complex")
             return
         if not isinstance(value.data, (bytes, bytearray, str)):
             return
@@ -140,7 +154,8 @@ class _Unwrapper:
         text = _as_text(value.data)
         steps = " → ".join(value.steps) or label
         tree = _ast_tree(text) if text is not None else None
-        if text is None or tree is None and not _libcst_parses(text):
+        module = _libcst_module(text) if text is not None and tree is None else None
+        if text is None or tree is None and module is None:
             if chain.executed:
                 reason = "is not UTF-8 text" if text is None else "is not Python"
                 self.result.problems.append(f"could not decode {where}:{line} ({steps}): the decoded data {reason}")
@@ -155,7 +170,7 @@ class _Unwrapper:
                     f"could not decode {where}:{line}: shims nested deeper than {self.max_depth} levels"
                 )
             return
-        self.scan(text, f"{self.display_name}[decoded#{number}]", depth + 1, tree)
+        self.scan(text, f"{self.display_name}[decoded#{number}]", depth + 1, tree, module)
 
     def _siblings(self, calls: list[ast.Call], evaluator: Evaluator, where: str) -> None:
         for node in calls:
@@ -204,29 +219,6 @@ def _find_chains(calls: list[ast.Call], assignments: list[ast.Assign | ast.Named
             chains.append(_Chain(node=call, steps_named=labels, executed=call in executed))
     chains.sort(key=lambda chain: (chain.node.lineno, chain.node.col_offset))
     return chains
-
-
-# The node types ``Scope.add`` records something for; every other node it ignores.
-_BINDING_NODES = frozenset({ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.NamedExpr, ast.withitem})
-
-
-def _breadth_first(tree: ast.AST) -> list[ast.AST]:
-    """Every node, in ``ast.walk``'s order (breadth-first; ``Scope`` keeps bindings in the
-    order it sees them), without its generator-per-node cost."""
-    nodes = [tree]
-    append, extend = nodes.append, nodes.extend
-    node_type = ast.AST
-    position = 0
-    while position < len(nodes):
-        node = nodes[position]
-        position += 1
-        for name in node._fields:
-            value = getattr(node, name, None)
-            if type(value) is list:
-                extend([item for item in value if isinstance(item, node_type)])
-            elif isinstance(value, node_type):
-                append(value)
-    return nodes
 
 
 def _descendants(node: ast.AST) -> list[ast.Call]:
@@ -313,15 +305,18 @@ def _may_be_newer_syntax(text: str) -> bool:
     return False
 
 
-def _libcst_parses(text: str) -> bool:
-    """For 3.12 syntax (PEP 701 f-strings) that ``ast`` on 3.11 rejects."""
+def _libcst_module(text: str) -> cst.Module | None:
+    """For 3.12 syntax (PEP 701 f-strings) that ``ast`` on 3.11 rejects: libcst's module,
+    parsed as the parse layer parses (without the per-node validation meant for hand-built
+    trees, which refuses valid Python such as ``f(x)for x in y``, #1850) and kept for it."""
     if not _may_be_newer_syntax(text):
-        return False
+        return None
+    from harness.check.parse import parse_libcst  # the parse layer only when 3.12 syntax needs it
+
     try:
-        cst.parse_module(text)
-        return True
+        return parse_libcst(text, remember=True)
     except Exception:  # noqa: BLE001 — libcst raises several types on hostile text
-        return False
+        return None
 
 
 def _has_chain(text: str) -> bool:
@@ -329,8 +324,8 @@ def _has_chain(text: str) -> bool:
     if tree is None:
         return False
     scope = Scope()
-    for node in ast.walk(tree):
-        scope.add(node)
+    for node, owner in zip(*walk_with_owners(tree)):
+        scope.add(node, owner)
     evaluator = Evaluator(scope, 1, "")
     try:
         return any(evaluator.operation_of(n) for n in ast.walk(tree) if isinstance(n, ast.Call))
@@ -338,24 +333,27 @@ def _has_chain(text: str) -> bool:
         return False
 
 
-def _scan_tree(text: str) -> ast.Module | None:
+def _scan_tree(text: str, module: cst.Module | None = None) -> ast.Module | None:
     """An ``ast`` tree to search for chains. When ``ast`` rejects the text (3.12 f-strings)
     but libcst accepts it, the simple statements that ``ast`` can parse are collected into
     one synthetic module with their original line numbers: shim chains live in such
     statements, and a statement holding 3.12-only syntax is not a chain we could evaluate."""
     tree = _ast_tree(text)
-    if tree is not None or not _may_be_newer_syntax(text):
+    if tree is not None:
         return tree
+    module = module or _libcst_module(text)
+    if module is None:
+        return None
+    from harness.check.parse import positions_of
+
     try:
-        module = cst.parse_module(text)
-        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-        positions = wrapper.resolve(PositionProvider)
-        collector = _SimpleStatements()
-        wrapper.module.visit(collector)
-    except Exception:  # noqa: BLE001 — libcst raises several types on hostile text
+        positions, nodes = positions_of(module, text)
+    except RecursionError:
         return None
     body: list[ast.stmt] = []
-    for statement in collector.found:
+    for statement in nodes:
+        if type(statement) is not cst.SimpleStatementLine:
+            continue
         position = positions.get(statement)
         if position is None:
             continue
@@ -369,12 +367,3 @@ def _scan_tree(text: str) -> ast.Module | None:
         ast.increment_lineno(parsed, position.start.line - 1)
         body.extend(parsed.body)
     return ast.Module(body=body, type_ignores=[])
-
-
-class _SimpleStatements(cst.CSTVisitor):
-    def __init__(self) -> None:
-        self.found: list[cst.SimpleStatementLine] = []
-
-    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
-        self.found.append(node)
-        return False

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ast
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from harness.unwrap_scope import UNKNOWN, Scope
 from harness.unwrap_ops import (
     KNOWN_MODULES,
     OPERATIONS,
@@ -60,48 +61,6 @@ class _Decompressor:
     kwargs: tuple[tuple[str, object], ...]
 
 
-@dataclass
-class Scope:
-    """Module-wide name information: import aliases, star imports and every assignment.
-
-    Shims are short and flat, so one flat scope for the whole module (function bodies
-    included) resolves the names they use; a name assigned several times resolves to the
-    last assignment above the use.
-    """
-
-    aliases: dict[str, str] = field(default_factory=dict)
-    star_modules: list[str] = field(default_factory=list)
-    bindings: dict[str, list[tuple[int, ast.expr]]] = field(default_factory=dict)
-
-    def add(self, node: ast.AST) -> None:
-        """Record what ``node`` binds, if anything (called for every node of one walk)."""
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                top = alias.name.split(".")[0]
-                self.aliases[alias.asname or top] = alias.name if alias.asname else top
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                if alias.name == "*":
-                    self.star_modules.append(node.module)
-                else:
-                    self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    self.bindings.setdefault(target.id, []).append((node.lineno, node.value))
-        elif isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
-            line = getattr(node.context_expr, "lineno", 0)
-            self.bindings.setdefault(node.optional_vars.id, []).append((line, node.context_expr))
-
-    def binding(self, name: str, line: int) -> ast.expr | None:
-        candidates = self.bindings.get(name)
-        if not candidates:
-            return None
-        before = [value for assigned, value in candidates if assigned <= line]
-        return before[-1] if before else candidates[-1][1]
-
-
 class Evaluator:
     """Evaluates expressions of one module; ``cap`` bounds every decompressed output and
     ``file_path`` is what ``__file__`` means (the submission-relative path of the file)."""
@@ -142,7 +101,7 @@ class Evaluator:
             qualified = f"{module}.{name}"
             if qualified in OPERATIONS or qualified in _DECOMPRESSOR_FACTORIES or module_constant(qualified) is not None:
                 return qualified
-        bound = self.scope.binding(name, getattr(node, "lineno", 0))
+        bound = self.scope.binding(node)
         if bound is not None and isinstance(bound, (ast.Name, ast.Attribute, ast.Call)) and name not in self._resolving:
             self._resolving.add(name)
             try:
@@ -241,8 +200,8 @@ class Evaluator:
             return Value(constant)
         if node.id == "__file__":
             return Value(self.file_path)
-        bound = self.scope.binding(node.id, node.lineno)
-        if bound is None or node.id in self._resolving:
+        bound = self.scope.binding(node)
+        if bound is None or bound is UNKNOWN or node.id in self._resolving:
             raise NotLiteral(f"name {node.id} is not bound to a literal")
         self._resolving.add(node.id)
         try:
@@ -343,7 +302,7 @@ class Evaluator:
         if isinstance(node, ast.Name):
             if node.id == "__file__":
                 return self.file_path
-            bound = self.scope.binding(node.id, node.lineno)
+            bound = self.scope.binding(node)
             if bound is None or node.id in self._resolving:
                 return None
             self._resolving.add(node.id)
@@ -396,14 +355,14 @@ class Evaluator:
         if depth > MAX_EVAL_DEPTH:
             return None
         if isinstance(node, ast.Name):
-            bound = self.scope.binding(node.id, node.lineno)
+            bound = self.scope.binding(node)
             return self.read_target(bound, depth + 1) if bound is not None and bound is not node else None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             if node.func.attr in ("decode", "encode"):
                 return self.read_target(node.func.value, depth + 1)
             receiver = node.func.value
             if node.func.attr == "read":
-                opened = self.scope.binding(receiver.id, receiver.lineno) if isinstance(receiver, ast.Name) else receiver
+                opened = self.scope.binding(receiver) if isinstance(receiver, ast.Name) else receiver
                 if isinstance(opened, ast.Call) and self.qualify(opened.func) in _OPEN_FUNCTIONS and opened.args:
                     return self.path_of(opened.args[0], depth + 1)
             if node.func.attr in ("read_text", "read_bytes"):
@@ -435,6 +394,10 @@ def _convert(kind: str, args: list[object]) -> object:
 def _string_method(data: str | bytes, method: str, args: list[object], cap: int) -> str | bytes:
     if method == "join":
         items = args[0] if args else None
+        if isinstance(items, str) and isinstance(data, str):  # ''.join(("a" "b")): the characters
+            if len(items) + len(data) * max(len(items) - 1, 0) > cap:
+                raise DecodeFailure("joined literal exceeds the size cap")
+            return data.join(items)
         if not isinstance(items, (list, tuple)) or not all(type(item) is type(data) for item in items):
             raise NotLiteral("join of non-literal items")
         if sum(len(item) for item in items) > cap:  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from libcst._nodes.internal import CodegenState
 
 from harness.check.node_init import fast_node_construction
 from harness.check.node_types import use_plain_type_tests
-from harness.python_ast import parse_python
+from harness.python_ast import parse_python, recent_module, remember_module
 from harness.submission import SourceFile
 
 
@@ -190,10 +190,30 @@ def _parse_unvalidated(text: str) -> cst.Module:
         return cst.parse_module(text)
 
 
+def parse_libcst(text: str, *, remember: bool = False) -> cst.Module:
+    """``_parse_unvalidated``, reusing the module of this very text when the unwrapper already
+    parsed it (a decoded payload in 3.12 syntax); ``remember`` keeps the result for that.
+    Raises what libcst raises."""
+    module = recent_module(text)
+    if isinstance(module, cst.Module):
+        return module
+    module = _parse_unvalidated(text)
+    if remember:
+        remember_module(text, module)
+    return module
+
+
+def positions_of(module: cst.Module, text: str) -> tuple[Positions, list[cst.CSTNode]]:
+    """Syntactic positions of every node of ``module`` parsed from ``text`` (the same pass as
+    ``parse_source``), and the nodes in pre-order."""
+    positions, nodes, _, _ = _positions_and_parents(module, text)
+    return positions, nodes
+
+
 def parse_source(source: SourceFile) -> ParsedSource:
     _precheck(source)
     try:
-        module = _parse_unvalidated(source.text)
+        module = parse_libcst(source.text)
     except (cst.ParserSyntaxError, RecursionError, ValueError, MemoryError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParseFailure(f"cannot parse {source.display_name}: {first_line}") from None
