@@ -12,7 +12,9 @@ a submission when it documents one:
 
 A folder with a strong mark is a submission; a folder with only weak marks is one unless a
 folder below it has a strong mark (then it is an index — a tree's README — and the search goes
-on below it). The search stops at the first submission on each branch, so a submission's own
+on below it). A folder named on the command line that holds files but no marked folder is
+still audited (only a run script or a write-up: the package checks say what is missing); inside
+a tree such a folder is not a submission. The search stops at the first submission on each branch, so a submission's own
 subfolders (helpers, a copy of an earlier version) are never counted twice. Symlinked folders
 and hidden or tool folders are never entered.
 
@@ -49,6 +51,8 @@ def discover_submissions(paths: list[Path]) -> list[Path]:
             found.append(path)
         elif path.is_dir():
             below = _submissions_in(path)
+            if not below and _holds_a_file(path):
+                below = [path]  # named on the command line: the user says it is one
             if not below:
                 raise HarnessError(f"{path}: no submission folder at or below it ({_WHAT_COUNTS})")
             found += below
@@ -116,6 +120,14 @@ def _submissions_in(root: Path) -> list[Path]:
         else:
             pending.extend(children.get(folder, []))
     return sorted(found)
+
+
+def _holds_a_file(folder: Path) -> bool:
+    for directory, subfolders, files in os.walk(folder, followlinks=False):
+        subfolders[:] = [name for name in subfolders if name not in SKIPPED_FOLDERS and not name.startswith(".")]
+        if any(_is_regular(Path(directory) / name) for name in files):
+            return True
+    return False
 
 
 def _is_regular(path: Path) -> bool:

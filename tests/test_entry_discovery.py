@@ -240,10 +240,17 @@ def test_tree_discovery_finds_every_shape_once(tmp_path: Path) -> None:
     assert len(discover_submissions([records / "track/b_renamed", records / "track"])) == 4
 
 
-def test_a_folder_with_nothing_to_audit_is_bad_input(tmp_path: Path) -> None:
-    _write(tmp_path / "notes", {"ideas.md": "x\n", "todo.txt": "nothing\n"})
+def test_a_named_folder_with_files_but_no_marks_is_still_audited(tmp_path: Path) -> None:
+    """PR #1655 (only run.sh) and #1602 (only a write-up): named on the command line, the
+    folder gets a report saying what is missing; an empty one is bad input."""
+    folder = _write(tmp_path / "only_run_sh", {"run.sh": "torchrun train_gpt.py\n"})
+    assert discover_submissions([folder]) == [folder]
+    findings = analyze(load_submission(folder))
+    assert any(f.rule == "PG000" and f.severity is Severity.WARNING for f in findings)
+    assert verdict_for(findings) is not Verdict.ERROR
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
     with pytest.raises(HarnessError, match="no submission folder at or below it"):
-        discover_submissions([tmp_path / "notes"])
+        discover_submissions([tmp_path / "empty"])
 
 
 def test_a_single_file_keeps_working(tmp_path: Path) -> None:

@@ -55,8 +55,9 @@ def test_discovery_errors(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UsageError, match="not a submission folder or a .py file"):
         discover_submissions([tmp_path / "notes.txt"])
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
     with pytest.raises(HarnessError, match="no submission folder at or below it") as empty:
-        discover_submissions([tmp_path])
+        discover_submissions([tmp_path / "empty"])
     assert empty.value.exit_code == EXIT_BAD_INPUT
 
 
