@@ -190,6 +190,19 @@ def test_choose_entries_without_python_files() -> None:
     assert choose_entries(["README.md", "train.log"], lambda name: None).entries == ()
 
 
+def test_a_renamed_entry_is_no_package_finding_but_must_parse(tmp_path: Path) -> None:
+    """Labeled record 2026-04-15 Mamba3Hybrid (PR #1107/#1355 shape): the accepted script is
+    train_mamba3_hybrid.py, so the missing train_gpt.py is no PG401; a renamed script that does
+    not parse is the PG401 error train_gpt.py would get (twin of the legal folder)."""
+    package = {"README.md": "```\ntorchrun train_mamba3_hybrid.py\n```\n", "submission.json": JSON, "train_seed1.log": LOG}
+    good = _write(tmp_path / "good", {"train_mamba3_hybrid.py": TRAINER, **package})
+    assert not [f for f in analyze(load_submission(good)) if f.rule == "PG401"]
+    broken = _write(tmp_path / "broken", {"train_mamba3_hybrid.py": "def main(:\n    pass\n", **package})
+    pg401 = [f for f in analyze(load_submission(broken)) if f.rule == "PG401"]
+    assert [(f.severity, f.file) for f in pg401] == [(Severity.ERROR, "train_mamba3_hybrid.py")]
+    assert "does not compile" in pg401[0].message
+
+
 # ---- folders without code ------------------------------------------------------------------
 
 
@@ -205,6 +218,7 @@ def test_folder_without_code_still_gets_a_report(tmp_path: Path) -> None:
     warning = [f for f in findings if f.rule == "PG000"]
     assert [(f.severity, f.file, f.line, f.message) for f in warning] == [(Severity.WARNING, "", 0, NO_CODE_MESSAGE)]
     assert not [f for f in findings if f.severity is Severity.ERROR]
+    assert not [f for f in findings if f.rule == "PG401" and "train_gpt.py" in f.message]
     assert verdict_for(findings) is Verdict.REVIEW
 
 
