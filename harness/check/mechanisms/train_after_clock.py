@@ -2,18 +2,21 @@
 
 Why: "you aren't allowed to access any training data during evaluation, unless you pay for
 those bits in the <16MB limit" (README FAQ), and there is no untimed artifact-creation
-phase (valerio #609). GPTQ calibration on training batches after a wall-clock-capped loop
-was ruled illegal again and again (#593, #606, #615, #1028); the legal form stops the loop
-early to leave a reserved slice (``GPTQ_RESERVE_SECONDS``, merged #1060/#1855) or runs it
-with a training budget below 600 s (``MAX_WALLCLOCK_SECONDS=590``, the same reserve by another
-name). Reading training shards to pre-fill an eval-time n-gram cache is the same violation.
+phase (valerio #609). What decided #593 (and #606, #615, #1028) was the *time budget*, not
+the amount nor the use: the loop trained for the full 600 s and the GPTQ Hessians were then
+collected from training batches outside it (#606 was only 3.6 s of calibration). Accepted
+records do the same calibration on training batches after the loop, but the loop stops
+early to leave that slice inside the 600 s (``GPTQ_RESERVE_SECONDS``/``GPTQ_RESERVE_MS``,
+merged #1060/#1855/#2135, or ``MAX_WALLCLOCK_SECONDS=590``). So a late read is an error when
+the loop's budget is known to be the full 600 s with no reserve, a warning when the budget
+cannot be read statically, and fine inside a reserve until the artifact is written. What
+counts as a read is decided in ``train_reads``; an evaluation function is recognised by what
+it does (scores validation tokens, trains nothing), not by its name (issue 12).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import libcst as cst
 
@@ -28,18 +31,23 @@ from .syntax import (
     dotted_name,
     last_identifier,
     nodes_within,
+    number_value,
     step,
     strings_in,
     target_names,
     walk,
 )
-from .targets import value_names
+from .targets import is_scoring_function
+from .train_reads import (
+    Read,
+    TrainingData,
+    direct_reads,
+    loader_reuse,
+    loop_loaders,
+    train_path_keys,
+    train_path_use,
+)
 
-_READ_CALLS = {"next_batch", "next_tokens"}
-_LOADER_CLASS = re.compile(r"(Token|Shard|Distributed\w*|Train\w*)(Stream|Loader)$")
-_FILE_CALLS = {"load_data_shard", "glob", "fromfile", "memmap", "load_shard", "iglob"}
-TRAIN_WORDS = re.compile(r"fineweb_train|train_files|train_pattern|train_glob|train_shards|train_bin|train_path", re.IGNORECASE)
-_VAL_WORDS = re.compile(r"val", re.IGNORECASE)
 _WALLCLOCK = re.compile(
     r"wallclock|max_time|time_limit|time_budget|stop_after|deadline|train_time|training_time|elapsed|max_train_sec",
     re.IGNORECASE,
@@ -54,147 +62,19 @@ _BUDGET = re.compile(
 _MILLISECONDS = re.compile(r"(?:^|_)ms(?:$|_)|millis", re.IGNORECASE)
 _MINUTES = re.compile(r"minute|(?:^|_)min(?:$|_)", re.IGNORECASE)
 TRAIN_BUDGET_SECONDS = 600.0  # R-TIME-TRAIN: "under 10 minutes on 8xH100s"
-_EVAL_FUNCTION = re.compile(r"^(eval|evaluate)|eval_|_eval|score|ttt|test_time", re.IGNORECASE)
 _SERIALIZE = {"save", "save_file", "write_bytes", "compress"}
+# Validation data as the code holds it: ``val_tokens``, ``h.val_files``, ``x_val`` (not ``eval``,
+# ``interval`` nor a ``valid`` mask).
+_VAL_DATA = re.compile(r"(?:^|_)val(?:_|$|idation)", re.IGNORECASE)
 
-
-@dataclass(frozen=True)
-class Read:
-    index: ModuleIndex
-    node: cst.CSTNode
-    what: str
-    via: tuple[Step, ...] = ()  # where a training-shard pattern handed to a helper is opened
-
-
-def _mentions(expr: cst.CSTNode, pattern: re.Pattern[str]) -> bool:
-    words = [n.value for n in value_names(expr)] + [n.attr.value for n in walk(expr) if isinstance(n, cst.Attribute)]
-    return any(pattern.search(w) for w in words) or any(pattern.search(s) for s in strings_in(expr))
-
-
-def direct_reads(index: ModuleIndex, scope: cst.CSTNode) -> list[Read]:
-    reads: list[Read] = []
-    for call in nodes_within(index.calls, scope, index):
-        tail = call_tail(call)
-        if tail in _READ_CALLS and isinstance(call.func, cst.Attribute):
-            if not _mentions(call.func.value, _VAL_WORDS):
-                reads.append(Read(index, call, index.code(call, 60)))
-        elif _LOADER_CLASS.search(tail):
-            if _mentions(call, TRAIN_WORDS) or not _mentions(call, _VAL_WORDS):
-                reads.append(Read(index, call, index.code(call, 60)))
-        elif tail in _FILE_CALLS and _mentions(call, TRAIN_WORDS):
-            reads.append(Read(index, call, index.code(call, 60)))
-    return reads
-
-
-class TrainingData:
-    """Which submission functions read training data, directly or through their callees."""
-
-    def __init__(self, indexes: list[ModuleIndex], train_keys: set[str] | None = None) -> None:
-        self.functions: dict[str, list[tuple[ModuleIndex, cst.FunctionDef]]] = {}
-        for index in indexes:
-            for function in index.functions:
-                self.functions.setdefault(function.name.value, []).append((index, function))
-        self.train_keys = train_keys or set()
-        self._memo: dict[int, list[Read]] = {}
-
-    def reads_of_call(self, call: cst.Call, depth: int = 0, index: ModuleIndex | None = None) -> list[Read]:
-        if depth > 4:
-            return []
-        found: list[Read] = []
-        for callee_index, function in self.functions.get(call_tail(call), []):
-            found += self.reads_in_function(callee_index, function, depth)
-            if not found and index is not None:
-                found += self._reads_through_arguments(index, call, callee_index, function, depth)
-        return found
-
-    def _is_train_path(self, expr: cst.CSTNode) -> bool:
-        """``args.train_files``, ``"fineweb_train_*.bin"``, or a minified field bound to one."""
-        if _mentions(expr, TRAIN_WORDS):
-            return True
-        word = last_identifier(expr)
-        return word is not None and word.lower() in self.train_keys
-
-    def _reads_through_arguments(
-        self, index: ModuleIndex, call: cst.Call, callee_index: ModuleIndex, function: cst.FunctionDef, depth: int
-    ) -> list[Read]:
-        """``prefill_counts(args.train_files, …)`` where the helper globs/opens/loads that
-        parameter: the training-shard pattern is read through the helper even though the
-        helper's own code never names training data (#593; the README FAQ forbids training
-        data at eval time). Followed through further helpers the parameter is passed on to."""
-        tainted = _bound_parameters(call, function, self._is_train_path)
-        opened = _opens_parameters(callee_index, function, tainted, self, depth)
-        if opened is None:
-            return []
-        opens = step(callee_index, opened[0], f"opens the training-shard pattern: {callee_index.code(opened[0], 60)}")
-        return [Read(index, call, index.code(call, 60), opened[1] + (opens,))]
-
-    def reads_in_function(self, index: ModuleIndex, function: cst.FunctionDef, depth: int = 0) -> list[Read]:
-        key = id(function)
-        if key in self._memo:
-            return self._memo[key]
-        self._memo[key] = []
-        found = direct_reads(index, function)
-        for call in nodes_within(index.calls, function, index):
-            if not found:
-                found += self.reads_of_call(call, depth + 1, index)
-        self._memo[key] = found
-        return found
-
-
-_OPEN_CALLS = _FILE_CALLS | {"open", "load", "Path"}
-
-
-def _bound_parameters(call: cst.Call, function: cst.FunctionDef, wanted: Callable[[cst.CSTNode], bool]) -> set[str]:
-    """Parameters of ``function`` that receive an argument of ``call`` satisfying ``wanted``."""
-    params = [p.name.value for p in function.params.params]
-    if params and params[0] in {"self", "cls"} and isinstance(call.func, cst.Attribute):
-        params = params[1:]
-    names = {p.name.value for p in function.params.params} | {p.name.value for p in function.params.kwonly_params}
-    bound: set[str] = set()
-    position = 0
-    for arg in call.args:
-        if arg.star:
-            break
-        if arg.keyword is None:
-            if position < len(params) and wanted(arg.value):
-                bound.add(params[position])
-            position += 1
-        elif arg.keyword.value in names and wanted(arg.value):
-            bound.add(arg.keyword.value)
-    return bound
-
-
-def _opens_parameters(
-    index: ModuleIndex, function: cst.FunctionDef, params: set[str], data: TrainingData, depth: int
-) -> tuple[cst.Call, tuple[Step, ...]] | None:
-    """The first call in ``function`` that globs/opens/loads one of ``params`` (or hands it
-    to a helper that does), with the steps of the helpers in between."""
-    if not params or depth > 4:
-        return None
-    rebound = {n for s in nodes_within(index.assigns, function, index) for n in target_names(s)}
-    live = params - rebound
-    if not live:
-        return None
-    for call in nodes_within(index.calls, function, index):
-        if index.enclosing_function(call) is not function:
-            continue
-        passes = [a for a in call.args if any(n.value in live for n in value_names(a.value))]
-        if not passes:
-            continue
-        tail = call_tail(call)
-        if tail in _OPEN_CALLS or _LOADER_CLASS.search(tail):
-            return call, ()
-        for callee_index, callee in data.functions.get(tail, []):
-            if callee is function:
-                continue
-            inner = _bound_parameters(call, callee, lambda e: any(n.value in live for n in value_names(e)))
-            opened = _opens_parameters(callee_index, callee, inner, data, depth + 1)
-            if opened is not None:
-                return opened[0], (step(index, call, f"passed on to {tail}"),) + opened[1]
-    return None
+Region = tuple[ModuleIndex, cst.CSTNode, cst.CSTNode]  # (index, scope, boundary node in scope)
 
 
 _CLOCK_CALLS = {"time", "perf_counter", "monotonic", "perf_counter_ns", "time_ns"}
+
+
+def _reads_clock(expr: cst.CSTNode) -> bool:
+    return any(isinstance(n, cst.Call) and call_tail(n) in _CLOCK_CALLS for n in walk(expr))
 
 
 def _compares_clock(index: ModuleIndex, loop: cst.CSTNode) -> bool:
@@ -247,8 +127,9 @@ def _reserve_state(index: ModuleIndex, scope: cst.CSTNode, configuration: Config
 
 def _budget_state(
     index: ModuleIndex, loop: cst.CSTNode, scope: cst.CSTNode, configuration: Configuration
-) -> str | None:
-    """A description of a training budget set below 600 s, or None.
+) -> tuple[str | None, bool]:
+    """A description of a training budget set below 600 s (or None), and whether any budget
+    of the loop could be read at all.
 
     ``MAX_WALLCLOCK_SECONDS=590`` on the README's run command is the reserve under another
     name: the loop stops 10 s early and calibration on training batches fits in the 600 s
@@ -256,8 +137,8 @@ def _budget_state(
     #1060/#1855). The budget is read where the loop's clock check reads it, through local
     names bound before the loop (``max_wallclock_ms = 1000.0 * args.max_wallclock_seconds``),
     and evaluated under the documented settings. Every budget whose value is known must be
-    below 600 s (and above 0, which disables the cap in the baseline); one at 600 s or an
-    unknown one leaves no reserve."""
+    below 600 s (and above 0, which disables the cap in the baseline); one at 600 s leaves no
+    reserve, and none known at all leaves the question open (a warning, not an error)."""
     budget_keys = {
         key for key, bindings in configuration.bindings.items()
         if any(_BUDGET.search(text) for b in bindings for text in strings_in(b.expr))
@@ -277,6 +158,7 @@ def _budget_state(
         if _compares_clock(index, c) or any(_BUDGET.search(last_identifier(n) or "") for n in walk(c)
                                              if isinstance(n, (cst.Name, cst.Attribute)))
     ]  # ``approx_ms >= train_budget_ms`` beside a ``stop_after_step`` flag: the budget is here
+    budgets += _literal_budgets(pending)
     seen: set[int] = set()
     for _ in range(3):  # the comparison, then up to two local hops
         following: list[cst.CSTNode] = []
@@ -303,8 +185,22 @@ def _budget_state(
         evaluation = configuration.evaluate(node)
         documented = [f"{name}={value} in {s.file}:{s.line}" for name, value, s in evaluation.used if s is not None]
         where = f" ({', '.join(documented)})" if documented else ""
-        return f"`{dotted_name(node) or index.code(node)}` = {seconds:g} s of the 600 s{where}"
-    return None
+        return f"`{dotted_name(node) or index.code(node)}` = {seconds:g} s of the 600 s{where}", True
+    return None, bool(budgets)
+
+
+def _literal_budgets(comparisons: list[cst.CSTNode]) -> list[tuple[cst.CSTNode, float]]:
+    """``time.perf_counter() - t0 >= 600``: a number compared with the clock reading is the
+    budget; above 1000 it can only be milliseconds (no budget is over 600 s)."""
+    found: list[tuple[cst.CSTNode, float]] = []
+    for comparison in comparisons:
+        if not isinstance(comparison, cst.Comparison) or not _reads_clock(comparison):
+            continue
+        for side in [comparison.left] + [t.comparator for t in comparison.comparisons]:
+            value = number_value(side)
+            if value is not None and value > 0:
+                found.append((side, value / 1000.0 if value > 1000 else float(value)))
+    return found
 
 
 def _in_seconds(word: str, value: float, configuration: Configuration) -> float:
@@ -317,152 +213,148 @@ def _in_seconds(word: str, value: float, configuration: Configuration) -> float:
     return float(value)
 
 
-def _region_calls(index: ModuleIndex, scope: cst.CSTNode, after_line: int) -> list[cst.Call]:
-    """Calls that run after ``after_line`` in ``scope`` itself (not in functions it defines)."""
+def _exclusive_spans(index: ModuleIndex, boundary: cst.CSTNode, scope: cst.CSTNode) -> list[tuple[int, int]]:
+    """Source spans that never run in the same pass as ``boundary``: the other arm of every
+    ``if``/``else`` it sits in (a ``QUANTIZE_ONLY`` branch that serializes a loaded checkpoint
+    is not followed by the training branch below it, #1953)."""
+    spans: list[tuple[int, int]] = []
+    child: cst.CSTNode = boundary
+    for ancestor in index.ancestors(boundary):
+        if ancestor is scope:
+            break
+        if isinstance(ancestor, cst.If):
+            other = ancestor.orelse if child is ancestor.body else ancestor.body if child is ancestor.orelse else None
+            where = index.parsed.positions.offsets(other) if other is not None else None
+            if where is not None:
+                spans.append(where)
+        child = ancestor
+    return spans
+
+
+def _region_calls(index: ModuleIndex, scope: cst.CSTNode, boundary: cst.CSTNode) -> list[cst.Call]:
+    """Calls that run after ``boundary`` in ``scope`` itself (not in functions it defines,
+    nor in a branch exclusive with the boundary's)."""
+    offsets = index.parsed.positions.offsets
+    where = offsets(boundary)
+    if where is None:
+        return []
+    after = where[1]
     owner = scope if isinstance(scope, cst.FunctionDef) else None
-    return [
-        c for c in nodes_within(index.calls, scope, index)
-        if index.line(c) > after_line and index.enclosing_function(c) is owner
-    ]
+    excluded = _exclusive_spans(index, boundary, scope)
+    calls = []
+    for call in nodes_within(index.calls, scope, index):
+        start = (offsets(call) or (-1, -1))[0]
+        if start <= after or index.enclosing_function(call) is not owner:
+            continue
+        if any(low <= start <= high for low, high in excluded):
+            continue
+        calls.append(call)
+    return calls
+
+
+def _last_save(calls: list[cst.Call]) -> cst.Call | None:
+    """The last serialization among ``calls`` (a raw ``final_model.pt`` checkpoint written
+    before GPTQ calibration is not the artifact; the quantized write after it is, #1060)."""
+    saves = [c for c in calls if call_tail(c) in _SERIALIZE]
+    return saves[-1] if saves else None
+
+
+def _caller_regions(indexes: list[ModuleIndex], name: str) -> list[Region]:
+    regions: list[Region] = []
+    for index in indexes:
+        for call in index.calls:
+            if call_tail(call) == name:
+                caller = index.enclosing_function(call) or index.parsed.module
+                regions.append((index, caller, call))
+    return regions
+
+
+def _late_reads(data: TrainingData, index: ModuleIndex, call: cst.Call, loaders: dict[str, set[str]] | None,
+                train_paths: set[str]) -> list[Read]:
+    reads = direct_reads(index, call) or data.reads_of_call(call, index=index)
+    if not reads and loaders is not None:
+        reads = loader_reuse(index, call, loaders) or train_path_use(index, call, train_paths)
+    return reads
 
 
 def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -> list[Hit]:
-    data = TrainingData(indexes, _train_path_keys(configuration))
+    train_paths = train_path_keys(configuration)
+    data = TrainingData(indexes, train_paths)
     hits: dict[tuple[str, int], Hit] = {}
     for index in indexes:
         for loop in _training_loops(index):
-            scope = index.enclosing_function(loop) or index.parsed.module
-            loop_end = index.parsed.positions[loop].end.line  # type: ignore[index]
-            reserve = _reserve_state(index, scope, configuration) or _budget_state(index, loop, scope, configuration)
-            loaders = _loop_loaders(index, loop)
-            train_paths = _train_path_keys(configuration)
-            regions = [(index, scope, loop_end)]
-            if isinstance(scope, cst.FunctionDef):
-                regions += _caller_regions(indexes, scope.name.value)
-            serialized_in_scope = False
-            for region_index, region_scope, after in regions:
-                calls = _region_calls(region_index, region_scope, after)
-                saved_at = min((region_index.line(c) for c in calls if call_tail(c) in _SERIALIZE), default=None)
-                if region_scope is scope:
-                    serialized_in_scope = saved_at is not None
-                elif serialized_in_scope:
-                    saved_at = after  # the model was already written inside the training function
-                for call in calls:
-                    if reserve is not None and (saved_at is None or region_index.line(call) <= saved_at):
-                        continue
-                    reads = direct_reads(region_index, call) or data.reads_of_call(call, index=region_index)
-                    if not reads and region_scope is scope:
-                        reads = _loader_reuse(region_index, call, loaders) or _train_path_use(region_index, call, train_paths)
-                    if not reads:
-                        continue
-                    key = (region_index.name, region_index.line(call))
-                    if key in hits:
-                        continue
-                    hits[key] = _after_clock_hit(index, loop, region_index, call, reads[0], reserve, saved_at)
+            _after_clock(indexes, index, loop, data, configuration, train_paths, hits)
         for save in _final_saves(index):
-            scope = index.enclosing_function(save) or index.parsed.module
-            regions = [(index, scope, index.line(save))]
-            if isinstance(scope, cst.FunctionDef):
-                regions += _caller_regions(indexes, scope.name.value)
-            for region_index, region_scope, after in regions:
-                for call in _region_calls(region_index, region_scope, after):
-                    key = (region_index.name, region_index.line(call))
-                    reads = [] if key in hits else direct_reads(region_index, call) or data.reads_of_call(
-                        call, index=region_index
-                    )
-                    if reads:
-                        hits[key] = _after_save_hit(index, save, region_index, call, reads[0])
-        for function in index.functions:
-            if not _EVAL_FUNCTION.search(function.name.value):
-                continue
-            for read in data.reads_in_function(index, function):
-                key = (read.index.name, read.index.line(read.node))
-                if key not in hits:
-                    hits[key] = Hit(
-                        rule="PG302",
-                        severity=Severity.ERROR,
-                        index=read.index,
-                        node=read.index.enclosing_statement(read.node),
-                        message=f"evaluation function `{function.name.value}` reads training data (`{read.what}`)",
-                        path=(
-                            step(index, function, f"evaluation function {function.name.value}"),
-                            step(read.index, read.node, "training shard read during evaluation"),
-                        ) + read.via,
-                    )
+            _after_save(indexes, index, save, data, hits)
+        for function, read in _evaluation_reads(index, data):
+            key = (read.index.name, read.index.line(read.node))
+            if key not in hits:
+                hits[key] = Hit(
+                    rule="PG302",
+                    severity=Severity.ERROR,
+                    index=read.index,
+                    node=read.index.enclosing_statement(read.node),
+                    message=f"evaluation function `{function.name.value}` reads training data (`{read.what}`)",
+                    path=(
+                        step(index, function, f"evaluation function {function.name.value} (scores validation tokens)"),
+                        step(read.index, read.node, "training shard read during evaluation"),
+                    ) + read.via,
+                )
     return list(hits.values())
 
 
-def _loop_loaders(index: ModuleIndex, loop: cst.CSTNode) -> dict[str, set[str]]:
-    """Objects the training loop draws its batches from (``x, y = tl.nb(n)``): whatever
-    the class and method are called (minified code renames both), that object *is* the
-    training stream, so using it after the clock reads training data (#593, #606).
-    Maps each loader name to the methods that drew batches from it."""
-    loaders: dict[str, set[str]] = {}
-    for statement in nodes_within(index.assigns, loop, index):
-        if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
-            continue
-        if not isinstance(statement.targets[0].target, cst.Tuple):
-            continue
-        if any(_MODEL_OUTPUT.search(n) for n in target_names(statement)):
-            continue  # ``loss, aux = model.forward_aux(x, y)``: the model, not a batch source
-        value = statement.value
-        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and isinstance(value.func.value, cst.Name):
-            name = value.func.value.value
-            if not _VAL_WORDS.search(name):
-                loaders.setdefault(name, set()).add(value.func.attr.value)
+def _after_clock(indexes: list[ModuleIndex], index: ModuleIndex, loop: cst.CSTNode, data: TrainingData,
+                 configuration: Configuration, train_paths: set[str], hits: dict[tuple[str, int], Hit]) -> None:
+    """Training reads after one wall-clock-capped loop: in its function, then in the callers
+    after the call (the loop usually sits in ``train_model`` and calibration in its caller)."""
     scope = index.enclosing_function(loop) or index.parsed.module
-    for call in nodes_within(index.calls, scope, index):
-        if isinstance(call.func, cst.Name) and call.func.value in loaders:
-            loaders.pop(call.func.value, None)  # called like a model: ``m(x, y)``
-        elif (
-            isinstance(call.func, cst.Attribute)
-            and isinstance(call.func.value, cst.Name)
-            and call.func.attr.value in _MODEL_METHODS
-        ):
-            loaders.pop(call.func.value.value, None)
-    return loaders
+    reserve = _reserve_state(index, scope, configuration)
+    budget_known = True
+    if reserve is None:
+        reserve, budget_known = _budget_state(index, loop, scope, configuration)
+    loaders = loop_loaders(index, loop)
+    regions: list[Region] = [(index, scope, loop)]
+    if isinstance(scope, cst.FunctionDef):
+        regions += _caller_regions(indexes, scope.name.value)
+    serialized_in_scope = False
+    for region_index, region_scope, boundary in regions:
+        calls = _region_calls(region_index, region_scope, boundary)
+        last = _last_save(calls)
+        saved_at = region_index.line(last) if last is not None else None
+        if region_scope is scope:
+            serialized_in_scope = saved_at is not None
+        elif serialized_in_scope:
+            saved_at = region_index.line(boundary)  # the model was already written inside the training function
+        for call in calls:
+            if reserve is not None and (saved_at is None or region_index.line(call) <= saved_at):
+                continue
+            reads = _late_reads(data, region_index, call, loaders if region_scope is scope else None, train_paths)
+            key = (region_index.name, region_index.line(call))
+            if reads and key not in hits:
+                hits[key] = _after_clock_hit(index, loop, region_index, call, reads[0], reserve, saved_at,
+                                             budget_known)
 
 
-def _train_path_keys(configuration: Configuration) -> set[str]:
-    """Config fields bound to a training-shard path (``tf = os.path.join(..., "fineweb_train_*.bin")``),
-    whatever minification named them."""
-    return {
-        key for key, bindings in configuration.bindings.items()
-        if any(TRAIN_WORDS.search(text) for b in bindings for text in strings_in(b.expr))
-    }
-
-
-_LOGGING = {"print", "log", "log0", "info", "debug", "warning", "write"}
-
-
-def _train_path_use(index: ModuleIndex, call: cst.Call, keys: set[str]) -> list[Read]:
-    """``TL(a.tf)`` after the clock: the training-shard pattern handed to a loader (#593)."""
-    if not keys or call_tail(call) in _LOGGING:
-        return []
-    for arg in call.args:
-        node = arg.value
-        word = node.attr.value if isinstance(node, cst.Attribute) else node.value if isinstance(node, cst.Name) else None
-        if word is not None and word.lower() in keys:
-            return [Read(index, call, index.code(call, 60))]
-    return []
-
-
-_MODEL_OUTPUT = re.compile(r"loss|logit|out|aux|hidden|grad", re.IGNORECASE)
-_MODEL_METHODS = {"backward", "step", "zero_grad", "parameters", "named_parameters", "state_dict", "train", "eval", "forward"}
-
-
-def _loader_reuse(index: ModuleIndex, call: cst.Call, loaders: dict[str, set[str]]) -> list[Read]:
-    """``hs(m, tl, n)`` or ``tl.nb(n)`` after the loop: the training loader used again
-    (``tl.close()`` is not a read, so only the batch-drawing methods count)."""
-    if not loaders:
-        return []
-    receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
-    if isinstance(receiver, cst.Name) and isinstance(call.func, cst.Attribute) and call.func.attr.value in loaders.get(receiver.value, set()):
-        return [Read(index, call, index.code(call, 60))]
-    for arg in call.args:
-        if isinstance(arg.value, cst.Name) and arg.value.value in loaders:
-            return [Read(index, call, index.code(call, 60))]
-    return []
+def _after_save(indexes: list[ModuleIndex], index: ModuleIndex, save: cst.Call, data: TrainingData,
+                hits: dict[tuple[str, int], Hit]) -> None:
+    scope = index.enclosing_function(save) or index.parsed.module
+    if _last_save(_region_calls(index, scope, save)) is not None:
+        return  # written again later (raw checkpoint, then the quantized artifact): not the final one
+    regions: list[Region] = [(index, scope, save)]
+    if isinstance(scope, cst.FunctionDef):
+        regions += _caller_regions(indexes, scope.name.value)
+    for region_index, region_scope, boundary in regions:
+        calls = _region_calls(region_index, region_scope, boundary)
+        last = _last_save(calls)
+        if last is not None:
+            calls = calls[calls.index(last) + 1:]
+        for call in calls:
+            key = (region_index.name, region_index.line(call))
+            if key in hits:
+                continue
+            reads = direct_reads(region_index, call) or data.reads_of_call(call, index=region_index)
+            if reads:
+                hits[key] = _after_save_hit(index, save, region_index, call, reads[0])
 
 
 _FINAL_ARTIFACT = re.compile(r"final|quant|int[4-8]|ptz|artifact|compress", re.IGNORECASE)
@@ -482,6 +374,71 @@ def _final_saves(index: ModuleIndex) -> list[cst.Call]:
     return saves
 
 
+def _evaluation_reads(index: ModuleIndex, data: TrainingData) -> list[tuple[cst.FunctionDef, Read]]:
+    """Training reads inside an evaluation function, recognised by what it does: it scores
+    (log-probabilities, cross-entropy) tokens of the validation data and trains nothing on
+    training data (``train_and_eval`` trains first, so it is no evaluation function; an
+    ``eval_*`` pre-filling an n-gram cache from training shards is one, issue 12)."""
+    found: list[tuple[cst.FunctionDef, Read]] = []
+    trainers: dict[int, bool] = {}
+    for function in index.functions:
+        calls = nodes_within(index.calls, function, index)
+        if not is_scoring_function(index, function, calls):
+            continue
+        reads = data.reads_in_function(index, function)
+        if not reads or not _touches_validation(function):
+            continue
+        if _trains(index, function, data, trainers, 0):
+            continue
+        found += [(function, read) for read in reads]
+    return found
+
+
+def _touches_validation(function: cst.FunctionDef) -> bool:
+    for node in walk(function):
+        word = node.value if isinstance(node, cst.Name) else node.attr.value if isinstance(node, cst.Attribute) else None
+        if word is not None and _VAL_DATA.search(word):
+            return True
+    return False
+
+
+def _trains(index: ModuleIndex, function: cst.FunctionDef, data: TrainingData, memo: dict[int, bool],
+            depth: int) -> bool:
+    """Whether ``function`` (or a function it calls) trains on training batches: a loop whose
+    body, callees included, reads training data and either calls ``backward``
+    (``train_model``'s loop calling ``step_fn``) or stops on the wall clock (gradient-free
+    evolution-strategy training). Test-time training backpropagates on validation chunks,
+    so it is not training here."""
+    key = id(function)
+    if key in memo:
+        return memo[key]
+    memo[key] = False
+    result = any(
+        (_calls_backward(index, loop, data, 0) or _compares_clock(index, loop))
+        and (direct_reads(index, loop) or any(data.reads_of_call(c, index=index) for c in nodes_within(index.calls, loop, index)))
+        for loop in nodes_within(index.loops, function, index)
+    )
+    if not result and depth < 3:
+        result = any(
+            callee is not function and _trains(callee_index, callee, data, memo, depth + 1)
+            for call in nodes_within(index.calls, function, index)
+            for callee_index, callee in data.functions.get(call_tail(call), [])
+        )
+    memo[key] = result
+    return result
+
+
+def _calls_backward(index: ModuleIndex, scope: cst.CSTNode, data: TrainingData, depth: int) -> bool:
+    calls = nodes_within(index.calls, scope, index)
+    if any(call_tail(c) == "backward" for c in calls):
+        return True
+    return depth < 2 and any(
+        callee is not scope and _calls_backward(callee_index, callee, data, depth + 1)
+        for call in calls
+        for callee_index, callee in data.functions.get(call_tail(call), [])
+    )
+
+
 def _after_save_hit(index: ModuleIndex, save: cst.Call, region_index: ModuleIndex, call: cst.Call, read: Read) -> Hit:
     return _late_read_hit(
         step(index, save, "final model serialized: training is over"),
@@ -492,7 +449,7 @@ def _after_save_hit(index: ModuleIndex, save: cst.Call, region_index: ModuleInde
 
 
 def _late_read_hit(boundary: Step, call_step: Step, region_index: ModuleIndex, call: cst.Call, read: Read,
-                   when: str) -> Hit:
+                   when: str, severity: Severity = Severity.ERROR) -> Hit:
     """A PG302 hit: the boundary (save or clock), the late call, and the read it leads to."""
     path = [boundary, call_step]
     if read.node is not call:
@@ -500,22 +457,12 @@ def _late_read_hit(boundary: Step, call_step: Step, region_index: ModuleIndex, c
     path += read.via
     return Hit(
         rule="PG302",
-        severity=Severity.ERROR,
+        severity=severity,
         index=region_index,
         node=region_index.enclosing_statement(call),
         message=f"training data is read (`{read.what}`) {when}",
         path=tuple(path),
     )
-
-
-def _caller_regions(indexes: list[ModuleIndex], name: str) -> list[tuple[ModuleIndex, cst.CSTNode, int]]:
-    regions = []
-    for index in indexes:
-        for call in index.calls:
-            if call_tail(call) == name:
-                caller = index.enclosing_function(call) or index.parsed.module
-                regions.append((index, caller, index.line(call)))
-    return regions
 
 
 def _after_clock_hit(
@@ -526,17 +473,25 @@ def _after_clock_hit(
     read: Read,
     reserve: str | None,
     saved_at: int | None,
+    budget_known: bool,
 ) -> Hit:
+    severity = Severity.ERROR
     if reserve is not None:
         shown = reserve if reserve.startswith("`") else f"`{reserve}`"  # a budget below 600 s comes described
         why = f"after the final model is serialized (line {saved_at}), outside the reserved slice {shown}"
-    else:
+    elif budget_known:
         why = (
             f"after the wall-clock-capped training loop (line {index.line(loop)}) with no reserved slice of the "
             "training time for it"
         )
+    else:
+        severity = Severity.WARNING
+        why = (
+            f"after the wall-clock-capped training loop (line {index.line(loop)}) whose time budget cannot be read "
+            "statically: legal only if the loop stops early enough to leave this inside the 600 s (#593)"
+        )
     return _late_read_hit(
         step(index, loop, "training loop stops on the wall clock"),
         step(region_index, call, "called after the training clock"),
-        region_index, call, read, why,
+        region_index, call, read, why, severity,
     )
