@@ -11,7 +11,9 @@ folder itself documents, strongest evidence first:
 2. a training log that echoes a script's own source (the reference trainer logs its code
    before the first step): that script is what produced the log;
 3. a run command naming a script of the folder — ``torchrun … x.py`` / ``python x.py`` in a
-   README, a ``*.sh`` script, or a log line;
+   README, a ``*.sh`` script, or a log line; when several are named, those started by a
+   distributed launcher (``torchrun``, ``accelerate launch``…) are the training run, a plain
+   ``python prep.py`` beside them is data preparation;
 4. the code itself: the files no other file imports or names (a file another imports is a
    helper module), preferring those with an ``if __name__ == "__main__":`` block; a script a
    launcher runs by name (``"train_x.py"`` in a subprocess call) is an entry too.
@@ -39,6 +41,7 @@ _LAUNCHER = re.compile(
     r"(?:^|[\s;&|(`'\"=])(?:torchrun|python[0-9.]*|pypy3?|accelerate\s+launch|deepspeed|uv\s+run|srun|mpirun)"
     r"(?=\s)(?P<rest>.*)$"
 )
+_DISTRIBUTED = re.compile(r"\b(?:torchrun|accelerate\s+launch|deepspeed|torch\.distributed\.(?:run|launch)|srun|mpirun)\b")
 _PY_TOKEN = re.compile(r"(?P<path>[\w./${}~+-]*[\w-]\.py)(?![\w.])")
 _SCRIPT_VARIABLE = re.compile(r"^\s*(?:export\s+)?(?P<name>\w+)=[\"']?(?P<path>[\w./${}~+-]*[\w-]\.py)[\"']?\s*(?:#.*)?$")
 _VARIABLE_USE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
@@ -172,6 +175,7 @@ def _commanded(
     candidates: list[str], files: list[str], logs: list[str], read: Callable[[str], str | None]
 ) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
+    distributed: set[str] = set()
     for document in [name for name in files if _is_document(name)] + logs:
         text = read(document)
         if not text:
@@ -194,6 +198,12 @@ def _commanded(
                 continue
             for name in _resolve(path, candidates):
                 found.setdefault(name, []).append(f"{document}:{number}")
+                if _DISTRIBUTED.search(line):
+                    distributed.add(name)
+    # A README that prepares data with ``python prep.py`` and trains with ``torchrun train.py``
+    # names the training run by its distributed launcher.
+    if distributed and len(found) > 1:
+        return {name: places for name, places in found.items() if name in distributed}
     return found
 
 

@@ -107,6 +107,21 @@ def test_readme_run_command_names_the_entry(tmp_path: Path) -> None:
     assert "named by the run command in README.md:3" in submission.entry_note
 
 
+def test_the_distributed_run_command_is_the_training_entry(tmp_path: Path) -> None:
+    """CaseOps README shape (PR #1756: `python3 prepare_caseops_data.py …` for the data, then
+    `torchrun … train_gpt.py`), here with the trainer renamed: the torchrun-launched script is
+    the entry, the data preparation and the lossless_caps helper are helper modules."""
+    folder = _write(tmp_path / "caseops_renamed", {
+        "train_caseops.py": "import lossless_caps\n" + TRAINER, "lossless_caps.py": HELPER,
+        "prepare_caseops_data.py": "import lossless_caps\n\nif __name__ == '__main__':\n    print('prep')\n",
+        "README.md": "```\npython3 prepare_caseops_data.py \\\n  --out data/\n"
+                     "SEED=1 torchrun --standalone --nproc_per_node=8 train_caseops.py\n```\n",
+    })
+    submission = load_submission(folder)
+    assert submission.entry_files == ["train_caseops.py"]
+    assert "README.md:4" in submission.entry_note
+
+
 def test_shell_script_names_the_entry_through_a_variable(tmp_path: Path) -> None:
     """PR #641 (106M binary: run_cuda_binary.sh runs the script) and PR #1638 (deploy.sh sets
     SCRIPT=experiments/train_gpt_v1.py, then `torchrun … ${SCRIPT}`; eval_only.py imports it)."""
