@@ -27,6 +27,7 @@ from harness.discovery import discover_submissions
 from harness.entry import MAX_DOCUMENT_BYTES, choose_entries
 from harness.errors import UsageError
 from harness.findings import Finding, Severity
+from harness.log_evidence import log_evidence
 from harness.settings import collect_settings, documented_alternatives
 from harness.submission import SourceFile, Submission
 from harness.unwrap import unwrap_source
@@ -38,6 +39,7 @@ NO_CODE_MESSAGE = (
     "only the package checks ran (README, submission.json, logs); no data-flow or mechanism rule could check the code"
 )
 MAX_SOURCE_BYTES = 8 * 2**20
+MAX_LOG_BYTES = 8 * 2**20
 MAX_TOTAL_SOURCE_BYTES = 64 * 2**20
 MAX_FILES = 20_000
 MAX_SUPPRESSION_FINDINGS = 50
@@ -109,13 +111,19 @@ class _Loader:
         self.findings += _runtime_native_findings(self.sources)
         self.findings += _suppression_findings(self.sources)
         name = self.single_file or self.root.name or str(self.root)
+        settings = collect_settings(self.root, self.files, self.sources)
+        if not self.entries:
+            # the logs still say what ran: the reviewer's first pointers (harness/log_evidence.py)
+            evidence = log_evidence(self.files, self._peek_log, settings)
+            message = NO_CODE_MESSAGE + "".join(f"; {sentence}" for sentence in evidence)
+            self.findings.append(Finding("PG000", Severity.WARNING, "", 0, message))
         return Submission(
             root=self.root,
             name=name,
             sources=self.sources,
             native_files=native,
             files=self.files,
-            settings=collect_settings(self.root, self.files, self.sources),
+            settings=settings,
             alternative_settings=documented_alternatives(self.root, self.files, self.sources),
             load_findings=self.findings,
             single_file=self.single_file is not None,
@@ -139,10 +147,19 @@ class _Loader:
             replace(f, severity=Severity.ERROR) if f.rule == "PG000" and f.file in self.entries else f
             for f in self.findings
         ]
-        if not self.entries:
-            self.findings.append(Finding("PG000", Severity.WARNING, "", 0, NO_CODE_MESSAGE))
-        elif choice.note:
+        if choice.note:
             self.findings.append(Finding("PG000", Severity.INFO, self.entries[0], 0, choice.note))
+
+    def _peek_log(self, name: str) -> str | None:
+        """A whole log (up to ``MAX_LOG_BYTES``): serialization comes after the training steps."""
+        path = self.readable.get(name)
+        if path is None:
+            return None
+        try:
+            with path.open("rb") as handle:
+                return handle.read(MAX_LOG_BYTES).decode("utf-8", errors="replace")
+        except OSError:
+            return None
 
     def _peek(self, name: str) -> str | None:
         """A file's text for choosing the entry: never a finding, never counted against the

@@ -237,6 +237,25 @@ def test_folder_without_code_still_gets_a_report(tmp_path: Path) -> None:
     assert verdict_for(findings) is Verdict.REVIEW
 
 
+def test_logs_of_a_folder_without_code_point_at_what_ran(tmp_path: Path) -> None:
+    """A code-less folder whose log shows TTT epochs before "Serialized model" (the pre-quant TTT
+    order of #1423/#1376): the warning says so and names the logged switches; the legal twin
+    (score-first TTT after serialization, the #1431 log order) gets no TTT sentence. Both stay
+    warnings (verdict review): the logs cannot show what data the TTT trained on."""
+    dump = "ttt_enabled: True\nttt_lora_rank:8 ttt_chunk_size:256\n"  # a one-line dump (#512 logs) is no TTT activity
+    early = dump + "step:20/20 val_loss:1.0\nttt:start lr=0.0005 epochs=6\nttt_adamw:epoch 1/6 loss:2.9\nSerialized model: 100 bytes\n" + LOG
+    late = dump + "step:20/20 val_loss:1.0\nSerialized model: 100 bytes\nttt: chunk=0/348\n" + LOG
+    for name, log, expect_ttt in (("early", early, True), ("late", late, False)):
+        folder = _write(tmp_path / name, {"README.md": "x\n", "submission.json": JSON, "train_seed42.log": log})
+        findings = analyze(load_submission(folder))
+        [warning] = [f for f in findings if f.rule == "PG000"]
+        assert warning.severity is Severity.WARNING and warning.message.startswith(NO_CODE_MESSAGE)
+        assert "TTT_ENABLED=True (train_seed42.log:1)" in warning.message
+        sentence = "train_seed42.log:4 shows test-time training before the model is serialized (line 6)"
+        assert (sentence in warning.message) is expect_ttt, name
+        assert verdict_for(findings) is Verdict.REVIEW
+
+
 # ---- discovery over trees ------------------------------------------------------------------
 
 
