@@ -23,6 +23,7 @@ from libcst._nodes.internal import CodegenState
 
 from harness.check.node_init import fast_node_construction
 from harness.check.node_types import use_plain_type_tests
+from harness.check.parse_compat import libcst_compatible
 from harness.python_ast import parse_python, recent_module, remember_module
 from harness.submission import SourceFile
 
@@ -212,17 +213,36 @@ def positions_of(module: cst.Module, text: str) -> tuple[Positions, list[cst.CST
 
 def parse_source(source: SourceFile) -> ParsedSource:
     _precheck(source)
+    text = source.text
     try:
-        module = parse_libcst(source.text)
+        try:
+            module = parse_libcst(text)
+        except cst.ParserSyntaxError:
+            text = _libcst_compatible(text) or text
+            if text is source.text:
+                raise
+            module = _parse_unvalidated(text)
     except (cst.ParserSyntaxError, RecursionError, ValueError, MemoryError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParseFailure(f"cannot parse {source.display_name}: {first_line}") from None
     try:
-        positions, nodes, parents, extents = _positions_and_parents(module, source.text)
+        positions, nodes, parents, extents = _positions_and_parents(module, text)
     except RecursionError:
         raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
+    if text is not source.text:
+        extents = {}  # slices of the source would not be the code of the rewritten lines
     return ParsedSource(source=source, module=module, positions=positions, nodes=nodes, parents=parents,
                         extents=extents)
+
+
+def _libcst_compatible(text: str) -> str | None:
+    """The source rewritten where libcst's grammar refuses valid Python (``parse_compat``),
+    when CPython's ``ast`` accepts it; None otherwise."""
+    try:
+        tree = parse_python(text)
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+        return None
+    return libcst_compatible(text, tree)
 
 
 class CodePoint(NamedTuple):
@@ -395,12 +415,42 @@ def _parenthesize(self: cst.BaseExpression, state: _PositionAndParentState) -> _
     return state.span_exit
 
 
+def _concatenated_codegen(self: cst.ConcatenatedString, state: _PositionAndParentState, **kwargs: object) -> None:
+    """``_recording_codegen`` of a chain of adjacent literals, in a loop. libcst nests them to
+    the right, one level per literal: a payload split over a few thousand lines (a shim's
+    literal, Sphinx's pydoc topics) would exceed the recursion limit as ordinary recursion.
+    Each link records what ``_recording_codegen`` records, in the same order."""
+    spine: list[tuple[cst.ConcatenatedString, int]] = []
+    open_nodes = state.open_nodes
+    node: cst.BaseExpression = self
+    while type(node) is cst.ConcatenatedString:
+        if open_nodes:
+            state.parents[id(node)] = open_nodes[-1]
+            state.nodes.append(node)
+        open_nodes.append(node)
+        spine.append((node, state.offset))  # type: ignore[arg-type]
+        _parenthesize(node, state)  # left parentheses, then the open syntactic range
+        node.left._codegen(state)  # type: ignore[attr-defined]
+        node.whitespace_between._codegen(state)  # type: ignore[attr-defined]
+        node = node.right  # type: ignore[attr-defined]
+    node._codegen(state)
+    offsets, extents, span_exit = state.offsets, state.extents, state.span_exit
+    for link, start in reversed(spine):
+        span_exit.__exit__(None, None, None)  # closes the range, then the right parentheses
+        open_nodes.pop()
+        key = id(link)
+        extent = extents[key] = (start, state.offset)
+        if key not in offsets:
+            offsets[key] = extent
+
+
 def _pass_methods() -> list[tuple[type, str, object]]:
     """(class, attribute, replacement) for the duration of one pass: trivia skip the
     recording hooks entirely, every other node records itself."""
     replacements: list[tuple[type, str, object]] = [
         (cst.CSTNode, "_codegen", _recording_codegen),
         (ParenthesizedNode, "_parenthesize", _parenthesize),
+        (cst.ConcatenatedString, "_codegen", _concatenated_codegen),
     ]
     for trivia in _TRIVIA - {cst.SimpleWhitespace}:
         replacements.append((trivia, "_codegen", trivia._codegen_impl))

@@ -90,7 +90,7 @@ class CallHandling:
             if text is not None and N.is_val_literal(text):
                 return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
             if kind is cst.ConcatenatedString:
-                return merge(self._expr(node.left), self._expr(node.right))  # type: ignore[attr-defined]
+                return self._adjacent_literals(node)  # type: ignore[arg-type]
             return None
         if kind is cst.Arg:
             return self._expr(node.value)  # type: ignore[attr-defined]
@@ -123,6 +123,25 @@ class CallHandling:
         for child in N.children(node):
             result = merge(result, self._expr(child))
         return result
+
+    def _adjacent_literals(self, node: cst.ConcatenatedString) -> Taint | None:
+        """The pieces of adjacent literals whose whole text is no VAL literal. libcst nests
+        them to the right, one level per piece: a short chain is read piece by piece and
+        suffix by suffix, recursively; a long one (a shim's payload split over thousands of
+        lines) piece by piece in a loop, so it cannot exhaust the recursion limit."""
+        links: list[cst.ConcatenatedString] = []
+        current: cst.BaseExpression = node
+        while type(current) is cst.ConcatenatedString and len(links) <= _SHORT_CHAIN:
+            links.append(current)  # type: ignore[arg-type]
+            current = current.right  # type: ignore[attr-defined]
+        if len(links) <= _SHORT_CHAIN:
+            return merge(self._expr(node.left), self._expr(node.right))
+        result: Taint | None = None
+        current = node
+        while type(current) is cst.ConcatenatedString:
+            result = merge(result, self._expr(current.left))  # type: ignore[attr-defined]
+            current = current.right  # type: ignore[attr-defined]
+        return merge(result, self._expr(current))
 
     def _comp_for(self, comp: cst.CompFor) -> Taint | None:
         taint = self._expr(comp.iter)
@@ -403,6 +422,8 @@ class CallHandling:
     # ------------------------------------------------------------------ effects
 
 
+# Adjacent literals up to this many pieces are read recursively (see _adjacent_literals).
+_SHORT_CHAIN = 100
 _OPAQUE = frozenset({cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis})
 _COMPREHENSIONS = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
 

@@ -136,8 +136,16 @@ def string_value(node: cst.BaseExpression) -> str | None:
             return None
         return value if isinstance(value, str) else value.decode("latin-1")
     if isinstance(node, cst.ConcatenatedString):
-        left, right = string_value(node.left), string_value(node.right)
-        return None if left is None or right is None else left + right
+        # one nesting level per adjacent literal (thousands in a shim's payload): a loop
+        pieces: list[str] = []
+        while isinstance(node, cst.ConcatenatedString):
+            left = string_value(node.left)
+            if left is None:
+                return None
+            pieces.append(left)
+            node = node.right
+        last = string_value(node)
+        return None if last is None else "".join(pieces) + last
     if isinstance(node, cst.FormattedString):
         return "".join(p.value for p in node.parts if isinstance(p, cst.FormattedStringText))
     return None

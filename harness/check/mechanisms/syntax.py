@@ -115,13 +115,20 @@ def literal_text(node: cst.SimpleString) -> str | None:
 
 
 def string_value(expr: cst.CSTNode) -> str | None:
-    if isinstance(expr, cst.SimpleString):
-        return literal_text(expr)
-    if isinstance(expr, cst.ConcatenatedString):
-        left, right = string_value(expr.left), string_value(expr.right)
-        if left is not None and right is not None:
-            return left + right
-    return None
+    """The text of a literal or of adjacent literals. The chain of adjacent literals nests to
+    the right, one level per literal, and a shim's payload can hold thousands: it is walked
+    in a loop, never by recursion."""
+    pieces: list[str] = []
+    while isinstance(expr, cst.ConcatenatedString):
+        left = literal_text(expr.left) if isinstance(expr.left, cst.SimpleString) else None
+        if left is None:
+            return None
+        pieces.append(left)
+        expr = expr.right
+    if not isinstance(expr, cst.SimpleString):
+        return None
+    last = literal_text(expr)
+    return None if last is None else "".join(pieces) + last
 
 
 def number_value(expr: cst.CSTNode) -> float | int | None:
@@ -274,7 +281,8 @@ class ModuleIndex:
         """The small statement (Assign, Expr…) or compound header holding ``node``."""
         current: cst.CSTNode = node
         for ancestor in self.ancestors(node):
-            if isinstance(ancestor, (cst.SimpleStatementLine, cst.IndentedBlock, cst.Module)):
+            # a one-line body (``def f(a): x = …; y += …``) holds its statements in a suite
+            if isinstance(ancestor, (cst.SimpleStatementLine, cst.SimpleStatementSuite, cst.IndentedBlock, cst.Module)):
                 return current
             current = ancestor
         return current

@@ -1,0 +1,73 @@
+"""Ordinary Python is never a PG000 (issue 12): forms found by ``bench/stdlib_run.py`` over the
+standard library and in shims' split payloads, each reproduced by a small program written here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from harness.check.context import CheckOptions
+from harness.check.parse import _TRIVIA, parse_source
+from harness.check.runner import analyze_one
+from harness.submission import SourceFile
+from tests.shims import wrap_split_literal
+
+
+def _parse(text: str):  # noqa: ANN202 - ParsedSource
+    return parse_source(SourceFile("t.py", Path("t.py"), text))
+
+
+def test_parenthesized_annotated_target_parses() -> None:
+    """``(x): int = 1`` is valid Python (CPython's test_grammar uses it) that libcst's grammar
+    refuses: the parentheses are moved behind the target, lines and later columns kept."""
+    text = "import os\n(flag): bool = True\nclass C:\n    (é.attr) : int\n    ((n)): int = 2  # c\ny = flag\n"
+    parsed = _parse(text)
+    annotated = [node for node in parsed.nodes if isinstance(node, cst.AnnAssign)]
+    assert [(parsed.line_of(node), parsed.code_of(node.target)) for node in annotated] == [
+        (2, "flag"), (4, "é.attr"), (5, "n")
+    ]
+    last = next(node for node in parsed.nodes if isinstance(node, cst.Assign))
+    assert parsed.positions[last].start == (6, 0)
+    comment_line = parsed.module.code.splitlines()[4]
+    assert comment_line.index("# c") == text.splitlines()[4].index("# c")  # later columns kept
+
+
+def test_thousands_of_adjacent_literals_parse_with_libcst_positions() -> None:
+    """A payload split over thousands of adjacent literals (shims, #1839; pydoc's topics)
+    nests one level per literal in libcst: the positions pass walks the chain in a loop and
+    records exactly what libcst's PositionProvider records."""
+    pieces = 3000
+    text = "DATA = (\n" + "".join(f"    'piece{i:05d}'\n" for i in range(pieces)) + ")\nx = 1\n"
+    parsed = _parse(text)
+    chain = [node for node in parsed.nodes if isinstance(node, cst.ConcatenatedString)]
+    assert len(chain) == pieces - 1
+    assert parsed.positions[chain[0]].start == (2, 4) and parsed.positions[chain[-1]].start == (pieces, 4)
+    assert parsed.parent_of(chain[-1]) is chain[-2]
+    assert parsed.code_of(chain[-1]) == f"'piece{pieces - 2:05d}'\n    'piece{pieces - 1:05d}'"
+    shorter = "DATA = (\n" + "".join(f"    'p{i}'\n" for i in range(400)) + ")\n"
+    parsed = _parse(shorter)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20000)  # libcst's own provider recurses once per literal
+    try:
+        expected = MetadataWrapper(parsed.module, unsafe_skip_copy=True).resolve(PositionProvider)
+    finally:
+        sys.setrecursionlimit(limit)
+    kept = {node: r for node, r in expected.items() if type(node) not in _TRIVIA and node is not parsed.module}
+    assert len(kept) > 800
+    assert {node: ((r.start.line, r.start.column), (r.end.line, r.end.column)) for node, r in kept.items()} == {
+        node: parsed.positions[node] for node in kept
+    }
+
+
+def test_a_shim_with_a_payload_split_over_thousands_of_lines_is_analyzed(tmp_path: Path) -> None:
+    """#1839's shape at a larger size: the shim's module itself (not only its decoded code)
+    goes through every rule family without any of them running out of recursion."""
+    program = "import os\n" + "".join(f"v{i} = os.environ.get('K{i}', '{i}')\n" for i in range(3000))
+    shim = tmp_path / "train_gpt.py"
+    shim.write_text(wrap_split_literal(program, piece=20), encoding="utf-8")
+    assert shim.read_text().count("\n") > 1200
+    findings, _sources, _cacheable = analyze_one(str(shim), CheckOptions())
+    assert [f for f in findings if f["rule"] == "PG000"] == []
