@@ -362,3 +362,109 @@ def test_piece_text_lengths_without_decoding_are_still_pg204() -> None:
     )
     found = _loud(_scoring({"train_gpt.py": code}), "PG204")
     assert found == [("PG204", Severity.ERROR, _line(code, "length"))]
+
+
+# ---- wild-set false errors: byte tables and target metadata ------------------------------------
+
+PIECE_LENGTH_TOOL = """\
+import sentencepiece as spm
+
+
+def main(model_path):
+    sp = spm.SentencePieceProcessor(model_file=model_path)
+    short = []
+    for tid in range(sp.vocab_size()):
+        if len(sp.id_to_piece(tid).encode("utf-8")) == 1:  # <- length
+            short.append(tid)
+    print(f"{len(short)} one-byte pieces")
+"""
+
+ENTRY_ONLY = """\
+import torch
+
+
+def main():
+    print("train")
+"""
+
+
+def test_piece_lengths_in_a_script_the_entry_never_imports_are_a_warning() -> None:
+    """#1578: a tokenizer-building tool in the folder measures piece lengths; the entry script
+    never imports it, so it cannot be the score's denominator by itself — a warning, not an error."""
+    found = _loud(_scoring({"train_gpt.py": ENTRY_ONLY, "tools/prune_vocab.py": PIECE_LENGTH_TOOL}), "PG204")
+    assert found == [("PG204", Severity.WARNING, _line(PIECE_LENGTH_TOOL, "length"))]
+
+
+def test_the_same_table_in_the_entry_script_is_an_error() -> None:
+    found = _loud(_scoring({"train_gpt.py": PIECE_LENGTH_TOOL}), "PG204")
+    assert found == [("PG204", Severity.ERROR, _line(PIECE_LENGTH_TOOL, "length"))]
+
+
+def test_one_line_minified_byte_count_with_the_boundary_rule_is_quiet() -> None:
+    """#1111: a minified one-line body (``def f(...): a; b; c``) holds ``tb += space[y] & ~bnd[x]``;
+    the boundary test sits in the same small statement."""
+    code = (
+        "import torch\n"
+        "def acc(ptl,x,y,base_bytes_lut,has_leading_space_lut,is_boundary_token_lut,out):"
+        "tb=base_bytes_lut[y].double();tb+=has_leading_space_lut[y]&~is_boundary_token_lut[x];"
+        "out[0]+=ptl.sum();out[1]+=tb.sum()\n"
+    )
+    assert _loud(_scoring({"train_gpt.py": code}), "PG204") == []
+
+
+def test_one_line_minified_byte_count_without_the_boundary_rule_is_pg204() -> None:
+    code = (
+        "import torch\n"
+        "def acc(ptl,x,y,base_bytes_lut,has_leading_space_lut,is_boundary_token_lut,out):"
+        "tb=base_bytes_lut[y].double();tb+=has_leading_space_lut[y];"
+        "out[0]+=ptl.sum();out[1]+=tb.sum()\n"
+    )
+    assert _loud(_scoring({"train_gpt.py": code}), "PG204") == [("PG204", Severity.ERROR, 2)]
+
+
+def test_space_table_padding_and_word_start_features_are_not_byte_counts() -> None:
+    """#1289: ``lut.shape[0]`` and ``padded[: lut.shape[0]] = lut`` copy the table; #1252: a
+    word-start flag looked up for the model's attention is a feature, not a byte count."""
+    code = """\
+    import numpy as np
+    import torch
+
+
+    def pad_luts(base_bytes_np, has_leading_space_np, size):
+        padded_base = np.zeros(size, np.int16)
+        padded_space = np.zeros(size, np.bool_)
+        padded_base[: base_bytes_np.shape[0]] = base_bytes_np
+        padded_space[: has_leading_space_np.shape[0]] = has_leading_space_np
+        return padded_base, padded_space
+
+
+    def word_starts(input_ids, has_leading_space_lut):
+        is_word_start = has_leading_space_lut[input_ids]
+        is_word_start[:, 0] = True
+        return is_word_start.long().cumsum(dim=1) - 1
+    """
+    assert _loud(_scoring({"train_gpt.py": code}), "PG204") == []
+
+
+def test_target_shape_and_device_in_a_mask_are_not_a_target_gate() -> None:
+    """#1283: ``torch.ones(targets.size(0), 1, device=targets.device)`` reads the batch size
+    and device of the targets, not their values; a gate built from it is not target-gated.
+    The twin reading the values (``targets == hint``) still is."""
+    code = """\
+    import torch
+    import torch.nn.functional as F
+
+
+    def mixer_loss(logits, targets, alpha_raw, expert_valid, hint):
+        full_mask = torch.cat([torch.ones(targets.size(0), 1, device=targets.device, dtype=torch.bool), expert_valid], 1)
+        gate = alpha_raw.masked_fill(~full_mask, -1e9)
+        weights = F.softmax(gate, dim=-1)
+        p = F.softmax(logits, -1).gather(1, targets[:, None]).squeeze(1)
+        return -(weights[:, 0] * p).log().sum()
+    """
+    assert _loud(_scoring({"train_gpt.py": code}), "PG201") == []
+    leaky = code.replace(
+        "        gate = alpha_raw.masked_fill(~full_mask, -1e9)\n",
+        "        gate = alpha_raw.masked_fill(~full_mask, -1e9) * (targets == hint)[:, None]  # <- gate\n",
+    )
+    assert ("PG201", Severity.ERROR, _line(leaky, "gate")) in _loud(_scoring({"train_gpt.py": leaky}), "PG201")

@@ -108,11 +108,14 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
             continue
         uses = [
             s for s in nodes_within(index.subscripts, function, index)
-            if any(_SPACE_LUT.search(n.value) or n.value in space_params for n in value_names(s.value))
-            and not _is_store(index, s)
+            if _names_table(s.value, space_params) and _looked_up(s) and not _is_store(index, s)
         ]
         if not uses:
             continue  # only builds the table (``lead_space[tid] = True``)
+        if not BYTE_NAME.search(index.text_of(function)) and not any(
+            BYTE_NAME.search(w) for words in aliases.values() for w in words
+        ):
+            continue  # a word-start feature for the model (#1252), not a byte count
         if _boundary_condition_applied(index, function, uses, aliases):
             continue
         hits.append(
@@ -129,6 +132,17 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
             )
         )
     return hits
+
+
+def _names_table(value: cst.CSTNode, space_params: set[str]) -> bool:
+    """``lut[...]`` / ``self.lut[...]`` itself — not ``lut.shape[0]`` or ``len(lut)``."""
+    name = value.value if isinstance(value, cst.Name) else value.attr.value if isinstance(value, cst.Attribute) else None
+    return name is not None and (_SPACE_LUT.search(name) is not None or name in space_params)
+
+
+def _looked_up(subscript: cst.Subscript) -> bool:
+    """An element lookup by token ids (``lut[y]``), not a slice copy (``lut[:n] = …`` padding)."""
+    return all(isinstance(element.slice, cst.Index) for element in subscript.slice)
 
 
 def _argument_words(index: ModuleIndex) -> dict[str, dict[str, set[str]]]:

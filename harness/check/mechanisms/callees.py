@@ -46,10 +46,23 @@ def helper_of(index: ModuleIndex, call: cst.Call) -> tuple[ModuleIndex, cst.Func
     return None
 
 
+# Shape, placement and type of a tensor say nothing about the token values in it
+# (``torch.ones(targets.size(0), 1, device=targets.device)``, #1283's mixer mask).
+_METADATA = frozenset({"shape", "device", "dtype", "ndim", "is_cuda", "layout"})
+_METADATA_METHODS = frozenset({"size", "numel", "dim", "nelement", "get_device"})
+
+
+def _metadata_call(call: cst.Call) -> bool:
+    if isinstance(call.func, cst.Attribute) and call.func.attr.value in _METADATA_METHODS:
+        return True
+    return isinstance(call.func, cst.Name) and call.func.value == "len"
+
+
 def names_outside_helper_calls(index: ModuleIndex, expr: cst.CSTNode) -> list[cst.Name]:
     """Variable references in ``expr`` except those only passed as arguments to a submission
-    helper: the helper's result depends on what the helper does with them, which the
-    helper's own analysis decides (a causal hint builder handed the target stream)."""
+    helper — the helper's result depends on what the helper does with them, which the
+    helper's own analysis decides (a causal hint builder handed the target stream) — and
+    those whose shape, length or device only is read."""
     found: list[cst.Name] = []
     stack: list[cst.CSTNode] = [expr]
     while stack:
@@ -57,6 +70,10 @@ def names_outside_helper_calls(index: ModuleIndex, expr: cst.CSTNode) -> list[cs
         kind = type(node)
         if kind is cst.Name:
             found.append(node)  # type: ignore[arg-type]
+        elif kind is cst.Attribute and node.attr.value in _METADATA:  # type: ignore[attr-defined]
+            continue
+        elif kind is cst.Call and _metadata_call(node):  # type: ignore[arg-type]
+            continue
         elif kind is cst.Attribute or kind is cst.Arg:
             stack.append(node.value)  # type: ignore[attr-defined]
         elif kind is cst.Lambda or kind is cst.FunctionDef:

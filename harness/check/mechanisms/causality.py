@@ -129,11 +129,12 @@ def _mentions_dependent(
         if name.value in dependent:
             via_cache = bool(via_cache) or dependent[name.value]
     if via_cache is None and index is not None and not any(n.value in info.names for n in names):
+        # only metadata (``targets.size(0)``) or arguments of a submission helper mention it
         opaque = {id(c) for c in walk(expr) if isinstance(c, cst.Call) and helper_of(index, c) is not None}
-        if opaque:
-            reads = [r for r in info.reads if any(id(n) == id(r) for n in walk(expr))]
-            if all(any(id(a) in opaque for a in index.ancestors(r)) for r in reads):
-                return None
+        read_ids = {id(r) for r in info.reads}
+        reads = [n for n in walk(expr) if id(n) in read_ids]
+        if all(any(id(a) in opaque for a in index.ancestors(r)) for r in reads):
+            return None
     if via_cache is None and info.mentions(expr):
         via_cache = False
     if via_cache is False:
