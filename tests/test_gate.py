@@ -270,9 +270,11 @@ def test_cli_fails_code_that_trains_on_validation_data(repo: Path, monkeypatch: 
     [folder] = [s for s in report["submissions"] if s["path"] == PREQUANT]
     assert folder["verdict"] == "fail"
     errors = {f["rule"]: f for f in folder["findings"] if f["severity"] == "error"}
-    assert sorted(errors) == ["PG102", "PG406"]
-    assert errors["PG406"]["file"] == "submission.json"
-    assert errors["PG406"]["message"] == (
+    assert sorted(errors) == ["PG102"]
+    # PG406 is a warning since issue 12: the PG102 error it points at decides the verdict.
+    [claim] = [f for f in folder["findings"] if f["rule"] == "PG406"]
+    assert (claim["severity"], claim["file"]) == ("warning", "submission.json")
+    assert claim["message"] == (
         f"compliance claim 'no_pre_quant_ttt: true' is contradicted by PG102 at train_gpt.py:{errors['PG102']['line']}"
     )
     [diff] = [s for s in report["submissions"] if s["path"] == "diff main...code"]

@@ -100,9 +100,12 @@ def test_missing_required_files(tmp_path: Path) -> None:
     (root / "notes.txt").write_text("tried lr 0.05 first\n")
     findings = audit(root)
     messages = {(f.rule, f.file, f.line): f.message for f in findings if f.rule == "PG401"}
-    assert set(messages) == {("PG401", "README.md", 0), ("PG401", "", 0), ("PG401", "train_gpt.py", 0)}
+    # A folder without code gets no PG401 about the script: the loader's PG000 warning covers it
+    # (the entry hook, a8fe8a3). Missing files are warnings since issue 12: records were merged
+    # without a log.
+    assert set(messages) == {("PG401", "README.md", 0), ("PG401", "", 0)}
     assert "no training log" in messages[("PG401", "", 0)]
-    assert "train_gpt.py is missing" == messages[("PG401", "train_gpt.py", 0)]
+    assert {f.severity for f in findings if f.rule == "PG401"} == {Severity.WARNING}
 
 
 def test_missing_submission_json(tmp_path: Path) -> None:
@@ -153,10 +156,10 @@ def test_invalid_json_points_at_its_line(tmp_path: Path) -> None:
         ({"val_bpb": "1.2244"}, (), "val_bpb", "'val_bpb' must be a positive number, got \"1.2244\""),
         ({"date": "20/03/2026"}, (), "date", "'date' must be YYYY-MM-DD or an ISO timestamp"),
         ({"date": "2026-02-30"}, (), "date", "'date' must be YYYY-MM-DD"),
-        ({"seeds": [42, "1337"]}, (), "seeds", "'seeds' must be a non-empty list of integers"),
+        ({"seeds": "three"}, (), "seeds", "'seeds' should list the seeds run"),
         ({"bytes_total": 15.8}, (), "bytes_total", "'bytes_total' must be a whole number of bytes"),
         ({"track": 10}, (), "track", "'track' must be a non-empty string"),
-        ({"compliance": ["score_first_ttt"]}, (), "compliance", "'compliance' must be an object"),
+        ({"compliance": ["score_first_ttt"]}, (), "compliance", "'compliance' should be an object"),
     ],
 )
 def test_submission_json_field_errors(tmp_path: Path, overrides: dict, drop: tuple, key: str, fragment: str) -> None:
@@ -165,7 +168,8 @@ def test_submission_json_field_errors(tmp_path: Path, overrides: dict, drop: tup
     assert len(findings) == 1, findings
     assert fragment in findings[0].message
     expected_line = 1 if drop else json_line(root, key)
-    assert (findings[0].file, findings[0].line, findings[0].severity) == ("submission.json", expected_line, Severity.ERROR)
+    # Issue 12: submission.json's shape never makes a run illegal (accepted records use many).
+    assert (findings[0].file, findings[0].line, findings[0].severity) == ("submission.json", expected_line, Severity.WARNING)
 
 
 def test_name_or_author_is_enough_and_iso_dates_and_unknown_keys_pass(tmp_path: Path) -> None:
@@ -243,6 +247,19 @@ def test_no_final_score_line_at_all(tmp_path: Path) -> None:
 # PG303 -----------------------------------------------------------------------------------
 
 def test_logged_artifact_over_the_decimal_limit(tmp_path: Path) -> None:
+    """Every reading of seed 1337's artifact (logged total, logged model + shipped code, its
+    seed_results entry) is over 16,000,000 bytes: an error on a record claim."""
+    spec = PackageSpec().with_logs(style="block")
+    spec.logs[1] = replace(spec.logs[1], total_bytes=16_000_001)
+    root = build(tmp_path, spec)
+    [finding] = only(audit(root), "PG303")
+    assert (finding.file, finding.line, finding.severity) == ("train_seed1337.log", 25, Severity.ERROR)
+    assert "16,000,001 bytes" in finding.message and "int8+zlib" in finding.message
+
+
+def test_logged_artifact_over_the_limit_that_its_seed_entry_puts_under_warns(tmp_path: Path) -> None:
+    """Issue 12: readings that disagree (the log's total over, submission.json's bytes for that
+    seed under) make a question for the reviewer, not a verdict."""
     spec = PackageSpec().with_logs(style="block")
     spec.logs[1] = replace(spec.logs[1], total_bytes=16_000_001)
     root = build(tmp_path, replace(spec, json_overrides={"bytes_total": 15_863_533}))
@@ -250,24 +267,26 @@ def test_logged_artifact_over_the_decimal_limit(tmp_path: Path) -> None:
     data["seed_results"]["1337"]["artifact_bytes"] = 15_863_533
     (root / "submission.json").write_text(json.dumps(data, indent=2))
     [finding] = only(audit(root), "PG303")
-    assert (finding.file, finding.line, finding.severity) == ("train_seed1337.log", 25, Severity.ERROR)
-    assert "16,000,001 bytes" in finding.message and "int8+zlib" in finding.message
+    assert (finding.file, finding.line, finding.severity) == ("train_seed1337.log", 25, Severity.WARNING)
+    assert "but submission.json seed_results['1337'].artifact_bytes gives 15,863,533 bytes" in finding.message
 
 
 def test_json_artifact_sizes_over_the_limit(tmp_path: Path) -> None:
+    """submission.json's own number over the cap while every log prints a size under it: the
+    number may count something else (#705, #1399 read the cap as MiB), so a warning."""
     root = build(tmp_path, PackageSpec(json_overrides={"bytes_total": 16_777_216}))
     [finding] = only(audit(root), "PG303")
-    assert finding.line == json_line(root, "bytes_total")
-    assert finding.message.startswith("submission.json bytes_total is 16,777,216 bytes, over the 16,000,000-byte limit")
+    assert (finding.line, finding.severity) == (json_line(root, "bytes_total"), Severity.WARNING)
+    assert finding.message == ("submission.json bytes_total is 16,777,216 bytes, over the 16,000,000-byte cap "
+                               "(decimal 16 MB); the logs print a size under it")
 
 
-def test_logged_code_size_that_is_not_the_shipped_file_warns(tmp_path: Path) -> None:
+def test_logged_code_size_that_is_not_the_shipped_file_is_no_finding_by_itself(tmp_path: Path) -> None:
+    """Accepted records log the readable source's size while shipping a compressed shim, or
+    the reverse (issue 12): a differing code size alone says nothing about the cap."""
     spec = PackageSpec()
     spec.logs[0] = replace(spec.logs[0], code_bytes=78_688)
-    findings = only(audit(build(tmp_path, spec)), "PG303")
-    assert [(f.file, f.line, f.severity) for f in findings] == [("train_seed42.log", 54, Severity.WARNING)]
-    shipped = len(builder.TRAIN_GPT.encode())
-    assert f"logged code size 78,688 bytes differs from the shipped train_gpt.py ({shipped:,} bytes)" in findings[0].message
+    assert audit(build(tmp_path, spec)) == []
 
 
 # PG304 -----------------------------------------------------------------------------------
@@ -278,27 +297,39 @@ def test_one_in_flight_step_past_600_s_is_tolerated(tmp_path: Path) -> None:
 
 
 def test_training_over_the_limit(tmp_path: Path) -> None:
+    """Every scored run 12.4 s (2 %) over: clearly over, an error on a record claim."""
     root = build(tmp_path, PackageSpec().with_logs(train_time_ms=612_400, style="block"))
     findings = only(audit(root), "PG304")
-    assert [(f.file, f.line) for f in findings] == [
-        ("train_seed1337.log", 19), ("train_seed2024.log", 19), ("train_seed42.log", 19)
+    assert [(f.file, f.line, f.severity) for f in findings] == [
+        ("train_seed1337.log", 19, Severity.ERROR), ("train_seed2024.log", 19, Severity.ERROR),
+        ("train_seed42.log", 19, Severity.ERROR),
     ]
     assert findings[0].message == (
-        "training ran 612.4 s (train_time:612400ms), over the 600 s limit (allowing one in-flight step of 44 ms)"
+        "training ran 612.4 s (train_time:612400ms), over the 600 s limit and the in-flight step (1000 ms)"
     )
 
 
+def test_training_over_by_less_than_the_clear_margin_warns(tmp_path: Path) -> None:
+    """603 s is past the in-flight step but within 1 %: a question for the reviewer."""
+    root = build(tmp_path, PackageSpec().with_logs(train_time_ms=603_000, style="block"))
+    findings = only(audit(root), "PG304")
+    assert {f.severity for f in findings} == {Severity.WARNING}
+    assert findings[0].message.endswith("by less than 1%: check the timing")
+
+
 def test_evaluation_over_the_limit(tmp_path: Path) -> None:
-    spec = PackageSpec().with_logs(style="block", eval_time_ms=601_500)
+    spec = PackageSpec().with_logs(style="block", eval_time_ms=650_000)
     findings = only(audit(build(tmp_path, spec)), "PG304")
-    assert len(findings) == 3 and findings[0].line == 27
-    assert findings[0].message == "evaluation of final_int8_zlib_roundtrip took 601.5 s, over the 600 s limit"
+    assert len(findings) == 3 and findings[0].line == 27 and findings[0].severity is Severity.ERROR
+    assert findings[0].message == "evaluation of final_int8_zlib_roundtrip took 650.0 s, over the 600 s limit"
+    near = PackageSpec().with_logs(style="block", eval_time_ms=601_500)
+    assert {f.severity for f in only(audit(build(tmp_path / "near", near)), "PG304")} == {Severity.WARNING}
 
 
 def test_all_final_evaluations_together_over_the_limit_warn(tmp_path: Path) -> None:
     spec = PackageSpec().with_logs(style="block", eval_time_ms=350_000, families=("final_sliding_window", "legal_ttt"))
     findings = only(audit(build(tmp_path, spec)), "PG304")
-    assert [(f.line, f.severity) for f in findings] == [(29, Severity.WARNING)] * 3
+    assert [(f.line, f.severity) for f in findings] == [(29, Severity.INFO)] * 3
     assert findings[0].message == (
         "final evaluations together took 700.0 s (final_sliding_window, legal_ttt), over 600 s: "
         "show which of them the reported score needs"
@@ -321,9 +352,10 @@ def test_fewer_than_three_seeds(tmp_path: Path) -> None:
     spec = PackageSpec(logs=PackageSpec().logs[:2])
     root = build(tmp_path, spec)
     [finding] = only(audit(root), "PG404")
-    assert (finding.file, finding.line) == ("submission.json", json_line(root, "seeds"))
+    assert (finding.file, finding.line, finding.severity) == ("submission.json", json_line(root, "seeds"), Severity.WARNING)
     assert finding.message == (
-        "a record claim needs logs of >= 3 seeds of one configuration; found 2 (train_seed1337.log, train_seed42.log)"
+        "a record claim usually shows logs of >= 3 seeds of one configuration; found 2 "
+        "(train_seed1337.log, train_seed42.log)"
     )
 
 
@@ -427,6 +459,7 @@ def test_compliance_claim_contradicted_by_a_code_finding(tmp_path: Path) -> None
     [finding] = only(audit(root, prior=prior), "PG406")
     assert finding.line == json_line(root, "no_pre_quant_ttt")
     assert finding.message == "compliance claim 'no_pre_quant_ttt: true' is contradicted by PG102 at train_gpt.py:212"
+    assert finding.severity is Severity.WARNING
 
 
 def test_unclaimed_flags_and_warnings_contradict_nothing(tmp_path: Path) -> None:
@@ -439,13 +472,17 @@ def test_unclaimed_flags_and_warnings_contradict_nothing(tmp_path: Path) -> None
 
 
 def test_top_level_claim_contradicted_by_a_package_finding(tmp_path: Path) -> None:
-    spec = PackageSpec(logs=PackageSpec().logs[:1], json_overrides={"three_seeds": True})
+    """PG406 is a warning: the PG303 error it points at already decides the verdict. A claim
+    only contradicted by a warning (three_seeds vs a PG404 warning) is not judged."""
+    spec = PackageSpec(json_overrides={"under_16mb": True, "three_seeds": True})
+    spec.logs[1] = replace(spec.logs[1], total_bytes=16_000_001)
     root = build(tmp_path, spec)
+    data = json.loads((root / "submission.json").read_text())
+    data["seed_results"]["1337"]["artifact_bytes"] = 16_000_001
+    (root / "submission.json").write_text(json.dumps(data, indent=2))
     findings = audit(root)
-    assert [f.rule for f in findings] == ["PG404", "PG406"]
-    assert findings[1].message == "compliance claim 'three_seeds: true' is contradicted by PG404 at submission.json:" + str(
-        json_line(root, "seeds")
-    )
+    assert [(f.rule, f.severity) for f in findings] == [("PG303", Severity.ERROR), ("PG406", Severity.WARNING)]
+    assert findings[1].message.startswith("compliance claim 'under_16mb: true' is contradicted by PG303 at train_seed1337.log:")
 
 
 def test_significance_that_cannot_be_tested_says_why(tmp_path: Path) -> None:
@@ -499,8 +536,14 @@ def test_catalog_log_examples_behave_as_documented(tmp_path: Path, rule_id: str)
 REAL_RUN = Path(__file__).parent / "fixtures" / "packages" / "reference_run"
 
 
-@pytest.mark.parametrize(("claimed", "mismatch"), [(4.3304, False), (4.33038523, False), (4.3072, True)])
-def test_package_of_real_reference_trainer_logs(tmp_path: Path, claimed: float, mismatch: bool) -> None:
+@pytest.mark.parametrize(("claimed", "expected"), [
+    (4.3304, None),
+    (4.33038523, None),
+    (4.3072, Severity.INFO),  # seed 1337's own run, not the mean: accepted records did this (issue 12)
+    (4.3300, Severity.WARNING),  # no reading matches, but runs in the folder printed better numbers
+    (3.9000, Severity.ERROR),  # better than every bpb any log prints: no run shows it
+])
+def test_package_of_real_reference_trainer_logs(tmp_path: Path, claimed: float, expected: Severity | None) -> None:
     root = tmp_path / "records" / "track_10min_16mb" / "2026-11-25_TinyReference"
     root.mkdir(parents=True)
     for seed in (42, 1337, 2024):
@@ -512,20 +555,17 @@ def test_package_of_real_reference_trainer_logs(tmp_path: Path, claimed: float, 
     (root / "submission.json").write_text(json.dumps(claim))
     findings = audit(root)
     # Mean of the three _exact lines: (4.32568236 + 4.30722605 + 4.35824729) / 3 = 4.330385233…
-    pg403 = [f.message for f in findings if f.rule == "PG403"]
-    if mismatch:
-        assert pg403 == [
-            "submission.json val_bpb 4.3072 does not match the mean of 3 logs: final_int8_zlib_roundtrip gives "
-            "4.33038523 (train_seed1337.log:56 4.30722605, train_seed2024.log:56 4.35824729, "
-            "train_seed42.log:56 4.32568236)"
-        ]
-    else:
-        assert pg403 == []
-    shipped = len(builder.TRAIN_GPT.encode())
-    warnings = [(f.file, f.line, f.severity) for f in findings if f.rule == "PG303"]
-    assert warnings == [(f"train_seed{s}.log", 53, Severity.WARNING) for s in (1337, 2024, 42)]
-    assert {f.rule for f in findings} == ({"PG303", "PG403"} if mismatch else {"PG303"})
-    assert shipped != 73_028
+    pg403 = [f for f in findings if f.rule == "PG403"]
+    assert [f.severity for f in pg403] == ([expected] if expected else [])
+    if expected is Severity.INFO:
+        assert pg403[0].message == ("submission.json val_bpb 4.3072 is the score of one run (train_seed1337.log:56 "
+                                    "final_int8_zlib_roundtrip), not the mean of the 3 scored log(s)")
+    if expected is Severity.ERROR:
+        assert pg403[0].message.endswith("the claim is better than every bpb any log prints (lowest 4.0136 in "
+                                         "train_seed42.log): no run in the folder shows it")
+    # The logged code size (73,028 bytes) is not the shipped file's: no finding by itself.
+    assert {f.rule for f in findings} <= {"PG403"}
+    assert len(builder.TRAIN_GPT.encode()) != 73_028
 
 
 def test_hostile_package_files_become_findings_not_crashes(tmp_path: Path) -> None:

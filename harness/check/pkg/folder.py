@@ -7,6 +7,7 @@ runs anything: logs and JSON are text.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -18,7 +19,10 @@ ENTRY_FILE = "train_gpt.py"
 JSON_FILE = "submission.json"
 LOG_SUFFIXES = (".log", ".txt")
 _NOT_LOGS = frozenset({"requirements.txt", "readme.txt", "license.txt", "notes.txt"})
-_NON_RECORD_MARKERS = ("non_record", "non-record", "nonrecord", "unlimited")
+# How a folder says it is not a record attempt: the non-record and unlimited-compute tracks, or
+# a work-in-progress / draft submission (#1110-era README titles, ``"track": "non-record-16mb"``).
+_NON_RECORD = re.compile(r"non[-_ ]?record|unlimited|\bwork[-_ ]in[-_ ]progress\b|\bWIP\b|\bdraft\b", re.IGNORECASE)
+_README_HEAD_LINES = 40  # the title and the summary under it, where a submission says what it is
 MAX_TEXT_BYTES = 4 * 1024 * 1024  # README and submission.json are small; cap hostile ones
 
 
@@ -27,6 +31,7 @@ class PackageFolder:
     submission: Submission
     readme: str | None = None
     submission_json: SubmissionJson | None = None
+    json_file: str | None = None  # the file read as submission.json, when there is one
     json_error: SubmissionJsonUnreadable | None = None
     logs: list[TrainingLog] = field(default_factory=list)  # training logs only, by path
 
@@ -41,13 +46,15 @@ class PackageFolder:
 
     def is_record_claim(self) -> bool:
         """Records live under ``records/track_10min_16mb``; the non-record and unlimited-compute
-        tracks waive the time limit and the seed count, and say so in the folder path or in
-        submission.json's ``track``."""
-        markers = [part.lower() for part in self.submission.root.parts[-3:]]
-        track = self.submission_json.data.get("track") if self.submission_json else None
-        if isinstance(track, str):
-            markers.append(track.lower())
-        return not any(marker in text for text in markers for marker in _NON_RECORD_MARKERS)
+        tracks waive the time limit and the seed count, and say so in the folder path, in
+        submission.json's ``track``/``name``, or at the head of the README (a folder submitted
+        on its own, outside the records tree, only says it there)."""
+        texts = list(self.submission.root.parts[-3:])
+        if self.submission_json is not None:
+            texts += [v for k, v in self.submission_json.data.items() if k in ("track", "name") and isinstance(v, str)]
+        if self.readme is not None:
+            texts.append("\n".join(self.readme.splitlines()[:_README_HEAD_LINES]))
+        return not any(_NON_RECORD.search(text) for text in texts)
 
 
 def read_package(submission: Submission) -> PackageFolder:
@@ -56,8 +63,10 @@ def read_package(submission: Submission) -> PackageFolder:
     readme = next((name for name in sorted(files) if name.lower() == "readme.md"), None)
     if readme is not None:
         folder.readme = _read_text(submission, readme, MAX_TEXT_BYTES)
-    if JSON_FILE in files:
-        text = _read_text(submission, JSON_FILE, MAX_TEXT_BYTES)
+    json_name = JSON_FILE if JSON_FILE in files else _json_variant(files)
+    if json_name is not None:
+        folder.json_file = json_name
+        text = _read_text(submission, json_name, MAX_TEXT_BYTES)
         try:
             folder.submission_json = load_submission_json(text if text is not None else "")
         except SubmissionJsonUnreadable as exc:
@@ -73,6 +82,14 @@ def read_package(submission: Submission) -> PackageFolder:
         if log.is_training_log:
             folder.logs.append(log)
     return folder
+
+
+def _json_variant(files: set[str]) -> str | None:
+    """A folder without ``submission.json`` sometimes ships it under a longer name
+    (``submission_<variant>.json``): one such file at the top is read as the submission's."""
+    variants = [name for name in files if "/" not in name and name.lower().startswith("submission")
+                and name.lower().endswith(".json")]
+    return variants[0] if len(variants) == 1 else None
 
 
 def _read_text(submission: Submission, name: str, limit: int) -> str | None:

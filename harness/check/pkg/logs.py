@@ -34,6 +34,10 @@ _SCORE_LABEL = re.compile(r"^[A-Za-z][\w\-. +]*$")
 _DIAGNOSTIC_LABEL = re.compile(r"pre[-_ ]?quant|diagnostic", re.IGNORECASE)
 _TOTAL_SIZE = re.compile(r"Total submission size(?P<label>[^:\n]*):\s*(?P<n>\d[\d,_]*)\s*bytes", re.I)
 _CODE_SIZE = re.compile(r"\bCode size(?P<label>[^:\n]*):\s*(?P<n>\d[\d,_]*)\s*bytes", re.I)
+_MODEL_SIZE = re.compile(r"\bSerialized model(?P<label>[^:\n]*):\s*(?P<n>\d[\d,_]*)\s*bytes", re.I)
+# Any bpb number a log prints, in whatever line shape (``val_bpb:1.16``, ``bpb=1.16``, ``"val_bpb": 1.16``):
+# the floor PG403 compares a claim with must not depend on the score-line shapes we parse.
+_ANY_BPB = re.compile(r"bpb\b[\"']?\s*[:=]?\s*(" + _NUMBER + r")", re.I)
 _NAME_VALUE = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.\-]*)\s*:\s+(?P<value>\S.*?)\s*$")
 _KV_TOKEN = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]*)[:=](?P<value>\S*)$")
 _SEED_IN_NAME = re.compile(r"seed[_\-]?(\d+)", re.IGNORECASE)
@@ -118,6 +122,8 @@ class TrainingLog:
     scores: list[ScoreLine] = field(default_factory=list)
     total_sizes: list[SizeLine] = field(default_factory=list)
     code_sizes: list[SizeLine] = field(default_factory=list)
+    model_sizes: list[SizeLine] = field(default_factory=list)
+    lowest_bpb: float | None = None  # the lowest bpb number printed anywhere in the log
 
     @property
     def is_training_log(self) -> bool:
@@ -166,6 +172,12 @@ class TrainingLog:
         pool = labelled or self.total_sizes
         return pool[-1] if pool else None
 
+    def model_size(self) -> SizeLine | None:
+        """The compressed model alone (``Serialized model int8+zlib: …``), labelled and last,
+        like the total: with the shipped code's bytes it gives a second reading of the artifact."""
+        labelled = [s for s in self.model_sizes if s.label]
+        return labelled[-1] if labelled else None
+
 
 def read_log_text(path: Path) -> str:
     with path.open("rb") as handle:
@@ -186,6 +198,8 @@ def parse_log(text: str, path: str) -> TrainingLog:
         _parse_header_line(log, lines[index], index + 1)
     for index, line in enumerate(lines):
         number = index + 1
+        if ("bpb" in line or "BPB" in line) and not line.lstrip().startswith("#"):
+            _record_bpb_values(log, line)  # a comment (a code copy's, a note's) prints no result
         step = _STEP.match(line)
         if step:
             log.step_lines += 1
@@ -199,7 +213,8 @@ def parse_log(text: str, path: str) -> TrainingLog:
             if score is not None:
                 log.scores.append(score)
                 continue
-        for pattern, target in ((_TOTAL_SIZE, log.total_sizes), (_CODE_SIZE, log.code_sizes)):
+        for pattern, target in ((_TOTAL_SIZE, log.total_sizes), (_CODE_SIZE, log.code_sizes),
+                                (_MODEL_SIZE, log.model_sizes)):
             match = pattern.search(line)
             if match:
                 size = int(match.group("n").replace(",", "").replace("_", ""))
@@ -233,6 +248,16 @@ def _kv_pairs(text: str) -> list[tuple[str, str]]:
     return [(m.group("name"), m.group("value")) for m in matches if m]
 
 
+def _record_bpb_values(log: TrainingLog, line: str) -> None:
+    for match in _ANY_BPB.finditer(line):
+        try:
+            value = float(match.group(1))
+        except ValueError:
+            continue
+        if value > 0 and (log.lowest_bpb is None or value < log.lowest_bpb):
+            log.lowest_bpb = value
+
+
 def _record_train_time(log: TrainingLog, line: str, number: int) -> None:
     match = _TRAIN_TIME.search(line)
     if match:
@@ -247,7 +272,7 @@ def _parse_score(line: str, number: int) -> ScoreLine | None:
     match = _SCORE.match(line.strip())
     if not match:
         return None
-    label = match.group("label").strip().rstrip(":").strip()
+    label = _strip_label_fields(match.group("label").strip().rstrip(":").strip())
     if not label or not _SCORE_LABEL.match(label) or label.lower().startswith("step"):
         return None
     eval_time = _EVAL_TIME.search(match.group("rest"))
@@ -260,6 +285,15 @@ def _parse_score(line: str, number: int) -> ScoreLine | None:
         eval_time_ms=_to_ms(eval_time.group(1), eval_time.group(2)) if eval_time else None,
         line=number,
     )
+
+
+def _strip_label_fields(label: str) -> str:
+    """``final_sliding_window_eval stride:64 val_loss:…`` names its family and then settings of
+    the evaluation; the family is the label without those trailing ``key:value`` tokens."""
+    tokens = label.split()
+    while len(tokens) > 1 and _KV_TOKEN.match(tokens[-1]):
+        tokens.pop()
+    return " ".join(tokens)
 
 
 def _assign_seed(log: TrainingLog) -> None:

@@ -60,10 +60,15 @@ class SubmissionJson:
 
     @property
     def declared_seeds(self) -> list[str]:
+        """Seeds named by ``seeds`` (a list, or an object keyed by seed as in #512 and #779),
+        else by ``seed_results``. Keys that are not plain integers (``2024_5pct``) name a run
+        variant, not a seed, and are left out."""
         seeds = self.data.get("seeds")
-        if isinstance(seeds, list) and all(_is_int(s) for s in seeds):
-            return [str(int(s)) for s in seeds]
-        return [claim.seed for claim in self.seed_claims]
+        if isinstance(seeds, dict):
+            seeds = list(seeds)
+        named = [_seed_text(s) for s in seeds] if isinstance(seeds, list) else []
+        listed = [str(seed) for seed in named if seed is not None]
+        return listed or [claim.seed for claim in self.seed_claims]
 
     @property
     def compliance(self) -> dict[str, Any]:
@@ -144,17 +149,17 @@ def _check_optional(parsed: SubmissionJson) -> None:
         if key in data and not _is_count(data[key]):
             _problem(parsed, key, f"'{key}' must be a whole number of bytes, got {_shown(data[key])}")
     if "seeds" in data:
+        # A list of seeds, or an object keyed by seed holding each seed's results (#512, #779):
+        # both are shapes accepted submissions use. Other shapes name no seed we can check.
         seeds = data["seeds"]
-        if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
-            _problem(parsed, "seeds", f"'seeds' must be a non-empty list of integers, got {_shown(seeds)}")
-    if "compliance" in data:
-        block = data["compliance"]
-        if not isinstance(block, dict):
-            _problem(parsed, "compliance", "'compliance' must be an object of named claims")
-        else:
-            for flag, value in block.items():
-                if not isinstance(value, (bool, str)):
-                    _problem(parsed, flag, f"compliance flag '{flag}' must be true/false, got {_shown(value)}")
+        keys = list(seeds) if isinstance(seeds, dict) else seeds
+        if not isinstance(keys, list) or not keys or not any(_seed_text(s) is not None for s in keys):
+            _problem(parsed, "seeds", f"'seeds' should list the seeds run (a list or an object keyed by seed), "
+                                      f"got {_shown(seeds)}")
+    if "compliance" in data and not isinstance(data["compliance"], dict):
+        # Values inside the block may be numbers or notes (``"train_time_max_s": "599.6"``): only
+        # a true-like value is a claim (PG406), anything else is information.
+        _problem(parsed, "compliance", "'compliance' should be an object of named claims")
 
 
 _SEED_NUMBER_FIELDS = ("val_loss", "val_bpb", "step_avg_ms", "eval_time_s", "train_time_s")
@@ -178,8 +183,7 @@ def _collect_seed_results(parsed: SubmissionJson) -> None:
     for seed, result in entries:
         line = line_of_key(parsed.text, seed)
         if not seed.lstrip("+-").isdigit():
-            parsed.problems.append(JsonProblem(f"seed_results key '{seed}' is not an integer seed", line))
-            continue
+            continue  # a run variant (``1337_conservative``, #152; ``2024_5pct``, #568): nothing to check
         if not isinstance(result, dict):
             parsed.problems.append(JsonProblem(f"seed_results['{seed}'] must be an object", line))
             continue
@@ -201,6 +205,15 @@ def _collect_seed_results(parsed: SubmissionJson) -> None:
         if _is_count(result.get("artifact_bytes")):
             claim.artifact_bytes = int(result["artifact_bytes"])
         parsed.seed_claims.append(claim)
+
+
+def _seed_text(value: Any) -> int | None:
+    """A seed written as an integer or as a string of digits (``"1337"``)."""
+    if _is_int(value):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())
+    return None
 
 
 def _is_text(value: Any) -> bool:

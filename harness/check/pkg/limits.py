@@ -1,0 +1,194 @@
+"""PG303 (artifact size) and PG304 (time limits): when a package number may fail a submission.
+
+Why so careful: the organizers accepted records whose own logs show 600.1 s of training (the
+step in flight when the clock ran out), a 2,400 s single-GPU reproduction next to the 8-GPU
+runs, a logged total over 16,000,000 bytes that counts uncompressed code while the folder ships
+it compressed, and non-record submissions over the cap. What they accepted is not an error, so
+a limit finding is an ``error`` only when the submission's own numbers leave no other reading:
+
+- size: a record claim, and some scored log whose every reading of the artifact (its logged
+  total; its logged compressed model plus the shipped ``train_gpt.py``; submission.json's bytes
+  for that seed) is over the cap;
+- time: a record claim, and every scored log over the limit by more than the in-flight step and
+  by more than ``CLEAR_MARGIN`` (1 %: six seconds buy about 1 % more steps, the first overshoot
+  that could move a score; 0.1 s cannot).
+
+Anything else over a limit is a ``warning`` that says which reading disagrees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.check.pkg.folder import ENTRY_FILE, JSON_FILE, PackageFolder
+from harness.check.pkg.logs import TrainingLog
+from harness.findings import Finding, Severity
+from harness.submission import Submission
+
+SIZE_LIMIT_BYTES = 16_000_000
+TIME_LIMIT_MS = 600_000.0
+CLEAR_MARGIN = 0.01  # over the limit by more than this fraction is clearly over
+MIN_IN_FLIGHT_MS = 1_000.0  # the last step plus the clock check around it, at least one second
+
+_OVER = f"over the {SIZE_LIMIT_BYTES:,}-byte cap (decimal 16 MB)"
+
+
+@dataclass(frozen=True)
+class SizeReading:
+    what: str
+    size_bytes: int
+    file: str
+    line: int
+    counter_only: bool = False  # may show the artifact under the cap; never raises a finding itself
+
+
+def _shipped_entry_bytes(submission: Submission) -> int | None:
+    entry = submission.root / ENTRY_FILE
+    if ENTRY_FILE not in submission.files or not entry.is_file():
+        return None
+    try:
+        return entry.stat().st_size
+    except OSError:
+        return None
+
+
+def _log_readings(log: TrainingLog, shipped: int | None, package: PackageFolder) -> list[SizeReading]:
+    readings = []
+    total = log.artifact_size()
+    if total is not None:
+        label = f" {total.label}" if total.label else ""
+        readings.append(SizeReading(f"logged total (Total submission size{label})", total.size_bytes, log.path, total.line))
+    model = log.model_size()
+    if model is not None and total is None and log.code_sizes:
+        code = log.code_sizes[-1].size_bytes
+        readings.append(SizeReading(f"logged model ({model.label}) + logged code ({code:,})",
+                                    model.size_bytes + code, log.path, model.line))
+    if model is not None and shipped is not None:
+        # The shipped file is sometimes a compressed shim of the logged source, sometimes a
+        # launcher, sometimes a readable copy of a compressed original (#1953): it can only
+        # argue that the artifact is smaller than the log's own count, not that it is larger.
+        readings.append(SizeReading(f"logged model ({model.label}) + shipped {ENTRY_FILE} ({shipped:,})",
+                                    model.size_bytes + shipped, log.path, model.line, counter_only=True))
+    data = package.submission_json
+    if data is not None and log.seed is not None:
+        for claim in data.seed_claims:
+            if claim.seed == str(log.seed) and claim.artifact_bytes is not None:
+                readings.append(SizeReading(f"submission.json seed_results['{claim.seed}'].artifact_bytes",
+                                            claim.artifact_bytes, JSON_FILE, claim.line))
+    return readings
+
+
+def _json_readings(package: PackageFolder) -> list[SizeReading]:
+    data = package.submission_json
+    if data is None:
+        return []
+    readings = []
+    for key in ("bytes_total", "artifact_bytes_max"):
+        value = data.data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            readings.append(SizeReading(f"submission.json {key}", value, JSON_FILE, data.line_of(key)))
+    readings += [SizeReading(f"submission.json seed_results['{c.seed}'].artifact_bytes", c.artifact_bytes,
+                             JSON_FILE, c.line) for c in data.seed_claims if c.artifact_bytes is not None]
+    return readings
+
+
+def artifact_size(submission: Submission, package: PackageFolder, record: bool) -> list[Finding]:
+    """One finding per log (or submission.json number) over the cap; an error only when that
+    log's every reading is over and the submission claims a record."""
+    shipped = _shipped_entry_bytes(submission)
+    findings = []
+    logs = package.claim_logs() or package.logs
+    for log in logs:
+        readings = _log_readings(log, shipped, package)
+        over = [r for r in readings if r.size_bytes > SIZE_LIMIT_BYTES]
+        if not any(not r.counter_only for r in over):
+            continue
+        over.sort(key=lambda r: r.counter_only)
+        under = [r for r in readings if r.size_bytes <= SIZE_LIMIT_BYTES]
+        first = over[0]
+        message = f"{first.what} is {first.size_bytes:,} bytes, {_OVER}"
+        if under:
+            message += (f"; but {under[0].what} gives {under[0].size_bytes:,} bytes: say how the artifact is "
+                        "counted (code bytes + compressed model bytes)")
+        elif not record:
+            message += " (not a record claim: the cap decides leaderboard records)"
+        severity = Severity.ERROR if record and not under else Severity.WARNING
+        findings.append(Finding("PG303", severity, first.file, first.line, message))
+    if findings:
+        return findings
+    # submission.json's own numbers: they may count something else (uncompressed code, MiB),
+    # so over the cap they ask a reviewer to confirm, whether or not a log prints a size.
+    logged = any(not r.counter_only for log in logs for r in _log_readings(log, shipped, package))
+    for reading in _json_readings(package):
+        if reading.size_bytes > SIZE_LIMIT_BYTES:
+            why = "the logs print a size under it" if logged else "no log prints the artifact size to confirm it"
+            findings.append(Finding("PG303", Severity.WARNING, reading.file, reading.line,
+                                    f"{reading.what} is {reading.size_bytes:,} bytes, {_OVER}; {why}"))
+    return findings
+
+
+def _in_flight_ms(log: TrainingLog) -> float:
+    """The clock is read between steps, so the step in flight at 600 s finishes: two average
+    steps (the last one is often slower) and at least a second."""
+    return max(2.0 * (log.last_step_avg_ms or 0.0), MIN_IN_FLIGHT_MS)
+
+
+def _clearly_over(value_ms: float, allowance_ms: float) -> bool:
+    return value_ms > TIME_LIMIT_MS + max(allowance_ms, CLEAR_MARGIN * TIME_LIMIT_MS)
+
+
+def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
+    """Training time per log, and the reported score's evaluation time; see the module doc for
+    when either is an error."""
+    logs = package.claim_logs() or package.logs
+    trained = [log for log in logs if log.train_time_ms is not None]
+    train_over = [log for log in trained if log.train_time_ms > TIME_LIMIT_MS + _in_flight_ms(log)]
+    all_clear = record and bool(train_over) and len(train_over) == len(trained) and all(
+        _clearly_over(log.train_time_ms, _in_flight_ms(log)) for log in train_over)
+    findings = []
+    for log in train_over:
+        message = (f"training ran {log.train_time_ms / 1000:.1f} s (train_time:{log.train_time_ms:.0f}ms), over the "
+                   f"600 s limit and the in-flight step ({_in_flight_ms(log):.0f} ms)")
+        if not all_clear:
+            message += _why_not_decisive(record, len(train_over), len(trained), "trained")
+        findings.append(Finding("PG304", Severity.ERROR if all_clear else Severity.WARNING,
+                                log.path, log.train_time_line, message))
+    scored = [(log, log.headline()) for log in logs]
+    timed = [(log, h) for log, h in scored if h is not None and h.eval_time_ms is not None]
+    eval_over = [(log, h) for log, h in timed if h.eval_time_ms > TIME_LIMIT_MS]
+    eval_clear = record and bool(eval_over) and len(eval_over) == len(timed) and all(
+        _clearly_over(h.eval_time_ms, 0.0) for _, h in eval_over)
+    for log, headline in eval_over:
+        message = f"evaluation of {headline.family} took {headline.eval_time_ms / 1000:.1f} s, over the 600 s limit"
+        if not eval_clear:
+            message += _why_not_decisive(record, len(eval_over), len(timed), "evaluated")
+        findings.append(Finding("PG304", Severity.ERROR if eval_clear else Severity.WARNING,
+                                log.path, headline.line, message))
+    if not eval_over:
+        findings += _eval_total_info(logs)
+    return findings
+
+
+def _why_not_decisive(record: bool, over: int, logged: int, verb: str) -> str:
+    if not record:
+        return " (not a record claim)"
+    if over < logged:
+        return f"; {logged - over} other scored log(s) {verb} within it: say which runs back the claim"
+    return f" by less than {CLEAR_MARGIN:.0%}: check the timing"
+
+
+def _eval_total_info(logs: list[TrainingLog]) -> list[Finding]:
+    """Several final evaluations adding up past 600 s says nothing by itself: diagnostics are
+    often run outside the budget. Information for the reviewer, never a verdict."""
+    findings = []
+    for log in logs:
+        families = log.families()
+        total = sum(f.eval_time_ms or 0.0 for f in families)
+        if families and total > TIME_LIMIT_MS:
+            findings.append(Finding(
+                "PG304", Severity.INFO, log.path, families[-1].line,
+                f"final evaluations together took {total / 1000:.1f} s "
+                f"({', '.join(f.family for f in families if f.eval_time_ms)}), over 600 s: "
+                "show which of them the reported score needs",
+            ))
+    return findings
