@@ -175,6 +175,8 @@ def _budget_state(
                     continue
                 is_budget = bool(_BUDGET.search(word)) or word.lower() in budget_keys
                 value = configuration.evaluate(node).value if is_budget else UNKNOWN
+                if is_budget and value is UNKNOWN and isinstance(node, cst.Name) and owner is not None:
+                    value = _parameter_default(owner, node.value, configuration)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     budgets.append((node, _in_seconds(word, value, configuration)))
                 elif isinstance(node, cst.Name):
@@ -187,6 +189,27 @@ def _budget_state(
         where = f" ({', '.join(documented)})" if documented else ""
         return f"`{dotted_name(node) or index.code(node)}` = {seconds:g} s of the 600 s{where}", True
     return None, bool(budgets)
+
+
+def _parameter_default(function: cst.FunctionDef, name: str, configuration: Configuration) -> object:
+    """``def train(..., max_wallclock_seconds=600.0)``: the default is the budget when no call
+    in the submission passes that parameter (a call that does, or passes ``**kwargs``, leaves
+    it unknown)."""
+    params = list(function.params.params) + list(function.params.kwonly_params)
+    param = next((p for p in params if p.name.value == name), None)
+    if param is None or param.default is None or number_value(param.default) is None:
+        return UNKNOWN
+    position = [p.name.value for p in function.params.params].index(name) if param in function.params.params else None
+    for index in configuration.indexes:
+        for call in index.calls:
+            if call_tail(call) != function.name.value:
+                continue
+            for i, arg in enumerate(call.args):
+                if arg.star or (arg.keyword is not None and arg.keyword.value == name):
+                    return UNKNOWN
+                if arg.keyword is None and position is not None and i >= position - 1:
+                    return UNKNOWN  # positional reach (a method call binds ``self`` first)
+    return number_value(param.default)
 
 
 def _literal_budgets(comparisons: list[cst.CSTNode]) -> list[tuple[cst.CSTNode, float]]:

@@ -101,11 +101,20 @@ def _is_validation_source(index: ModuleIndex, expr: cst.CSTNode, caller: cst.Fun
     return bool(bound) and all(val_only(value) for value in bound)
 
 
-def _argument_for(call: cst.Call, function: cst.FunctionDef, param: str) -> cst.BaseExpression | None:
-    """The expression ``call`` passes for ``function``'s parameter ``param``."""
+def _call_parameters(call: cst.Call, function: cst.FunctionDef) -> list[str]:
+    """The positional parameters ``call``'s arguments fill: ``self`` is bound by the receiver
+    of a method call or by a constructor call."""
     params = [p.name.value for p in function.params.params]
+    if function.name.value == "__init__" and not isinstance(call.func, cst.Attribute):
+        return params[1:]  # a constructor: the first parameter is the instance, whatever its name
     if params and params[0] in {"self", "cls"} and isinstance(call.func, cst.Attribute):
         params = params[1:]
+    return params
+
+
+def _argument_for(call: cst.Call, function: cst.FunctionDef, param: str) -> cst.BaseExpression | None:
+    """The expression ``call`` passes for ``function``'s parameter ``param``."""
+    params = _call_parameters(call, function)
     position = 0
     for arg in call.args:
         if arg.star:
@@ -127,6 +136,11 @@ class TrainingData:
         for index in indexes:
             for function in index.functions:
                 self.functions.setdefault(function.name.value, []).append((index, function))
+                owner = index.parent(index.parent(function) or function)
+                if function.name.value == "__init__" and isinstance(owner, cst.ClassDef):
+                    # ``ShuffledLoader(h.train_files)`` runs ``__init__``: the constructor is a
+                    # call into it, whatever the class is called
+                    self.functions.setdefault(owner.name.value, []).append((index, function))
         self.train_keys = train_keys or set()
         self._memo: dict[int, list[Read]] = {}
 
@@ -198,9 +212,7 @@ _OPEN_CALLS = _FILE_CALLS | {"open", "load", "Path"}
 
 def _bound_parameters(call: cst.Call, function: cst.FunctionDef, wanted: Callable[[cst.CSTNode], bool]) -> set[str]:
     """Parameters of ``function`` that receive an argument of ``call`` satisfying ``wanted``."""
-    params = [p.name.value for p in function.params.params]
-    if params and params[0] in {"self", "cls"} and isinstance(call.func, cst.Attribute):
-        params = params[1:]
+    params = _call_parameters(call, function)
     names = {p.name.value for p in function.params.params} | {p.name.value for p in function.params.kwonly_params}
     bound: set[str] = set()
     position = 0
