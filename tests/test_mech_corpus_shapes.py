@@ -468,3 +468,29 @@ def test_target_shape_and_device_in_a_mask_are_not_a_target_gate() -> None:
         "        gate = alpha_raw.masked_fill(~full_mask, -1e9) * (targets == hint)[:, None]  # <- gate\n",
     )
     assert ("PG201", Severity.ERROR, _line(leaky, "gate")) in _loud(_scoring({"train_gpt.py": leaky}), "PG201")
+
+
+def test_lidstone_smoothed_row_is_normalized_but_a_context_count_is_not() -> None:
+    """#1453: ``(count[ctx, y] + a) / (row_total[ctx] + a * V)`` sums to 1 over the vocabulary
+    (one pseudo-count per entry); ``count / (ctx_count + beta)`` (#972) does not."""
+    code = """\
+    import torch
+
+
+    class TriCache:
+        def __init__(self, buckets, vocab_size):
+            self.V = vocab_size
+            self.tri_counts = torch.zeros(buckets, vocab_size)
+            self.row_totals = torch.zeros(buckets)
+
+        def score(self, ctx, y_batch):
+            tri_count = self.tri_counts[ctx, y_batch]
+            tri_total = self.row_totals[ctx]
+            tri_nll = -((tri_count + 0.01) / (tri_total + 0.01 * self.V)).log()  # <- ratio
+            return tri_nll.sum()
+    """
+    assert _loud(_scoring({"train_gpt.py": code}), "PG202") == []
+    unnormalized = code.replace("(tri_total + 0.01 * self.V)", "(tri_total + 0.5)")
+    assert _loud(_scoring({"train_gpt.py": unnormalized}), "PG202") == [
+        ("PG202", Severity.ERROR, _line(unnormalized, "ratio"))
+    ]

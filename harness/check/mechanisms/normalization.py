@@ -262,7 +262,28 @@ def _normalized_names(assigns: list[cst.CSTNode]) -> set[str]:
     return names
 
 
+_VOCAB = re.compile(r"^(v|n_?vocab|vocab\w*|\w*vocab_size)$", re.IGNORECASE)
+
+
+def _smoothed_over_vocab(denominator: cst.CSTNode) -> bool:
+    """``total + alpha * V``: the Lidstone/Laplace denominator adds one pseudo-count per
+    vocabulary entry to the context total, so ``(count[y] + alpha) / (total + alpha * V)`` sums
+    to 1 over the vocabulary (#1453's Hedge experts) — unlike ``ctx_count + beta`` (#972)."""
+    for node in walk(denominator):
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add):
+            for side in (node.left, node.right):
+                if isinstance(side, cst.BinaryOperation) and isinstance(side.operator, cst.Multiply):
+                    words = [n.value for n in value_names(side)] + [
+                        n.attr.value for n in walk(side) if isinstance(n, cst.Attribute)
+                    ]
+                    if any(_VOCAB.match(w) for w in words):
+                        return True
+    return False
+
+
 def _normalized(denominator: cst.CSTNode, normalized_names: set[str]) -> bool:
+    if _smoothed_over_vocab(denominator):
+        return True
     for node in walk(denominator):
         if isinstance(node, cst.Call) and call_tail(node) in _NORMALIZERS:
             return True
