@@ -309,7 +309,8 @@ class CallHandling:
             return True
         if lowered in ("compress", "compress_stream") and isinstance(call.func, cst.Attribute):
             return bool(N.ARTIFACT_COMPRESS_ROOT.search(self._code(call.func.value).lower()))
-        return bool(N.ARTIFACT_QUANT_CALL.search(lowered)) and "dequant" not in lowered
+        # ``deserialize``/``dequantize``/``load_quantized`` read an artifact back, they do not write one
+        return bool(N.ARTIFACT_QUANT_CALL.search(lowered)) and not any(w in lowered for w in _READS_BACK)
 
     def _note_hook(self, call: cst.Call) -> None:
         for arg in call.args:
@@ -424,6 +425,7 @@ class CallHandling:
 
 # Adjacent literals up to this many pieces are read recursively (see _adjacent_literals).
 _SHORT_CHAIN = 100
+_READS_BACK = ("dequant", "deserial", "unpack", "load")
 _OPAQUE = frozenset({cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis})
 _COMPREHENSIONS = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
 

@@ -77,9 +77,11 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
                          f"chunk than the one just scored ({_where(first)}): that chunk is scored in a later "
                          "iteration, after the update", [(first, "the chunk scored in this iteration")])]
     if first is not None:
-        return _rescored_per_pass(update, scores) or _rescored_after_ttt(update, scores, all_updates,
-                                                                         trains_params or set(), diagnostic)
+        baked = _baked_after_score_first(update, first, artifacts, trains_params or set())
+        return baked or _rescored_per_pass(update, scores) or _rescored_after_ttt(
+            update, scores, all_updates, trains_params or set(), diagnostic)
     source = _source(update)
+    scores = [s for s in scores if not exclusive(s, update)]
     later_scores = [s for s in scores if s.order > update.order]
     later_artifacts = [a for a in artifacts if a.order > update.order]
     if any(p.shares_loop(update) for p in plain_updates) or _through_training_pipeline(update) or update.train_named:
@@ -128,6 +130,25 @@ def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
                      f"{source} is trained on ({update.note} at line {update.line}) outside any scoring loop")]
 
 
+def _baked_after_score_first(update: Effect, first: Effect, artifacts: list[Effect],
+                             trains_params: set[int]) -> list[Decision]:
+    """Score-first TTT that trains the model's own parameters, and the model is serialized or
+    quantized afterwards: the shipped weights have trained on validation tokens — pre-quant TTT
+    whatever order it scores in (R-TTT-PREQUANT, #1376, #1423; "TTT before quantization")."""
+    if not any(uid in trains_params for uid in update.function_ids):
+        return []
+    later = [a for a in artifacts if a.order > update.order and not a.tainted and a.shares_loop(update) is None
+             and not exclusive(a, update)]
+    if not later:
+        return []
+    artifact = later[0]
+    return [Decision("PG102", Severity.ERROR, update,
+                     f"{_source(update)} is trained on ({update.note} at line {update.line}, after scoring it in "
+                     f"{_where(first)}) and the model is serialized/quantized afterwards ({artifact.note} at line "
+                     f"{artifact.line}): the artifact carries weights adapted on validation data",
+                     [(artifact, "artifact boundary after the update")])]
+
+
 def _scored_first(update: Effect, scores: list[Effect]) -> Effect | None:
     """A score of the same chunk earlier in the same iteration of a chunk/document loop."""
     for score in scores:
@@ -161,7 +182,7 @@ def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[
     if not scores:
         return []
     last = scores[-1]
-    if last.order < update.order or last.shares_loop(update) is not None:
+    if last.order < update.order or last.shares_loop(update) is not None or exclusive(last, update):
         return []
     if any(last.shares_loop(u) for u in all_updates):
         return []
@@ -181,6 +202,16 @@ def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[
                      f"model was trained on it ({update.note} at line {update.line}); the last pass, not the "
                      "score-first one, is the final evaluation",
                      [(update, "update on the scored tokens")], at=again)]
+
+
+def exclusive(first: Effect, second: Effect) -> bool:
+    """The two effects sit on paths that never both run: one needs a test true that the other
+    needs false (``if os.environ.get("TTT_ONLY") == "1": …; return`` before the normal path —
+    the evaluation-only branch's TTT is not followed by the training path's scoring)."""
+    if first.shares_loop(second) is not None:
+        return False  # a test inside a shared loop can go either way from one iteration to the next
+    wanted = {(id(c.expr), c.scope): c.want for c in first.conds}
+    return any(wanted.get((id(c.expr), c.scope), c.want) != c.want for c in second.conds)
 
 
 def _diverging_depth(effect: Effect, other: Effect) -> int | None:

@@ -49,8 +49,12 @@ class Switches:
         self.alternatives = alternatives or []
         self._scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
         self.bindings: dict[str, list[tuple[cst.BaseExpression | None, ParsedSource]]] = {}
+        self.helpers: dict[str, tuple[cst.Parameters, cst.BaseExpression] | None] = {}
         for parsed in parsed_sources:
             self._collect(parsed)
+            for name, helper in _one_line_helpers(parsed.module).items():
+                # the same name defined twice differently: unknown rather than guessed
+                self.helpers[name] = helper if name not in self.helpers else None
 
     def _collect(self, parsed: ParsedSource) -> None:
         collector = _BindingCollector()
@@ -171,7 +175,38 @@ class Switches:
         if isinstance(node.func, cst.Attribute) and node.func.attr.value in ("lower", "upper", "strip") and not args:
             inner = self.value(node.func.value, used, depth + 1)
             return getattr(inner, node.func.attr.value)() if isinstance(inner, str) else UNKNOWN
+        helper = self.helpers.get(name) if isinstance(node.func, cst.Name) else None
+        if helper is not None:
+            return self._helper(helper, node, used, depth)
         return UNKNOWN
+
+    def _helper(self, helper: tuple[cst.Parameters, cst.BaseExpression], call: cst.Call, used: set[str],
+                depth: int) -> object:
+        """``_eb("TTT_LEGAL")`` with ``def _eb(k, d="0"): return bool(int(os.environ.get(k, d)))``:
+        the one-line env readers of minified hyperparameter classes, evaluated with the call's
+        arguments (defaults for the rest), like a condition lifted through a call."""
+        params, body = helper
+        ordered = list(params.posonly_params) + list(params.params)
+        bound: dict[str, cst.BaseExpression] = {}
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if len(positional) > len(ordered) or any(a.star for a in call.args):
+            return UNKNOWN
+        for param, arg in zip(ordered, positional):
+            bound[param.name.value] = arg.value
+        for arg in call.args:
+            if arg.keyword is not None:
+                bound[arg.keyword.value] = arg.value
+        for param in ordered + list(params.kwonly_params):
+            if param.name.value not in bound:
+                if param.default is None:
+                    return UNKNOWN
+                bound[param.name.value] = param.default
+        saved = self._scope
+        self._scope = (tuple(bound.items()),) + self._scope
+        try:
+            return self.value(body, used, depth + 1)
+        finally:
+            self._scope = saved
 
     def _compare(self, node: cst.Comparison, used: set[str], depth: int) -> object:
         left = self.value(node.left, used, depth + 1)
@@ -224,6 +259,24 @@ class Switches:
                 return Outcome(runs=False, disabled_by=reason)
             enabled.extend(s for s in documented if s not in enabled)
         return Outcome(runs=True, enabled_by=enabled)
+
+
+def _one_line_helpers(module: cst.Module) -> dict[str, tuple[cst.Parameters, cst.BaseExpression]]:
+    """Module-level functions whose whole body is ``return <expr>`` (``def _ei(k, d): return
+    int(os.environ.get(k, str(d)))``), by name."""
+    found: dict[str, tuple[cst.Parameters, cst.BaseExpression]] = {}
+    for statement in module.body:
+        if not isinstance(statement, cst.FunctionDef) or statement.params.star_arg not in (None, cst.MaybeSentinel.DEFAULT) \
+                or statement.params.star_kwarg is not None:
+            continue
+        body = statement.body.body
+        if len(body) != 1:
+            continue
+        line = body[0]
+        smalls = line.body if isinstance(line, cst.SimpleStatementLine) else [line]
+        if len(smalls) == 1 and isinstance(smalls[0], cst.Return) and smalls[0].value is not None:
+            found[statement.name.value] = (statement.params, smalls[0].value)
+    return found
 
 
 def _env_string(setting: Setting) -> str:

@@ -10,7 +10,6 @@ conditions. Nothing is executed.
 
 from __future__ import annotations
 
-import builtins
 import re
 
 from dataclasses import replace
@@ -22,6 +21,7 @@ from harness.check.flow.calls import MAX_FIELD_DEPTH, CallHandling, call_sites, 
 from harness.check.flow.index import FuncInfo, SubmissionIndex
 from harness.check.flow.loops import Loop, ends_in_exit, loop_vary, range_call
 from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
+from harness.check.flow.scores import ScoreSinks
 from harness.findings import Step
 
 MAX_CALL_DEPTH = 24
@@ -39,6 +39,7 @@ class Engine:
         self.analyses = 0
         self.code_cache: dict[int, str] = {}
         self.read_outside_logs: dict[int, set[str]] = {}  # FuncInfo.uid -> names read outside logs
+        self.zero_started: dict[int, set[str]] = {}  # FuncInfo.uid -> locals bound to a zero
 
     def analyze(self, info: FuncInfo, seed: dict[str, Taint], classes: dict[str, str] | None = None) -> Summary | None:
         """``classes``: parameters known to hold an instance of a submission class (the caller
@@ -88,7 +89,7 @@ def _self_fields(info: FuncInfo, taint: dict[str, Taint]) -> dict[str, Taint]:
             if name.startswith(prefix) and name.count(".", len(prefix)) < MAX_FIELD_DEPTH}
 
 
-class _Walk(CallHandling):
+class _Walk(CallHandling, ScoreSinks):
     """One analysis of one function under one set of tainted names."""
 
     def __init__(self, engine: Engine, info: FuncInfo, taint: dict[str, Taint]) -> None:
@@ -447,147 +448,6 @@ class _Walk(CallHandling):
             if taint is not None:
                 self._taint_name(f"{name}.{key}", taint, line, f"{name}[{key!r}] = …")
 
-    def _score_if_no_grad_forward(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
-                                  value: Taint | None, line: int) -> None:
-        """``with torch.no_grad(): nll = model(x, y)`` on VAL is the scoring half of score-first
-        TTT even when the number is accumulated later or by an unrecognisable name."""
-        name = N.dotted_name(target)
-        if not self.no_grad_depth or value is None or name is None or not self.loops:
-            return
-        last = N.last_part(name)
-        if N.TRAIN_WORD.search(last) or N.DENOMINATOR_NAME.search(last) or not _has_call(value_node):
-            return
-        if "." not in name and name not in self._read_outside_logs():
-            return  # only_logged: the value is kept for a progress line, not a score
-        refs = set(N.refs(value_node))
-        # ``after = model(x, y, lora=adapter)`` runs the model *here*, after any update since x was
-        # sliced; only a reduction of an earlier output (``nll = ptl[...].sum()``) dates back to it
-        produced = None if self._runs_model(value_node) else refs
-        self._emit(EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=produced)
-
-    def _read_outside_logs(self) -> set[str]:
-        """``names_read_outside_logs`` of this function's body, once per function."""
-        known = self.engine.read_outside_logs.get(self.info.uid)
-        if known is None:
-            known = self.engine.read_outside_logs[self.info.uid] = N.names_read_outside_logs(self.info.body())
-        return known
-
-    def _counts_only(self, value_node: cst.BaseExpression) -> bool:
-        """``bs += lut[tg].double().sum()`` / ``tc += tg.numel()``: VAL reaches the value only as
-        the index of a fixed table or through a size, so it counts bytes or tokens and is no
-        score — the denominator, whatever a minifier named it (``bs``, ``tc``)."""
-        found_count = False
-        stack: list[cst.CSTNode] = [value_node]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, cst.Subscript) and not self._tainted_expr(node.value):
-                found_count = found_count or any(self._tainted_expr(e) for e in N.children(node) if e is not node.value)
-                continue
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) \
-                    and node.func.attr.value in ("numel", "nelement", "size"):
-                found_count = True
-                continue
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "len":
-                found_count = True
-                continue
-            if isinstance(node, (cst.Name, cst.Attribute)):
-                dotted = N.dotted_name(node)
-                if dotted is not None and self._lookup(dotted, node) is not None:
-                    return False
-                if dotted is not None:
-                    continue
-            stack.extend(N.children(node))
-        return found_count
-
-    def _tainted_expr(self, node: cst.CSTNode) -> bool:
-        return any(self._lookup(r, node) is not None for r in N.refs(node))
-
-    def _runs_model(self, value_node: cst.BaseExpression) -> bool:
-        """A call through a submission object (``model(…)``, ``m.f(…)``, ``fwd(…)``): not a
-        library function, a builtin, or a method of an already-computed VAL tensor."""
-        stack: list[cst.CSTNode] = [value_node]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, cst.Call):
-                callee = N.dotted_name(node.func)
-                if callee is not None:
-                    root = N.root_part(callee)
-                    if root not in _LIBRARY_ROOTS and not hasattr(builtins, root) \
-                            and not _LOSS_FUNCTION.search(callee) and self._lookup(root, node) is None:
-                        return True
-            stack.extend(N.children(node))
-        return False
-
-    def _accumulate_if_self_add(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
-                                value: Taint | None, line: int) -> None:
-        """``loss_sum = loss_sum + nll.sum()`` is the same accumulation as ``+=``."""
-        name = N.dotted_name(target)
-        if value is None or name is None:
-            return
-        if isinstance(value_node, cst.Call) and N.last_part(N.callee_name(value_node)) in _CONCATENATIONS \
-                and name in set(N.refs(value_node)) and N.SCORE_LIST_NAME.search(N.last_part(name)) \
-                and self._is_score_target(name):
-            # ``all_nll = torch.cat([all_nll, nll])`` grows the per-token score like an append
-            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
-                       produced_from=set(N.refs(value_node)) - {name})
-            return
-        if not isinstance(value_node, cst.BinaryOperation):
-            return
-        if not isinstance(value_node.operator, cst.Add) or name not in set(N.refs(value_node)):
-            return
-        operands = _add_operands(value_node)
-        added = [o for o in operands if N.dotted_name(o) != name]
-        if not any(self._tainted_expr(o) for o in added):
-            # ``bos_pos = [0] + bos_pos``: nothing derived from VAL is added, the old value is
-            # only extended by constants (#1953 phased TTT prepending a document start)
-            return
-        if any(isinstance(o, (cst.List, cst.ListComp, cst.Tuple)) for o in operands) \
-                and not N.SCORE_LIST_NAME.search(N.last_part(name)):
-            return  # a list grown by concatenation is a score only when named as one, like ``append``
-        if N.contains_matmul(value_node):
-            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {self._short(value_node)}`",
-                       value, set(N.refs(value_node)))
-        elif self._is_score_target(name) and not any(self._reads_itself(name, o) for o in added):
-            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
-                       produced_from=set(N.refs(value_node)) - {name})
-
-    def _reads_itself(self, name: str, added: cst.CSTNode) -> bool:
-        """``x = x + mlp(norm(x))`` or ``x = x + skip`` with ``skip`` taken from an earlier
-        ``x``: the added term is computed from the target itself, a residual update of a hidden
-        state in a model's forward, not a running total — an accumulator never feeds its own
-        value into what it adds (a recurrent-block forward of an accepted record, issue #12).
-        A target named as a score (``loss_sum``) stays one whatever its addend reads."""
-        if N.SCORE_LIST_NAME.search(N.last_part(name)):
-            return False
-        return name in self.info.closure(set(N.refs(added)))
-
-    def _score_if_stored(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
-                         value: Taint | None, line: int) -> None:
-        """``chunk_nll[slot] = ptl[0, -n:].detach().sum()``: a per-chunk slot of a score buffer
-        summed into the result later is the same accumulation as ``append`` (per-document
-        LoRA TTT storing each chunk's loss before its ``backward()``, rules-research H.6(d))."""
-        if value is None or not isinstance(target, cst.Subscript) or literal_key(target) is not None:
-            return
-        holder = N.dotted_name(target.value)
-        if holder is None or not N.SCORE_LIST_NAME.search(N.last_part(holder)) or not self._is_score_target(holder) \
-                or self._counts_only(value_node):
-            return
-        refs = set(N.refs(value_node))
-        # dated where its losses were computed, unless the model runs right here
-        produced = None if self._runs_model(value_node) else refs
-        self._emit(EffectKind.SCORE, line, f"score stored into {holder}[…]", value, refs, produced_from=produced)
-
-    def _is_score_target(self, name: str) -> bool:
-        """An accumulator that can become the reported score: returned or logged as val_*,
-        a parameter (the caller's accumulator) or an attribute — not a local training log."""
-        last = N.last_part(name)
-        if N.TRAIN_WORD.search(last) or last.startswith("tr_") or N.DENOMINATOR_NAME.search(last):
-            # a training log, or a byte/token count: the denominator says nothing about
-            # whether the model scored a token before training on it
-            return False
-        root = N.root_part(name)
-        return root in self.info.params or "." in name or name in self.info.flows_out or root in self.info.flows_out
-
     # ---------------------------------------------------------------- bindings
     def _bind(self, target: cst.CSTNode, value: Taint | None, value_node: cst.CSTNode) -> None:
         line = self.parsed.line_of(target)
@@ -729,19 +589,6 @@ class _Walk(CallHandling):
         self.ticks.insert(position, at)
 
 
-def _add_operands(node: cst.BaseExpression) -> list[cst.BaseExpression]:
-    """The terms of ``a + b + c`` (a left-nested chain of additions)."""
-    terms: list[cst.BaseExpression] = []
-    stack: list[cst.BaseExpression] = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, cst.Add):
-            stack.extend((current.right, current.left))
-        else:
-            terms.append(current)
-    return terms
-
-
 def _mentions_warm(node: cst.CSTNode) -> bool:
     return any(N.WARMUP_WORD.search(name) for name in N.refs(node))
 
@@ -749,17 +596,6 @@ def _mentions_warm(node: cst.CSTNode) -> bool:
 _NO_GRAD = frozenset({"no_grad", "inference_mode"})
 
 
-def _has_call(node: cst.CSTNode) -> bool:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Call):
-            return True
-        stack.extend(N.children(current))
-    return False
-
-
-_CONCATENATIONS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
 _STATE_READERS = frozenset({EffectKind.SCORE, EffectKind.ARTIFACT, EffectKind.CALIBRATION})
 
 
@@ -855,6 +691,3 @@ def _steps_optimizer(loop: cst.For | cst.While) -> bool:
 
 # ``args.train_batch_tokens`` sizes a batch; it is a setting, not training data
 _BATCH_SETTING = re.compile(r"train_?batch_?(tokens|size|seqs)$", re.IGNORECASE)
-# ``criterion(logits, y)`` / ``loss_fn(…)`` re-reduce an earlier output; they do not run the model
-_LOSS_FUNCTION = re.compile(r"loss|criterion|entropy|nll", re.IGNORECASE)
-_LIBRARY_ROOTS = frozenset({"torch", "F", "nn", "np", "numpy", "math", "dist", "functional", "jnp", "jax"})

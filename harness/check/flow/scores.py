@@ -1,0 +1,264 @@
+"""Score sinks of the taint walk: which bindings and additions accumulate the reported score.
+
+Why a separate mixin: telling a running score (``loss_sum += nll.sum()``, ``chunk_nll[ci] = …``,
+``with no_grad(): nll = model(x, y)``) from look-alikes — a byte/token count, a list of document
+starts, a residual ``x = x + block(x)`` in a forward — is its own vocabulary, and the ordering
+rules (PG101/PG103) are only as good as it. State lives in ``taint._Walk``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import libcst as cst
+
+from harness.check.flow import names as N
+from harness.check.flow.calls import literal_key
+from harness.check.flow.index import FuncInfo
+from harness.check.flow.model import EffectKind, Taint
+
+if TYPE_CHECKING:
+    from harness.check.flow.loops import Loop
+    from harness.check.flow.taint import Engine
+
+
+class ScoreSinks:
+    """Score half of one function walk (state lives in ``taint._Walk``)."""
+
+    engine: Engine
+    info: FuncInfo
+    loops: list[Loop]
+    no_grad_depth: int
+    _emit: Callable[..., None]
+    _lookup: Callable[[str, cst.CSTNode], Taint | None]
+    _short: Callable[[cst.CSTNode], str]
+
+    def _score_if_no_grad_forward(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
+                                  value: Taint | None, line: int) -> None:
+        """``with torch.no_grad(): nll = model(x, y)`` on VAL is the scoring half of score-first
+        TTT even when the number is accumulated later or by an unrecognisable name."""
+        name = N.dotted_name(target)
+        if not self.no_grad_depth or value is None or name is None or not self.loops:
+            return
+        last = N.last_part(name)
+        if N.TRAIN_WORD.search(last) or N.DENOMINATOR_NAME.search(last) or not _has_call(value_node):
+            return
+        if "." not in name and name not in self._read_outside_logs():
+            return  # only_logged: the value is kept for a progress line, not a score
+        refs = set(N.refs(value_node))
+        # ``after = model(x, y, lora=adapter)`` runs the model *here*, after any update since x was
+        # sliced; only a reduction of an earlier output (``nll = ptl[...].sum()``) dates back to it
+        produced = None if self._runs_model(value_node) else refs
+        self._emit(EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=produced)
+
+    def _read_outside_logs(self) -> set[str]:
+        """``names_read_outside_logs`` of this function's body, once per function."""
+        known = self.engine.read_outside_logs.get(self.info.uid)
+        if known is None:
+            known = self.engine.read_outside_logs[self.info.uid] = N.names_read_outside_logs(self.info.body())
+        return known
+
+    def _counts_only(self, value_node: cst.BaseExpression) -> bool:
+        """``bs += lut[tg].double().sum()`` / ``tc += tg.numel()``: VAL reaches the value only as
+        the index of a fixed table or through a size, so it counts bytes or tokens and is no
+        score — the denominator, whatever a minifier named it (``bs``, ``tc``)."""
+        found_count = False
+        stack: list[cst.CSTNode] = [value_node]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Subscript) and not self._tainted_expr(node.value):
+                found_count = found_count or any(self._tainted_expr(e) for e in N.children(node) if e is not node.value)
+                continue
+            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) \
+                    and node.func.attr.value in ("numel", "nelement", "size"):
+                found_count = True
+                continue
+            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "len":
+                found_count = True
+                continue
+            if isinstance(node, (cst.Name, cst.Attribute)):
+                dotted = N.dotted_name(node)
+                if dotted is not None and self._lookup(dotted, node) is not None:
+                    return False
+                if dotted is not None:
+                    continue
+            stack.extend(N.children(node))
+        return found_count
+
+    def _tainted_expr(self, node: cst.CSTNode) -> bool:
+        return any(self._lookup(r, node) is not None for r in N.refs(node))
+
+    def _runs_model(self, value_node: cst.BaseExpression) -> bool:
+        """A call through a submission object (``model(…)``, ``m.f(…)``, ``fwd(…)``): not a
+        library function, a builtin, or a method of an already-computed VAL tensor."""
+        stack: list[cst.CSTNode] = [value_node]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Call):
+                callee = N.dotted_name(node.func)
+                if callee is not None:
+                    root = N.root_part(callee)
+                    if root not in _LIBRARY_ROOTS and not hasattr(builtins, root) \
+                            and not _LOSS_FUNCTION.search(callee) and self._lookup(root, node) is None:
+                        return True
+            stack.extend(N.children(node))
+        return False
+
+    def _accumulate_if_self_add(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
+                                value: Taint | None, line: int) -> None:
+        """``loss_sum = loss_sum + nll.sum()`` is the same accumulation as ``+=``."""
+        name = N.dotted_name(target)
+        if value is None or name is None:
+            return
+        if isinstance(value_node, cst.Call) and N.last_part(N.callee_name(value_node)) in _CONCATENATIONS \
+                and name in set(N.refs(value_node)) and N.SCORE_LIST_NAME.search(N.last_part(name)) \
+                and self._is_score_target(name):
+            # ``all_nll = torch.cat([all_nll, nll])`` grows the per-token score like an append
+            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
+                       produced_from=set(N.refs(value_node)) - {name})
+            return
+        if not isinstance(value_node, cst.BinaryOperation):
+            return
+        if not isinstance(value_node.operator, cst.Add) or name not in set(N.refs(value_node)):
+            return
+        operands = _add_operands(value_node)
+        added = [o for o in operands if N.dotted_name(o) != name]
+        if not any(self._tainted_expr(o) for o in added):
+            # ``bos_pos = [0] + bos_pos``: nothing derived from VAL is added, the old value is
+            # only extended by constants (#1953 phased TTT prepending a document start)
+            return
+        if any(isinstance(o, (cst.List, cst.ListComp, cst.Tuple)) for o in operands) \
+                and not N.SCORE_LIST_NAME.search(N.last_part(name)):
+            return  # a list grown by concatenation is a score only when named as one, like ``append``
+        if N.contains_matmul(value_node):
+            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {self._short(value_node)}`",
+                       value, set(N.refs(value_node)))
+        elif self._is_score_target(name) and not any(self._reads_itself(name, o) for o in added):
+            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
+                       produced_from=set(N.refs(value_node)) - {name})
+
+    def _zero_started(self) -> set[str]:
+        """Locals this function starts at zero (``s = 0.0``, ``tot = torch.zeros(3)``): the shape
+        of a running total, whatever it is called — unlike ``x = self.tok_emb(ids)``."""
+        known = self.engine.zero_started.get(self.info.uid)
+        if known is None:
+            known = self.engine.zero_started[self.info.uid] = _names_started_at_zero(self.info.body())
+        return known
+
+    def _reads_itself(self, name: str, added: cst.CSTNode) -> bool:
+        """``x = x + mlp(norm(x))`` or ``x = x + skip`` with ``skip`` taken from an earlier
+        ``x``: the added term is computed from the target itself, a residual update of a hidden
+        state in a model's forward, not a running total — an accumulator never feeds its own
+        value into what it adds (a recurrent-block forward of an accepted record, issue #12).
+        A target named as a score (``loss_sum``) stays one whatever its addend reads."""
+        if N.SCORE_LIST_NAME.search(N.last_part(name)):
+            return False
+        return name in self.info.closure(set(N.refs(added)))
+
+    def _score_if_stored(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
+                         value: Taint | None, line: int) -> None:
+        """``chunk_nll[slot] = ptl[0, -n:].detach().sum()``: a per-chunk slot of a score buffer
+        summed into the result later is the same accumulation as ``append`` (per-document
+        LoRA TTT storing each chunk's loss before its ``backward()``, rules-research H.6(d))."""
+        if value is None or not isinstance(target, cst.Subscript) or literal_key(target) is not None:
+            return
+        holder = N.dotted_name(target.value)
+        if holder is None or not N.SCORE_LIST_NAME.search(N.last_part(holder)) or not self._is_score_target(holder) \
+                or self._counts_only(value_node):
+            return
+        refs = set(N.refs(value_node))
+        # dated where its losses were computed, unless the model runs right here
+        produced = None if self._runs_model(value_node) else refs
+        self._emit(EffectKind.SCORE, line, f"score stored into {holder}[…]", value, refs, produced_from=produced)
+
+    def _is_score_target(self, name: str) -> bool:
+        """An accumulator that can become the reported score: returned or logged as val_*,
+        a parameter (the caller's accumulator) or an attribute — not a local training log."""
+        last = N.last_part(name)
+        if N.TRAIN_WORD.search(last) or last.startswith("tr_") or N.DENOMINATOR_NAME.search(last):
+            # a training log, or a byte/token count: the denominator says nothing about
+            # whether the model scored a token before training on it
+            return False
+        root = N.root_part(name)
+        if root in self.info.params or "." in name:
+            return True
+        # a local not named as a score is a running total only when added to in a loop of this
+        # function; one addition (``x = x + self.bigram(ids)`` in a forward) combines two values
+        if not self.loops and not N.SCORE_LIST_NAME.search(last) and root not in self._zero_started():
+            return False
+        return name in self.info.flows_out or root in self.info.flows_out
+
+
+_ZERO_CALLS = frozenset({"zeros", "zeros_like", "zero_", "tensor", "float", "int", "list", "dict"})
+
+
+def _is_zero(node: cst.BaseExpression) -> bool:
+    if isinstance(node, (cst.Integer, cst.Float)):
+        return node.value.replace("_", "").strip("0.").strip() == ""
+    if isinstance(node, (cst.List, cst.Dict)):
+        return not node.elements
+    if isinstance(node, cst.Call):
+        method = N.last_part(N.callee_name(node))
+        if method in ("zeros", "zeros_like"):
+            return True
+        if method in _ZERO_CALLS:
+            return not node.args or _is_zero(node.args[0].value)
+    return False
+
+
+def _names_started_at_zero(body: list[cst.CSTNode]) -> set[str]:
+    """Names assigned a zero (``0``, ``0.0``, ``[]``, ``torch.zeros(…)``, ``torch.tensor(0.0)``)
+    somewhere in ``body`` (nested defs and classes aside)."""
+    found: set[str] = set()
+    stack: list[cst.CSTNode] = list(body)
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        if isinstance(current, cst.Assign):
+            values = [current.value]
+            if isinstance(current.value, cst.Tuple):
+                values = [e.value for e in current.value.elements]
+            for target in current.targets:
+                names = N.assigned_names(target.target)
+                if len(values) == len(names):
+                    found.update(n for n, v in zip(names, values) if _is_zero(v))
+                elif len(values) == 1 and _is_zero(values[0]):
+                    found.update(names)
+            continue
+        if isinstance(current, cst.BaseExpression):
+            continue
+        stack.extend(N.children(current))
+    return found
+
+
+def _add_operands(node: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The terms of ``a + b + c`` (a left-nested chain of additions)."""
+    terms: list[cst.BaseExpression] = []
+    stack: list[cst.BaseExpression] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, cst.Add):
+            stack.extend((current.right, current.left))
+        else:
+            terms.append(current)
+    return terms
+
+
+def _has_call(node: cst.CSTNode) -> bool:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Call):
+            return True
+        stack.extend(N.children(current))
+    return False
+
+
+_CONCATENATIONS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})
+# ``criterion(logits, y)`` / ``loss_fn(…)`` re-reduce an earlier output; they do not run the model
+_LOSS_FUNCTION = re.compile(r"loss|criterion|entropy|nll", re.IGNORECASE)
+_LIBRARY_ROOTS = frozenset({"torch", "F", "nn", "np", "numpy", "math", "dist", "functional", "jnp", "jax"})
