@@ -494,3 +494,52 @@ def test_lidstone_smoothed_row_is_normalized_but_a_context_count_is_not() -> Non
     assert _loud(_scoring({"train_gpt.py": unnormalized}), "PG202") == [
         ("PG202", Severity.ERROR, _line(unnormalized, "ratio"))
     ]
+
+
+def test_a_laplace_denominator_bound_to_a_name_first_is_normalized() -> None:
+    """#804: ``denom = total + s * V`` then ``(count[y] + s) / max(denom, eps)``."""
+    code = """\
+    class Unigram:
+        def __init__(self, vocab_size, smoothing):
+            self.vocab_size, self.smoothing, self.total_seen, self.unigram_counts = vocab_size, smoothing, 0, {}
+
+        def prob(self, target):
+            denom = self.total_seen + self.smoothing * self.vocab_size
+            p = (self.unigram_counts.get(int(target), 0) + self.smoothing) / max(denom, 1e-12)
+            return float(p)
+
+
+    def score(model, uni, ys):
+        import math
+
+        nll_sum = 0.0
+        for y in ys:
+            nll_sum -= math.log(uni.prob(y))
+        return nll_sum
+    """
+    assert _loud(_scoring({"train_gpt.py": code}), "PG202") == []
+
+
+def test_window_bounds_named_after_the_target_are_positions() -> None:
+    """#2147: ``target_lo``/``target_hi`` bound the slice of a precomputed hint table copied
+    for a window; they are positions, not the target token, so the copied gate is not a
+    target gate. A gate indexed by the target token itself still is."""
+    code = """\
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+
+    def eval_tilt(model, val_tokens, hint_np, gate_np, batch_ws, seq_len):
+        loss_sum = 0.0
+        gate_block = np.zeros(len(batch_ws) * seq_len, dtype=bool)
+        for i, ws in enumerate(batch_ws):
+            target_lo, target_hi = ws + 1, ws + 1 + seq_len
+            gate_block[i * seq_len : (i + 1) * seq_len] = gate_np[target_lo:target_hi]
+        x = torch.stack([val_tokens[ws : ws + seq_len] for ws in batch_ws])
+        y = torch.stack([val_tokens[ws + 1 : ws + seq_len + 1] for ws in batch_ws])
+        logits = model.forward_logits(x).float()
+        loss_sum += float(F.cross_entropy(logits.transpose(1, 2), y, reduction="sum"))
+        return loss_sum
+    """
+    assert _loud(_scoring({"train_gpt.py": code}), "PG201") == []

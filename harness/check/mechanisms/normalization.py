@@ -257,8 +257,10 @@ def _normalized_names(assigns: list[cst.CSTNode]) -> set[str]:
     names: set[str] = set()
     for statement in assigns:
         value = assigned_value(statement)
-        if value is not None and any(isinstance(n, cst.Call) and call_tail(n) in _NORMALIZERS for n in walk(value)):
-            names.update(target_names(statement))
+        if value is not None and (
+            any(isinstance(n, cst.Call) and call_tail(n) in _NORMALIZERS for n in walk(value)) or _smoothed_over_vocab(value)
+        ):
+            names.update(target_names(statement))  # ``denom = total + a * V`` then ``/ max(denom, eps)`` (#804)
     return names
 
 

@@ -22,10 +22,11 @@ from .syntax import ModuleIndex, children_of, assigned_value, call_tail, nodes_w
 STRONG_TARGET = re.compile(
     r"^(tgt|tgts|target|targets|labels?|next_tokens?)(_\w+)?$|_(tgt|tgts|targets?|labels)$|^y_?(batch|true|tgt)$"
 )
-# Metadata about targets (lengths, shapes, masks, files) is not the target token itself.
+# Metadata about targets (lengths, shapes, masks, files, where they sit: ``target_lo``/
+# ``target_hi`` bound a window of #2147's hint table) is not the target token itself.
 NOT_TARGET = re.compile(
     r"(len|length|lens|lengths|shape|size|sizes|count|counts|dtype|device|mask|path|file|files|dir|name|names|"
-    r"bytes|byte|pattern|ids_len|offset|offsets|start|end)$",
+    r"bytes|byte|pattern|ids_len|offset|offsets|start|end|_lo|_hi|_pos|_positions|_ptr|_begin|_stop)$",
     re.IGNORECASE,
 )
 WEAK_TARGET = re.compile(r"^(y|ys|yb|yy|y_\w+|\w+_y)$")
