@@ -213,3 +213,39 @@ def main():
     text = text.replace("            opt.zero_grad()\n            loss.backward()\n            opt.step()\n",
                         "                opt.zero_grad()\n                loss.backward()\n                opt.step()\n")
     assert {r for r in _serious(check_text(text)) if r[0].startswith("PG1")} == set()
+
+
+CALIBRATOR = HEAD + '''
+
+def calibrate_mix_weight(model, val_tokens, n):
+    best, best_w = float("inf"), 0.5
+    with torch.no_grad():
+        for w in (0.3, 0.5, 0.7):
+            nll = model(val_tokens[:n][None], val_tokens[1 : n + 1][None], mix=w).item()
+            if nll < best:
+                best, best_w = nll, w
+    return best_w
+
+
+def main():
+    args = Hyperparameters()
+    val_tokens = torch.load(args.val_files)
+    model = torch.load("trained.pt", weights_only=False)
+    {before}
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    with open("final_model.ptz", "wb") as f:
+        f.write(zlib.compress(buf.getvalue()))
+    {after}
+    print(f"final_exact val_bpb:{eval_val(model, val_tokens, 1024) / math.log(2.0):.8f}")
+''' + TAIL
+
+
+def test_933_a_calibration_call_after_the_artifact_is_written_is_no_quantization_calibration() -> None:
+    """An evaluation-time calibrator (#933/#851 tune an n-gram mixing weight on val tokens after
+    the model is saved) shapes no artifact; the same call before the write does (PG106, #728)."""
+    call = "model.mix = calibrate_mix_weight(model, val_tokens, 4096)"
+    after = CALIBRATOR.replace("{before}", "pass").replace("{after}", call)
+    assert not any(rule == "PG106" for rule, _, _ in _serious(check_text(after)))
+    before = CALIBRATOR.replace("{before}", call).replace("{after}", "pass")
+    assert ("PG106", "error", _line(before, call)) in _serious(check_text(before))

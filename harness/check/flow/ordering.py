@@ -51,6 +51,11 @@ def decide(effects: list[Effect], trains_params: set[int] | None = None,
                 and effect.order > last_model_write:
             continue  # saved after the model artifact was written: a diagnostic dump, not the artifact
         if effect.kind is EffectKind.CALIBRATION and effect.tainted:
+            if not any(a.order > effect.order and not exclusive(a, effect) for a in artifacts):
+                # statistics gathered after the last write shape no artifact: an evaluation-time
+                # calibrator (``online_alpha_calibrate`` of an n-gram mixer) is judged by the
+                # scoring rules, not as quantization calibration
+                continue
             decisions.append(Decision("PG106", Severity.ERROR, effect,
                                       f"quantization statistics are collected on {_source(effect)} ({effect.note} "
                                       f"at line {effect.line}): the artifact is calibrated on validation data"))
