@@ -240,3 +240,43 @@ def test_an_exclusive_branch_does_not_run_after_the_serialization() -> None:
     )
     assert code != TRAIN_AND_EVAL
     assert _pg302(code) == []
+
+
+# ---- what counts as a read: the code's behaviour, not names ---------------------------------
+
+def test_inspecting_the_training_loader_after_the_clock_is_not_a_read() -> None:
+    """#499/#1745 shape: ``hasattr(loader, …)``/``isinstance(loader, …)`` after the loop draw
+    no batch; handing the loader to a submission helper that draws from it does."""
+    code = RULED_593.replace(
+        "    calib = DistributedTokenLoader(args.train_files, 0, 1)\n    stats = hessians_of(model, calib, args.calib_batches)\n",
+        "    if hasattr(loader, 'buffer') or isinstance(loader, DistributedTokenLoader):\n        stats = {}\n",
+    )
+    assert "hasattr(loader" in code
+    assert _pg302(code) == []
+
+
+def test_super_init_does_not_reach_the_loader_constructor() -> None:
+    """#2073 shape: ``Model(conf)`` after the clock runs ``Model.__init__``, whose
+    ``super().__init__()`` names no submission class — not the loader's ``__init__``."""
+    code = ACCEPTED.replace("    torch.save(model.state_dict(), \"final_model.pt\")\n", "") + textwrap.dedent(
+        """
+
+        class Net(torch.nn.Module):
+            def __init__(self, width):
+                super().__init__()
+                self.width = width
+
+
+        def reload(args):
+            return Net(512)
+        """
+    )
+    code = code.replace("    torch.save(model.quantize(stats), \"final_model.int6.ptz\")\n",
+                        "    torch.save(model.quantize(stats), \"final_model.int6.ptz\")\n    fresh = Net(512)\n")
+    assert "fresh = Net(512)" in code
+    assert _pg302(code) == []
+    # a constructor that does open the training shards is a read, whatever the class is called
+    opened = code.replace("        self.width = width\n",
+                          "        self.width = width\n        self.src = DistributedTokenLoader(Hyper.train_files, 0, 1)\n")
+    assert opened != code
+    assert _pg302(opened) == [("error", _line(opened, "fresh = Net(512)"))]

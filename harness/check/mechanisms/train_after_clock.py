@@ -296,7 +296,7 @@ def _late_reads(data: TrainingData, index: ModuleIndex, call: cst.Call, loaders:
                 train_paths: set[str]) -> list[Read]:
     reads = direct_reads(index, call) or data.reads_of_call(call, index=index)
     if not reads and loaders is not None:
-        reads = loader_reuse(index, call, loaders) or train_path_use(index, call, train_paths)
+        reads = loader_reuse(index, call, loaders, data) or train_path_use(index, call, train_paths)
     return reads
 
 
@@ -445,7 +445,7 @@ def _trains(index: ModuleIndex, function: cst.FunctionDef, data: TrainingData, m
         result = any(
             callee is not function and _trains(callee_index, callee, data, memo, depth + 1)
             for call in nodes_within(index.calls, function, index)
-            for callee_index, callee in data.functions.get(call_tail(call), [])
+            for callee_index, callee in data.callees(call)
         )
     memo[key] = result
     return result
@@ -458,7 +458,7 @@ def _calls_backward(index: ModuleIndex, scope: cst.CSTNode, data: TrainingData, 
     return depth < 2 and any(
         callee is not scope and _calls_backward(callee_index, callee, data, depth + 1)
         for call in calls
-        for callee_index, callee in data.functions.get(call_tail(call), [])
+        for callee_index, callee in data.callees(call)
     )
 
 

@@ -144,11 +144,17 @@ class TrainingData:
         self.train_keys = train_keys or set()
         self._memo: dict[int, list[Read]] = {}
 
+    def callees(self, call: cst.Call) -> list[tuple[ModuleIndex, cst.FunctionDef]]:
+        """Submission functions a call may run, by name; ``super().__init__()`` names no class
+        (every ``__init__`` would match), so dunder names resolve to nothing."""
+        tail = call_tail(call)
+        return [] if tail.startswith("__") else self.functions.get(tail, [])
+
     def reads_of_call(self, call: cst.Call, depth: int = 0, index: ModuleIndex | None = None) -> list[Read]:
         if depth > 4:
             return []
         found: list[Read] = []
-        for callee_index, function in self.functions.get(call_tail(call), []):
+        for callee_index, function in self.callees(call):
             reads = self.reads_in_function(callee_index, function, depth)
             if index is not None:
                 reads = [r for r in reads if not self._fed_validation(index, call, function, r)]
@@ -316,10 +322,13 @@ def loop_loaders(index: ModuleIndex, loop: cst.CSTNode) -> dict[str, set[str]]:
     return loaders
 
 
-def loader_reuse(index: ModuleIndex, call: cst.Call, loaders: dict[str, set[str]]) -> list[Read]:
+def loader_reuse(index: ModuleIndex, call: cst.Call, loaders: dict[str, set[str]], data: TrainingData) -> list[Read]:
     """``hs(m, tl, n)`` or ``tl.nb(n)`` after the loop: the training loader used again
-    (``tl.close()`` is not a read, so only the batch-drawing methods count)."""
+    (``tl.close()`` is not a read, so only the batch-drawing methods count; nor is
+    ``isinstance(tl, …)``/``hasattr(tl, …)``: the loader must go to a submission function)."""
     if not loaders:
+        return []
+    if isinstance(call.func, cst.Name) and call.func.value not in data.functions:
         return []
     receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
     if isinstance(receiver, cst.Name) and isinstance(call.func, cst.Attribute) and call.func.attr.value in loaders.get(receiver.value, set()):
