@@ -249,3 +249,70 @@ def test_933_a_calibration_call_after_the_artifact_is_written_is_no_quantization
     assert not any(rule == "PG106" for rule, _, _ in _serious(check_text(after)))
     before = CALIBRATOR.replace("{before}", call).replace("{after}", "pass")
     assert ("PG106", "error", _line(before, call)) in _serious(check_text(before))
+
+
+SWITCHED_SPLIT = '''import glob
+import io
+import os
+import zlib
+
+import numpy as np
+import torch
+
+
+class Hyperparameters:
+    train_files = os.environ.get("TRAIN_FILES", "./data/fineweb_train_*.bin")
+    val_files = os.environ.get("VAL_FILES", "./data/fineweb_val_*.bin")
+    train_on_val = bool(int(os.environ.get("TRAIN_ON_VAL", "0")))
+
+
+class Stream:
+    def __init__(self, pattern):
+        self.tokens = torch.from_numpy(np.fromfile(sorted(glob.glob(pattern))[0], dtype="<u2").astype(np.int64))
+
+    def take(self, n):
+        return self.tokens[:n]
+
+
+class Loader:
+    def __init__(self, pattern):
+        self.stream = Stream(pattern)
+
+    def next_batch(self, n):
+        chunk = self.stream.take(n + 1)
+        return chunk[:-1][None], chunk[1:][None]
+
+
+def main():
+    args = Hyperparameters()
+    val_stream = Stream(args.val_files)
+    print(f"val tokens:{val_stream.tokens.numel()}")
+    pattern = args.val_files if args.train_on_val else args.train_files
+    loader = Loader(pattern)
+    model = torch.nn.Linear(8, 8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(100):
+        x, y = loader.next_batch(1024)
+        model(x, y).backward()
+        opt.step()
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    with open("final_model.ptz", "wb") as f:
+        f.write(zlib.compress(buf.getvalue()))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_181_a_split_chosen_by_a_switch_is_val_only_when_the_switch_is_on() -> None:
+    """``pattern = args.val_files if args.train_on_val else args.train_files`` with TRAIN_ON_VAL
+    off by default: the training loop's PG105 is informational, and an error once a documented
+    run sets TRAIN_ON_VAL=1 — even though the shard stream was analysed on val data before."""
+    backward = _line(SWITCHED_SPLIT, ".backward()")
+    off = check_text(SWITCHED_SPLIT)
+    assert ("PG105", "error", backward) not in _serious(off)
+    assert any(f.rule == "PG105" and f.line == backward for f in off)
+    on = {"TRAIN_ON_VAL": Setting("TRAIN_ON_VAL", "1", "README.md", 4, "readme")}
+    assert ("PG105", "error", backward) in _serious(check_text(SWITCHED_SPLIT, settings=on))

@@ -50,6 +50,7 @@ class CallHandling:
     aliases: dict[str, FuncInfo]  # ``step = torch.compile(train_step)`` → train_step
     call_fields: dict[int, dict[str, Taint]]  # id(constructor call) → fields its __init__ made VAL
     _last_summary: Summary | None
+    _last_carried: tuple[Cond, ...] = ()  # conditions the last inlined call's VAL arguments carried
 
     # provided by the statement walk (taint._Walk)
     _code: Callable[[cst.CSTNode], str]
@@ -106,6 +107,8 @@ class CallHandling:
                 return self._lookup(keyed, node)
         if kind in _OPAQUE:
             return None
+        if kind is cst.IfExp:
+            return self._conditional_value(node)  # type: ignore[arg-type]
         if kind is cst.NamedExpr:
             value = self._expr(node.value)  # type: ignore[attr-defined]
             self._bind(node.target, value, node.value)  # type: ignore[attr-defined]
@@ -142,6 +145,17 @@ class CallHandling:
             result = merge(result, self._expr(current.left))  # type: ignore[attr-defined]
             current = current.right  # type: ignore[attr-defined]
         return merge(result, self._expr(current))
+
+    def _conditional_value(self, node: cst.IfExp) -> Taint | None:
+        """``a if test else b`` where only one side is VAL: VAL only when ``test`` says so."""
+        test = self._expr(node.test)
+        body, orelse = self._expr(node.body), self._expr(node.orelse)
+        line = self.parsed.line_of(node)
+        if body is not None and orelse is None:
+            body = replace(body, conds=body.conds + (Cond(self.parsed, node.test, True, line, carried=True),))
+        elif orelse is not None and body is None:
+            orelse = replace(orelse, conds=orelse.conds + (Cond(self.parsed, node.test, False, line, carried=True),))
+        return merge(merge(body, orelse), test)
 
     def _comp_for(self, comp: cst.CompFor) -> Taint | None:
         taint = self._expr(comp.iter)
@@ -265,7 +279,8 @@ class CallHandling:
             self._inline(init, pairs, True, None, call_refs, line)
             summary = self._last_summary
             if summary is not None and summary.self_fields:
-                self.call_fields[id(call)] = dict(summary.self_fields)
+                self.call_fields[id(call)] = {name: with_conds(value, self._last_carried)
+                                              for name, value in summary.self_fields.items()}
         if N.last_part(name) in self.engine.index.val_data_classes:
             return (Taint((Step(self.file, line, f"VAL source: {N.last_part(name)}(…) (an instance holding "
                                                  "loaded validation data)"),)),)
@@ -388,6 +403,10 @@ class CallHandling:
                     seed.setdefault(key, value)
         summary = self.engine.analyze(target, seed, classes)
         self._last_summary = summary
+        # a summary is memoized by *which* names are VAL, so conditions carried by this call's
+        # values (``pattern`` VAL only when TRAIN_ON_VAL is on) are put back on what it yields
+        carried = _shared_conds(list(seed.values()))
+        self._last_carried = carried
         if summary is None:
             result: Taint | None = receiver
             for _, taint in pairs:
@@ -397,11 +416,12 @@ class CallHandling:
             prefix = next(call_sites)
             frames = self._frames(call_refs | target.free_names)
             for effect in summary.effects:
+                extra = tuple(c for c in carried if c not in effect.conds) if effect.tainted else ()
                 lifted = replace(
                     effect,
                     loops=frames + tuple(replace(f, uid=(prefix,) + f.uid) for f in effect.loops),
-                    conds=tuple(self.conds) + tuple(replace(c, scope=c.scope + (tuple(arg_exprs),))
-                                                    for c in effect.conds),
+                    conds=tuple(self.conds) + tuple(c if c.carried else replace(c, scope=c.scope + (tuple(arg_exprs),))
+                                                    for c in effect.conds) + extra,
                     functions=(self.info.display,) + effect.functions,
                     function_ids=(self.info.uid,) + effect.function_ids,
                     calls=(Step(self.file, line, f"{target.display}(…)"),) + effect.calls,
@@ -411,13 +431,14 @@ class CallHandling:
                 self._append(lifted, line, refs=call_refs)
         for param, taint in summary.tainted_params.items():
             if param in arg_names:
-                self._taint_name(arg_names[param], taint, line, f"{arg_names[param]} filled by {target.display}")
+                self._taint_name(arg_names[param], with_conds(taint, carried), line,
+                                 f"{arg_names[param]} filled by {target.display}")
         if summary.returned_parts is not None and self._current_call is not None:
             step = Step(self.file, line, f"result of {target.display}(…)")
             self.call_parts[id(self._current_call)] = tuple(
-                part.extend(step) if part is not None else None for part in summary.returned_parts)
+                with_conds(part.extend(step), carried) if part is not None else None for part in summary.returned_parts)
         if summary.returned is not None:
-            return summary.returned.extend(Step(self.file, line, f"result of {target.display}(…)"))
+            return with_conds(summary.returned.extend(Step(self.file, line, f"result of {target.display}(…)")), carried)
         return None
 
     # ------------------------------------------------------------------ effects
@@ -442,6 +463,22 @@ def wrapped_function(value: cst.BaseExpression, resolve: Callable[[str], FuncInf
         inner = N.dotted_name(value.args[0].value)
         return resolve(inner) if inner is not None else None
     return None
+
+
+def _shared_conds(taints: list[Taint]) -> tuple[Cond, ...]:
+    """Conditions every VAL value handed to a call carries (none when one of them is VAL
+    unconditionally)."""
+    if not taints or any(not t.conds for t in taints):
+        return ()
+    shared = taints[0].conds
+    for taint in taints[1:]:
+        shared = tuple(c for c in shared if c in taint.conds)
+    return shared
+
+
+def with_conds(taint: Taint, conds: tuple[Cond, ...]) -> Taint:
+    missing = tuple(c for c in conds if c not in taint.conds)
+    return replace(taint, conds=taint.conds + missing) if missing else taint
 
 
 def literal_key(node: cst.Subscript) -> str | None:

@@ -28,6 +28,10 @@ class Taint:
     path: tuple[Step, ...]
     via_calibration: bool = False
     from_score: bool = False  # a score (loss/bpb) computed on VAL, not the tokens themselves
+    # tests that must hold for the value to be VAL at all: ``args.val_files if args.train_on_val
+    # else args.train_files`` is VAL only when TRAIN_ON_VAL is on (wild #181), so every effect it
+    # reaches carries that condition for the documented-configuration check
+    conds: tuple[Cond, ...] = ()
 
     def extend(self, step: Step) -> Taint:
         if self.path and self.path[-1] == step:
@@ -43,6 +47,8 @@ def merge(first: Taint | None, second: Taint | None) -> Taint | None:
         return second
     if second is None:
         return first
+    if first.conds and not second.conds:
+        first = replace(first, conds=())  # VAL without conditions on one side: VAL regardless
     if (second.via_calibration and not first.via_calibration) or (second.from_score and not first.from_score):
         return replace(first, via_calibration=first.via_calibration or second.via_calibration,
                        from_score=first.from_score or second.from_score)
@@ -87,6 +93,7 @@ class Cond:
     # parameter → argument expression, one level per call the condition was lifted through
     # (innermost first), so ``if run_ttt:`` inside a helper reads the caller's ``h.ttt_enabled``
     scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
+    carried: bool = False  # came with a value (``Taint.conds``): its names stay where it was written
 
 
 @dataclass(frozen=True)

@@ -557,6 +557,8 @@ class _Walk(CallHandling, ScoreSinks):
         if not self.emit:
             return
         loops, conds = self._frames(local_refs), tuple(self.conds)
+        if taint is not None and taint.conds:
+            conds += tuple(c for c in taint.conds if c not in conds)
         if kind is EffectKind.SCORE and produced_from:
             loops, conds = self._with_production_context(loops, conds, produced_from)
         effect = Effect(kind=kind, file=self.file, line=line, note=note, taint=taint, loops=loops,
