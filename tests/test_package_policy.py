@@ -243,3 +243,15 @@ def test_non_record_over_the_cap_warns(tmp_path: Path) -> None:
     findings = audit(build(tmp_path, spec))
     assert {(f.rule, f.severity) for f in findings} == {("PG303", Severity.WARNING)}
     assert "not a record claim" in findings[0].message
+
+
+def test_run_on_fewer_gpus_than_the_limit_is_for_warns(tmp_path: Path) -> None:
+    """#1527 trained 6,377 s on one A100 (``world_size:1``) and extrapolated to 8xH100: its clock
+    says nothing about the 8-GPU run. The same clock with eight GPUs fails."""
+    hparams = {**builder.BASE_HPARAMS, "world_size": "1"}
+    spec = PackageSpec().with_logs(train_time_ms=6_376_997, hparams=hparams)
+    findings = audit(build(tmp_path / "one", spec))
+    assert rules(findings) == {("PG304", Severity.WARNING)}
+    assert "on world_size 1: the limit is for 8xH100" in findings[0].message
+    eight = PackageSpec().with_logs(train_time_ms=6_376_997, hparams={**hparams, "world_size": "8"})
+    assert rules(audit(build(tmp_path / "eight", eight))) == {("PG304", Severity.ERROR)}

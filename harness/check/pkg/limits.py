@@ -11,7 +11,7 @@ a limit finding is an ``error`` only when the submission's own numbers leave no 
   for that seed) is over the cap;
 - time: a record claim, and every scored log over the limit by more than the in-flight step and
   by more than ``CLEAR_MARGIN`` (1 %: six seconds buy about 1 % more steps, the first overshoot
-  that could move a score; 0.1 s cannot).
+  that could move a score; 0.1 s cannot), none of them declaring fewer than 8 GPUs.
 
 Anything else over a limit is a ``warning`` that says which reading disagrees.
 """
@@ -29,6 +29,7 @@ SIZE_LIMIT_BYTES = 16_000_000
 TIME_LIMIT_MS = 600_000.0
 CLEAR_MARGIN = 0.01  # over the limit by more than this fraction is clearly over
 MIN_IN_FLIGHT_MS = 1_000.0  # the last step plus the clock check around it, at least one second
+REFERENCE_GPUS = 8  # the limits are for 8xH100
 
 _OVER = f"over the {SIZE_LIMIT_BYTES:,}-byte cap (decimal 16 MB)"
 
@@ -137,6 +138,14 @@ def _clearly_over(value_ms: float, allowance_ms: float) -> bool:
     return value_ms > TIME_LIMIT_MS + max(allowance_ms, CLEAR_MARGIN * TIME_LIMIT_MS)
 
 
+def _fewer_gpus(log: TrainingLog) -> int | None:
+    """The world size a log declares when it is under the 8 GPUs the limit is defined on: such
+    a run (a single-A100 development run, #1527; a one-GPU reproduction, 2026-03-17) takes
+    longer by construction, and its clock says nothing about the 8xH100 run."""
+    value = log.hparams.get("world_size", "").strip()
+    return int(value) if value.isdigit() and 0 < int(value) < REFERENCE_GPUS else None
+
+
 def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
     """Training time per log, and the reported score's evaluation time; see the module doc for
     when either is an error."""
@@ -144,24 +153,24 @@ def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
     trained = [log for log in logs if log.train_time_ms is not None]
     train_over = [log for log in trained if log.train_time_ms > TIME_LIMIT_MS + _in_flight_ms(log)]
     all_clear = record and bool(train_over) and len(train_over) == len(trained) and all(
-        _clearly_over(log.train_time_ms, _in_flight_ms(log)) for log in train_over)
+        _clearly_over(log.train_time_ms, _in_flight_ms(log)) and _fewer_gpus(log) is None for log in train_over)
     findings = []
     for log in train_over:
         message = (f"training ran {log.train_time_ms / 1000:.1f} s (train_time:{log.train_time_ms:.0f}ms), over the "
                    f"600 s limit and the in-flight step ({_in_flight_ms(log):.0f} ms)")
         if not all_clear:
-            message += _why_not_decisive(record, len(train_over), len(trained), "trained")
+            message += _why_not_decisive(record, len(train_over), len(trained), "trained", _fewer_gpus(log))
         findings.append(Finding("PG304", Severity.ERROR if all_clear else Severity.WARNING,
                                 log.path, log.train_time_line, message))
     scored = [(log, log.headline()) for log in logs]
     timed = [(log, h) for log, h in scored if h is not None and h.eval_time_ms is not None]
     eval_over = [(log, h) for log, h in timed if h.eval_time_ms > TIME_LIMIT_MS]
     eval_clear = record and bool(eval_over) and len(eval_over) == len(timed) and all(
-        _clearly_over(h.eval_time_ms, 0.0) for _, h in eval_over)
+        _clearly_over(h.eval_time_ms, 0.0) and _fewer_gpus(log) is None for log, h in eval_over)
     for log, headline in eval_over:
         message = f"evaluation of {headline.family} took {headline.eval_time_ms / 1000:.1f} s, over the 600 s limit"
         if not eval_clear:
-            message += _why_not_decisive(record, len(eval_over), len(timed), "evaluated")
+            message += _why_not_decisive(record, len(eval_over), len(timed), "evaluated", _fewer_gpus(log))
         findings.append(Finding("PG304", Severity.ERROR if eval_clear else Severity.WARNING,
                                 log.path, headline.line, message))
     if not eval_over:
@@ -169,9 +178,11 @@ def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
     return findings
 
 
-def _why_not_decisive(record: bool, over: int, logged: int, verb: str) -> str:
+def _why_not_decisive(record: bool, over: int, logged: int, verb: str, gpus: int | None) -> str:
     if not record:
         return " (not a record claim)"
+    if gpus is not None:
+        return f" on world_size {gpus}: the limit is for {REFERENCE_GPUS}xH100, show the run the claim is for"
     if over < logged:
         return f"; {logged - over} other scored log(s) {verb} within it: say which runs back the claim"
     return f" by less than {CLEAR_MARGIN:.0%}: check the timing"
