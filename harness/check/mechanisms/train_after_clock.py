@@ -405,11 +405,10 @@ def _evaluation_reads(index: ModuleIndex, data: TrainingData) -> list[tuple[cst.
     found: list[tuple[cst.FunctionDef, Read]] = []
     trainers: dict[int, bool] = {}
     for function in index.functions:
-        calls = nodes_within(index.calls, function, index)
-        if not is_scoring_function(index, function, calls):
+        reads = data.reads_in_function(index, function)  # memoized: the cheap question first
+        if not reads or not _touches_validation(index, function):
             continue
-        reads = data.reads_in_function(index, function)
-        if not reads or not _touches_validation(function):
+        if not is_scoring_function(index, function, nodes_within(index.calls, function, index)):
             continue
         if _trains(index, function, data, trainers, 0):
             continue
@@ -417,7 +416,12 @@ def _evaluation_reads(index: ModuleIndex, data: TrainingData) -> list[tuple[cst.
     return found
 
 
-def _touches_validation(function: cst.FunctionDef) -> bool:
+_VAL_TEXT = re.compile(r"(?<![A-Za-z0-9])val(?:_|idation|\b)|_val\b", re.IGNORECASE)
+
+
+def _touches_validation(index: ModuleIndex, function: cst.FunctionDef) -> bool:
+    if not _VAL_TEXT.search(index.text_of(function)):
+        return False  # a text prefilter before the walk
     for node in walk(function):
         word = node.value if isinstance(node, cst.Name) else node.attr.value if isinstance(node, cst.Attribute) else None
         if word is not None and _VAL_DATA.search(word):
