@@ -543,3 +543,32 @@ def test_window_bounds_named_after_the_target_are_positions() -> None:
         return loss_sum
     """
     assert _loud(_scoring({"train_gpt.py": code}), "PG201") == []
+
+
+def test_bits_per_token_progress_line_inside_the_training_loop_is_quiet() -> None:
+    """#1465: a cheap periodic ``val_bpb`` print inside the training loop divides by ln 2 only;
+    the reported score is computed elsewhere. The same formula after training is PG204."""
+    code = """\
+    import math
+
+    import torch
+
+
+    def train(model, opt, batches, val_tokens, seq_len):
+        for step, (xb, yb) in enumerate(batches):
+            model(xb, yb).backward()
+            opt.step()
+            if step % 500 == 0:
+                with torch.no_grad():
+                    vl = float(model(val_tokens[:seq_len][None], val_tokens[1 : seq_len + 1][None]))
+                vbpb = vl / math.log(2.0)
+                print(f"step:{step} val_bpb:{vbpb:.4f}")
+
+
+    def final(model, val_tokens, seq_len):
+        with torch.no_grad():
+            val_loss = float(model(val_tokens[:seq_len][None], val_tokens[1 : seq_len + 1][None]))
+        val_bpb = val_loss / math.log(2.0)  # <- final
+        return val_bpb
+    """
+    assert _loud(_scoring({"train_gpt.py": code}), "PG204") == [("PG204", Severity.ERROR, _line(code, "final"))]

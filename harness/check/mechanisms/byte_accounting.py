@@ -355,7 +355,7 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
         )
         if not named_bpb and _accumulators(index, scope, value) >= 3:
             continue  # minified: a third running total beside loss and token count is the byte count
-        if mentions_bits and not has_bytes and _all_names_known(index, scope, value):
+        if mentions_bits and not has_bytes and _all_names_known(index, scope, value) and not _in_training_loop(index, statement):
             hits.append(
                 Hit(
                     rule="PG204",
@@ -458,3 +458,21 @@ def _outside_the_run(hit: Hit) -> Hit:
         message=hit.message + f" (in {hit.index.name}, which the entry script does not import: check whether "
         "this table reaches the reported val_bpb)",
     )
+
+
+def _in_training_loop(index: ModuleIndex, statement: cst.CSTNode) -> bool:
+    """A bits-per-token figure printed from inside the training loop (a loop that also calls
+    ``backward()`` or an optimizer's ``step()``) is a progress estimate on a slice of the
+    validation tokens, not the reported score (#1465's periodic ``val_bpb`` line beside an
+    evaluation that divides by bytes)."""
+    for loop in (a for a in index.ancestors(statement) if isinstance(a, (cst.For, cst.While))):
+        for call in nodes_within(index.calls, loop, index):
+            tail = call_tail(call)
+            if tail == "backward":
+                return True
+            if tail == "step" and isinstance(call.func, cst.Attribute) and re.search(
+                r"opt", index.code(call.func.value, 200), re.IGNORECASE
+            ):
+                return True
+    return False
+
