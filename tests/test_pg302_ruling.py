@@ -280,3 +280,18 @@ def test_super_init_does_not_reach_the_loader_constructor() -> None:
                           "        self.width = width\n        self.src = DistributedTokenLoader(Hyper.train_files, 0, 1)\n")
     assert opened != code
     assert _pg302(opened) == [("error", _line(opened, "fresh = Net(512)"))]
+
+
+def test_a_training_read_behind_a_getattr_switch_left_off_is_info() -> None:
+    """#1308 shape: an eval-time n-gram oracle built from training shards behind
+    ``getattr(args, "oracle", False)`` with ``ORACLE`` defaulting to 0 and never set."""
+    code = ACCEPTED.replace(
+        "    calib_batches = int(os.environ.get(\"CALIB_BATCHES\", 16))\n",
+        "    calib_batches = int(os.environ.get(\"CALIB_BATCHES\", 16))\n"
+        "    oracle = bool(int(os.environ.get(\"ORACLE\", \"0\")))\n",
+    ) + "    if getattr(args, 'oracle', False):\n        table = hessians_of(model, calib, 64)\n"
+    line = _line(code, "table = hessians_of(")
+    assert "oracle = bool(" in code
+    assert _pg302(code) == [("info", line)]
+    settings = {"ORACLE": Setting("ORACLE", "1", "run.sh", 7, "script")}
+    assert _pg302(code, settings) == [("error", line)]

@@ -206,6 +206,11 @@ class Configuration:
         if name in {"int", "float", "bool", "str"} and len(args) == 1:
             inner = self._eval(args[0], used, depth + 1)
             return _convert(name, inner)
+        if name == "getattr" and len(args) >= 2:  # ``getattr(args, "artifact_ngram", False)`` is ``args.artifact_ngram``
+            attr = string_value(args[1])
+            if attr is not None and attr.isidentifier() and self.bindings.get(attr.lower()):
+                return self._eval_name(cst.Name(attr), used, depth + 1)
+            return UNKNOWN
         if isinstance(call.func, cst.Attribute) and call.func.attr.value in {"lower", "strip", "upper"}:
             inner = self._eval(call.func.value, used, depth + 1)
             if isinstance(inner, str):
