@@ -316,3 +316,26 @@ def test_181_a_split_chosen_by_a_switch_is_val_only_when_the_switch_is_on() -> N
     assert any(f.rule == "PG105" and f.line == backward for f in off)
     on = {"TRAIN_ON_VAL": Setting("TRAIN_ON_VAL", "1", "README.md", 4, "readme")}
     assert ("PG105", "error", backward) in _serious(check_text(SWITCHED_SPLIT, settings=on))
+
+
+def test_1239_a_split_parameter_left_at_its_default_keeps_the_loader_on_training_data() -> None:
+    """``def batches(split="train"): Stream(TRAIN_FILES if split == "train" else VAL_FILES)``, a
+    batch generator called without ``split``: the condition is read through the default, so the training loop's
+    finding is informational and says the test is true on that path."""
+    text = SWITCHED_SPLIT.replace(
+        '''    pattern = args.val_files if args.train_on_val else args.train_files
+    loader = Loader(pattern)
+''', '''    loader = batches(args)
+''').replace("x, y = loader.next_batch(1024)", "x, y = next(loader)").replace('''def main():''', '''def batches(args, split="train"):
+    stream = Stream(args.train_files if split == "train" else args.val_files)
+    while True:
+        chunk = stream.take(1025)
+        yield chunk[:-1][None], chunk[1:][None]
+
+
+def main():''')
+    backward = _line(text, ".backward()")
+    found = check_text(text)
+    assert not any(line == backward for _, _, line in _serious(found))
+    assert any(f.rule.startswith("PG10") and f.line == backward and "is true with the code defaults" in f.message
+               for f in found)

@@ -152,9 +152,9 @@ class CallHandling:
         body, orelse = self._expr(node.body), self._expr(node.orelse)
         line = self.parsed.line_of(node)
         if body is not None and orelse is None:
-            body = replace(body, conds=body.conds + (Cond(self.parsed, node.test, True, line, carried=True),))
+            body = replace(body, conds=body.conds + (Cond(self.parsed, node.test, True, line),))
         elif orelse is not None and body is None:
-            orelse = replace(orelse, conds=orelse.conds + (Cond(self.parsed, node.test, False, line, carried=True),))
+            orelse = replace(orelse, conds=orelse.conds + (Cond(self.parsed, node.test, False, line),))
         return merge(merge(body, orelse), test)
 
     def _comp_for(self, comp: cst.CompFor) -> Taint | None:
@@ -407,6 +407,15 @@ class CallHandling:
         # values (``pattern`` VAL only when TRAIN_ON_VAL is on) are put back on what it yields
         carried = _shared_conds(list(seed.values()))
         self._last_carried = carried
+        incoming = {c for value in seed.values() for c in value.conds}
+        arg_exprs += _unpassed_defaults(target, {param for param, _ in arg_exprs}, bound_self)
+        scope = tuple(arg_exprs)
+
+        def lift(conds: tuple[Cond, ...]) -> tuple[Cond, ...]:
+            # a condition written in the callee reads its parameters: record this call's
+            # arguments for it; one that came in with an argument is already in caller terms
+            return tuple(c if c in incoming else replace(c, scope=c.scope + (scope,)) for c in conds)
+
         if summary is None:
             result: Taint | None = receiver
             for _, taint in pairs:
@@ -420,8 +429,7 @@ class CallHandling:
                 lifted = replace(
                     effect,
                     loops=frames + tuple(replace(f, uid=(prefix,) + f.uid) for f in effect.loops),
-                    conds=tuple(self.conds) + tuple(c if c.carried else replace(c, scope=c.scope + (tuple(arg_exprs),))
-                                                    for c in effect.conds) + extra,
+                    conds=tuple(self.conds) + lift(effect.conds) + extra,
                     functions=(self.info.display,) + effect.functions,
                     function_ids=(self.info.uid,) + effect.function_ids,
                     calls=(Step(self.file, line, f"{target.display}(…)"),) + effect.calls,
@@ -429,16 +437,22 @@ class CallHandling:
                     warmup=effect.warmup or self.warm_depth > 0,
                 )
                 self._append(lifted, line, refs=call_refs)
+        def out(taint: Taint, step: Step) -> Taint:
+            lifted = taint.extend(step)
+            if lifted.conds:
+                lifted = replace(lifted, conds=lift(lifted.conds))
+            return with_conds(lifted, carried)
+
         for param, taint in summary.tainted_params.items():
             if param in arg_names:
-                self._taint_name(arg_names[param], with_conds(taint, carried), line,
-                                 f"{arg_names[param]} filled by {target.display}")
+                self._taint_name(arg_names[param], out(taint, Step(self.file, line, f"filled by {target.display}")),
+                                 line, f"{arg_names[param]} filled by {target.display}")
+        step = Step(self.file, line, f"result of {target.display}(…)")
         if summary.returned_parts is not None and self._current_call is not None:
-            step = Step(self.file, line, f"result of {target.display}(…)")
             self.call_parts[id(self._current_call)] = tuple(
-                with_conds(part.extend(step), carried) if part is not None else None for part in summary.returned_parts)
+                out(part, step) if part is not None else None for part in summary.returned_parts)
         if summary.returned is not None:
-            return with_conds(summary.returned.extend(Step(self.file, line, f"result of {target.display}(…)")), carried)
+            return out(summary.returned, step)
         return None
 
     # ------------------------------------------------------------------ effects
@@ -463,6 +477,17 @@ def wrapped_function(value: cst.BaseExpression, resolve: Callable[[str], FuncInf
         inner = N.dotted_name(value.args[0].value)
         return resolve(inner) if inner is not None else None
     return None
+
+
+def _unpassed_defaults(target: FuncInfo, passed: set[str], bound_self: bool) -> list[tuple[str, cst.BaseExpression]]:
+    """``split="train"`` when the call leaves it out: a condition on ``split`` reads the default."""
+    if target.node is None:
+        return []
+    params = target.node.params
+    ordered = list(params.posonly_params) + list(params.params) + list(params.kwonly_params)
+    if bound_self and ordered:
+        ordered = ordered[1:]
+    return [(p.name.value, p.default) for p in ordered if p.default is not None and p.name.value not in passed]
 
 
 def _shared_conds(taints: list[Taint]) -> tuple[Cond, ...]:

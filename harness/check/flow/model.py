@@ -93,7 +93,6 @@ class Cond:
     # parameter → argument expression, one level per call the condition was lifted through
     # (innermost first), so ``if run_ttt:`` inside a helper reads the caller's ``h.ttt_enabled``
     scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
-    carried: bool = False  # came with a value (``Taint.conds``): its names stay where it was written
 
 
 @dataclass(frozen=True)

@@ -292,10 +292,11 @@ def _env_string(setting: Setting) -> str:
 def _describe(cond: Cond, documented: list[Setting]) -> str:
     code = cond.parsed.flat_code(cond.expr)
     where = f"{cond.parsed.source.display_name}:{cond.line}"
+    state = "false" if cond.want else "true"  # the path needs the opposite
     if documented:
         origin = ", ".join(f"{s.name}={s.value} in {s.file}:{s.line}" for s in documented)
-        return f"`{code}` at {where} is false with {origin}"
-    return f"`{code}` at {where} is false with the code defaults (no documented run sets it)"
+        return f"`{code}` at {where} is {state} with {origin}"
+    return f"`{code}` at {where} is {state} with the code defaults (no documented run sets it)"
 
 
 def _int(text: str) -> object:
