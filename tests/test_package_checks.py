@@ -541,7 +541,9 @@ REAL_RUN = Path(__file__).parent / "fixtures" / "packages" / "reference_run"
     (4.33038523, None),
     (4.3072, Severity.INFO),  # seed 1337's own run, not the mean: accepted records did this (issue 12)
     (4.3300, Severity.WARNING),  # no reading matches, but runs in the folder printed better numbers
-    (3.9000, Severity.ERROR),  # better than every bpb any log prints: no run shows it
+    # Better than every bpb any log prints, but this tiny run's scores are far worse than the
+    # naive baseline: no record attempt, so a warning (the record-claim error is in test_package_policy).
+    (3.9000, Severity.WARNING),
 ])
 def test_package_of_real_reference_trainer_logs(tmp_path: Path, claimed: float, expected: Severity | None) -> None:
     root = tmp_path / "records" / "track_10min_16mb" / "2026-11-25_TinyReference"
@@ -560,9 +562,8 @@ def test_package_of_real_reference_trainer_logs(tmp_path: Path, claimed: float, 
     if expected is Severity.INFO:
         assert pg403[0].message == ("submission.json val_bpb 4.3072 is the score of one run (train_seed1337.log:56 "
                                     "final_int8_zlib_roundtrip), not the mean of the 3 scored log(s)")
-    if expected is Severity.ERROR:
-        assert pg403[0].message.endswith("the claim is better than every bpb any log prints (lowest 4.0136 in "
-                                         "train_seed42.log): no run in the folder shows it")
+    if claimed == 3.9:
+        assert "does not match the mean of 3 logs" in pg403[0].message
     # The logged code size (73,028 bytes) is not the shipped file's: no finding by itself.
     assert {f.rule for f in findings} <= {"PG403"}
     assert len(builder.TRAIN_GPT.encode()) != 73_028

@@ -255,3 +255,25 @@ def test_run_on_fewer_gpus_than_the_limit_is_for_warns(tmp_path: Path) -> None:
     assert "on world_size 1: the limit is for 8xH100" in findings[0].message
     eight = PackageSpec().with_logs(train_time_ms=6_376_997, hparams={**hparams, "world_size": "8"})
     assert rules(audit(build(tmp_path / "eight", eight))) == {("PG304", Severity.ERROR)}
+
+
+def test_claim_far_worse_than_the_baseline_is_no_record_attempt(tmp_path: Path) -> None:
+    """#1653 sits under track_10min_16mb but claims 2.2585 from an RTX 4090 run (1,372 s): no
+    record can be worse than the naive baseline (1.2244), so the record limits do not apply."""
+    spec = PackageSpec(logs=[LogSpec(seed=42, val_loss=3.8, train_time_ms=1_371_706)],
+                       json_drop=("seeds", "seed_results"))
+    findings = audit(build(tmp_path, spec))
+    assert findings == []
+    record = PackageSpec(logs=[LogSpec(seed=42, val_loss=2.07, train_time_ms=1_371_706)],
+                         json_drop=("seeds", "seed_results"))
+    assert ("PG304", Severity.ERROR) in rules(audit(build(tmp_path / "record", record)))
+
+
+def test_single_log_total_over_the_cap_with_a_smaller_claimed_export_warns(tmp_path: Path) -> None:
+    """#207's one log prints 16,032,236 bytes; its submission.json claims a 15,704,854-byte
+    re-export as bytes_total. With one scored log the number covers it: readings disagree."""
+    spec = PackageSpec(logs=[LogSpec(seed=42, val_loss=2.07, total_bytes=16_032_236)],
+                       json_drop=("seeds", "seed_results"), json_overrides={"bytes_total": 15_704_854})
+    findings = audit(build(tmp_path, spec))
+    assert {(f.rule, f.severity) for f in findings if f.rule == "PG303"} == {("PG303", Severity.WARNING)}
+    assert "but submission.json bytes_total gives 15,704,854 bytes" in findings[0].message

@@ -23,6 +23,10 @@ _NOT_LOGS = frozenset({"requirements.txt", "readme.txt", "license.txt", "notes.t
 # a work-in-progress / draft submission (#1110-era README titles, ``"track": "non-record-16mb"``).
 _NON_RECORD = re.compile(r"non[-_ ]?record|unlimited|\bwork[-_ ]in[-_ ]progress\b|\bWIP\b|\bdraft\b", re.IGNORECASE)
 _README_HEAD_LINES = 40  # the title and the summary under it, where a submission says what it is
+# The naive baseline's score, the first record: a claim worse than it cannot be a record attempt
+# whatever folder it sits in (#1653 claims 2.2585 from an RTX 4090 run under track_10min_16mb).
+BASELINE_VAL_BPB = 1.2244
+NOT_A_RECORD_MARGIN = 0.01  # clearly worse: seed noise around the baseline is ~0.001
 MAX_TEXT_BYTES = 4 * 1024 * 1024  # README and submission.json are small; cap hostile ones
 
 
@@ -48,8 +52,12 @@ class PackageFolder:
         """Records live under ``records/track_10min_16mb``; the non-record and unlimited-compute
         tracks waive the time limit and the seed count, and say so in the folder path, in
         submission.json's ``track``/``name``, or at the head of the README (a folder submitted
-        on its own, outside the records tree, only says it there)."""
+        on its own, outside the records tree, only says it there). A claimed val_bpb clearly
+        worse than the naive baseline's is no record attempt either."""
         texts = list(self.submission.root.parts[-3:])
+        claim = self.submission_json.claim("val_bpb") if self.submission_json is not None else None
+        if claim is not None and claim.value > BASELINE_VAL_BPB + NOT_A_RECORD_MARGIN:
+            return False
         if self.submission_json is not None:
             texts += [v for k, v in self.submission_json.data.items() if k in ("track", "name") and isinstance(v, str)]
         if self.readme is not None:

@@ -71,12 +71,26 @@ def _log_readings(log: TrainingLog, shipped: int | None, package: PackageFolder)
         readings.append(SizeReading(f"logged model ({model.label}) + shipped {ENTRY_FILE} ({shipped:,})",
                                     model.size_bytes + shipped, log.path, model.line, counter_only=True))
     data = package.submission_json
+    for key in _json_keys_covering(package):
+        readings.append(SizeReading(f"submission.json {key}", data.data[key], JSON_FILE, data.line_of(key),
+                                    counter_only=True))
     if data is not None and log.seed is not None:
         for claim in data.seed_claims:
             if claim.seed == str(log.seed) and claim.artifact_bytes is not None:
                 readings.append(SizeReading(f"submission.json seed_results['{claim.seed}'].artifact_bytes",
                                             claim.artifact_bytes, JSON_FILE, claim.line))
     return readings
+
+
+def _json_keys_covering(package: PackageFolder) -> list[str]:
+    """submission.json's top-level sizes that by their meaning cover every scored log:
+    ``artifact_bytes_max`` always, ``bytes_total`` when a single log is scored (#207 logs
+    16,032,236 bytes and claims a 15,704,854-byte re-export: readings that disagree)."""
+    data = package.submission_json
+    if data is None:
+        return []
+    keys = ["artifact_bytes_max"] + (["bytes_total"] if len(package.claim_logs() or package.logs) == 1 else [])
+    return [k for k in keys if isinstance(data.data.get(k), int) and not isinstance(data.data.get(k), bool)]
 
 
 def _json_readings(package: PackageFolder) -> list[SizeReading]:
