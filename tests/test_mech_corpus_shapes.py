@@ -572,3 +572,44 @@ def test_bits_per_token_progress_line_inside_the_training_loop_is_quiet() -> Non
         return val_bpb
     """
     assert _loud(_scoring({"train_gpt.py": code}), "PG204") == [("PG204", Severity.ERROR, _line(code, "final"))]
+
+
+SHIPPED_TABLE = """\
+import numpy as np
+import sentencepiece as spm
+import torch
+
+
+def build_luts(sp, n):
+    base = np.zeros(n, np.int16)
+    for tid in range(n):
+        if sp.is_byte(tid):
+            base[tid] = 1
+        else:
+            base[tid] = len(sp.id_to_piece(tid).replace("\\u2581", "").encode("utf-8"))
+    return base
+
+
+def load_luts(meta_path, tokenizer_path, n, validate):
+    with np.load(meta_path) as data:
+        base_bytes = np.asarray(data["base_bytes"], np.int16)  # <- load
+        has_leading_space = np.asarray(data["has_leading_space"], bool)
+    if validate:
+        if not np.array_equal(base_bytes, build_luts(spm.SentencePieceProcessor(model_file=tokenizer_path), n)):
+            raise ValueError("tokenizer metadata mismatch")
+    return torch.from_numpy(base_bytes), torch.from_numpy(has_leading_space)
+"""
+
+
+def test_byte_table_read_from_a_shipped_file_is_pg204() -> None:
+    """#1184 (Scylla, removed as invalid after #1271): the per-token byte table comes from a
+    ``meta.npz`` shipped beside the code, checked against the tokenizer only behind a switch."""
+    found = _loud(_scoring({"train_gpt.py": SHIPPED_TABLE}), "PG204")
+    assert found == [("PG204", Severity.ERROR, _line(SHIPPED_TABLE, "load"))]
+
+
+def test_byte_table_always_checked_against_the_tokenizer_is_quiet() -> None:
+    code = SHIPPED_TABLE.replace("    if validate:\n        if not", "    if not").replace(
+        "            raise ValueError", "        raise ValueError"
+    )
+    assert _loud(_scoring({"train_gpt.py": code}), "PG204") == []

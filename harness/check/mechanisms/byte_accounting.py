@@ -20,7 +20,7 @@ import libcst as cst
 
 from harness.findings import Severity
 
-from .byte_tables import BYTE_NAME, find_lut_problems, find_missing_boundary_rule
+from .byte_tables import BYTE_NAME, find_lut_problems, find_missing_boundary_rule, find_shipped_byte_table
 from .imports import run_at_evaluation
 from .switches import Configuration
 from .syntax import (
@@ -442,6 +442,7 @@ def find_byte_accounting(indexes: list[ModuleIndex], configuration: Configuratio
     at_eval = run_at_evaluation(indexes)
     for index in indexes:
         hits += find_hardcoded_ratio(index)
+        hits += find_shipped_byte_table(index)
         tables = find_lut_problems(index) + find_missing_boundary_rule(index)
         hits += tables if id(index) in at_eval else [_outside_the_run(hit) for hit in tables]
     hits += find_transformed_text_bytes(indexes, configuration)

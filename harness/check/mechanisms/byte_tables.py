@@ -233,3 +233,86 @@ def _boundary_condition_applied(
 
 def _boundary_word(words: set[str]) -> bool:
     return any(_BOUNDARY.search(w) for w in words)
+
+
+_LUT_NAME = re.compile(r"base_bytes|has_leading_space|leading_space|is_boundary|bytes_per_piece|piece_bytes|token_bytes", re.IGNORECASE)
+_LOADERS = {"load", "loadtxt", "fromfile", "load_file", "read_json"}
+_CHECKS = {"array_equal", "allclose", "assert_array_equal", "equal"}
+
+
+def find_shipped_byte_table(index: ModuleIndex) -> list[Hit]:
+    """The per-token byte table read from a file shipped beside the code (``np.load(meta)
+    ["base_bytes"]``) instead of built from the tokenizer: the denominator is whatever the
+    file says. The Scylla record's ``meta.npz`` counted byte-fallback pieces as 3 bytes and was
+    removed (#1184, #1271, #1806). A comparison with the tokenizer-built table that always
+    runs (``array_equal(table, build_luts(sp))``) makes it a cache; one behind a switch does not."""
+    hits: list[Hit] = []
+    for function in index.functions:
+        loaded: set[str] = set()
+        for node in walk(function.body):
+            if isinstance(node, cst.WithItem) and isinstance(node.item, cst.Call) and call_tail(node.item) in _LOADERS:
+                if node.asname is not None and isinstance(node.asname.name, cst.Name):
+                    loaded.add(node.asname.name.value)
+        for statement in nodes_within(index.assigns, function, index):
+            value = assigned_value(statement)
+            if isinstance(value, cst.Call) and call_tail(value) in _LOADERS:
+                loaded.update(target_names(statement))
+        if not loaded:
+            continue
+        for statement in nodes_within(index.assigns, function, index):
+            names = [n for n in target_names(statement) if _LUT_NAME.search(n)]
+            value = assigned_value(statement)
+            if not names or value is None:
+                continue
+            read = next(
+                (
+                    n for n in walk(value)
+                    if isinstance(n, cst.Subscript) and isinstance(n.value, cst.Name) and n.value.value in loaded
+                    and any(_LUT_NAME.search(text) for text in _keys(n))
+                ),
+                None,
+            )
+            if read is None or _always_checked(index):
+                continue
+            hits.append(
+                Hit(
+                    rule="PG204",
+                    severity=Severity.ERROR,
+                    index=index,
+                    node=statement,
+                    message=(
+                        f"the per-token byte table `{names[0]}` is read from a shipped file (`{index.code(read, 50)}`) "
+                        "instead of being built from the tokenizer, and nothing always checks it against the tokenizer: "
+                        "the BPB denominator is whatever the file says"
+                    ),
+                    path=(step(index, statement, "byte table loaded from a file, not computed"),),
+                )
+            )
+            break  # one finding per loader: its sibling tables come from the same file
+    return hits
+
+
+def _keys(subscript: cst.Subscript) -> list[str]:
+    found: list[str] = []
+    for element in subscript.slice:
+        if isinstance(element.slice, cst.Index) and isinstance(element.slice.value, cst.SimpleString):
+            found.append(element.slice.value.value.strip("\"'"))
+    return found
+
+
+def _always_checked(index: ModuleIndex) -> bool:
+    """A table comparison somewhere in the module that no ``if`` guards."""
+    for call in index.calls:
+        if call_tail(call) in _CHECKS and not _guarded(index, call):
+            return True
+    return False
+
+
+def _guarded(index: ModuleIndex, node: cst.CSTNode) -> bool:
+    """Inside the body of an ``if`` (not its test: ``if not array_equal(…): raise`` checks)."""
+    child = node
+    for ancestor in index.ancestors(node):
+        if isinstance(ancestor, cst.If) and child is not ancestor.test:
+            return True
+        child = ancestor
+    return False
