@@ -295,3 +295,65 @@ def test_a_training_read_behind_a_getattr_switch_left_off_is_info() -> None:
     assert _pg302(code) == [("info", line)]
     settings = {"ORACLE": Setting("ORACLE", "1", "run.sh", 7, "script")}
     assert _pg302(code, settings) == [("error", line)]
+
+
+def test_a_checkpoint_switched_off_and_an_export_helper_leave_reserved_calibration_legal() -> None:
+    """#843 shape: the post-training checkpoint is behind a switch left at 0, and the
+    quantized artifact is written by a helper after the calibration."""
+    code = ACCEPTED.replace(
+        "    torch.save(model.state_dict(), \"final_model.pt\")\n",
+        "    if int(os.environ.get(\"SAVE_CKPT\", \"0\")):\n        torch.save(model.state_dict(), \"ckpt.pt\")\n",
+    ).replace(
+        "    torch.save(model.quantize(stats), \"final_model.int6.ptz\")\n", "    export(model, stats)\n"
+    ) + "\n\ndef export(model, stats):\n    torch.save(model.quantize(stats), \"final_model.int6.ptz\")\n"
+    assert "export(model, stats)" in code and "SAVE_CKPT" in code
+    assert _pg302(code) == []
+    settings = {"SAVE_CKPT": Setting("SAVE_CKPT", "1", "run.sh", 2, "script")}
+    assert _pg302(code, settings) == []
+
+
+CLASSICAL = textwrap.dedent(
+    """\
+    import glob
+    import lzma
+    import math
+    from pathlib import Path
+
+    import numpy as np
+
+
+    def resolve(raw):
+        return str(Path(raw)) if raw else raw
+
+
+    def warm(table, pattern, limit):
+        for path in sorted(glob.glob(pattern))[:limit]:
+            ids = np.fromfile(path, dtype=np.uint16)
+            np.add.at(table, (ids[:-1], ids[1:]), 1)
+
+
+    def run(args):
+        args.train_pattern = resolve(args.train_pattern)
+        table = np.ones((1024, 1024))
+        if args.warmup_shards > 0:
+            warm(table, args.train_pattern, args.warmup_shards)
+        if args.save_state:
+            Path(args.save_state).write_bytes(lzma.compress(table.tobytes()))
+        val_tokens = np.fromfile(args.val_file, dtype=np.uint16)
+        nll = 0.0
+        for a, b in zip(val_tokens[:-1], val_tokens[1:]):
+            nll -= math.log(table[a, b] / table[a].sum())
+        return nll
+    """
+)
+
+
+def test_a_function_that_builds_and_saves_state_from_training_data_is_not_evaluation() -> None:
+    """#902 shape: one entry point warms a classical model on training shards and saves it
+    (the build), or scores the validation tokens; resolving the pattern's path opens nothing."""
+    assert _pg302(CLASSICAL) == []
+    unpaid = CLASSICAL.replace(
+        "        Path(args.save_state).write_bytes(lzma.compress(table.tobytes()))\n", "        print(args.save_state)\n"
+    )
+    assert unpaid != CLASSICAL
+    assert _pg302(unpaid) == [("error", _line(unpaid, "warm(table, args.train_pattern"))]

@@ -275,11 +275,23 @@ def _region_calls(index: ModuleIndex, scope: cst.CSTNode, boundary: cst.CSTNode)
     return calls
 
 
-def _last_save(calls: list[cst.Call]) -> cst.Call | None:
+def _last_save(index: ModuleIndex, calls: list[cst.Call], configuration: Configuration,
+               data: TrainingData) -> cst.Call | None:
     """The last serialization among ``calls`` (a raw ``final_model.pt`` checkpoint written
-    before GPTQ calibration is not the artifact; the quantized write after it is, #1060)."""
-    saves = [c for c in calls if call_tail(c) in _SERIALIZE]
+    before GPTQ calibration is not the artifact; the quantized write after it is, #1060),
+    a helper that writes counting as one (``export_artifact(...)``). A write the documented
+    configuration switches off (``SAVE_POST_TRAIN_CHECKPOINT`` left at 0, #843) never
+    happens, so it marks nothing."""
+    saves = [
+        c for c in calls
+        if (call_tail(c) in _SERIALIZE or any(_writes(i, f, data, 1) for i, f in data.callees(c)))
+        and _runs(index, c, configuration)
+    ]
     return saves[-1] if saves else None
+
+
+def _runs(index: ModuleIndex, node: cst.CSTNode, configuration: Configuration) -> bool:
+    return configuration.node_state(index, node)[0] is not False
 
 
 def _caller_regions(indexes: list[ModuleIndex], name: str) -> list[Region]:
@@ -308,7 +320,8 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
         for loop in _training_loops(index):
             _after_clock(indexes, index, loop, data, configuration, train_paths, hits)
         for save in _final_saves(index):
-            _after_save(indexes, index, save, data, hits)
+            if _runs(index, save, configuration):
+                _after_save(indexes, index, save, data, configuration, hits)
         for function, read in _evaluation_reads(index, data):
             key = (read.index.name, read.index.line(read.node))
             if key not in hits:
@@ -342,7 +355,7 @@ def _after_clock(indexes: list[ModuleIndex], index: ModuleIndex, loop: cst.CSTNo
     serialized_in_scope = False
     for region_index, region_scope, boundary in regions:
         calls = _region_calls(region_index, region_scope, boundary)
-        last = _last_save(calls)
+        last = _last_save(region_index, calls, configuration, data)
         saved_at = region_index.line(last) if last is not None else None
         if region_scope is scope:
             serialized_in_scope = saved_at is not None
@@ -359,16 +372,16 @@ def _after_clock(indexes: list[ModuleIndex], index: ModuleIndex, loop: cst.CSTNo
 
 
 def _after_save(indexes: list[ModuleIndex], index: ModuleIndex, save: cst.Call, data: TrainingData,
-                hits: dict[tuple[str, int], Hit]) -> None:
+                configuration: Configuration, hits: dict[tuple[str, int], Hit]) -> None:
     scope = index.enclosing_function(save) or index.parsed.module
-    if _last_save(_region_calls(index, scope, save)) is not None:
+    if _last_save(index, _region_calls(index, scope, save), configuration, data) is not None:
         return  # written again later (raw checkpoint, then the quantized artifact): not the final one
     regions: list[Region] = [(index, scope, save)]
     if isinstance(scope, cst.FunctionDef):
         regions += _caller_regions(indexes, scope.name.value)
     for region_index, region_scope, boundary in regions:
         calls = _region_calls(region_index, region_scope, boundary)
-        last = _last_save(calls)
+        last = _last_save(region_index, calls, configuration, data)
         if last is not None:
             calls = calls[calls.index(last) + 1:]
         for call in calls:
@@ -410,7 +423,7 @@ def _evaluation_reads(index: ModuleIndex, data: TrainingData) -> list[tuple[cst.
             continue
         if not is_scoring_function(index, function, nodes_within(index.calls, function, index)):
             continue
-        if _trains(index, function, data, trainers, 0):
+        if _trains(index, function, data, trainers, 0) or _writes(index, function, data, 0):
             continue
         found += [(function, read) for read in reads]
     return found
@@ -452,6 +465,28 @@ def _trains(index: ModuleIndex, function: cst.FunctionDef, data: TrainingData, m
             for callee_index, callee in data.callees(call)
         )
     memo[key] = result
+    return result
+
+
+def _writes(index: ModuleIndex, function: cst.FunctionDef, data: TrainingData, depth: int) -> bool:
+    """Whether ``function`` (or a helper it calls) serializes something: a function that reads
+    training data and writes state is building the artifact (a classical n-gram model warmed
+    on training shards and saved, #902), not scoring with unpaid training data."""
+    key = ("pg302_writes", id(function))
+    known = index.memo.get(key)
+    if known is not None:
+        return known
+    index.memo[key] = False  # recursion guard
+    calls = nodes_within(index.calls, function, index)
+    result = any(call_tail(c) in _SERIALIZE for c in calls) or depth < 2 and any(
+        callee is not function and _writes(callee_index, callee, data, depth + 1)
+        for call in calls
+        for callee_index, callee in data.callees(call)
+    )
+    if result or depth == 0:
+        index.memo[key] = result  # a negative answer below the top is depth-limited: not kept
+    else:
+        del index.memo[key]
     return result
 
 

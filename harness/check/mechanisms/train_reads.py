@@ -213,7 +213,10 @@ class TrainingData:
         return found
 
 
-_OPEN_CALLS = _FILE_CALLS | {"open", "load", "Path"}
+_OPEN_CALLS = _FILE_CALLS | {"open", "load"}
+# methods of a path object built on the parameter: ``Path(pattern).glob("*")`` lists or opens it,
+# while ``Path(raw)`` alone (resolving a command-line path, #902) opens nothing
+_PATH_METHODS = {"glob", "rglob", "iglob", "open", "read_bytes", "read_text", "iterdir"}
 
 
 def _bound_parameters(call: cst.Call, function: cst.FunctionDef, wanted: Callable[[cst.CSTNode], bool]) -> set[str]:
@@ -248,15 +251,22 @@ def _opens_parameters(
     for call in nodes_within(index.calls, function, index):
         if index.enclosing_function(call) is not function:
             continue
+        tail = call_tail(call)
+        if (
+            isinstance(call.func, cst.Attribute)
+            and tail in _PATH_METHODS
+            and any(n.value in live for n in value_names(call.func.value))
+            and not (tail in _LISTING_CALLS and _only_listed(index, call))
+        ):
+            return call, ()
         passes = [a for a in call.args if any(n.value in live for n in value_names(a.value))]
         if not passes:
             continue
-        tail = call_tail(call)
         if tail in _OPEN_CALLS or LOADER_CLASS.search(tail):
             if tail in _LISTING_CALLS and _only_listed(index, call):
                 continue
             return call, ()
-        for callee_index, callee in data.functions.get(tail, []):
+        for callee_index, callee in data.callees(call):
             if callee is function:
                 continue
             inner = _bound_parameters(call, callee, lambda e: any(n.value in live for n in value_names(e)))
