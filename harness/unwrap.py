@@ -354,10 +354,10 @@ def _scan_tree(text: str, module: cst.Module | None = None) -> ast.Module | None
     for statement in nodes:
         if type(statement) is not cst.SimpleStatementLine:
             continue
-        position = positions.get(statement)
-        if position is None:
+        position, offsets = positions.get(statement), positions.offsets(statement)
+        if position is None or offsets is None:
             continue
-        code = module.code_for_node(statement.with_changes(leading_lines=()))
+        code = text[offsets[0] : offsets[1]]  # the statement's own text, from its first token
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -71,3 +71,20 @@ def test_a_shim_with_a_payload_split_over_thousands_of_lines_is_analyzed(tmp_pat
     assert shim.read_text().count("\n") > 1200
     findings, _sources, _cacheable = analyze_one(str(shim), CheckOptions())
     assert [f for f in findings if f["rule"] == "PG000"] == []
+
+
+def test_more_adjacent_literals_than_libcst_parses_are_grouped() -> None:
+    """Wild #2012 inlines a data blob as 11,000 adjacent literals, one per line at column 0;
+    libcst's parser refuses chains of about 3,000. The chain is cut into parenthesized
+    groups joined by ``+`` (the same string, so ``.upper()`` still applies to all of it);
+    every line stays where it was."""
+    pieces = 3500
+    text = "import os\nDATA = (\n" + "".join(f"'q{i}'\n" for i in range(pieces)) + ").upper()\nflag = os.environ.get('F')\n"
+    parsed = _parse(text)
+    assigns = [node for node in parsed.nodes if isinstance(node, cst.Assign)]
+    assert [parsed.line_of(node) for node in assigns] == [2, pieces + 4]
+    receiver = assigns[0].value.func.value  # DATA = (...).upper(): the receiver is the whole chain
+    assert isinstance(receiver, cst.BinaryOperation) and isinstance(receiver.operator, cst.Add)
+    flat = parsed.flat_code(receiver)  # the source's own parentheses, then the groups
+    assert flat.startswith("( (('q0' 'q1'") and ")+( 'q1000'" in flat and flat.endswith("'q3499')) )")
+    assert parsed.code_of(assigns[1].value) == "os.environ.get('F')"

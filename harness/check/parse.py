@@ -38,12 +38,14 @@ class ParsedSource:
     ``__hash__``, which was a measurable share of the run time, and every keyed node is kept
     alive by ``module``, so an id cannot be reused while this object lives."""
 
-    __slots__ = ("source", "module", "positions", "nodes", "_parents", "_extents")
+    __slots__ = ("source", "module", "positions", "nodes", "_parents", "_extents", "_text")
 
     def __init__(self, source: SourceFile, module: cst.Module, positions: Positions,
                  nodes: list[cst.CSTNode], parents: dict[int, cst.CSTNode],
-                 extents: dict[int, tuple[int, int]] | None = None) -> None:
+                 extents: dict[int, tuple[int, int]] | None = None, text: str | None = None) -> None:
         self.source = source
+        # the text the module was parsed from: the source, or its libcst-compatible rewrite
+        self._text = source.text if text is None else text
         self.module = module
         self.positions = positions  # syntactic ranges, as libcst's PositionProvider
         self.nodes = nodes  # every node but the module and whitespace/punctuation, in pre-order
@@ -64,7 +66,7 @@ class ParsedSource:
         (which code generation on its own would not indent), so only those are generated."""
         extent = self._extents.get(id(node)) if isinstance(node, cst.BaseExpression) else None
         if extent is not None:
-            text = self.source.text
+            text = self._text
             start, end = extent
             if "\n" not in text[start:end] and "\r" not in text[start:end]:
                 return text[start:end]
@@ -78,7 +80,7 @@ class ParsedSource:
         extent = self._extents.get(id(node))
         if extent is None:
             return " ".join(self.module.code_for_node(node).split())
-        return " ".join(self.source.text[extent[0] : extent[1]].split())
+        return " ".join(self._text[extent[0] : extent[1]].split())
 
 
 def string_literal_value(node: cst.SimpleString) -> str | bytes:
@@ -229,10 +231,8 @@ def parse_source(source: SourceFile) -> ParsedSource:
         positions, nodes, parents, extents = _positions_and_parents(module, text)
     except RecursionError:
         raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
-    if text is not source.text:
-        extents = {}  # slices of the source would not be the code of the rewritten lines
     return ParsedSource(source=source, module=module, positions=positions, nodes=nodes, parents=parents,
-                        extents=extents)
+                        extents=extents, text=text)
 
 
 def _libcst_compatible(text: str) -> str | None:

@@ -1,22 +1,33 @@
-"""Valid Python that libcst's grammar refuses, rewritten so that libcst accepts it.
+"""Valid Python that libcst's parser refuses, rewritten so that libcst accepts it.
 
-Why: golf-check must never call ordinary Python an ``error``. libcst's parser lacks one
-form that CPython accepts: an annotated assignment whose target is parenthesized,
-``(x): int = 0`` (CPython's own grammar and typing tests use it; found by
-``bench/stdlib_run.py``). The rewrite keeps every line and every column after the target:
-the parentheses become spaces behind the target (``x   : int = 0``), which means the same to
-every rule (the statement annotates and assigns ``x``). Only files that libcst refused and
-CPython's ``ast`` accepts are rewritten.
+Why: golf-check must never call ordinary Python an ``error``. libcst's parser refuses two
+things CPython accepts, and each is rewritten keeping every line where it was:
+
+- an annotated assignment whose target is parenthesized, ``(x): int = 0`` (CPython's own
+  grammar and typing tests use it; found by ``bench/stdlib_run.py``): the parentheses become
+  spaces behind the target (``x   : int = 0``), every later column kept;
+- more than about 3,000 adjacent string literals in one expression (an inline data blob of
+  11,000 lines, wild #2012): the chain is cut into parenthesized groups joined by ``+``,
+  ``(("a" "b")+("c" "d"))``, the same string whatever operator or method follows it; only
+  the lines where a group ends grow by a few characters.
+
+Only files that libcst refused and CPython's ``ast`` accepts are rewritten.
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 
 # Lines as Python counts them (\n, \r\n or a lone \r; not the form feeds and Unicode line
 # separators that ``str.splitlines`` also splits on), each with its end.
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+# Adjacent literals per group: well below the ~3,000 at which libcst's parser gives up.
+LITERAL_GROUP = 1000
 
 
 def libcst_compatible(text: str, tree: ast.Module) -> str | None:
@@ -27,7 +38,45 @@ def libcst_compatible(text: str, tree: ast.Module) -> str | None:
     for node in ast.walk(tree):
         if type(node) is ast.AnnAssign and not node.simple:
             changed |= _unparenthesize_target(lines, node)
+    changed |= _group_long_literal_chains(lines)
     return "".join(lines) if changed else None
+
+
+def _group_long_literal_chains(lines: list[str]) -> bool:
+    """Cut every chain of more than ``LITERAL_GROUP`` adjacent literals into groups."""
+    insertions: list[tuple[int, int, str]] = []  # (line index, column, text)
+    for chain in _literal_chains(lines):
+        if len(chain) <= LITERAL_GROUP:
+            continue
+        first = chain[0].start
+        insertions.append((first[0] - 1, first[1], "(("))
+        for index in range(LITERAL_GROUP - 1, len(chain) - 1, LITERAL_GROUP):
+            end = chain[index].end
+            insertions.append((end[0] - 1, end[1], ")+("))
+        last = chain[-1].end
+        insertions.append((last[0] - 1, last[1], "))"))
+    for line, column, inserted in sorted(insertions, reverse=True):  # right to left on each line
+        lines[line] = lines[line][:column] + inserted + lines[line][column:]
+    return bool(insertions)
+
+
+def _literal_chains(lines: list[str]) -> list[list[tokenize.TokenInfo]]:
+    """Runs of STRING tokens with only line breaks and comments between them."""
+    chains: list[list[tokenize.TokenInfo]] = []
+    current: list[tokenize.TokenInfo] = []
+    try:
+        for token in tokenize.generate_tokens(io.StringIO("".join(lines)).readline):
+            if token.type == tokenize.STRING:
+                current.append(token)
+            elif token.type not in (tokenize.NL, tokenize.COMMENT):
+                if len(current) > LITERAL_GROUP:
+                    chains.append(current)
+                current = []
+    except (tokenize.TokenError, SyntaxError):
+        return chains
+    if len(current) > LITERAL_GROUP:
+        chains.append(current)
+    return chains
 
 
 def _unparenthesize_target(lines: list[str], node: ast.AnnAssign) -> bool:
