@@ -125,3 +125,18 @@ def test_minified_payload_libcst_validation_would_refuse_is_kept() -> None:
     result = unwrap_source(f"import lzma, base64\nexec(lzma.decompress(base64.b85decode('{_b85_lzma(inner)}')))\n", "t.py")
     assert result.problems == []
     assert [d.text for d in result.decoded] == [inner]
+
+
+def test_nested_shim_in_a_312_payload_spanning_lines_is_found() -> None:
+    """A decoded payload in 3.12 syntax is scanned statement by statement from its own text:
+    a nested chain written over several lines (and in a function) still decodes."""
+    inner = _b85_lzma(PROGRAM)
+    payload = (
+        'd = {"k": 1}\nprint(f"{d["k"]}")\nimport lzma, base64\n'
+        "def run():\n"
+        f"    code = lzma.decompress(\n        base64.b85decode('{inner}'))\n"
+        "    exec(code)\n"
+    )
+    result = unwrap_source(f"import lzma, base64\nexec(lzma.decompress(base64.b85decode('{_b85_lzma(payload)}')))\n", "t.py")
+    assert result.problems == []
+    assert [(d.text, d.line) for d in result.decoded] == [(payload, 2), (PROGRAM, 5)]
