@@ -137,9 +137,12 @@ def test_a_validation_loader_through_a_train_named_parameter_is_no_training_read
         "    calib = DistributedTokenLoader(args.train_files, 0, 1)\n",
         "    calib = DistributedTokenLoader(args.val_files, 0, 1)\n",
     ).replace("def hessians_of(model, loader, n):", "def hessians_of(model, train_loader, n):").replace(
-        "        x, _ = loader.next_batch(65536, 1024)\n", "        x, _ = train_loader.next_batch(65536, 1024)\n"
-    )
-    assert "x, _ = train_loader.next_batch(65536, 1024)" in code and "args.val_files" in code
+        "        x, _ = loader.next_batch(65536, 1024)\n", "        x, _ = train_loader.next_batch(n, 1024)\n"
+    ).replace(  # the loader's constructor opens whatever files it is given
+        "        self.pattern = pattern\n", "        self.stream = TokenStream(pattern)\n"
+    ) + "\n\nclass TokenStream:\n    def __init__(self, pattern):\n        self.files = sorted(glob.glob(pattern))\n"
+    code = code.replace("import os\n", "import glob\nimport os\n")
+    assert "train_loader.next_batch(n, 1024)" in code and "self.stream = TokenStream(pattern)" in code
     assert _pg302(code) == []
     # the same helper fed the training loader is #593 again
     trained = code.replace("args.val_files", "args.train_files")

@@ -167,17 +167,19 @@ class TrainingData:
     def _fed_validation(index: ModuleIndex, call: cst.Call, function: cst.FunctionDef, read: Read) -> bool:
         """``hessians(model, val_loader, n)`` into ``def hessians(model, train_loader, n)``: the
         batches come from whatever the caller passes, so a validation loader read through a
-        parameter named ``train_loader`` is no training read (#728: that is PG106's business)."""
+        parameter named ``train_loader`` is no training read (#728: that is PG106's business).
+        Likewise ``DistributedTokenLoader(args.val_files, …)`` runs an ``__init__`` whose
+        ``TokenStream(pattern)`` opens the validation files it was given."""
         node = read.node
-        if not (isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute)):
+        if not isinstance(node, cst.Call) or read.index.enclosing_function(node) is not function:
             return False
-        receiver = node.func.value
-        if not isinstance(receiver, cst.Name) or read.index.enclosing_function(node) is not function:
-            return False
-        if receiver.value not in {p.name.value for p in function.params.params}:
-            return False
-        argument = _argument_for(call, function, receiver.value)
-        return argument is not None and _is_validation_source(index, argument, index.enclosing_function(call))
+        # a method call draws from its receiver; a constructor/function opens what it is given
+        used = [node.func.value] if isinstance(node.func, cst.Attribute) else [a.value for a in node.args]
+        params = {p.name.value for p in function.params.params}
+        names = [e.value for e in used if isinstance(e, cst.Name) and e.value in params]
+        caller = index.enclosing_function(call)
+        arguments = [_argument_for(call, function, name) for name in names]
+        return any(a is not None and _is_validation_source(index, a, caller) for a in arguments)
 
     def _is_train_path(self, expr: cst.CSTNode) -> bool:
         """``args.train_files``, ``"fineweb_train_*.bin"``, or a minified field bound to one."""
