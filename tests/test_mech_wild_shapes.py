@@ -288,3 +288,18 @@ def test_byte_table_always_checked_against_the_tokenizer_is_quiet() -> None:
         "            raise ValueError", "        raise ValueError"
     )
     assert _loud(_scoring({"train_gpt.py": code}), "PG204") == []
+
+
+def test_negated_item_call_does_not_hang_the_min_nll_check() -> None:
+    """#2089: ``nll = -loss.item()`` beside a ``min`` made the loss-name scan unwrap an
+    argument-less call to itself forever (the audit timed out); it must finish and stay quiet."""
+    code = """\
+    def eval_val(model, batches, cap):
+        total = 0.0
+        for xb, yb in batches:
+            nll = -model(xb, yb).item()
+            lo = min(nll, cap)
+            total += lo
+        return total
+    """
+    assert _loud(_scoring({"train_gpt.py": code})) == []

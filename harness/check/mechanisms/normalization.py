@@ -185,8 +185,13 @@ def _computes_loss(value: cst.CSTNode) -> bool:
     if isinstance(value, cst.UnaryOperation) and isinstance(value.operator, cst.Minus):
         inner = value.expression
         while isinstance(inner, cst.Call) and call_tail(inner) in {"float", "item"}:
-            inner = inner.args[0].value if inner.args else inner
-            if not isinstance(inner, cst.Call):
+            # ``float(x)`` unwraps to x, ``x.item()`` to x; anything else ends the walk
+            # (``-t.item()`` once looped forever here: an argument-less call unwrapped to itself)
+            if inner.args:
+                inner = inner.args[0].value
+            elif isinstance(inner.func, cst.Attribute):
+                inner = inner.func.value
+            else:
                 break
         return isinstance(inner, cst.Call) and call_tail(inner) in {"log", "log2"}
     while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in _CONVERSIONS:
