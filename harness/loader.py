@@ -263,6 +263,11 @@ class _Loader:
             )
         for problem in result.problems:
             self._problem(name, problem, entry=is_entry)
+        for external in result.external:
+            # Like a folder without code (#1615 runs a baseline kept on the author's machine):
+            # what was submitted is analyzed; what runs from elsewhere is for the reviewer.
+            self.findings.append(Finding("PG000", Severity.WARNING, name, 0,
+                                         f"{external}: that code is not in the submission and was not checked"))
         for sibling in result.siblings:
             self._load_sibling(name, sibling, is_entry)
 

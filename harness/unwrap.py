@@ -49,11 +49,14 @@ class DecodedSource:
 @dataclass
 class UnwrapResult:
     """``siblings`` are submission-relative paths of files the text executes by reading them
-    (``exec(open(...).read())``); the loader reads them, since this module sees only text."""
+    (``exec(open(...).read())``); the loader reads them, since this module sees only text.
+    ``external`` are files it executes from outside the submission folder: this text itself was
+    read in full, but the code those run was never submitted, so nothing can be said of it."""
 
     decoded: list[DecodedSource] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     siblings: list[str] = field(default_factory=list)
+    external: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -188,7 +191,7 @@ class _Unwrapper:
                 continue
             normalized = posixpath.normpath(target)
             if normalized.startswith("/") or normalized == ".." or normalized.startswith("../"):
-                self.result.problems.append(f"{where}:{node.lineno} executes {target}, outside the submission folder")
+                self.result.external.append(f"{where}:{node.lineno} executes {target}, outside the submission folder")
             elif normalized not in self.result.siblings and normalized != ".":
                 self.result.siblings.append(normalized)
 

@@ -10,7 +10,7 @@ import pytest
 
 from harness.check.engine import analyze
 from harness.errors import EXIT_BAD_INPUT, EXIT_USAGE, HarnessError, UsageError
-from harness.findings import Finding, Severity
+from harness.findings import Finding, Severity, verdict_for
 from harness.loader import decode_source_bytes, discover_submissions, load_submission
 from harness.submission import Setting
 from tests.shims import split_literal_chain_line, wrap_lzma_b85, wrap_nested, write_sibling_shim
@@ -226,3 +226,22 @@ def test_rule_findings_in_decoded_code_point_at_decoded_lines(tmp_path: Path) ->
     folder = _write(tmp_path / "sub", {"train_gpt.py": wrap_nested(fetch)})
     located = {(f.rule, f.file, f.line) for f in analyze(load_submission(folder / "train_gpt.py"))}
     assert ("PG301", "train_gpt.py[decoded#2]", 5) in located
+
+
+def test_an_entry_running_code_from_outside_the_folder_is_reviewed_not_an_error(tmp_path: Path) -> None:
+    """#1615's shape: the named entry execs a baseline trainer kept at an absolute path on the
+    author's machine. The submitted file is analyzed; the missing code is a warning that says
+    so, like a folder without code, and the verdict is review, not error."""
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "README.md").write_text("Run: `torchrun --nproc_per_node=8 run.py`\n")
+    (folder / "run.py").write_text(
+        "import os\nos.environ['SEED'] = '1'\nexec(open('/opt/work/train_gpt_base.py').read())\n")
+    submission = load_submission(folder)
+    findings = analyze(submission)
+    external = [f for f in findings if f.rule == "PG000" and "not in the submission" in f.message]
+    assert [(f.severity, f.file, f.message) for f in external] == [
+        (Severity.WARNING, "run.py",
+         "run.py:3 executes /opt/work/train_gpt_base.py, outside the submission folder: that code is not in the "
+         "submission and was not checked")]
+    assert verdict_for(findings) == "review"
