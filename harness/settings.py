@@ -44,6 +44,9 @@ _FENCE = re.compile(r"^\s*(```|~~~)\s*([\w+-]*)")
 _LOG_TIMESTAMP = re.compile(r"^\s*\[?\d{9,13}(?:\.\d+)?\]?\s*[:|-]?\s*")
 _LOG_PAIR = re.compile(r"^\s{0,4}([a-z][a-z0-9_]*)\s*[:=]\s*(\S.*?)\s*$")
 _LOG_TOKEN_PAIR = re.compile(r"^([a-z][a-z0-9_]*)[:=](\S+)$")
+# ``sgd_ttt:param_set:control``: the value is itself ``name:value`` — ``sgd_ttt`` labels a
+# sub-field, it is not set to "param_set:control" (a truthy string that would switch it on, #487)
+_NESTED_LABEL = re.compile(r"^[a-z][a-z0-9_]*[:=]")
 _LOG_STOP = re.compile(r"\bstep[:=]\s*\d+\s*/\s*\d+|\bstep:\d+|\bval_bpb[:=]\s*\d")
 _CODE_LINE = re.compile(r"^(import \w|from [\w.]+ import |def |class |@\w|if __name__)")
 _SEPARATOR_LINE = re.compile(r"^\s*[=\-#*]{10,}\s*$")
@@ -347,7 +350,10 @@ def log_settings(text: str, file: str) -> list[Setting]:
             words = words[1:]  # a labelled one-line dump: "Hyperparameters: a:1 b:2 c:3"
         pairs = [_LOG_TOKEN_PAIR.match(word) for word in words]
         if len(words) >= 3 and all(pairs):
-            found += [_log_setting(m.group(1), m.group(2), file, number) for m in pairs if m]
+            found += [
+                _log_setting(m.group(1), m.group(2), file, number)
+                for m in pairs if m and not _NESTED_LABEL.match(m.group(2))
+            ]
             continue
         match = _LOG_PAIR.match(line)
         if match and " = " not in match.group(2) and not match.group(2).endswith((":", "(", "[", "{")):

@@ -208,3 +208,26 @@ def test_each_documented_run_command_is_an_alternative_configuration(tmp_path: P
     assert alternative["PREQUANT_TTT_ENABLED"] == Setting("PREQUANT_TTT_ENABLED", "1", "README.md", 3, "readme")
     logged = _folder(tmp_path / "logged", {"README.md": readme, "train_seed42.log": "prequant_ttt_enabled: 0\n"})
     assert documented_alternatives(tmp_path / "logged", logged, []) == []  # what the logs record ran
+
+
+def test_a_nested_label_in_a_one_line_dump_sets_nothing() -> None:
+    """#487: ``sgd_ttt:param_set:control`` in the dump line labels a sub-field of the default-off
+    SGD_TTT path; read as SGD_TTT="param_set:control" (truthy) it switched on a TTT that never ran."""
+    text = "sgd_ttt:param_set:control meta_ttt:False seed:7\nstep:1/10 train_loss:6.9\n"
+    found = [(s.name, s.value, s.line) for s in log_settings(text, "train.log")]
+    assert found == [("META_TTT", "False", 1), ("SEED", "7", 1)]
+
+
+def test_a_nested_label_in_the_log_leaves_a_default_off_path_inactive(tmp_path: Path) -> None:
+    """#487 end to end: the switched-off pre-quant TTT stays an info finding; the twin log that
+    really records the switch on (``prequant_ttt_enabled:1``) makes it the PG102 error."""
+    from harness.findings import Severity
+    from tests.test_rules_ttt import FIXTURES, run_check
+
+    fixture = FIXTURES / "illegal" / "PG102_env_switched.py"
+    sources = [SourceFile(fixture.name, fixture, fixture.read_text(), is_entry=True)]
+    for dump, severity in (("prequant_ttt_enabled:param_set:all", Severity.INFO), ("prequant_ttt_enabled:1", Severity.ERROR)):
+        (tmp_path / "train.log").write_text(f"{dump} seed:7 lr:0.1\nstep:1/10 train_loss:6.9\n")
+        settings = collect_settings(tmp_path, ["train.log"], sources)
+        findings = run_check([fixture], settings=settings)
+        assert [(f.rule, f.severity, f.line) for f in findings] == [("PG102", severity, 40)]
