@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from harness.python_ast import parse_python
-from harness.unwrap_eval import Evaluator, NotLiteral
+from harness.unwrap_eval import OPEN_FUNCTIONS, Evaluator, NotLiteral
 from harness.unwrap_ops import OPERATIONS, DecodeFailure, OverCap
 from harness.unwrap_scope import BINDING_NODES, Scope, walk_with_owners
 
@@ -118,12 +118,20 @@ class _Unwrapper:
         evaluator = Evaluator(scope, self.max_bytes, self.file_path)
         try:
             chains = _find_chains(calls, assignments, evaluator)
-            self._siblings(calls, evaluator, where)
+            written = _written_paths(calls, evaluator)
+            bundled = self._bundle(nodes, where, depth) if written or _writes_through_a_name(calls) else set()
+            generated = self._siblings(calls, evaluator, where, written if chains else set(), bundled)
         except RecursionError:
             self.result.problems.append(f"{where}: too deeply nested to look for shim chains")
             return
+        decoded_before = len(self.result.decoded)
         for chain in chains:
             self._decode(chain, evaluator, where, depth)
+        if len(self.result.decoded) == decoded_before:
+            # The file it runs was to be written from a payload that did not decode here.
+            for line, target in generated:
+                self.result.problems.append(f"{where}:{line} executes {target}, which it writes at run time from "
+                                            "a payload that could not be decoded")
 
     def _decode(self, chain: _Chain, evaluator: Evaluator, where: str, depth: int) -> None:
         line = chain.node.lineno
@@ -175,7 +183,44 @@ class _Unwrapper:
             return
         self.scan(text, f"{self.display_name}[decoded#{number}]", depth + 1, tree, module)
 
-    def _siblings(self, calls: list[ast.Call], evaluator: Evaluator, where: str) -> None:
+    def _bundle(self, nodes: list[ast.AST], where: str, depth: int) -> set[str]:
+        """Python files a text carries as literals and writes out at run time (a bundle: a
+        dict from relative paths to their source, each written beside the script, #1839).
+        Each becomes a decoded source; returns their paths relative to the submission root."""
+        folder = posixpath.dirname(self.file_path)
+        paths: set[str] = set()
+        for node in nodes:
+            if type(node) is not ast.Dict or not node.keys:
+                continue
+            entries = [(key.value, value) for key, value in zip(node.keys, node.values)
+                       if isinstance(key, ast.Constant) and isinstance(key.value, str)
+                       and isinstance(value, ast.Constant) and isinstance(value.value, str)]
+            if len(entries) != len(node.keys) or not any(name.endswith(".py") for name, _ in entries):
+                continue
+            for name, value in entries:
+                relative = posixpath.normpath(posixpath.join(folder, name))
+                if not name.endswith(".py") or relative.startswith(("../", "/")) or self.budget < len(value.value):
+                    continue
+                tree = _ast_tree(value.value)
+                module = _libcst_module(value.value) if tree is None else None
+                if tree is None and module is None:
+                    continue
+                self.budget -= len(value.value)
+                paths.add(relative)
+                self.result.decoded.append(DecodedSource(
+                    text=value.value, origin=f"bundled in {where}:{value.lineno} as {name}, written out at run time",
+                    line=value.lineno, depth=depth + 1))
+                if depth + 1 < self.max_depth:
+                    number = len(self.result.decoded)
+                    self.scan(value.value, f"{self.display_name}[decoded#{number}]", depth + 1, tree, module)
+        return paths
+
+    def _siblings(self, calls: list[ast.Call], evaluator: Evaluator, where: str,
+                  written: set[str], bundled: set[str] = frozenset()) -> list[tuple[int, str]]:
+        """Record the files this text executes; return (line, path) of those it writes itself
+        first. A shim that writes its decoded payload to ``_train.py`` and runs that file
+        (#1570, #1839) executes the decoded source this scan adds, not a missing sibling."""
+        generated: list[tuple[int, str]] = []
         for node in calls:
             if not node.args:
                 continue
@@ -190,10 +235,44 @@ class _Unwrapper:
             if target is None:
                 continue
             normalized = posixpath.normpath(target)
-            if normalized.startswith("/") or normalized == ".." or normalized.startswith("../"):
+            if normalized in bundled:
+                continue  # its text is a decoded source of this scan
+            if normalized in written:
+                generated.append((node.lineno, target))
+            elif normalized.startswith("/") or normalized == ".." or normalized.startswith("../"):
                 self.result.external.append(f"{where}:{node.lineno} executes {target}, outside the submission folder")
             elif normalized not in self.result.siblings and normalized != ".":
                 self.result.siblings.append(normalized)
+        return generated
+
+
+_WRITE_MODES = frozenset("wxa")
+
+
+def _written_paths(calls: list[ast.Call], evaluator: Evaluator) -> set[str]:
+    """Normalized paths the text opens for writing (``open(P, "wb")``) or writes through
+    ``P.write_text(…)`` / ``P.write_bytes(…)``."""
+    written: set[str] = set()
+    for node in calls:
+        target: ast.expr | None = None
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in ("write_text", "write_bytes"):
+            target = func.value
+        elif node.args and evaluator.qualify(func) in OPEN_FUNCTIONS:
+            mode = node.args[1] if len(node.args) > 1 else next(
+                (keyword.value for keyword in node.keywords if keyword.arg == "mode"), None)
+            if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and _WRITE_MODES & set(mode.value):
+                target = node.args[0]
+        path = evaluator.path_of(target) if target is not None else None
+        if path is not None:
+            written.add(posixpath.normpath(path))
+    return written
+
+
+def _writes_through_a_name(calls: list[ast.Call]) -> bool:
+    """``path.write_text(text)`` over a loop variable: the written path is not a literal."""
+    return any(isinstance(node.func, ast.Attribute) and node.func.attr in ("write_text", "write_bytes", "write")
+               for node in calls)
 
 
 def _find_chains(calls: list[ast.Call], assignments: list[ast.Assign | ast.NamedExpr], evaluator: Evaluator) -> list[_Chain]:

@@ -33,7 +33,7 @@ _DECOMPRESSOR_FACTORIES = {
     "zlib.decompressobj": "zlib",
     "bz2.BZ2Decompressor": "bz2",
 }
-_OPEN_FUNCTIONS = frozenset({"open", "io.open", "codecs.open", "builtins.open"})
+OPEN_FUNCTIONS = frozenset({"open", "io.open", "codecs.open", "builtins.open"})
 _IDENTITY_PATH_FUNCTIONS = frozenset(
     {"os.path.abspath", "os.path.realpath", "os.path.normpath", "os.fspath", "str", "os.path.expanduser"}
 )
@@ -363,7 +363,7 @@ class Evaluator:
             receiver = node.func.value
             if node.func.attr == "read":
                 opened = self.scope.binding(receiver) if isinstance(receiver, ast.Name) else receiver
-                if isinstance(opened, ast.Call) and self.qualify(opened.func) in _OPEN_FUNCTIONS and opened.args:
+                if isinstance(opened, ast.Call) and self.qualify(opened.func) in OPEN_FUNCTIONS and opened.args:
                     return self.path_of(opened.args[0], depth + 1)
             if node.func.attr in ("read_text", "read_bytes"):
                 return self.path_of(receiver, depth + 1)

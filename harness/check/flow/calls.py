@@ -18,6 +18,7 @@ import libcst as cst
 
 from harness.check.flow import names as N
 from harness.check.flow.index import FuncInfo
+from harness.check.flow.loops import Loop
 from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
 from harness.check.parse import ParsedSource
 from harness.findings import Step
@@ -51,11 +52,16 @@ class CallHandling:
     call_fields: dict[int, dict[str, Taint]]  # id(constructor call) → fields its __init__ made VAL
     _last_summary: Summary | None
     _last_carried: tuple[Cond, ...] = ()  # conditions the last inlined call's VAL arguments carried
+    assigned_at: dict[str, int]
+    assigned_within: dict[str, tuple[tuple[Loop, ...], tuple[Cond, ...]]]
+    train_fed: set[str]
+    ahead: set[str]
 
     # provided by the statement walk (taint._Walk)
     _code: Callable[[cst.CSTNode], str]
     _bind: Callable[[cst.CSTNode, Taint | None, cst.CSTNode], None]
     _taint_name: Callable[[str, Taint, int, str], None]
+    _kill: Callable[[str], None]
     _is_score_target: Callable[[str], bool]
     _frames: Callable[[set[str]], tuple[LoopFrame, ...]]
     _emit: Callable[..., None]
@@ -114,10 +120,14 @@ class CallHandling:
             self._bind(node.target, value, node.value)  # type: ignore[attr-defined]
             return value
         if kind in _COMPREHENSIONS:
-            taint = self._comp_for(node.for_in)  # type: ignore[attr-defined]
-            if kind is cst.DictComp:
-                return merge(taint, merge(self._expr(node.key), self._expr(node.value)))  # type: ignore[attr-defined]
-            return merge(taint, self._expr(node.elt))  # type: ignore[attr-defined]
+            saved = self._enter_comprehension(node.for_in)  # type: ignore[attr-defined]
+            try:
+                taint = self._comp_for(node.for_in)  # type: ignore[attr-defined]
+                if kind is cst.DictComp:
+                    return merge(taint, merge(self._expr(node.key), self._expr(node.value)))  # type: ignore[attr-defined]
+                return merge(taint, self._expr(node.elt))  # type: ignore[attr-defined]
+            finally:
+                self._leave_comprehension(saved)
         result: Taint | None = None
         if kind is cst.FormattedString:
             text = N.string_value(node) or ""  # type: ignore[arg-type]
@@ -156,6 +166,36 @@ class CallHandling:
         elif orelse is not None and body is None:
             orelse = replace(orelse, conds=orelse.conds + (Cond(self.parsed, node.test, False, line),))
         return merge(merge(body, orelse), test)
+
+    def _enter_comprehension(self, comp: cst.CompFor) -> tuple[set[str], dict[str, object]]:
+        """A comprehension's targets live in its own scope (Python 3): ``str(x) for x in
+        stats['docs']`` in a log line must not leave ``x`` holding VAL for the function's later
+        ``x`` (#1839's bundled quantizer). Saves what the function held under those names."""
+        names: set[str] = set()
+        current: cst.CompFor | None = comp
+        while current is not None:
+            names.update(N.assigned_names(current.target))
+            current = current.inner_for_in
+        held = {key: value for key, value in self.taint.items()
+                if key in names or key.split(".", 1)[0] in names}
+        saved: dict[str, object] = {"taint": held, "assigned_at": {n: self.assigned_at[n] for n in names if n in self.assigned_at},
+                                    "assigned_within": {n: self.assigned_within[n] for n in names if n in self.assigned_within},
+                                    "train_fed": names & self.train_fed, "ahead": names & self.ahead}
+        return names, saved
+
+    def _leave_comprehension(self, scope: tuple[set[str], dict[str, object]]) -> None:
+        names, saved = scope
+        for name in names:
+            self._kill(name)
+            self.assigned_at.pop(name, None)
+            self.assigned_within.pop(name, None)
+        self.taint.update(saved["taint"])  # type: ignore[arg-type]
+        self.assigned_at.update(saved["assigned_at"])  # type: ignore[arg-type]
+        self.assigned_within.update(saved["assigned_within"])  # type: ignore[arg-type]
+        self.train_fed.difference_update(names)
+        self.train_fed.update(saved["train_fed"])  # type: ignore[arg-type]
+        self.ahead.difference_update(names)
+        self.ahead.update(saved["ahead"])  # type: ignore[arg-type]
 
     def _comp_for(self, comp: cst.CompFor) -> Taint | None:
         taint = self._expr(comp.iter)
