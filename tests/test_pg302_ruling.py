@@ -360,3 +360,61 @@ def test_a_function_that_builds_and_saves_state_from_training_data_is_not_evalua
     )
     assert unpaid != CLASSICAL
     assert _pg302(unpaid) == [("error", _line(unpaid, "warm(table, args.train_pattern"))]
+
+
+# ---- #342: MLX trains through a gradient transform, not backward() --------------------------
+
+MLX_MAIN = textwrap.dedent(
+    """\
+    import glob
+    import os
+
+    import mlx.core as mx
+    import mlx.nn as nn
+    import numpy as np
+
+
+    class Args:
+        train_files = os.path.join(os.environ.get("DATA_PATH", "./data"), "fineweb_train_*.bin")
+        val_files = os.path.join(os.environ.get("DATA_PATH", "./data"), "fineweb_val_*.bin")
+        iterations = int(os.environ.get("ITERATIONS", 500))
+
+
+    class Loader:
+        def __init__(self, pattern):
+            self.files = sorted(glob.glob(pattern))
+
+        def next_batch(self, n):
+            ids = mx.array(np.fromfile(self.files[0], dtype=np.uint16)[: n + 1].astype(np.int32))
+            return ids[:-1][None], ids[1:][None]
+
+
+    def main(model, opt):
+        args = Args()
+        loader = Loader(args.train_files)
+        val_tokens = mx.array(np.fromfile(sorted(glob.glob(args.val_files))[0], dtype=np.uint16).astype(np.int32))
+        step_fn = mx.compile(nn.value_and_grad(model, model.loss))
+        for _ in range(args.iterations):
+            x, y = loader.next_batch(4096)
+            loss, grads = step_fn(x, y)
+            opt.update(model, grads)
+        logits = model(val_tokens[:-1][None])
+        nll = nn.losses.cross_entropy(logits, val_tokens[1:][None])
+        print(f"val_loss:{nll.mean().item():.4f}")
+    """
+)
+
+
+def test_a_main_that_trains_through_a_gradient_transform_is_no_evaluation_function() -> None:
+    """#342 (MLX): ``value_and_grad`` wraps the loss once and the loop calls the wrapper; that
+    loop trains, so ``main`` reading ``train_files`` before it scores is no eval-time read."""
+    assert _pg302(MLX_MAIN) == []
+
+
+def test_a_main_that_only_scores_and_reads_training_shards_is_still_an_evaluation_function() -> None:
+    """Twin: the same ``main`` whose loop only evaluates the loss (no gradient transform) reads
+    training batches while scoring the validation tokens (R-DATA-NO-TRAIN-AT-EVAL)."""
+    code = MLX_MAIN.replace("mx.compile(nn.value_and_grad(model, model.loss))", "mx.compile(model.loss)").replace(
+        "            loss, grads = step_fn(x, y)\n            opt.update(model, grads)\n", "            loss = step_fn(x, y)\n"
+    )
+    assert _pg302(code) == [("error", _line(code, "x, y = loader.next_batch(4096)"))]

@@ -492,13 +492,38 @@ def _writes(index: ModuleIndex, function: cst.FunctionDef, data: TrainingData, d
 
 def _calls_backward(index: ModuleIndex, scope: cst.CSTNode, data: TrainingData, depth: int) -> bool:
     calls = nodes_within(index.calls, scope, index)
-    if any(call_tail(c) == "backward" for c in calls):
+    if any(call_tail(c) == "backward" for c in calls) or _calls_gradient_transform(index, scope, calls):
         return True
     return depth < 2 and any(
         callee is not scope and _calls_backward(callee_index, callee, data, depth + 1)
         for call in calls
         for callee_index, callee in data.callees(call)
     )
+
+
+_GRADIENT_TRANSFORMS = frozenset({"value_and_grad", "grad"})
+
+
+def _calls_gradient_transform(index: ModuleIndex, scope: cst.CSTNode, calls: list[cst.Call]) -> bool:
+    """MLX and JAX train without ``backward()``: the loss is wrapped once by a gradient
+    transform (``loss_and_grad = mx.compile(nn.value_and_grad(model, model.loss))``) and the
+    wrapper is called on each batch. Without this an all-in-one ``main`` that trains that
+    way and then scores the validation set looked like an evaluation function reading
+    training data (#342)."""
+    if any(call_tail(c) in _GRADIENT_TRANSFORMS for c in calls):
+        return True
+    called = {c.func.value for c in calls if isinstance(c.func, cst.Name)}
+    if not called:
+        return False
+    owner = scope if isinstance(scope, cst.FunctionDef) else index.enclosing_function(scope)
+    region = owner if owner is not None else index.parsed.module
+    for statement in nodes_within(index.assigns, region, index):
+        value = assigned_value(statement)
+        if value is None or not called.intersection(target_names(statement)):
+            continue
+        if any(isinstance(n, cst.Call) and call_tail(n) in _GRADIENT_TRANSFORMS for n in walk(value)):
+            return True
+    return False
 
 
 def _after_save_hit(index: ModuleIndex, save: cst.Call, region_index: ModuleIndex, call: cst.Call, read: Read) -> Hit:
