@@ -195,6 +195,37 @@ def test_a_laplace_denominator_bound_to_a_name_first_is_normalized() -> None:
     assert _loud(_scoring({"train_gpt.py": code}), "PG202") == []
 
 
+def test_a_vocabulary_mass_bound_to_a_name_before_the_loop_is_normalized() -> None:
+    """#2121: ``smooth_mass = smooth * vocab_size`` once, then ``(count + smooth) / (total +
+    smooth_mass)`` per position is the Lidstone row over the vocabulary; the same loop with a
+    mass that is not per vocabulary entry (``smooth * 4``) still is a context-count ratio."""
+    code = """\
+    import math
+
+    import numpy as np
+
+
+    def prior_nll(tokens, vocab_size, smooth):
+        smooth_mass = smooth * vocab_size
+        counts = {}
+        row_totals = np.zeros(vocab_size)
+        out = np.zeros(len(tokens))
+        for p in range(1, len(tokens)):
+            prev, target = int(tokens[p - 1]), int(tokens[p])
+            bigram_count = counts.get((prev, target), 0)
+            p_bigram = (bigram_count + smooth) / (row_totals[prev] + smooth_mass)  # <- ratio
+            out[p] = -math.log(p_bigram)
+            counts[(prev, target)] = bigram_count + 1
+            row_totals[prev] += 1
+        return out
+    """
+    assert _loud(_scoring({"train_gpt.py": code}), "PG202") == []
+    unnormalized = code.replace("smooth_mass = smooth * vocab_size", "smooth_mass = smooth * 4")
+    assert _loud(_scoring({"train_gpt.py": unnormalized}), "PG202") == [
+        ("PG202", Severity.ERROR, _line(unnormalized, "ratio"))
+    ]
+
+
 def test_window_bounds_named_after_the_target_are_positions() -> None:
     """#2147: ``target_lo``/``target_hi`` bound the slice of a precomputed hint table copied
     for a window; they are positions, not the target token, so the copied gate is not a
@@ -303,3 +334,30 @@ def test_negated_item_call_does_not_hang_the_min_nll_check() -> None:
         return total
     """
     assert _loud(_scoring({"train_gpt.py": code})) == []
+
+
+def test_a_none_check_of_a_target_argument_is_not_a_target_gate() -> None:
+    """#1922: ``if self.aux_head is not None and aux_targets is not None and w > 0:`` adds an
+    auxiliary-head loss when the caller passed its targets; ``is not None`` reads no token.
+    The twin testing the target values in the same branch is still a target gate."""
+    code = """\
+    import torch
+    import torch.nn.functional as F
+
+
+    class GPT(torch.nn.Module):
+        def forward(self, input_ids, target_ids, aux_targets=None, aux_weight=0.0):
+            h = self.body(input_ids)
+            logits = self.head(h)
+            targets = target_ids.reshape(-1)
+            total_loss = F.cross_entropy(logits.float(), targets, reduction="mean")
+            if self.aux_head is not None and aux_targets is not None and aux_weight > 0.0:  # <- aux
+                aux_loss = F.cross_entropy(self.aux_head(h).float(), aux_targets.reshape(-1))
+                total_loss = total_loss + aux_weight * aux_loss
+            if self.reg_weight > 0.0:
+                total_loss = total_loss + self.reg_weight * logits.float().pow(2).mean(-1)[0]
+            return total_loss
+    """
+    assert _loud(_scoring({"train_gpt.py": code}), "PG201") == []
+    leaky = code.replace("aux_targets is not None and aux_weight", "aux_targets.sum() > 0 and aux_weight")
+    assert _loud(_scoring({"train_gpt.py": leaky}), "PG201") == [("PG201", Severity.ERROR, _line(leaky, "aux"))]

@@ -222,6 +222,7 @@ def find_unnormalized_ratio(index: ModuleIndex, info: TargetInfo, lookups: Looku
         return []
     assigns = nodes_within(index.assigns, info.function, index)
     normalized_names = _normalized_names(assigns)
+    mass_names = _vocab_mass_names(assigns)
     hits: list[Hit] = []
     seen_statements: set[int] = set()
     for binop in nodes_within(index.binops, info.function, index):
@@ -232,7 +233,7 @@ def find_unnormalized_ratio(index: ModuleIndex, info: TargetInfo, lookups: Looku
         direct_read = any(any(node is site for site in lookups.cache_names.values()) for node in walk(binop.left))
         if not cached and not direct_read:
             continue
-        if _normalized(binop.right, normalized_names):
+        if _normalized(binop.right, normalized_names, mass_names):
             continue
         statement = index.enclosing_statement(binop)
         if id(statement) in seen_statements:
@@ -288,8 +289,35 @@ def _smoothed_over_vocab(denominator: cst.CSTNode) -> bool:
     return False
 
 
-def _normalized(denominator: cst.CSTNode, normalized_names: set[str]) -> bool:
-    if _smoothed_over_vocab(denominator):
+def _vocab_mass_names(assigns: list[cst.CSTNode]) -> set[str]:
+    """Names bound to ``a * V``: one pseudo-count per vocabulary entry, computed once before
+    the loop (#2121 ``smooth_mass = smooth * vocab_size``), so ``total + smooth_mass`` is the
+    same Lidstone denominator as ``total + smooth * vocab_size``."""
+    names: set[str] = set()
+    for statement in assigns:
+        value = assigned_value(statement)
+        if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Multiply) and _names_vocab(value):
+            names.update(target_names(statement))
+    return names
+
+
+def _names_vocab(expr: cst.CSTNode) -> bool:
+    words = [n.value for n in value_names(expr)] + [n.attr.value for n in walk(expr) if isinstance(n, cst.Attribute)]
+    return any(_VOCAB.match(w) for w in words)
+
+
+def _adds_vocab_mass(denominator: cst.CSTNode, mass_names: set[str]) -> bool:
+    """``total + smooth_mass`` where ``smooth_mass`` was bound to ``a * V``."""
+    for node in walk(denominator):
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add):
+            for side in (node.left, node.right):
+                if isinstance(side, cst.Name) and side.value in mass_names:
+                    return True
+    return False
+
+
+def _normalized(denominator: cst.CSTNode, normalized_names: set[str], mass_names: set[str]) -> bool:
+    if _smoothed_over_vocab(denominator) or _adds_vocab_mass(denominator, mass_names):
         return True
     for node in walk(denominator):
         if isinstance(node, cst.Call) and call_tail(node) in _NORMALIZERS:
