@@ -159,20 +159,46 @@ def find_target_gates(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts
         if via_cache is not None:
             hits.append(_gate_hit(index, statement, names[0], via_cache))
     for node in nodes_within([n for n in _ifs(info.function)], info.function, index):
-        via_cache = _mentions_dependent(node.test, info, dependent, index)
-        if via_cache is None:
+        parts = _value_parts(node.test)
+        results = [r for r in (_mentions_dependent(p, info, dependent, index) for p in parts) if r is not None]
+        if not results:
             continue
+        via_cache = any(results)
         assigned = [
             n for s in nodes_within(index.assigns, node.body, index) for n in target_names(s)
             if GATE_WORDS.search(n) and not _NOT_GATE.search(n)
         ]
         if assigned:
             hits.append(_gate_hit(index, node, assigned[0], via_cache, test=node.test))
-        elif not via_cache and info.mentions(node.test):
+        elif not via_cache and any(info.mentions(p) for p in parts):
             boosted = _scored_row_boost(index, info, node)
             if boosted is not None:
                 hits.append(_gate_hit(index, node, boosted, via_cache, test=node.test))
     return hits
+
+
+def _value_parts(test: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The operands of an ``and``/``or`` test that can read a value: ``aux_targets is not
+    None`` asks whether the target tensor was passed, not which token it holds, so it gates
+    nothing on the realized token (#1922, an auxiliary-head training loss)."""
+    parts: list[cst.BaseExpression] = []
+    stack: list[cst.BaseExpression] = [test]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.BooleanOperation):
+            stack.extend((current.right, current.left))
+        elif not _is_none_check(current):
+            parts.append(current)
+    return parts
+
+
+def _is_none_check(node: cst.BaseExpression) -> bool:
+    if not isinstance(node, cst.Comparison) or not node.comparisons:
+        return False
+    operands = [node.left] + [c.comparator for c in node.comparisons]
+    return all(isinstance(c.operator, (cst.Is, cst.IsNot)) for c in node.comparisons) and any(
+        isinstance(o, cst.Name) and o.value == "None" for o in operands
+    )
 
 
 def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> str | None:
