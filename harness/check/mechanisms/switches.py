@@ -77,6 +77,11 @@ class Configuration:
                 tail = call_tail(call)
                 if tail:
                     self._calls_by_name.setdefault(tail, []).append((index, call))
+                for argument in call.args:
+                    # ``timed_eval("ngram", eval_val_ngram, h, ...)`` runs ``eval_val_ngram`` where
+                    # the call to ``timed_eval`` runs, under that call's guards (#2121)
+                    if isinstance(argument.value, cst.Name):
+                        self._calls_by_name.setdefault(argument.value.value, []).append((index, call))
 
     # ---- bindings -------------------------------------------------------------------
     def _collect_env_helpers(self, index: ModuleIndex) -> None:
