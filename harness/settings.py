@@ -44,8 +44,7 @@ _FENCE = re.compile(r"^\s*(```|~~~)\s*([\w+-]*)")
 _LOG_TIMESTAMP = re.compile(r"^\s*\[?\d{9,13}(?:\.\d+)?\]?\s*[:|-]?\s*")
 _LOG_PAIR = re.compile(r"^\s{0,4}([a-z][a-z0-9_]*)\s*[:=]\s*(\S.*?)\s*$")
 _LOG_TOKEN_PAIR = re.compile(r"^([a-z][a-z0-9_]*)[:=](\S+)$")
-# ``sgd_ttt:param_set:control``: the value is itself ``name:value`` — ``sgd_ttt`` labels a
-# sub-field, it is not set to "param_set:control" (a truthy string that would switch it on, #487)
+# ``sgd_ttt:param_set:control``: the value is itself ``name:value`` — ``sgd_ttt`` labels a sub-field
 _NESTED_LABEL = re.compile(r"^[a-z][a-z0-9_]*[:=]")
 _LOG_STOP = re.compile(r"\bstep[:=]\s*\d+\s*/\s*\d+|\bstep:\d+|\bval_bpb[:=]\s*\d")
 _CODE_LINE = re.compile(r"^(import \w|from [\w.]+ import |def |class |@\w|if __name__)")
@@ -350,15 +349,22 @@ def log_settings(text: str, file: str) -> list[Setting]:
             words = words[1:]  # a labelled one-line dump: "Hyperparameters: a:1 b:2 c:3"
         pairs = [_LOG_TOKEN_PAIR.match(word) for word in words]
         if len(words) >= 3 and all(pairs):
-            found += [
-                _log_setting(m.group(1), m.group(2), file, number)
-                for m in pairs if m and not _NESTED_LABEL.match(m.group(2))
-            ]
+            found += [_token_setting(m.group(1), m.group(2), file, number) for m in pairs if m]
             continue
         match = _LOG_PAIR.match(line)
         if match and " = " not in match.group(2) and not match.group(2).endswith((":", "(", "[", "{")):
             found.append(_log_setting(match.group(1), match.group(2), file, number))
     return found
+
+
+def _token_setting(name: str, value: str, file: str, line: int) -> Setting:
+    """``sgd_ttt:param_set:control`` / ``compile:enabled=1``: the label prefixes a sub-field
+    (SGD_TTT_PARAM_SET=control, COMPILE_ENABLED=1), the env naming these dumps mirror; bound to
+    the label itself, the truthy "param_set:control" switched on a TTT that never ran (#487)."""
+    nested = _NESTED_LABEL.match(value)
+    if nested:
+        return _log_setting(f"{name}_{value[: nested.end() - 1]}", value[nested.end():], file, line)
+    return _log_setting(name, value, file, line)
 
 
 def _log_setting(name: str, value: str, file: str, line: int) -> Setting:

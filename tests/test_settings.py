@@ -210,12 +210,12 @@ def test_each_documented_run_command_is_an_alternative_configuration(tmp_path: P
     assert documented_alternatives(tmp_path / "logged", logged, []) == []  # what the logs record ran
 
 
-def test_a_nested_label_in_a_one_line_dump_sets_nothing() -> None:
+def test_a_nested_label_in_a_one_line_dump_prefixes_its_sub_field() -> None:
     """#487: ``sgd_ttt:param_set:control`` in the dump line labels a sub-field of the default-off
     SGD_TTT path; read as SGD_TTT="param_set:control" (truthy) it switched on a TTT that never ran."""
-    text = "sgd_ttt:param_set:control meta_ttt:False seed:7\nstep:1/10 train_loss:6.9\n"
+    text = "sgd_ttt:param_set:control compile:enabled=1 seed:7\nstep:1/10 train_loss:6.9\n"
     found = [(s.name, s.value, s.line) for s in log_settings(text, "train.log")]
-    assert found == [("META_TTT", "False", 1), ("SEED", "7", 1)]
+    assert found == [("SGD_TTT_PARAM_SET", "control", 1), ("COMPILE_ENABLED", "1", 1), ("SEED", "7", 1)]
 
 
 def test_a_nested_label_in_the_log_leaves_a_default_off_path_inactive(tmp_path: Path) -> None:
