@@ -88,3 +88,22 @@ def test_more_adjacent_literals_than_libcst_parses_are_grouped() -> None:
     flat = parsed.flat_code(receiver)  # the source's own parentheses, then the groups
     assert flat.startswith("( (('q0' 'q1'") and ")+( 'q1000'" in flat and flat.endswith("'q3499')) )")
     assert parsed.code_of(assigns[1].value) == "os.environ.get('F')"
+
+
+def test_a_line_holding_only_a_backslash_before_a_statement_parses() -> None:
+    """A decoded payload of wild #1887 puts lines holding only a backslash between statements:
+    CPython joins them to the next line, libcst refuses one before a dedented statement. The
+    backslash becomes a space; every statement keeps its line."""
+    text = "\\\nfrom __future__ import annotations\nclass H:\n    a = 1\n\\\ndef f():\n    return H.a\n"
+    parsed = _parse(text)  # libcst alone: "expected INDENT" at the dedented def
+    defs = [node for node in parsed.nodes if isinstance(node, (cst.ClassDef, cst.FunctionDef))]
+    assert [parsed.line_of(node) for node in defs] == [3, 6]
+
+
+def test_a_backslash_continuing_a_statement_is_left_alone() -> None:
+    """Inside a statement the same line means something (``x = 1 + \\`` … ``2``): CPython's
+    reading would change, so nothing is rewritten and libcst's own answer stands."""
+    text = "x = 1 + \\\n2\ny = (x +\n  3)\n"
+    parsed = _parse(text)
+    assigns = [node for node in parsed.nodes if isinstance(node, cst.Assign)]
+    assert [parsed.line_of(node) for node in assigns] == [1, 3]

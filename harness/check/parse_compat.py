@@ -1,7 +1,8 @@
 """Valid Python that libcst's parser refuses, rewritten so that libcst accepts it.
 
-Why: golf-check must never call ordinary Python an ``error``. libcst's parser refuses two
-things CPython accepts, and each is rewritten keeping every line where it was:
+Why: golf-check must never call ordinary Python an ``error``. libcst's parser refuses three
+things CPython accepts, and each is rewritten keeping every line where it was (the third, a
+line holding only a backslash before a statement, is described at its function):
 
 - an annotated assignment whose target is parenthesized, ``(x): int = 0`` (CPython's own
   grammar and typing tests use it; found by ``bench/stdlib_run.py``): the parentheses become
@@ -39,7 +40,29 @@ def libcst_compatible(text: str, tree: ast.Module) -> str | None:
         if type(node) is ast.AnnAssign and not node.simple:
             changed |= _unparenthesize_target(lines, node)
     changed |= _group_long_literal_chains(lines)
+    changed |= _drop_lone_continuations(lines, tree)
     return "".join(lines) if changed else None
+
+
+def _drop_lone_continuations(lines: list[str], tree: ast.Module) -> bool:
+    """A line holding only a backslash between statements (a decoded payload of wild #1887 has
+    dozens) joins nothing CPython cares about, but libcst refuses one before a dedented
+    statement ("expected INDENT"). The backslash becomes a space; kept only when CPython
+    reads the same program either way."""
+    lone = [index for index, line in enumerate(lines) if line.strip() == "\\"]
+    if not lone:
+        return False
+    before = [lines[index] for index in lone]
+    for index in lone:
+        lines[index] = lines[index].replace("\\", " ", 1)
+    try:
+        same = ast.dump(ast.parse("".join(lines))) == ast.dump(tree)
+    except (SyntaxError, ValueError):
+        same = False
+    if not same:
+        for index, line in zip(lone, before):
+            lines[index] = line
+    return same
 
 
 def _group_long_literal_chains(lines: list[str]) -> bool:
