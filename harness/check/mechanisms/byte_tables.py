@@ -247,7 +247,12 @@ def find_shipped_byte_table(index: ModuleIndex) -> list[Hit]:
     removed (#1184, #1271, #1806). A comparison with the tokenizer-built table that always
     runs (``array_equal(table, build_luts(sp))``) makes it a cache; one behind a switch does not."""
     hits: list[Hit] = []
+    # only functions that call a loader can read a table from a file: found from the index's
+    # calls, so the other functions' bodies are never walked
+    loading = {id(index.enclosing_function(call)) for call in index.calls if call_tail(call) in _LOADERS}
     for function in index.functions:
+        if id(function) not in loading:
+            continue
         loaded: set[str] = set()
         for node in walk(function.body):
             if isinstance(node, cst.WithItem) and isinstance(node.item, cst.Call) and call_tail(node.item) in _LOADERS:
