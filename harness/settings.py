@@ -24,7 +24,7 @@ import shlex
 import warnings
 from pathlib import Path
 
-from harness.submission import Setting, SourceFile
+from harness.submission import Setting, SourceFile, read_document_head
 
 PRECEDENCE = {"setdefault": 0, "readme": 1, "script": 2, "log": 3, "code": 4}
 _READ_LIMIT = 512 * 1024  # documentation and log heads are small; never read a huge file whole
@@ -147,14 +147,7 @@ def _through_fields(logged: list[Setting], sources: list[SourceFile]) -> list[Se
 
 
 def _read_head(root: Path, name: str) -> str:
-    path = root / name
-    try:
-        if path.is_symlink():
-            return ""
-        with path.open("rb") as handle:
-            return handle.read(_READ_LIMIT).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+    return read_document_head(root / name, _READ_LIMIT)
 
 
 # ---- shell: README run commands and *.sh scripts ---------------------------------------

@@ -77,3 +77,19 @@ class Submission:
     @property
     def entry_sources(self) -> list[SourceFile]:
         return [s for s in self.sources if s.is_entry]
+
+
+DOCUMENT_READ_LIMIT = 512 * 1024  # READMEs, scripts and log heads are small; never read a huge file whole
+
+
+def read_document_head(path: Path, limit: int = DOCUMENT_READ_LIMIT) -> str:
+    """The first ``limit`` bytes of a submission's text file, as text; "" for a symlink (it may
+    point outside the folder) or an unreadable file, so that evidence read from documents can
+    never stop an audit."""
+    try:
+        if path.is_symlink():
+            return ""
+        with path.open("rb") as handle:
+            return handle.read(limit).decode("utf-8", errors="replace")
+    except OSError:
+        return ""

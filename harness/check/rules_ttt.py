@@ -13,7 +13,6 @@ by a documented setting names it.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import libcst as cst
 
@@ -25,6 +24,7 @@ from harness.check.flow.ordering import Decision, decide, evidence
 from harness.check.flow.switches import Switches
 from harness.check.flow.taint import MAX_ANALYSES, Engine
 from harness.findings import Finding, Severity, Step
+from harness.submission import read_document_head
 
 RULES = ("PG101", "PG102", "PG103", "PG104", "PG105", "PG106")
 _DOC_LIMIT = 512 * 1024
@@ -118,18 +118,9 @@ def _documented_text(ctx: CheckContext) -> str:
         for name in sorted(ctx.submission.files):
             base = name.rsplit("/", 1)[-1].lower()
             if base.endswith(".sh") or (base.startswith("readme") and base.endswith((".md", ".txt", ".rst"))):
-                parts.append(_read_doc(ctx.submission.root / name))
+                parts.append(read_document_head(ctx.submission.root / name, _DOC_LIMIT))
     return "\n".join(parts)
 
-
-def _read_doc(path: Path) -> str:
-    try:
-        if path.is_symlink():
-            return ""
-        with path.open("rb") as handle:
-            return handle.read(_DOC_LIMIT).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def _unreached(index: SubmissionIndex, engine: Engine) -> list[FuncInfo]:

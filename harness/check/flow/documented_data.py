@@ -15,11 +15,10 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from pathlib import Path
 
 from harness.check.flow.names import is_val_literal
 from harness.findings import Finding, Severity
-from harness.submission import Submission
+from harness.submission import Submission, read_document_head
 
 _READ_LIMIT = 512 * 1024
 _COPIERS = frozenset({"ln", "cp", "mv", "rsync", "install"})
@@ -39,7 +38,7 @@ def documented_val_training(submission: Submission) -> list[Finding]:
         base = posixpath.basename(name).lower()
         if not (base.endswith(".sh") or (base.startswith("readme") and base.endswith((".md", ".txt", ".rst")))):
             continue
-        text = _read(submission.root / name)
+        text = read_document_head(submission.root / name, _READ_LIMIT)
         for number, line in enumerate(text.splitlines(), 1):
             for command in _SPLIT.split(line):
                 finding = _judge_command(_words(command), code, name, number)
@@ -90,12 +89,3 @@ def _words(command: str) -> list[str]:
     except ValueError:
         return command.split()
 
-
-def _read(path: Path) -> str:
-    try:
-        if path.is_symlink():
-            return ""
-        with path.open("rb") as handle:
-            return handle.read(_READ_LIMIT).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
