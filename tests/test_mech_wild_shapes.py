@@ -9,34 +9,8 @@ from; lines are found by a ``# <-`` marker (helpers shared with ``test_mech_corp
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
-
-import harness.check.rules_scoring as rules_scoring
-from harness.check.context import CheckContext
-from harness.check.parse import parse_source
-from harness.findings import Finding, Severity
-from harness.submission import SourceFile, Submission
-
-HERE = Path(__file__).parent
-
-
-def _scoring(files: dict[str, str]) -> list[Finding]:
-    sources = [
-        SourceFile(display_name=name, path=HERE / name, text=textwrap.dedent(text), is_entry=name == "train_gpt.py")
-        for name, text in files.items()
-    ]
-    submission = Submission(root=HERE, name="case", sources=sources, settings={})
-    return rules_scoring.check(CheckContext(submission=submission, parsed=[parse_source(s) for s in sources]))
-
-
-def _line(code: str, marker: str) -> int:
-    lines = textwrap.dedent(code).splitlines()
-    return next(i for i, text in enumerate(lines, 1) if f"# <- {marker}" in text)
-
-
-def _loud(findings: list[Finding], prefix: str = "PG2") -> list[tuple[str, Severity, int]]:
-    return [(f.rule, f.severity, f.line) for f in findings if f.rule.startswith(prefix) and f.severity is not Severity.INFO]
+from harness.findings import Severity
+from tests.test_mech_corpus_shapes import _line, _loud, _scoring
 
 
 # ---- wild-set false errors: byte tables and target metadata ------------------------------------
