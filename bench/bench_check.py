@@ -120,7 +120,7 @@ class TokenStream:
 '''
 
 TEMPLATES = [
-    '''
+    """
 
 class RMSNorm{i}(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):
@@ -131,8 +131,8 @@ class RMSNorm{i}(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         scale = torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
         return (x.float() * scale).type_as(x) * self.weight
-''',
-    '''
+""",
+    """
 
 class Rotary{i}(nn.Module):
     def __init__(self, dim: int, base: float = 10000.0):
@@ -153,8 +153,8 @@ def apply_rotary_{i}(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     half = x.size(-1) // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat((x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos), dim=-1)
-''',
-    '''
+""",
+    """
 
 class CausalSelfAttention{i}(nn.Module):
     def __init__(self, dim: int, num_heads: int):
@@ -176,8 +176,8 @@ class CausalSelfAttention{i}(nn.Module):
         k = F.rms_norm(k, (k.size(-1),))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).contiguous().reshape(bsz, seqlen, dim))
-''',
-    '''
+""",
+    """
 
 class MLP{i}(nn.Module):
     def __init__(self, dim: int, mult: int = 2):
@@ -189,8 +189,8 @@ class MLP{i}(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = torch.relu(self.fc(x))
         return self.proj(x.square())
-''',
-    '''
+""",
+    """
 
 def zeropower_via_newtonschulz_{i}(G: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
     a, b, c = (3.4445, -4.7750, 2.0315)
@@ -225,8 +225,8 @@ class Muon{i}(torch.optim.Optimizer):
                 g = g.add(buf, alpha=group["momentum"])
                 g = zeropower_via_newtonschulz_{i}(g, steps=group["backend_steps"])
                 p.add_(g, alpha=-group["lr"] * max(1, p.size(0) / p.size(1)) ** 0.5)
-''',
-    '''
+""",
+    """
 
 def build_luts_{i}(sp, vocab_size: int, device) -> tuple[Tensor, Tensor, Tensor]:
     base_bytes = np.zeros((vocab_size,), dtype=np.int16)
@@ -246,8 +246,8 @@ def build_luts_{i}(sp, vocab_size: int, device) -> tuple[Tensor, Tensor, Tensor]
         base_bytes[token_id] = len(piece.encode("utf-8"))
     return (torch.tensor(base_bytes, device=device), torch.tensor(has_space, device=device),
             torch.tensor(is_boundary, device=device))
-''',
-    '''
+""",
+    """
 
 def eval_val_{i}(args, model, val_tokens: Tensor, base_bytes: Tensor, has_space: Tensor,
                  is_boundary: Tensor, rank: int = 0, world_size: int = 1) -> tuple[float, float]:
@@ -281,8 +281,8 @@ def eval_val_{i}(args, model, val_tokens: Tensor, base_bytes: Tensor, has_space:
     bits_per_token = val_loss.item() / math.log(2.0)
     model.train()
     return float(val_loss.item()), float(bits_per_token * token_count.item() / byte_count.item())
-''',
-    '''
+""",
+    """
 
 def quantize_state_{i}(state: dict) -> tuple[dict, dict]:
     quantized, scales = {{}}, {{}}
@@ -306,8 +306,8 @@ def serialize_{i}(model: nn.Module, path: str) -> int:
     with open(path, "wb") as handle:
         handle.write(blob)
     return len(blob)
-''',
-    '''
+""",
+    """
 
 def lr_schedule_{i}(step: int, total: int, warmdown: int, elapsed_ms: float, budget_ms: float) -> float:
     if warmdown <= 0:
@@ -325,8 +325,8 @@ def log_{i}(msg: str, logfile: str | None = None) -> None:
     print(msg); t = time.time(); line = f"{{t:.3f}} {{msg}}"
     if logfile is not None:
         with open(logfile, "a", encoding="utf-8") as f: print(line, file=f)
-''',
-    '''
+""",
+    """
 
 class Block{i}(nn.Module):
     def __init__(self, dim: int, num_heads: int):
@@ -342,8 +342,8 @@ class Block{i}(nn.Module):
         x = x + self.attn_scale.to(x.dtype) * self.attn(self.attn_norm(x))
         x = x + self.mlp_scale.to(x.dtype) * self.mlp(self.mlp_norm(x))
         return x
-''',
-    '''
+""",
+    """
 
 def bigram_hash_{i}(tokens: Tensor, buckets: int) -> Tensor:
     prev = torch.cat([torch.zeros_like(tokens[..., :1]), tokens[..., :-1]], dim=-1)
@@ -357,10 +357,10 @@ def ema_update_{i}(ema: dict, model: nn.Module, decay: float) -> None:
                 ema[name] = param.detach().clone().float()
             else:
                 ema[name].mul_(decay).add_(param.detach().float(), alpha=1.0 - decay)
-''',
+""",
 ]
 
-MAIN = '''
+MAIN = """
 
 class GPT(nn.Module):
     def __init__(self, args: Hyperparameters):
@@ -412,7 +412,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def generate_program(lines: int, tag: str) -> str:
@@ -451,8 +451,9 @@ def write_submission(folder: Path, program: str, shimmed: bool, seed: int) -> No
     val_bpb = 1.2 + seed / 1000.0
     seeds = [seed, seed + 100, seed + 200]
     (folder / "submission.json").write_text(
-        json.dumps({"name": folder.name, "github_id": "bench", "val_bpb": val_bpb, "date": "2026-04-01",
-                    "seeds": seeds}),
+        json.dumps(
+            {"name": folder.name, "github_id": "bench", "val_bpb": val_bpb, "date": "2026-04-01", "seeds": seeds}
+        ),
         encoding="utf-8",
     )
     for run_seed in seeds:
@@ -482,9 +483,7 @@ def snapshot_code(workdir: Path) -> Path:
     shutil.rmtree(snapshot, ignore_errors=True)
     snapshot.mkdir(parents=True)
     for package in ("harness", "rules"):
-        shutil.copytree(
-            repository / package, snapshot / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
+        shutil.copytree(repository / package, snapshot / package, ignore=shutil.ignore_patterns("__pycache__"))
     # Byte-compiled as pip does when it installs a package: otherwise, where
     # PYTHONDONTWRITEBYTECODE is set (CI, this machine), every measured run would also
     # compile the harness's own 12k lines.
@@ -566,8 +565,12 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="where to generate (default: a temp dir)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per single-file figure (median)")
     parser.add_argument("--tree-repeat", type=int, default=3, help="cold runs of the tree (median)")
-    parser.add_argument("--tree-submissions", type=int, default=TREE_SIZE,
-                        help="submissions in the tree (lines scale with it; default 60, ~110k lines)")
+    parser.add_argument(
+        "--tree-submissions",
+        type=int,
+        default=TREE_SIZE,
+        help="submissions in the tree (lines scale with it; default 60, ~110k lines)",
+    )
     args = parser.parse_args()
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="golf-bench-"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -594,8 +597,14 @@ def main() -> int:
         write_submission(tree / f"2026-04-01_bench_{number:02d}", program, shimmed=number % 2 == 1, seed=number)
     tree_lines = sum(program.count("\n") for program in programs)
 
-    imported = subprocess.run([sys.executable, "-c", "import harness; print(harness.__file__)"], env=env,
-                              cwd=env["PYTHONPATH"], capture_output=True, text=True, check=True).stdout.strip()
+    imported = subprocess.run(
+        [sys.executable, "-c", "import harness; print(harness.__file__)"],
+        env=env,
+        cwd=env["PYTHONPATH"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if not imported.startswith(str(snapshot)):
         raise SystemExit(f"the measured runs would import {imported}, not the snapshot {snapshot}")
     print(f"workdir: {workdir}")

@@ -81,9 +81,11 @@ def main() -> None:
     inputs = EvalInputs(tokens, target_bytes(tokens[:-1], tokens[1:], luts), data.vocab_size)
     model = GPT(TrainConfig.tiny(vocab_size=data.vocab_size).model_config())
     model.eval()
-    print(f"tiny CPU model: {sum(p.numel() for p in model.parameters()):,} parameters; "
-          f"{tokens.size - 1:,} targets; seq_len {SEQ_LEN}; chunk {args.chunk_tokens}; "
-          f"batch {BATCH} windows (trainer {TRAINER_BATCH}); torch threads {torch.get_num_threads()}")
+    print(
+        f"tiny CPU model: {sum(p.numel() for p in model.parameters()):,} parameters; "
+        f"{tokens.size - 1:,} targets; seq_len {SEQ_LEN}; chunk {args.chunk_tokens}; "
+        f"batch {BATCH} windows (trainer {TRAINER_BATCH}); torch threads {torch.get_num_threads()}"
+    )
     plain_times, audited_times, golf_times, trainer_times, audit_shares = [], [], [], [], []
     plain_cpu, audited_cpu, golf_cpu, trainer_cpu = [], [], [], []
     with tempfile.TemporaryDirectory() as scratch:
@@ -112,7 +114,9 @@ def main() -> None:
     print(f"audited evaluation     : {audited:8.3f} s  ({targets / audited:10,.0f} tokens/s)")
     print(f"audit overhead (wall)  : {100 * (audited / plain - 1):+7.2f} %   (target ≤ +5 %)")
     print(f"audit overhead (CPU)   : {100 * (min(audited_cpu) / min(plain_cpu) - 1):+7.2f} %")
-    print(f"audit time / score time: {100 * statistics.median(audit_shares):7.2f} %   (accounted inside the audited runs)")
+    print(
+        f"audit time / score time: {100 * statistics.median(audit_shares):7.2f} %   (accounted inside the audited runs)"
+    )
     print(f"golf-eval, TTT off     : {targets / golf:10,.0f} tokens/s")
     print(f"trainer's eval_val     : {targets / trainer:10,.0f} tokens/s")
     print(f"golf-eval / trainer    : {trainer / golf:7.3f}   (throughput ratio, wall; target ≥ 0.90)")

@@ -44,7 +44,9 @@ def generate(index: int, seed: int) -> tuple[str, dict[str, bytes], bool]:
     if kind == "corrupted-payload":
         text = rng.choice(CORPUS)
         start = rng.randrange(len(text))
-        junk = "".join(rng.choice("0123456789ABCDEFabcdef~!$%&()*+-;<=>?@^_`{|}\"'\\") for _ in range(rng.randint(1, 40)))
+        junk = "".join(
+            rng.choice("0123456789ABCDEFabcdef~!$%&()*+-;<=>?@^_`{|}\"'\\") for _ in range(rng.randint(1, 40))
+        )
         return kind, {"train_gpt.py": (text[:start] + junk + text[start + len(junk) :]).encode("utf-8")}, single
     if kind == "damaged-folder":
         files = {
@@ -116,7 +118,9 @@ def main() -> None:
     print(f"rule-family crashes contained by the engine as PG000 findings: {sum(contained.values())}")
     for message, count in sorted(contained.items(), key=lambda item: -item[1])[:10]:
         print(f"  {count} x {message}")
-    print(f"elapsed: {elapsed:.1f} s with {args.jobs} worker(s); {len(results) / elapsed:.1f} inputs/s; slowest input {slowest:.2f} s")
+    print(
+        f"elapsed: {elapsed:.1f} s with {args.jobs} worker(s); {len(results) / elapsed:.1f} inputs/s; slowest input {slowest:.2f} s"
+    )
     summary = {"inputs": len(results), "crashes": len(crashes), "contained_family_crashes": sum(contained.values())}
     print(json.dumps(summary | {"inputs_per_s": round(len(results) / elapsed, 1)}))
 

@@ -81,10 +81,16 @@ class FolderResult:
 
     def as_json(self) -> dict[str, object]:
         return {
-            "folder": self.folder, "seconds": round(self.seconds, 3), "exit_code": self.exit_code,
-            "verdict": self.verdict, "verdicts": self.verdicts, "error_rules": sorted(self.error_rules),
-            "warning_rules": sorted(self.warning_rules), "pg000": self.pg000_messages,
-            "errors": self.first_errors, "problem": self.problem,
+            "folder": self.folder,
+            "seconds": round(self.seconds, 3),
+            "exit_code": self.exit_code,
+            "verdict": self.verdict,
+            "verdicts": self.verdicts,
+            "error_rules": sorted(self.error_rules),
+            "warning_rules": sorted(self.warning_rules),
+            "pg000": self.pg000_messages,
+            "errors": self.first_errors,
+            "problem": self.problem,
         }
 
 
@@ -109,10 +115,11 @@ def audit_folder(folder: Path, extra_args: tuple[str, ...] = ()) -> FolderResult
     start = time.perf_counter()
     command = [*golf_check_command(), "--format", "json", "--no-cache", *extra_args, str(folder)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=FOLDER_TIMEOUT_S,
-                              cwd=folder.parent)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=FOLDER_TIMEOUT_S, cwd=folder.parent)
     except subprocess.TimeoutExpired:
-        return FolderResult(folder.name, time.perf_counter() - start, -1, problem=f"timed out after {FOLDER_TIMEOUT_S} s")
+        return FolderResult(
+            folder.name, time.perf_counter() - start, -1, problem=f"timed out after {FOLDER_TIMEOUT_S} s"
+        )
     result = FolderResult(folder.name, time.perf_counter() - start, done.returncode)
     try:
         report = json.loads(done.stdout)
@@ -129,7 +136,8 @@ def audit_folder(folder: Path, extra_args: tuple[str, ...] = ()) -> FolderResult
             if finding["severity"] == "error":
                 result.error_rules.add(finding["rule"])
                 result.first_errors.append(
-                    f"{finding['rule']} {finding.get('file') or '-'}:{finding.get('line') or 0} {finding['message']}")
+                    f"{finding['rule']} {finding.get('file') or '-'}:{finding.get('line') or 0} {finding['message']}"
+                )
                 if finding["rule"] == "PG000":
                     result.pg000_messages.append(finding["message"])
             elif finding["severity"] == "warning":
@@ -147,7 +155,9 @@ def read_labels(corpus: Path) -> list[LabeledCase]:
     with open(corpus / "labeled.tsv", newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     return [
-        LabeledCase(row["case_id"], row["label"], frozenset(r for r in row["expect_rules"].split("|") if r), row["shape"])
+        LabeledCase(
+            row["case_id"], row["label"], frozenset(r for r in row["expect_rules"].split("|") if r), row["shape"]
+        )
         for row in rows
     ]
 
@@ -204,14 +214,19 @@ def run_labeled(root: Path, corpus: Path, jobs: int) -> int:
         results[result.folder] = result
         case = by_id[result.folder]
         rules = ",".join(sorted(result.error_rules)) or "-"
-        print(f"{case.case_id[:58]:<58} {case.label:<8} {result.verdict:<9} {rules:<28} "
-              f"{'|'.join(sorted(case.expect_rules)) or '-':<18} {judge(case, result)}"
-              + (f"  ({result.problem})" if result.problem else ""), flush=True)
+        print(
+            f"{case.case_id[:58]:<58} {case.label:<8} {result.verdict:<9} {rules:<28} "
+            f"{'|'.join(sorted(case.expect_rules)) or '-':<18} {judge(case, result)}"
+            + (f"  ({result.problem})" if result.problem else ""),
+            flush=True,
+        )
     figures = labeled_figures(cases, results)
     print()
     print(f"illegal caught as fail with a ruled rule: {figures.caught} / {figures.illegal}  (goal >= {GOAL_CAUGHT})")
-    print(f"accepted records that fail:               {figures.legal_failing} / {figures.legal}  (goal 0); "
-          f"review: {figures.legal_review}")
+    print(
+        f"accepted records that fail:               {figures.legal_failing} / {figures.legal}  (goal 0); "
+        f"review: {figures.legal_review}"
+    )
     print(f"error verdicts or no report:              {figures.errors} / {figures.cases}  (goal 0)")
     times = [r.seconds for r in results.values()]
     print(f"time per folder: median {statistics.median(times):.2f} s, max {max(times):.2f} s, all {sum(times):.1f} s")
@@ -244,8 +259,11 @@ def run_wild(root: Path, args: argparse.Namespace) -> int:
                 errors.append(result)
             elapsed = time.perf_counter() - started
             left = elapsed / index * (len(folders) - index)
-            print(f"[{index}/{len(folders)} {elapsed:.0f}s, ~{left:.0f}s left] {result.verdict:<9} "
-                  f"{','.join(sorted(result.error_rules)) or '-':<30} {result.seconds:5.1f}s {result.folder}", flush=True)
+            print(
+                f"[{index}/{len(folders)} {elapsed:.0f}s, ~{left:.0f}s left] {result.verdict:<9} "
+                f"{','.join(sorted(result.error_rules)) or '-':<30} {result.seconds:5.1f}s {result.folder}",
+                flush=True,
+            )
             if args.show:
                 for line in result.first_errors[:6]:
                     print(f"      {line[:300]}")
@@ -262,8 +280,10 @@ def run_wild(root: Path, args: argparse.Namespace) -> int:
         print(f"  {result.folder}: {result.problem or '; '.join(result.pg000_messages)}")
     print("error findings by rule (folders): " + ", ".join(f"{rule} {count}" for rule, count in rules.most_common()))
     if times:
-        print(f"time per folder: median {statistics.median(times):.2f} s, max {max(times):.2f} s; "
-              f"all {time.perf_counter() - started:.1f} s wall for {len(times)} folders ({args.jobs} jobs)")
+        print(
+            f"time per folder: median {statistics.median(times):.2f} s, max {max(times):.2f} s; "
+            f"all {time.perf_counter() - started:.1f} s wall for {len(times)} folders ({args.jobs} jobs)"
+        )
     return 0
 
 

@@ -52,7 +52,9 @@ def stdlib_files(root: Path) -> list[Path]:
     """Every ``.py`` file below ``root`` except installed third-party packages, sorted."""
     found: list[Path] = []
     for directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = sorted(d for d in subdirectories if d not in ("site-packages", "dist-packages", "__pycache__"))
+        subdirectories[:] = sorted(
+            d for d in subdirectories if d not in ("site-packages", "dist-packages", "__pycache__")
+        )
         found.extend(Path(directory) / name for name in sorted(files) if name.endswith(".py"))
     return [path for path in found if not path.is_symlink()]
 
@@ -115,7 +117,9 @@ def _parse_findings(path: Path) -> list[dict]:
             parse_source(source)
         except ParseFailure as failure:
             severity = "error" if source.is_entry else "warning"
-            findings.append({"rule": "PG000", "severity": severity, "file": source.display_name, "message": str(failure)})
+            findings.append(
+                {"rule": "PG000", "severity": severity, "file": source.display_name, "message": str(failure)}
+            )
     forget_trees()
     return findings
 
@@ -141,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     files = stdlib_files(args.root)
     if args.limit:
         files = files[: args.limit]
-    print(f"{len(files)} .py files under {args.root} ({'parse only' if args.parse_only else 'full audit'}, {args.jobs} workers)")
+    print(
+        f"{len(files)} .py files under {args.root} ({'parse only' if args.parse_only else 'full audit'}, {args.jobs} workers)"
+    )
     started = time.perf_counter()
     results: list[FileResult] = []
     jsonl = args.jsonl.open("a") if args.jsonl else None
@@ -154,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                 jsonl.write(json.dumps(asdict(result)) + "\n")
                 jsonl.flush()
             if result.pg000_errors or result.crash:
-                print(f"  PG000 {_short(result.path, args.root)} (CPython {'compiles' if result.compiles else 'refuses'}): "
-                      f"{(result.pg000_errors or [result.crash])[0]}", flush=True)
+                print(
+                    f"  PG000 {_short(result.path, args.root)} (CPython {'compiles' if result.compiles else 'refuses'}): "
+                    f"{(result.pg000_errors or [result.crash])[0]}",
+                    flush=True,
+                )
     if jsonl is not None:
         jsonl.close()
     return _summary(results, args.root, time.perf_counter() - started)
@@ -173,9 +182,11 @@ def _summary(results: list[FileResult], root: Path, elapsed: float) -> int:
     wrong = [r for r in results if r.compiles and (r.pg000_errors or r.crash)]
     warned = [r for r in results if r.pg000_warnings]
     print()
-    print(f"files: {len(results)}   CPython refuses: {len(refused)}   PG000 errors: "
-          f"{sum(1 for r in results if r.pg000_errors or r.crash)} ({len(wrong)} on files CPython compiles)   "
-          f"PG000 warnings: {len(warned)}   time {elapsed:.0f} s")
+    print(
+        f"files: {len(results)}   CPython refuses: {len(refused)}   PG000 errors: "
+        f"{sum(1 for r in results if r.pg000_errors or r.crash)} ({len(wrong)} on files CPython compiles)   "
+        f"PG000 warnings: {len(warned)}   time {elapsed:.0f} s"
+    )
     if refused:
         print("\nfiles CPython refuses (golf-check verdict):")
         for result in refused:

@@ -85,9 +85,7 @@ def load_allowlist(path: Path) -> Allowlist:
     unknown_top = sorted(set(data) - {"allow"})
     if unknown_top:
         raise UsageError(f"{where}: unknown key(s) {', '.join(unknown_top)}")
-    return Allowlist(
-        entries=tuple(_entry(where, index, raw) for index, raw in enumerate(raw_entries, 1))
-    )
+    return Allowlist(entries=tuple(_entry(where, index, raw) for index, raw in enumerate(raw_entries, 1)))
 
 
 def _parse(where: str, path: Path, text: str) -> object:

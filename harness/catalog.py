@@ -128,9 +128,7 @@ def parse_rule(file_name: str, text: str) -> Rule:
     try:
         severity = Severity(data["severity"])
     except ValueError:
-        raise CatalogError(
-            f"{where}: severity '{data['severity']}' is not one of error, warning, info"
-        ) from None
+        raise CatalogError(f"{where}: severity '{data['severity']}' is not one of error, warning, info") from None
     bad_checks = [check for check in data["checks"] if check not in CHECK_KINDS]
     if bad_checks:
         raise CatalogError(f"{where}: checks {bad_checks} must be 'static' and/or 'runtime'")
@@ -164,9 +162,7 @@ def _parse_examples(where: str, raw: object) -> tuple[Example, ...]:
             if not isinstance(value, str) or not value.strip():
                 raise CatalogError(f"{where}: example {index} '{key}' must be a non-empty string")
         if entry["kind"] not in EXAMPLE_KINDS:
-            raise CatalogError(
-                f"{where}: example {index} kind '{entry['kind']}' must be 'illegal' or 'legal'"
-            )
+            raise CatalogError(f"{where}: example {index} kind '{entry['kind']}' must be 'illegal' or 'legal'")
         examples.append(
             Example(
                 kind=entry["kind"],
@@ -193,14 +189,9 @@ def build_catalog(files: dict[str, str]) -> Catalog:
         digest.update(file_name.encode() + b"\0" + text.encode() + b"\0")
         parsed = parse_rule(file_name, text)
         if parsed.id in seen_ids:
-            raise CatalogError(
-                f"rule file {file_name}: id {parsed.id} already used by {seen_ids[parsed.id]}"
-            )
+            raise CatalogError(f"rule file {file_name}: id {parsed.id} already used by {seen_ids[parsed.id]}")
         if parsed.name in seen_names:
-            raise CatalogError(
-                f"rule file {file_name}: name '{parsed.name}' already used by "
-                f"{seen_names[parsed.name]}"
-            )
+            raise CatalogError(f"rule file {file_name}: name '{parsed.name}' already used by {seen_names[parsed.name]}")
         seen_ids[parsed.id] = file_name
         seen_names[parsed.name] = file_name
         rules.append(parsed)

@@ -101,7 +101,8 @@ def _submissions_in(root: Path) -> list[Path]:
     for directory, subfolders, files in os.walk(root, followlinks=False):
         base = Path(directory)
         subfolders[:] = sorted(
-            name for name in subfolders
+            name
+            for name in subfolders
             if name not in SKIPPED_FOLDERS and not name.startswith(".") and not (base / name).is_symlink()
         )
         children[base] = [base / name for name in subfolders]

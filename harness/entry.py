@@ -41,9 +41,13 @@ _LAUNCHER = re.compile(
     r"(?:^|[\s;&|(`'\"=])(?:torchrun|python[0-9.]*|pypy3?|accelerate\s+launch|deepspeed|uv\s+run|srun|mpirun)"
     r"(?=\s)(?P<rest>.*)$"
 )
-_DISTRIBUTED = re.compile(r"\b(?:torchrun|accelerate\s+launch|deepspeed|torch\.distributed\.(?:run|launch)|srun|mpirun)\b")
+_DISTRIBUTED = re.compile(
+    r"\b(?:torchrun|accelerate\s+launch|deepspeed|torch\.distributed\.(?:run|launch)|srun|mpirun)\b"
+)
 _PY_TOKEN = re.compile(r"(?P<path>[\w./${}~+-]*[\w-]\.py)(?![\w.])")
-_SCRIPT_VARIABLE = re.compile(r"^\s*(?:export\s+)?(?P<name>\w+)=[\"']?(?P<path>[\w./${}~+-]*[\w-]\.py)[\"']?\s*(?:#.*)?$")
+_SCRIPT_VARIABLE = re.compile(
+    r"^\s*(?:export\s+)?(?P<name>\w+)=[\"']?(?P<path>[\w./${}~+-]*[\w-]\.py)[\"']?\s*(?:#.*)?$"
+)
 _VARIABLE_USE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 _IMPORT = re.compile(
     r"^[ \t]*(?:from[ \t]+(?P<base>\.*[\w.]*)[ \t]+import[ \t]+\(?(?P<names>[\w \t,]*)"
@@ -83,7 +87,9 @@ def choose_entries(files: list[str], read: Callable[[str], str | None]) -> Entry
         return _choice(echoed, "its source is echoed in", "the other Python files are analyzed as helper modules")
     commanded = _commanded(candidates, files, logs, read)
     if commanded:
-        return _choice(commanded, "named by the run command in", "the other Python files are analyzed as helper modules")
+        return _choice(
+            commanded, "named by the run command in", "the other Python files are analyzed as helper modules"
+        )
     return _structural(candidates, read)
 
 
@@ -106,7 +112,9 @@ def _is_log(name: str) -> bool:
 
 def _is_document(name: str) -> bool:
     path = PurePosixPath(name)
-    return path.suffix.lower() == ".sh" or (path.name.lower().startswith("readme") and path.suffix.lower() in (".md", ".txt", ".rst", ""))
+    return path.suffix.lower() == ".sh" or (
+        path.name.lower().startswith("readme") and path.suffix.lower() in (".md", ".txt", ".rst", "")
+    )
 
 
 # ---- evidence 2: a log echoes the script's source ----------------------------------------------
@@ -244,7 +252,10 @@ def _structural(candidates: list[str], read: Callable[[str], str | None]) -> Ent
     chosen = sorted(set(chosen) | {name for name in launched if name not in imported})
     reason = "not imported by another file" + (" and has a __main__ block" if guarded else "")
     if len(chosen) == 1:
-        return EntryChoice(tuple(chosen), f"entry script: {chosen[0]} ({reason}); the other Python files are analyzed as helper modules")
+        return EntryChoice(
+            tuple(chosen),
+            f"entry script: {chosen[0]} ({reason}); the other Python files are analyzed as helper modules",
+        )
     return EntryChoice(
         tuple(chosen),
         f"no single entry script: {', '.join(chosen)} are each audited as an entry "

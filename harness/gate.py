@@ -101,26 +101,35 @@ def select_changed(repo_root: Path, diff_range: str) -> ChangedSelection:
     for change in changes:
         folder = submission_folder_of(change.path)
         if folder is None:
-            selection.findings.append(_pg407(
-                change.path, f"changes {change.path} outside records/<track>/<name>/: a submission pull request "
-                             "may only add one new records folder",
-            ))
+            selection.findings.append(
+                _pg407(
+                    change.path,
+                    f"changes {change.path} outside records/<track>/<name>/: a submission pull request "
+                    "may only add one new records folder",
+                )
+            )
         else:
             touched.setdefault(folder, []).append(change)
     for folder, folder_changes in sorted(touched.items()):
         if _existed_at(repo_root, compared, folder):
             kinds = "".join(sorted({c.status for c in folder_changes}))
-            selection.findings.append(_pg407(
-                folder, f"modifies the existing submission folder {folder} ({kinds}): records are immutable once "
-                        "merged; a new run needs a new folder and pull request",
-            ))
+            selection.findings.append(
+                _pg407(
+                    folder,
+                    f"modifies the existing submission folder {folder} ({kinds}): records are immutable once "
+                    "merged; a new run needs a new folder and pull request",
+                )
+            )
         if (repo_root / folder).is_dir():
             selection.folders.append(repo_root / folder)
     if len(touched) > 1:
-        selection.findings.append(_pg407(
-            "", f"the diff touches {len(touched)} submission folders ({', '.join(sorted(touched))}): "
+        selection.findings.append(
+            _pg407(
+                "",
+                f"the diff touches {len(touched)} submission folders ({', '.join(sorted(touched))}): "
                 "one pull request per submission",
-        ))
+            )
+        )
     return selection
 
 

@@ -14,12 +14,12 @@ loads (the package checks apply) with a warning that no code rule could run.
 from __future__ import annotations
 
 import codecs
-from dataclasses import replace
 import io
 import os
 import re
 import stat
 import tokenize
+from dataclasses import replace
 from pathlib import Path
 
 from harness.discovery import SKIPPED_FOLDERS as _SKIPPED_FOLDERS
@@ -266,8 +266,15 @@ class _Loader:
         for external in result.external:
             # Like a folder without code (#1615 runs a baseline kept on the author's machine):
             # what was submitted is analyzed; what runs from elsewhere is for the reviewer.
-            self.findings.append(Finding("PG000", Severity.WARNING, name, 0,
-                                         f"{external}: that code is not in the submission and was not checked"))
+            self.findings.append(
+                Finding(
+                    "PG000",
+                    Severity.WARNING,
+                    name,
+                    0,
+                    f"{external}: that code is not in the submission and was not checked",
+                )
+            )
         for sibling in result.siblings:
             self._load_sibling(name, sibling, is_entry)
 
@@ -278,7 +285,11 @@ class _Loader:
                 self.readable[sibling] = candidate
                 self.files.append(sibling)
         if sibling not in self.readable:
-            self._problem(executor, f"{executor} executes {sibling}, which is not a readable file of the submission", entry=is_entry)
+            self._problem(
+                executor,
+                f"{executor} executes {sibling}, which is not a readable file of the submission",
+                entry=is_entry,
+            )
             return
         self._load_source(sibling, is_entry=is_entry, origin=f"executed by {executor} (exec of the file's text)")
 
@@ -287,10 +298,18 @@ class _Loader:
         try:
             size = path.stat().st_size
             if size > MAX_SOURCE_BYTES:
-                self._problem(name, f"{name} is {size} bytes, over the {MAX_SOURCE_BYTES} byte limit; not analyzed", entry=is_entry)
+                self._problem(
+                    name,
+                    f"{name} is {size} bytes, over the {MAX_SOURCE_BYTES} byte limit; not analyzed",
+                    entry=is_entry,
+                )
                 return None
             if self.bytes_read + size > MAX_TOTAL_SOURCE_BYTES:
-                self._problem(name, f"{name} not read: the submission's sources exceed {MAX_TOTAL_SOURCE_BYTES} bytes", entry=is_entry)
+                self._problem(
+                    name,
+                    f"{name} not read: the submission's sources exceed {MAX_TOTAL_SOURCE_BYTES} bytes",
+                    entry=is_entry,
+                )
                 return None
             with path.open("rb") as handle:
                 data = handle.read(MAX_SOURCE_BYTES + 1)
@@ -366,7 +385,9 @@ def _suppression_findings(sources: list[SourceFile]) -> list[Finding]:
             )
     if hidden:
         last = findings[-1]
-        findings.append(Finding("PG001", Severity.INFO, last.file, last.line, f"{hidden} more suppression comments ignored"))
+        findings.append(
+            Finding("PG001", Severity.INFO, last.file, last.line, f"{hidden} more suppression comments ignored")
+        )
     return findings
 
 

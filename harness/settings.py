@@ -141,7 +141,8 @@ def _through_fields(logged: list[Setting], sources: list[SourceFile]) -> list[Se
                 aliases.setdefault(field.upper(), key)
     extra = [
         Setting(aliases[s.name], s.value, s.file, s.line, s.source_kind)
-        for s in logged if s.name in aliases and s.name not in env_keys
+        for s in logged
+        if s.name in aliases and s.name not in env_keys
     ]
     return logged + extra
 
@@ -245,7 +246,7 @@ class _Shell:
             return
         name = tokens[0][0]
         values: list[str] = []
-        for token, line in tokens[2:]:
+        for token, _line in tokens[2:]:
             values += self._expand(token)
         self.variables[name] = values
         for value in values:
@@ -356,7 +357,7 @@ def _token_setting(name: str, value: str, file: str, line: int) -> Setting:
     the label itself, the truthy "param_set:control" switched on a TTT that never ran (#487)."""
     nested = _NESTED_LABEL.match(value)
     if nested:
-        return _log_setting(f"{name}_{value[: nested.end() - 1]}", value[nested.end():], file, line)
+        return _log_setting(f"{name}_{value[: nested.end() - 1]}", value[nested.end() :], file, line)
     return _log_setting(name, value, file, line)
 
 
@@ -402,6 +403,10 @@ def _is_environ(node: ast.expr) -> bool:
 
 
 def _literal(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)) and not isinstance(node.value, bool):
+    if (
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, (str, int, float))
+        and not isinstance(node.value, bool)
+    ):
         return str(node.value)
     return None

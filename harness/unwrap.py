@@ -27,9 +27,7 @@ from harness.unwrap_scope import BINDING_NODES, Scope, walk_with_owners
 
 # Cheap text test run before any parse: a file that names no decoder, decompressor or file
 # read cannot contain a chain, which spares a parse of every large ordinary source.
-_MAYBE_CHAIN = re.compile(
-    r"decode|unhexlify|a2b_|fromhex|decompress|Decompressor|read\(|read_text|read_bytes|run_path"
-)
+_MAYBE_CHAIN = re.compile(r"decode|unhexlify|a2b_|fromhex|decompress|Decompressor|read\(|read_text|read_bytes|run_path")
 _EXEC_SINKS = frozenset({"exec", "compile", "eval", "builtins.exec", "builtins.compile"})
 _RUN_FILE_CALLS = frozenset({"runpy.run_path", "importlib.util.spec_from_file_location"})
 _TOTAL_BUDGET_FACTOR = 4
@@ -91,8 +89,9 @@ class _Unwrapper:
         self.budget = max_bytes * _TOTAL_BUDGET_FACTOR
         self.result = UnwrapResult()
 
-    def scan(self, text: str, where: str, depth: int, tree: ast.Module | None = None,
-             module: cst.Module | None = None) -> None:
+    def scan(
+        self, text: str, where: str, depth: int, tree: ast.Module | None = None, module: cst.Module | None = None
+    ) -> None:
         if not _MAYBE_CHAIN.search(text):
             return
         tree = tree or _scan_tree(text, module)
@@ -130,14 +129,18 @@ class _Unwrapper:
         if len(self.result.decoded) == decoded_before:
             # The file it runs was to be written from a payload that did not decode here.
             for line, target in generated:
-                self.result.problems.append(f"{where}:{line} executes {target}, which it writes at run time from "
-                                            "a payload that could not be decoded")
+                self.result.problems.append(
+                    f"{where}:{line} executes {target}, which it writes at run time from "
+                    "a payload that could not be decoded"
+                )
 
     def _decode(self, chain: _Chain, evaluator: Evaluator, where: str, depth: int) -> None:
         line = chain.node.lineno
         label = " → ".join(chain.steps_named)
         if self.budget <= 0:
-            self.result.problems.append(f"could not decode {where}:{line} ({label}): total decoded size budget exhausted")
+            self.result.problems.append(
+                f"could not decode {where}:{line} ({label}): total decoded size budget exhausted"
+            )
             return
         try:
             value = evaluator.evaluate(chain.node)
@@ -192,9 +195,14 @@ class _Unwrapper:
         for node in nodes:
             if type(node) is not ast.Dict or not node.keys:
                 continue
-            entries = [(key.value, value) for key, value in zip(node.keys, node.values)
-                       if isinstance(key, ast.Constant) and isinstance(key.value, str)
-                       and isinstance(value, ast.Constant) and isinstance(value.value, str)]
+            entries = [
+                (key.value, value)
+                for key, value in zip(node.keys, node.values)
+                if isinstance(key, ast.Constant)
+                and isinstance(key.value, str)
+                and isinstance(value, ast.Constant)
+                and isinstance(value.value, str)
+            ]
             if len(entries) != len(node.keys) or not any(name.endswith(".py") for name, _ in entries):
                 continue
             for name, value in entries:
@@ -207,16 +215,27 @@ class _Unwrapper:
                     continue
                 self.budget -= len(value.value)
                 paths.add(relative)
-                self.result.decoded.append(DecodedSource(
-                    text=value.value, origin=f"bundled in {where}:{value.lineno} as {name}, written out at run time",
-                    line=value.lineno, depth=depth + 1))
+                self.result.decoded.append(
+                    DecodedSource(
+                        text=value.value,
+                        origin=f"bundled in {where}:{value.lineno} as {name}, written out at run time",
+                        line=value.lineno,
+                        depth=depth + 1,
+                    )
+                )
                 if depth + 1 < self.max_depth:
                     number = len(self.result.decoded)
                     self.scan(value.value, f"{self.display_name}[decoded#{number}]", depth + 1, tree, module)
         return paths
 
-    def _siblings(self, calls: list[ast.Call], evaluator: Evaluator, where: str,
-                  written: set[str], bundled: set[str] = frozenset()) -> list[tuple[int, str]]:
+    def _siblings(
+        self,
+        calls: list[ast.Call],
+        evaluator: Evaluator,
+        where: str,
+        written: set[str],
+        bundled: set[str] = frozenset(),
+    ) -> list[tuple[int, str]]:
         """Record the files this text executes; return (line, path) of those it writes itself
         first. A shim that writes its decoded payload to ``_train.py`` and runs that file
         (#1570, #1839) executes the decoded source this scan adds, not a missing sibling."""
@@ -259,8 +278,11 @@ def _written_paths(calls: list[ast.Call], evaluator: Evaluator) -> set[str]:
         if isinstance(func, ast.Attribute) and func.attr in ("write_text", "write_bytes"):
             target = func.value
         elif node.args and evaluator.qualify(func) in OPEN_FUNCTIONS:
-            mode = node.args[1] if len(node.args) > 1 else next(
-                (keyword.value for keyword in node.keywords if keyword.arg == "mode"), None)
+            mode = (
+                node.args[1]
+                if len(node.args) > 1
+                else next((keyword.value for keyword in node.keywords if keyword.arg == "mode"), None)
+            )
             if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and _WRITE_MODES & set(mode.value):
                 target = node.args[0]
         path = evaluator.path_of(target) if target is not None else None
@@ -271,11 +293,15 @@ def _written_paths(calls: list[ast.Call], evaluator: Evaluator) -> set[str]:
 
 def _writes_through_a_name(calls: list[ast.Call]) -> bool:
     """``path.write_text(text)`` over a loop variable: the written path is not a literal."""
-    return any(isinstance(node.func, ast.Attribute) and node.func.attr in ("write_text", "write_bytes", "write")
-               for node in calls)
+    return any(
+        isinstance(node.func, ast.Attribute) and node.func.attr in ("write_text", "write_bytes", "write")
+        for node in calls
+    )
 
 
-def _find_chains(calls: list[ast.Call], assignments: list[ast.Assign | ast.NamedExpr], evaluator: Evaluator) -> list[_Chain]:
+def _find_chains(
+    calls: list[ast.Call], assignments: list[ast.Assign | ast.NamedExpr], evaluator: Evaluator
+) -> list[_Chain]:
     """Maximal chains: calls naming a decoding step that are not inside the arguments of
     another such call. A chain is a candidate when it decompresses, or when it only decodes
     but its result is executed (``exec(b64decode(...))``)."""
@@ -308,7 +334,9 @@ def _descendants(node: ast.AST) -> list[ast.Call]:
     return found[1:] if found and found[0] is node else found
 
 
-def _executed_values(calls: list[ast.Call], assignments: list[ast.Assign | ast.NamedExpr], evaluator: Evaluator) -> set[ast.AST]:
+def _executed_values(
+    calls: list[ast.Call], assignments: list[ast.Assign | ast.NamedExpr], evaluator: Evaluator
+) -> set[ast.AST]:
     """Expressions whose value reaches exec/compile: the first argument of the sink (through
     ``.decode()``/``.encode()``), or the value of an assignment to a name that is executed."""
     executed: set[ast.AST] = set()
@@ -328,9 +356,7 @@ def _executed_values(calls: list[ast.Call], assignments: list[ast.Assign | ast.N
 
 def _without_text_conversion(node: ast.AST) -> ast.AST:
     while (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in ("decode", "encode")
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("decode", "encode")
     ):
         node = node.func.value
     return node
@@ -340,7 +366,11 @@ def _codec_decompresses(call: ast.Call) -> bool:
     """``codecs.decode(data, "zlib")`` decompresses; ``codecs.decode(data, "hex")`` does not."""
     codec = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "encoding"), None)
     return isinstance(codec, ast.Constant) and str(codec.value).lower().replace("-", "_") in (
-        "zlib", "zip", "zlib_codec", "bz2", "bz2_codec"
+        "zlib",
+        "zip",
+        "zlib_codec",
+        "bz2",
+        "bz2_codec",
     )
 
 

@@ -14,7 +14,6 @@ import ast
 import posixpath
 from dataclasses import dataclass
 
-from harness.unwrap_scope import UNKNOWN, Scope
 from harness.unwrap_ops import (
     KNOWN_MODULES,
     OPERATIONS,
@@ -24,6 +23,7 @@ from harness.unwrap_ops import (
     decompress_lzma,
     module_constant,
 )
+from harness.unwrap_scope import UNKNOWN, Scope
 
 # Evaluating one expression may not nest deeper than this: a 200-level nested expression or a
 # 10,000-piece ``+`` chain must fail cleanly, not exhaust the interpreter's stack.
@@ -99,7 +99,11 @@ class Evaluator:
             return self.scope.aliases[name]
         for module in reversed(self.scope.star_modules):
             qualified = f"{module}.{name}"
-            if qualified in OPERATIONS or qualified in _DECOMPRESSOR_FACTORIES or module_constant(qualified) is not None:
+            if (
+                qualified in OPERATIONS
+                or qualified in _DECOMPRESSOR_FACTORIES
+                or module_constant(qualified) is not None
+            ):
                 return qualified
         bound = self.scope.binding(node)
         if bound is not None and isinstance(bound, (ast.Name, ast.Attribute, ast.Call)) and name not in self._resolving:
@@ -243,7 +247,9 @@ class Evaluator:
             return self._method(receiver, call.func.attr, args, kwargs, receiver.steps + steps)
         raise NotLiteral("call of an unknown function")
 
-    def _apply(self, operation: Operation, args: list[object], kwargs: dict[str, object], steps: tuple[str, ...]) -> Value:
+    def _apply(
+        self, operation: Operation, args: list[object], kwargs: dict[str, object], steps: tuple[str, ...]
+    ) -> Value:
         return Value(operation.apply(args, kwargs, self.cap), steps + (operation.label,))
 
     def _text_codec(self, args: list[object], kwargs: dict[str, object], steps: tuple[str, ...]) -> Value:
@@ -256,7 +262,9 @@ class Evaluator:
                 raise DecodeFailure(f"codecs.decode: {exc}") from None
         raise NotLiteral("codecs.decode of a non-literal")
 
-    def _method(self, receiver: Value, method: str, args: list[object], kwargs: dict[str, object], steps: tuple[str, ...]) -> Value:
+    def _method(
+        self, receiver: Value, method: str, args: list[object], kwargs: dict[str, object], steps: tuple[str, ...]
+    ) -> Value:
         data = receiver.data
         if isinstance(data, _Decompressor) and method == "decompress":
             return self._decompressor_output(data, args, steps)

@@ -14,8 +14,8 @@ import binascii
 import bz2
 import lzma
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 # Dictionary sizes above this are refused before any allocation: a raw LZMA2 filter chain is
 # the one place a shim can ask the decoder for an arbitrary amount of memory up front.

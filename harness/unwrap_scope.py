@@ -167,11 +167,25 @@ def _target_names(target: ast.AST) -> Iterator[str]:
 
 
 # The node types ``Scope.add`` records something for; every other node it ignores.
-BINDING_NODES: frozenset[type] = frozenset({
-    ast.Name, ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.NamedExpr, ast.withitem,
-    ast.For, ast.AsyncFor, ast.AugAssign, ast.comprehension, ast.ExceptHandler, ast.Global, ast.Nonlocal,
-    *SCOPE_TYPES,
-})
+BINDING_NODES: frozenset[type] = frozenset(
+    {
+        ast.Name,
+        ast.Import,
+        ast.ImportFrom,
+        ast.Assign,
+        ast.AnnAssign,
+        ast.NamedExpr,
+        ast.withitem,
+        ast.For,
+        ast.AsyncFor,
+        ast.AugAssign,
+        ast.comprehension,
+        ast.ExceptHandler,
+        ast.Global,
+        ast.Nonlocal,
+        *SCOPE_TYPES,
+    }
+)
 
 
 def walk_with_owners(tree: ast.AST) -> tuple[list[ast.AST], list[ast.AST | None]]:

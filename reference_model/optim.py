@@ -107,7 +107,9 @@ def is_control_tensor(name: str) -> bool:
     return any(pattern in name for pattern in CONTROL_TENSOR_NAME_PATTERNS)
 
 
-def build_optimizers(model: GPT, settings: OptimizerSettings, fused: bool = False) -> tuple[list[torch.optim.Optimizer], Muon]:
+def build_optimizers(
+    model: GPT, settings: OptimizerSettings, fused: bool = False
+) -> tuple[list[torch.optim.Optimizer], Muon]:
     """Split parameters: block matrices → Muon; embedding, head, vectors, control tensors → Adam.
 
     Every optimizer's groups carry ``base_lr`` so the schedule can rescale ``lr`` each step.
@@ -122,9 +124,13 @@ def build_optimizers(model: GPT, settings: OptimizerSettings, fused: bool = Fals
     token_lr = settings.tied_embed_lr if model.config.tie_embeddings else settings.embed_lr
 
     def adam(params: list[Tensor], lr: float) -> torch.optim.Adam:
-        return torch.optim.Adam([{"params": params, "lr": lr, "base_lr": lr}], betas=betas, eps=settings.adam_eps, fused=fused)
+        return torch.optim.Adam(
+            [{"params": params, "lr": lr, "base_lr": lr}], betas=betas, eps=settings.adam_eps, fused=fused
+        )
 
-    muon = Muon(matrix_params, lr=settings.matrix_lr, momentum=settings.muon_momentum, backend_steps=settings.muon_backend_steps)
+    muon = Muon(
+        matrix_params, lr=settings.matrix_lr, momentum=settings.muon_momentum, backend_steps=settings.muon_backend_steps
+    )
     for group in muon.param_groups:
         group["base_lr"] = settings.matrix_lr
     optimizers: list[torch.optim.Optimizer] = [adam([model.tok_emb.weight], token_lr)]
@@ -142,7 +148,9 @@ def muon_momentum_at(step: int, settings: OptimizerSettings) -> float:
     return (1.0 - frac) * settings.muon_momentum_warmup_start + frac * settings.muon_momentum
 
 
-def set_schedule(optimizers: list[torch.optim.Optimizer], muon: Muon, step: int, lr_scale: float, settings: OptimizerSettings) -> None:
+def set_schedule(
+    optimizers: list[torch.optim.Optimizer], muon: Muon, step: int, lr_scale: float, settings: OptimizerSettings
+) -> None:
     """Apply this step's learning-rate multiplier and Muon momentum to every group."""
     momentum = muon_momentum_at(step, settings)
     for group in muon.param_groups:

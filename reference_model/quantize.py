@@ -84,7 +84,15 @@ def quantize_state_dict_int8(state_dict: dict[str, Tensor]) -> tuple[dict[str, o
     passthrough_orig_dtypes: dict[str, str] = {}
     qmeta: dict[str, dict[str, object]] = {}
     stats: QuantStats = dict.fromkeys(
-        ("param_count", "num_tensors", "num_float_tensors", "num_nonfloat_tensors", "baseline_tensor_bytes", "int8_payload_bytes"), 0
+        (
+            "param_count",
+            "num_tensors",
+            "num_float_tensors",
+            "num_nonfloat_tensors",
+            "baseline_tensor_bytes",
+            "int8_payload_bytes",
+        ),
+        0,
     )
     for name, tensor in state_dict.items():
         t = tensor.detach().to("cpu").contiguous()
@@ -169,7 +177,9 @@ def dequantize_state_dict_int8(obj: dict[str, object]) -> dict[str, Tensor]:
         scale = scales[name]
         if qmeta.get(name, {}).get("scheme") == "per_row" or scale.ndim > 0:
             if q.ndim == 0 or scale.numel() != q.shape[0]:
-                raise DataFormatError(f"artifact tensor {name!r}: {scale.numel()} row scales for shape {tuple(q.shape)}")
+                raise DataFormatError(
+                    f"artifact tensor {name!r}: {scale.numel()} row scales for shape {tuple(q.shape)}"
+                )
             row_scale = scale.to(dtype=torch.float32).view(q.shape[0], *([1] * (q.ndim - 1)))
             out[name] = (q.float() * row_scale).to(dtype=dtype).contiguous()
         else:
@@ -289,7 +299,9 @@ def infer_config(state_dict: dict[str, Tensor]) -> GPTConfig:
     kv_rows, _ = _shape(state_dict, "blocks.0.attn.c_k.weight", 2)
     fc_rows, _ = _shape(state_dict, "blocks.0.mlp.fc.weight", 2)
     if kv_rows % head_dim or fc_rows % model_dim:
-        raise DataFormatError(f"c_k rows {kv_rows} / fc rows {fc_rows} do not fit head_dim {head_dim}, width {model_dim}")
+        raise DataFormatError(
+            f"c_k rows {kv_rows} / fc rows {fc_rows} do not fit head_dim {head_dim}, width {model_dim}"
+        )
     tie = "lm_head.weight" not in state_dict
     try:
         config = GPTConfig(
@@ -313,10 +325,14 @@ def model_from_state_dict(state_dict: dict[str, Tensor]) -> GPT:
     unexpected = sorted(set(state_dict) - set(expected))
     missing = sorted(set(expected) - set(state_dict))
     if unexpected or missing:
-        raise DataFormatError(f"state dict does not match the inferred model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise DataFormatError(
+            f"state dict does not match the inferred model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     for name, tensor in state_dict.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise DataFormatError(f"tensor {name!r} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}")
+            raise DataFormatError(
+                f"tensor {name!r} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}"
+            )
     model.load_state_dict({name: t.float() for name, t in state_dict.items()}, strict=True)
     return model
 

@@ -331,7 +331,9 @@ def train(config: TrainConfig) -> TrainResult:
     # --- data: tokenizer byte tables, validation tokens (scoring only), training stream ---
     sp = load_tokenizer(Path(config.tokenizer_path))
     if int(sp.get_piece_size()) != config.vocab_size:
-        raise DataFormatError(f"tokenizer {config.tokenizer_path} has {sp.get_piece_size()} pieces but VOCAB_SIZE={config.vocab_size}")
+        raise DataFormatError(
+            f"tokenizer {config.tokenizer_path} has {sp.get_piece_size()} pieces but VOCAB_SIZE={config.vocab_size}"
+        )
     luts = build_byte_luts(sp, config.vocab_size)
     val_tokens = load_validation_tokens(val_pattern(config.data_path), config.train_seq_len)
     log0(f"val_tokens: {val_tokens.size - 1}")
@@ -340,7 +342,9 @@ def train(config: TrainConfig) -> TrainResult:
     val_batch_seqs = max(1, local_val_tokens // config.train_seq_len)
 
     def validate(model: GPT) -> ValSums:
-        return eval_val_sums(model, val_tokens, luts, config.train_seq_len, val_batch_seqs, ctx.rank, ctx.world_size, ctx.device)
+        return eval_val_sums(
+            model, val_tokens, luts, config.train_seq_len, val_batch_seqs, ctx.rank, ctx.world_size, ctx.device
+        )
 
     # --- model and optimizers ---
     base_model = GPT(config.model_config()).to(ctx.device)
@@ -374,7 +378,9 @@ def train(config: TrainConfig) -> TrainResult:
             t0 = time.perf_counter()
         if last_step:
             if stop_after_step is not None and step < config.iterations:
-                log0(f"stopping_early: wallclock_cap train_time:{training_time_ms:.0f}ms step:{step}/{config.iterations}")
+                log0(
+                    f"stopping_early: wallclock_cap train_time:{training_time_ms:.0f}ms step:{step}/{config.iterations}"
+                )
             break
 
         elapsed_ms = training_time_ms + 1000.0 * (time.perf_counter() - t0)
@@ -401,8 +407,12 @@ def train(config: TrainConfig) -> TrainResult:
         step += 1
 
         approx_ms = training_time_ms + 1000.0 * (time.perf_counter() - t0)
-        if config.train_log_every > 0 and (step <= 10 or step % config.train_log_every == 0 or stop_after_step is not None):
-            log0(f"step:{step}/{config.iterations} train_loss:{train_loss.item():.4f} train_time:{approx_ms:.0f}ms step_avg:{approx_ms / step:.2f}ms")
+        if config.train_log_every > 0 and (
+            step <= 10 or step % config.train_log_every == 0 or stop_after_step is not None
+        ):
+            log0(
+                f"step:{step}/{config.iterations} train_loss:{train_loss.item():.4f} train_time:{approx_ms:.0f}ms step_avg:{approx_ms / step:.2f}ms"
+            )
         reached_cap = max_wallclock_ms is not None and approx_ms >= max_wallclock_ms
         if ctx.enabled and max_wallclock_ms is not None:
             flag = torch.tensor(int(reached_cap), device=ctx.device)
@@ -433,7 +443,9 @@ def train(config: TrainConfig) -> TrainResult:
     t_eval = time.perf_counter()
     final = validate(base_model)
     eval_ms = 1000.0 * (time.perf_counter() - t_eval)
-    log0(f"final_int8_{compressor}_roundtrip val_loss:{final.val_loss:.4f} val_bpb:{final.val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
+    log0(
+        f"final_int8_{compressor}_roundtrip val_loss:{final.val_loss:.4f} val_bpb:{final.val_bpb:.4f} eval_time:{eval_ms:.0f}ms"
+    )
     log0(f"final_int8_{compressor}_roundtrip_exact val_loss:{final.val_loss:.8f} val_bpb:{final.val_bpb:.8f}")
     result = TrainResult(
         val_loss=final.val_loss,
@@ -462,7 +474,9 @@ def main() -> int:
 
     ``DATA_PATH``/``TOKENIZER_PATH`` default to the baseline's layout; errors are one line.
     """
-    config = dataclasses.replace(TrainConfig(), data_path=BASELINE_DATA_PATH, tokenizer_path=BASELINE_TOKENIZER_PATH).with_env()
+    config = dataclasses.replace(
+        TrainConfig(), data_path=BASELINE_DATA_PATH, tokenizer_path=BASELINE_TOKENIZER_PATH
+    ).with_env()
     try:
         train(config)
     except HarnessError as exc:

@@ -93,23 +93,27 @@ def test_valid_text_parses_into_a_rule() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda t: t.replace('severity = "warning"', 'severity = "fatal"'),
-         "severity 'fatal' is not one of error, warning, info"),
-        (lambda t: t.replace('id = "PG950"', 'id = "PG95"'),
-         "id 'PG95' does not match PG followed by three digits"),
-        (lambda t: t.replace('name = "example-rule"', 'name = "Example_Rule"'),
-         "name 'Example_Rule' is not kebab-case"),
+        (
+            lambda t: t.replace('severity = "warning"', 'severity = "fatal"'),
+            "severity 'fatal' is not one of error, warning, info",
+        ),
+        (lambda t: t.replace('id = "PG950"', 'id = "PG95"'), "id 'PG95' does not match PG followed by three digits"),
+        (
+            lambda t: t.replace('name = "example-rule"', 'name = "Example_Rule"'),
+            "name 'Example_Rule' is not kebab-case",
+        ),
         (lambda t: t.replace('fix = "How to fix."\n', ""), "'fix' must be a non-empty string"),
-        (lambda t: t.replace('sources = ["#152"]', "sources = []"),
-         "'sources' must be a non-empty list of strings"),
-        (lambda t: t.replace('checks = ["static"]', 'checks = ["dynamic"]'),
-         "checks ['dynamic'] must be 'static' and/or 'runtime'"),
-        (lambda t: t.replace('kind = "legal"', 'kind = "illegal"'),
-         "needs at least one 'legal' example"),
-        (lambda t: t.replace('title = "An example"', 'title = "An example"\nauthor = "x"'),
-         "unknown key(s) author"),
-        (lambda t: t.replace('kind = "illegal"', 'kind = "wrong"'),
-         "example 1 kind 'wrong' must be 'illegal' or 'legal'"),
+        (lambda t: t.replace('sources = ["#152"]', "sources = []"), "'sources' must be a non-empty list of strings"),
+        (
+            lambda t: t.replace('checks = ["static"]', 'checks = ["dynamic"]'),
+            "checks ['dynamic'] must be 'static' and/or 'runtime'",
+        ),
+        (lambda t: t.replace('kind = "legal"', 'kind = "illegal"'), "needs at least one 'legal' example"),
+        (lambda t: t.replace('title = "An example"', 'title = "An example"\nauthor = "x"'), "unknown key(s) author"),
+        (
+            lambda t: t.replace('kind = "illegal"', 'kind = "wrong"'),
+            "example 1 kind 'wrong' must be 'illegal' or 'legal'",
+        ),
         (lambda t: t.replace("[[examples]]", "[[examples", 1), "not valid TOML"),
     ],
 )
@@ -126,9 +130,7 @@ def test_catalog_level_checks() -> None:
     renamed = VALID.replace('id = "PG950"', 'id = "PG951"')
     with pytest.raises(CatalogError, match="name 'example-rule' already used by PG950.toml"):
         build_catalog({"PG950.toml": VALID, "PG951.toml": renamed})
-    two = build_catalog(
-        {"PG951.toml": renamed.replace("example-rule", "other-rule"), "PG950.toml": VALID}
-    )
+    two = build_catalog({"PG951.toml": renamed.replace("example-rule", "other-rule"), "PG950.toml": VALID})
     assert [r.id for r in two.rules] == ["PG950", "PG951"]
 
 
@@ -155,12 +157,9 @@ def test_examples(entry: Rule, index: int, tmp_path: Path) -> None:
     found = [(f.rule, f.severity, f.line, f.message) for f in result.findings]
     if example.kind == "illegal":
         assert any(f.rule == entry.id and f.severity is entry.severity for f in result.findings), (
-            f"{entry.id} illegal example '{example.title}' did not raise {entry.id} at "
-            f"{entry.severity.value}: {found}"
+            f"{entry.id} illegal example '{example.title}' did not raise {entry.id} at {entry.severity.value}: {found}"
         )
-        other_errors = [
-            f for f in result.findings if f.severity is Severity.ERROR and f.rule != entry.id
-        ]
+        other_errors = [f for f in result.findings if f.severity is Severity.ERROR and f.rule != entry.id]
         assert other_errors == [], f"other error-level findings: {found}"
     else:
         loud = [f for f in result.findings if f.severity in (Severity.ERROR, Severity.WARNING)]

@@ -34,8 +34,9 @@ def _marker_check(ctx: CheckContext) -> list[Finding]:
         for number, line in enumerate(parsed.source.text.splitlines(), start=1):
             for rule_id, level in MARKER.findall(line):
                 findings.append(
-                    Finding(rule_id, Severity(level.lower()), parsed.source.display_name, number,
-                            f"marker {rule_id} found")
+                    Finding(
+                        rule_id, Severity(level.lower()), parsed.source.display_name, number, f"marker {rule_id} found"
+                    )
                 )
     return findings
 
@@ -106,16 +107,18 @@ def _json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dic
 
 
 def test_exit_codes_per_verdict(capsys: pytest.CaptureFixture[str]) -> None:
-    cases = [("ok", PASS_CODE, 0, "pass"), ("warn", REVIEW_CODE, 0, "review"),
-             ("bad", FAIL_CODE, 1, "fail"), ("broken", BROKEN_CODE, 3, "error")]
+    cases = [
+        ("ok", PASS_CODE, 0, "pass"),
+        ("warn", REVIEW_CODE, 0, "review"),
+        ("bad", FAIL_CODE, 1, "fail"),
+        ("broken", BROKEN_CODE, 3, "error"),
+    ]
     for name, code_text, expected_code, verdict in cases:
         folder = _submission(name, code_text)
         code, report = _json([str(folder)], capsys)
         assert (code, report["submissions"][0]["verdict"]) == (expected_code, verdict), name
     broken = _json(["records/track/broken"], capsys)[1]["submissions"][0]["findings"]
-    assert [(f["rule"], f["severity"], f["file"]) for f in broken] == [
-        ("PG000", "error", "train_gpt.py")
-    ]
+    assert [(f["rule"], f["severity"], f["file"]) for f in broken] == [("PG000", "error", "train_gpt.py")]
 
 
 def test_tree_exit_code_fail_beats_error_beats_pass(capsys: pytest.CaptureFixture[str]) -> None:
@@ -124,7 +127,8 @@ def test_tree_exit_code_fail_beats_error_beats_pass(capsys: pytest.CaptureFixtur
     code, report = _json(["records", "--jobs", "1"], capsys)
     assert code == 3
     assert [(s["path"], s["verdict"]) for s in report["submissions"]] == [
-        ("records/track/broken", "error"), ("records/track/ok", "pass"),
+        ("records/track/broken", "error"),
+        ("records/track/ok", "pass"),
     ]
     _submission("bad", FAIL_CODE)
     code, report = _json(["records", "--jobs", "1"], capsys)
@@ -149,9 +153,7 @@ def test_fail_on_warning_select_and_ignore(capsys: pytest.CaptureFixture[str]) -
     assert (code, err) == (2, "golf-check: error: --ignore: unknown rule PG903 (see --list-rules)\n")
 
 
-def test_allowlist_moves_a_finding_out_of_the_verdict(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_allowlist_moves_a_finding_out_of_the_verdict(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = _submission("bad", FAIL_CODE)
     allow = tmp_path / "allow.toml"
     allow.write_text(
@@ -163,7 +165,10 @@ def test_allowlist_moves_a_finding_out_of_the_verdict(
     assert code == 0
     assert report["submissions"][0]["verdict"] == "review"
     assert report["submissions"][0]["findings"][-1] == {
-        "rule": "PG901", "severity": "info", "file": "train_gpt.py", "line": 2,
+        "rule": "PG901",
+        "severity": "info",
+        "file": "train_gpt.py",
+        "line": 2,
         "message": "allowlisted (error): marker PG901 found [reason: reviewed: marker is harmless]",
         "path": [],
     }
@@ -192,9 +197,7 @@ def test_usage_errors_are_one_line_with_exit_2(capsys: pytest.CaptureFixture[str
             assert err == expected
 
 
-def test_internal_error_is_one_line_exit_2(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_internal_error_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import harness.check.runner as runner
 
     def explode(*_args: object, **_kwargs: object) -> None:
@@ -205,9 +208,7 @@ def test_internal_error_is_one_line_exit_2(
     assert (code, out, err) == (2, "", "golf-check: error: internal error: RuntimeError: boom second line\n")
 
 
-def test_output_file_and_stable_json_cold_warm_and_parallel(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_output_file_and_stable_json_cold_warm_and_parallel(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     for index in range(3):
         _submission(f"s{index}", (FAIL_CODE if index == 1 else PASS_CODE) + f"# {index}\n")
     cold = tmp_path / "cold.json"
@@ -253,9 +254,18 @@ def test_formats_render_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"})
+    subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.com",
+        },
+    )
 
 
 def test_changed_audits_only_touched_folders(capsys: pytest.CaptureFixture[str]) -> None:
@@ -269,7 +279,8 @@ def test_changed_audits_only_touched_folders(capsys: pytest.CaptureFixture[str])
     code, report = _json(["--changed", "HEAD~1...HEAD"], capsys)
     assert code == 0
     assert [(s["path"], s["verdict"]) for s in report["submissions"]] == [
-        ("diff HEAD~1...HEAD", "pass"), ("records/track/new", "review"),
+        ("diff HEAD~1...HEAD", "pass"),
+        ("records/track/new", "review"),
     ]
 
 
@@ -293,7 +304,10 @@ def test_golf_check_never_imports_torch(tmp_path: Path) -> None:
         "print('codes', codes, file=sys.stderr)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", probe, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "GOLF_HARNESS_CACHE": str(tmp_path / "cache")},
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -47,8 +47,10 @@ def _describe(runner: ModuleType, cases: list, results: dict, outcomes: set[str]
         result = results[case.case_id]
         outcome = runner.judge(case, result)
         if outcome in outcomes:
-            lines.append(f"{case.case_id}: {outcome}, verdict {result.verdict}, errors "
-                         f"{sorted(result.error_rules)} {result.problem}".rstrip())
+            lines.append(
+                f"{case.case_id}: {outcome}, verdict {result.verdict}, errors "
+                f"{sorted(result.error_rules)} {result.problem}".rstrip()
+            )
     return "\n".join(lines)
 
 

@@ -102,8 +102,11 @@ _LITERAL_BODIES = st.text(alphabet=st.characters(codec="utf-8", exclude_categori
 
 
 @settings(max_examples=300, deadline=None)
-@given(body=_LITERAL_BODIES, prefix=st.sampled_from(["", "r", "R", "u", "U", "b", "rb", "Br"]),
-       quote=st.sampled_from(["'", '"', "'''", '"""']))
+@given(
+    body=_LITERAL_BODIES,
+    prefix=st.sampled_from(["", "r", "R", "u", "U", "b", "rb", "Br"]),
+    quote=st.sampled_from(["'", '"', "'''", '"""']),
+)
 def test_literal_fast_path_equals_literal_eval(body: str, prefix: str, quote: str) -> None:
     """Over single literal tokens Python accepts (the only ones libcst hands over)."""
     assume(quote[0] not in body)

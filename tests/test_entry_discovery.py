@@ -20,7 +20,7 @@ from harness.errors import HarnessError
 from harness.findings import Severity, Verdict, verdict_for
 from harness.loader import NO_CODE_MESSAGE, load_submission
 
-TRAINER = '''import os
+TRAINER = """import os
 
 import torch
 
@@ -39,7 +39,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-'''
+"""
 HELPER = "def encode(text: str) -> str:\n    return text.lower()\n"
 JSON = json.dumps({"name": "x", "author": "a", "github_id": "a", "val_bpb": 1.2, "date": "2026-04-01"})
 LOG = "step:1/20 train_loss:4.0\nstep:20/20 val_loss:1.0 val_bpb:1.2\nfinal_int8_zlib_roundtrip val_loss:1.0 val_bpb:1.2\n"
@@ -67,10 +67,15 @@ def _verdict(folder: Path) -> Verdict:
 def test_the_only_script_under_another_name_is_the_entry(tmp_path: Path) -> None:
     """Labeled record 2026-03-19 smeargate (PR #1086 and its re-submissions): the script is
     train_gpt_v5.py and the README's command still says train_gpt.py."""
-    folder = _write(tmp_path / "v5", {
-        "train_gpt_v5.py": TRAINER, "README.md": "```\ntorchrun --nproc_per_node=8 train_gpt.py\n```\n",
-        "submission.json": JSON, "train.log": LOG,
-    })
+    folder = _write(
+        tmp_path / "v5",
+        {
+            "train_gpt_v5.py": TRAINER,
+            "README.md": "```\ntorchrun --nproc_per_node=8 train_gpt.py\n```\n",
+            "submission.json": JSON,
+            "train.log": LOG,
+        },
+    )
     submission = load_submission(folder)
     assert submission.entry_files == ["train_gpt_v5.py"]
     assert _entries(folder) == ["train_gpt_v5.py"]
@@ -84,11 +89,15 @@ def test_the_only_script_under_another_name_is_the_entry(tmp_path: Path) -> None
 def test_train_gpt_py_stays_the_entry_beside_other_scripts(tmp_path: Path) -> None:
     """Most records (e.g. the caseops family beside lossless_caps.py/prepare_caseops_data.py):
     the conventional name wins and the others are helper modules, with no note."""
-    folder = _write(tmp_path / "caseops", {
-        "train_gpt.py": "import lossless_caps\n" + TRAINER, "lossless_caps.py": HELPER,
-        "prepare_caseops_data.py": "if __name__ == '__main__':\n    print('prep')\n",
-        "README.md": "```\npython prepare_caseops_data.py\ntorchrun train_gpt.py\n```\n",
-    })
+    folder = _write(
+        tmp_path / "caseops",
+        {
+            "train_gpt.py": "import lossless_caps\n" + TRAINER,
+            "lossless_caps.py": HELPER,
+            "prepare_caseops_data.py": "if __name__ == '__main__':\n    print('prep')\n",
+            "README.md": "```\npython prepare_caseops_data.py\ntorchrun train_gpt.py\n```\n",
+        },
+    )
     submission = load_submission(folder)
     assert submission.entry_files == ["train_gpt.py"]
     assert submission.entry_note == ""
@@ -98,10 +107,14 @@ def test_train_gpt_py_stays_the_entry_beside_other_scripts(tmp_path: Path) -> No
 def test_readme_run_command_names_the_entry(tmp_path: Path) -> None:
     """Labeled record 2026-03-31 LegendreGPT / PR #1657 (variants rrt, rrt_v4): the README's
     torchrun command names the script; markdown escapes (train\\_x.py) are read through."""
-    folder = _write(tmp_path / "legendre", {
-        "train_gpt_legendre.py": TRAINER, "train_gpt_legendre_old.py": TRAINER,
-        "README.md": "Run:\n\n    RUN_ID=x torchrun --standalone --nproc_per_node=8 train\\_gpt\\_legendre.py\n",
-    })
+    folder = _write(
+        tmp_path / "legendre",
+        {
+            "train_gpt_legendre.py": TRAINER,
+            "train_gpt_legendre_old.py": TRAINER,
+            "README.md": "Run:\n\n    RUN_ID=x torchrun --standalone --nproc_per_node=8 train\\_gpt\\_legendre.py\n",
+        },
+    )
     submission = load_submission(folder)
     assert submission.entry_files == ["train_gpt_legendre.py"]
     assert "named by the run command in README.md:3" in submission.entry_note
@@ -111,12 +124,16 @@ def test_the_distributed_run_command_is_the_training_entry(tmp_path: Path) -> No
     """CaseOps README shape (PR #1756: `python3 prepare_caseops_data.py …` for the data, then
     `torchrun … train_gpt.py`), here with the trainer renamed: the torchrun-launched script is
     the entry, the data preparation and the lossless_caps helper are helper modules."""
-    folder = _write(tmp_path / "caseops_renamed", {
-        "train_caseops.py": "import lossless_caps\n" + TRAINER, "lossless_caps.py": HELPER,
-        "prepare_caseops_data.py": "import lossless_caps\n\nif __name__ == '__main__':\n    print('prep')\n",
-        "README.md": "```\npython3 prepare_caseops_data.py \\\n  --out data/\n"
-                     "SEED=1 torchrun --standalone --nproc_per_node=8 train_caseops.py\n```\n",
-    })
+    folder = _write(
+        tmp_path / "caseops_renamed",
+        {
+            "train_caseops.py": "import lossless_caps\n" + TRAINER,
+            "lossless_caps.py": HELPER,
+            "prepare_caseops_data.py": "import lossless_caps\n\nif __name__ == '__main__':\n    print('prep')\n",
+            "README.md": "```\npython3 prepare_caseops_data.py \\\n  --out data/\n"
+            "SEED=1 torchrun --standalone --nproc_per_node=8 train_caseops.py\n```\n",
+        },
+    )
     submission = load_submission(folder)
     assert submission.entry_files == ["train_caseops.py"]
     assert "README.md:4" in submission.entry_note
@@ -125,11 +142,14 @@ def test_the_distributed_run_command_is_the_training_entry(tmp_path: Path) -> No
 def test_shell_script_names_the_entry_through_a_variable(tmp_path: Path) -> None:
     """PR #641 (106M binary: run_cuda_binary.sh runs the script) and PR #1638 (deploy.sh sets
     SCRIPT=experiments/train_gpt_v1.py, then `torchrun … ${SCRIPT}`; eval_only.py imports it)."""
-    folder = _write(tmp_path / "deploy", {
-        "train_gpt_v1.py": TRAINER,
-        "eval_only.py": "from train_gpt_v1 import main\n\nif __name__ == '__main__':\n    main()\n",
-        "deploy.sh": 'NPROC=8\nSCRIPT="experiments/train_gpt_v1.py"\ntorchrun --nproc_per_node=${NPROC} ${SCRIPT}\n',
-    })
+    folder = _write(
+        tmp_path / "deploy",
+        {
+            "train_gpt_v1.py": TRAINER,
+            "eval_only.py": "from train_gpt_v1 import main\n\nif __name__ == '__main__':\n    main()\n",
+            "deploy.sh": 'NPROC=8\nSCRIPT="experiments/train_gpt_v1.py"\ntorchrun --nproc_per_node=${NPROC} ${SCRIPT}\n',
+        },
+    )
     submission = load_submission(folder)
     assert submission.entry_files == ["train_gpt_v1.py"]
     assert "deploy.sh:3" in submission.entry_note
@@ -143,10 +163,15 @@ def test_a_log_that_echoes_the_source_names_the_entry(tmp_path: Path) -> None:
     shared = "\n".join(f"LAYER_{i} = {i}" for i in range(300)) + "\n"
     v1 = shared + TRAINER
     v2 = shared + "EXTRA = 1\n" + TRAINER
-    folder = _write(tmp_path / "variants", {
-        "train_v1.py": v1, "train_v2.py": v2, "train_v3.py": "X = 3\n" + TRAINER,
-        "log_seed42.txt": v2 + "=" * 100 + "\n" + LOG,
-    })
+    folder = _write(
+        tmp_path / "variants",
+        {
+            "train_v1.py": v1,
+            "train_v2.py": v2,
+            "train_v3.py": "X = 3\n" + TRAINER,
+            "log_seed42.txt": v2 + "=" * 100 + "\n" + LOG,
+        },
+    )
     submission = load_submission(folder)
     assert submission.entry_files == ["train_v2.py"]
     assert submission.entry_note.startswith("entry script: train_v2.py (its source is echoed in log_seed42.txt)")
@@ -155,26 +180,36 @@ def test_a_log_that_echoes_the_source_names_the_entry(tmp_path: Path) -> None:
 def test_ambiguous_candidates_are_each_audited(tmp_path: Path) -> None:
     """PR #1439 / #863 shape: variants side by side, none named anywhere. Each root that no
     other file imports is audited as an entry, the helper it imports is not, and the note says so."""
-    folder = _write(tmp_path / "lora", {
-        "train_lora_a.py": "import shared_utils\n" + TRAINER,
-        "train_lora_b.py": "from shared_utils import encode\n" + TRAINER,
-        "shared_utils.py": HELPER,
-    })
+    folder = _write(
+        tmp_path / "lora",
+        {
+            "train_lora_a.py": "import shared_utils\n" + TRAINER,
+            "train_lora_b.py": "from shared_utils import encode\n" + TRAINER,
+            "shared_utils.py": HELPER,
+        },
+    )
     submission = load_submission(folder)
     assert submission.entry_files == ["train_lora_a.py", "train_lora_b.py"]
     assert submission.entry_note.startswith("no single entry script: train_lora_a.py, train_lora_b.py are each audited")
     assert {s.display_name: s.is_entry for s in submission.sources} == {
-        "train_lora_a.py": True, "train_lora_b.py": True, "shared_utils.py": False,
+        "train_lora_a.py": True,
+        "train_lora_b.py": True,
+        "shared_utils.py": False,
     }
     assert _verdict(folder) in (Verdict.PASS, Verdict.REVIEW)
 
 
 def test_the_script_that_imports_the_others_is_the_entry(tmp_path: Path) -> None:
     """PR #1999 / #1672 shape (train_x.py beside modules it imports; a package of helpers)."""
-    folder = _write(tmp_path / "modular", {
-        "train_ternary.py": "from ternary_linear import encode\nimport losses.mse\n" + TRAINER,
-        "ternary_linear.py": HELPER, "losses/__init__.py": "", "losses/mse.py": HELPER,
-    })
+    folder = _write(
+        tmp_path / "modular",
+        {
+            "train_ternary.py": "from ternary_linear import encode\nimport losses.mse\n" + TRAINER,
+            "ternary_linear.py": HELPER,
+            "losses/__init__.py": "",
+            "losses/mse.py": HELPER,
+        },
+    )
     submission = load_submission(folder)
     assert submission.entry_files == ["train_ternary.py"]
     assert "not imported by another file and has a __main__ block" in submission.entry_note
@@ -182,10 +217,13 @@ def test_the_script_that_imports_the_others_is_the_entry(tmp_path: Path) -> None
 
 def test_a_launcher_and_the_script_it_runs_are_both_entries(tmp_path: Path) -> None:
     """PR #1555 shape: submission.py starts the trainer by file name in a subprocess."""
-    folder = _write(tmp_path / "launcher", {
-        "launch.py": "import subprocess\n\nsubprocess.run(['torchrun', 'inner_train.py'], check=True)\n",
-        "inner_train.py": TRAINER,
-    })
+    folder = _write(
+        tmp_path / "launcher",
+        {
+            "launch.py": "import subprocess\n\nsubprocess.run(['torchrun', 'inner_train.py'], check=True)\n",
+            "inner_train.py": TRAINER,
+        },
+    )
     assert load_submission(folder).entry_files == ["inner_train.py", "launch.py"]
 
 
@@ -197,7 +235,8 @@ def test_an_unreadable_chosen_entry_is_an_error(tmp_path: Path) -> None:
     submission = load_submission(folder)
     assert submission.entry_files == ["train_v9.py"]
     assert [(f.severity, f.file) for f in submission.load_findings if f.rule == "PG000"] == [
-        (Severity.ERROR, "train_v9.py"), (Severity.INFO, "train_v9.py"),
+        (Severity.ERROR, "train_v9.py"),
+        (Severity.INFO, "train_v9.py"),
     ]
 
 
@@ -209,7 +248,11 @@ def test_a_renamed_entry_is_no_package_finding_but_must_parse(tmp_path: Path) ->
     """Labeled record 2026-04-15 Mamba3Hybrid (PR #1107/#1355 shape): the accepted script is
     train_mamba3_hybrid.py, so the missing train_gpt.py is no PG401; a renamed script that does
     not parse is the PG401 error train_gpt.py would get (twin of the legal folder)."""
-    package = {"README.md": "```\ntorchrun train_mamba3_hybrid.py\n```\n", "submission.json": JSON, "train_seed1.log": LOG}
+    package = {
+        "README.md": "```\ntorchrun train_mamba3_hybrid.py\n```\n",
+        "submission.json": JSON,
+        "train_seed1.log": LOG,
+    }
     good = _write(tmp_path / "good", {"train_mamba3_hybrid.py": TRAINER, **package})
     assert not [f for f in analyze(load_submission(good)) if f.rule == "PG401"]
     broken = _write(tmp_path / "broken", {"train_mamba3_hybrid.py": "def main(:\n    pass\n", **package})
@@ -243,7 +286,11 @@ def test_logs_of_a_folder_without_code_point_at_what_ran(tmp_path: Path) -> None
     (score-first TTT after serialization, the #1431 log order) gets no TTT sentence. Both stay
     warnings (verdict review): the logs cannot show what data the TTT trained on."""
     dump = "ttt_enabled: True\nttt_lora_rank:8 ttt_chunk_size:256\n"  # a one-line dump (#512 logs) is no TTT activity
-    early = dump + "step:20/20 val_loss:1.0\nttt:start lr=0.0005 epochs=6\nttt_adamw:epoch 1/6 loss:2.9\nSerialized model: 100 bytes\n" + LOG
+    early = (
+        dump
+        + "step:20/20 val_loss:1.0\nttt:start lr=0.0005 epochs=6\nttt_adamw:epoch 1/6 loss:2.9\nSerialized model: 100 bytes\n"
+        + LOG
+    )
     late = dump + "step:20/20 val_loss:1.0\nSerialized model: 100 bytes\nttt: chunk=0/348\n" + LOG
     for name, log, expect_ttt in (("early", early, True), ("late", late, False)):
         folder = _write(tmp_path / name, {"README.md": "x\n", "submission.json": JSON, "train_seed42.log": log})
@@ -264,14 +311,23 @@ def test_tree_discovery_finds_every_shape_once(tmp_path: Path) -> None:
     whether it has code (PR #1501 keeps two submissions in one PR folder; PR #525 and #800 keep
     an older copy with its own train_gpt.py/submission.json inside the submission)."""
     records = tmp_path / "records"
-    _write(records / "track/a_conventional", {"train_gpt.py": TRAINER, "older/train_gpt.py": TRAINER,
-                                             "older/submission.json": JSON})
+    _write(
+        records / "track/a_conventional",
+        {"train_gpt.py": TRAINER, "older/train_gpt.py": TRAINER, "older/submission.json": JSON},
+    )
     _write(records / "track/b_renamed", {"train_mamba3_hybrid.py": TRAINER, "README.md": "x\n"})
     _write(records / "track/c_nocode", {"README.md": "x\n", "submission.json": JSON})
     _write(records / "track/d_log_only", {"run_notes.txt": LOG})
-    _write(records / "pr1501", {"README.md": "two records\n", "record_a/submission.json": JSON,
-                                "record_a/train_gpt.py": TRAINER, "ablation_b/submission.json": JSON,
-                                "ablation_b/train_b.py": TRAINER})
+    _write(
+        records / "pr1501",
+        {
+            "README.md": "two records\n",
+            "record_a/submission.json": JSON,
+            "record_a/train_gpt.py": TRAINER,
+            "ablation_b/submission.json": JSON,
+            "ablation_b/train_b.py": TRAINER,
+        },
+    )
     _write(records / "notes", {"ideas.md": "not a submission\n", "todo.txt": "nothing here\n"})
     _write(records / ".cache/x", {"train_gpt.py": TRAINER})
     found = discover_submissions([records])

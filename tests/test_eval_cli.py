@@ -48,8 +48,20 @@ def tiny_artifact(small_data: DataPaths, tmp_path_factory: pytest.TempPathFactor
 
 
 def _args(data: DataPaths, out: Path, *extra: str) -> list[str]:
-    return ["--data", str(data.data_dir), "--tokenizer", str(data.tokenizer_path), "--seq-len", str(SEQ_LEN),
-            "--chunk-tokens", "1024", "--out", str(out), "--quiet", *extra]
+    return [
+        "--data",
+        str(data.data_dir),
+        "--tokenizer",
+        str(data.tokenizer_path),
+        "--seq-len",
+        str(SEQ_LEN),
+        "--chunk-tokens",
+        "1024",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def _report(out: Path) -> dict:
@@ -103,8 +115,15 @@ def test_sgd_ttt_lowers_bpb_on_embedded_tokens(
     assert code == 0 and report["audited"], report["findings"]
     none_bpb, sgd_bpb = _report(plain_run)["val_bpb"], report["val_bpb"]
     assert sgd_bpb < none_bpb - 0.05, (none_bpb, sgd_bpb)
-    assert report["config"]["adapter"] == {"lr": 0.05, "momentum": 0.9, "epochs": 3, "grad_clip": 1.0,
-                                           "freeze_blocks": 0, "batch_seqs": 32, "seq_len": SEQ_LEN}
+    assert report["config"]["adapter"] == {
+        "lr": 0.05,
+        "momentum": 0.9,
+        "epochs": 3,
+        "grad_clip": 1.0,
+        "freeze_blocks": 0,
+        "batch_seqs": 32,
+        "seq_len": SEQ_LEN,
+    }
 
 
 def test_lora_settings_reach_the_adapter_and_the_report(
@@ -114,16 +133,32 @@ def test_lora_settings_reach_the_adapter_and_the_report(
     settings = ("--ttt", "lora", "--lora-rank", "2", "--lora-lr", "0.03", "--lora-targets", "all", "--max-chunks", "2")
     assert main(["--artifact", str(tiny_artifact), *_args(small_data, out, *settings)]) == 1  # partial: never audited
     report = _report(out)
-    expected = {"lora_rank": 2, "lora_lr": 0.03, "lora_targets": "all", "epochs": 3, "grad_clip": 1.0, "seq_len": SEQ_LEN}
+    expected = {
+        "lora_rank": 2,
+        "lora_lr": 0.03,
+        "lora_targets": "all",
+        "epochs": 3,
+        "grad_clip": 1.0,
+        "seq_len": SEQ_LEN,
+    }
     assert report["config"]["ttt"] == "lora" and report["config"]["adapter"] == expected
     assert report["findings"] == [] and report["tokens"] == 2048
     header = json.loads((out / "chunks.jsonl").read_text().splitlines()[0])
     assert header["adapter_name"] == "lora" and header["config"]["adapter"] == expected
-    assert main(["--artifact", str(tiny_artifact), *_args(small_data, tmp_path / "bad", "--ttt", "lora", "--lora-rank", "0")]) == 2
+    assert (
+        main(
+            [
+                "--artifact",
+                str(tiny_artifact),
+                *_args(small_data, tmp_path / "bad", "--ttt", "lora", "--lora-rank", "0"),
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip().endswith("--lora-rank must be ≥ 1 and --lora-lr positive")
 
 
-PEEKING_ENTRY = '''
+PEEKING_ENTRY = """
 import torch
 from reference_model.quantize import model_from_artifact
 
@@ -137,7 +172,7 @@ class Peek:
 
 def make_adapter(model, config):
     return Peek()
-'''
+"""
 
 
 def test_submission_adapter_reading_unscored_tokens_is_reported(
@@ -152,11 +187,16 @@ def test_submission_adapter_reading_unscored_tokens_is_reported(
     report = _report(out)
     assert code == 1 and report["audited"] is False
     runtime = [f for f in report["findings"] if f["rule"] == "PG101"]
-    assert runtime == [{
-        "rule": "PG101", "severity": "error", "file": "golf_entry.py", "line": 0,
-        "message": "adapter tried to read unscored tokens: asked for [1025, 1089) but only [0, 1025) are scored",
-        "path": [],
-    }]
+    assert runtime == [
+        {
+            "rule": "PG101",
+            "severity": "error",
+            "file": "golf_entry.py",
+            "line": 0,
+            "message": "adapter tried to read unscored tokens: asked for [1025, 1089) but only [0, 1025) are scored",
+            "path": [],
+        }
+    ]
     assert report["stopped"].startswith("stopped after chunk 0")
     assert report["log"]["verified"] is True  # an honest, shortened log
 
@@ -183,8 +223,18 @@ class _Session:
         self.findings: list = []
 
     def to_json(self) -> dict:
-        return {"attempts": [{"rule": "PG301", "event": "socket.connect", "target": "10.0.0.1:443",
-                              "file": "<runtime>", "line": 0, "count": 2}]}
+        return {
+            "attempts": [
+                {
+                    "rule": "PG301",
+                    "event": "socket.connect",
+                    "target": "10.0.0.1:443",
+                    "file": "<runtime>",
+                    "line": 0,
+                    "count": 2,
+                }
+            ]
+        }
 
 
 def test_probe_and_guard_plugins_are_called_and_reported(
@@ -208,8 +258,15 @@ def test_probe_and_guard_plugins_are_called_and_reported(
             return {"causality": {"positions": 4, "max_abs_diff": 0.5, "tolerance": 1e-5}}
 
     def run_probes(model, tokens, *, seq_len, vocab_size, device, bos_id, document_isolation):  # type: ignore[no-untyped-def]
-        calls["probes"] = (tuple(tokens.shape), seq_len, vocab_size, str(device), bos_id, model.training,
-                           document_isolation)
+        calls["probes"] = (
+            tuple(tokens.shape),
+            seq_len,
+            vocab_size,
+            str(device),
+            bos_id,
+            model.training,
+            document_isolation,
+        )
         return Outcome()
 
     @contextlib.contextmanager
@@ -222,8 +279,13 @@ def test_probe_and_guard_plugins_are_called_and_reported(
     monkeypatch.setitem(sys.modules, "harness.evaluate.probes", types.SimpleNamespace(run_probes=run_probes))
     monkeypatch.setitem(sys.modules, "harness.evaluate.guards", types.SimpleNamespace(guarded=guarded))
     out = tmp_path / "out"
-    request = EvalRequest(submission=None, artifact=tiny_artifact, data=small_data,
-                          config=EvalConfig(seq_len=SEQ_LEN, chunk_tokens=1024), out_dir=out)
+    request = EvalRequest(
+        submission=None,
+        artifact=tiny_artifact,
+        data=small_data,
+        config=EvalConfig(seq_len=SEQ_LEN, chunk_tokens=1024),
+        out_dir=out,
+    )
     outcome = run_evaluation(request)
     assert calls["probes"] == ((4 * SEQ_LEN + 1,), SEQ_LEN, small_data.vocab_size, "cpu", 1, False, None)
     assert calls["guards"] == (
@@ -232,10 +294,23 @@ def test_probe_and_guard_plugins_are_called_and_reported(
     )
     report = _report(out)
     assert [f["rule"] for f in report["findings"]] == ["PG201", "PG301"]
-    assert report["probes"] == {"available": True, "causality": {"positions": 4, "max_abs_diff": 0.5, "tolerance": 1e-5}}
-    assert report["guards"] == {"available": True, "attempts": [{
-        "rule": "PG301", "event": "socket.connect", "target": "10.0.0.1:443", "file": "<runtime>", "line": 0,
-        "count": 2}]}
+    assert report["probes"] == {
+        "available": True,
+        "causality": {"positions": 4, "max_abs_diff": 0.5, "tolerance": 1e-5},
+    }
+    assert report["guards"] == {
+        "available": True,
+        "attempts": [
+            {
+                "rule": "PG301",
+                "event": "socket.connect",
+                "target": "10.0.0.1:443",
+                "file": "<runtime>",
+                "line": 0,
+                "count": 2,
+            }
+        ],
+    }
     assert report["audited"] is False and outcome.audited is False
     assert report["log"]["verified"] is True and report["complete"] is True
 
@@ -261,7 +336,8 @@ def test_entry_point_with_a_dataclass_and_a_broken_entry(
     folder = tmp_path / "submission"
     folder.mkdir()
     (folder / "train_gpt.py").write_text("print('training happens elsewhere')\n")
-    (folder / "golf_entry.py").write_text(textwrap.dedent('''
+    (folder / "golf_entry.py").write_text(
+        textwrap.dedent("""
         from dataclasses import dataclass
         from reference_model.quantize import model_from_artifact
 
@@ -273,7 +349,8 @@ def test_entry_point_with_a_dataclass_and_a_broken_entry(
             model = model_from_artifact(artifact_path)
             model.options = Options()
             return model.to(device)
-    '''))
+    """)
+    )
     out = tmp_path / "ok"
     # Exit 0: the bare folder lacks README/submission.json/logs (PG401 warnings since issue 12:
     # records were merged without a log), and the entry point itself loads, scores everything
@@ -285,8 +362,10 @@ def test_entry_point_with_a_dataclass_and_a_broken_entry(
     assert {f["severity"] for f in report["findings"]} == {"warning"}
     (folder / "golf_entry.py").write_text("def load_model(artifact_path, device):\n    return 42\n")
     assert main([str(folder), "--artifact", str(tiny_artifact), *_args(small_data, tmp_path / "bad")]) == 3
-    assert capsys.readouterr().err.strip().endswith(
-        "golf_entry.py: load_model must return an nn.Module with forward_logits(input_ids)"
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("golf_entry.py: load_model must return an nn.Module with forward_logits(input_ids)")
     )
 
 

@@ -40,8 +40,9 @@ def honest_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Pat
         adapter_config = AdapterConfig(seq_len=25, lr=0.1)
         config = EvalConfig(seq_len=25, stride=10, chunk_tokens=200, ttt=ttt, adapter=adapter_config)
         path = folder / f"{ttt}.jsonl"
-        result = evaluate(model, make_adapter(ttt, model, adapter_config), EvalInputs(tokens, target_bytes, 8),
-                          config, path)
+        result = evaluate(
+            model, make_adapter(ttt, model, adapter_config), EvalInputs(tokens, target_bytes, 8), config, path
+        )
         logs[ttt] = (path, result.val_bpb)
     return logs
 
@@ -103,7 +104,10 @@ def test_deleted_chunk_line(honest_logs: dict, tmp_path: Path) -> None:
     errors = verify_log(_write(tmp_path, lines)).errors
     assert errors[0] == "line 3: hash chain broken (prev does not match the SHA-256 of line 2)"
     assert "line 3: chunk 2 is out of order (expected chunk 1)" in errors
-    assert "line 3: chunk 2 starts at target 405 but scoring had reached 205: targets [205, 405) were never scored" in errors
+    assert (
+        "line 3: chunk 2 starts at target 405 but scoring had reached 205: targets [205, 405) were never scored"
+        in errors
+    )
 
 
 def test_reordered_chunk_lines(honest_logs: dict, tmp_path: Path) -> None:

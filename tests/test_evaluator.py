@@ -25,7 +25,6 @@ from harness.evaluate.scoring import ScoringError
 from harness.evaluate.verify import verify_log
 from harness.evaluate.windows import plan_evaluation, plan_windows
 
-
 # ---------------------------------------------------------------- window plan
 
 
@@ -44,7 +43,9 @@ def _assert_plan_covers(total_tokens: int, seq_len: int, stride: int, chunk_toke
             assert 0 <= start and start + length <= targets  # inputs and targets stay in the stream
             assert start + offset >= chunk.target_start
             # window's first scored target lies in this chunk's nominal block
-            assert (start + offset) // chunk_tokens == (chunk.windows.input_start[0] + chunk.windows.score_offset[0]) // chunk_tokens
+            assert (start + offset) // chunk_tokens == (
+                chunk.windows.input_start[0] + chunk.windows.score_offset[0]
+            ) // chunk_tokens
             scored = length - offset
             assert 1 <= scored <= (length if start == 0 and offset == 0 else stride)
             counts[start + offset : start + length] += 1
@@ -133,8 +134,15 @@ class SelfUpdating(Bigram):
         return logits
 
 
-def _run(model: nn.Module, tokens: np.ndarray, target_bytes: np.ndarray, vocab: int, tmp_path: Path,
-         use_adapter: object = None, **config: object) -> tuple:
+def _run(
+    model: nn.Module,
+    tokens: np.ndarray,
+    target_bytes: np.ndarray,
+    vocab: int,
+    tmp_path: Path,
+    use_adapter: object = None,
+    **config: object,
+) -> tuple:
     cfg = EvalConfig(**config)
     log = tmp_path / "chunks.jsonl"
     result = evaluate(model, use_adapter or NoAdapter(), EvalInputs(tokens, target_bytes, vocab), cfg, log)
@@ -173,8 +181,9 @@ def test_bigram_bpb_does_not_depend_on_stride_or_chunking(tmp_path: Path) -> Non
     values = []
     for index, (seq_len, stride, chunk) in enumerate([(50, 50, 1000), (50, 7, 64), (13, 1, 40)]):
         folder = tmp_path / str(index)
-        result, verified = _run(model, tokens, target_bytes, 8, folder, seq_len=seq_len, stride=stride,
-                                chunk_tokens=chunk, batch_windows=3)
+        result, verified = _run(
+            model, tokens, target_bytes, 8, folder, seq_len=seq_len, stride=stride, chunk_tokens=chunk, batch_windows=3
+        )
         assert verified.ok, verified.errors
         values.append(result.val_bpb)
     assert values[1] == pytest.approx(values[0], rel=1e-9)
@@ -258,8 +267,9 @@ class PeekingAdapter:
 def test_adapter_reading_unscored_tokens_is_stopped_and_reported(tmp_path: Path, swallow: bool) -> None:
     tokens = np.random.default_rng(2).integers(0, 8, size=401).astype(np.uint16)
     adapter = PeekingAdapter(swallow)
-    result, verified = _run(Bigram(8), tokens, np.ones(400, dtype=np.int64), 8, tmp_path,
-                            use_adapter=adapter, seq_len=20, chunk_tokens=100)
+    result, verified = _run(
+        Bigram(8), tokens, np.ones(400, dtype=np.int64), 8, tmp_path, use_adapter=adapter, seq_len=20, chunk_tokens=100
+    )
     assert adapter.calls == 1
     assert result.chunks_done == 1 and not result.complete
     assert [(f.rule, f.severity.value) for f in result.findings] == [("PG101", "error")]
@@ -274,8 +284,9 @@ def test_adapter_reading_unscored_tokens_is_stopped_and_reported(tmp_path: Path,
 
 def test_model_changing_itself_while_scoring_is_reported(tmp_path: Path) -> None:
     tokens = np.random.default_rng(3).integers(0, 8, size=201).astype(np.uint16)
-    result, verified = _run(SelfUpdating(8), tokens, np.ones(200, dtype=np.int64), 8, tmp_path,
-                            seq_len=20, chunk_tokens=100)
+    result, verified = _run(
+        SelfUpdating(8), tokens, np.ones(200, dtype=np.int64), 8, tmp_path, seq_len=20, chunk_tokens=100
+    )
     messages = [f.message for f in result.findings]
     assert messages[0].startswith("model state changed while chunk 0 was being scored")
     assert {f.rule for f in result.findings} == {"PG101"}
@@ -315,8 +326,18 @@ def test_sgd_adapter_trains_only_on_scored_tokens_and_lowers_bpb(tmp_path: Path)
         model = Bigram(8, seed=5)
         config = AdapterConfig(seq_len=40, lr=0.5)
         folder = tmp_path / ttt
-        result, verified = _run(model, tokens, target_bytes, 8, folder, use_adapter=make_adapter(ttt, model, config),
-                                seq_len=40, chunk_tokens=200, ttt=ttt, adapter=config)
+        result, verified = _run(
+            model,
+            tokens,
+            target_bytes,
+            8,
+            folder,
+            use_adapter=make_adapter(ttt, model, config),
+            seq_len=40,
+            chunk_tokens=200,
+            ttt=ttt,
+            adapter=config,
+        )
         assert verified.ok and verified.complete, verified.errors
         assert result.findings == []
         bpb[ttt] = result.val_bpb
@@ -339,8 +360,16 @@ class NetworkingAdapter:
 
 def test_guard_refusal_during_adaptation_keeps_its_rule(tmp_path: Path) -> None:
     tokens = np.random.default_rng(6).integers(0, 8, size=201).astype(np.uint16)
-    result, verified = _run(Bigram(8), tokens, np.ones(200, dtype=np.int64), 8, tmp_path,
-                            use_adapter=NetworkingAdapter(), seq_len=20, chunk_tokens=100)
+    result, verified = _run(
+        Bigram(8),
+        tokens,
+        np.ones(200, dtype=np.int64),
+        8,
+        tmp_path,
+        use_adapter=NetworkingAdapter(),
+        seq_len=20,
+        chunk_tokens=100,
+    )
     assert [(f.rule, f.file, f.message) for f in result.findings] == [
         ("PG301", "<adapter>", "network access refused: connect to 10.0.0.1:443")
     ]

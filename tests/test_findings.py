@@ -10,7 +10,10 @@ def test_unique_findings_drops_exact_repeats_only() -> None:
     same_place_other_rule = Finding("PG102", Severity.ERROR, "train_gpt.py", 12, "trained before scored")
     later_line = Finding("PG101", Severity.ERROR, "train_gpt.py", 13, "trained before scored")
     assert unique_findings([first, same_place_other_rule, first, later_line, first]) == [
-        first, same_place_other_rule, later_line]
+        first,
+        same_place_other_rule,
+        later_line,
+    ]
 
 
 def test_verdict_order_fail_beats_error_beats_review() -> None:

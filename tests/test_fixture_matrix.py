@@ -22,12 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from shims import wrap_lzma_b85, wrap_raw_lzma2, wrap_split_literal, write_sibling_shim
 
 from harness.catalog import load_catalog
 from harness.check.context import CheckOptions
 from harness.check.runner import audit_submissions
 from harness.findings import Finding, Severity
-from shims import wrap_lzma_b85, wrap_raw_lzma2, wrap_split_literal, write_sibling_shim
 
 FIXTURE_ROOT = Path(__file__).parent / "fixtures"
 FIXTURE_SETS = ("code", "mech")
@@ -44,9 +44,7 @@ def _fixture_files() -> list[Path]:
         for kind in ("legal", "illegal", "switched"):
             folder = FIXTURE_ROOT / name / kind
             files.extend(sorted(folder.glob("*.py")))
-            files.extend(
-                sorted(p for p in folder.glob("*") if p.is_dir() and (p / "train_gpt.py").is_file())
-            )
+            files.extend(sorted(p for p in folder.glob("*") if p.is_dir() and (p / "train_gpt.py").is_file()))
     return files
 
 
@@ -137,11 +135,7 @@ def test_fixture(fixture: Path, wrapper: str, tmp_path: Path) -> None:
     else:
         declared = load_catalog().get(rule_id)
         severity = declared.severity if declared is not None else None
-    raised = [
-        f
-        for f in findings
-        if f.rule == rule_id and (severity is None or f.severity is severity)
-    ]
+    raised = [f for f in findings if f.rule == rule_id and (severity is None or f.severity is severity)]
     assert raised, f"{rule_id} not raised ({wrapper}): {summary}"
     if fixture.is_dir():
         # The decisive code may be in a helper; what must never happen is a finding placed on

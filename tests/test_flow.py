@@ -54,8 +54,14 @@ def test_val_names_are_data_not_settings(name: str, expected: bool) -> None:
 
 @pytest.mark.parametrize(
     ("callee", "expected"),
-    [("load_validation_tokens", True), ("load_val_tokens", True), ("read_eval_shards", True),
-     ("eval_val", False), ("load_interval", False), ("log_interval_tokens", False)],
+    [
+        ("load_validation_tokens", True),
+        ("load_val_tokens", True),
+        ("read_eval_shards", True),
+        ("eval_val", False),
+        ("load_interval", False),
+        ("log_interval_tokens", False),
+    ],
 )
 def test_val_loader_call_names(callee: str, expected: bool) -> None:
     assert N.is_val_loader_call(callee) is expected
@@ -97,7 +103,8 @@ def test_calls_resolve_to_sibling_modules_nested_defs_and_unique_methods() -> No
 
 
 def test_taint_flows_through_slices_comprehensions_appends_and_returns() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import torch
         def batches_of(tokens, n):
             out = []
@@ -110,7 +117,8 @@ def test_taint_flows_through_slices_comprehensions_appends_and_returns() -> None
             loss = model(stacked)
             loss.backward()
         main(None, None)
-    """))
+    """)
+    )
     assert kinds(effects) == [("update", 12, True)]
     notes = [step.note for step in effects[0].taint.path]
     assert notes[0] == "VAL source: val_tokens"
@@ -119,7 +127,8 @@ def test_taint_flows_through_slices_comprehensions_appends_and_returns() -> None
 
 
 def test_untainted_reassignment_clears_taint_but_branches_do_not() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         def main(val_tokens, train_tokens, model, flag):
             x = val_tokens[:10]
             x = train_tokens[:10]
@@ -129,25 +138,29 @@ def test_untainted_reassignment_clears_taint_but_branches_do_not() -> None:
                 y = train_tokens[:10]
             model(y).backward()
         main(1, 2, 3, 4)
-    """))
+    """)
+    )
     assert kinds(effects) == [("update", 5, False), ("update", 9, True)]
 
 
 def test_chunk_loops_advance_and_epoch_loops_do_not() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         def ttt(model, val_tokens, epochs, n):
             for ci in range(n):
                 chunk = val_tokens[ci * 64 : (ci + 1) * 64]
                 for ep in range(epochs):
                     model(chunk).backward()
         ttt(1, 2, 3, 4)
-    """))
+    """)
+    )
     (update,) = effects
     assert [(f.line, f.advancing, f.over_range) for f in update.loops] == [(3, True, True), (5, False, True)]
 
 
 def test_while_loop_with_position_counter_advances() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         def ttt(model, val_tokens):
             pos = 0
             while pos < val_tokens.numel():
@@ -155,12 +168,14 @@ def test_while_loop_with_position_counter_advances() -> None:
                 model(chunk).backward()
                 pos += 64
         ttt(1, 2)
-    """))
+    """)
+    )
     assert [(f.advancing, f.over_range) for f in effects[0].loops] == [(True, False)]
 
 
 def test_effects_of_callees_are_inlined_in_program_order_with_call_sites() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import torch
         def score(model, val_tokens):
             loss_sum = 0.0
@@ -174,14 +189,16 @@ def test_effects_of_callees_are_inlined_in_program_order_with_call_sites() -> No
             torch.save(model.state_dict(), "final_model.pt")
             print(f"val_bpb:{score(model, val_tokens)}")
         main(1, 2)
-    """))
+    """)
+    )
     assert kinds(effects) == [("update", 9, True), ("artifact", 12, False), ("score", 6, True), ("score", 7, True)]
     assert [(c.line, c.note) for c in effects[0].calls] == [(14, "main(…)"), (11, "train(…)")]
     assert effects[0].functions == ("<module>", "main", "train")
 
 
 def test_score_accumulator_must_reach_the_reported_value() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         def ttt_adapt(model, val_tokens):
             running = 0.0
             kept = 0.0
@@ -193,12 +210,14 @@ def test_score_accumulator_must_reach_the_reported_value() -> None:
             print(f"ttt loss {running}")
             return kept
         ttt_adapt(1, 2)
-    """))
+    """)
+    )
     assert kinds(effects) == [("score", 8, True), ("update", 9, True)]
 
 
 def test_collective_gather_fills_its_output_argument() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import torch.distributed as dist
         def phase(model, val_tokens):
             scored = [val_tokens[:8]]
@@ -207,13 +226,15 @@ def test_collective_gather_fills_its_output_argument() -> None:
             for docs in gathered:
                 model(docs).backward()
         phase(1, 2)
-    """))
+    """)
+    )
     assert kinds(effects) == [("update", 8, True)]
     assert "gathered ← dist.all_gather_object(…)" in [s.note for s in effects[0].taint.path]
 
 
 def test_calibration_by_hooks_and_by_matmul_accumulation() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         def stats(model, batches):
             acc = {}
             def hook(mod, inp, out):
@@ -231,12 +252,14 @@ def test_calibration_by_hooks_and_by_matmul_accumulation() -> None:
             stats(model, [val_tokens[:64]])
             hess(val_tokens)
         main(1, 2)
-    """))
+    """)
+    )
     assert kinds(effects) == [("calibration", 8, True), ("calibration", 13, True)]
 
 
 def test_val_field_of_a_minified_config_class_is_a_source() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import glob
         class H:
             v = "./data/fineweb_val_*.bin"
@@ -245,7 +268,8 @@ def test_val_field_of_a_minified_config_class_is_a_source() -> None:
             t = glob.glob(h.v)
             m(t).backward()
         main(1)
-    """))
+    """)
+    )
     assert kinds(effects) == [("update", 8, True)]
     assert effects[0].taint.path[0].note == "VAL source: h.v (field H.v holds a validation path)"
 
@@ -278,7 +302,9 @@ def test_switch_values_follow_defaults_and_documented_settings() -> None:
     assert default.value(expr("args.unknown_thing"), used) is UNKNOWN
     assert used == set()
     readme = Setting("TTT_ENABLED", "1", "README.md", 14, "readme")
-    enabled, _ = switches_for(text, {"TTT_ENABLED": readme, "PREQUANT": Setting("PREQUANT", "True", "run.sh", 2, "script")})
+    enabled, _ = switches_for(
+        text, {"TTT_ENABLED": readme, "PREQUANT": Setting("PREQUANT", "True", "run.sh", 2, "script")}
+    )
     used = set()
     assert enabled.value(expr("args.ttt_enabled"), used) is True
     assert enabled.value(expr("args.flag"), used) is True
@@ -291,7 +317,9 @@ def test_switch_outcome_names_the_setting_or_the_default() -> None:
     cond = (Cond(parsed, expr("TTT_ENABLED"), True, 7),)
     outcome = off.outcome(cond)
     assert (outcome.runs, outcome.disabled_by) == (
-        False, "`TTT_ENABLED` at train_gpt.py:7 is false with the code defaults (no documented run sets it)")
+        False,
+        "`TTT_ENABLED` at train_gpt.py:7 is false with the code defaults (no documented run sets it)",
+    )
     setting = Setting("TTT_ENABLED", "1", "README.md", 14, "readme")
     on, parsed = switches_for(text, {"TTT_ENABLED": setting})
     outcome = on.outcome((Cond(parsed, expr("TTT_ENABLED"), True, 7),))
@@ -313,7 +341,8 @@ def test_conflicting_assignments_make_a_switch_unknown() -> None:
 
 
 def test_effect_kinds_cover_selection() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import copy
         def eval_val(model, val_tokens):
             loss_sum = 0.0
@@ -327,13 +356,15 @@ def test_effect_kinds_cover_selection() -> None:
                 if ci == 0:
                     model.load_state_dict(state)
         main(1, 2, 3)
-    """))
+    """)
+    )
     assert [e.kind for e in effects] == [EffectKind.SCORE, EffectKind.SCORE, EffectKind.SELECTION]
     assert effects[2].line == 9
 
 
 def test_score_is_placed_where_its_value_was_produced() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         def eval_lora(model, val_tokens, n):
             loss_sum = 0.0
             for ci in range(n):
@@ -345,12 +376,14 @@ def test_score_is_placed_where_its_value_was_produced() -> None:
                 loss_sum += again.sum().item()
             return loss_sum
         eval_lora(1, 2, 3)
-    """))
+    """)
+    )
     assert kinds(effects) == [("score", 8, True), ("update", 7, True), ("score", 10, True), ("score", 11, True)]
 
 
 def test_instances_of_a_class_that_loads_validation_data_are_val() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import glob
         class Data:
             def __init__(self, h):
@@ -364,14 +397,16 @@ def test_instances_of_a_class_that_loads_validation_data_are_val() -> None:
             model(d.tokens).backward()
             model(cfg.lr).backward()
         main(1)
-    """))
+    """)
+    )
     assert kinds(effects) == [("update", 12, True), ("update", 13, False)]
     assert effects[0].taint.path[0].note == "VAL source: h.val_files"
     assert "d.tokens set by Data(…)" in [step.note for step in effects[0].taint.path]
 
 
 def test_tuples_dicts_and_literal_keys_keep_train_and_val_apart() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import glob, torch
         def load_both(pattern_train, pattern_val):
             train = torch.load(pattern_train)
@@ -391,13 +426,21 @@ def test_tuples_dicts_and_literal_keys_keep_train_and_val_apart() -> None:
             model(cache["va"]).backward()
             model(b).backward()
         main(1, 2)
-    """))
+    """)
+    )
     assert [(e.line, e.tainted) for e in effects] == [
-        (14, False), (15, False), (16, False), (17, True), (18, True), (19, True)]
+        (14, False),
+        (15, False),
+        (16, False),
+        (17, True),
+        (18, True),
+        (19, True),
+    ]
 
 
 def test_compiled_alias_of_a_submission_function_is_inlined_where_it_is_called() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import torch
         def train_step(model, x):
             model(x).backward()
@@ -407,13 +450,18 @@ def test_compiled_alias_of_a_submission_function_is_inlined_where_it_is_called()
             step(model, val_tokens[:8])
             same(model, val_tokens[8:16])
         main(1, 2)
-    """))
+    """)
+    )
     assert [(e.kind.value, e.line, e.tainted, e.calls[-1].line) for e in effects] == [
-        ("update", 4, False, 6), ("update", 4, True, 8), ("update", 4, True, 9)]
+        ("update", 4, False, 6),
+        ("update", 4, True, 8),
+        ("update", 4, True, 9),
+    ]
 
 
 def test_generators_of_val_batches_taint_the_callers_loop() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         def batches(tokens, n):
             for i in range(0, tokens.numel(), n):
                 yield tokens[i : i + n]
@@ -421,12 +469,14 @@ def test_generators_of_val_batches_taint_the_callers_loop() -> None:
             for x in batches(val_tokens, 64):
                 model(x).backward()
         main(1, 2)
-    """))
+    """)
+    )
     assert kinds(effects) == [("update", 7, True)]
 
 
 def test_methods_of_known_instances_resolve_even_with_generic_names() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         class PreQuantTTT:
             def __init__(self, tokens):
                 self.tokens = tokens
@@ -438,12 +488,14 @@ def test_methods_of_known_instances_resolve_even_with_generic_names() -> None:
             ttt = PreQuantTTT(val_tokens)
             ttt.run(model)
         main(1, 2)
-    """))
+    """)
+    )
     assert [(e.line, e.tainted, e.calls[-1].line) for e in effects] == [(7, True, 9), (7, True, 11)]
 
 
 def test_a_trainer_holding_val_data_for_logging_still_trains_on_training_batches() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         class Trainer:
             def __init__(self, model, loader, val_data):
                 self.model = model
@@ -462,12 +514,14 @@ def test_a_trainer_holding_val_data_for_logging_still_trains_on_training_batches
             t.train()
             print(f"val_bpb {t.evaluate()}")
         main(1, 2, 3)
-    """))
+    """)
+    )
     assert kinds(effects) == [("update", 10, False), ("score", 13, True), ("score", 14, True)]
 
 
 def test_nested_training_closure_reads_the_chunk_of_its_enclosing_loop() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import torch
         def eval_ttt(model, val_tokens, n):
             loss_sum = 0.0
@@ -481,7 +535,8 @@ def test_nested_training_closure_reads_the_chunk_of_its_enclosing_loop() -> None
                 train_chunk()
             return loss_sum
         eval_ttt(1, 2, 3)
-    """))
+    """)
+    )
     update = next(e for e in effects if e.kind is EffectKind.UPDATE)
     assert [(f.line, f.advancing) for f in update.loops] == [(5, True), (10, False)]
 
@@ -518,8 +573,9 @@ def test_mutated_fixture_sources_never_crash_the_rule_family(data: st.DataObject
         parsed = parse_source(source)
     except ParseFailure:
         return
-    findings = rules_ttt.check(CheckContext(submission=Submission(root=Path("."), name="x", sources=[source]),
-                                            parsed=[parsed]))
+    findings = rules_ttt.check(
+        CheckContext(submission=Submission(root=Path("."), name="x", sources=[source]), parsed=[parsed])
+    )
     assert all(f.rule in rules_ttt.RULES + ("PG000",) and f.line >= 0 for f in findings)
 
 
@@ -540,7 +596,8 @@ def test_switch_aliases_are_followed_and_loop_or_parameter_names_are_unknown() -
 
 
 def test_per_document_and_concatenated_score_accumulators() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import torch
         def eval_docs(model, val_tokens, doc_ids, n):
             doc_nll = torch.zeros(n)
@@ -553,12 +610,14 @@ def test_per_document_and_concatenated_score_accumulators() -> None:
                 all_nll = torch.cat([all_nll, nll])
             return doc_nll.sum() / all_nll.numel(), counts
         eval_docs(1, 2, 3, 4)
-    """))
+    """)
+    )
     assert [(e.kind.value, e.line) for e in effects] == [("score", 9), ("score", 11), ("score", 12)]
 
 
 def test_a_no_grad_forward_on_the_chunk_counts_as_its_score() -> None:
-    effects = timeline(parse("""
+    effects = timeline(
+        parse("""
         import torch
         def run(model, val_tokens, n):
             results = []
@@ -571,7 +630,8 @@ def test_a_no_grad_forward_on_the_chunk_counts_as_its_score() -> None:
                 model(x).mean().backward()
             return results
         run(1, 2, 3)
-    """))
+    """)
+    )
     assert [(e.kind.value, e.line) for e in effects] == [("score", 8), ("update", 11)]
     assert effects[0].note == "scored under no_grad into out"
 

@@ -18,8 +18,7 @@ from harness.submission import Setting, SourceFile, Submission
 
 def check_text(text: str, settings: dict[str, Setting] | None = None) -> list[Finding]:
     source = SourceFile(display_name="train_gpt.py", path=Path("train_gpt.py"), text=text, is_entry=True)
-    submission = Submission(root=Path("."), name="example", sources=[source], single_file=True,
-                            settings=settings or {})
+    submission = Submission(root=Path("."), name="example", sources=[source], single_file=True, settings=settings or {})
     return rules_ttt.check(CheckContext(submission=submission, parsed=[parse_source(source)]))
 
 
@@ -31,7 +30,7 @@ def _line(text: str, fragment: str, nth: int = 0) -> int:
     return [i for i, line in enumerate(text.splitlines(), 1) if fragment in line][nth]
 
 
-HEAD = '''import io
+HEAD = """import io
 import math
 import os
 import zlib
@@ -74,19 +73,21 @@ def eval_score_first(args, model, val_tokens):
             loss.backward()
             opt.step()
     return loss_sum / count
-'''
+"""
 
-TAIL = '''
+TAIL = """
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_720_an_evaluation_only_branch_that_returns_is_not_followed_by_the_normal_path() -> None:
     """``if TTT_ONLY: load, score-first TTT, return``; the normal path then scores the freshly
     trained model. The TTT branch's updates never precede the normal path's scoring."""
-    text = HEAD + '''
+    text = (
+        HEAD
+        + """
 
 def main():
     args = Hyperparameters()
@@ -97,14 +98,18 @@ def main():
         return
     model = torch.load("trained.pt", weights_only=False)
     print(f"final_exact val_bpb:{eval_val(model, val_tokens, 1024) / math.log(2.0):.8f}")
-''' + TAIL
+"""
+        + TAIL
+    )
     assert {r for r in _serious(check_text(text)) if r[0].startswith("PG1")} == set()
     # twin: without the return both run, and the plain pass re-scores the adapted model (#991)
-    rescored = text.replace("        return\n    model = torch.load(\"trained.pt\", weights_only=False)\n", "")
+    rescored = text.replace('        return\n    model = torch.load("trained.pt", weights_only=False)\n', "")
     assert ("PG103", "error", _line(rescored, "final_exact")) in _serious(check_text(rescored))
 
 
-ONE_LINE_HELPER = HEAD + '''
+ONE_LINE_HELPER = (
+    HEAD
+    + """
 
 def eval_val_sgd_ttt(args, model, val_tokens):
     if args.ttt_legal:
@@ -121,7 +126,9 @@ def main():
     val_tokens = torch.load(args.val_files)
     model = torch.load("final_model.pt", weights_only=False)
     print(f"final_exact val_bpb:{eval_val_sgd_ttt(args, model, val_tokens) / math.log(2.0):.8f}")
-''' + TAIL
+"""
+    + TAIL
+)
 
 
 def test_601_a_switch_read_through_a_one_line_env_helper_follows_the_documented_setting() -> None:
@@ -134,7 +141,9 @@ def test_601_a_switch_read_through_a_one_line_env_helper_follows_the_documented_
 
 
 def test_1027_score_first_ttt_on_the_model_before_it_is_serialized_is_pre_quant_ttt() -> None:
-    text = HEAD + '''
+    text = (
+        HEAD
+        + """
 
 def main():
     args = Hyperparameters()
@@ -146,14 +155,18 @@ def main():
     with open("final_model.ptz", "wb") as f:
         f.write(zlib.compress(buf.getvalue()))
     print(f"final_exact val_bpb:{eval_val(model, val_tokens, 1024) / math.log(2.0):.8f}")
-''' + TAIL
+"""
+        + TAIL
+    )
     assert ("PG102", "error", _line(text, "loss.backward()")) in _serious(check_text(text))
 
 
 def test_reading_the_artifact_back_is_no_artifact_write_after_score_first_ttt() -> None:
     """The legal order: the artifact is written, read back (``deserialize``), and score-first
     TTT runs on the read-back model; reading the artifact back again afterwards writes nothing."""
-    text = HEAD + '''
+    text = (
+        HEAD
+        + """
 
 def serialize(model):
     buf = io.BytesIO()
@@ -181,15 +194,21 @@ def main():
     baseline = GPTLike()
     baseline.load_state_dict(deserialize(blob))
     print(f"reloaded params:{sum(p.numel() for p in baseline.parameters())}")
-''' + TAIL
+"""
+        + TAIL
+    )
     assert {r for r in _serious(check_text(text)) if r[0].startswith("PG1")} == set()
 
 
 def test_a_single_addition_to_a_local_in_a_forward_is_no_running_score() -> None:
     """``x = x + self.bigram(ids)`` once in ``forward_logits`` (outside any loop, ``x`` not started
     at zero) during score-first TTT with several epochs per scored chunk (#549 precedent)."""
-    text = HEAD.replace("            loss = model(x, y)\n",
-                        "            for _ in range(3):\n                loss = model.forward_logits(x).mean()\n") + '''
+    text = (
+        HEAD.replace(
+            "            loss = model(x, y)\n",
+            "            for _ in range(3):\n                loss = model.forward_logits(x).mean()\n",
+        )
+        + """
 
 class GPT(torch.nn.Module):
     def __init__(self):
@@ -209,13 +228,19 @@ def main():
     val_tokens = torch.load(args.val_files)
     model = GPT()
     print(f"legal_ttt_exact val_bpb:{eval_score_first(args, model, val_tokens) / math.log(2.0):.8f}")
-''' + TAIL
-    text = text.replace("            opt.zero_grad()\n            loss.backward()\n            opt.step()\n",
-                        "                opt.zero_grad()\n                loss.backward()\n                opt.step()\n")
+"""
+        + TAIL
+    )
+    text = text.replace(
+        "            opt.zero_grad()\n            loss.backward()\n            opt.step()\n",
+        "                opt.zero_grad()\n                loss.backward()\n                opt.step()\n",
+    )
     assert {r for r in _serious(check_text(text)) if r[0].startswith("PG1")} == set()
 
 
-CALIBRATOR = HEAD + '''
+CALIBRATOR = (
+    HEAD
+    + """
 
 def calibrate_mix_weight(model, val_tokens, n):
     best, best_w = float("inf"), 0.5
@@ -238,7 +263,9 @@ def main():
         f.write(zlib.compress(buf.getvalue()))
     {after}
     print(f"final_exact val_bpb:{eval_val(model, val_tokens, 1024) / math.log(2.0):.8f}")
-''' + TAIL
+"""
+    + TAIL
+)
 
 
 def test_933_a_calibration_call_after_the_artifact_is_written_is_no_quantization_calibration() -> None:
@@ -251,7 +278,7 @@ def test_933_a_calibration_call_after_the_artifact_is_written_is_no_quantization
     assert ("PG106", "error", _line(before, call)) in _serious(check_text(before))
 
 
-SWITCHED_SPLIT = '''import glob
+SWITCHED_SPLIT = """import glob
 import io
 import os
 import zlib
@@ -303,7 +330,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_181_a_split_chosen_by_a_switch_is_val_only_when_the_switch_is_on() -> None:
@@ -322,20 +349,31 @@ def test_1239_a_split_parameter_left_at_its_default_keeps_the_loader_on_training
     """``def batches(split="train"): Stream(TRAIN_FILES if split == "train" else VAL_FILES)``, a
     batch generator called without ``split``: the condition is read through the default, so the training loop's
     finding is informational and says the test is true on that path."""
-    text = SWITCHED_SPLIT.replace(
-        '''    pattern = args.val_files if args.train_on_val else args.train_files
+    text = (
+        SWITCHED_SPLIT.replace(
+            """    pattern = args.val_files if args.train_on_val else args.train_files
     loader = Loader(pattern)
-''', '''    loader = batches(args)
-''').replace("x, y = loader.next_batch(1024)", "x, y = next(loader)").replace('''def main():''', '''def batches(args, split="train"):
+""",
+            """    loader = batches(args)
+""",
+        )
+        .replace("x, y = loader.next_batch(1024)", "x, y = next(loader)")
+        .replace(
+            """def main():""",
+            """def batches(args, split="train"):
     stream = Stream(args.train_files if split == "train" else args.val_files)
     while True:
         chunk = stream.take(1025)
         yield chunk[:-1][None], chunk[1:][None]
 
 
-def main():''')
+def main():""",
+        )
+    )
     backward = _line(text, ".backward()")
     found = check_text(text)
     assert not any(line == backward for _, _, line in _serious(found))
-    assert any(f.rule.startswith("PG10") and f.line == backward and "is true with the code defaults" in f.message
-               for f in found)
+    assert any(
+        f.rule.startswith("PG10") and f.line == backward and "is true with the code defaults" in f.message
+        for f in found
+    )

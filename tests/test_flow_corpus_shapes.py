@@ -27,7 +27,7 @@ def _line(text: str, fragment: str) -> int:
 
 
 # ---------------------------------------------------------------- #1953: positions, not a score
-PHASED = '''import math
+PHASED = """import math
 import os
 
 import torch
@@ -83,7 +83,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_1953_prepending_a_document_start_to_positions_is_no_score() -> None:
@@ -100,7 +100,7 @@ def test_1953_twin_a_loss_accumulated_inside_the_training_epochs_is_a_rescore() 
 
 
 # ---------------------------------------------------- #672: val batch names reused after training
-COSINE_TTT = '''import math
+COSINE_TTT = """import math
 import os
 
 import torch
@@ -167,7 +167,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_672_val_fine_tuning_reusing_the_training_batch_names_is_train_then_score() -> None:
@@ -186,13 +186,14 @@ def test_672_twin_training_batches_that_stay_training_batches_are_not_val() -> N
     mixed = COSINE_TTT.replace(
         "                x = local[:-1][None]\n",
         "                if ep % 2:\n                    x = local[:-1][None]\n"
-        "                else:\n                    x = torch.cat([x, local[:-1][None]])\n")
+        "                else:\n                    x = torch.cat([x, local[:-1][None]])\n",
+    )
     found = _serious(check_text(mixed))
     assert any(rule == "PG105" for rule, _, _ in found)
 
 
 # --------------------------------------------- #728: loader over val files handed to the collector
-CALIB = '''import glob
+CALIB = """import glob
 import io
 import lzma
 import os
@@ -269,7 +270,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_728_hessians_from_a_loader_over_the_val_files_passed_to_a_helper() -> None:
@@ -285,7 +286,7 @@ def test_728_twin_the_same_loader_over_the_training_files_is_no_calibration_on_v
 
 
 # ------------------------------------------- #44/#179: the documented setup trains on val shards
-TRAINER = '''import os
+TRAINER = """import os
 
 import torch
 
@@ -309,23 +310,28 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def _folder_check(tmp_path: Path, files: dict[str, str]) -> list[Finding]:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    sources = [SourceFile(display_name=name, path=tmp_path / name, text=text, is_entry=name == "train_gpt.py")
-               for name, text in sorted(files.items(), key=lambda kv: kv[0] != "train_gpt.py") if name.endswith(".py")]
+    sources = [
+        SourceFile(display_name=name, path=tmp_path / name, text=text, is_entry=name == "train_gpt.py")
+        for name, text in sorted(files.items(), key=lambda kv: kv[0] != "train_gpt.py")
+        if name.endswith(".py")
+    ]
     submission = Submission(root=tmp_path, name=tmp_path.name, sources=sources, files=sorted(files))
     return rules_ttt.check(CheckContext(submission=submission, parsed=[parse_source(s) for s in sources]))
 
 
 def test_44_readme_linking_the_val_shard_as_a_training_shard_is_val_training(tmp_path: Path) -> None:
-    readme = ("# Val-only\n\n```bash\nmkdir -p data/valonly\n"
-              "ln -s ../fineweb10B_sp1024/fineweb_val_000000.bin data/valonly/fineweb_train_000000.bin\n"
-              "ln -s ../fineweb10B_sp1024/fineweb_val_000000.bin data/valonly/fineweb_val_000000.bin\n"
-              "DATA_PATH=data/valonly torchrun --nproc_per_node=8 train_gpt.py\n```\n")
+    readme = (
+        "# Val-only\n\n```bash\nmkdir -p data/valonly\n"
+        "ln -s ../fineweb10B_sp1024/fineweb_val_000000.bin data/valonly/fineweb_train_000000.bin\n"
+        "ln -s ../fineweb10B_sp1024/fineweb_val_000000.bin data/valonly/fineweb_val_000000.bin\n"
+        "DATA_PATH=data/valonly torchrun --nproc_per_node=8 train_gpt.py\n```\n"
+    )
     found = _serious(_folder_check(tmp_path, {"train_gpt.py": TRAINER, "README.md": readme}))
     assert ("PG105", "error", 5) in found
     assert ("PG105", "error", 6) not in found  # val linked under its own name is just a data path
@@ -338,13 +344,15 @@ def test_179_training_files_setting_pointed_at_val_is_val_training(tmp_path: Pat
 
 
 def test_44_twin_a_readme_preparing_ordinary_shards_is_clean(tmp_path: Path) -> None:
-    readme = ("# Run\n\n```bash\nln -s /data/fineweb_train_000001.bin data/fineweb_train_000001.bin\n"
-              "cp /data/fineweb_val_000000.bin data/\nVAL_FILES=fineweb_val_*.bin torchrun train_gpt.py\n```\n")
+    readme = (
+        "# Run\n\n```bash\nln -s /data/fineweb_train_000001.bin data/fineweb_train_000001.bin\n"
+        "cp /data/fineweb_val_000000.bin data/\nVAL_FILES=fineweb_val_*.bin torchrun train_gpt.py\n```\n"
+    )
     assert _serious(_folder_check(tmp_path, {"train_gpt.py": TRAINER, "README.md": readme})) == set()
 
 
 # ------------------------------------------------ #168: a documented helper program ships val
-BLOB = '''import lzma
+BLOB = """import lzma
 import sys
 
 import numpy as np
@@ -363,7 +371,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_168_a_documented_helper_compressing_val_tokens_into_a_blob_ships_val(tmp_path: Path) -> None:
@@ -380,7 +388,7 @@ def test_168_twin_an_undocumented_helper_stays_an_unreached_note(tmp_path: Path)
 
 
 # ----------------------------------- residual updates in a model's forward are not running totals
-RESIDUAL = '''import math
+RESIDUAL = """import math
 import os
 
 import torch
@@ -440,7 +448,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def test_residual_updates_in_the_forward_of_a_ttt_trained_model_are_no_score() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from harness.findings import Severity
 from tests.test_rules_ttt import check_text
 
-HEAD = '''import copy
+HEAD = """import copy
 import math
 import os
 
@@ -63,24 +63,25 @@ def eval_val_score_first_ttt(args, model, optimizer, val_tokens, base_bytes, has
             optimizer.step()
     val_loss = (loss_sum / tokens).item()
     return val_loss, val_loss / math.log(2.0) * tokens / byte_count
-'''
+"""
 
-MAIN_START = '''
+MAIN_START = """
 
 def main():
     args = Hyperparameters()
     val_tokens = load_validation_tokens(args.val_files, args.seq_len)
     model = torch.load("final_model.pt")
     luts = torch.load("luts.pt")
-'''
+"""
 
-TAIL = '''
+TAIL = """
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
-LORA_BUFFER = '''
+LORA_BUFFER = (
+    """
 
 def eval_val_ttt_lora(args, model, val_tokens, base_bytes, has_space, is_boundary):
     n_chunks = (val_tokens.numel() - 1) // args.chunk
@@ -101,9 +102,13 @@ def eval_val_ttt_lora(args, model, val_tokens, base_bytes, has_space, is_boundar
         {late_store}
     val_loss = chunk_nll.sum().item() / (n_chunks * args.chunk)
     return val_loss, chunk_nll.sum().item() / math.log(2.0) / chunk_bytes.sum().item()
-''' + MAIN_START + '''    val_loss, val_bpb = eval_val_ttt_lora(args, model, val_tokens, *luts)
+"""
+    + MAIN_START
+    + """    val_loss, val_bpb = eval_val_ttt_lora(args, model, val_tokens, *luts)
     print(f"legal_ttt_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-''' + TAIL
+"""
+    + TAIL
+)
 
 
 def _serious(text: str) -> set[tuple[str, int]]:
@@ -120,34 +125,51 @@ def test_per_chunk_losses_stored_into_a_score_buffer_before_backward_are_score_f
     assert _serious(legal) == set()
     # the loss of the chunk computed again after the step: trained on, then scored
     late = LORA_BUFFER.replace("{store}", "").replace(
-        "{late_store}", "chunk_nll[ci] = model.forward_ttt(x, y, lora).detach().double().sum()")
+        "{late_store}", "chunk_nll[ci] = model.forward_ttt(x, y, lora).detach().double().sum()"
+    )
     assert ("PG101", _line_of(late, "ptl.mean().backward()")) in _serious(late)
 
 
 def test_991_second_pass_with_the_callers_optimizer_is_a_rescore() -> None:
-    text = MAIN_START + '''    optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)
+    text = (
+        MAIN_START
+        + """    optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)
     s0_loss, s0_bpb = eval_val_score_first_ttt(args, model, optimizer, val_tokens, *luts)
     print(f"ttt_pass0 val_loss:{s0_loss:.8f} val_bpb:{s0_bpb:.8f}")
     s1_loss, s1_bpb = eval_val_score_first_ttt(args, model, optimizer, val_tokens, *luts)
     print(f"legal_ttt_exact val_loss:{s1_loss:.8f} val_bpb:{s1_bpb:.8f}")
-''' + TAIL
+"""
+        + TAIL
+    )
     assert ("PG103", _line_of(text, "s1_loss, s1_bpb =")) in _serious(text)
 
 
 def test_a_rescore_logged_inline_as_a_diagnostic_is_not_the_headline() -> None:
-    first_pass = MAIN_START + '''    optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)
+    first_pass = (
+        MAIN_START
+        + """    optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)
     ttt_loss, ttt_bpb = eval_val_score_first_ttt(args, model, optimizer, val_tokens, *luts)
     print(f"legal_ttt_exact val_loss:{ttt_loss:.8f} val_bpb:{ttt_bpb:.8f}")
-'''
-    diagnostic = first_pass + '''    print("DIAGNOSTIC post_ttt val_loss:%.4f val_bpb:%.4f" % eval_val(args, model, val_tokens, *luts))
-''' + TAIL
+"""
+    )
+    diagnostic = (
+        first_pass
+        + """    print("DIAGNOSTIC post_ttt val_loss:%.4f val_bpb:%.4f" % eval_val(args, model, val_tokens, *luts))
+"""
+        + TAIL
+    )
     assert _serious(diagnostic) == set()
-    headline = first_pass + '''    print("final_exact val_loss:%.4f val_bpb:%.4f" % eval_val(args, model, val_tokens, *luts))
-''' + TAIL
+    headline = (
+        first_pass
+        + """    print("final_exact val_loss:%.4f val_bpb:%.4f" % eval_val(args, model, val_tokens, *luts))
+"""
+        + TAIL
+    )
     assert ("PG103", _line_of(headline, "final_exact")) in _serious(headline)
 
 
-HOOKED = '''
+HOOKED = (
+    """
 
 class GPT(torch.nn.Module):
     def __init__(self, dim, vocab):
@@ -179,17 +201,22 @@ def second_moments(model, rows):
 
 def quantize(state, stats):
     return {k: (v * 127).round().to(torch.int8) for k, v in state.items()}
-''' + MAIN_START + '''    rows = [val_tokens[i * args.seq_len : (i + 1) * args.seq_len] for i in range(8)]
+"""
+    + MAIN_START
+    + """    rows = [val_tokens[i * args.seq_len : (i + 1) * args.seq_len] for i in range(8)]
     stats = second_moments(model, rows)
     torch.save(quantize(model.state_dict(), stats), "final_model.int8.ptz")
-''' + TAIL
+"""
+    + TAIL
+)
 
 
 def test_hessian_hooks_fed_through_the_submissions_own_forward_method_calibrate_on_val() -> None:
     assert ("PG106", _line_of(HOOKED, "model.forward_logits(row[None])")) in _serious(HOOKED)
 
 
-WARMUP = '''
+WARMUP = (
+    """
 
 def eval_val_sliding_ttt(args, model, val_tokens, base_bytes, has_space, is_boundary):
     optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)
@@ -201,9 +228,13 @@ def eval_val_sliding_ttt(args, model, val_tokens, base_bytes, has_space, is_boun
         optimizer.zero_grad()
     {cleanup}
     return eval_val_score_first_ttt(args, model, optimizer, val_tokens, base_bytes, has_space, is_boundary)
-''' + MAIN_START + '''    val_loss, val_bpb = eval_val_sliding_ttt(args, model, val_tokens, *luts)
+"""
+    + MAIN_START
+    + """    val_loss, val_bpb = eval_val_sliding_ttt(args, model, val_tokens, *luts)
     print(f"legal_ttt_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-''' + TAIL
+"""
+    + TAIL
+)
 
 
 def test_a_warmup_that_deletes_only_its_inputs_leaves_the_trained_model_in_place() -> None:
@@ -214,14 +245,17 @@ def test_a_warmup_that_deletes_only_its_inputs_leaves_the_trained_model_in_place
 
 
 def test_a_warmup_restored_from_a_saved_state_stays_a_warning() -> None:
-    text = WARMUP.replace("optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)\n",
-                          "optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)\n"
-                          "    saved = {k: v.clone() for k, v in model.state_dict().items()}\n")
+    text = WARMUP.replace(
+        "optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)\n",
+        "optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)\n"
+        "    saved = {k: v.clone() for k, v in model.state_dict().items()}\n",
+    )
     text = text.replace("{cleanup}", "model.load_state_dict(saved)")
     assert ("PG104", _line_of(text, "model(xw, yw).backward()")) in _serious(text)
 
 
-MERGED_COPY = '''
+MERGED_COPY = (
+    """
 
 def soup_on_val(args, model, val_tokens):
     ft = copy.deepcopy(model)
@@ -234,40 +268,52 @@ def soup_on_val(args, model, val_tokens):
         ft_opt.step()
     {merge}
     del ft, ft_opt
-''' + MAIN_START + '''    soup_on_val(args, model, val_tokens)
+"""
+    + MAIN_START
+    + """    soup_on_val(args, model, val_tokens)
     torch.save(model.state_dict(), "final_model.pt")
     val_loss, val_bpb = eval_val(args, model, val_tokens, *luts)
     print(f"final_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-''' + TAIL
+"""
+    + TAIL
+)
 
 
 def test_a_fine_tuned_copy_merged_back_before_its_deletion_is_pre_quant_ttt() -> None:
-    merged = MERGED_COPY.replace("{merge}", "model.load_state_dict({k: 0.5 * v + 0.5 * ft.state_dict()[k] "
-                                             "for k, v in model.state_dict().items()})")
+    merged = MERGED_COPY.replace(
+        "{merge}",
+        "model.load_state_dict({k: 0.5 * v + 0.5 * ft.state_dict()[k] for k, v in model.state_dict().items()})",
+    )
     assert ("PG102", _line_of(merged, "ft(x, y).backward()")) in _serious(merged)
     thrown_away = MERGED_COPY.replace("{merge}", "")
     assert not any(rule in ("PG101", "PG102") for rule, _ in _serious(thrown_away))
 
 
 def test_the_headline_printed_by_the_ttt_function_itself_makes_a_later_rescore_a_diagnostic() -> None:
-    text = '''
+    text = (
+        """
 
 def eval_and_report_ttt(args, model, optimizer, val_tokens, luts):
     val_loss, val_bpb = eval_val_score_first_ttt(args, model, optimizer, val_tokens, *luts)
     print(f"legal_ttt_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-''' + MAIN_START + '''    base_loss, base_bpb = eval_val(args, model, val_tokens, *luts)
+"""
+        + MAIN_START
+        + """    base_loss, base_bpb = eval_val(args, model, val_tokens, *luts)
     print(f"int8_zlib_roundtrip val_loss:{base_loss:.4f} val_bpb:{base_bpb:.4f}")
     optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)
     eval_and_report_ttt(args, model, optimizer, val_tokens, luts)
     post_loss, post_bpb = eval_val(args, model, val_tokens, *luts)
     print(f"DIAGNOSTIC post_ttt val_loss:{post_loss:.4f} val_bpb:{post_bpb:.4f}")
-''' + TAIL
+"""
+        + TAIL
+    )
     assert not any(rule == "PG103" for rule, _ in _serious(text))
     headline = text.replace("DIAGNOSTIC post_ttt", "final_exact")
     assert ("PG103", _line_of(headline, "post_loss, post_bpb =")) in _serious(headline)
 
 
-LAST_EPOCH = '''
+LAST_EPOCH = (
+    """
 
 def eval_val_ttt_lora(args, model, val_tokens, base_bytes, has_space, is_boundary):
     loss_sum = torch.zeros((), dtype=torch.float64)
@@ -287,9 +333,13 @@ def eval_val_ttt_lora(args, model, val_tokens, base_bytes, has_space, is_boundar
         loss_sum += doc_nll
         byte_count += float((base_bytes[y] + (has_space[y] & ~is_boundary[x])).sum())
     return loss_sum.item() / math.log(2.0) / byte_count
-''' + MAIN_START + '''    val_bpb = eval_val_ttt_lora(args, model, val_tokens, *luts)
+"""
+    + MAIN_START
+    + """    val_bpb = eval_val_ttt_lora(args, model, val_tokens, *luts)
     print(f"legal_ttt_exact val_bpb:{val_bpb:.8f}")
-''' + TAIL
+"""
+    + TAIL
+)
 
 
 def test_a_loss_kept_from_the_last_epoch_and_accumulated_after_the_loop_is_a_last_pass_score() -> None:
@@ -299,7 +349,8 @@ def test_a_loss_kept_from_the_last_epoch_and_accumulated_after_the_loop_is_a_las
     assert not any(rule in ("PG101", "PG103") for rule, _ in _serious(first))
 
 
-PATIENCE = '''
+PATIENCE = (
+    """
 
 def train(args, model, train_stream, val_tokens, luts):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -318,11 +369,15 @@ def train(args, model, train_stream, val_tokens, luts):
             else:
                 bad_evals += 1
             {stop}
-''' + MAIN_START + '''    train(args, model, torch.load("train_stream.pt"), val_tokens, luts)
+"""
+    + MAIN_START
+    + """    train(args, model, torch.load("train_stream.pt"), val_tokens, luts)
     torch.save(model.state_dict(), "final_model.pt")
     val_loss, val_bpb = eval_val(args, model, val_tokens, *luts)
     print(f"final_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-''' + TAIL
+"""
+    + TAIL
+)
 
 
 def test_early_stopping_through_a_patience_counter_selects_on_val() -> None:
@@ -332,7 +387,8 @@ def test_early_stopping_through_a_patience_counter_selects_on_val() -> None:
     assert not any(rule == "PG105" for rule, _ in _serious(logging_only))
 
 
-NEXT_CHUNK = '''
+NEXT_CHUNK = (
+    """
 
 def eval_val_ttt(args, model, val_tokens, base_bytes, has_space, is_boundary):
     optimizer = torch.optim.SGD(model.parameters(), lr=args.ttt_lr)
@@ -355,9 +411,13 @@ def eval_val_ttt(args, model, val_tokens, base_bytes, has_space, is_boundary):
             optimizer.step()
     val_loss = (loss_sum / tokens).item()
     return val_loss, val_loss / math.log(2.0) * tokens / byte_count
-''' + MAIN_START + '''    val_loss, val_bpb = eval_val_ttt(args, model, val_tokens, *luts)
+"""
+    + MAIN_START
+    + """    val_loss, val_bpb = eval_val_ttt(args, model, val_tokens, *luts)
     print(f"legal_ttt_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-''' + TAIL
+"""
+    + TAIL
+)
 
 
 def test_training_on_the_next_chunk_before_it_is_scored_is_train_then_score() -> None:
@@ -370,8 +430,8 @@ def test_training_on_the_next_chunk_before_it_is_scored_is_train_then_score() ->
 def test_a_switch_on_in_the_reproduce_command_but_off_in_a_later_ablation_still_runs(tmp_path) -> None:
     import shutil
 
-    from harness.check.context import CheckContext
     from harness.check import rules_ttt
+    from harness.check.context import CheckContext
     from harness.check.parse import parse_source
     from harness.loader import load_submission
 
@@ -382,6 +442,8 @@ def test_a_switch_on_in_the_reproduce_command_but_off_in_a_later_ablation_still_
         "Ablation without the TTT:\n```bash\nPREQUANT_TTT_ENABLED=0 torchrun --nproc_per_node=8 train_gpt.py\n```\n"
     )
     submission = load_submission(tmp_path)
-    findings = rules_ttt.check(CheckContext(submission=submission, parsed=[parse_source(s) for s in submission.sources]))
+    findings = rules_ttt.check(
+        CheckContext(submission=submission, parsed=[parse_source(s) for s in submission.sources])
+    )
     assert [(f.rule, f.severity, f.line) for f in findings] == [("PG102", Severity.ERROR, 40)]
     assert findings[0].message.endswith("— enabled by PREQUANT_TTT_ENABLED=1 in README.md:3")

@@ -119,7 +119,9 @@ def test_random_bytes_never_raise(data: bytes, single_file: bool) -> None:
     rounds=st.integers(1, 6),
     single_file=st.booleans(),
 )
-def test_mutated_and_truncated_shims_never_raise(seed_index: int, mutation_seed: int, rounds: int, single_file: bool) -> None:
+def test_mutated_and_truncated_shims_never_raise(
+    seed_index: int, mutation_seed: int, rounds: int, single_file: bool
+) -> None:
     rng = random.Random(mutation_seed)
     entry = mutate(CORPUS[seed_index].encode("utf-8"), rng, rounds)
     files = {

@@ -31,9 +31,20 @@ PREQUANT = f"{TRACK}/2026-03-28_PrequantTTT"
 
 def git(repo: Path, *args: str) -> str:
     result = subprocess.run(
-        ["git", "-c", "user.name=Gate Test", "-c", "user.email=gate@example.invalid", "-c", "commit.gpgsign=false",
-         *args],
-        cwd=repo, capture_output=True, text=True, check=True,
+        [
+            "git",
+            "-c",
+            "user.name=Gate Test",
+            "-c",
+            "user.email=gate@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return result.stdout
 
@@ -98,7 +109,9 @@ def test_illegal_pull_request_gets_pg407_for_each_shape_problem(repo: Path) -> N
     selection = select_changed(repo, "main...illegal")
     assert selection.folders == [repo.resolve() / EXISTING, repo.resolve() / ILLEGAL]
     assert [(f.rule, f.file) for f in selection.findings] == [
-        ("PG407", "README.md"), ("PG407", EXISTING), ("PG407", ""),
+        ("PG407", "README.md"),
+        ("PG407", EXISTING),
+        ("PG407", ""),
     ]
     messages = [f.message for f in selection.findings]
     assert messages[0].startswith("changes README.md outside records/<track>/<name>/")
@@ -112,8 +125,9 @@ def test_two_new_folders_in_one_pull_request(repo: Path) -> None:
     checkout(repo, "two")
     selection = select_changed(repo, "main...two")
     assert len(selection.folders) == 2
-    assert [f.message.split(":")[0] for f in selection.findings] == ["the diff touches 2 submission folders (" +
-                                                                      f"{LEGAL}, {TRACK}/2026-03-27_Second)"]
+    assert [f.message.split(":")[0] for f in selection.findings] == [
+        "the diff touches 2 submission folders (" + f"{LEGAL}, {TRACK}/2026-03-27_Second)"
+    ]
 
 
 def test_bad_ranges_and_non_repositories_are_one_line_errors(repo: Path, tmp_path: Path) -> None:
@@ -133,6 +147,7 @@ def test_precommit_maps_staged_files_to_folders(repo: Path) -> None:
 
 
 # The CLI end to end ----------------------------------------------------------------------
+
 
 def run_cli(repo: Path, monkeypatch: pytest.MonkeyPatch, branch: str, fmt: str, out: Path) -> int:
     from harness.cli.check import main
@@ -197,8 +212,14 @@ def _run_step(step: dict, env: dict[str, str], cwd: Path) -> subprocess.Complete
 
     bin_dir = str(Path(sys.executable).parent)  # where the golf-check console script lives
     full_env = {**os.environ, **env, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    return subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                          cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _outputs(path: Path) -> dict[str, str]:
@@ -210,9 +231,14 @@ def test_action_audit_step_on_a_failing_pull_request(repo: Path, tmp_path: Path)
     base = git(repo, "rev-parse", "main").strip()
     head = git(repo, "rev-parse", "illegal").strip()
     env = {
-        "BASE": base, "HEAD": head, "FAIL_ON": "error", "FRONTIER": "",
-        "GOLF_HARNESS_CACHE": str(tmp_path / "cache"), "RUNNER_TEMP": str(tmp_path),
-        "GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "BASE": base,
+        "HEAD": head,
+        "FAIL_ON": "error",
+        "FRONTIER": "",
+        "GOLF_HARNESS_CACHE": str(tmp_path / "cache"),
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
     }
     done = _run_step(_action_step("audit"), env, repo)
     assert done.returncode == 0, done.stderr  # the audit step records the code; the last step gates
@@ -220,7 +246,9 @@ def test_action_audit_step_on_a_failing_pull_request(repo: Path, tmp_path: Path)
     assert outputs["exit-code"] == "1"
     report = json.loads(Path(outputs["report"]).read_text())
     assert {s["path"]: s["verdict"] for s in report["submissions"]} == {
-        EXISTING: "pass", ILLEGAL: "fail", f"diff {base}...{head}": "fail",
+        EXISTING: "pass",
+        ILLEGAL: "fail",
+        f"diff {base}...{head}": "fail",
     }
     summary = (tmp_path / "summary.md").read_text()
     assert summary.startswith("## golf-check report") and "❌ fail" in summary
@@ -243,8 +271,9 @@ def test_action_uploads_sarif_only_when_the_token_may() -> None:
     assert _action_step("Upload report.json")["uses"].startswith("actions/upload-artifact@")
 
 
-def test_precommit_entry_audits_the_folders_of_staged_files(repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_precommit_entry_audits_the_folders_of_staged_files(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from harness.gate import precommit_main
 
     checkout(repo, "illegal")
@@ -263,8 +292,9 @@ def test_gate_and_package_checks_never_import_torch() -> None:
     assert subprocess.run([sys.executable, "-c", probe], timeout=120).returncode == 0
 
 
-def test_cli_fails_code_that_trains_on_validation_data(repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_cli_fails_code_that_trains_on_validation_data(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     assert run_cli(repo, monkeypatch, "code", "json", tmp_path / "report.json") == 1
     report = json.loads((tmp_path / "report.json").read_text())
     [folder] = [s for s in report["submissions"] if s["path"] == PREQUANT]

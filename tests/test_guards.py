@@ -72,16 +72,23 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = GPT(GPTConfig(vocab_size=64, num_layers=1, model_dim=16, num_heads=2, num_kv_heads=1))
     artifact = root / "submission" / "final_model.int8.ptz"
     save_artifact(model.state_dict(), artifact)
-    return {"root": root, "data": data, "artifact": artifact, "val": data / "fineweb_val_000000.bin",
-            "train": data / "fineweb_train_000000.bin", "out": root / "out"}
+    return {
+        "root": root,
+        "data": data,
+        "artifact": artifact,
+        "val": data / "fineweb_val_000000.bin",
+        "train": data / "fineweb_train_000000.bin",
+        "out": root / "out",
+    }
 
 
 def _allowed(ws: dict[str, Path]) -> list[Path]:
     return [ws["artifact"], ws["val"], ws["artifact"].parent, ws["out"]]
 
 
-def test_training_shard_read_is_refused_with_the_submissions_line(workspace: dict[str, Path],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_shard_read_is_refused_with_the_submissions_line(
+    workspace: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     entry = _load_entry("trainshard")
     monkeypatch.setenv("DATA_PATH", str(workspace["data"]))
     with guarded(_allowed(workspace)) as session:
@@ -92,8 +99,10 @@ def test_training_shard_read_is_refused_with_the_submissions_line(workspace: dic
     [finding] = session.findings
     assert (finding.rule, finding.severity, finding.file) == ("PG302", Severity.ERROR, "golf_entry.py")
     assert finding.line == _line_of("trainshard", "np.fromfile(")
-    assert finding.message == (f"refused to read training data {workspace['train'].resolve()}: "
-                               "no training data may be accessed during evaluation")
+    assert finding.message == (
+        f"refused to read training data {workspace['train'].resolve()}: "
+        "no training data may be accessed during evaluation"
+    )
 
 
 def test_swallowed_socket_attempt_is_still_a_finding_with_host_and_port(workspace: dict[str, Path]) -> None:
@@ -193,7 +202,8 @@ def test_outside_paths_and_writes_to_inputs_are_refused(workspace: dict[str, Pat
             os.remove(workspace["artifact"])
     assert [(f.rule, f.line > 0) for f in session.findings] == [("PG302", True)] * 3
     assert session.findings[0].message == (
-        f"refused to read {outside}: outside the artifact, validation, tokenizer, submission and output paths")
+        f"refused to read {outside}: outside the artifact, validation, tokenizer, submission and output paths"
+    )
     assert session.findings[1].message.startswith(f"refused to write {workspace['val'].resolve()}:")
     assert workspace["val"].stat().st_size == 1024 + 64 * 2 and workspace["artifact"].exists()
 
@@ -254,14 +264,31 @@ def e2e(embedded: DataPaths, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 def _golf_eval(e2e: dict[str, Path], name: str) -> tuple[int, dict]:
     out = e2e["root"] / f"out_{name}"
-    code = main([str(e2e["root"] / name), "--data", str(e2e["data"]), "--tokenizer", str(e2e["tokenizer"]),
-                 "--seq-len", "32", "--chunk-tokens", "128", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            str(e2e["root"] / name),
+            "--data",
+            str(e2e["data"]),
+            "--tokenizer",
+            str(e2e["tokenizer"]),
+            "--seq-len",
+            "32",
+            "--chunk-tokens",
+            "128",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     return code, json.loads((out / "report.json").read_text())
 
 
 def _runtime(report: dict, rule: str) -> list[dict]:
-    return [f for f in report["findings"] if f["rule"] == rule and f["file"] == "golf_entry.py"
-            and f["message"].startswith("refused")]
+    return [
+        f
+        for f in report["findings"]
+        if f["rule"] == rule and f["file"] == "golf_entry.py" and f["message"].startswith("refused")
+    ]
 
 
 def test_golf_eval_reports_the_training_shard_read(e2e: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,12 +298,24 @@ def test_golf_eval_reports_the_training_shard_read(e2e: dict[str, Path], monkeyp
     [finding] = [f for f in report["findings"] if f["rule"] == "PG302"]  # once: not again at <runtime>:0
     assert (finding["file"], finding["line"]) == ("golf_entry.py", _line_of("trainshard", "np.fromfile("))
     assert str((e2e["data"] / "fineweb_train_000000.bin").resolve()) in finding["message"]
-    assert report["guards"] == {"available": True, "attempts": [{
-        "rule": "PG302", "event": "open", "target": str((e2e["data"] / "fineweb_train_000000.bin").resolve()),
-        "file": "golf_entry.py", "line": _line_of("trainshard", "np.fromfile("), "count": 1}]}
+    assert report["guards"] == {
+        "available": True,
+        "attempts": [
+            {
+                "rule": "PG302",
+                "event": "open",
+                "target": str((e2e["data"] / "fineweb_train_000000.bin").resolve()),
+                "file": "golf_entry.py",
+                "line": _line_of("trainshard", "np.fromfile("),
+                "count": 1,
+            }
+        ],
+    }
     markdown = (e2e["root"] / "out_trainshard" / "report.md").read_text()
-    assert (f"| PG302 | open | `{(e2e['data'] / 'fineweb_train_000000.bin').resolve()}` | "
-            f"`golf_entry.py:{_line_of('trainshard', 'np.fromfile(')}` | 1 |") in markdown.splitlines()
+    assert (
+        f"| PG302 | open | `{(e2e['data'] / 'fineweb_train_000000.bin').resolve()}` | "
+        f"`golf_entry.py:{_line_of('trainshard', 'np.fromfile(')}` | 1 |"
+    ) in markdown.splitlines()
 
 
 def test_golf_eval_reports_the_socket_even_though_the_model_swallowed_it(e2e: dict[str, Path]) -> None:
@@ -287,11 +326,22 @@ def test_golf_eval_reports_the_socket_even_though_the_model_swallowed_it(e2e: di
     assert finding["line"] == line
     assert "127.0.0.1:9" in finding["message"]
     # golf-check's static PG301 at the same line, then the guard's: no <runtime>:0 / <model>:0 copy.
-    assert [(f["file"], f["line"], f["message"].startswith("refused")) for f in report["findings"]
-            if f["rule"] == "PG301"] == [("golf_entry.py", line, False), ("golf_entry.py", line, True)]
-    assert report["guards"] == {"available": True, "attempts": [{
-        "rule": "PG301", "event": "socket.getaddrinfo", "target": "127.0.0.1:9", "file": "golf_entry.py",
-        "line": line, "count": 1}]}
+    assert [
+        (f["file"], f["line"], f["message"].startswith("refused")) for f in report["findings"] if f["rule"] == "PG301"
+    ] == [("golf_entry.py", line, False), ("golf_entry.py", line, True)]
+    assert report["guards"] == {
+        "available": True,
+        "attempts": [
+            {
+                "rule": "PG301",
+                "event": "socket.getaddrinfo",
+                "target": "127.0.0.1:9",
+                "file": "golf_entry.py",
+                "line": line,
+                "count": 1,
+            }
+        ],
+    }
 
 
 def test_socket_entry_yields_exactly_one_runtime_pg301(e2e: dict[str, Path]) -> None:
@@ -300,12 +350,17 @@ def test_socket_entry_yields_exactly_one_runtime_pg301(e2e: dict[str, Path]) -> 
     from harness.evaluate.pipeline import EvalRequest, run_evaluation
 
     data = DataPaths(data_dir=e2e["data"], tokenizer_path=e2e["tokenizer"], vocab_size=1024)
-    request = EvalRequest(submission=e2e["root"] / "socket", artifact=e2e["root"] / "socket" / "final_model.int8.ptz",
-                          data=data, config=EvalConfig(seq_len=32, chunk_tokens=128),
-                          out_dir=e2e["root"] / "out_socket_pipeline")
+    request = EvalRequest(
+        submission=e2e["root"] / "socket",
+        artifact=e2e["root"] / "socket" / "final_model.int8.ptz",
+        data=data,
+        config=EvalConfig(seq_len=32, chunk_tokens=128),
+        out_dir=e2e["root"] / "out_socket_pipeline",
+    )
     outcome = run_evaluation(request)
     assert [(f.rule, f.file, f.line) for f in outcome.findings] == [
-        ("PG301", "golf_entry.py", _line_of("socket", "socket.create_connection("))]
+        ("PG301", "golf_entry.py", _line_of("socket", "socket.create_connection("))
+    ]
     assert outcome.audited is False and outcome.report["complete"] is True
 
 
@@ -322,8 +377,8 @@ class _ConnectingModel(torch.nn.Module):
 
 
 def test_refusal_that_stops_scoring_is_filed_once_by_the_guard(workspace: dict[str, Path]) -> None:
-    from harness.evaluate.evaluator import EvalConfig, EvalInputs, evaluate
     from harness.evaluate.adapters.none import NoAdapter
+    from harness.evaluate.evaluator import EvalConfig, EvalInputs, evaluate
 
     model = _ConnectingModel(model_from_artifact(workspace["artifact"]))
     tokens = np.arange(2, 66, dtype=np.int64) % 64
@@ -333,7 +388,8 @@ def test_refusal_that_stops_scoring_is_filed_once_by_the_guard(workspace: dict[s
     assert result.findings == [] and result.chunks_done == 0
     assert result.stopped is not None and result.stopped.startswith("stopped while scoring chunk 0: refused network")
     assert [(f.rule, f.file, f.line) for f in session.findings] == [
-        ("PG301", "test_guards.py", _line_of_here("socket.create_connection((\"127.0.0.1\", 9)"))]
+        ("PG301", "test_guards.py", _line_of_here('socket.create_connection(("127.0.0.1", 9)'))
+    ]
 
 
 class _TrainingDataAdapter:
@@ -355,10 +411,18 @@ def test_refusal_during_adaptation_is_filed_once_by_the_guard(workspace: dict[st
     tokens = np.arange(2, 66, dtype=np.int64) % 64
     inputs = EvalInputs(tokens=tokens, target_bytes=np.ones(63, dtype=np.int64), vocab_size=64)
     with guarded(_allowed(workspace), forbidden_paths=[workspace["train"]]) as session:
-        result = evaluate(model, _TrainingDataAdapter(workspace["train"]), inputs,
-                          EvalConfig(seq_len=16, chunk_tokens=32, ttt="greedy"), None)
+        result = evaluate(
+            model,
+            _TrainingDataAdapter(workspace["train"]),
+            inputs,
+            EvalConfig(seq_len=16, chunk_tokens=32, ttt="greedy"),
+            None,
+        )
     assert result.findings == [] and result.chunks_done == 1
-    assert result.stopped == (f"stopped after chunk 0: refused to read training data {workspace['train'].resolve()}: "
-                              "no training data may be accessed during evaluation")
+    assert result.stopped == (
+        f"stopped after chunk 0: refused to read training data {workspace['train'].resolve()}: "
+        "no training data may be accessed during evaluation"
+    )
     assert [(f.rule, f.file, f.line) for f in session.findings] == [
-        ("PG302", "test_guards.py", _line_of_here("self.shard.read_bytes()"))]
+        ("PG302", "test_guards.py", _line_of_here("self.shard.read_bytes()"))
+    ]

@@ -58,10 +58,16 @@ def test_syntax_error_in_entry_and_helper(tmp_path: Path) -> None:
 def test_non_utf8_bytes(tmp_path: Path) -> None:
     folder = _folder(tmp_path, {"train_gpt.py": b"x = '\xff\xfe\xfa'\nprint(x)\n"})
     findings = _audit(folder)
-    assert Finding(
-        "PG000", Severity.WARNING, "train_gpt.py", 0,
-        "train_gpt.py is not valid UTF-8 and has no usable coding line; read as latin-1",
-    ) in findings
+    assert (
+        Finding(
+            "PG000",
+            Severity.WARNING,
+            "train_gpt.py",
+            0,
+            "train_gpt.py is not valid UTF-8 and has no usable coding line; read as latin-1",
+        )
+        in findings
+    )
     assert [s.text for s in load_submission(folder).sources] == ["x = 'ÿþú'\nprint(x)\n"]
 
 
@@ -69,11 +75,16 @@ def test_one_gigabyte_decompression_bomb_stops_at_the_cap(tmp_path: Path) -> Non
     bomb = _zlib_zero_bomb(GIGABYTE)
     assert len(bomb) < 1_100_000
     payload = base64.b85encode(bomb).decode("ascii")
-    folder = _folder(tmp_path, {"train_gpt.py": f'import zlib,base64\nexec(zlib.decompress(base64.b85decode("{payload}")))\n'})
+    folder = _folder(
+        tmp_path, {"train_gpt.py": f'import zlib,base64\nexec(zlib.decompress(base64.b85decode("{payload}")))\n'}
+    )
     findings = analyze(load_submission(folder / "train_gpt.py"))
     assert findings == [
         Finding(
-            "PG000", Severity.ERROR, "train_gpt.py", 0,
+            "PG000",
+            Severity.ERROR,
+            "train_gpt.py",
+            0,
             f"could not decode train_gpt.py:2 (b85decode → zlib.decompress): "
             f"zlib output exceeds the {32 * 2**20} byte cap (decompression bomb?)",
         )
@@ -101,7 +112,9 @@ def test_nesting_beyond_what_python_accepts_is_pg000_not_a_crash(tmp_path: Path)
     for name, text in texts.items():
         folder = _folder(tmp_path / name, {"train_gpt.py": text})
         findings = analyze(load_submission(folder / "train_gpt.py"))
-        assert findings == [Finding("PG000", Severity.ERROR, "train_gpt.py", 0, "cannot analyze train_gpt.py: nesting too deep")]
+        assert findings == [
+            Finding("PG000", Severity.ERROR, "train_gpt.py", 0, "cannot analyze train_gpt.py: nesting too deep")
+        ]
         assert any(f.rule == "PG000" for f in _audit(folder))
         # Inside a shim the unwrapper already refuses the payload (it is not Python CPython accepts).
         shimmed = _folder(tmp_path / f"{name}-shim", {"train_gpt.py": wrap_lzma_b85(text)})
@@ -117,9 +130,16 @@ def test_symlink_out_of_the_folder_is_not_read(tmp_path: Path) -> None:
     folder = _folder(tmp_path, {"train_gpt.py": "print(1)\n"})
     (folder / "helper.py").symlink_to(outside / "secret.py")
     findings = _audit(folder)
-    assert Finding(
-        "PG000", Severity.WARNING, "helper.py", 0, "symlink file helper.py points outside the submission folder; not followed"
-    ) in findings
+    assert (
+        Finding(
+            "PG000",
+            Severity.WARNING,
+            "helper.py",
+            0,
+            "symlink file helper.py points outside the submission folder; not followed",
+        )
+        in findings
+    )
     assert not any(f.rule == "PG001" for f in findings)
 
 
@@ -130,10 +150,20 @@ def test_ten_megabyte_files(tmp_path: Path) -> None:
     size = len(big.encode())
     assert size > MAX_SOURCE_BYTES
     assert [f for f in findings if f.rule == "PG000"] == [
-        Finding("PG000", Severity.ERROR, "train_gpt.py", 0,
-                f"train_gpt.py is {size} bytes, over the {MAX_SOURCE_BYTES} byte limit; not analyzed"),
-        Finding("PG000", Severity.WARNING, "data_prep.py", 0,
-                f"data_prep.py is {size} bytes, over the {MAX_SOURCE_BYTES} byte limit; not analyzed"),
+        Finding(
+            "PG000",
+            Severity.ERROR,
+            "train_gpt.py",
+            0,
+            f"train_gpt.py is {size} bytes, over the {MAX_SOURCE_BYTES} byte limit; not analyzed",
+        ),
+        Finding(
+            "PG000",
+            Severity.WARNING,
+            "data_prep.py",
+            0,
+            f"data_prep.py is {size} bytes, over the {MAX_SOURCE_BYTES} byte limit; not analyzed",
+        ),
     ]
 
 
@@ -141,7 +171,9 @@ def test_code_that_would_delete_things_is_never_run(tmp_path: Path) -> None:
     sentinel = tmp_path / "sentinel"
     sentinel.mkdir()
     (sentinel / "keep.txt").write_text("still here", encoding="utf-8")
-    destroy = f"import shutil\nshutil.rmtree({str(sentinel)!r})\nopen({str(sentinel / 'ran.txt')!r}, 'w').write('ran')\n"
+    destroy = (
+        f"import shutil\nshutil.rmtree({str(sentinel)!r})\nopen({str(sentinel / 'ran.txt')!r}, 'w').write('ran')\n"
+    )
     forms = {
         "plain": {"train_gpt.py": destroy, "helper.py": destroy},
         "lzma": {"train_gpt.py": wrap_lzma_b85(destroy)},

@@ -75,7 +75,13 @@ def test_folder_with_helpers_native_files_and_settings(tmp_path: Path) -> None:
     )
     submission = load_submission(folder)
     assert submission.name == "sub" and not submission.single_file
-    assert submission.files == ["README.md", "kernels/fused.cu", "kernels/helpers/mixer.py", "ngram_tilt.py", "train_gpt.py"]
+    assert submission.files == [
+        "README.md",
+        "kernels/fused.cu",
+        "kernels/helpers/mixer.py",
+        "ngram_tilt.py",
+        "train_gpt.py",
+    ]
     assert [(s.display_name, s.is_entry) for s in submission.sources] == [
         ("train_gpt.py", True),
         ("kernels/helpers/mixer.py", False),
@@ -84,10 +90,20 @@ def test_folder_with_helpers_native_files_and_settings(tmp_path: Path) -> None:
     assert submission.native_files == ["kernels/fused.cu"]
     assert submission.settings == {"TTT_ENABLED": Setting("TTT_ENABLED", "1", "README.md", 2, "readme")}
     assert submission.load_findings == [
-        Finding("PG002", Severity.INFO, "kernels/fused.cu", 0,
-                "native helper files listed for manual review (not analyzed): kernels/fused.cu"),
-        Finding("PG002", Severity.INFO, "ngram_tilt.py", 2,
-                "native code built or loaded at run time (CDLL); review it by hand"),
+        Finding(
+            "PG002",
+            Severity.INFO,
+            "kernels/fused.cu",
+            0,
+            "native helper files listed for manual review (not analyzed): kernels/fused.cu",
+        ),
+        Finding(
+            "PG002",
+            Severity.INFO,
+            "ngram_tilt.py",
+            2,
+            "native code built or loaded at run time (CDLL); review it by hand",
+        ),
     ]
 
 
@@ -122,7 +138,13 @@ def test_sibling_shim_folder_and_single_file(tmp_path: Path) -> None:
         ]
         assert submission.files == ["train_gpt.py", "train_gpt_decode.py"]
         assert submission.load_findings == [
-            Finding("PG001", Severity.INFO, "train_gpt_decode.py", 5, "suppression comment ignored: # golf-check: ignore PG101")
+            Finding(
+                "PG001",
+                Severity.INFO,
+                "train_gpt_decode.py",
+                5,
+                "suppression comment ignored: # golf-check: ignore PG101",
+            )
         ]
     assert load_submission(tmp_path / "sub" / "train_gpt.py").single_file
 
@@ -130,8 +152,13 @@ def test_sibling_shim_folder_and_single_file(tmp_path: Path) -> None:
 def test_missing_sibling_and_missing_entry(tmp_path: Path) -> None:
     folder = _write(tmp_path / "a", {"train_gpt.py": "exec(open('gone.py').read())\n"})
     assert load_submission(folder).load_findings == [
-        Finding("PG000", Severity.ERROR, "train_gpt.py", 0,
-                "train_gpt.py executes gone.py, which is not a readable file of the submission")
+        Finding(
+            "PG000",
+            Severity.ERROR,
+            "train_gpt.py",
+            0,
+            "train_gpt.py executes gone.py, which is not a readable file of the submission",
+        )
     ]
     # without train_gpt.py the folder's only Python file is its entry (issue 12: real records
     # name their script train_gpt_v5.py, train.py…; tests/test_entry_discovery.py has the shapes)
@@ -157,7 +184,7 @@ def test_entry_shim_decode_failure_is_an_error(tmp_path: Path) -> None:
 
 
 def test_encodings() -> None:
-    assert decode_source_bytes("x = 'é'\n".encode("utf-8")) == ("x = 'é'\n", None)
+    assert decode_source_bytes("x = 'é'\n".encode()) == ("x = 'é'\n", None)
     assert decode_source_bytes(b"\xef\xbb\xbfx = 1\n") == ("x = 1\n", None)
     latin = "# -*- coding: latin-1 -*-\nx = 'é'\n".encode("latin-1")
     assert decode_source_bytes(latin) == ("# -*- coding: latin-1 -*-\nx = 'é'\n", None)
@@ -178,10 +205,19 @@ def test_symlinks_are_never_followed_out(tmp_path: Path) -> None:
     assert submission.files == ["alias.py", "real_helper.py", "train_gpt.py"]
     assert [s.display_name for s in submission.sources] == ["train_gpt.py", "alias.py", "real_helper.py"]
     assert submission.load_findings == [
-        Finding("PG000", Severity.WARNING, "lib", 0, "symlink folder lib points outside the submission folder; not followed"),
-        Finding("PG000", Severity.WARNING, "dangling.py", 0, "symlink file dangling.py is a dangling symlink; not followed"),
-        Finding("PG000", Severity.WARNING, "helper.py", 0,
-                "symlink file helper.py points outside the submission folder; not followed"),
+        Finding(
+            "PG000", Severity.WARNING, "lib", 0, "symlink folder lib points outside the submission folder; not followed"
+        ),
+        Finding(
+            "PG000", Severity.WARNING, "dangling.py", 0, "symlink file dangling.py is a dangling symlink; not followed"
+        ),
+        Finding(
+            "PG000",
+            Severity.WARNING,
+            "helper.py",
+            0,
+            "symlink file helper.py points outside the submission folder; not followed",
+        ),
     ]
 
 
@@ -194,8 +230,13 @@ def test_entry_symlink_out_and_fifo(tmp_path: Path) -> None:
     findings = load_submission(folder).load_findings
     assert findings == [
         Finding("PG000", Severity.WARNING, "pipe.py", 0, "pipe.py is not a regular file; not read"),
-        Finding("PG000", Severity.ERROR, "train_gpt.py", 0,
-                "symlink file train_gpt.py points outside the submission folder; not followed"),
+        Finding(
+            "PG000",
+            Severity.ERROR,
+            "train_gpt.py",
+            0,
+            "symlink file train_gpt.py points outside the submission folder; not followed",
+        ),
     ]
 
 
@@ -236,12 +277,17 @@ def test_an_entry_running_code_from_outside_the_folder_is_reviewed_not_an_error(
     folder.mkdir()
     (folder / "README.md").write_text("Run: `torchrun --nproc_per_node=8 run.py`\n")
     (folder / "run.py").write_text(
-        "import os\nos.environ['SEED'] = '1'\nexec(open('/opt/work/train_gpt_base.py').read())\n")
+        "import os\nos.environ['SEED'] = '1'\nexec(open('/opt/work/train_gpt_base.py').read())\n"
+    )
     submission = load_submission(folder)
     findings = analyze(submission)
     external = [f for f in findings if f.rule == "PG000" and "not in the submission" in f.message]
     assert [(f.severity, f.file, f.message) for f in external] == [
-        (Severity.WARNING, "run.py",
-         "run.py:3 executes /opt/work/train_gpt_base.py, outside the submission folder: that code is not in the "
-         "submission and was not checked")]
+        (
+            Severity.WARNING,
+            "run.py",
+            "run.py:3 executes /opt/work/train_gpt_base.py, outside the submission folder: that code is not in the "
+            "submission and was not checked",
+        )
+    ]
     assert verdict_for(findings) == "review"

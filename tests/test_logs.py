@@ -57,13 +57,15 @@ def test_headline_prefers_ttt_then_exact_digits() -> None:
 
 
 def test_headline_ranks_stage_over_order_and_skips_diagnostics() -> None:
-    text = "\n".join([
-        "step:100/100 val_loss:2.5000 val_bpb:1.4800 train_time:1000ms step_avg:10.00ms",
-        "quantized_ttt val_loss:2.1000 val_bpb:1.2400 eval_time:300000ms",
-        "quantized_sliding_window val_loss:2.2000 val_bpb:1.3000 eval_time:90000ms",
-        "diagnostic pre-quant post-ema val_loss:2.0000 val_bpb:1.1800 eval_time:5000ms",
-        "ttt_chunk [3/50] val_loss:2.0500 val_bpb:1.2100",
-    ])
+    text = "\n".join(
+        [
+            "step:100/100 val_loss:2.5000 val_bpb:1.4800 train_time:1000ms step_avg:10.00ms",
+            "quantized_ttt val_loss:2.1000 val_bpb:1.2400 eval_time:300000ms",
+            "quantized_sliding_window val_loss:2.2000 val_bpb:1.3000 eval_time:90000ms",
+            "diagnostic pre-quant post-ema val_loss:2.0000 val_bpb:1.1800 eval_time:5000ms",
+            "ttt_chunk [3/50] val_loss:2.0500 val_bpb:1.2100",
+        ]
+    )
     log = parse_log(text, "train.log")
     assert [f.family for f in log.families()] == ["quantized_ttt", "quantized_sliding_window"]
     assert log.headline().family == "quantized_ttt"
@@ -103,9 +105,9 @@ def test_config_differences_ignore_seed_run_id_and_where_inputs_live() -> None:
     ]
     third = _log("block", hparams={**builder.BASE_HPARAMS, "num_layers": "11"})
     assert config_differences(_log("block"), third) == [("num_layers", "9", "11")]
-    assert config_differences(_log("block"), _log("timestamped", hparams={**builder.BASE_HPARAMS, "matrix_lr": "0.05"})) == [
-        ("matrix_lr", "0.04", "0.05")
-    ]
+    assert config_differences(
+        _log("block"), _log("timestamped", hparams={**builder.BASE_HPARAMS, "matrix_lr": "0.05"})
+    ) == [("matrix_lr", "0.04", "0.05")]
 
 
 def test_decimals_of_counts_shown_digits() -> None:
@@ -134,7 +136,10 @@ def test_logs_written_by_the_reference_trainer(
     assert (log.train_time_ms, log.train_time_line) == (train_ms, 51)
     headline = log.headline()
     assert (headline.family, headline.val_loss, headline.val_bpb, headline.line) == (
-        "final_int8_zlib_roundtrip", loss, bpb, 56
+        "final_int8_zlib_roundtrip",
+        loss,
+        bpb,
+        56,
     )
     assert headline.eval_time_ms is not None and headline.eval_time_ms > 60_000
     assert (log.artifact_size().size_bytes, log.artifact_size().line) == (total, 54)

@@ -82,7 +82,8 @@ def test_registered_under_lora_and_fresh_adapter_changes_nothing() -> None:
     assert isinstance(adapter, LoraAdapter) and adapter.name == "lora"
     # q and v projections of both blocks carry a rank-8 delta that is part of the fingerprinted state
     assert sorted(_lora_state(model)) == sorted(
-        f"blocks.{b}.attn.c_{p}.lora.lora_{m}" for b in (0, 1) for p in ("q", "v") for m in ("a", "b"))
+        f"blocks.{b}.attn.c_{p}.lora.lora_{m}" for b in (0, 1) for p in ("q", "v") for m in ("a", "b")
+    )
     assert tuple(model.blocks[0].attn.c_q.lora.lora_a.shape) == (8, 32)
     with torch.inference_mode():
         assert torch.equal(model.forward_logits(tokens), before)
@@ -117,10 +118,23 @@ def test_rank_lr_and_targets_come_from_the_adapter_config() -> None:
 
 def test_config_json_shows_the_settings_of_the_adapter_in_use() -> None:
     config = AdapterConfig(lr=0.003, lora_rank=4, lora_lr=0.02, seq_len=SEQ_LEN)
-    assert config.to_json("lora") == {"lora_rank": 4, "lora_lr": 0.02, "lora_targets": "qv", "epochs": 3,
-                                      "grad_clip": 1.0, "seq_len": SEQ_LEN}
-    assert config.to_json("sgd") == {"lr": 0.003, "momentum": 0.9, "epochs": 3, "grad_clip": 1.0,
-                                     "freeze_blocks": 0, "batch_seqs": 32, "seq_len": SEQ_LEN}
+    assert config.to_json("lora") == {
+        "lora_rank": 4,
+        "lora_lr": 0.02,
+        "lora_targets": "qv",
+        "epochs": 3,
+        "grad_clip": 1.0,
+        "seq_len": SEQ_LEN,
+    }
+    assert config.to_json("sgd") == {
+        "lr": 0.003,
+        "momentum": 0.9,
+        "epochs": 3,
+        "grad_clip": 1.0,
+        "freeze_blocks": 0,
+        "batch_seqs": 32,
+        "seq_len": SEQ_LEN,
+    }
     assert set(config.to_json("own")) == set(config.to_json("sgd")) | {"lora_rank", "lora_lr", "lora_targets"}
     assert EvalConfig(ttt="lora", adapter=config).to_json()["adapter"] == config.to_json("lora")
     assert EvalConfig(ttt="none", adapter=config).to_json()["adapter"] is None

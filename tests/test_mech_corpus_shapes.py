@@ -36,7 +36,9 @@ def _line(code: str, marker: str) -> int:
 
 
 def _loud(findings: list[Finding], prefix: str = "PG2") -> list[tuple[str, Severity, int]]:
-    return [(f.rule, f.severity, f.line) for f in findings if f.rule.startswith(prefix) and f.severity is not Severity.INFO]
+    return [
+        (f.rule, f.severity, f.line) for f in findings if f.rule.startswith(prefix) and f.severity is not Severity.INFO
+    ]
 
 
 # ---- #982: the target-keyed lookup sits in a helper method the scoring loop calls ------------
@@ -185,7 +187,10 @@ def test_keeping_the_lower_nll_through_a_comparison_is_pg202() -> None:
 
 
 def test_conditional_expression_and_where_spellings_are_pg202() -> None:
-    for spelling in ("nll = nll_mix if nll_mix < nll_lm else nll_lm", "nll = torch.where(nll_mix < nll_lm, nll_mix, nll_lm)"):
+    for spelling in (
+        "nll = nll_mix if nll_mix < nll_lm else nll_lm",
+        "nll = torch.where(nll_mix < nll_lm, nll_mix, nll_lm)",
+    ):
         code = f"""\
         import torch
         import torch.nn.functional as F
@@ -357,8 +362,8 @@ def test_piece_text_lengths_without_decoding_are_still_pg204() -> None:
     """The illegal twin (#1271 Scylla): the same walk counting each piece's own UTF-8 text."""
     code = SIDECAR_BUILDER.replace(
         "            prefix = decode_text(transformed_text[:cursor_t])\n"
-        "            n_bytes = len(prefix.encode(\"utf-8\")) - cursor_o\n",
-        "            n_bytes = len(surface.encode(\"utf-8\"))  # <- length\n",
+        '            n_bytes = len(prefix.encode("utf-8")) - cursor_o\n',
+        '            n_bytes = len(surface.encode("utf-8"))  # <- length\n',
     )
     found = _loud(_scoring({"train_gpt.py": code}), "PG204")
     assert found == [("PG204", Severity.ERROR, _line(code, "length"))]

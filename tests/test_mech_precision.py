@@ -24,7 +24,9 @@ HERE = Path(__file__).parent
 
 
 def _context(code: str, settings: dict[str, Setting] | None = None) -> CheckContext:
-    source = SourceFile(display_name="train_gpt.py", path=HERE / "train_gpt.py", text=textwrap.dedent(code), is_entry=True)
+    source = SourceFile(
+        display_name="train_gpt.py", path=HERE / "train_gpt.py", text=textwrap.dedent(code), is_entry=True
+    )
     submission = Submission(root=HERE, name="case", sources=[source], settings=settings or {})
     return CheckContext(submission=submission, parsed=[parse_source(source)])
 
@@ -125,15 +127,19 @@ def test_readme_raising_a_lower_code_default_back_to_600_fails() -> None:
 
 
 def test_millisecond_budget_through_a_local_name() -> None:
-    code = CALIBRATION_AFTER_LOOP.replace(
-        'max_wallclock_seconds = float(os.environ.get("MAX_WALLCLOCK_SECONDS", 600.0))',
-        'train_budget_ms = float(os.environ.get("TRAIN_BUDGET_MS", 600000))',
-    ).replace(
-        "        if time.perf_counter() - began >= cfg.max_wallclock_seconds:\n",
-        "        if 1000.0 * (time.perf_counter() - began) >= stop_ms:\n",
-    ).replace(
-        "    began = time.perf_counter()\n",
-        "    stop_ms = cfg.train_budget_ms if cfg.train_budget_ms > 0 else None\n    began = time.perf_counter()\n",
+    code = (
+        CALIBRATION_AFTER_LOOP.replace(
+            'max_wallclock_seconds = float(os.environ.get("MAX_WALLCLOCK_SECONDS", 600.0))',
+            'train_budget_ms = float(os.environ.get("TRAIN_BUDGET_MS", 600000))',
+        )
+        .replace(
+            "        if time.perf_counter() - began >= cfg.max_wallclock_seconds:\n",
+            "        if 1000.0 * (time.perf_counter() - began) >= stop_ms:\n",
+        )
+        .replace(
+            "    began = time.perf_counter()\n",
+            "    stop_ms = cfg.train_budget_ms if cfg.train_budget_ms > 0 else None\n    began = time.perf_counter()\n",
+        )
     )
     line = CALIBRATION_LINE + 1
     assert [(f.rule, f.line) for f in _runtime_io(code)] == [("PG302", line)]
@@ -261,9 +267,9 @@ def test_keyword_and_getenv_numeric_defaults_count_too() -> None:
 
 
 def test_counted_bytes_beside_a_numeric_default_field_are_legal() -> None:
-    code = FIXED_RATIO.replace("def report(cfg, nll_sum, n_tokens):", "def report(cfg, nll_sum, n_tokens, n_bytes):").replace(
-        "val_loss / math.log(2.0) / cfg.bytes_per_token", "val_loss / math.log(2.0) * n_tokens / n_bytes"
-    )
+    code = FIXED_RATIO.replace(
+        "def report(cfg, nll_sum, n_tokens):", "def report(cfg, nll_sum, n_tokens, n_bytes):"
+    ).replace("val_loss / math.log(2.0) / cfg.bytes_per_token", "val_loss / math.log(2.0) * n_tokens / n_bytes")
     assert _scoring(code) == []
 
 
@@ -398,9 +404,7 @@ def test_bos_used_only_to_split_documents_leaves_the_boundary_rule_missing() -> 
 
 
 def test_boundary_rule_in_the_byte_statement_is_legal() -> None:
-    code = PER_DOC_BYTES.replace(
-        "has_leading_space[y].long()", "(has_leading_space[y] & ~is_boundary_token[x]).long()"
-    )
+    code = PER_DOC_BYTES.replace("has_leading_space[y].long()", "(has_leading_space[y] & ~is_boundary_token[x]).long()")
     assert _scoring(code) == []
 
 
@@ -458,7 +462,9 @@ def test_shift_or_and_reversed_sum_keys_are_the_same_hash() -> None:
 
 def test_polynomial_key_of_context_tokens_only_is_legal() -> None:
     code = POLY_PAIR_BLEND.replace("pair = (ctx * 31 + tgt) % buckets", "pair = (ctx * 31 + ids[i - 1]) % buckets")
-    code = code.replace("p_ng = pair_counts[pair] / (ctx_counts[ctx] + 1.0)", "p_ng = pair_counts[pair] / pair_counts.sum()")
+    code = code.replace(
+        "p_ng = pair_counts[pair] / (ctx_counts[ctx] + 1.0)", "p_ng = pair_counts[pair] / pair_counts.sum()"
+    )
     assert _loud(_scoring(code)) == []
 
 
@@ -488,7 +494,9 @@ def test_flat_index_selection_and_causal_pair_updates_are_legal() -> None:
 
 def test_tuple_key_bound_to_a_name_is_a_count_read_at_the_target() -> None:
     code = POLY_PAIR_BLEND.replace("pair = (ctx * 31 + tgt) % buckets", "pair = (ctx, tgt)")
-    code = code.replace("np.zeros(buckets, dtype=np.uint32)", "{}").replace("pair_counts[pair] /", "pair_counts.get(pair, 0) /")
+    code = code.replace("np.zeros(buckets, dtype=np.uint32)", "{}").replace(
+        "pair_counts[pair] /", "pair_counts.get(pair, 0) /"
+    )
     # an exact (ctx, tgt) counter is the #1026 C2 shape: PG202, as for ``counts[ctx, tgt]``
     assert _loud(_scoring(code)) == [("PG202", "error", 14)]
 
@@ -824,7 +832,8 @@ def test_a_minified_byte_total_from_a_lookup_table_divides_the_bits() -> None:
 
 # ---- 15. PG302: the budget of a loop that stops through a `stop_after_step` flag -------------
 
-FLAGGED_STOP = CALIBRATION_AFTER_LOOP.replace('''    began = time.perf_counter()
+FLAGGED_STOP = CALIBRATION_AFTER_LOOP.replace(
+    """    began = time.perf_counter()
     step = 0
     while step < cfg.steps:
         xb, yb = stream.next_batch(393216, 1024)
@@ -833,7 +842,8 @@ FLAGGED_STOP = CALIBRATION_AFTER_LOOP.replace('''    began = time.perf_counter()
         opt.zero_grad()
         step += 1
         if time.perf_counter() - began >= cfg.max_wallclock_seconds:
-            break''', '''    train_budget_ms = 1000.0 * cfg.max_wallclock_seconds
+            break""",
+    """    train_budget_ms = 1000.0 * cfg.max_wallclock_seconds
     began = time.perf_counter()
     stop_after_step = None
     step = 0
@@ -847,7 +857,8 @@ FLAGGED_STOP = CALIBRATION_AFTER_LOOP.replace('''    began = time.perf_counter()
         step += 1
         approx_ms = 1000.0 * (time.perf_counter() - began)
         if stop_after_step is None and approx_ms >= train_budget_ms:
-            stop_after_step = step''')
+            stop_after_step = step""",
+)
 
 
 def test_a_budget_read_beside_a_stop_flag_is_found_whatever_it_is_called() -> None:

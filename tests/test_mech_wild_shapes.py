@@ -12,7 +12,6 @@ from __future__ import annotations
 from harness.findings import Severity
 from tests.test_mech_corpus_shapes import _line, _loud, _scoring
 
-
 # ---- wild-set false errors: byte tables and target metadata ------------------------------------
 
 PIECE_LENGTH_TOOL = """\

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from reference_model.model import GPT, GPTConfig, Rotary, apply_rotary
+
 
 @pytest.fixture(autouse=True, scope="module")
 def single_thread() -> Iterator[None]:

@@ -77,6 +77,7 @@ def json_line(root: Path, key: str) -> int:
 
 # A legal folder in every log style -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("style", ["reference", "block", "timestamped"])
 @pytest.mark.parametrize("families", [("final_int8_zlib_roundtrip",), ("final_int8_zlib_roundtrip", "legal_ttt")])
 def test_legal_package_has_no_findings(tmp_path: Path, style: str, families: tuple[str, ...]) -> None:
@@ -92,6 +93,7 @@ def test_single_file_submissions_get_no_package_checks(tmp_path: Path) -> None:
 
 
 # PG401 -----------------------------------------------------------------------------------
+
 
 def test_missing_required_files(tmp_path: Path) -> None:
     root = build(tmp_path, PackageSpec(readme=False, train_gpt=None))
@@ -126,9 +128,10 @@ def test_train_gpt_that_does_not_parse(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("payload_ok", [True, False])
 def test_shim_entry_compiles_only_when_its_payload_parses(tmp_path: Path, payload_ok: bool) -> None:
+    from shims import wrap_lzma_b85
+
     from harness.check.engine import analyze
     from harness.loader import load_submission
-    from shims import wrap_lzma_b85
 
     payload = builder.TRAIN_GPT if payload_ok else builder.TRAIN_GPT + "\ndef broken(:\n"
     root = build(tmp_path, PackageSpec(train_gpt=wrap_lzma_b85(payload)))
@@ -143,10 +146,13 @@ def test_shim_entry_compiles_only_when_its_payload_parses(tmp_path: Path, payloa
 
 # PG402 -----------------------------------------------------------------------------------
 
+
 def test_invalid_json_points_at_its_line(tmp_path: Path) -> None:
     root = build(tmp_path, PackageSpec(json_text='{\n  "author": "Ada",\n  "val_bpb": 1.22,,\n}\n'))
     findings = [f for f in audit(root) if f.rule == "PG402"]
-    assert [(f.line, f.message) for f in findings] == [(3, "submission.json is not valid JSON: Expecting property name enclosed in double quotes")]
+    assert [(f.line, f.message) for f in findings] == [
+        (3, "submission.json is not valid JSON: Expecting property name enclosed in double quotes")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -169,7 +175,11 @@ def test_submission_json_field_errors(tmp_path: Path, overrides: dict, drop: tup
     assert fragment in findings[0].message
     expected_line = 1 if drop else json_line(root, key)
     # Issue 12: submission.json's shape never makes a run illegal (accepted records use many).
-    assert (findings[0].file, findings[0].line, findings[0].severity) == ("submission.json", expected_line, Severity.WARNING)
+    assert (findings[0].file, findings[0].line, findings[0].severity) == (
+        "submission.json",
+        expected_line,
+        Severity.WARNING,
+    )
 
 
 def test_name_or_author_is_enough_and_iso_dates_and_unknown_keys_pass(tmp_path: Path) -> None:
@@ -190,12 +200,14 @@ def test_seed_results_entries_are_typed(tmp_path: Path) -> None:
 
 # PG403 -----------------------------------------------------------------------------------
 
+
 def test_claimed_val_bpb_that_no_log_shows(tmp_path: Path) -> None:
     root = build(tmp_path, PackageSpec(json_overrides={"val_bpb": 1.2000}))
     [finding] = only(audit(root), "PG403")
     assert finding.line == json_line(root, "val_bpb")
-    assert finding.message.startswith("submission.json val_bpb 1.2 does not match the mean of 3 logs: "
-                                      "final_int8_zlib_roundtrip gives 1.22")
+    assert finding.message.startswith(
+        "submission.json val_bpb 1.2 does not match the mean of 3 logs: final_int8_zlib_roundtrip gives 1.22"
+    )
     assert "train_seed42.log:" in finding.message
 
 
@@ -246,6 +258,7 @@ def test_no_final_score_line_at_all(tmp_path: Path) -> None:
 
 # PG303 -----------------------------------------------------------------------------------
 
+
 def test_logged_artifact_over_the_decimal_limit(tmp_path: Path) -> None:
     """Every reading of seed 1337's artifact (logged total, logged model + shipped code, its
     seed_results entry) is over 16,000,000 bytes: an error on a record claim."""
@@ -277,8 +290,10 @@ def test_json_artifact_sizes_over_the_limit(tmp_path: Path) -> None:
     root = build(tmp_path, PackageSpec(json_overrides={"bytes_total": 16_777_216}))
     [finding] = only(audit(root), "PG303")
     assert (finding.line, finding.severity) == (json_line(root, "bytes_total"), Severity.WARNING)
-    assert finding.message == ("submission.json bytes_total is 16,777,216 bytes, over the 16,000,000-byte cap "
-                               "(decimal 16 MB); the logs print a size under it")
+    assert finding.message == (
+        "submission.json bytes_total is 16,777,216 bytes, over the 16,000,000-byte cap "
+        "(decimal 16 MB); the logs print a size under it"
+    )
 
 
 def test_logged_code_size_that_is_not_the_shipped_file_is_no_finding_by_itself(tmp_path: Path) -> None:
@@ -291,6 +306,7 @@ def test_logged_code_size_that_is_not_the_shipped_file_is_no_finding_by_itself(t
 
 # PG304 -----------------------------------------------------------------------------------
 
+
 def test_one_in_flight_step_past_600_s_is_tolerated(tmp_path: Path) -> None:
     root = build(tmp_path, PackageSpec().with_logs(train_time_ms=600_038, step_avg_ms=43.54, style="block"))
     assert audit(root) == []
@@ -301,7 +317,8 @@ def test_training_over_the_limit(tmp_path: Path) -> None:
     root = build(tmp_path, PackageSpec().with_logs(train_time_ms=612_400, style="block"))
     findings = only(audit(root), "PG304")
     assert [(f.file, f.line, f.severity) for f in findings] == [
-        ("train_seed1337.log", 19, Severity.ERROR), ("train_seed2024.log", 19, Severity.ERROR),
+        ("train_seed1337.log", 19, Severity.ERROR),
+        ("train_seed2024.log", 19, Severity.ERROR),
         ("train_seed42.log", 19, Severity.ERROR),
     ]
     assert findings[0].message == (
@@ -348,11 +365,16 @@ def test_non_record_track_skips_time_and_seed_limits(tmp_path: Path) -> None:
 
 # PG404 -----------------------------------------------------------------------------------
 
+
 def test_fewer_than_three_seeds(tmp_path: Path) -> None:
     spec = PackageSpec(logs=PackageSpec().logs[:2])
     root = build(tmp_path, spec)
     [finding] = only(audit(root), "PG404")
-    assert (finding.file, finding.line, finding.severity) == ("submission.json", json_line(root, "seeds"), Severity.WARNING)
+    assert (finding.file, finding.line, finding.severity) == (
+        "submission.json",
+        json_line(root, "seeds"),
+        Severity.WARNING,
+    )
     assert finding.message == (
         "a record claim usually shows logs of >= 3 seeds of one configuration; found 2 "
         "(train_seed1337.log, train_seed42.log)"
@@ -381,10 +403,13 @@ def test_two_logs_of_one_seed_count_once(tmp_path: Path) -> None:
     root = builder.build_package(tmp_path / "pkg", replace(spec, json_overrides={"seeds": [42, 1337]}))
     (root / "train_42_rerun.log").write_text(builder.render_log(spec.logs[0], len(builder.TRAIN_GPT.encode())))
     findings = [f for f in audit(root) if f.rule == "PG404"]
-    assert [f.message.split(";")[1] for f in findings] == [" found 2 (train_1337.log, train_42.log, train_42_rerun.log)"]
+    assert [f.message.split(";")[1] for f in findings] == [
+        " found 2 (train_1337.log, train_42.log, train_42_rerun.log)"
+    ]
 
 
 # PG405 -----------------------------------------------------------------------------------
+
 
 def test_student_t_tail_matches_closed_forms() -> None:
     for t in (-2.0, -0.3, 0.0, 0.7, 1.5, 6.0, 40.0):
@@ -453,6 +478,7 @@ def test_improvement_below_the_margin_warns_and_reports_both_readings(tmp_path: 
 
 # PG406 -----------------------------------------------------------------------------------
 
+
 def test_compliance_claim_contradicted_by_a_code_finding(tmp_path: Path) -> None:
     root = build(tmp_path)
     prior = (Finding("PG102", Severity.ERROR, "train_gpt.py", 212, "VAL reaches optimizer.step before torch.save"),)
@@ -482,7 +508,9 @@ def test_top_level_claim_contradicted_by_a_package_finding(tmp_path: Path) -> No
     (root / "submission.json").write_text(json.dumps(data, indent=2))
     findings = audit(root)
     assert [(f.rule, f.severity) for f in findings] == [("PG303", Severity.ERROR), ("PG406", Severity.WARNING)]
-    assert findings[1].message.startswith("compliance claim 'under_16mb: true' is contradicted by PG303 at train_seed1337.log:")
+    assert findings[1].message.startswith(
+        "compliance claim 'under_16mb: true' is contradicted by PG303 at train_seed1337.log:"
+    )
 
 
 def test_significance_that_cannot_be_tested_says_why(tmp_path: Path) -> None:
@@ -523,9 +551,11 @@ def test_catalog_log_examples_behave_as_documented(tmp_path: Path, rule_id: str)
             (root / f"train_seed{seed}.log").write_text(example.code)
         stated = re.findall(r'"val_bpb": ([\d.]+)', example.code)  # PG403 examples state the claim
         final = re.findall(r"(?m)^(?!step)\S+ val_loss:[\d.]+ val_bpb:([\d.]+)", example.code)
-        (root / "submission.json").write_text(json.dumps(
-            {"author": "Ada", "github_id": "ada", "date": "2026-03-25", "val_bpb": float((stated or final)[-1])}
-        ))
+        (root / "submission.json").write_text(
+            json.dumps(
+                {"author": "Ada", "github_id": "ada", "date": "2026-03-25", "val_bpb": float((stated or final)[-1])}
+            )
+        )
         findings = audit(root)
         if example.kind == "illegal":
             assert {(f.rule, f.severity) for f in findings} == {(rule_id, entry.severity)}, findings
@@ -536,15 +566,18 @@ def test_catalog_log_examples_behave_as_documented(tmp_path: Path, rule_id: str)
 REAL_RUN = Path(__file__).parent / "fixtures" / "packages" / "reference_run"
 
 
-@pytest.mark.parametrize(("claimed", "expected"), [
-    (4.3304, None),
-    (4.33038523, None),
-    (4.3072, Severity.INFO),  # seed 1337's own run, not the mean: accepted records did this (issue 12)
-    (4.3300, Severity.WARNING),  # no reading matches, but runs in the folder printed better numbers
-    # Better than every bpb any log prints, but this tiny run's scores are far worse than the
-    # naive baseline: no record attempt, so a warning (the record-claim error is in test_package_policy).
-    (3.9000, Severity.WARNING),
-])
+@pytest.mark.parametrize(
+    ("claimed", "expected"),
+    [
+        (4.3304, None),
+        (4.33038523, None),
+        (4.3072, Severity.INFO),  # seed 1337's own run, not the mean: accepted records did this (issue 12)
+        (4.3300, Severity.WARNING),  # no reading matches, but runs in the folder printed better numbers
+        # Better than every bpb any log prints, but this tiny run's scores are far worse than the
+        # naive baseline: no record attempt, so a warning (the record-claim error is in test_package_policy).
+        (3.9000, Severity.WARNING),
+    ],
+)
 def test_package_of_real_reference_trainer_logs(tmp_path: Path, claimed: float, expected: Severity | None) -> None:
     root = tmp_path / "records" / "track_10min_16mb" / "2026-11-25_TinyReference"
     root.mkdir(parents=True)
@@ -560,8 +593,10 @@ def test_package_of_real_reference_trainer_logs(tmp_path: Path, claimed: float, 
     pg403 = [f for f in findings if f.rule == "PG403"]
     assert [f.severity for f in pg403] == ([expected] if expected else [])
     if expected is Severity.INFO:
-        assert pg403[0].message == ("submission.json val_bpb 4.3072 is the score of one run (train_seed1337.log:56 "
-                                    "final_int8_zlib_roundtrip), not the mean of the 3 scored log(s)")
+        assert pg403[0].message == (
+            "submission.json val_bpb 4.3072 is the score of one run (train_seed1337.log:56 "
+            "final_int8_zlib_roundtrip), not the mean of the 3 scored log(s)"
+        )
     if claimed == 3.9:
         assert "does not match the mean of 3 logs" in pg403[0].message
     # The logged code size (73,028 bytes) is not the shipped file's: no finding by itself.

@@ -28,6 +28,7 @@ def write_json(root: Path, data: dict) -> None:
 
 # PG404 --------------------------------------------------------------------------------------
 
+
 def test_one_seed_record_is_a_review_not_a_fail(tmp_path: Path) -> None:
     """Early records were merged on one seed (2026-03-19 folders with a single train.log)."""
     root = build(tmp_path, PackageSpec(logs=PackageSpec().logs[:1], json_drop=("seeds", "seed_results")))
@@ -47,6 +48,7 @@ def test_other_configuration_logs_beside_the_seeds_warn(tmp_path: Path) -> None:
 
 # PG402 --------------------------------------------------------------------------------------
 
+
 def test_seeds_written_as_an_object_keyed_by_seed(tmp_path: Path) -> None:
     """``"seeds": {"42": {"val_bpb": …}, …}`` is how #512 and #779 wrote their seeds: a shape,
     not an error, and its keys are the declared seeds (a missing log is still noticed)."""
@@ -65,8 +67,11 @@ def test_seeds_written_as_an_object_keyed_by_seed(tmp_path: Path) -> None:
 
 def test_compliance_block_with_numbers_is_information(tmp_path: Path) -> None:
     """2026-04-29 logged its maxima inside ``compliance`` (``"train_time_max_s": "599.623"``)."""
-    spec = PackageSpec(json_overrides={"compliance": {"score_first_ttt": True, "artifact_bytes_max": 15952690,
-                                                      "train_time_max_s": "599.623"}})
+    spec = PackageSpec(
+        json_overrides={
+            "compliance": {"score_first_ttt": True, "artifact_bytes_max": 15952690, "train_time_max_s": "599.623"}
+        }
+    )
     assert audit(build(tmp_path, spec)) == []
 
 
@@ -78,6 +83,7 @@ def test_malformed_submission_json_never_fails(tmp_path: Path) -> None:
 
 
 # PG401 --------------------------------------------------------------------------------------
+
 
 def test_record_without_a_log_is_a_review(tmp_path: Path) -> None:
     """2026-03-21 was merged without a training log in its folder."""
@@ -93,11 +99,21 @@ def test_undecodable_shim_is_not_a_compile_failure_but_non_python_payload_is(tmp
     """#1953 ships an lzma shim this tool could not decode: PG000 says so; PG401 must not claim
     the script does not compile. A payload that decodes to something that is not Python does."""
     root = build(tmp_path)
-    undecodable = Finding("PG000", Severity.ERROR, "train_gpt.py", 0,
-                          "could not decode train_gpt.py:3 (lzma.decompress): lzma: compressed data ended early")
+    undecodable = Finding(
+        "PG000",
+        Severity.ERROR,
+        "train_gpt.py",
+        0,
+        "could not decode train_gpt.py:3 (lzma.decompress): lzma: compressed data ended early",
+    )
     assert [f for f in audit(root, prior=(undecodable,)) if f.rule == "PG401"] == []
-    not_python = Finding("PG000", Severity.ERROR, "train_gpt.py", 0,
-                         "could not decode train_gpt.py:3 (b85decode → lzma.decompress): the decoded data is not Python")
+    not_python = Finding(
+        "PG000",
+        Severity.ERROR,
+        "train_gpt.py",
+        0,
+        "could not decode train_gpt.py:3 (b85decode → lzma.decompress): the decoded data is not Python",
+    )
     [finding] = [f for f in audit(root, prior=(not_python,)) if f.rule == "PG401"]
     assert finding.severity is Severity.ERROR and "does not compile" in finding.message
 
@@ -111,11 +127,17 @@ def test_submission_json_under_a_variant_name_is_read(tmp_path: Path) -> None:
 
 # PG403 --------------------------------------------------------------------------------------
 
+
 def test_claim_of_one_seed_run_is_info(tmp_path: Path) -> None:
     """2026-03-18 reports one of its two logs' scores, not their mean."""
     spec = PackageSpec(logs=PackageSpec().logs[:2], json_drop=("seed_results",))
-    root = build(tmp_path, replace(spec, json_overrides={"val_bpb": round(spec.logs[0].val_bpb, 8),
-                                                         "val_loss": round(spec.logs[0].val_loss, 8)}))
+    root = build(
+        tmp_path,
+        replace(
+            spec,
+            json_overrides={"val_bpb": round(spec.logs[0].val_bpb, 8), "val_loss": round(spec.logs[0].val_loss, 8)},
+        ),
+    )
     findings = [f for f in audit(root) if f.rule == "PG403"]
     assert {f.severity for f in findings} == {Severity.INFO}
     assert findings[0].message.startswith("submission.json val_bpb")
@@ -125,8 +147,10 @@ def test_claim_of_one_seed_run_is_info(tmp_path: Path) -> None:
 def test_latest_version_with_a_renamed_stage_is_backed(tmp_path: Path) -> None:
     """2026-03-17 ships four versions of one seed; their TTT lines are named differently
     (``final_ttt_lora`` vs ``final_int8_ttt_lora``) and the claim is the last one's."""
-    logs = [LogSpec(seed=1337, val_loss=2.0153, families=("final_int8_zlib_roundtrip", "final_ttt_lora")),
-            LogSpec(seed=1337, val_loss=2.0142, families=("final_int8_zlib_roundtrip", "final_int8_ttt_lora"))]
+    logs = [
+        LogSpec(seed=1337, val_loss=2.0153, families=("final_int8_zlib_roundtrip", "final_ttt_lora")),
+        LogSpec(seed=1337, val_loss=2.0142, families=("final_int8_zlib_roundtrip", "final_int8_ttt_lora")),
+    ]
     spec = PackageSpec(logs=logs, log_name="train_v{seed}.txt", json_drop=("seeds", "seed_results"))
     root = tmp_path / "records" / "track_10min_16mb" / "2026-03-17_Versions"
     root.mkdir(parents=True)
@@ -145,9 +169,12 @@ def test_latest_version_with_a_renamed_stage_is_backed(tmp_path: Path) -> None:
 
 def test_score_label_followed_by_settings_is_read() -> None:
     """2026-03-19 prints ``final_sliding_window_eval stride:64 val_loss:… val_bpb:…``."""
-    log = parse_log("step:1/1 train_time:5ms step_avg:5.00ms\n"
-                    "final_sliding_window_eval stride:64 val_loss:1.9637 val_bpb:1.1630 eval_time:72650ms\n"
-                    "final_sliding_window_eval_exact stride:64 val_loss:1.96369923 val_bpb:1.16301431\n", "train.log")
+    log = parse_log(
+        "step:1/1 train_time:5ms step_avg:5.00ms\n"
+        "final_sliding_window_eval stride:64 val_loss:1.9637 val_bpb:1.1630 eval_time:72650ms\n"
+        "final_sliding_window_eval_exact stride:64 val_loss:1.96369923 val_bpb:1.16301431\n",
+        "train.log",
+    )
     [family] = log.families()
     assert (family.family, family.val_bpb, family.eval_time_ms) == ("final_sliding_window_eval", 1.16301431, 72650.0)
 
@@ -162,8 +189,9 @@ def test_claim_better_than_every_logged_number_fails_and_a_worse_one_warns(tmp_p
     worse = build(tmp_path / "worse", PackageSpec(json_overrides={"val_bpb": 1.4709}))
     findings = audit(worse)
     assert rules(findings) == {("PG403", Severity.WARNING)}
-    non_record = builder.build_package(tmp_path / "records" / "track_non_record_16mb" / "x",
-                                       PackageSpec(json_overrides={"val_bpb": 1.1500}))
+    non_record = builder.build_package(
+        tmp_path / "records" / "track_non_record_16mb" / "x", PackageSpec(json_overrides={"val_bpb": 1.1500})
+    )
     assert rules(audit(non_record)) == {("PG403", Severity.WARNING)}
 
 
@@ -175,6 +203,7 @@ def test_a_claim_that_truncates_the_logged_digits_is_not_contradicted(tmp_path: 
 
 
 # PG304 --------------------------------------------------------------------------------------
+
 
 def test_in_flight_step_past_600_s_is_no_finding(tmp_path: Path) -> None:
     """2026-03-20 and 2026-03-25 log 600,099 ms and 600,137 ms with 81-87 ms steps: more than
@@ -195,8 +224,9 @@ def test_one_long_reproduction_beside_runs_within_the_limit_warns(tmp_path: Path
 def test_readme_title_saying_not_a_record_skips_time_limits(tmp_path: Path) -> None:
     """2026-03-24 trained 7,763 s and says "non-record submission" in its README title; the
     folder was submitted on its own, outside the records tree."""
-    spec = PackageSpec(logs=[LogSpec(seed=42, val_loss=2.05, train_time_ms=7_763_355)],
-                       json_drop=("seeds", "seed_results", "track"))
+    spec = PackageSpec(
+        logs=[LogSpec(seed=42, val_loss=2.05, train_time_ms=7_763_355)], json_drop=("seeds", "seed_results", "track")
+    )
     root = builder.build_package(tmp_path / "2026-03-24_Binary", spec)
     (root / "README.md").write_text("# Notable Non-Record Submission: binary U-Net\n\nTrained for two hours.\n")
     assert audit(root) == []
@@ -207,6 +237,7 @@ def test_readme_title_saying_not_a_record_skips_time_limits(tmp_path: Path) -> N
 
 
 # PG303 --------------------------------------------------------------------------------------
+
 
 def test_logged_total_counting_uncompressed_code_beside_a_launcher_warns(tmp_path: Path) -> None:
     """2026-04-06 ships a 74-byte launcher; its logs count 78,688 bytes of readable code and
@@ -260,20 +291,25 @@ def test_run_on_fewer_gpus_than_the_limit_is_for_warns(tmp_path: Path) -> None:
 def test_claim_far_worse_than_the_baseline_is_no_record_attempt(tmp_path: Path) -> None:
     """#1653 sits under track_10min_16mb but claims 2.2585 from an RTX 4090 run (1,372 s): no
     record can be worse than the naive baseline (1.2244), so the record limits do not apply."""
-    spec = PackageSpec(logs=[LogSpec(seed=42, val_loss=3.8, train_time_ms=1_371_706)],
-                       json_drop=("seeds", "seed_results"))
+    spec = PackageSpec(
+        logs=[LogSpec(seed=42, val_loss=3.8, train_time_ms=1_371_706)], json_drop=("seeds", "seed_results")
+    )
     findings = audit(build(tmp_path, spec))
     assert findings == []
-    record = PackageSpec(logs=[LogSpec(seed=42, val_loss=2.07, train_time_ms=1_371_706)],
-                         json_drop=("seeds", "seed_results"))
+    record = PackageSpec(
+        logs=[LogSpec(seed=42, val_loss=2.07, train_time_ms=1_371_706)], json_drop=("seeds", "seed_results")
+    )
     assert ("PG304", Severity.ERROR) in rules(audit(build(tmp_path / "record", record)))
 
 
 def test_single_log_total_over_the_cap_with_a_smaller_claimed_export_warns(tmp_path: Path) -> None:
     """#207's one log prints 16,032,236 bytes; its submission.json claims a 15,704,854-byte
     re-export as bytes_total. With one scored log the number covers it: readings disagree."""
-    spec = PackageSpec(logs=[LogSpec(seed=42, val_loss=2.07, total_bytes=16_032_236)],
-                       json_drop=("seeds", "seed_results"), json_overrides={"bytes_total": 15_704_854})
+    spec = PackageSpec(
+        logs=[LogSpec(seed=42, val_loss=2.07, total_bytes=16_032_236)],
+        json_drop=("seeds", "seed_results"),
+        json_overrides={"bytes_total": 15_704_854},
+    )
     findings = audit(build(tmp_path, spec))
     assert {(f.rule, f.severity) for f in findings if f.rule == "PG303"} == {("PG303", Severity.WARNING)}
     assert "but submission.json bytes_total gives 15,704,854 bytes" in findings[0].message

@@ -134,8 +134,14 @@ def test_span_bounded_depth_is_exact_past_the_limit_and_below_it_when_it_matters
 def test_fast_node_construction_builds_the_same_tree_and_restores_libcst() -> None:
     from harness.check.node_init import _FAST_INITS, fast_node_construction
 
-    texts = [*EDGE_CASES, SAMPLE, *(p.read_text(encoding="utf-8") for p in sorted(
-        Path(__file__).resolve().parents[1].glob("reference_model/*.py")))]
+    texts = [
+        *EDGE_CASES,
+        SAMPLE,
+        *(
+            p.read_text(encoding="utf-8")
+            for p in sorted(Path(__file__).resolve().parents[1].glob("reference_model/*.py"))
+        ),
+    ]
     for text in texts:
         expected = cst.parse_module(text)
         with fast_node_construction():
@@ -143,7 +149,9 @@ def test_fast_node_construction_builds_the_same_tree_and_restores_libcst() -> No
         assert fast.deep_equals(expected) and fast.code == text
     assert len(_FAST_INITS) > 150  # nearly every concrete node class
     assert all(cls.__init__ is original for cls, original, _ in _FAST_INITS)
-    assert cst.Name("x").lpar == () and cst.Arg(cst.Name("v")).whitespace_after_arg.deep_equals(cst.SimpleWhitespace(""))
+    assert cst.Name("x").lpar == () and cst.Arg(cst.Name("v")).whitespace_after_arg.deep_equals(
+        cst.SimpleWhitespace("")
+    )
     try:
         cst.Name("x", lpar=[cst.LeftParen()])  # validation is back: unbalanced parentheses
     except cst.CSTValidationError:
@@ -159,8 +167,16 @@ def test_plain_type_tests_answer_as_the_abc_machinery_did() -> None:
 
     classes = [cls for cls in _node_classes() if cls.__module__.startswith("libcst.")]
     assert type(cst.Call) is PlainTypeTestMeta and type(cst.BaseExpression) is PlainTypeTestMeta
-    samples = [cst.Name("n"), cst.Integer("1"), cst.SimpleString("'s'"), cst.Comma(), cst.Pass(),
-               cst.parse_expression("f(x)[0].a"), cst.parse_statement("for i in x: pass"), cst.Module([])]
+    samples = [
+        cst.Name("n"),
+        cst.Integer("1"),
+        cst.SimpleString("'s'"),
+        cst.Comma(),
+        cst.Pass(),
+        cst.parse_expression("f(x)[0].a"),
+        cst.parse_statement("for i in x: pass"),
+        cst.Module([]),
+    ]
     for cls in classes:
         for sample in samples:  # the ABC's own answer, through ABCMeta's unbound method
             assert isinstance(sample, cls) == abc.ABCMeta.__instancecheck__(cls, sample)
@@ -169,8 +185,15 @@ def test_plain_type_tests_answer_as_the_abc_machinery_did() -> None:
 
 
 def test_code_of_equals_libcst_code_generation_for_every_expression() -> None:
-    texts = [SAMPLE, *EDGE_CASES, "def f():\n    x = foo(  # c\n        a,\n        # own line\n        b)[1:2]\n",
-             *(p.read_text(encoding="utf-8") for p in sorted(Path(__file__).resolve().parents[1].glob("reference_model/*.py")))]
+    texts = [
+        SAMPLE,
+        *EDGE_CASES,
+        "def f():\n    x = foo(  # c\n        a,\n        # own line\n        b)[1:2]\n",
+        *(
+            p.read_text(encoding="utf-8")
+            for p in sorted(Path(__file__).resolve().parents[1].glob("reference_model/*.py"))
+        ),
+    ]
     for text in texts:
         module, parsed = _parsed(text)
         expressions = [node for node in parsed.nodes if isinstance(node, cst.BaseExpression)]
@@ -180,8 +203,15 @@ def test_code_of_equals_libcst_code_generation_for_every_expression() -> None:
 
 
 def test_flat_code_equals_flattened_code_generation_for_every_node() -> None:
-    texts = [SAMPLE, *EDGE_CASES, "class C:\n    def f(self):\n        if x:  # c\n\n            y = (1 +\n                 2)\n",
-             *(p.read_text(encoding="utf-8") for p in sorted(Path(__file__).resolve().parents[1].glob("reference_model/*.py")))]
+    texts = [
+        SAMPLE,
+        *EDGE_CASES,
+        "class C:\n    def f(self):\n        if x:  # c\n\n            y = (1 +\n                 2)\n",
+        *(
+            p.read_text(encoding="utf-8")
+            for p in sorted(Path(__file__).resolve().parents[1].glob("reference_model/*.py"))
+        ),
+    ]
     compared = 0
     for text in texts:
         module, parsed = _parsed(text)

@@ -27,7 +27,9 @@ def test_parenthesized_annotated_target_parses() -> None:
     parsed = _parse(text)
     annotated = [node for node in parsed.nodes if isinstance(node, cst.AnnAssign)]
     assert [(parsed.line_of(node), parsed.code_of(node.target)) for node in annotated] == [
-        (2, "flag"), (4, "é.attr"), (5, "n")
+        (2, "flag"),
+        (4, "é.attr"),
+        (5, "n"),
     ]
     last = next(node for node in parsed.nodes if isinstance(node, cst.Assign))
     assert parsed.positions[last].start == (6, 0)
@@ -79,7 +81,11 @@ def test_more_adjacent_literals_than_libcst_parses_are_grouped() -> None:
     groups joined by ``+`` (the same string, so ``.upper()`` still applies to all of it);
     every line stays where it was."""
     pieces = 3500
-    text = "import os\nDATA = (\n" + "".join(f"'q{i}'\n" for i in range(pieces)) + ").upper()\nflag = os.environ.get('F')\n"
+    text = (
+        "import os\nDATA = (\n"
+        + "".join(f"'q{i}'\n" for i in range(pieces))
+        + ").upper()\nflag = os.environ.get('F')\n"
+    )
     parsed = _parse(text)
     assigns = [node for node in parsed.nodes if isinstance(node, cst.Assign)]
     assert [parsed.line_of(node) for node in assigns] == [2, pieces + 4]

@@ -15,7 +15,7 @@ from pathlib import Path
 import harness.check.rules_runtime_io as rules_runtime_io
 from harness.check.context import CheckContext
 from harness.check.parse import parse_source
-from harness.findings import Finding, Severity
+from harness.findings import Finding
 from harness.submission import Setting, SourceFile, Submission
 
 HERE = Path(__file__).parent
@@ -132,15 +132,20 @@ def test_a_literal_600_second_budget_is_known() -> None:
 
 # ---- #728: a validation loader handed to a helper whose parameter is called train_loader ----
 
+
 def test_a_validation_loader_through_a_train_named_parameter_is_no_training_read() -> None:
-    code = RULED_593.replace(
-        "    calib = DistributedTokenLoader(args.train_files, 0, 1)\n",
-        "    calib = DistributedTokenLoader(args.val_files, 0, 1)\n",
-    ).replace("def hessians_of(model, loader, n):", "def hessians_of(model, train_loader, n):").replace(
-        "        x, _ = loader.next_batch(65536, 1024)\n", "        x, _ = train_loader.next_batch(n, 1024)\n"
-    ).replace(  # the loader's constructor opens whatever files it is given
-        "        self.pattern = pattern\n", "        self.stream = TokenStream(pattern)\n"
-    ) + "\n\nclass TokenStream:\n    def __init__(self, pattern):\n        self.files = sorted(glob.glob(pattern))\n"
+    code = (
+        RULED_593.replace(
+            "    calib = DistributedTokenLoader(args.train_files, 0, 1)\n",
+            "    calib = DistributedTokenLoader(args.val_files, 0, 1)\n",
+        )
+        .replace("def hessians_of(model, loader, n):", "def hessians_of(model, train_loader, n):")
+        .replace("        x, _ = loader.next_batch(65536, 1024)\n", "        x, _ = train_loader.next_batch(n, 1024)\n")
+        .replace(  # the loader's constructor opens whatever files it is given
+            "        self.pattern = pattern\n", "        self.stream = TokenStream(pattern)\n"
+        )
+        + "\n\nclass TokenStream:\n    def __init__(self, pattern):\n        self.files = sorted(glob.glob(pattern))\n"
+    )
     code = code.replace("import os\n", "import glob\nimport os\n")
     assert "train_loader.next_batch(n, 1024)" in code and "self.stream = TokenStream(pattern)" in code
     assert _pg302(code) == []
@@ -232,20 +237,22 @@ def test_an_evaluation_function_is_known_by_what_it_does_not_its_name() -> None:
 
 # ---- #1953: a QUANTIZE_ONLY branch is not followed by the training branch beside it --------
 
+
 def test_an_exclusive_branch_does_not_run_after_the_serialization() -> None:
     code = TRAIN_AND_EVAL.replace(
-        "    model = train_model(h, model, opt)\n    torch.save(model.state_dict(), \"final_model.int8.ptz\")\n",
-        "    if os.environ.get(\"QUANTIZE_ONLY\", \"0\") == \"1\":\n"
-        "        torch.save(torch.load(\"ckpt.pt\"), \"final_model.int8.ptz\")\n"
+        '    model = train_model(h, model, opt)\n    torch.save(model.state_dict(), "final_model.int8.ptz")\n',
+        '    if os.environ.get("QUANTIZE_ONLY", "0") == "1":\n'
+        '        torch.save(torch.load("ckpt.pt"), "final_model.int8.ptz")\n'
         "    else:\n"
         "        model = train_model(h, model, opt)\n"
-        "        torch.save(model.state_dict(), \"final_model.int8.ptz\")\n",
+        '        torch.save(model.state_dict(), "final_model.int8.ptz")\n',
     )
     assert code != TRAIN_AND_EVAL
     assert _pg302(code) == []
 
 
 # ---- what counts as a read: the code's behaviour, not names ---------------------------------
+
 
 def test_inspecting_the_training_loader_after_the_clock_is_not_a_read() -> None:
     """#499/#1745 shape: ``hasattr(loader, …)``/``isinstance(loader, …)`` after the loop draw
@@ -261,7 +268,7 @@ def test_inspecting_the_training_loader_after_the_clock_is_not_a_read() -> None:
 def test_super_init_does_not_reach_the_loader_constructor() -> None:
     """#2073 shape: ``Model(conf)`` after the clock runs ``Model.__init__``, whose
     ``super().__init__()`` names no submission class — not the loader's ``__init__``."""
-    code = ACCEPTED.replace("    torch.save(model.state_dict(), \"final_model.pt\")\n", "") + textwrap.dedent(
+    code = ACCEPTED.replace('    torch.save(model.state_dict(), "final_model.pt")\n', "") + textwrap.dedent(
         """
 
         class Net(torch.nn.Module):
@@ -274,13 +281,17 @@ def test_super_init_does_not_reach_the_loader_constructor() -> None:
             return Net(512)
         """
     )
-    code = code.replace("    torch.save(model.quantize(stats), \"final_model.int6.ptz\")\n",
-                        "    torch.save(model.quantize(stats), \"final_model.int6.ptz\")\n    fresh = Net(512)\n")
+    code = code.replace(
+        '    torch.save(model.quantize(stats), "final_model.int6.ptz")\n',
+        '    torch.save(model.quantize(stats), "final_model.int6.ptz")\n    fresh = Net(512)\n',
+    )
     assert "fresh = Net(512)" in code
     assert _pg302(code) == []
     # a constructor that does open the training shards is a read, whatever the class is called
-    opened = code.replace("        self.width = width\n",
-                          "        self.width = width\n        self.src = DistributedTokenLoader(Hyper.train_files, 0, 1)\n")
+    opened = code.replace(
+        "        self.width = width\n",
+        "        self.width = width\n        self.src = DistributedTokenLoader(Hyper.train_files, 0, 1)\n",
+    )
     assert opened != code
     assert _pg302(opened) == [("error", _line(opened, "fresh = Net(512)"))]
 
@@ -288,11 +299,14 @@ def test_super_init_does_not_reach_the_loader_constructor() -> None:
 def test_a_training_read_behind_a_getattr_switch_left_off_is_info() -> None:
     """#1308 shape: an eval-time n-gram oracle built from training shards behind
     ``getattr(args, "oracle", False)`` with ``ORACLE`` defaulting to 0 and never set."""
-    code = ACCEPTED.replace(
-        "    calib_batches = int(os.environ.get(\"CALIB_BATCHES\", 16))\n",
-        "    calib_batches = int(os.environ.get(\"CALIB_BATCHES\", 16))\n"
-        "    oracle = bool(int(os.environ.get(\"ORACLE\", \"0\")))\n",
-    ) + "    if getattr(args, 'oracle', False):\n        table = hessians_of(model, calib, 64)\n"
+    code = (
+        ACCEPTED.replace(
+            '    calib_batches = int(os.environ.get("CALIB_BATCHES", 16))\n',
+            '    calib_batches = int(os.environ.get("CALIB_BATCHES", 16))\n'
+            '    oracle = bool(int(os.environ.get("ORACLE", "0")))\n',
+        )
+        + "    if getattr(args, 'oracle', False):\n        table = hessians_of(model, calib, 64)\n"
+    )
     line = _line(code, "table = hessians_of(")
     assert "oracle = bool(" in code
     assert _pg302(code) == [("info", line)]
@@ -303,12 +317,13 @@ def test_a_training_read_behind_a_getattr_switch_left_off_is_info() -> None:
 def test_a_checkpoint_switched_off_and_an_export_helper_leave_reserved_calibration_legal() -> None:
     """#843 shape: the post-training checkpoint is behind a switch left at 0, and the
     quantized artifact is written by a helper after the calibration."""
-    code = ACCEPTED.replace(
-        "    torch.save(model.state_dict(), \"final_model.pt\")\n",
-        "    if int(os.environ.get(\"SAVE_CKPT\", \"0\")):\n        torch.save(model.state_dict(), \"ckpt.pt\")\n",
-    ).replace(
-        "    torch.save(model.quantize(stats), \"final_model.int6.ptz\")\n", "    export(model, stats)\n"
-    ) + "\n\ndef export(model, stats):\n    torch.save(model.quantize(stats), \"final_model.int6.ptz\")\n"
+    code = (
+        ACCEPTED.replace(
+            '    torch.save(model.state_dict(), "final_model.pt")\n',
+            '    if int(os.environ.get("SAVE_CKPT", "0")):\n        torch.save(model.state_dict(), "ckpt.pt")\n',
+        ).replace('    torch.save(model.quantize(stats), "final_model.int6.ptz")\n', "    export(model, stats)\n")
+        + '\n\ndef export(model, stats):\n    torch.save(model.quantize(stats), "final_model.int6.ptz")\n'
+    )
     assert "export(model, stats)" in code and "SAVE_CKPT" in code
     assert _pg302(code) == []
     settings = {"SAVE_CKPT": Setting("SAVE_CKPT", "1", "run.sh", 2, "script")}
@@ -356,7 +371,8 @@ def test_a_function_that_builds_and_saves_state_from_training_data_is_not_evalua
     (the build), or scores the validation tokens; resolving the pattern's path opens nothing."""
     assert _pg302(CLASSICAL) == []
     unpaid = CLASSICAL.replace(
-        "        Path(args.save_state).write_bytes(lzma.compress(table.tobytes()))\n", "        print(args.save_state)\n"
+        "        Path(args.save_state).write_bytes(lzma.compress(table.tobytes()))\n",
+        "        print(args.save_state)\n",
     )
     assert unpaid != CLASSICAL
     assert _pg302(unpaid) == [("error", _line(unpaid, "warm(table, args.train_pattern"))]
@@ -415,6 +431,7 @@ def test_a_main_that_only_scores_and_reads_training_shards_is_still_an_evaluatio
     """Twin: the same ``main`` whose loop only evaluates the loss (no gradient transform) reads
     training batches while scoring the validation tokens (R-DATA-NO-TRAIN-AT-EVAL)."""
     code = MLX_MAIN.replace("mx.compile(nn.value_and_grad(model, model.loss))", "mx.compile(model.loss)").replace(
-        "            loss, grads = step_fn(x, y)\n            opt.update(model, grads)\n", "            loss = step_fn(x, y)\n"
+        "            loss, grads = step_fn(x, y)\n            opt.update(model, grads)\n",
+        "            loss = step_fn(x, y)\n",
     )
     assert _pg302(code) == [("error", _line(code, "x, y = loader.next_batch(4096)"))]

@@ -46,9 +46,11 @@ class Tally:
     mismatches: list[str] = field(default_factory=list)
 
     def summary(self, what: str) -> str:
-        return (f"{what}: {self.files} files compared, {self.nodes} node positions, {len(self.mismatches)} "
-                f"mismatches, {len(self.refused)} refused by the parse layer, "
-                f"{len(self.reference_failed)} libcst's provider could not resolve")
+        return (
+            f"{what}: {self.files} files compared, {self.nodes} node positions, {len(self.mismatches)} "
+            f"mismatches, {len(self.refused)} refused by the parse layer, "
+            f"{len(self.reference_failed)} libcst's provider could not resolve"
+        )
 
 
 def compare_file(path: Path, tally: Tally) -> None:
@@ -75,7 +77,11 @@ def compare_file(path: Path, tally: Tally) -> None:
     by_id = {id(node): node for node in expected}
     ours = parsed.positions
     recorded = set(ours._offsets)  # noqa: SLF001 — the pass's own record is what is tested
-    missing = [node for node in expected if type(node) not in _TRIVIA and node is not parsed.module and id(node) not in recorded]
+    missing = [
+        node
+        for node in expected
+        if type(node) not in _TRIVIA and node is not parsed.module and id(node) not in recorded
+    ]
     unknown = [key for key in recorded if key not in by_id]
     problems = [f"{path}: {type(node).__name__} not recorded" for node in missing[:3]]
     problems += [f"{path}: a recorded node libcst does not position" for _ in unknown[:1]]
@@ -89,8 +95,10 @@ def compare_file(path: Path, tally: Tally) -> None:
         reference = expected[node]
         span = ours[node]
         if span != ((reference.start.line, reference.start.column), (reference.end.line, reference.end.column)):
-            problems.append(f"{path}: {type(node).__name__} at {tuple(span)} but libcst says "
-                            f"{reference.start.line}:{reference.start.column}-{reference.end.line}:{reference.end.column}")
+            problems.append(
+                f"{path}: {type(node).__name__} at {tuple(span)} but libcst says "
+                f"{reference.start.line}:{reference.start.column}-{reference.end.line}:{reference.end.column}"
+            )
             if len(problems) > 5:
                 break
     tally.files += 1
@@ -101,7 +109,9 @@ def compare_file(path: Path, tally: Tally) -> None:
 def _python_files(root: Path) -> list[Path]:
     found: list[Path] = []
     for directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = sorted(d for d in subdirectories if d not in ("site-packages", "dist-packages", "__pycache__"))
+        subdirectories[:] = sorted(
+            d for d in subdirectories if d not in ("site-packages", "dist-packages", "__pycache__")
+        )
         found.extend(Path(directory) / name for name in sorted(files) if name.endswith(".py"))
     return [path for path in found if path.is_file() and not path.is_symlink()]
 

@@ -100,9 +100,13 @@ def test_reference_model_is_causal_with_bit_identical_logits() -> None:
     assert causality.status == "pass" and causality.details["max_abs_diff"] == 0.0
     assert [cut["cut"] for cut in causality.details["cuts"]][0] == 1
     assert causality.details["cuts"][-1]["cut"] == 63 and len(causality.details["cuts"]) == 8
-    assert isolation.to_json() == {"name": "document_isolation", "rule": "PG203", "status": "skipped",
-                                   "tolerance": DEFAULT_TOLERANCE,
-                                   "reason": "the model does not claim document isolation"}
+    assert isolation.to_json() == {
+        "name": "document_isolation",
+        "rule": "PG203",
+        "status": "skipped",
+        "tolerance": DEFAULT_TOLERANCE,
+        "reason": "the model does not claim document isolation",
+    }
     assert Fingerprinter()(model) == before  # probing changed no state
 
 
@@ -113,7 +117,8 @@ def test_look_ahead_fixture_is_caught_at_the_position_before_each_cut() -> None:
     assert (finding.rule, finding.severity, finding.file, finding.line) == ("PG201", Severity.ERROR, "<model>", 0)
     assert finding.message.startswith(
         "logits at position 0 change when the input tokens at positions ≥ 1 change "
-        "(max |Δlogit| 4 > tolerance 1e-05; 8 of 8 probed cuts leak)")
+        "(max |Δlogit| 4 > tolerance 1e-05; 8 of 8 probed cuts leak)"
+    )
     causality = report.results[0]
     assert causality.status == "fail"
     for cut in causality.details["cuts"]:
@@ -144,7 +149,8 @@ def test_unmasked_smear_claiming_isolation_leaks_into_the_next_documents_first_p
     assert (finding.rule, finding.severity) == ("PG203", Severity.WARNING)
     assert finding.message.startswith(
         "the model claims document isolation, but the predictions at position 30 (document starting at BOS "
-        "position 30) change when the previous document's last token (position 29) changes")
+        "position 30) change when the previous document's last token (position 29) changes"
+    )
 
 
 def test_bos_masked_smear_is_isolated() -> None:
@@ -176,7 +182,8 @@ def test_model_that_cannot_run_probe_inputs_is_an_error_result_not_a_finding() -
     assert report.findings == []
     assert report.results[0].status == "error"
     assert report.results[0].details["error"] == (
-        "ValueError: model returned (3, 64) for input (3, 16); expected [B, T, V] logits")
+        "ValueError: model returned (3, 64) for input (3, 16); expected [B, T, V] logits"
+    )
 
 
 def test_guard_refusal_inside_the_model_propagates() -> None:
@@ -202,8 +209,20 @@ def test_golf_eval_reports_the_leaky_entry(embedded: DataPaths, tmp_path: Path) 
     shutil.copytree(ENTRIES / "leaky", submission)
     save_artifact(_tiny_gpt(embedded.vocab_size).state_dict(), submission / "final_model.int8.ptz")
     out = tmp_path / "out"
-    code = main([str(submission), "--data", str(data), "--tokenizer", str(embedded.tokenizer_path),
-                 "--seq-len", "32", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            str(submission),
+            "--data",
+            str(data),
+            "--tokenizer",
+            str(embedded.tokenizer_path),
+            "--seq-len",
+            "32",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     report = json.loads((out / "report.json").read_text())
     assert code == 1 and report["audited"] is False
     runtime = [f for f in report["findings"] if f["rule"] == "PG201" and f["file"] == "<model>"]
@@ -224,9 +243,7 @@ def load_model(artifact_path, device):
 
 
 @pytest.mark.parametrize("claim", ["True", "False", "'yes'"])
-def test_the_entrys_document_isolation_claim_reaches_the_probe(
-    claim: str, embedded: DataPaths, tmp_path: Path
-) -> None:
+def test_the_entrys_document_isolation_claim_reaches_the_probe(claim: str, embedded: DataPaths, tmp_path: Path) -> None:
     """The reference model attends across BOS: claiming isolation in golf_entry.py makes that PG203."""
     from harness.errors import DataFormatError
     from harness.evaluate.evaluator import EvalConfig
@@ -234,18 +251,26 @@ def test_the_entrys_document_isolation_claim_reaches_the_probe(
 
     data = tmp_path / "data"
     data.mkdir()
-    write_shard(data / "fineweb_val_000000.bin", read_shard(sorted(embedded.data_dir.glob("fineweb_val_*.bin"))[0])[:129])
+    write_shard(
+        data / "fineweb_val_000000.bin", read_shard(sorted(embedded.data_dir.glob("fineweb_val_*.bin"))[0])[:129]
+    )
     submission = tmp_path / "claims"
     submission.mkdir()
     (submission / "golf_entry.py").write_text(ISOLATION_ENTRY.format(claim=claim))
     save_artifact(_tiny_gpt(embedded.vocab_size).state_dict(), submission / "final_model.int8.ptz")
-    request = EvalRequest(submission=submission, artifact=submission / "final_model.int8.ptz",
-                          data=DataPaths(data_dir=data, tokenizer_path=embedded.tokenizer_path,
-                                         vocab_size=embedded.vocab_size),
-                          config=EvalConfig(seq_len=32, chunk_tokens=128), out_dir=tmp_path / "out")
+    request = EvalRequest(
+        submission=submission,
+        artifact=submission / "final_model.int8.ptz",
+        data=DataPaths(data_dir=data, tokenizer_path=embedded.tokenizer_path, vocab_size=embedded.vocab_size),
+        config=EvalConfig(seq_len=32, chunk_tokens=128),
+        out_dir=tmp_path / "out",
+    )
     if claim == "'yes'":
-        with pytest.raises(DataFormatError, match="^golf_entry.py: document_isolation must be True or False "
-                                                  r"\(got 'yes'\)$"):
+        with pytest.raises(
+            DataFormatError,
+            match="^golf_entry.py: document_isolation must be True or False "
+            r"\(got 'yes'\)$",
+        ):
             run_evaluation(request)
         return
     outcome = run_evaluation(request)

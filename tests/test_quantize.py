@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import io
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from reference_model.quantize import (
     quantize_state_dict_int8,
     save_artifact,
 )
+
 
 @pytest.fixture(autouse=True, scope="module")
 def single_thread() -> Iterator[None]:
@@ -41,14 +41,22 @@ def trained_looking_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
     model = GPT(SMALL)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             p.add_(torch.randn_like(p) * (0.02 if p.ndim == 2 else 0.1))
     return {name: t.detach().clone() for name, t in model.state_dict().items()}
 
 
 def test_exact_dict_layout_for_a_small_model() -> None:
     obj, stats = quantize_state_dict_int8(trained_looking_state_dict())
-    assert set(obj) == {"__quant_format__", "quantized", "scales", "dtypes", "passthrough", "qmeta", "passthrough_orig_dtypes"}
+    assert set(obj) == {
+        "__quant_format__",
+        "quantized",
+        "scales",
+        "dtypes",
+        "passthrough",
+        "qmeta",
+        "passthrough_orig_dtypes",
+    }
     assert obj["__quant_format__"] == "int8_clean_per_row_v1"
     big = {"tok_emb.weight"} | {f"blocks.{i}.mlp.{n}.weight" for i in range(2) for n in ("fc", "proj")}
     assert set(obj["quantized"]) == big
@@ -163,10 +171,16 @@ def _torch_bytes(obj: object) -> bytes:
         (b"", "artifact file is empty"),
         (b"not compressed at all", "not a zlib or zstd compressed artifact"),
         (zlib.compress(b"plain text, not a torch file", 9), "not a torch-saved artifact"),
-        (zlib.compress(_torch_bytes({"__quant_format__": "int4_something"}), 9), "expected quant format 'int8_clean_per_row_v1', found 'int4_something'"),
+        (
+            zlib.compress(_torch_bytes({"__quant_format__": "int4_something"}), 9),
+            "expected quant format 'int8_clean_per_row_v1', found 'int4_something'",
+        ),
         (zlib.compress(_torch_bytes({"w": torch.zeros(3)}), 9), "found None"),
         (zlib.compress(_torch_bytes([1, 2, 3]), 9), "found 'list'"),
-        (zlib.compress(_torch_bytes({"__quant_format__": "int8_clean_per_row_v1", "quantized": {}}), 9), "'scales' is missing"),
+        (
+            zlib.compress(_torch_bytes({"__quant_format__": "int8_clean_per_row_v1", "quantized": {}}), 9),
+            "'scales' is missing",
+        ),
         (zstandard.ZstdCompressor().compress(_torch_bytes(NotATensor())), "not a torch-saved artifact"),
     ],
 )
@@ -227,7 +241,13 @@ def test_truncated_and_missing_artifacts(tmp_path: Path) -> None:
 
 
 def test_pickled_object_inside_artifact_is_refused_not_executed(tmp_path: Path) -> None:
-    payload = {"__quant_format__": "int8_clean_per_row_v1", "quantized": {}, "scales": {}, "dtypes": {}, "passthrough": {"x": NotATensor()}}
+    payload = {
+        "__quant_format__": "int8_clean_per_row_v1",
+        "quantized": {},
+        "scales": {},
+        "dtypes": {},
+        "passthrough": {"x": NotATensor()},
+    }
     path = tmp_path / "evil.ptz"
     path.write_bytes(zlib.compress(_torch_bytes(payload), 9))
     with pytest.raises(DataFormatError, match="not a torch-saved artifact"):
@@ -284,7 +304,9 @@ def test_artifact_with_wrong_shapes_does_not_load(tmp_path: Path) -> None:
     state["blocks.1.mlp.fc.weight"] = torch.zeros(512, 128)
     path = tmp_path / "m.ptz"
     save_artifact(state, path)
-    with pytest.raises(DataFormatError, match=r"'blocks.1.mlp.fc.weight' has shape \(512, 128\), expected \(512, 256\)"):
+    with pytest.raises(
+        DataFormatError, match=r"'blocks.1.mlp.fc.weight' has shape \(512, 128\), expected \(512, 256\)"
+    ):
         model_from_artifact(path)
 
 

@@ -53,9 +53,7 @@ def _report() -> CheckReport:
         findings=[_warning(), _val_finding()],
         sources_text_by_display_name={DECODED: DECODED_TEXT},
         allowlisted=[
-            AllowlistedFinding(
-                Finding("PG104", Severity.WARNING, "train_gpt.py", 3, "warm-up"), "random tokens"
-            )
+            AllowlistedFinding(Finding("PG104", Severity.WARNING, "train_gpt.py", 3, "warm-up"), "random tokens")
         ],
     )
     passing = SubmissionResult(path="records/track/sub_a", verdict=Verdict.PASS, findings=[])
@@ -123,7 +121,12 @@ def test_json_report_is_byte_stable_and_key_ordered() -> None:
     assert first == second
     assert list(json.loads(first)) == ["schema", "tool_version", "submissions", "summary"]
     assert list(json.loads(first)["submissions"][1]["findings"][0]) == [
-        "rule", "severity", "file", "line", "message", "path",
+        "rule",
+        "severity",
+        "file",
+        "line",
+        "message",
+        "path",
     ]
 
 
@@ -163,9 +166,7 @@ def test_sarif_validates_against_the_2_1_0_schema() -> None:
     assert warning["level"] == "warning"
     assert warning["locations"][0]["physicalLocation"]["region"] == {"startLine": 7}
     assert "codeFlows" not in warning
-    assert by_rule["PG104"]["suppressions"] == [
-        {"kind": "external", "justification": "random tokens"}
-    ]
+    assert by_rule["PG104"]["suppressions"] == [{"kind": "external", "justification": "random tokens"}]
 
 
 def test_sarif_single_file_and_fileless_locations() -> None:
@@ -176,9 +177,7 @@ def test_sarif_single_file_and_fileless_locations() -> None:
                 Verdict.ERROR,
                 [Finding("PG000", Severity.ERROR, "", 0, "could not analyze: bad bytes")],
             ),
-            SubmissionResult(
-                "other.py", Verdict.REVIEW, [Finding("PG999", Severity.WARNING, "other.py", 2, "x")]
-            ),
+            SubmissionResult("other.py", Verdict.REVIEW, [Finding("PG999", Severity.WARNING, "other.py", 2, "x")]),
         ],
         "0.1.0",
     )
@@ -194,16 +193,11 @@ def test_sarif_single_file_and_fileless_locations() -> None:
 
 
 def test_markdown_escapes_cells_html_and_mentions() -> None:
-    finding = Finding(
-        "PG202", Severity.ERROR, "a|b.py", 3, "p[`tgt`] | <details> by @someone * 2", ()
-    )
+    finding = Finding("PG202", Severity.ERROR, "a|b.py", 3, "p[`tgt`] | <details> by @someone * 2", ())
     report = CheckReport([SubmissionResult("records/x", Verdict.FAIL, [finding])], "0.1.0")
     rendered = markdown.render(report)
     row = next(line for line in rendered.splitlines() if line.startswith("| PG202"))
-    assert row == (
-        "| PG202 | error | `a\\|b.py:3` | "
-        "p\\[\\`tgt\\`\\] \\| &lt;details&gt; by @\u200bsomeone \\* 2 |"
-    )
+    assert row == ("| PG202 | error | `a\\|b.py:3` | p\\[\\`tgt\\`\\] \\| &lt;details&gt; by @\u200bsomeone \\* 2 |")
     assert "| `records/x` | ❌ fail | 1 | 0 | 0 |" in rendered
     assert markdown.code_span("a`b") == "``a`b``"
     assert markdown.code_span("`x") == "`` `x ``"
@@ -212,8 +206,7 @@ def test_markdown_escapes_cells_html_and_mentions() -> None:
 def test_markdown_paths_are_collapsible_and_numbered() -> None:
     rendered = markdown.render(_report())
     assert (
-        "<details><summary>PG101 at train\\_gpt.py\\[decoded#1\\]:4: source→sink path "
-        "(3 steps)</summary>"
+        "<details><summary>PG101 at train\\_gpt.py\\[decoded#1\\]:4: source→sink path (3 steps)</summary>"
     ) in rendered
     assert "1. `train_gpt.py[decoded#1]:2` validation tokens loaded" in rendered
     assert "3. `train_gpt.py[decoded#1]:4` backward()" in rendered
@@ -227,9 +220,7 @@ def test_github_escaping_rules() -> None:
     finding = Finding("PG301", Severity.WARNING, "x,y:z.py", 9, "line1\nline2 50%")
     report = CheckReport([SubmissionResult("records/s", Verdict.REVIEW, [finding])], "0.1.0")
     lines = github.render(report).splitlines()
-    assert lines[0] == (
-        "::warning file=records/s/x%2Cy%3Az.py,line=9,title=PG301 (warning)::line1%0Aline2 50%25"
-    )
+    assert lines[0] == ("::warning file=records/s/x%2Cy%3Az.py,line=9,title=PG301 (warning)::line1%0Aline2 50%25")
     assert lines[-1] == "::notice title=golf-check::1 audited: 0 pass, 1 review, 0 fail, 0 error"
 
 
@@ -244,8 +235,10 @@ def test_github_decoded_finding_points_at_the_shim_with_its_path() -> None:
         "2. train_gpt.py[decoded#1]:3 forward on val%0A"
         "3. train_gpt.py[decoded#1]:4 backward()"
     )
-    assert "::notice file=records/track/sub_b/train_gpt.py,line=3,title=PG104 (warning)::" \
+    assert (
+        "::notice file=records/track/sub_b/train_gpt.py,line=3,title=PG104 (warning)::"
         "allowlisted: warm-up [reason: random tokens]" in lines
+    )
 
 
 def test_text_report_shows_excerpt_path_and_summary() -> None:
@@ -308,9 +301,7 @@ def test_allowlist_toml_and_json_and_matching(tmp_path: Path) -> None:
         ("[[allow]\n", "not valid TOML"),
     ],
 )
-def test_allowlist_errors_are_one_line_usage_errors(
-    tmp_path: Path, content: str, message: str
-) -> None:
+def test_allowlist_errors_are_one_line_usage_errors(tmp_path: Path, content: str, message: str) -> None:
     with pytest.raises(UsageError) as caught:
         load_allowlist(_write(tmp_path / "allow.toml", content))
     assert message in str(caught.value)

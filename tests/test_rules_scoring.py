@@ -254,13 +254,7 @@ def test_fixed_byte_total_literal() -> None:
     ],
 )
 def test_configuration_evaluates_common_env_forms(line: str, settings: dict[str, str], expected: object) -> None:
-    code = (
-        "import os\n"
-        "def _env_int(name, default):\n"
-        "    return int(os.environ.get(name, default))\n"
-        f"{line}\n"
-        "Y = X\n"
-    )
+    code = f"import os\ndef _env_int(name, default):\n    return int(os.environ.get(name, default))\n{line}\nY = X\n"
     ctx = _context({"train_gpt.py": code})
     index = index_module(ctx.parsed[0])
     documented = {k: Setting(k, v, "run.sh", 2, "script") for k, v in settings.items()}
@@ -270,7 +264,11 @@ def test_configuration_evaluates_common_env_forms(line: str, settings: dict[str,
 
 
 def test_context_only_slot_is_a_warning() -> None:
-    text = (MECH / "illegal" / "PG201_slot.py").read_text(encoding="utf-8").replace("mask[:, s:] = 1.0", "mask[:, :s] = 1.0")
+    text = (
+        (MECH / "illegal" / "PG201_slot.py")
+        .read_text(encoding="utf-8")
+        .replace("mask[:, s:] = 1.0", "mask[:, :s] = 1.0")
+    )
     (finding,) = _scoring({"train_gpt.py": text})
     assert (finding.rule, finding.severity, finding.line) == ("PG201", Severity.WARNING, 36)
     assert "context-only SLOT" in finding.message

@@ -22,8 +22,12 @@ FIXTURES = ROOT / "tests" / "fixtures" / "code"
 RULES_DIR = ROOT / "rules"
 
 
-def run_check(paths: list[Path], settings: dict[str, Setting] | None = None,
-              display: dict[Path, str] | None = None, decoded: bool = False) -> list[Finding]:
+def run_check(
+    paths: list[Path],
+    settings: dict[str, Setting] | None = None,
+    display: dict[Path, str] | None = None,
+    decoded: bool = False,
+) -> list[Finding]:
     sources = [
         SourceFile(
             display_name=(display or {}).get(path, path.name),
@@ -34,8 +38,7 @@ def run_check(paths: list[Path], settings: dict[str, Setting] | None = None,
         )
         for index, path in enumerate(paths)
     ]
-    submission = Submission(root=paths[0].parent, name=paths[0].parent.name, sources=sources,
-                            settings=settings or {})
+    submission = Submission(root=paths[0].parent, name=paths[0].parent.name, sources=sources, settings=settings or {})
     ctx = CheckContext(submission=submission, parsed=[parse_source(s) for s in sources])
     return rules_ttt.check(ctx)
 
@@ -61,8 +64,10 @@ ILLEGAL = {
     "PG103_last_epoch.py": {("PG103", "error", "PG103_last_epoch.py", 38)},
     "PG103_rescore.py": {("PG101", "error", "PG103_rescore.py", 43), ("PG103", "error", "PG103_rescore.py", 55)},
     "PG103_rescore_after_legal_ttt.py": {("PG103", "error", "PG103_rescore_after_legal_ttt.py", 92)},
-    "PG103_rescore_after_ttt_minified.py": {("PG101", "error", "PG103_rescore_after_ttt_minified.py", 19),
-                                            ("PG103", "error", "PG103_rescore_after_ttt_minified.py", 27)},
+    "PG103_rescore_after_ttt_minified.py": {
+        ("PG101", "error", "PG103_rescore_after_ttt_minified.py", 19),
+        ("PG103", "error", "PG103_rescore_after_ttt_minified.py", 27),
+    },
     "PG104_warmup_on_val.py": {("PG104", "warning", "PG104_warmup_on_val.py", 74)},
     "PG105_val_train_loader.py": {("PG105", "error", "PG105_val_train_loader.py", 44)},
     "PG105_paid_prefix.py": {("PG105", "error", "PG105_paid_prefix.py", 35)},
@@ -92,8 +97,7 @@ def test_helper_module_variant_is_caught_in_the_helper() -> None:
     assert serious(findings) == {("PG101", "error", "ttt_helper.py", 16)}
     (finding,) = findings
     assert finding.message == (
-        "val_tokens is trained on (loss.backward() at line 16) before it is scored "
-        "(eval_val(…) at train_gpt.py:40)"
+        "val_tokens is trained on (loss.backward() at line 16) before it is scored (eval_val(…) at train_gpt.py:40)"
     )
     assert [(s.file, s.line) for s in finding.path][:2] == [("train_gpt.py", 38), ("train_gpt.py", 20)]
     assert ("ttt_helper.py", 6, "enters run_ttt(tokens)") in [(s.file, s.line, s.note) for s in finding.path]
@@ -157,8 +161,10 @@ def test_findings_in_decoded_shim_code_name_the_decoded_source() -> None:
 
 
 def test_function_never_called_is_reported_as_info_only() -> None:
-    text = (FIXTURES / "illegal" / "PG101_ttt_adapt.py").read_text().replace(
-        "    ttt_adapt(args, model, val_tokens, rank, world_size)\n", ""
+    text = (
+        (FIXTURES / "illegal" / "PG101_ttt_adapt.py")
+        .read_text()
+        .replace("    ttt_adapt(args, model, val_tokens, rank, world_size)\n", "")
     )
     findings = check_text(text)
     assert [(f.rule, f.severity.value, f.line) for f in findings] == [("PG101", "info", 54)]
@@ -196,21 +202,27 @@ def test_catalog_examples_behave_as_declared(path: Path) -> None:
 def test_throw_away_adapter_is_a_warning_even_without_warm_up_names() -> None:
     """#1530's warm-up has no "warm" in any name: the deleted fresh adapter is what proves the
     state is discarded; without the ``del`` the same code is an error."""
-    text = (FIXTURES / "illegal" / "PG104_warmup_on_val.py").read_text().replace(
-        "warmup_ttt_kernels", "prepare_kernels")
+    text = (
+        (FIXTURES / "illegal" / "PG104_warmup_on_val.py").read_text().replace("warmup_ttt_kernels", "prepare_kernels")
+    )
     assert serious([*check_text(text)]) == {("PG104", "warning", "train_gpt.py", 74)}
     kept = text.replace("    del wl, wo\n", "")
     assert serious(check_text(kept)) == {("PG101", "error", "train_gpt.py", 74)}
 
 
 def test_deleting_a_fresh_model_after_scoring_it_does_not_hide_train_then_score() -> None:
-    text = (FIXTURES / "illegal" / "PG101_ttt_adapt.py").read_text().replace(
-        "    ttt_adapt(args, model, val_tokens, rank, world_size)\n",
-        "    ttt_model = TinyGPT(args)\n    ttt_model.load_state_dict(model.state_dict())\n"
-        "    ttt_adapt(args, ttt_model, val_tokens, rank, world_size)\n",
-    ).replace(
-        "    val_bpb = eval_val_sliding(args, model, val_tokens, base_bytes_lut)\n",
-        "    val_bpb = eval_val_sliding(args, ttt_model, val_tokens, base_bytes_lut)\n    del ttt_model\n",
+    text = (
+        (FIXTURES / "illegal" / "PG101_ttt_adapt.py")
+        .read_text()
+        .replace(
+            "    ttt_adapt(args, model, val_tokens, rank, world_size)\n",
+            "    ttt_model = TinyGPT(args)\n    ttt_model.load_state_dict(model.state_dict())\n"
+            "    ttt_adapt(args, ttt_model, val_tokens, rank, world_size)\n",
+        )
+        .replace(
+            "    val_bpb = eval_val_sliding(args, model, val_tokens, base_bytes_lut)\n",
+            "    val_bpb = eval_val_sliding(args, ttt_model, val_tokens, base_bytes_lut)\n    del ttt_model\n",
+        )
     )
     assert serious(check_text(text)) == {("PG101", "error", "train_gpt.py", 54)}
 
@@ -229,25 +241,33 @@ def test_training_after_the_last_score_is_info_and_before_any_score_a_warning() 
     assert [(f.rule, f.severity.value, f.line) for f in after] == [("PG104", "info", 7)]
     alone = check_text("def main(model, val_tokens):\n    model(val_tokens).backward()\nmain(1, 2)\n")
     assert [(f.rule, f.severity.value, f.line) for f in alone] == [("PG104", "warning", 2)]
-    assert alone[0].message == "val_tokens is trained on (model(val_tokens).backward() at line 2) outside any scoring loop"
+    assert (
+        alone[0].message == "val_tokens is trained on (model(val_tokens).backward() at line 2) outside any scoring loop"
+    )
 
 
 def test_switch_passed_as_an_argument_is_evaluated_in_the_callers_terms() -> None:
-    text = (FIXTURES / "illegal" / "PG102_env_switched.py").read_text().replace(
-        "    if h.prequant_ttt_enabled:\n        prequant_ttt_adapt_adamw(h, base_model, device, val_data.val_tokens)\n",
-        "    maybe_adapt(h, base_model, device, val_data, run_it=h.prequant_ttt_enabled)\n",
-    ).replace(
-        "def gptq_quantize_weights(",
-        "def maybe_adapt(h, base_model, device, val_data, run_it):\n"
-        "    if run_it:\n"
-        "        prequant_ttt_adapt_adamw(h, base_model, device, val_data.val_tokens)\n\n\n"
-        "def gptq_quantize_weights(",
+    text = (
+        (FIXTURES / "illegal" / "PG102_env_switched.py")
+        .read_text()
+        .replace(
+            "    if h.prequant_ttt_enabled:\n        prequant_ttt_adapt_adamw(h, base_model, device, val_data.val_tokens)\n",
+            "    maybe_adapt(h, base_model, device, val_data, run_it=h.prequant_ttt_enabled)\n",
+        )
+        .replace(
+            "def gptq_quantize_weights(",
+            "def maybe_adapt(h, base_model, device, val_data, run_it):\n"
+            "    if run_it:\n"
+            "        prequant_ttt_adapt_adamw(h, base_model, device, val_data.val_tokens)\n\n\n"
+            "def gptq_quantize_weights(",
+        )
     )
     path = Path("/tmp") / "pg_switch_argument_fixture.py"
     path.write_text(text)
     off = run_check([path])
-    on = run_check([path], settings={"PREQUANT_TTT_ENABLED": Setting("PREQUANT_TTT_ENABLED", "1", "README.md", 9,
-                                                                    "readme")})
+    on = run_check(
+        [path], settings={"PREQUANT_TTT_ENABLED": Setting("PREQUANT_TTT_ENABLED", "1", "README.md", 9, "readme")}
+    )
     assert [(f.rule, f.severity) for f in off] == [("PG102", Severity.INFO)]
     assert "`run_it` at pg_switch_argument_fixture.py:" in off[0].message
     assert [(f.rule, f.severity) for f in on] == [("PG102", Severity.ERROR)]
@@ -277,16 +297,21 @@ def test_rescore_after_ttt_is_illegal_only_when_it_is_the_headline() -> None:
     legal = (FIXTURES / "legal" / "score_first_headline_then_diagnostic_rescore.py").read_text()
     assert serious(check_text(legal)) == set()
     swapped = legal.replace('print(f"legal_ttt_exact val_bpb:', 'print(f"legal_ttt val_bpb:').replace(
-        'print(f"DIAGNOSTIC post_ttt val_bpb:', 'print(f"final_exact val_bpb:')
+        'print(f"DIAGNOSTIC post_ttt val_bpb:', 'print(f"final_exact val_bpb:'
+    )
     assert serious(check_text(swapped)) == {("PG103", "error", "train_gpt.py", 92)}
 
 
 def test_batch_size_setting_named_train_is_not_training_data() -> None:
     """Pre-quant TTT sizing its VAL batches with ``h.train_batch_tokens`` stays PG102 (#1972):
     the setting's name must not make the VAL batch look like a training-loader batch."""
-    text = (FIXTURES / "illegal" / "PG102_prequant_ttt.py").read_text().replace(
-        "            chunk = val_tokens[s * h.seq_len : (s + 8) * h.seq_len + 1].to(device)\n",
-        "            chunk = val_tokens[s * h.seq_len : s * h.seq_len + h.train_batch_tokens + 1].to(device)\n",
+    text = (
+        (FIXTURES / "illegal" / "PG102_prequant_ttt.py")
+        .read_text()
+        .replace(
+            "            chunk = val_tokens[s * h.seq_len : (s + 8) * h.seq_len + 1].to(device)\n",
+            "            chunk = val_tokens[s * h.seq_len : s * h.seq_len + h.train_batch_tokens + 1].to(device)\n",
+        )
     )
     assert "h.train_batch_tokens" in text
     assert serious(check_text(text)) == {("PG102", "error", "train_gpt.py", 40)}

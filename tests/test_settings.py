@@ -108,7 +108,7 @@ def test_code_writes_found_by_the_parser_only() -> None:
         "from os import environ\n"
         'os.environ.setdefault("TTT_ENABLED", "1")\n'
         'environ["QUANT_BITS"] = 6\n'
-        "text = 'os.environ.setdefault(\"FAKE\", \"1\")'\n"
+        'text = \'os.environ.setdefault("FAKE", "1")\'\n'
         '# os.environ["COMMENTED"] = "1"\n'
         'os.environ.setdefault("DYNAMIC", str(3))\n'
     )
@@ -226,7 +226,10 @@ def test_a_nested_label_in_the_log_leaves_a_default_off_path_inactive(tmp_path: 
 
     fixture = FIXTURES / "illegal" / "PG102_env_switched.py"
     sources = [SourceFile(fixture.name, fixture, fixture.read_text(), is_entry=True)]
-    for dump, severity in (("prequant_ttt_enabled:param_set:all", Severity.INFO), ("prequant_ttt_enabled:1", Severity.ERROR)):
+    for dump, severity in (
+        ("prequant_ttt_enabled:param_set:all", Severity.INFO),
+        ("prequant_ttt_enabled:1", Severity.ERROR),
+    ):
         (tmp_path / "train.log").write_text(f"{dump} seed:7 lr:0.1\nstep:1/10 train_loss:6.9\n")
         settings = collect_settings(tmp_path, ["train.log"], sources)
         findings = run_check([fixture], settings=settings)

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_train import write_small_data
 
 from harness.data.embedded import DataPaths
-from test_train import write_small_data
 
 TINY_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -40,8 +40,23 @@ TINY_ENV = {
 
 
 def run_trainer(nproc: int, data: Path, tokenizer: Path, out: Path) -> tuple[dict[str, object], str]:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
-    command = [*launcher, "-m", "harness.cli.train", "--data", str(data), "--tokenizer", str(tokenizer), "--out", str(out), "--quiet"]
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        if nproc > 1
+        else [sys.executable]
+    )
+    command = [
+        *launcher,
+        "-m",
+        "harness.cli.train",
+        "--data",
+        str(data),
+        "--tokenizer",
+        str(tokenizer),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     completed = subprocess.run(command, env=env | TINY_ENV, capture_output=True, text=True, timeout=540)
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import dataclasses
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from reference_model.model import GPT, GPTConfig
 from reference_model.optim import OptimizerSettings, build_optimizers, muon_momentum_at, zeropower_via_newtonschulz5
 from reference_model.quantize import load_artifact
 from reference_model.train import CODE_MODULES, TrainConfig, code_files, lr_multiplier, train
+
 
 @pytest.fixture(autouse=True, scope="module")
 def single_thread() -> Iterator[None]:
@@ -79,23 +79,37 @@ def small_config(data_dir: Path, tokenizer: Path, out_dir: Path, **overrides: ob
     return dataclasses.replace(TrainConfig.tiny(), **(fields | overrides))
 
 
-def test_tiny_training_run_lowers_validation_loss_and_writes_the_artifact(small_data: Path, embedded: DataPaths, tmp_path: Path) -> None:
+def test_tiny_training_run_lowers_validation_loss_and_writes_the_artifact(
+    small_data: Path, embedded: DataPaths, tmp_path: Path
+) -> None:
     result = train(small_config(small_data, embedded.tokenizer_path, tmp_path))
     log = result.log_path.read_text(encoding="utf-8").splitlines()
     assert log[0] == f"data_path: {small_data}"
     assert "iterations: 40" in log and "train_seq_len: 128" in log and "world_size: 1" in log
-    val_lines = [line for line in log if re.fullmatch(r"step:\d+/40 val_loss:[\d.]+ val_bpb:[\d.]+ train_time:\d+ms step_avg:[\d.]+ms", line)]
+    val_lines = [
+        line
+        for line in log
+        if re.fullmatch(r"step:\d+/40 val_loss:[\d.]+ val_bpb:[\d.]+ train_time:\d+ms step_avg:[\d.]+ms", line)
+    ]
     assert [line.split()[0] for line in val_lines] == ["step:0/40", "step:40/40"]
     first_loss = float(val_lines[0].split()[1].removeprefix("val_loss:"))
     assert first_loss == pytest.approx(math.log(1024), abs=0.05)  # fresh model ≈ uniform
     assert result.prequant_val_loss < first_loss - 2.0
-    train_steps = [int(m.group(1)) for line in log if (m := re.fullmatch(r"step:(\d+)/40 train_loss:[\d.]+ train_time:\d+ms step_avg:[\d.]+ms", line))]
+    train_steps = [
+        int(m.group(1))
+        for line in log
+        if (m := re.fullmatch(r"step:(\d+)/40 train_loss:[\d.]+ train_time:\d+ms step_avg:[\d.]+ms", line))
+    ]
     assert train_steps == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30, 40]
     assert result.steps == 40
     # the final score is the dequantized model's, close to but not equal to the pre-quant score
     assert abs(result.val_loss - result.prequant_val_loss) < 0.02
     assert result.val_loss != result.prequant_val_loss
-    assert log[-2] == f"final_int8_zlib_roundtrip val_loss:{result.val_loss:.4f} val_bpb:{result.val_bpb:.4f} " + log[-2].split()[-1]
+    assert (
+        log[-2]
+        == f"final_int8_zlib_roundtrip val_loss:{result.val_loss:.4f} val_bpb:{result.val_bpb:.4f} "
+        + log[-2].split()[-1]
+    )
     assert log[-1] == f"final_int8_zlib_roundtrip_exact val_loss:{result.val_loss:.8f} val_bpb:{result.val_bpb:.8f}"
     # sizes: artifact file bytes + the trainer's source bytes
     assert result.model_bytes == result.artifact_path.stat().st_size
@@ -117,10 +131,19 @@ def test_tiny_training_run_lowers_validation_loss_and_writes_the_artifact(small_
 
 
 def test_wallclock_cap_stops_training_early(small_data: Path, embedded: DataPaths, tmp_path: Path) -> None:
-    result = train(small_config(small_data, embedded.tokenizer_path, tmp_path, iterations=100_000, max_wallclock_seconds=0.5, artifact_name="m.ptzst"))
+    result = train(
+        small_config(
+            small_data,
+            embedded.tokenizer_path,
+            tmp_path,
+            iterations=100_000,
+            max_wallclock_seconds=0.5,
+            artifact_name="m.ptzst",
+        )
+    )
     log = result.log_path.read_text(encoding="utf-8")
     assert result.steps < 100_000
-    assert f"stopping_early: wallclock_cap train_time:" in log
+    assert "stopping_early: wallclock_cap train_time:" in log
     assert f"step:{result.steps}/100000 val_loss:" in log
     assert "final_int8_zstd_roundtrip_exact val_loss:" in log
     assert result.artifact_path.read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
@@ -143,7 +166,9 @@ def test_lr_multiplier_by_iterations_and_by_wallclock() -> None:
 
 
 def test_env_overrides_and_bad_values() -> None:
-    config = TrainConfig.tiny().with_env({"ITERATIONS": "7", "TIE_EMBEDDINGS": "0", "MATRIX_LR": "0.02", "RUN_ID": "x", "VERBOSE": "0"})
+    config = TrainConfig.tiny().with_env(
+        {"ITERATIONS": "7", "TIE_EMBEDDINGS": "0", "MATRIX_LR": "0.02", "RUN_ID": "x", "VERBOSE": "0"}
+    )
     assert (config.iterations, config.tie_embeddings, config.matrix_lr, config.run_id) == (7, False, 0.02, "x")
     assert config.verbose is True  # not an env-controlled knob
     assert config.model_dim == 128
@@ -155,7 +180,17 @@ def test_env_overrides_and_bad_values() -> None:
 
 def test_code_modules_are_the_trainer_sources() -> None:
     names = [p.name for p in code_files()]
-    assert names == ["model.py", "optim.py", "data.py", "quantize.py", "evaluate.py", "train.py", "shards.py", "byte_accounting.py", "errors.py"]
+    assert names == [
+        "model.py",
+        "optim.py",
+        "data.py",
+        "quantize.py",
+        "evaluate.py",
+        "train.py",
+        "shards.py",
+        "byte_accounting.py",
+        "errors.py",
+    ]
     assert len(CODE_MODULES) == 9
 
 
@@ -198,7 +233,11 @@ def test_newton_schulz_orthogonalises_and_muon_scales_tall_matrices() -> None:
     assert [type(o).__name__ for o in optimizers] == ["Adam", "Muon", "Adam"]
     muon_params = {id(p) for group in muon.param_groups for p in group["params"]}
     names = {n for n, p in model.named_parameters() if id(p) in muon_params}
-    assert names == {f"blocks.{i}.{m}.weight" for i in range(2) for m in ("attn.c_q", "attn.c_k", "attn.c_v", "attn.proj", "mlp.fc", "mlp.proj")}
+    assert names == {
+        f"blocks.{i}.{m}.weight"
+        for i in range(2)
+        for m in ("attn.c_q", "attn.c_k", "attn.c_v", "attn.proj", "mlp.fc", "mlp.proj")
+    }
     assert [g["lr"] for o in optimizers for g in o.param_groups] == [0.05, 0.04, 0.04]
     # fc is [64, 32]: its update is orthogonalised then scaled by sqrt(64/32)
     fc = model.blocks[0].mlp.fc.weight
@@ -206,10 +245,14 @@ def test_newton_schulz_orthogonalises_and_muon_scales_tall_matrices() -> None:
     before = fc.detach().clone()
     muon.step()
     nesterov = grad + 0.95 * grad  # first step: buffer = g, Nesterov update g + m·buffer
-    expected_update = (zeropower_via_newtonschulz5(nesterov) * math.sqrt(2.0)).float()  # scaled in bf16, as the baseline
+    expected_update = (
+        zeropower_via_newtonschulz5(nesterov) * math.sqrt(2.0)
+    ).float()  # scaled in bf16, as the baseline
     assert torch.allclose(before - fc.detach(), expected_update * 0.04, atol=1e-7, rtol=0)
     assert model.blocks[0].mlp.proj.weight.grad is None and torch.count_nonzero(model.blocks[0].mlp.proj.weight) == 0
-    assert [muon_momentum_at(s, OptimizerSettings()) for s in (0, 250, 500, 900)] == pytest.approx([0.85, 0.90, 0.95, 0.95])
+    assert [muon_momentum_at(s, OptimizerSettings()) for s in (0, 250, 500, 900)] == pytest.approx(
+        [0.85, 0.90, 0.95, 0.95]
+    )
 
 
 def test_untied_model_gets_its_own_head_optimizer() -> None:
@@ -240,15 +283,44 @@ def test_validation_sums_do_not_depend_on_batching_or_rank_split(small_data: Pat
     assert model.training  # the pass restores the mode it found
 
 
-def test_golf_train_cli_runs_and_reports(small_data: Path, embedded: DataPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_golf_train_cli_runs_and_reports(
+    small_data: Path,
+    embedded: DataPaths,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from harness.cli.train import main
 
-    for name, value in {"NUM_LAYERS": "2", "MODEL_DIM": "64", "TRAIN_SEQ_LEN": "128", "TRAIN_BATCH_TOKENS": "1024",
-                        "VAL_BATCH_SIZE": "2048", "MAX_WALLCLOCK_SECONDS": "0", "RUN_ID": "cli"}.items():
+    for name, value in {
+        "NUM_LAYERS": "2",
+        "MODEL_DIM": "64",
+        "TRAIN_SEQ_LEN": "128",
+        "TRAIN_BATCH_TOKENS": "1024",
+        "VAL_BATCH_SIZE": "2048",
+        "MAX_WALLCLOCK_SECONDS": "0",
+        "RUN_ID": "cli",
+    }.items():
         monkeypatch.setenv(name, value)
     out = tmp_path / "out"
-    code = main(["--data", str(small_data), "--tokenizer", str(embedded.tokenizer_path), "--out", str(out),
-                 "--iterations", "3", "--seed", "5", "--quiet", "--zstd", "--threads", "1"])
+    code = main(
+        [
+            "--data",
+            str(small_data),
+            "--tokenizer",
+            str(embedded.tokenizer_path),
+            "--out",
+            str(out),
+            "--iterations",
+            "3",
+            "--seed",
+            "5",
+            "--quiet",
+            "--zstd",
+            "--threads",
+            "1",
+        ]
+    )
     printed = capsys.readouterr().out
     saved = json.loads((out / "train_result.json").read_text())
     assert code == 0
@@ -264,11 +336,17 @@ def test_golf_train_cli_runs_and_reports(small_data: Path, embedded: DataPaths, 
         (["--iterations", "many"], 2, "argument --iterations: invalid int value: 'many'"),
         (["--tiny", "--full"], 2, "not allowed with argument"),
         (["--data", "/nonexistent"], 2, "--data and --tokenizer must be given together"),
-        (["--data", "/nonexistent/dir", "--tokenizer", "/nonexistent/t.model"], 3, "data directory /nonexistent/dir does not exist"),
+        (
+            ["--data", "/nonexistent/dir", "--tokenizer", "/nonexistent/t.model"],
+            3,
+            "data directory /nonexistent/dir does not exist",
+        ),
         (["--threads", "0"], 2, "--threads must be at least 1, got 0"),
     ],
 )
-def test_golf_train_cli_errors_are_one_line(argv: list[str], exit_code: int, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_golf_train_cli_errors_are_one_line(
+    argv: list[str], exit_code: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from harness.cli.train import main
 
     assert main(argv) == exit_code
@@ -283,7 +361,9 @@ def test_bad_artifact_suffix_is_refused_before_training(small_data: Path, embedd
     assert not (tmp_path / "logs").exists()
 
 
-def test_module_entry_point_reads_env_and_reports_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_module_entry_point_reads_env_and_reports_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from reference_model.train import main
 
     monkeypatch.setenv("DATA_PATH", str(tmp_path / "no-data"))
@@ -292,5 +372,8 @@ def test_module_entry_point_reads_env_and_reports_one_line(monkeypatch: pytest.M
     monkeypatch.setenv("RUN_ID", "env")
     assert main() == 3
     err = capsys.readouterr().err
-    assert err == f"reference_model.train: error: tokenizer {tmp_path / 'no.model'}: unreadable (No such file or directory)\n"
+    assert (
+        err
+        == f"reference_model.train: error: tokenizer {tmp_path / 'no.model'}: unreadable (No such file or directory)\n"
+    )
     assert f"data_path: {tmp_path / 'no-data'}" in (tmp_path / "out" / "logs" / "env.txt").read_text().splitlines()

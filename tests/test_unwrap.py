@@ -200,10 +200,15 @@ def test_corrupt_payloads_are_problems() -> None:
     bad_encoding = 'import lzma, base64\nexec(lzma.decompress(base64.b64decode("not*base64!")))\n'
     (problem,) = unwrap_source(bad_encoding, "train_gpt.py").problems
     assert problem.startswith("could not decode train_gpt.py:2 (b64decode → lzma.decompress): ")
-    for garbage, reason in ((b"not lzma data" * 4, "Input format not supported by decoder"), (bytes(64), "no data decoded")):
+    for garbage, reason in (
+        (b"not lzma data" * 4, "Input format not supported by decoder"),
+        (bytes(64), "no data decoded"),
+    ):
         encoded = base64.b85encode(garbage).decode()
         shim = f'import lzma, base64\nexec(lzma.decompress(base64.b85decode("{encoded}")))\n'
-        assert unwrap_source(shim, "t.py").problems == [f"could not decode t.py:2 (b85decode → lzma.decompress): lzma: {reason}"]
+        assert unwrap_source(shim, "t.py").problems == [
+            f"could not decode t.py:2 (b85decode → lzma.decompress): lzma: {reason}"
+        ]
 
 
 def test_bomb_stops_at_the_cap() -> None:
@@ -252,8 +257,10 @@ def test_decode_only_chain_counts_when_executed() -> None:
         (SIBLING_SHIM, ["records/x/train_gpt_decode.py"]),
         ("exec(open('helper_code.py').read())\n", ["helper_code.py"]),
         ("from pathlib import Path\nexec(Path(__file__).with_name('h.py').read_text())\n", ["records/x/h.py"]),
-        ("import os\nwith open(os.path.join(os.path.dirname(__file__), 'lib', 'k.py')) as f:\n    s = f.read()\nexec(s)\n",
-         ["records/x/lib/k.py"]),
+        (
+            "import os\nwith open(os.path.join(os.path.dirname(__file__), 'lib', 'k.py')) as f:\n    s = f.read()\nexec(s)\n",
+            ["records/x/lib/k.py"],
+        ),
         ("import runpy\nrunpy.run_path('tools/run.py')\n", ["tools/run.py"]),
         ("exec(open(input()).read())\n", []),
     ],

@@ -52,10 +52,7 @@ def test_names_resolve_by_scope() -> None:
     )
     assert [d.line for d in unwrap_source(in_function, "t.py").decoded] == [4]
     module_constant = (
-        "import lzma, base64\n"
-        f"DATA = '{payload}'\n"
-        "def main():\n"
-        "    exec(lzma.decompress(base64.b85decode(DATA)))\n"
+        f"import lzma, base64\nDATA = '{payload}'\ndef main():\n    exec(lzma.decompress(base64.b85decode(DATA)))\n"
     )
     assert [d.text for d in unwrap_source(module_constant, "t.py").decoded] == [PROGRAM]
     shadowed = (
@@ -110,7 +107,7 @@ def test_join_of_one_split_literal() -> None:
     """#1839: the payload is one literal split over many lines inside parentheses (so a str,
     not a tuple) and the shim joins it with ``"".join(...)``, which joins its characters."""
     payload = _b85_lzma(PROGRAM)
-    pieces = "\n".join(f"    '{payload[i:i + 20]}'" for i in range(0, len(payload), 20))
+    pieces = "\n".join(f"    '{payload[i : i + 20]}'" for i in range(0, len(payload), 20))
     code = f"import lzma as L, base64 as B\n_DATA = (\n{pieces}\n)\nexec(L.decompress(B.b85decode(''.join(_DATA))))\n"
     result = unwrap_source(code, "train_gpt.py")
     assert result.problems == []
@@ -122,7 +119,9 @@ def test_minified_payload_libcst_validation_would_refuse_is_kept() -> None:
     ``f(x)for x in y`` without a space, which Python accepts and libcst's node validation
     refuses. It is Python, so it is kept and analyzed."""
     inner = 'd={"a":[1,2]}\nprint(f"{", ".join(str(x)for x in d["a"])}")\n'
-    result = unwrap_source(f"import lzma, base64\nexec(lzma.decompress(base64.b85decode('{_b85_lzma(inner)}')))\n", "t.py")
+    result = unwrap_source(
+        f"import lzma, base64\nexec(lzma.decompress(base64.b85decode('{_b85_lzma(inner)}')))\n", "t.py"
+    )
     assert result.problems == []
     assert [d.text for d in result.decoded] == [inner]
 
@@ -137,6 +136,8 @@ def test_nested_shim_in_a_312_payload_spanning_lines_is_found() -> None:
         f"    code = lzma.decompress(\n        base64.b85decode('{inner}'))\n"
         "    exec(code)\n"
     )
-    result = unwrap_source(f"import lzma, base64\nexec(lzma.decompress(base64.b85decode('{_b85_lzma(payload)}')))\n", "t.py")
+    result = unwrap_source(
+        f"import lzma, base64\nexec(lzma.decompress(base64.b85decode('{_b85_lzma(payload)}')))\n", "t.py"
+    )
     assert result.problems == []
     assert [(d.text, d.line) for d in result.decoded] == [(payload, 2), (PROGRAM, 5)]

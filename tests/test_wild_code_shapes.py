@@ -23,7 +23,9 @@ LEGAL_SCOPES = 'import glob\nimport io\nimport os\n\nimport numpy as np\nimport 
 
 # the twin quantizes with statistics of the validation tokens themselves
 ILLEGAL_SCOPES = LEGAL_SCOPES.replace('for x in config["percentiles"]', "for x in counts")
-ILLEGAL_LINE = next(i for i, line in enumerate(ILLEGAL_SCOPES.splitlines(), 1) if "percentiles=tuple(float(x) for x in counts)" in line)
+ILLEGAL_LINE = next(
+    i for i, line in enumerate(ILLEGAL_SCOPES.splitlines(), 1) if "percentiles=tuple(float(x) for x in counts)" in line
+)
 
 
 def _errors(folder: Path) -> set[tuple[str, str, int]]:
@@ -86,7 +88,10 @@ def test_a_bundle_written_out_at_run_time_is_analyzed(tmp_path: Path) -> None:
     (tmp_path / "train_gpt.py").write_text(wrap_lzma_b85(bundle))
     findings = analyze(load_submission(tmp_path))
     assert not [f for f in findings if f.rule == "PG000" and f.severity is Severity.ERROR]
-    bundled = {(f.rule, f.line) for f in findings
-               if f.file.startswith("train_gpt.py[decoded#") and f.file != "train_gpt.py[decoded#1]"}
+    bundled = {
+        (f.rule, f.line)
+        for f in findings
+        if f.file.startswith("train_gpt.py[decoded#") and f.file != "train_gpt.py[decoded#1]"
+    }
     assert ("PG105", ILLEGAL_LINE) in bundled
     assert verdict_for(findings) == "fail"

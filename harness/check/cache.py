@@ -158,9 +158,7 @@ class CheckCache:
     def put(self, key: str, findings: list[Finding], sources: dict[str, str]) -> None:
         """Store atomically; a cache that cannot be written only costs speed."""
         target = self._entry_path(key)
-        payload = json.dumps(
-            {"findings": [finding.to_json() for finding in findings], "sources": sources}
-        )
+        payload = json.dumps({"findings": [finding.to_json() for finding in findings], "sources": sources})
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
@@ -182,7 +180,6 @@ def finding_from_json(data: dict) -> Finding:
         line=int(data["line"]),
         message=str(data["message"]),
         path=tuple(
-            Step(file=str(step["file"]), line=int(step["line"]), note=str(step["note"]))
-            for step in data["path"]
+            Step(file=str(step["file"]), line=int(step["line"]), note=str(step["note"])) for step in data["path"]
         ),
     )

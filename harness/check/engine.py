@@ -49,9 +49,7 @@ def _family(name: str) -> ModuleType | None:
         return None
 
 
-def analyze(
-    submission: Submission, options: CheckOptions | None = None, *, parallel: bool = False
-) -> list[Finding]:
+def analyze(submission: Submission, options: CheckOptions | None = None, *, parallel: bool = False) -> list[Finding]:
     """All findings for one submission: load problems, parse failures, then every family.
 
     ``parallel`` runs the independent families after the first in a forked child while this
@@ -97,7 +95,8 @@ def _analyze(submission: Submission, options: CheckOptions | None, parallel: boo
             )
     independent = [name for name in FAMILY_MODULES if name not in READS_EARLIER_FINDINGS]
     dependent = [
-        name for name in FAMILY_MODULES
+        name
+        for name in FAMILY_MODULES
         if name in READS_EARLIER_FINDINGS and not (submission.single_file and name in FOLDER_FAMILIES)
     ]
     in_child = [name for name in independent if name in FORKED_FAMILIES] if parallel and ctx.parsed else []

@@ -56,7 +56,7 @@ def start_forked(work: Callable[[], Result]) -> ForkedWork[Result] | None:
             payload = pickle.dumps(work(), protocol=pickle.HIGHEST_PROTOCOL)
             view = memoryview(payload)
             while view:
-                view = view[os.write(write_fd, view):]
+                view = view[os.write(write_fd, view) :]
             status = 0
         except BaseException:  # noqa: BLE001 — the parent redoes the work
             pass

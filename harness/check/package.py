@@ -70,13 +70,16 @@ def _warning(rule: str, file: str, line: int, message: str) -> Finding:
 
 # PG401 ------------------------------------------------------------------------------------
 
+
 def required_files(ctx: CheckContext, package: PackageFolder) -> list[Finding]:
     findings = []
     files = set(ctx.submission.files)
     # A missing file is a packaging gap a reviewer asks about, not evidence against the run:
     # accepted records exist without a log (2026-03-21) or without a README.
     if package.readme is None:
-        findings.append(_warning("PG401", "README.md", 0, "README.md is missing: the folder should explain the submission"))
+        findings.append(
+            _warning("PG401", "README.md", 0, "README.md is missing: the folder should explain the submission")
+        )
     if package.json_file is None:
         findings.append(_warning("PG401", JSON_FILE, 0, "submission.json is missing"))
     if not package.logs:
@@ -94,7 +97,9 @@ def required_files(ctx: CheckContext, package: PackageFolder) -> list[Finding]:
     reasons += [
         (f.file, f.message)
         for f in ctx.findings_so_far
-        if f.rule == "PG000" and f.severity is Severity.ERROR and f.file.startswith(ENTRY_FILE)
+        if f.rule == "PG000"
+        and f.severity is Severity.ERROR
+        and f.file.startswith(ENTRY_FILE)
         and ": the decoded data " in f.message
     ]
     if not entries:
@@ -126,6 +131,7 @@ def entry_under_another_name(ctx: CheckContext) -> list[Finding]:
 
 # PG402 ------------------------------------------------------------------------------------
 
+
 def json_fields(package: PackageFolder) -> list[Finding]:
     """Warnings only: submission.json is metadata the organizers read by eye, and accepted
     records use many shapes of it; a malformed field never makes a run illegal."""
@@ -145,7 +151,7 @@ def _agrees(claim: Claim, value: float, value_decimals: int) -> bool:
     """Equal once each side's rounding to the decimals it shows is allowed for. A claim is
     read at >= 4 decimals: "1.2" for a logged 1.2244 would show a better score than was run."""
     claim_decimals = max(claim.decimals, MIN_CLAIM_DECIMALS)
-    tolerance = 0.5 * 10.0 ** -claim_decimals + 0.5 * 10.0 ** -value_decimals + 1e-12
+    tolerance = 0.5 * 10.0**-claim_decimals + 0.5 * 10.0**-value_decimals + 1e-12
     return abs(claim.value - value) <= tolerance
 
 
@@ -190,8 +196,14 @@ def headline_matches(package: PackageFolder, family: str | None, record: bool) -
     if data is None or not package.logs:
         return []
     if family is None:
-        return [_warning("PG403", JSON_FILE, data.line_of("val_bpb"),
-                         "no log has a final score line (… val_loss:… val_bpb:…) to back the claimed val_bpb")]
+        return [
+            _warning(
+                "PG403",
+                JSON_FILE,
+                data.line_of("val_bpb"),
+                "no log has a final score line (… val_loss:… val_bpb:…) to back the claimed val_bpb",
+            )
+        ]
     findings = []
     for key in ("val_bpb", "val_loss"):
         claim = data.claim(key)
@@ -205,8 +217,9 @@ def _pick(score: FamilyScore, key: str) -> tuple[float, int]:
     return (score.val_bpb, score.bpb_decimals) if key == "val_bpb" else (score.val_loss, score.loss_decimals)
 
 
-def _claim_against_logs(package: PackageFolder, logs: list[TrainingLog], family: str, key: str,
-                        claim: Claim, record: bool) -> list[Finding]:
+def _claim_against_logs(
+    package: PackageFolder, logs: list[TrainingLog], family: str, key: str, claim: Claim, record: bool
+) -> list[Finding]:
     scores = [(log, s) for log, s in ((log, _family_in(log, family)) for log in logs) if s is not None]
     if not scores:
         return []
@@ -219,24 +232,37 @@ def _claim_against_logs(package: PackageFolder, logs: list[TrainingLog], family:
     single = next(((log, f) for log in package.logs for f in log.families() if _agrees(claim, *_pick(f, key))), None)
     if single is not None:
         log, score = single
-        return [Finding("PG403", Severity.INFO, JSON_FILE, claim.line,
-                        f"submission.json {key} {claim.value} is the score of one run ({log.path}:{score.line} "
-                        f"{score.family}), not the mean of the {len(scores)} scored log(s)")]
+        return [
+            Finding(
+                "PG403",
+                Severity.INFO,
+                JSON_FILE,
+                claim.line,
+                f"submission.json {key} {claim.value} is the score of one run ({log.path}:{score.line} "
+                f"{score.family}), not the mean of the {len(scores)} scored log(s)",
+            )
+        ]
     shown = ", ".join(f"{log.path}:{s.line} {_pick(s, key)[0]}" for log, s in scores)
     what = "the log" if len(scores) == 1 else f"the mean of {len(scores)} logs"
     message = f"submission.json {key} {claim.value} does not match {what}: {family} gives {mean:.8f} ({shown})"
     floor = _lowest_logged_bpb(package)
     if key == "val_bpb" and record and floor is not None and claim.value < floor[0] - _rounding(claim):
-        return [_error("PG403", JSON_FILE, claim.line,
-                       f"{message}; the claim is better than every bpb any log prints (lowest {floor[0]} in "
-                       f"{floor[1]}): no run in the folder shows it")]
+        return [
+            _error(
+                "PG403",
+                JSON_FILE,
+                claim.line,
+                f"{message}; the claim is better than every bpb any log prints (lowest {floor[0]} in "
+                f"{floor[1]}): no run in the folder shows it",
+            )
+        ]
     return [_warning("PG403", JSON_FILE, claim.line, message)]
 
 
 def _rounding(claim: Claim) -> float:
     """A claim may round or truncate the logged number to the digits it shows (a whole unit in
     its last place), and the log itself shows at least four decimals."""
-    return 10.0 ** -claim.decimals + 0.5e-4
+    return 10.0**-claim.decimals + 0.5e-4
 
 
 def _lowest_logged_bpb(package: PackageFolder) -> tuple[float, str] | None:
@@ -283,15 +309,20 @@ def _seed_claims_against_logs(package: PackageFolder) -> list[Finding]:
             if claim is None or any(_agrees(claim, *_pick(f, key)) for _, f in families):
                 continue
             log, score = next(((log, f) for log, f in families if f.family == log.headline().family), families[-1])
-            findings.append(_warning(
-                "PG403", JSON_FILE, seed_claim.line,
-                f"seed_results['{seed_claim.seed}'].{key} {claim.value} does not match "
-                f"{log.path}:{score.line} ({score.family} {key}:{_pick(score, key)[0]})",
-            ))
+            findings.append(
+                _warning(
+                    "PG403",
+                    JSON_FILE,
+                    seed_claim.line,
+                    f"seed_results['{seed_claim.seed}'].{key} {claim.value} does not match "
+                    f"{log.path}:{score.line} ({score.family} {key}:{_pick(score, key)[0]})",
+                )
+            )
     return findings
 
 
 # PG404 ------------------------------------------------------------------------------------
+
 
 def seed_count(package: PackageFolder) -> list[Finding]:
     """Warnings only: early records were accepted on one seed, the significance test over
@@ -305,15 +336,27 @@ def seed_count(package: PackageFolder) -> list[Finding]:
     distinct = {str(log.seed) if log.seed is not None else log.path for log in logs}
     if len(distinct) < MIN_SEEDS:
         names = ", ".join(log.path for log in logs) or "none"
-        findings.append(_warning("PG404", anchor_file, anchor,
-                                 f"a record claim usually shows logs of >= {MIN_SEEDS} seeds of one configuration; "
-                                 f"found {len(distinct)} ({names})"))
+        findings.append(
+            _warning(
+                "PG404",
+                anchor_file,
+                anchor,
+                f"a record claim usually shows logs of >= {MIN_SEEDS} seeds of one configuration; "
+                f"found {len(distinct)} ({names})",
+            )
+        )
     if data is not None:
         logged = {str(log.seed) for log in package.logs if log.seed is not None}
         for seed in data.declared_seeds:
             if seed not in logged:
-                findings.append(_warning("PG404", JSON_FILE, anchor or data.line_of(seed),
-                                         f"submission.json lists seed {seed} but no training log has that seed"))
+                findings.append(
+                    _warning(
+                        "PG404",
+                        JSON_FILE,
+                        anchor or data.line_of(seed),
+                        f"submission.json lists seed {seed} but no training log has that seed",
+                    )
+                )
     with_config = [log for log in logs if log.hparams]
     for other in with_config[1:]:
         reference = with_config[0]
@@ -321,15 +364,20 @@ def seed_count(package: PackageFolder) -> list[Finding]:
         if differences:
             key, left, right = differences[0]
             more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
-            findings.append(_warning(
-                "PG404", other.path, other.hparam_lines.get(key, 0),
-                f"{other.path} differs from {reference.path} in '{key}' ({right} vs {left}){more}: "
-                "seeds of one claim should run the submitted configuration",
-            ))
+            findings.append(
+                _warning(
+                    "PG404",
+                    other.path,
+                    other.hparam_lines.get(key, 0),
+                    f"{other.path} differs from {reference.path} in '{key}' ({right} vs {left}){more}: "
+                    "seeds of one claim should run the submitted configuration",
+                )
+            )
     return findings
 
 
 # PG405 ------------------------------------------------------------------------------------
+
 
 def significance(frontier_file: Path, package: PackageFolder, family: str | None) -> list[Finding]:
     anchor = package.submission_json.line_of("val_loss") if package.submission_json else 0
@@ -340,8 +388,15 @@ def significance(frontier_file: Path, package: PackageFolder, family: str | None
         return [Finding("PG405", Severity.WARNING, file, anchor, f"significance not tested: {exc}")]
     losses = [s.val_loss for s in (_family_in(log, family) for log in package.claim_logs()) if s] if family else []
     if len(losses) < 2:
-        return [Finding("PG405", Severity.WARNING, file, anchor,
-                        f"significance not tested: need >= 2 per-seed val_loss values in the logs, found {len(losses)}")]
+        return [
+            Finding(
+                "PG405",
+                Severity.WARNING,
+                file,
+                anchor,
+                f"significance not tested: need >= 2 per-seed val_loss values in the logs, found {len(losses)}",
+            )
+        ]
     readme = welch_one_sided(frontier, losses, README_MARGIN_NATS)
     board = welch_one_sided(frontier, losses, 0.0)
     readme_met = readme.delta >= README_MARGIN_NATS and readme.p_value < README_ALPHA
@@ -357,6 +412,7 @@ def significance(frontier_file: Path, package: PackageFolder, family: str | None
 
 
 # PG406 ------------------------------------------------------------------------------------
+
 
 def compliance_claims(package: PackageFolder, findings: list[Finding]) -> list[Finding]:
     """A warning: the contradicting error finding already decides the verdict, and this one
@@ -376,8 +432,12 @@ def compliance_claims(package: PackageFolder, findings: list[Finding]) -> list[F
             first = against[0]
             where = f"{first.file}:{first.line}" if first.file else "the package"
             more = f" (+{len(against) - 1} more)" if len(against) > 1 else ""
-            contradictions.append(_warning(
-                "PG406", JSON_FILE, data.line_of(flag),
-                f"compliance claim '{flag}: {str(value).lower()}' is contradicted by {first.rule} at {where}{more}",
-            ))
+            contradictions.append(
+                _warning(
+                    "PG406",
+                    JSON_FILE,
+                    data.line_of(flag),
+                    f"compliance claim '{flag}: {str(value).lower()}' is contradicted by {first.rule} at {where}{more}",
+                )
+            )
     return contradictions

@@ -13,8 +13,8 @@ import ast
 import re
 import warnings
 from bisect import bisect_right
-from functools import lru_cache
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 import libcst as cst
@@ -26,7 +26,6 @@ from harness.check.node_types import use_plain_type_tests
 from harness.check.parse_compat import libcst_compatible
 from harness.python_ast import parse_python, recent_module, remember_module
 from harness.submission import SourceFile
-
 
 use_plain_type_tests()  # every rule family reads trees parsed here
 
@@ -40,9 +39,16 @@ class ParsedSource:
 
     __slots__ = ("source", "module", "positions", "nodes", "_parents", "_extents", "_text")
 
-    def __init__(self, source: SourceFile, module: cst.Module, positions: Positions,
-                 nodes: list[cst.CSTNode], parents: dict[int, cst.CSTNode],
-                 extents: dict[int, tuple[int, int]] | None = None, text: str | None = None) -> None:
+    def __init__(
+        self,
+        source: SourceFile,
+        module: cst.Module,
+        positions: Positions,
+        nodes: list[cst.CSTNode],
+        parents: dict[int, cst.CSTNode],
+        extents: dict[int, tuple[int, int]] | None = None,
+        text: str | None = None,
+    ) -> None:
         self.source = source
         # the text the module was parsed from: the source, or its libcst-compatible rewrite
         self._text = source.text if text is None else text
@@ -107,7 +113,7 @@ def _literal_value(text: str) -> str | bytes:
     body = text[prefix_length:]
     if "b" in prefix or "\x00" in body or "\r" in body or ("\\" in body and "r" not in prefix):
         return _evaluate_literal(text)
-    quote = body[:3] if body[:3] in ("\"\"\"", "'''") else body[:1]
+    quote = body[:3] if body[:3] in ('"""', "'''") else body[:1]
     if len(body) < 2 * len(quote) or not body.endswith(quote):
         return _evaluate_literal(text)
     return body[len(quote) : len(body) - len(quote)]
@@ -179,8 +185,7 @@ def _precheck(source: SourceFile) -> None:
     depth = _expression_depth(tree)
     if depth > MAX_EXPRESSION_DEPTH:
         raise ParseFailure(
-            f"cannot analyze {source.display_name}: an expression nests {depth} levels "
-            f"(limit {MAX_EXPRESSION_DEPTH})"
+            f"cannot analyze {source.display_name}: an expression nests {depth} levels (limit {MAX_EXPRESSION_DEPTH})"
         )
 
 
@@ -231,8 +236,9 @@ def parse_source(source: SourceFile) -> ParsedSource:
         positions, nodes, parents, extents = _positions_and_parents(module, text)
     except RecursionError:
         raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
-    return ParsedSource(source=source, module=module, positions=positions, nodes=nodes, parents=parents,
-                        extents=extents, text=text)
+    return ParsedSource(
+        source=source, module=module, positions=positions, nodes=nodes, parents=parents, extents=extents, text=text
+    )
 
 
 def _libcst_compatible(text: str) -> str | None:
@@ -307,11 +313,21 @@ class Positions:
 # Leaf trivia no rule ever looks at; about half of all nodes (50k of 115k in a 3,800-line file
 # are SimpleWhitespace). Neither children helper returns them, so skipping them here changes
 # no finding, only the cost of the pass.
-_TRIVIA: frozenset[type] = frozenset({
-    cst.SimpleWhitespace, cst.ParenthesizedWhitespace, cst.Newline, cst.TrailingWhitespace,
-    cst.EmptyLine, cst.Comment, cst.Comma, cst.LeftParen, cst.RightParen, cst.AssignEqual,
-    cst.Semicolon,
-})
+_TRIVIA: frozenset[type] = frozenset(
+    {
+        cst.SimpleWhitespace,
+        cst.ParenthesizedWhitespace,
+        cst.Newline,
+        cst.TrailingWhitespace,
+        cst.EmptyLine,
+        cst.Comment,
+        cst.Comma,
+        cst.LeftParen,
+        cst.RightParen,
+        cst.AssignEqual,
+        cst.Semicolon,
+    }
+)
 
 
 class _PositionAndParentState(CodegenState):
@@ -331,7 +347,9 @@ class _PositionAndParentState(CodegenState):
         self.nodes: list[cst.CSTNode] = []
         # Open syntactic ranges: node, start/end node, start offset, and the right parentheses
         # to emit once the range closes (a parenthesized expression's range excludes them).
-        self.syntactic: list[tuple[cst.CSTNode, cst.CSTNode | None, cst.CSTNode | None, int, Sequence[cst.CSTNode]]] = []
+        self.syntactic: list[
+            tuple[cst.CSTNode, cst.CSTNode | None, cst.CSTNode | None, int, Sequence[cst.CSTNode]]
+        ] = []
         self.open_nodes: list[cst.CSTNode] = []
         self.span_exit = _SyntacticSpanExit(self)
 
@@ -346,7 +364,10 @@ class _PositionAndParentState(CodegenState):
         return None  # offsets past the last token are never read
 
     def record_syntactic_position(  # type: ignore[override]
-        self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None,
+        self,
+        node: cst.CSTNode,
+        *,
+        start_node: cst.CSTNode | None = None,
         end_node: cst.CSTNode | None = None,
     ) -> _SyntacticSpanExit:
         self.syntactic.append((node, start_node, end_node, self.offset, ()))

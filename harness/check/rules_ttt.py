@@ -42,29 +42,52 @@ def check(ctx: CheckContext) -> list[Finding]:
         findings.extend(_judge_root(engine, module.top, switches, decoded, unreached_in=None))
     documented = _documented_text(ctx)
     for module in _own_programs(index, documented):
-        findings.extend(_judge_root(engine, module.top, switches, decoded, unreached_in=None,
-                                    program=module.parsed.source.display_name))
+        findings.extend(
+            _judge_root(
+                engine, module.top, switches, decoded, unreached_in=None, program=module.parsed.source.display_name
+            )
+        )
     for info in _unreached(index, engine):
         findings.extend(_judge_root(engine, info, switches, decoded, unreached_in=info))
     if engine.analyses >= MAX_ANALYSES:
         entry = ctx.parsed[0].source.display_name
-        findings.append(Finding(rule="PG000", severity=Severity.WARNING, file=entry, line=0,
-                                message=f"data-flow analysis stopped after {MAX_ANALYSES} function analyses; "
-                                        "calls beyond that were treated as library calls, so findings may be missing"))
+        findings.append(
+            Finding(
+                rule="PG000",
+                severity=Severity.WARNING,
+                file=entry,
+                line=0,
+                message=f"data-flow analysis stopped after {MAX_ANALYSES} function analyses; "
+                "calls beyond that were treated as library calls, so findings may be missing",
+            )
+        )
     findings.extend(documented_val_training(ctx.submission))
     return _strongest_per_place(findings)
 
 
-def _judge_root(engine: Engine, root: FuncInfo, switches: Switches, decoded: set[str],
-                unreached_in: FuncInfo | None, program: str | None = None) -> list[Finding]:
+def _judge_root(
+    engine: Engine,
+    root: FuncInfo,
+    switches: Switches,
+    decoded: set[str],
+    unreached_in: FuncInfo | None,
+    program: str | None = None,
+) -> list[Finding]:
     """One root's findings; a root too deeply nested to walk is reported, not fatal, so the
     other roots are still judged and the submission cannot look clean by accident."""
     try:
         timeline = engine.timeline(root)
     except RecursionError:
         where = root.file if root.node is None else f"{root.file}:{root.line}"
-        return [Finding(rule="PG000", severity=Severity.WARNING, file=root.file, line=root.line,
-                        message=f"data-flow analysis of {root.display} ({where}) stopped: nesting too deep")]
+        return [
+            Finding(
+                rule="PG000",
+                severity=Severity.WARNING,
+                file=root.file,
+                line=root.line,
+                message=f"data-flow analysis of {root.display} ({where}) stopped: nesting too deep",
+            )
+        ]
     trains_params = {info.uid for info in engine.index.all_functions if info.trains_params}
     sources = {m.parsed.source.display_name: m.parsed for m in engine.index.modules}
 
@@ -72,11 +95,18 @@ def _judge_root(engine: Engine, root: FuncInfo, switches: Switches, decoded: set
         parsed = sources.get(call_site.file)
         return parsed is not None and logged_as_diagnostic(parsed, call_site)
 
-    found = [_finding(d, switches, decoded, unreached_in=unreached_in)
-             for d in decide(timeline, trains_params, diagnostic)]
+    found = [
+        _finding(d, switches, decoded, unreached_in=unreached_in) for d in decide(timeline, trains_params, diagnostic)
+    ]
     if program is not None:
-        found = [replace(f, message=f.message + f" — in {program}, a program of its own that the submission's "
-                                                  "documentation or entry script runs") for f in found]
+        found = [
+            replace(
+                f,
+                message=f.message + f" — in {program}, a program of its own that the submission's "
+                "documentation or entry script runs",
+            )
+            for f in found
+        ]
     return found
 
 
@@ -122,7 +152,6 @@ def _documented_text(ctx: CheckContext) -> str:
     return "\n".join(parts)
 
 
-
 def _unreached(index: SubmissionIndex, engine: Engine) -> list[FuncInfo]:
     return [
         info
@@ -147,8 +176,14 @@ def _finding(decision: Decision, switches: Switches, decoded: set[str], unreache
     if sink.file in decoded:
         message += " (lines of the source decoded from the self-extracting shim)"
     where = decision.at or sink
-    return Finding(rule=decision.rule, severity=severity, file=where.file, line=where.line, message=message,
-                   path=evidence(decision))
+    return Finding(
+        rule=decision.rule,
+        severity=severity,
+        file=where.file,
+        line=where.line,
+        message=message,
+        path=evidence(decision),
+    )
 
 
 def _strongest_per_place(findings: list[Finding]) -> list[Finding]:

@@ -68,9 +68,7 @@ def audit(
     """Discover the submissions under ``paths`` and audit each one."""
     from harness.loader import discover_submissions
 
-    return audit_submissions(
-        discover_submissions(paths), options, jobs=jobs, cache_dir=cache_dir, use_cache=use_cache
-    )
+    return audit_submissions(discover_submissions(paths), options, jobs=jobs, cache_dir=cache_dir, use_cache=use_cache)
 
 
 def audit_submissions(
@@ -124,9 +122,7 @@ def _analyze_all(
     # Largest first, so the last task to finish is a small one and both workers stay busy.
     ordered = sorted(zip(indices, paths), key=lambda item: -_python_bytes(item[1]))
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        futures = [
-            (index, path, pool.submit(analyze_one, str(path), options)) for index, path in ordered
-        ]
+        futures = [(index, path, pool.submit(analyze_one, str(path), options)) for index, path in ordered]
         for index, path, future in futures:
             try:
                 outcomes.append((index, future.result()))
@@ -182,9 +178,7 @@ def _preload_analysis() -> None:
                 raise
 
 
-def analyze_one(
-    path: str, options: CheckOptions, parallel: bool = False
-) -> tuple[list[dict], dict[str, str], bool]:
+def analyze_one(path: str, options: CheckOptions, parallel: bool = False) -> tuple[list[dict], dict[str, str], bool]:
     """Load and analyze one submission; returns (findings as JSON, excerpt sources, cacheable).
 
     Runs in a worker process, so it takes and returns plain data. Unusable input is a PG000
@@ -210,11 +204,7 @@ def analyze_one(
             gc.enable()
     wanted = {finding.file for finding in findings}
     wanted.update(step.file for finding in findings for step in finding.path)
-    sources = {
-        source.display_name: source.text
-        for source in submission.sources
-        if source.display_name in wanted
-    }
+    sources = {source.display_name: source.text for source in submission.sources if source.display_name in wanted}
     return [finding.to_json() for finding in findings], sources, True
 
 
@@ -237,9 +227,7 @@ def _rule_matches(rule: str, patterns: tuple[str, ...]) -> bool:
     return any(rule.startswith(pattern) for pattern in patterns)
 
 
-def finalize(
-    raw_results: list[RawResult], filters: ReviewFilters, tool_version: str
-) -> CheckReport:
+def finalize(raw_results: list[RawResult], filters: ReviewFilters, tool_version: str) -> CheckReport:
     """Apply the reviewer's filters and allowlist, and decide each verdict."""
     submissions: list[SubmissionResult] = []
     for raw in raw_results:
@@ -260,17 +248,13 @@ def finalize(
                 kept.append(finding)
             else:
                 allowlisted.append(AllowlistedFinding(finding, reason))
-        wanted = {finding.file for finding in kept} | {
-            step.file for finding in kept for step in finding.path
-        }
+        wanted = {finding.file for finding in kept} | {step.file for finding in kept for step in finding.path}
         submissions.append(
             SubmissionResult(
                 path=raw.path,
                 verdict=verdict_for(kept, fail_on_warning=filters.fail_on_warning),
                 findings=kept,
-                sources_text_by_display_name={
-                    name: text for name, text in raw.sources_text.items() if name in wanted
-                },
+                sources_text_by_display_name={name: text for name, text in raw.sources_text.items() if name in wanted},
                 allowlisted=allowlisted,
                 root=raw.root,
             )

@@ -43,31 +43,45 @@ _PATTERN = re.compile(r"PG\d{0,3}")
 def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
         prog=PROGRAM,
-        description="Audit Parameter Golf submissions for illegal use of validation data, "
-        "without running their code.",
+        description="Audit Parameter Golf submissions for illegal use of validation data, without running their code.",
     )
-    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                        help="submission folder, single .py file, or a tree of submissions (each folder "
-                        "with a README, submission.json, a log or Python code is one)")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="submission folder, single .py file, or a tree of submissions (each folder "
+        "with a README, submission.json, a log or Python code is one)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="text")
-    parser.add_argument("--output", type=Path, metavar="FILE",
-                        help="write the report to FILE (replaced atomically) instead of stdout")
-    parser.add_argument("--select", metavar="RULES",
-                        help="only these rules (comma-separated IDs or prefixes, e.g. PG1,PG201)")
+    parser.add_argument(
+        "--output", type=Path, metavar="FILE", help="write the report to FILE (replaced atomically) instead of stdout"
+    )
+    parser.add_argument(
+        "--select", metavar="RULES", help="only these rules (comma-separated IDs or prefixes, e.g. PG1,PG201)"
+    )
     parser.add_argument("--ignore", metavar="RULES", help="drop these rules (PG000 is always kept)")
-    parser.add_argument("--fail-on", choices=("error", "warning"), default="error",
-                        help="'warning' makes a review verdict fail too")
-    parser.add_argument("--allowlist", type=Path, metavar="FILE",
-                        help="reviewer allowlist (TOML or JSON; see harness/allowlist.py)")
+    parser.add_argument(
+        "--fail-on", choices=("error", "warning"), default="error", help="'warning' makes a review verdict fail too"
+    )
+    parser.add_argument(
+        "--allowlist", type=Path, metavar="FILE", help="reviewer allowlist (TOML or JSON; see harness/allowlist.py)"
+    )
     parser.add_argument("--explain", metavar="PGxxx", help="print one rule's page and exit")
     parser.add_argument("--list-rules", action="store_true", help="list the rules and exit")
     parser.add_argument("--no-cache", action="store_true", help="analyze everything afresh")
-    parser.add_argument("--jobs", type=int, default=2, metavar="N",
-                        help="worker processes for many submissions (default 2)")
-    parser.add_argument("--changed", metavar="BASE...HEAD",
-                        help="audit only the submission folders this git diff touches")
-    parser.add_argument("--frontier", type=Path, metavar="FILE",
-                        help="per-seed val_loss of the prior record, for the significance check")
+    parser.add_argument(
+        "--jobs", type=int, default=2, metavar="N", help="worker processes for many submissions (default 2)"
+    )
+    parser.add_argument(
+        "--changed", metavar="BASE...HEAD", help="audit only the submission folders this git diff touches"
+    )
+    parser.add_argument(
+        "--frontier",
+        type=Path,
+        metavar="FILE",
+        help="per-seed val_loss of the prior record, for the significance check",
+    )
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {harness.__version__}")
     return parser
 
@@ -130,8 +144,7 @@ def _run(argv: list[str]) -> int:
         if not raw_results:
             raise HarnessError(
                 "no submission found (a folder with a README, submission.json, a training log or "
-                "Python code, or a .py file) under "
-                + ", ".join(str(path) for path in args.paths)
+                "Python code, or a .py file) under " + ", ".join(str(path) for path in args.paths)
             )
     filters = ReviewFilters(
         select=select, ignore=ignore, allowlist=allowlist, fail_on_warning=args.fail_on == "warning"
@@ -157,9 +170,7 @@ def _checked_patterns(option: str, raw: str | None) -> tuple[str, ...]:
     return patterns
 
 
-def _audit_changed(
-    diff_range: str, options: CheckOptions, jobs: int, use_cache: bool
-) -> list[RawResult]:
+def _audit_changed(diff_range: str, options: CheckOptions, jobs: int, use_cache: bool) -> list[RawResult]:
     """Audit the folders a diff touches, plus the diff-level findings as one more result."""
     try:
         from harness.gate import select_changed
@@ -171,9 +182,7 @@ def _audit_changed(
 
     repo_root = _repository_root(Path.cwd())
     selection = select_changed(repo_root, diff_range)
-    raw_results = audit_submissions(
-        list(selection.folders), options, jobs=jobs, use_cache=use_cache
-    )
+    raw_results = audit_submissions(list(selection.folders), options, jobs=jobs, use_cache=use_cache)
     raw_results.append(
         RawResult(
             path=f"diff {diff_range}",

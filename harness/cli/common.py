@@ -82,9 +82,7 @@ def write_output(text: str, output: Path | None) -> None:
         return
     directory = output.parent if str(output.parent) else Path(".")
     try:
-        handle, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{output.name}.", suffix=".tmp"
-        )
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{output.name}.", suffix=".tmp")
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     try:

@@ -32,33 +32,83 @@ BASELINE_SEQ_LEN = 1024
 
 
 def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog=PROGRAM, description="Audited score-first evaluation (val_bpb + legality report).")
-    parser.add_argument("submission", nargs="?", type=Path, metavar="SUBMISSION", help="submission folder (default: the reference model)")
-    parser.add_argument("--artifact", type=Path, metavar="PATH", help="compressed model (.ptz/.ptzst); default: the one in the folder")
+    parser = OneLineArgumentParser(
+        prog=PROGRAM, description="Audited score-first evaluation (val_bpb + legality report)."
+    )
+    parser.add_argument(
+        "submission",
+        nargs="?",
+        type=Path,
+        metavar="SUBMISSION",
+        help="submission folder (default: the reference model)",
+    )
+    parser.add_argument(
+        "--artifact", type=Path, metavar="PATH", help="compressed model (.ptz/.ptzst); default: the one in the folder"
+    )
     parser.add_argument("--data", type=Path, metavar="DIR", help="challenge data dir with fineweb_val_*.bin")
     parser.add_argument("--tokenizer", type=Path, metavar="MODEL", help="SentencePiece model of that data")
-    parser.add_argument("--ttt", default="none", metavar="none|sgd|lora", help="test-time training adapter (default none)")
-    parser.add_argument("--stride", type=int, metavar="N", help="score every N tokens (default: seq-len, non-overlapping)")
-    parser.add_argument("--seq-len", type=int, metavar="N", help=f"window length (default {BASELINE_SEQ_LEN}; reference model {REFERENCE_SEQ_LEN})")
-    parser.add_argument("--chunk-tokens", type=int, default=32768, metavar="N", help="targets per score→adapt chunk (default 32768)")
-    parser.add_argument("--batch-windows", type=int, metavar="N", help="windows per forward pass (default 65536 // seq-len)")
-    parser.add_argument("--ttt-lr", type=float, default=0.002, metavar="LR", help="SGD TTT learning rate (default 0.002)")
-    parser.add_argument("--ttt-epochs", type=int, default=3, metavar="N", help="SGD TTT epochs per scored chunk (default 3)")
-    parser.add_argument("--ttt-freeze-blocks", type=int, default=0, metavar="N", help="freeze the first N blocks during TTT")
-    parser.add_argument("--lora-rank", type=int, default=LORA_DEFAULT_RANK, metavar="N", help=f"LoRA TTT rank (default {LORA_DEFAULT_RANK})")
-    parser.add_argument("--lora-lr", type=float, default=LORA_DEFAULT_LR, metavar="LR", help=f"LoRA TTT Adam learning rate (default {LORA_DEFAULT_LR})")
-    parser.add_argument("--lora-targets", choices=LORA_TARGET_CHOICES, default=LORA_DEFAULT_TARGETS, metavar="qv|all",
-                        help=f"LoRA on query/value projections or on every linear but the head (default {LORA_DEFAULT_TARGETS})")
+    parser.add_argument(
+        "--ttt", default="none", metavar="none|sgd|lora", help="test-time training adapter (default none)"
+    )
+    parser.add_argument(
+        "--stride", type=int, metavar="N", help="score every N tokens (default: seq-len, non-overlapping)"
+    )
+    parser.add_argument(
+        "--seq-len",
+        type=int,
+        metavar="N",
+        help=f"window length (default {BASELINE_SEQ_LEN}; reference model {REFERENCE_SEQ_LEN})",
+    )
+    parser.add_argument(
+        "--chunk-tokens", type=int, default=32768, metavar="N", help="targets per score→adapt chunk (default 32768)"
+    )
+    parser.add_argument(
+        "--batch-windows", type=int, metavar="N", help="windows per forward pass (default 65536 // seq-len)"
+    )
+    parser.add_argument(
+        "--ttt-lr", type=float, default=0.002, metavar="LR", help="SGD TTT learning rate (default 0.002)"
+    )
+    parser.add_argument(
+        "--ttt-epochs", type=int, default=3, metavar="N", help="SGD TTT epochs per scored chunk (default 3)"
+    )
+    parser.add_argument(
+        "--ttt-freeze-blocks", type=int, default=0, metavar="N", help="freeze the first N blocks during TTT"
+    )
+    parser.add_argument(
+        "--lora-rank",
+        type=int,
+        default=LORA_DEFAULT_RANK,
+        metavar="N",
+        help=f"LoRA TTT rank (default {LORA_DEFAULT_RANK})",
+    )
+    parser.add_argument(
+        "--lora-lr",
+        type=float,
+        default=LORA_DEFAULT_LR,
+        metavar="LR",
+        help=f"LoRA TTT Adam learning rate (default {LORA_DEFAULT_LR})",
+    )
+    parser.add_argument(
+        "--lora-targets",
+        choices=LORA_TARGET_CHOICES,
+        default=LORA_DEFAULT_TARGETS,
+        metavar="qv|all",
+        help=f"LoRA on query/value projections or on every linear but the head (default {LORA_DEFAULT_TARGETS})",
+    )
     parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (default out/eval)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
-    parser.add_argument("--max-chunks", type=int, metavar="N", help="stop after N chunks (a partial, never audited, run)")
+    parser.add_argument(
+        "--max-chunks", type=int, metavar="N", help="stop after N chunks (a partial, never audited, run)"
+    )
     parser.add_argument("--seed", type=int, default=1337, metavar="N", help="random seed recorded in the log")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def build_verify_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog=f"{PROGRAM} verify", description="Re-check an audit log: chain, order, coverage, fingerprints, BPB.")
+    parser = OneLineArgumentParser(
+        prog=f"{PROGRAM} verify", description="Re-check an audit log: chain, order, coverage, fingerprints, BPB."
+    )
     parser.add_argument("log", type=Path, metavar="LOG", help="chunks.jsonl written by golf-eval")
     parser.add_argument("--head", metavar="SHA256", help="the log head hash published in report.json")
     return parser
@@ -87,7 +137,6 @@ def _verify(argv: list[str]) -> int:
 
 
 def _device(name: str) -> str:
-    import os
 
     import torch
 
@@ -112,8 +161,11 @@ def _reference_artifact(data: Any, console: Any) -> Path:
 
         console.print(f"no reference artifact in {REFERENCE_OUT}/: training the tiny reference model first")
         config = TrainConfig.tiny(
-            data_path=str(data.data_dir), tokenizer_path=str(data.tokenizer_path),
-            vocab_size=data.vocab_size, out_dir=str(REFERENCE_OUT), verbose=False,
+            data_path=str(data.data_dir),
+            tokenizer_path=str(data.tokenizer_path),
+            vocab_size=data.vocab_size,
+            out_dir=str(REFERENCE_OUT),
+            verbose=False,
         )
         result = train(config)
         console.print(f"trained: round-trip val_bpb {result.val_bpb:.8f}, artifact {result.total_bytes:,} bytes")
@@ -142,6 +194,7 @@ def _check_settings(args: Any) -> None:
 
 def _evaluate(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
     from rich.console import Console
 
     from harness.data.embedded import resolve_data
@@ -149,8 +202,6 @@ def _evaluate(argv: list[str] | None) -> int:
     from harness.evaluate.distributed import broadcast_text, init_from_env
     from harness.evaluate.evaluator import EvalConfig
     from harness.evaluate.pipeline import EvalRequest, find_artifact, run_evaluation, static_audit
-
-    import torch
 
     device = _device(args.device)
     dist_ctx = init_from_env(torch.device(device))
@@ -172,18 +223,32 @@ def _evaluate(argv: list[str] | None) -> int:
     seq_len = _seq_len(args)
     static, ran = static_audit(args.submission)  # after the cheap checks: fail fast on bad input
     adapter_config = AdapterConfig(
-        lr=args.ttt_lr, epochs=args.ttt_epochs, freeze_blocks=args.ttt_freeze_blocks,
-        lora_rank=args.lora_rank, lora_lr=args.lora_lr, lora_targets=args.lora_targets,
-        seq_len=seq_len, device=device, dist=dist_ctx,
+        lr=args.ttt_lr,
+        epochs=args.ttt_epochs,
+        freeze_blocks=args.ttt_freeze_blocks,
+        lora_rank=args.lora_rank,
+        lora_lr=args.lora_lr,
+        lora_targets=args.lora_targets,
+        seq_len=seq_len,
+        device=device,
+        dist=dist_ctx,
     )
     config = EvalConfig(
-        seq_len=seq_len, stride=args.stride, chunk_tokens=args.chunk_tokens, batch_windows=args.batch_windows,
-        ttt=args.ttt, adapter=adapter_config, max_chunks=args.max_chunks, seed=args.seed, device=device,
+        seq_len=seq_len,
+        stride=args.stride,
+        chunk_tokens=args.chunk_tokens,
+        batch_windows=args.batch_windows,
+        ttt=args.ttt,
+        adapter=adapter_config,
+        max_chunks=args.max_chunks,
+        seed=args.seed,
+        device=device,
         autocast=device.startswith("cuda"),
     )
     out_dir = args.out or Path("out/eval")
-    request = EvalRequest(submission=args.submission, artifact=artifact, data=data, config=config,
-                          out_dir=out_dir, static_findings=static)
+    request = EvalRequest(
+        submission=args.submission, artifact=artifact, data=data, config=config, out_dir=out_dir, static_findings=static
+    )
     if not ran:
         console.print("[yellow]golf-check is not installed here: static audit skipped[/yellow]")
     outcome = _with_progress(console, args.quiet or not dist_ctx.is_main, request, dist_ctx, run_evaluation)
@@ -202,7 +267,13 @@ def _with_progress(console: Any, quiet: bool, request: Any, dist_ctx: Any, runne
         return runner(request, dist_ctx)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks · running BPB {task.fields[bpb]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks · running BPB {task.fields[bpb]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("eval", total=None, bpb="…")
 
@@ -230,7 +301,10 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: Path) -> None:
     console.print(table)
     for finding in report["findings"]:
         colour = {"error": "red", "warning": "yellow"}.get(finding["severity"], "cyan")
-        console.print(f"[{colour}]{finding['rule']} {finding['severity']}[/{colour}] {finding['file']}:{finding['line']} {finding['message']}", highlight=False)
+        console.print(
+            f"[{colour}]{finding['rule']} {finding['severity']}[/{colour}] {finding['file']}:{finding['line']} {finding['message']}",
+            highlight=False,
+        )
     if report.get("stopped"):
         console.print(f"stopped: {report['stopped']}", highlight=False)
     console.print(f"report: {out_dir / 'report.json'} · {out_dir / 'report.md'}", highlight=False)

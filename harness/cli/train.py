@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from pathlib import Path
 
 from harness.cli.common import OneLineArgumentParser, exit_process, run_cli, shutdown_distributed
@@ -25,17 +24,27 @@ def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(prog=PROGRAM, description="Train the reference model and export its int8 artifact.")
     parser.add_argument("--data", type=Path, metavar="DIR", help="challenge data dir with fineweb_{train,val}_*.bin")
     parser.add_argument("--tokenizer", type=Path, metavar="MODEL", help="SentencePiece model of that data")
-    parser.add_argument("--out", type=Path, default=Path("out/reference"), metavar="DIR", help="output dir (default out/reference)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("out/reference"), metavar="DIR", help="output dir (default out/reference)"
+    )
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument("--tiny", dest="preset", action="store_const", const="tiny", help="small CPU model (default)")
-    preset.add_argument("--full", dest="preset", action="store_const", const="full", help="the baseline's 9×512 model and schedule")
+    preset.add_argument(
+        "--full", dest="preset", action="store_const", const="full", help="the baseline's 9×512 model and schedule"
+    )
     parser.set_defaults(preset="tiny")
     parser.add_argument("--iterations", type=int, metavar="N", help="training steps")
     parser.add_argument("--seed", type=int, metavar="N", help="random seed")
-    parser.add_argument("--zstd", action="store_true", help="write a .ptzst (zstd 22) artifact instead of .ptz (zlib 9)")
+    parser.add_argument(
+        "--zstd", action="store_true", help="write a .ptzst (zstd 22) artifact instead of .ptz (zlib 9)"
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary, not the training log")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared CPU)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads (default: torch's choice; 1 is faster on a busy shared CPU)",
+    )
     return parser
 
 

@@ -31,7 +31,6 @@ from harness.evaluate.scoring import score_windows
 from harness.evaluate.windows import ChunkPlan, plan_evaluation
 from harness.findings import Finding, Severity
 
-
 BATCH_TOKENS = 65_536  # the baseline's validation batch per GPU (524,288 tokens over 8 GPUs)
 
 
@@ -112,9 +111,7 @@ def _runtime_finding(rule: str, message: str, where: str) -> Finding:
 
 def _check_inputs(inputs: EvalInputs) -> None:
     if inputs.target_bytes.shape[0] != inputs.tokens.shape[0] - 1:
-        raise UsageError(
-            f"target_bytes has {inputs.target_bytes.shape[0]} entries for {inputs.tokens.shape[0]} tokens"
-        )
+        raise UsageError(f"target_bytes has {inputs.target_bytes.shape[0]} entries for {inputs.tokens.shape[0]} tokens")
     if inputs.tokens.size and int(inputs.tokens.max()) >= inputs.vocab_size:
         raise UsageError(f"validation token id {int(inputs.tokens.max())} ≥ vocabulary size {inputs.vocab_size}")
 
@@ -188,8 +185,13 @@ def evaluate(
             try:
                 with torch.inference_mode():
                     sums = score_windows(
-                        model, tokens_device, chunk.windows, inputs.vocab_size,
-                        config.effective_batch_windows, dist_ctx, config.autocast,
+                        model,
+                        tokens_device,
+                        chunk.windows,
+                        inputs.vocab_size,
+                        config.effective_batch_windows,
+                        dist_ctx,
+                        config.autocast,
                     )
             except RuntimeViolation as violation:  # a guard refused something the model tried
                 if not getattr(violation, "recorded", False):  # else the guard filed it, with its line
@@ -204,8 +206,18 @@ def evaluate(
             byte_count = int(byte_prefix[chunk.target_end] - byte_prefix[chunk.target_start])
             totals.add(nll_sum, chunk.targets, byte_count)
             if writer:
-                writer.write(_chunk_line(chunk, nll_sum, byte_count, totals, fp_after_adapt, fp_before, fp_after,
-                                         time.perf_counter() - chunk_started))
+                writer.write(
+                    _chunk_line(
+                        chunk,
+                        nll_sum,
+                        byte_count,
+                        totals,
+                        fp_after_adapt,
+                        fp_before,
+                        fp_after,
+                        time.perf_counter() - chunk_started,
+                    )
+                )
             timing["audit_s"] += time.perf_counter() - audit_started
             chunks_done += 1
             findings.extend(_fingerprint_findings(chunk, fp_after_adapt, fp_before, fp_after))
@@ -232,21 +244,23 @@ def evaluate(
         sha_end = state_sha256(model)
         complete = stopped is None and chunks[-1].target_end == plan.total_targets and chunks_done == len(chunks)
         if writer:
-            writer.write({
-                "kind": "summary",
-                "chunks": chunks_done,
-                "targets": totals.targets,
-                "bytes": totals.bytes,
-                "nll_sum": totals.nll_sum.hex(),
-                "val_loss": json_float(totals.loss),
-                "val_bpb": json_float(totals.bpb),
-                "fingerprint_end": fp_end,
-                "state_sha256_end": sha_end,
-                "stopped": stopped,
-                "complete": complete,
-                "findings": [f.to_json() for f in findings],
-                "wall_s": time.perf_counter() - started,
-            })
+            writer.write(
+                {
+                    "kind": "summary",
+                    "chunks": chunks_done,
+                    "targets": totals.targets,
+                    "bytes": totals.bytes,
+                    "nll_sum": totals.nll_sum.hex(),
+                    "val_loss": json_float(totals.loss),
+                    "val_bpb": json_float(totals.bpb),
+                    "fingerprint_end": fp_end,
+                    "state_sha256_end": sha_end,
+                    "stopped": stopped,
+                    "complete": complete,
+                    "findings": [f.to_json() for f in findings],
+                    "wall_s": time.perf_counter() - started,
+                }
+            )
         timing["audit_s"] += time.perf_counter() - audit_started
     finally:
         if writer:
@@ -285,8 +299,11 @@ def _run_adapter(
     ``recorded`` mark, so the caller does not file it a second time.
     """
     info = ChunkInfo(
-        index=chunk.index, num_chunks=num_chunks, target_start=chunk.target_start,
-        target_end=chunk.target_end, seq_len=seq_len,
+        index=chunk.index,
+        num_chunks=num_chunks,
+        target_start=chunk.target_start,
+        target_end=chunk.target_end,
+        seq_len=seq_len,
     )
     already = len(scored.violations)
     try:
@@ -330,10 +347,18 @@ def _chunk_line(
 def _fingerprint_findings(chunk: ChunkPlan, fp_after_adapt: str, fp_before: str, fp_after: str) -> list[Finding]:
     found = []
     if fp_before != fp_after:
-        found.append(_runtime_finding(
-            "PG101", f"model state changed while chunk {chunk.index} was being scored "
-            "(an update from the tokens being scored: score-before-update violated)", "<model>"))
+        found.append(
+            _runtime_finding(
+                "PG101",
+                f"model state changed while chunk {chunk.index} was being scored "
+                "(an update from the tokens being scored: score-before-update violated)",
+                "<model>",
+            )
+        )
     if fp_after_adapt != fp_before:
-        found.append(_runtime_finding(
-            "PG101", f"model state changed between adaptation and scoring of chunk {chunk.index}", "<model>"))
+        found.append(
+            _runtime_finding(
+                "PG101", f"model state changed between adaptation and scoring of chunk {chunk.index}", "<model>"
+            )
+        )
     return found

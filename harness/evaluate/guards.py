@@ -77,8 +77,14 @@ class Attempt:
     count: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "event": self.event, "target": self.target, "file": self.file,
-                "line": self.line, "count": self.count}
+        return {
+            "rule": self.rule,
+            "event": self.event,
+            "target": self.target,
+            "file": self.file,
+            "line": self.line,
+            "count": self.count,
+        }
 
 
 @dataclass
@@ -239,12 +245,22 @@ def _check_path(session: GuardSession, event: str, raw: object, writing: bool) -
     policy = session.policy
     access = "write" if writing else "read"
     if policy.is_training_data(absolute, real):
-        _refuse(session, FILE_RULE, event, real,
-                f"refused to {access} training data {real}: no training data may be accessed during evaluation")
+        _refuse(
+            session,
+            FILE_RULE,
+            event,
+            real,
+            f"refused to {access} training data {real}: no training data may be accessed during evaluation",
+        )
     allowed = policy.may_write(real) if writing else policy.may_read(real)
     if not allowed:
-        _refuse(session, FILE_RULE, event, real,
-                f"refused to {access} {real}: outside the artifact, validation, tokenizer, submission and output paths")
+        _refuse(
+            session,
+            FILE_RULE,
+            event,
+            real,
+            f"refused to {access} {real}: outside the artifact, validation, tokenizer, submission and output paths",
+        )
 
 
 def _on_open(session: GuardSession, event: str, args: tuple[Any, ...]) -> None:
@@ -272,8 +288,15 @@ def _network_target(event: str, args: tuple[Any, ...]) -> str:
         return _address(args[1]) if len(args) > 1 else "?"
     if event == "socket.getaddrinfo":
         return f"{args[0]}:{args[1]}"
-    if event in ("http.client.connect", "ftplib.connect", "smtplib.connect", "poplib.connect",
-                 "nntplib.connect", "imaplib.open", "telnetlib.Telnet.open"):
+    if event in (
+        "http.client.connect",
+        "ftplib.connect",
+        "smtplib.connect",
+        "poplib.connect",
+        "nntplib.connect",
+        "imaplib.open",
+        "telnetlib.Telnet.open",
+    ):
         return f"{args[1]}:{args[2]}" if len(args) > 2 else repr(args)
     if event == "urllib.Request":
         return str(args[0])
@@ -282,8 +305,13 @@ def _network_target(event: str, args: tuple[Any, ...]) -> str:
 
 def _on_network(session: GuardSession, event: str, args: tuple[Any, ...]) -> None:
     target = _network_target(event, args)
-    _refuse(session, NETWORK_RULE, event, target,
-            f"refused network access ({event} {target}): evaluation must not use the network")
+    _refuse(
+        session,
+        NETWORK_RULE,
+        event,
+        target,
+        f"refused network access ({event} {target}): evaluation must not use the network",
+    )
 
 
 def _process_target(event: str, args: tuple[Any, ...]) -> str:
@@ -299,8 +327,13 @@ def _process_target(event: str, args: tuple[Any, ...]) -> str:
 
 def _on_process(session: GuardSession, event: str, args: tuple[Any, ...]) -> None:
     target = _process_target(event, args)
-    _refuse(session, PROCESS_RULE, event, target,
-            f"refused to spawn a process ({event}: {target}): a child process runs outside the guards")
+    _refuse(
+        session,
+        PROCESS_RULE,
+        event,
+        target,
+        f"refused to spawn a process ({event}: {target}): a child process runs outside the guards",
+    )
 
 
 _HANDLERS: dict[str, Callable[[GuardSession, str, tuple[Any, ...]], None]] = {
@@ -314,16 +347,42 @@ _HANDLERS: dict[str, Callable[[GuardSession, str, tuple[Any, ...]], None]] = {
     "os.link": _on_path_change((0, 1)),
     "os.symlink": _on_path_change((1,)),
     "shutil.rmtree": _on_path_change((0,)),
-    **{event: _on_network for event in (
-        "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
-        "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo", "urllib.Request",
-        "http.client.connect", "ftplib.connect", "smtplib.connect", "poplib.connect",
-        "nntplib.connect", "imaplib.open", "telnetlib.Telnet.open", "webbrowser.open",
-    )},
-    **{event: _on_process for event in (
-        "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-        "os.forkpty", "os.startfile", "pty.spawn",
-    )},
+    **{
+        event: _on_network
+        for event in (
+            "socket.connect",
+            "socket.bind",
+            "socket.sendto",
+            "socket.sendmsg",
+            "socket.getaddrinfo",
+            "socket.gethostbyname",
+            "socket.gethostbyaddr",
+            "socket.getnameinfo",
+            "urllib.Request",
+            "http.client.connect",
+            "ftplib.connect",
+            "smtplib.connect",
+            "poplib.connect",
+            "nntplib.connect",
+            "imaplib.open",
+            "telnetlib.Telnet.open",
+            "webbrowser.open",
+        )
+    },
+    **{
+        event: _on_process
+        for event in (
+            "subprocess.Popen",
+            "os.system",
+            "os.exec",
+            "os.posix_spawn",
+            "os.spawn",
+            "os.fork",
+            "os.forkpty",
+            "os.startfile",
+            "pty.spawn",
+        )
+    },
 }
 
 

@@ -221,11 +221,20 @@ def _run_probes(
     probes = optional_module("harness.evaluate.probes")
     if probes is None:
         return [], {"available": False}
-    head = torch.from_numpy(inputs.tokens[: min(inputs.tokens.size, 4 * config.seq_len + 1)].astype(np.int64)).to(device)
+    head = torch.from_numpy(inputs.tokens[: min(inputs.tokens.size, 4 * config.seq_len + 1)].astype(np.int64)).to(
+        device
+    )
     fingerprint = Fingerprinter()
     before = fingerprint(model)
-    outcome = probes.run_probes(model, head, seq_len=config.seq_len, vocab_size=inputs.vocab_size,
-                                device=device, bos_id=BOS_ID, document_isolation=document_isolation)
+    outcome = probes.run_probes(
+        model,
+        head,
+        seq_len=config.seq_len,
+        vocab_size=inputs.vocab_size,
+        device=device,
+        bos_id=BOS_ID,
+        document_isolation=document_isolation,
+    )
     found = list(outcome.findings)
     if fingerprint(model) != before:
         found.append(Finding("PG101", Severity.ERROR, "<model>", 0, "model state changed while the runtime probes ran"))
@@ -266,8 +275,16 @@ def run_evaluation(
             probe_findings, probes_json = _run_probes(model, inputs, config, device, isolation_claim)
             runtime.extend(probe_findings)
             timing["probes_s"] = time.perf_counter() - probe_started
-            result = evaluate(model, adapter, inputs, config, log_path if dist_ctx.is_main else None,
-                              dist_ctx, progress, adapter_origin=origin)
+            result = evaluate(
+                model,
+                adapter,
+                inputs,
+                config,
+                log_path if dist_ctx.is_main else None,
+                dist_ctx,
+                progress,
+                adapter_origin=origin,
+            )
             runtime.extend(result.findings)
         except RuntimeViolation as violation:
             if not getattr(violation, "recorded", False):  # a guard's refusal is already in its session
@@ -315,8 +332,11 @@ def _outcome(
         "tool": {"name": "golf-eval", "version": harness.__version__, "torch": torch.__version__},
         "submission": str(request.submission) if request.submission is not None else None,
         "artifact": inputs.provenance.get("artifact"),
-        "data": {"data_dir": str(request.data.data_dir), "tokenizer": str(request.data.tokenizer_path),
-                 "val_tokens": int(inputs.tokens.size)},
+        "data": {
+            "data_dir": str(request.data.data_dir),
+            "tokenizer": str(request.data.tokenizer_path),
+            "val_tokens": int(inputs.tokens.size),
+        },
         "config": request.config.to_json(),
         "device": request.config.device,
         "world_size": dist_ctx.world_size,
@@ -355,8 +375,10 @@ def _stop_reason(result: EvalResult | None, inputs: EvalInputs) -> str | None:
         return "evaluation did not run to the end"
     if result.stopped or result.complete:
         return result.stopped
-    return (f"partial evaluation (--max-chunks): scored {result.tokens:,} of "
-            f"{int(inputs.tokens.size) - 1:,} targets; a partial run is never audited")
+    return (
+        f"partial evaluation (--max-chunks): scored {result.tokens:,} of "
+        f"{int(inputs.tokens.size) - 1:,} targets; a partial run is never audited"
+    )
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -50,8 +50,13 @@ class ProbeResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "rule": self.rule, "status": self.status, "tolerance": self.tolerance,
-                **self.details}
+        return {
+            "name": self.name,
+            "rule": self.rule,
+            "status": self.status,
+            "tolerance": self.tolerance,
+            **self.details,
+        }
 
 
 @dataclass
@@ -137,17 +142,26 @@ def _causality(runner: _ProbeRunner, window: np.ndarray, positions: int, toleran
         per_cut.append({"cut": cut, "max_abs_diff": float(diffs.max()), "affected": affected[:MAX_LISTED_POSITIONS]})
         if affected:
             failing.append((cut, affected, float(diffs.max())))
-    details = {"window_tokens": length, "replacements": runner.replacements, "cuts": per_cut,
-               "max_abs_diff": max(entry["max_abs_diff"] for entry in per_cut)}
+    details = {
+        "window_tokens": length,
+        "replacements": runner.replacements,
+        "cuts": per_cut,
+        "max_abs_diff": max(entry["max_abs_diff"] for entry in per_cut),
+    }
     findings = []
     if failing:
         cut, affected, worst = failing[0]
-        findings.append(Finding(
-            CAUSALITY_RULE, Severity.ERROR, "<model>", 0,
-            f"logits at position {affected[0]} change when the input tokens at positions ≥ {cut} change "
-            f"(max |Δlogit| {worst:.3g} > tolerance {tolerance:g}; {len(failing)} of {len(cuts)} probed cuts "
-            f"leak): the model looks ahead at tokens it has not yet predicted",
-        ))
+        findings.append(
+            Finding(
+                CAUSALITY_RULE,
+                Severity.ERROR,
+                "<model>",
+                0,
+                f"logits at position {affected[0]} change when the input tokens at positions ≥ {cut} change "
+                f"(max |Δlogit| {worst:.3g} > tolerance {tolerance:g}; {len(failing)} of {len(cuts)} probed cuts "
+                f"leak): the model looks ahead at tokens it has not yet predicted",
+            )
+        )
     return ProbeResult("causality", CAUSALITY_RULE, "fail" if failing else "pass", tolerance, details), findings
 
 
@@ -166,8 +180,13 @@ def _boundary(window: np.ndarray, bos_id: int, runner: _ProbeRunner) -> tuple[np
 
 def _isolation(runner: _ProbeRunner, window: np.ndarray, bos_id: int, tolerance: float) -> ProbeOutcome:
     if window.shape[0] < 4:
-        return ProbeResult("document_isolation", ISOLATION_RULE, "skipped", tolerance,
-                           {"reason": f"window of {window.shape[0]} tokens is too short"}), []
+        return ProbeResult(
+            "document_isolation",
+            ISOLATION_RULE,
+            "skipped",
+            tolerance,
+            {"reason": f"window of {window.shape[0]} tokens is too short"},
+        ), []
     window, boundary, synthetic = _boundary(window, bos_id, runner)
     later_bos = np.flatnonzero(window[boundary + 1 :] == bos_id)
     doc_end = boundary + 1 + int(later_bos[0]) if later_bos.size else window.shape[0]
@@ -184,18 +203,29 @@ def _isolation(runner: _ProbeRunner, window: np.ndarray, bos_id: int, tolerance:
     base = runner.logits(base_batch)[:, boundary:doc_end]
     diffs = _position_diffs(base, runner.logits(batch)[:, boundary:doc_end])
     affected = [boundary + int(p) for p in np.flatnonzero(diffs > tolerance)]
-    details = {"boundary": boundary, "synthetic_boundary": synthetic, "document_positions": [boundary, doc_end],
-               "max_abs_diff": float(diffs.max()), "affected": affected[:MAX_LISTED_POSITIONS]}
+    details = {
+        "boundary": boundary,
+        "synthetic_boundary": synthetic,
+        "document_positions": [boundary, doc_end],
+        "max_abs_diff": float(diffs.max()),
+        "affected": affected[:MAX_LISTED_POSITIONS],
+    }
     findings = []
     if affected:
-        findings.append(Finding(
-            ISOLATION_RULE, Severity.WARNING, "<model>", 0,
-            f"the model claims document isolation, but the predictions at position {affected[0]} (document "
-            f"starting at BOS position {boundary}) change when the previous document's last token (position "
-            f"{boundary - 1}) changes (max |Δlogit| {float(diffs.max()):.3g} > tolerance {tolerance:g})",
-        ))
-    return ProbeResult("document_isolation", ISOLATION_RULE, "fail" if affected else "pass", tolerance,
-                       details), findings
+        findings.append(
+            Finding(
+                ISOLATION_RULE,
+                Severity.WARNING,
+                "<model>",
+                0,
+                f"the model claims document isolation, but the predictions at position {affected[0]} (document "
+                f"starting at BOS position {boundary}) change when the previous document's last token (position "
+                f"{boundary - 1}) changes (max |Δlogit| {float(diffs.max()):.3g} > tolerance {tolerance:g})",
+            )
+        )
+    return ProbeResult(
+        "document_isolation", ISOLATION_RULE, "fail" if affected else "pass", tolerance, details
+    ), findings
 
 
 def _device_of(model: nn.Module, tokens: torch.Tensor | np.ndarray, device: torch.device | str | None) -> torch.device:
@@ -235,17 +265,39 @@ def run_probes(
     results: list[ProbeResult] = []
     findings: list[Finding] = []
     if window.shape[0] < 2:
-        results.append(ProbeResult("causality", CAUSALITY_RULE, "skipped", tolerance,
-                                   {"reason": f"only {window.shape[0]} tokens to probe"}))
+        results.append(
+            ProbeResult(
+                "causality", CAUSALITY_RULE, "skipped", tolerance, {"reason": f"only {window.shape[0]} tokens to probe"}
+            )
+        )
     else:
-        _guarded_probe(lambda: _causality(runner, window, positions, tolerance), "causality", CAUSALITY_RULE,
-                       tolerance, results, findings)
+        _guarded_probe(
+            lambda: _causality(runner, window, positions, tolerance),
+            "causality",
+            CAUSALITY_RULE,
+            tolerance,
+            results,
+            findings,
+        )
     if not claims:
-        results.append(ProbeResult("document_isolation", ISOLATION_RULE, "skipped", tolerance,
-                                   {"reason": "the model does not claim document isolation"}))
+        results.append(
+            ProbeResult(
+                "document_isolation",
+                ISOLATION_RULE,
+                "skipped",
+                tolerance,
+                {"reason": "the model does not claim document isolation"},
+            )
+        )
     else:
-        _guarded_probe(lambda: _isolation(runner, window, bos_id, tolerance), "document_isolation",
-                       ISOLATION_RULE, tolerance, results, findings)
+        _guarded_probe(
+            lambda: _isolation(runner, window, bos_id, tolerance),
+            "document_isolation",
+            ISOLATION_RULE,
+            tolerance,
+            results,
+            findings,
+        )
     return ProbeReport(results=results, findings=findings, tolerance=tolerance)
 
 

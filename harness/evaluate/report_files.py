@@ -48,14 +48,22 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["| rule | severity | where | message |", "|---|---|---|---|"]
         for finding in report["findings"]:
             message = finding["message"].replace("|", "\\|")
-            lines.append(f"| {finding['rule']} | {finding['severity']} | `{finding['file']}:{finding['line']}` | {message} |")
+            lines.append(
+                f"| {finding['rule']} | {finding['severity']} | `{finding['file']}:{finding['line']}` | {message} |"
+            )
     else:
         lines.append("None.")
     for error in report["log"]["errors"]:
         lines.append(f"- log verification: {error}")
     probes = report.get("probes") or {}
-    lines += ["", "### Runtime probes", "", "not available in this installation" if not probes.get("available")
-              else "```json\n" + json.dumps(probes, indent=2, sort_keys=True) + "\n```"]
+    lines += [
+        "",
+        "### Runtime probes",
+        "",
+        "not available in this installation"
+        if not probes.get("available")
+        else "```json\n" + json.dumps(probes, indent=2, sort_keys=True) + "\n```",
+    ]
     attempts = (report.get("guards") or {}).get("attempts")
     lines += ["", "### Runtime guards", ""]
     if attempts is None:
@@ -66,8 +74,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["| rule | event | target | where | count |", "|---|---|---|---|---|"]
         for attempt in attempts:
             target = str(attempt["target"]).replace("|", "\\|")
-            lines.append(f"| {attempt['rule']} | {attempt['event']} | `{target}` | "
-                         f"`{attempt['file']}:{attempt['line']}` | {attempt['count']} |")
+            lines.append(
+                f"| {attempt['rule']} | {attempt['event']} | `{target}` | "
+                f"`{attempt['file']}:{attempt['line']}` | {attempt['count']} |"
+            )
     timing = report.get("timing", {})
     lines += ["", "### Timing", ""] + [f"- {name}: {value:.3f}" for name, value in sorted(timing.items())]
     return "\n".join(lines) + "\n"

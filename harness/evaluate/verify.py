@@ -171,9 +171,7 @@ def _check_structure(records: list[tuple[int, dict[str, Any]]], result: VerifyRe
     if summary is None:
         return
     _check_summary(summary_number, summary, header, totals, previous_after_score, adapter, result)
-    result.complete = (
-        target_cursor == scope == header.get("total_targets") and summary.get("stopped") is None
-    )
+    result.complete = target_cursor == scope == header.get("total_targets") and summary.get("stopped") is None
 
 
 def _check_summary(

@@ -50,9 +50,7 @@ class WindowBatchPlan:
         return self.input_start + self.length
 
     def select(self, begin: int, end: int) -> WindowBatchPlan:
-        return WindowBatchPlan(
-            self.input_start[begin:end], self.score_offset[begin:end], self.length
-        )
+        return WindowBatchPlan(self.input_start[begin:end], self.score_offset[begin:end], self.length)
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,11 @@ def render(report: CheckReport) -> str:
             )
     counts = report.verdict_counts()
     summary = ", ".join(f"{counts[verdict.value]} {verdict.value}" for verdict in Verdict)
-    lines.append(
-        _command("notice", {"title": "golf-check"}, f"{len(report.submissions)} audited: {summary}")
-    )
+    lines.append(_command("notice", {"title": "golf-check"}, f"{len(report.submissions)} audited: {summary}"))
     return "\n".join(lines) + "\n"
 
 
-def _annotation(
-    result: SubmissionResult, finding: Finding, command: str, allowlist_reason: str | None
-) -> str:
+def _annotation(result: SubmissionResult, finding: Finding, command: str, allowlist_reason: str | None) -> str:
     properties = {"file": result.disk_path(finding.file)}
     decoded = is_decoded(finding.file)
     if finding.line > 0 and not decoded:
@@ -59,10 +55,7 @@ def _annotation(
     if allowlist_reason is not None:
         message = f"allowlisted: {message} [reason: {allowlist_reason}]"
     if finding.path:
-        steps = [
-            f"{number}. {step.file}:{step.line} {step.note}"
-            for number, step in enumerate(finding.path, start=1)
-        ]
+        steps = [f"{number}. {step.file}:{step.line} {step.note}" for number, step in enumerate(finding.path, start=1)]
         message += "\nPath:\n" + "\n".join(steps)
     return _command(command, properties, message)
 

@@ -40,10 +40,7 @@ def _allowlisted(entry: AllowlistedFinding) -> dict:
         severity=Severity.INFO,
         file=original.file,
         line=original.line,
-        message=(
-            f"allowlisted ({original.severity.value}): {original.message} "
-            f"[reason: {entry.reason}]"
-        ),
+        message=(f"allowlisted ({original.severity.value}): {original.message} [reason: {entry.reason}]"),
         path=original.path,
     )
     return shown.to_json()

@@ -87,9 +87,7 @@ def _submission_section(result: SubmissionResult) -> list[str]:
         lines.append("No findings.")
         return lines
     if result.findings:
-        lines.extend(
-            ["| Rule | Severity | Location | Message |", "| --- | --- | --- | --- |"]
-        )
+        lines.extend(["| Rule | Severity | Location | Message |", "| --- | --- | --- | --- |"])
         for finding in result.findings:
             lines.append(
                 f"| {finding.rule} | {finding.severity.value} | "

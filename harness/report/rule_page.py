@@ -16,8 +16,7 @@ def rule_page_text(rule: Rule) -> str:
         f"{rule.id} {rule.name}",
         rule.title,
         "",
-        f"Severity: {rule.severity.value}    Checks: {', '.join(rule.checks)}    "
-        f"Sources: {', '.join(rule.sources)}",
+        f"Severity: {rule.severity.value}    Checks: {', '.join(rule.checks)}    Sources: {', '.join(rule.sources)}",
         "",
         "What it flags",
         _indent(rule.flags),
@@ -50,8 +49,7 @@ def _indent(text: str) -> str:
 def rule_page_markdown(rule: Rule) -> str:
     parts = [
         f"**{rule.id} {rule.name}**: {rule.title}",
-        f"Severity: `{rule.severity.value}` · checks: {', '.join(rule.checks)} · "
-        f"sources: {', '.join(rule.sources)}",
+        f"Severity: `{rule.severity.value}` · checks: {', '.join(rule.checks)} · sources: {', '.join(rule.sources)}",
         f"**What it flags.** {rule.flags}",
         f"**Why.** {rule.why}",
     ]
@@ -67,8 +65,7 @@ def _example_markdown(label: str, example: Example) -> str:
     fence = "````" if "```" in example.code else "```"
     language = "python" if example.file.endswith(".py") else ""
     return (
-        f"*{label} example: {example.title}* (`{example.file}`)\n\n"
-        f"{fence}{language}\n{example.code.rstrip()}\n{fence}"
+        f"*{label} example: {example.title}* (`{example.file}`)\n\n{fence}{language}\n{example.code.rstrip()}\n{fence}"
     )
 
 
@@ -79,7 +76,5 @@ def rules_table_text(rules: list[Rule]) -> str:
     name_width = max(len(rule.name) for rule in rules)
     lines = [f"{'ID':<6} {'SEVERITY':<8} {'NAME':<{name_width}} TITLE"]
     for rule in rules:
-        lines.append(
-            f"{rule.id:<6} {rule.severity.value:<8} {rule.name:<{name_width}} {rule.title}"
-        )
+        lines.append(f"{rule.id:<6} {rule.severity.value:<8} {rule.name:<{name_width}} {rule.title}")
     return "\n".join(lines) + "\n"

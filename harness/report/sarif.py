@@ -50,14 +50,11 @@ def sarif_dict(report: CheckReport, rules: list[Rule]) -> dict:
                         "rules": descriptors,
                     }
                 },
-                "originalUriBaseIds": {
-                    SRCROOT: {"description": {"text": "The directory golf-check ran in."}}
-                },
+                "originalUriBaseIds": {SRCROOT: {"description": {"text": "The directory golf-check ran in."}}},
                 "results": results,
                 "properties": {
                     "submissions": [
-                        {"path": result.path, "verdict": result.verdict.value}
-                        for result in report.submissions
+                        {"path": result.path, "verdict": result.verdict.value} for result in report.submissions
                     ]
                 },
             }
@@ -126,9 +123,7 @@ def _code_flow(submission: SubmissionResult, steps: tuple[Step, ...]) -> dict:
     return {"threadFlows": [{"locations": locations}]}
 
 
-def _location(
-    submission: SubmissionResult, display_name: str, line: int, message: str | None
-) -> dict:
+def _location(submission: SubmissionResult, display_name: str, line: int, message: str | None) -> dict:
     disk_path = submission.disk_path(display_name)
     physical: dict = {"artifactLocation": _artifact(disk_path)}
     if line > 0 and not is_decoded(display_name):

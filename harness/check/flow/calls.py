@@ -19,7 +19,7 @@ import libcst as cst
 from harness.check.flow import names as N
 from harness.check.flow.index import FuncInfo
 from harness.check.flow.loops import Loop
-from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
+from harness.check.flow.model import Cond, EffectKind, LoopFrame, Summary, Taint, merge
 from harness.check.parse import ParsedSource
 from harness.findings import Step
 
@@ -79,8 +79,15 @@ class CallHandling:
             class_name = self.instances.get(parts[0], parts[0])
             fields = self.engine.index.val_class_attrs.get(class_name, {})
             if parts[1] in fields:
-                return Taint((Step(self.file, self.parsed.line_of(node),
-                                   f"VAL source: {dotted} (field {class_name}.{parts[1]} holds a validation path)"),))
+                return Taint(
+                    (
+                        Step(
+                            self.file,
+                            self.parsed.line_of(node),
+                            f"VAL source: {dotted} (field {class_name}.{parts[1]} holds a validation path)",
+                        ),
+                    )
+                )
         return None
 
     def _expr(self, node: cst.CSTNode) -> Taint | None:
@@ -176,11 +183,14 @@ class CallHandling:
         while current is not None:
             names.update(N.assigned_names(current.target))
             current = current.inner_for_in
-        held = {key: value for key, value in self.taint.items()
-                if key in names or key.split(".", 1)[0] in names}
-        saved: dict[str, object] = {"taint": held, "assigned_at": {n: self.assigned_at[n] for n in names if n in self.assigned_at},
-                                    "assigned_within": {n: self.assigned_within[n] for n in names if n in self.assigned_within},
-                                    "train_fed": names & self.train_fed, "ahead": names & self.ahead}
+        held = {key: value for key, value in self.taint.items() if key in names or key.split(".", 1)[0] in names}
+        saved: dict[str, object] = {
+            "taint": held,
+            "assigned_at": {n: self.assigned_at[n] for n in names if n in self.assigned_at},
+            "assigned_within": {n: self.assigned_within[n] for n in names if n in self.assigned_within},
+            "train_fed": names & self.train_fed,
+            "ahead": names & self.ahead,
+        }
         return names, saved
 
     def _leave_comprehension(self, scope: tuple[set[str], dict[str, object]]) -> None:
@@ -223,23 +233,35 @@ class CallHandling:
         attribute_call = isinstance(call.func, cst.Attribute)
 
         if method == "backward" and attribute_call:
-            self._emit(EffectKind.UPDATE, line, f"{self._short(call)}", merge(receiver, args_taint),
-                       set(N.refs(call.func.value)))
+            self._emit(
+                EffectKind.UPDATE,
+                line,
+                f"{self._short(call)}",
+                merge(receiver, args_taint),
+                set(N.refs(call.func.value)),
+            )
             return None
         if name in ("torch.autograd.grad", "autograd.grad"):
             self._emit(EffectKind.UPDATE, line, f"{name}(…)", args_taint, call_refs)
             return args_taint
-        if attribute_call and method in N.PARAM_WRITE_METHODS and args_taint is not None and _is_param_like(call.func.value):
-            self._emit(EffectKind.UPDATE, line, f"in-place parameter write {self._short(call)}",
-                       args_taint, call_refs)
+        if (
+            attribute_call
+            and method in N.PARAM_WRITE_METHODS
+            and args_taint is not None
+            and _is_param_like(call.func.value)
+        ):
+            self._emit(EffectKind.UPDATE, line, f"in-place parameter write {self._short(call)}", args_taint, call_refs)
             return None
         if N.CALIB_CALL.search(method) and args_taint is not None and not args_taint.via_calibration:
             self._emit(EffectKind.CALIBRATION, line, f"quantization calibration {name}(…)", args_taint, call_refs)
             if self._is_artifact(call, name, method):
                 self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", None, call_refs)
             return replace(args_taint, via_calibration=True)
-        target = self.aliases.get(name) or self._method_of_instance(call) or (
-            self.engine.index.resolve(name, self.info) if name != "<expr>" else None)
+        target = (
+            self.aliases.get(name)
+            or self._method_of_instance(call)
+            or (self.engine.index.resolve(name, self.info) if name != "<expr>" else None)
+        )
         if target is self.info:
             target = None
         artifact = self._is_artifact(call, name, method)
@@ -249,8 +271,11 @@ class CallHandling:
         if method == "load_state_dict":
             self.discard_lines.append(line)
         if method in ("state_dict", "deepcopy"):
-            read_from = call.func.value if attribute_call and method == "state_dict" else (
-                call.args[0].value if call.args else None)
+            read_from = (
+                call.func.value
+                if attribute_call and method == "state_dict"
+                else (call.args[0].value if call.args else None)
+            )
             owner = N.dotted_name(read_from) if read_from is not None else None
             if owner is not None:
                 self.state_reads.append((line, N.root_part(owner)))
@@ -272,20 +297,36 @@ class CallHandling:
         if target is not None:
             bound_self = isinstance(call.func, cst.Attribute) and target.class_name is not None
             self._current_call = call
-            returned = self._inline(target, pairs, bound_self, receiver, call_refs, line,
-                                    receiver_fields=self._receiver_fields(call) if bound_self else None)
+            returned = self._inline(
+                target,
+                pairs,
+                bound_self,
+                receiver,
+                call_refs,
+                line,
+                receiver_fields=self._receiver_fields(call) if bound_self else None,
+            )
             self._current_call = None
             if artifact:
                 self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
             if N.is_val_loader_call(method) and returned is None:
                 returned = Taint((Step(self.file, line, f"VAL source: {name}(…)"),))
-            if self.hooks_active and bound_self and args_taint is not None and receiver is None \
-                    and not args_taint.via_calibration:
+            if (
+                self.hooks_active
+                and bound_self
+                and args_taint is not None
+                and receiver is None
+                and not args_taint.via_calibration
+            ):
                 # ``model.forward_logits(val_rows)`` with Hessian hooks on its layers: the
                 # submission's own forward method feeds the hooks just like ``model(x)`` (#728)
-                self._emit(EffectKind.CALIBRATION, line,
-                           f"forward pass `{self._short(call)}` with statistics hooks registered",
-                           args_taint, call_refs)
+                self._emit(
+                    EffectKind.CALIBRATION,
+                    line,
+                    f"forward pass `{self._short(call)}` with statistics hooks registered",
+                    args_taint,
+                    call_refs,
+                )
                 return replace(returned, via_calibration=True) if returned is not None else None
             return returned
         if N.is_val_loader_call(method):
@@ -293,21 +334,38 @@ class CallHandling:
         if attribute_call and method in N.MUTATOR_METHODS and args_taint is not None:
             holder = N.dotted_name(call.func.value)
             if holder is not None:
-                if (method in ("add_", "index_add_") or (method in ("append", "extend")
-                                                          and N.SCORE_LIST_NAME.search(N.last_part(holder)))) \
-                        and self._is_score_target(holder):
-                    self._emit(EffectKind.SCORE, line, f"score accumulated into {holder}", args_taint, call_refs,
-                               produced_from=call_refs - {holder})
-                self._taint_name(holder, args_taint, line, f"{holder}.{method}({self._short(call.args[0].value) if call.args else ''})")
+                if (
+                    method in ("add_", "index_add_")
+                    or (method in ("append", "extend") and N.SCORE_LIST_NAME.search(N.last_part(holder)))
+                ) and self._is_score_target(holder):
+                    self._emit(
+                        EffectKind.SCORE,
+                        line,
+                        f"score accumulated into {holder}",
+                        args_taint,
+                        call_refs,
+                        produced_from=call_refs - {holder},
+                    )
+                self._taint_name(
+                    holder,
+                    args_taint,
+                    line,
+                    f"{holder}.{method}({self._short(call.args[0].value) if call.args else ''})",
+                )
         if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:
-            self._emit(EffectKind.CALIBRATION, line,
-                       f"forward pass `{self._short(call)}` with statistics hooks registered",
-                       args_taint, call_refs)
+            self._emit(
+                EffectKind.CALIBRATION,
+                line,
+                f"forward pass `{self._short(call)}` with statistics hooks registered",
+                args_taint,
+                call_refs,
+            )
             return replace(args_taint, via_calibration=True)
         return merge(receiver, args_taint)
 
-    def _construct(self, call: cst.Call, name: str, pairs: list[tuple[cst.Arg, Taint | None]],
-                   call_refs: set[str], line: int) -> tuple[Taint | None] | None:
+    def _construct(
+        self, call: cst.Call, name: str, pairs: list[tuple[cst.Arg, Taint | None]], call_refs: set[str], line: int
+    ) -> tuple[Taint | None] | None:
         """``Trainer(h, model, loader, val_data)``: a submission class. Its ``__init__`` runs with
         the arguments and only the fields it fills with VAL become VAL — the instance as a whole
         does not (a trainer holding val_data for logging still trains on training batches)."""
@@ -319,11 +377,21 @@ class CallHandling:
             self._inline(init, pairs, True, None, call_refs, line)
             summary = self._last_summary
             if summary is not None and summary.self_fields:
-                self.call_fields[id(call)] = {name: with_conds(value, self._last_carried)
-                                              for name, value in summary.self_fields.items()}
+                self.call_fields[id(call)] = {
+                    name: with_conds(value, self._last_carried) for name, value in summary.self_fields.items()
+                }
         if N.last_part(name) in self.engine.index.val_data_classes:
-            return (Taint((Step(self.file, line, f"VAL source: {N.last_part(name)}(…) (an instance holding "
-                                                 "loaded validation data)"),)),)
+            return (
+                Taint(
+                    (
+                        Step(
+                            self.file,
+                            line,
+                            f"VAL source: {N.last_part(name)}(…) (an instance holding loaded validation data)",
+                        ),
+                    )
+                ),
+            )
         return (None,)
 
     def _receiver_fields(self, call: cst.Call) -> dict[str, Taint]:
@@ -339,8 +407,11 @@ class CallHandling:
     def _fields_of(self, holder: str) -> dict[str, Taint]:
         """VAL fields of the object ``holder`` names (``stream.tokens`` of ``calib_loader``)."""
         prefix = holder + "."
-        return {key[len(prefix):]: value for key, value in self.taint.items()
-                if key.startswith(prefix) and key.count(".", len(prefix)) < MAX_FIELD_DEPTH}
+        return {
+            key[len(prefix) :]: value
+            for key, value in self.taint.items()
+            if key.startswith(prefix) and key.count(".", len(prefix)) < MAX_FIELD_DEPTH
+        }
 
     def _method_of_instance(self, call: cst.Call) -> FuncInfo | None:
         """``ttt.run(model)`` where ``ttt = PreQuantTTT(...)``, or ``PreQuantTTT(...).run(model)``:
@@ -383,8 +454,9 @@ class CallHandling:
                 if made is not None and _accumulates_statistics(made):
                     self.hooks_active = True
 
-    def _inline_function_arguments(self, pairs: list[tuple[cst.Arg, Taint | None]], call_refs: set[str],
-                                   line: int) -> None:
+    def _inline_function_arguments(
+        self, pairs: list[tuple[cst.Arg, Taint | None]], call_refs: set[str], line: int
+    ) -> None:
         """``timed_eval("label", eval_val, h, device, val_data, model)``: a submission function
         passed as an argument is called by the wrapper with the arguments that follow it."""
         for position, (arg, _) in enumerate(pairs):
@@ -397,9 +469,16 @@ class CallHandling:
             rest = [(a, t) for a, t in pairs[position + 1 :] if not a.star]
             self._inline(function, rest, False, None, call_refs, line)
 
-    def _inline(self, target: FuncInfo, pairs: list[tuple[cst.Arg, Taint | None]], bound_self: bool,
-                receiver: Taint | None, call_refs: set[str], line: int,
-                receiver_fields: dict[str, Taint] | None = None) -> Taint | None:
+    def _inline(
+        self,
+        target: FuncInfo,
+        pairs: list[tuple[cst.Arg, Taint | None]],
+        bound_self: bool,
+        receiver: Taint | None,
+        call_refs: set[str],
+        line: int,
+        receiver_fields: dict[str, Taint] | None = None,
+    ) -> Taint | None:
         params = list(target.params)
         seed: dict[str, Taint] = {}
         classes: dict[str, str] = {}
@@ -477,6 +556,7 @@ class CallHandling:
                     warmup=effect.warmup or self.warm_depth > 0,
                 )
                 self._append(lifted, line, refs=call_refs)
+
         def out(taint: Taint, step: Step) -> Taint:
             lifted = taint.extend(step)
             if lifted.conds:
@@ -485,12 +565,17 @@ class CallHandling:
 
         for param, taint in summary.tainted_params.items():
             if param in arg_names:
-                self._taint_name(arg_names[param], out(taint, Step(self.file, line, f"filled by {target.display}")),
-                                 line, f"{arg_names[param]} filled by {target.display}")
+                self._taint_name(
+                    arg_names[param],
+                    out(taint, Step(self.file, line, f"filled by {target.display}")),
+                    line,
+                    f"{arg_names[param]} filled by {target.display}",
+                )
         step = Step(self.file, line, f"result of {target.display}(…)")
         if summary.returned_parts is not None and self._current_call is not None:
             self.call_parts[id(self._current_call)] = tuple(
-                out(part, step) if part is not None else None for part in summary.returned_parts)
+                out(part, step) if part is not None else None for part in summary.returned_parts
+            )
         if summary.returned is not None:
             return out(summary.returned, step)
         return None

@@ -62,20 +62,31 @@ def _judge_command(words: list[str], code: str, file: str, line: int) -> Finding
         sources = [p for p in paths[:-1] if is_val_literal(posixpath.basename(p))]
         if sources and _TRAIN_SHARD.search(target):
             verb = {"ln": "links", "mv": "renames"}.get(posixpath.basename(words[0]), "copies")
-            return _finding(file, line, f"the documented setup {verb} the validation shard `{sources[0]}` to the "
-                                        f"training-shard name `{target}` ({file}:{line}): the training loader reads "
-                                        "validation data")
+            return _finding(
+                file,
+                line,
+                f"the documented setup {verb} the validation shard `{sources[0]}` to the "
+                f"training-shard name `{target}` ({file}:{line}): the training loader reads "
+                "validation data",
+            )
         return None
     for word in words:
         match = _ASSIGNMENT.match(word)
         if match is None:
             break
         setting, value = match.groups()
-        if _TRAIN_SETTING.match(setting) and is_val_literal(value) and (
-                f'"{setting}"' in code or f"'{setting}'" in code):
-            return _finding(file, line, f"the documented configuration sets {setting}={value} ({file}:{line}), which "
-                                        "the code reads as its training data: training batches are drawn from "
-                                        "validation data")
+        if (
+            _TRAIN_SETTING.match(setting)
+            and is_val_literal(value)
+            and (f'"{setting}"' in code or f"'{setting}'" in code)
+        ):
+            return _finding(
+                file,
+                line,
+                f"the documented configuration sets {setting}={value} ({file}:{line}), which "
+                "the code reads as its training data: training batches are drawn from "
+                "validation data",
+            )
     return None
 
 
@@ -88,4 +99,3 @@ def _words(command: str) -> list[str]:
         return shlex.split(command, comments=True)
     except ValueError:
         return command.split()
-

@@ -81,13 +81,18 @@ def _is_log_call(node: cst.CSTNode) -> bool:
 
 def _log_text(node: cst.Call) -> str:
     """The literal text of a log call, formatted strings included (``"final … %.4f" % x``)."""
-    strings = (n for a in node.args for n in _own_nodes([a.value])
-               if isinstance(n, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)))
+    strings = (
+        n
+        for a in node.args
+        for n in _own_nodes([a.value])
+        if isinstance(n, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString))
+    )
     return " ".join(t for t in (N.string_value(n) for n in strings) if t)
 
 
-def _log_texts(parsed: ParsedSource, body: list[cst.CSTNode], line: int,
-               names: set[str]) -> tuple[list[str], list[str]]:
+def _log_texts(
+    parsed: ParsedSource, body: list[cst.CSTNode], line: int, names: set[str]
+) -> tuple[list[str], list[str]]:
     """Texts of log calls before ``line`` (any), and of those logging the result: after it,
     reading ``names``, or on the line itself with the re-scoring call among their arguments."""
     before: list[str] = []
@@ -102,14 +107,16 @@ def _log_texts(parsed: ParsedSource, body: list[cst.CSTNode], line: int,
             after.append(_log_text(node))  # type: ignore[arg-type]
         elif at == line and any(
             isinstance(inner, cst.Call) and not _is_log_call(inner)
-            for a in node.args for inner in _own_nodes([a.value])  # type: ignore[attr-defined]
+            for a in node.args
+            for inner in _own_nodes([a.value])  # type: ignore[attr-defined]
         ):
             after.append(_log_text(node))  # type: ignore[arg-type]
     return before, after
 
 
-def _callee_log_texts(parsed: ParsedSource, body: list[cst.CSTNode], line: int,
-                      functions: list[cst.FunctionDef | cst.Module]) -> list[str]:
+def _callee_log_texts(
+    parsed: ParsedSource, body: list[cst.CSTNode], line: int, functions: list[cst.FunctionDef | cst.Module]
+) -> list[str]:
     """Log texts of the module's functions that ``body`` calls before ``line`` (one level)."""
     by_name = {f.name.value: f for f in functions if isinstance(f, cst.FunctionDef)}
     texts: list[str] = []

@@ -35,11 +35,52 @@ from harness.check.parse import ParsedSource
 # often than the submission's own method of the same name.
 _GENERIC_METHODS = frozenset(
     {
-        "forward", "step", "backward", "zero_grad", "parameters", "state_dict", "load_state_dict",
-        "to", "cuda", "cpu", "float", "half", "bfloat16", "item", "view", "reshape", "append",
-        "extend", "update", "get", "items", "keys", "values", "__init__", "__call__", "train",
-        "eval", "copy", "clone", "detach", "sum", "mean", "log", "write", "read", "close", "open",
-        "save", "load", "format", "join", "split", "apply", "reset", "next_batch", "run",
+        "forward",
+        "step",
+        "backward",
+        "zero_grad",
+        "parameters",
+        "state_dict",
+        "load_state_dict",
+        "to",
+        "cuda",
+        "cpu",
+        "float",
+        "half",
+        "bfloat16",
+        "item",
+        "view",
+        "reshape",
+        "append",
+        "extend",
+        "update",
+        "get",
+        "items",
+        "keys",
+        "values",
+        "__init__",
+        "__call__",
+        "train",
+        "eval",
+        "copy",
+        "clone",
+        "detach",
+        "sum",
+        "mean",
+        "log",
+        "write",
+        "read",
+        "close",
+        "open",
+        "save",
+        "load",
+        "format",
+        "join",
+        "split",
+        "apply",
+        "reset",
+        "next_batch",
+        "run",
     }
 )
 _DECODED_SUFFIX = re.compile(r"\[decoded#\d+\]$")
@@ -200,8 +241,12 @@ class _DepsCollector:
                     self.out_roots.update(refs(arg.value))
         if method in {"addmm_", "baddbmm_"}:
             self.info.has_matmul_accumulation = True
-        if isinstance(node.func, cst.Attribute) and node.func.attr.value in {"append", "extend"} and self.info.params[1:] \
-                and any(root_part(r) in self.info.params[1:] for a in node.args for r in refs(a.value)):
+        if (
+            isinstance(node.func, cst.Attribute)
+            and node.func.attr.value in {"append", "extend"}
+            and self.info.params[1:]
+            and any(root_part(r) in self.info.params[1:] for a in node.args for r in refs(a.value))
+        ):
             # a hook ``(module, inp, out)`` keeping its inputs for a later ``sum(x.T @ x …)``
             self.info.stores_activation_statistic = True
         if method in {"parameters", "named_parameters", "step"} and isinstance(node.func, cst.Attribute):

@@ -50,8 +50,11 @@ def merge(first: Taint | None, second: Taint | None) -> Taint | None:
     if first.conds and not second.conds:
         first = replace(first, conds=())  # VAL without conditions on one side: VAL regardless
     if (second.via_calibration and not first.via_calibration) or (second.from_score and not first.from_score):
-        return replace(first, via_calibration=first.via_calibration or second.via_calibration,
-                       from_score=first.from_score or second.from_score)
+        return replace(
+            first,
+            via_calibration=first.via_calibration or second.via_calibration,
+            from_score=first.from_score or second.from_score,
+        )
     return first
 
 

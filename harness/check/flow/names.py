@@ -33,9 +33,27 @@ _VAL_LITERAL = re.compile(r"fineweb_val|(^|[/_\-.*])val(idation)?[_\-.*].*\.bin"
 # arguments: a list that receives VAL chunks is VAL afterwards.
 MUTATOR_METHODS = frozenset(
     {
-        "append", "extend", "insert", "add", "update", "put", "push", "appendleft",
-        "index_add_", "scatter_add_", "index_copy_", "index_put_", "masked_scatter_",
-        "add_", "copy_", "sub_", "mul_", "lerp_", "addcmul_", "addcdiv_", "set_",
+        "append",
+        "extend",
+        "insert",
+        "add",
+        "update",
+        "put",
+        "push",
+        "appendleft",
+        "index_add_",
+        "scatter_add_",
+        "index_copy_",
+        "index_put_",
+        "masked_scatter_",
+        "add_",
+        "copy_",
+        "sub_",
+        "mul_",
+        "lerp_",
+        "addcmul_",
+        "addcdiv_",
+        "set_",
     }
 )
 PARAM_WRITE_METHODS = frozenset({"add_", "copy_", "sub_", "mul_", "lerp_", "addcmul_", "addcdiv_"})
@@ -53,19 +71,36 @@ DENOMINATOR_NAME = re.compile(r"byte|tok|count|cnt|num|^n_|_n$|^n$|len|total_t",
 # ``totalloss``); short ones only as a whole ``_``-separated part (``lp``, ``tok_ce``), so that
 # ``device``, ``sequence`` or ``slice_buf`` are not scores (issue #13).
 SCORE_LIST_NAME = re.compile(
-    r"loss|nll|bpb|score|logprob|log_prob|entrop|(?:^|_)(?:bits|lps?|ces?|logps?|xent)(?:_|$)", re.IGNORECASE)
+    r"loss|nll|bpb|score|logprob|log_prob|entrop|(?:^|_)(?:bits|lps?|ces?|logps?|xent)(?:_|$)", re.IGNORECASE
+)
 LOG_VAL_TEXT = re.compile(r"val|bpb|exact", re.IGNORECASE)
 STATE_SNAPSHOT_CALLS = frozenset({"state_dict", "deepcopy", "load_state_dict", "save"})
 
 
-_SKIPPED_FIELDS = frozenset({"whitespace", "lpar", "rpar", "comma", "semicolon", "colon", "equal", "dot",
-                             "leading_lines", "lines_after_decorators", "header", "footer", "newline",
-                             "whitespace_before", "whitespace_after", "operator", "star_tok"})
+_SKIPPED_FIELDS = frozenset(
+    {
+        "whitespace",
+        "lpar",
+        "rpar",
+        "comma",
+        "semicolon",
+        "colon",
+        "equal",
+        "dot",
+        "leading_lines",
+        "lines_after_decorators",
+        "header",
+        "footer",
+        "newline",
+        "whitespace_before",
+        "whitespace_after",
+        "operator",
+        "star_tok",
+    }
+)
 
 # Child nodes in field order, whitespace and punctuation skipped (see harness/check/children.py).
-children, _forget_children = make_child_reader(
-    lambda name: name.startswith("whitespace") or name in _SKIPPED_FIELDS
-)
+children, _forget_children = make_child_reader(lambda name: name.startswith("whitespace") or name in _SKIPPED_FIELDS)
 
 
 def forget_children() -> None:
@@ -230,8 +265,9 @@ def contains_matmul(node: cst.CSTNode) -> bool:
     return False
 
 
-_STATISTIC_REDUCTIONS = frozenset({"amax", "amin", "maximum", "minimum", "max", "min", "abs", "mean", "var",
-                                   "std", "norm", "square", "pow", "sum"})
+_STATISTIC_REDUCTIONS = frozenset(
+    {"amax", "amin", "maximum", "minimum", "max", "min", "abs", "mean", "var", "std", "norm", "square", "pow", "sum"}
+)
 
 
 def contains_activation_statistic(node: cst.CSTNode) -> bool:

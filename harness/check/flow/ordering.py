@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.check.flow.names import TRAIN_PIPELINE_NAME, is_val_name
 from harness.check.flow.model import Effect, EffectKind, LoopFrame
+from harness.check.flow.names import TRAIN_PIPELINE_NAME, is_val_name
 from harness.findings import Severity, Step
 
 _TRAIN_PIPELINE_NAME = TRAIN_PIPELINE_NAME
@@ -30,8 +30,9 @@ class Decision:
     at: Step | None = None  # where to point when not at the sink itself (a call site)
 
 
-def decide(effects: list[Effect], trains_params: set[int] | None = None,
-           diagnostic: Callable[[Step], bool] | None = None) -> list[Decision]:
+def decide(
+    effects: list[Effect], trains_params: set[int] | None = None, diagnostic: Callable[[Step], bool] | None = None
+) -> list[Decision]:
     """``trains_params``: uids of functions that optimize a parameter's ``.parameters()`` —
     a score-first TTT that only trains a local adapter leaves the scored model unchanged.
     ``diagnostic``: whether a re-scoring call site only feeds diagnostic log lines."""
@@ -42,13 +43,18 @@ def decide(effects: list[Effect], trains_params: set[int] | None = None,
     all_updates = updates + plain_updates
     decisions: list[Decision] = []
     for update in updates:
-        decisions.extend(_judge_update(update, scores, artifacts, plain_updates, all_updates, trains_params,
-                                       diagnostic))
+        decisions.extend(
+            _judge_update(update, scores, artifacts, plain_updates, all_updates, trains_params, diagnostic)
+        )
     model_writes = [a.order for a in artifacts if not a.tainted]
     last_model_write = max(model_writes) if model_writes else None
     for effect in effects:
-        if effect.kind is EffectKind.ARTIFACT and effect.tainted and last_model_write is not None \
-                and effect.order > last_model_write:
+        if (
+            effect.kind is EffectKind.ARTIFACT
+            and effect.tainted
+            and last_model_write is not None
+            and effect.order > last_model_write
+        ):
             continue  # saved after the model artifact was written: a diagnostic dump, not the artifact
         if effect.kind is EffectKind.CALIBRATION and effect.tainted:
             if not any(a.order > effect.order and not exclusive(a, effect) for a in artifacts):
@@ -56,102 +62,190 @@ def decide(effects: list[Effect], trains_params: set[int] | None = None,
                 # calibrator (``online_alpha_calibrate`` of an n-gram mixer) is judged by the
                 # scoring rules, not as quantization calibration
                 continue
-            decisions.append(Decision("PG106", Severity.ERROR, effect,
-                                      f"quantization statistics are collected on {_source(effect)} ({effect.note} "
-                                      f"at line {effect.line}): the artifact is calibrated on validation data"))
+            decisions.append(
+                Decision(
+                    "PG106",
+                    Severity.ERROR,
+                    effect,
+                    f"quantization statistics are collected on {_source(effect)} ({effect.note} "
+                    f"at line {effect.line}): the artifact is calibrated on validation data",
+                )
+            )
         elif effect.kind is EffectKind.ARTIFACT and effect.tainted and not effect.taint.via_calibration:  # type: ignore[union-attr]
-            decisions.append(Decision("PG105", Severity.ERROR, effect,
-                                      f"{_source(effect)} flows into the artifact ({effect.note} at line "
-                                      f"{effect.line}): validation data is stored in what is submitted"))
+            decisions.append(
+                Decision(
+                    "PG105",
+                    Severity.ERROR,
+                    effect,
+                    f"{_source(effect)} flows into the artifact ({effect.note} at line "
+                    f"{effect.line}): validation data is stored in what is submitted",
+                )
+            )
         elif effect.kind is EffectKind.SELECTION and effect.tainted:
-            decisions.append(Decision("PG105", Severity.ERROR, effect,
-                                      f"{effect.note} at line {effect.line}: a score on {_source(effect)} selects "
-                                      "the checkpoint that is kept"))
+            decisions.append(
+                Decision(
+                    "PG105",
+                    Severity.ERROR,
+                    effect,
+                    f"{effect.note} at line {effect.line}: a score on {_source(effect)} selects "
+                    "the checkpoint that is kept",
+                )
+            )
     return decisions
 
 
-def _judge_update(update: Effect, scores: list[Effect], artifacts: list[Effect],
-                  plain_updates: list[Effect], all_updates: list[Effect],
-                  trains_params: set[int] | None, diagnostic: Callable[[Step], bool] | None = None) -> list[Decision]:
+def _judge_update(
+    update: Effect,
+    scores: list[Effect],
+    artifacts: list[Effect],
+    plain_updates: list[Effect],
+    all_updates: list[Effect],
+    trains_params: set[int] | None,
+    diagnostic: Callable[[Step], bool] | None = None,
+) -> list[Decision]:
     first = _scored_first(update, scores)
     if first is not None and update.ahead and not first.ahead:
         # score chunk ci, then train on chunk ci + 1: those tokens are scored only in the next
         # iteration, by the model that already trained on them (C3, #1017)
-        return [Decision("PG101", Severity.ERROR, update,
-                         f"{_source(update)} is trained on ({update.note} at line {update.line}) from a later "
-                         f"chunk than the one just scored ({_where(first)}): that chunk is scored in a later "
-                         "iteration, after the update", [(first, "the chunk scored in this iteration")])]
+        return [
+            Decision(
+                "PG101",
+                Severity.ERROR,
+                update,
+                f"{_source(update)} is trained on ({update.note} at line {update.line}) from a later "
+                f"chunk than the one just scored ({_where(first)}): that chunk is scored in a later "
+                "iteration, after the update",
+                [(first, "the chunk scored in this iteration")],
+            )
+        ]
     if first is not None:
         baked = _baked_after_score_first(update, first, artifacts, trains_params or set())
-        return baked or _rescored_per_pass(update, scores) or _rescored_after_ttt(
-            update, scores, all_updates, trains_params or set(), diagnostic)
+        return (
+            baked
+            or _rescored_per_pass(update, scores)
+            or _rescored_after_ttt(update, scores, all_updates, trains_params or set(), diagnostic)
+        )
     source = _source(update)
     scores = [s for s in scores if not exclusive(s, update)]
     later_scores = [s for s in scores if s.order > update.order]
     later_artifacts = [a for a in artifacts if a.order > update.order]
     if any(p.shares_loop(update) for p in plain_updates) or _through_training_pipeline(update) or update.train_named:
-        return [Decision("PG105", Severity.ERROR, update,
-                         f"{source} is used in the training loop ({update.note} at line {update.line}): "
-                         "training batches are drawn from validation data")]
+        return [
+            Decision(
+                "PG105",
+                Severity.ERROR,
+                update,
+                f"{source} is used in the training loop ({update.note} at line {update.line}): "
+                "training batches are drawn from validation data",
+            )
+        ]
     if update.discarded:
         kind = "a warm-up" if update.warmup else "a throw-away pass"
-        return [Decision("PG104", Severity.WARNING, update,
-                         f"{source} is trained on in {kind} ({update.note} at line {update.line}) outside the "
-                         "scoring loop; the updated state appears to be discarded afterwards")]
+        return [
+            Decision(
+                "PG104",
+                Severity.WARNING,
+                update,
+                f"{source} is trained on in {kind} ({update.note} at line {update.line}) outside the "
+                "scoring loop; the updated state appears to be discarded afterwards",
+            )
+        ]
     if later_artifacts:
         artifact = later_artifacts[0]
-        return [Decision("PG102", Severity.ERROR, update,
-                         f"{source} is trained on ({update.note} at line {update.line}) before the model is "
-                         f"serialized/quantized ({artifact.note} at line {artifact.line}): pre-quant TTT bakes "
-                         "validation data into the artifact", [(artifact, "artifact boundary after the update")])]
+        return [
+            Decision(
+                "PG102",
+                Severity.ERROR,
+                update,
+                f"{source} is trained on ({update.note} at line {update.line}) before the model is "
+                f"serialized/quantized ({artifact.note} at line {artifact.line}): pre-quant TTT bakes "
+                "validation data into the artifact",
+                [(artifact, "artifact boundary after the update")],
+            )
+        ]
     if not later_scores:
         # scored earlier in the same loop body: the next iteration scores what this one trained on
         later_scores = [s for s in scores if s.order < update.order and s.shares_loop(update) is not None]
     if later_scores:
         outside = [s for s in later_scores if s.shares_loop(update) is None]
         score = outside[-1] if outside else later_scores[0]
-        decisions = [Decision("PG101", Severity.ERROR, update,
-                              f"{source} is trained on ({update.note} at line {update.line}) before it is scored "
-                              f"({_call_where(score, update)})", [(score, "scored after the update")])]
+        decisions = [
+            Decision(
+                "PG101",
+                Severity.ERROR,
+                update,
+                f"{source} is trained on ({update.note} at line {update.line}) before it is scored "
+                f"({_call_where(score, update)})",
+                [(score, "scored after the update")],
+            )
+        ]
         # a complete pass before this update — plain, or itself score-first TTT (#991: s_0 → train → s_1)
         prior = [s for s in scores if s.order < update.order and s.shares_loop(update) is None]
         rescore = [s for s in later_scores if s.shares_loop(update) is None]
         if prior and rescore:
             again = rescore[-1]
-            decisions.append(Decision("PG103", Severity.ERROR, again,
-                                      f"{source} is scored ({_call_where(prior[0], update)}), trained on ({update.note} "
-                                      f"at line {update.line}) and scored again ({_call_where(again, update)}): the "
-                                      "second pass "
-                                      "re-scores tokens the model has trained on",
-                                      [(prior[0], "first scoring pass"), (update, "update on the scored tokens")],
-                                      at=_diverging_call(again, update)))
+            decisions.append(
+                Decision(
+                    "PG103",
+                    Severity.ERROR,
+                    again,
+                    f"{source} is scored ({_call_where(prior[0], update)}), trained on ({update.note} "
+                    f"at line {update.line}) and scored again ({_call_where(again, update)}): the "
+                    "second pass "
+                    "re-scores tokens the model has trained on",
+                    [(prior[0], "first scoring pass"), (update, "update on the scored tokens")],
+                    at=_diverging_call(again, update),
+                )
+            )
         return decisions
     if any(s.order < update.order for s in scores):
         # trained after everything was scored and nothing is scored or saved afterwards
-        return [Decision("PG104", Severity.INFO, update,
-                         f"{source} is trained on ({update.note} at line {update.line}) after the last scoring "
-                         "pass; nothing scored or saved afterwards uses it")]
-    return [Decision("PG104", Severity.WARNING, update,
-                     f"{source} is trained on ({update.note} at line {update.line}) outside any scoring loop")]
+        return [
+            Decision(
+                "PG104",
+                Severity.INFO,
+                update,
+                f"{source} is trained on ({update.note} at line {update.line}) after the last scoring "
+                "pass; nothing scored or saved afterwards uses it",
+            )
+        ]
+    return [
+        Decision(
+            "PG104",
+            Severity.WARNING,
+            update,
+            f"{source} is trained on ({update.note} at line {update.line}) outside any scoring loop",
+        )
+    ]
 
 
-def _baked_after_score_first(update: Effect, first: Effect, artifacts: list[Effect],
-                             trains_params: set[int]) -> list[Decision]:
+def _baked_after_score_first(
+    update: Effect, first: Effect, artifacts: list[Effect], trains_params: set[int]
+) -> list[Decision]:
     """Score-first TTT that trains the model's own parameters, and the model is serialized or
     quantized afterwards: the shipped weights have trained on validation tokens — pre-quant TTT
     whatever order it scores in (R-TTT-PREQUANT, #1376, #1423; "TTT before quantization")."""
     if not any(uid in trains_params for uid in update.function_ids):
         return []
-    later = [a for a in artifacts if a.order > update.order and not a.tainted and a.shares_loop(update) is None
-             and not exclusive(a, update)]
+    later = [
+        a
+        for a in artifacts
+        if a.order > update.order and not a.tainted and a.shares_loop(update) is None and not exclusive(a, update)
+    ]
     if not later:
         return []
     artifact = later[0]
-    return [Decision("PG102", Severity.ERROR, update,
-                     f"{_source(update)} is trained on ({update.note} at line {update.line}, after scoring it in "
-                     f"{_where(first)}) and the model is serialized/quantized afterwards ({artifact.note} at line "
-                     f"{artifact.line}): the artifact carries weights adapted on validation data",
-                     [(artifact, "artifact boundary after the update")])]
+    return [
+        Decision(
+            "PG102",
+            Severity.ERROR,
+            update,
+            f"{_source(update)} is trained on ({update.note} at line {update.line}, after scoring it in "
+            f"{_where(first)}) and the model is serialized/quantized afterwards ({artifact.note} at line "
+            f"{artifact.line}): the artifact carries weights adapted on validation data",
+            [(artifact, "artifact boundary after the update")],
+        )
+    ]
 
 
 def _scored_first(update: Effect, scores: list[Effect]) -> Effect | None:
@@ -172,16 +266,27 @@ def _rescored_per_pass(update: Effect, scores: list[Effect]) -> list[Decision]:
     for score in accumulations_first:
         epoch = _shared_pass_loop(update, score)
         if epoch is not None:
-            return [Decision("PG103", Severity.ERROR, score,
-                             f"{_source(score)} is scored ({_where(score)}) inside `{epoch.label}` (line {epoch.line}), "
-                             f"which also trains on the same tokens ({update.note} at line {update.line}): later "
-                             "passes re-score tokens already trained on",
-                             [(update, "update inside the same pass loop")])]
+            return [
+                Decision(
+                    "PG103",
+                    Severity.ERROR,
+                    score,
+                    f"{_source(score)} is scored ({_where(score)}) inside `{epoch.label}` (line {epoch.line}), "
+                    f"which also trains on the same tokens ({update.note} at line {update.line}): later "
+                    "passes re-score tokens already trained on",
+                    [(update, "update inside the same pass loop")],
+                )
+            ]
     return []
 
 
-def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[Effect],
-                        trains_params: set[int], diagnostic: Callable[[Step], bool] | None = None) -> list[Decision]:
+def _rescored_after_ttt(
+    update: Effect,
+    scores: list[Effect],
+    all_updates: list[Effect],
+    trains_params: set[int],
+    diagnostic: Callable[[Step], bool] | None = None,
+) -> list[Decision]:
     """Score-first TTT, then another plain scoring pass of the same adapted model that is the
     last (headline) evaluation (#991: "scoring again (yielding some s_1) and then reporting s_1")."""
     if not scores:
@@ -202,11 +307,18 @@ def _rescored_after_ttt(update: Effect, scores: list[Effect], all_updates: list[
         return []
     if diagnostic is not None and diagnostic(again):
         return []  # the score-first pass is the headline; the re-score is only logged (#1004)
-    return [Decision("PG103", Severity.ERROR, last,
-                     f"{_source(last)} is scored again ({again.note} at {again.file}:{again.line}) after the "
-                     f"model was trained on it ({update.note} at line {update.line}); the last pass, not the "
-                     "score-first one, is the final evaluation",
-                     [(update, "update on the scored tokens")], at=again)]
+    return [
+        Decision(
+            "PG103",
+            Severity.ERROR,
+            last,
+            f"{_source(last)} is scored again ({again.note} at {again.file}:{again.line}) after the "
+            f"model was trained on it ({update.note} at line {update.line}); the last pass, not the "
+            "score-first one, is the final evaluation",
+            [(update, "update on the scored tokens")],
+            at=again,
+        )
+    ]
 
 
 def exclusive(first: Effect, second: Effect) -> bool:

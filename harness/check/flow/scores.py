@@ -36,8 +36,9 @@ class ScoreSinks:
     _lookup: Callable[[str, cst.CSTNode], Taint | None]
     _short: Callable[[cst.CSTNode], str]
 
-    def _score_if_no_grad_forward(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
-                                  value: Taint | None, line: int) -> None:
+    def _score_if_no_grad_forward(
+        self, target: cst.BaseExpression, value_node: cst.BaseExpression, value: Taint | None, line: int
+    ) -> None:
         """``with torch.no_grad(): nll = model(x, y)`` on VAL is the scoring half of score-first
         TTT even when the number is accumulated later or by an unrecognisable name."""
         name = N.dotted_name(target)
@@ -72,8 +73,11 @@ class ScoreSinks:
             if isinstance(node, cst.Subscript) and not self._tainted_expr(node.value):
                 found_count = found_count or any(self._tainted_expr(e) for e in N.children(node) if e is not node.value)
                 continue
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) \
-                    and node.func.attr.value in ("numel", "nelement", "size"):
+            if (
+                isinstance(node, cst.Call)
+                and isinstance(node.func, cst.Attribute)
+                and node.func.attr.value in ("numel", "nelement", "size")
+            ):
                 found_count = True
                 continue
             if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "len":
@@ -101,24 +105,39 @@ class ScoreSinks:
                 callee = N.dotted_name(node.func)
                 if callee is not None:
                     root = N.root_part(callee)
-                    if root not in _LIBRARY_ROOTS and not hasattr(builtins, root) \
-                            and not _LOSS_FUNCTION.search(callee) and self._lookup(root, node) is None:
+                    if (
+                        root not in _LIBRARY_ROOTS
+                        and not hasattr(builtins, root)
+                        and not _LOSS_FUNCTION.search(callee)
+                        and self._lookup(root, node) is None
+                    ):
                         return True
             stack.extend(N.children(node))
         return False
 
-    def _accumulate_if_self_add(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
-                                value: Taint | None, line: int) -> None:
+    def _accumulate_if_self_add(
+        self, target: cst.BaseExpression, value_node: cst.BaseExpression, value: Taint | None, line: int
+    ) -> None:
         """``loss_sum = loss_sum + nll.sum()`` is the same accumulation as ``+=``."""
         name = N.dotted_name(target)
         if value is None or name is None:
             return
-        if isinstance(value_node, cst.Call) and N.last_part(N.callee_name(value_node)) in _CONCATENATIONS \
-                and name in set(N.refs(value_node)) and N.SCORE_LIST_NAME.search(N.last_part(name)) \
-                and self._is_score_target(name):
+        if (
+            isinstance(value_node, cst.Call)
+            and N.last_part(N.callee_name(value_node)) in _CONCATENATIONS
+            and name in set(N.refs(value_node))
+            and N.SCORE_LIST_NAME.search(N.last_part(name))
+            and self._is_score_target(name)
+        ):
             # ``all_nll = torch.cat([all_nll, nll])`` grows the per-token score like an append
-            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
-                       produced_from=set(N.refs(value_node)) - {name})
+            self._emit(
+                EffectKind.SCORE,
+                line,
+                f"score accumulated into {name}",
+                value,
+                set(N.refs(value_node)),
+                produced_from=set(N.refs(value_node)) - {name},
+            )
             return
         if not isinstance(value_node, cst.BinaryOperation):
             return
@@ -130,15 +149,27 @@ class ScoreSinks:
             # ``bos_pos = [0] + bos_pos``: nothing derived from VAL is added, the old value is
             # only extended by constants (#1953 phased TTT prepending a document start)
             return
-        if any(isinstance(o, (cst.List, cst.ListComp, cst.Tuple)) for o in operands) \
-                and not N.SCORE_LIST_NAME.search(N.last_part(name)):
+        if any(isinstance(o, (cst.List, cst.ListComp, cst.Tuple)) for o in operands) and not N.SCORE_LIST_NAME.search(
+            N.last_part(name)
+        ):
             return  # a list grown by concatenation is a score only when named as one, like ``append``
         if N.contains_matmul(value_node):
-            self._emit(EffectKind.CALIBRATION, line, f"activation statistics `{name} = {self._short(value_node)}`",
-                       value, set(N.refs(value_node)))
+            self._emit(
+                EffectKind.CALIBRATION,
+                line,
+                f"activation statistics `{name} = {self._short(value_node)}`",
+                value,
+                set(N.refs(value_node)),
+            )
         elif self._is_score_target(name) and not any(self._reads_itself(name, o) for o in added):
-            self._emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, set(N.refs(value_node)),
-                       produced_from=set(N.refs(value_node)) - {name})
+            self._emit(
+                EffectKind.SCORE,
+                line,
+                f"score accumulated into {name}",
+                value,
+                set(N.refs(value_node)),
+                produced_from=set(N.refs(value_node)) - {name},
+            )
 
     def _zero_started(self) -> set[str]:
         """Locals this function starts at zero (``s = 0.0``, ``tot = torch.zeros(3)``): the shape
@@ -158,16 +189,21 @@ class ScoreSinks:
             return False
         return name in self.info.closure(set(N.refs(added)))
 
-    def _score_if_stored(self, target: cst.BaseExpression, value_node: cst.BaseExpression,
-                         value: Taint | None, line: int) -> None:
+    def _score_if_stored(
+        self, target: cst.BaseExpression, value_node: cst.BaseExpression, value: Taint | None, line: int
+    ) -> None:
         """``chunk_nll[slot] = ptl[0, -n:].detach().sum()``: a per-chunk slot of a score buffer
         summed into the result later is the same accumulation as ``append`` (per-document
         LoRA TTT storing each chunk's loss before its ``backward()``, rules-research H.6(d))."""
         if value is None or not isinstance(target, cst.Subscript) or literal_key(target) is not None:
             return
         holder = N.dotted_name(target.value)
-        if holder is None or not N.SCORE_LIST_NAME.search(N.last_part(holder)) or not self._is_score_target(holder) \
-                or self._counts_only(value_node):
+        if (
+            holder is None
+            or not N.SCORE_LIST_NAME.search(N.last_part(holder))
+            or not self._is_score_target(holder)
+            or self._counts_only(value_node)
+        ):
             return
         refs = set(N.refs(value_node))
         # dated where its losses were computed, unless the model runs right here

@@ -43,8 +43,12 @@ class Outcome:
 class Switches:
     """Bindings of names across all sources (env reads, constants, aliases), and their values."""
 
-    def __init__(self, parsed_sources: list[ParsedSource], settings: dict[str, Setting],
-                 alternatives: list[dict[str, Setting]] | None = None) -> None:
+    def __init__(
+        self,
+        parsed_sources: list[ParsedSource],
+        settings: dict[str, Setting],
+        alternatives: list[dict[str, Setting]] | None = None,
+    ) -> None:
         self.settings = settings
         self.alternatives = alternatives or []
         self._scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
@@ -180,8 +184,9 @@ class Switches:
             return self._helper(helper, node, used, depth)
         return UNKNOWN
 
-    def _helper(self, helper: tuple[cst.Parameters, cst.BaseExpression], call: cst.Call, used: set[str],
-                depth: int) -> object:
+    def _helper(
+        self, helper: tuple[cst.Parameters, cst.BaseExpression], call: cst.Call, used: set[str], depth: int
+    ) -> object:
         """``_eb("TTT_LEGAL")`` with ``def _eb(k, d="0"): return bool(int(os.environ.get(k, d)))``:
         the one-line env readers of minified hyperparameter classes, evaluated with the call's
         arguments (defaults for the rest), like a condition lifted through a call."""
@@ -266,8 +271,11 @@ def _one_line_helpers(module: cst.Module) -> dict[str, tuple[cst.Parameters, cst
     int(os.environ.get(k, str(d)))``), by name."""
     found: dict[str, tuple[cst.Parameters, cst.BaseExpression]] = {}
     for statement in module.body:
-        if not isinstance(statement, cst.FunctionDef) or statement.params.star_arg not in (None, cst.MaybeSentinel.DEFAULT) \
-                or statement.params.star_kwarg is not None:
+        if (
+            not isinstance(statement, cst.FunctionDef)
+            or statement.params.star_arg not in (None, cst.MaybeSentinel.DEFAULT)
+            or statement.params.star_kwarg is not None
+        ):
             continue
         body = statement.body.body
         if len(body) != 1:

@@ -11,7 +11,6 @@ conditions. Nothing is executed.
 from __future__ import annotations
 
 import re
-
 from dataclasses import replace
 
 import libcst as cst
@@ -85,8 +84,11 @@ def _self_fields(info: FuncInfo, taint: dict[str, Taint]) -> dict[str, Taint]:
     if info.class_name is None or not info.params:
         return {}
     prefix = info.params[0] + "."
-    return {name[len(prefix):]: value for name, value in taint.items()
-            if name.startswith(prefix) and name.count(".", len(prefix)) < MAX_FIELD_DEPTH}
+    return {
+        name[len(prefix) :]: value
+        for name, value in taint.items()
+        if name.startswith(prefix) and name.count(".", len(prefix)) < MAX_FIELD_DEPTH
+    }
 
 
 class _Walk(CallHandling, ScoreSinks):
@@ -171,7 +173,8 @@ class _Walk(CallHandling, ScoreSinks):
             if deleted_line <= line or not trained:
                 continue
             used_meanwhile = any(
-                effect.kind in _STATE_READERS and line < self.local_lines[i] < deleted_line
+                effect.kind in _STATE_READERS
+                and line < self.local_lines[i] < deleted_line
                 and trained & self.info.closure(self.local_refs[i])
                 for i, effect in enumerate(self.effects)
             ) or any(  # its weights copied out first: ``model.load_state_dict(… ft.state_dict() …)``
@@ -207,8 +210,11 @@ class _Walk(CallHandling, ScoreSinks):
                 value = self._expr(item.item)
                 if item.asname is not None:
                     self._bind(item.asname.name, value, item.item)
-            no_grad = any(N.last_part(N.callee_name(item.item)) in _NO_GRAD for item in node.items
-                          if isinstance(item.item, cst.Call))
+            no_grad = any(
+                N.last_part(N.callee_name(item.item)) in _NO_GRAD
+                for item in node.items
+                if isinstance(item.item, cst.Call)
+            )
             self.warm_depth += warm
             self.no_grad_depth += no_grad
             self._block(list(node.body.body))
@@ -244,16 +250,37 @@ class _Walk(CallHandling, ScoreSinks):
             for name in _names_bound_in(node):
                 self.score_controlled[name] = test_taint
         elif self.score_controlled:
-            test_taint = next((self.score_controlled[N.root_part(r)] for r in N.refs(node.test)
-                               if N.root_part(r) in self.score_controlled), test_taint)
+            test_taint = next(
+                (
+                    self.score_controlled[N.root_part(r)]
+                    for r in N.refs(node.test)
+                    if N.root_part(r) in self.score_controlled
+                ),
+                test_taint,
+            )
         if test_taint is not None and test_taint.from_score and _mentions_state_snapshot(node.body):
-            self._emit(EffectKind.SELECTION, line, f"model state kept when `{self._short(node.test)}`",
-                       test_taint, set(N.refs(node.test)))
-        elif test_taint is not None and test_taint.from_score and self.loops and _breaks_out(node.body) \
-                and _steps_optimizer(self.loops[-1].node):
+            self._emit(
+                EffectKind.SELECTION,
+                line,
+                f"model state kept when `{self._short(node.test)}`",
+                test_taint,
+                set(N.refs(node.test)),
+            )
+        elif (
+            test_taint is not None
+            and test_taint.from_score
+            and self.loops
+            and _breaks_out(node.body)
+            and _steps_optimizer(self.loops[-1].node)
+        ):
             # early stopping on a validation score decides which step's weights are shipped
-            self._emit(EffectKind.SELECTION, line, f"training stopped when `{self._short(node.test)}`",
-                       test_taint, set(N.refs(node.test)))
+            self._emit(
+                EffectKind.SELECTION,
+                line,
+                f"training stopped when `{self._short(node.test)}`",
+                test_taint,
+                set(N.refs(node.test)),
+            )
         warm = _mentions_warm(node.test)
         self.warm_depth += warm
         self.conditional_depth += 1
@@ -279,8 +306,11 @@ class _Walk(CallHandling, ScoreSinks):
         header = node.iter if isinstance(node, cst.For) else node.test
         header_taint = self._expr(header)
         uid = self.loop_uids.setdefault(id(node), next(call_sites))
-        label = ("for " + self._short(node.target) + " in " + self._short(node.iter)
-                 if isinstance(node, cst.For) else "while " + self._short(node.test))
+        label = (
+            "for " + self._short(node.target) + " in " + self._short(node.iter)
+            if isinstance(node, cst.For)
+            else "while " + self._short(node.test)
+        )
         loop = Loop(node, uid, loop_vary(node), label, line)
         warm = bool(N.WARMUP_WORD.search(label))
         pushed_cond = False
@@ -311,14 +341,23 @@ class _Walk(CallHandling, ScoreSinks):
             value = self._expr(node.value)
             if isinstance(node.value, cst.Call):
                 class_name = N.dotted_name(node.value.func)
-                if class_name is not None and (class_name in self.engine.index.val_class_attrs
-                                               or self.engine.index.class_methods(class_name, self.info)):
+                if class_name is not None and (
+                    class_name in self.engine.index.val_class_attrs
+                    or self.engine.index.class_methods(class_name, self.info)
+                ):
                     for target in node.targets:
                         if isinstance(target.target, cst.Name):
                             self.instances[target.target.value] = class_name
                 if class_name in self.engine.index.val_data_classes and value is None:
-                    value = Taint((Step(self.file, line, f"VAL source: {class_name}(…) (an instance holding "
-                                                         "loaded validation data)"),))
+                    value = Taint(
+                        (
+                            Step(
+                                self.file,
+                                line,
+                                f"VAL source: {class_name}(…) (an instance holding loaded validation data)",
+                            ),
+                        )
+                    )
             alias = wrapped_function(node.value, lambda n: self.engine.index.resolve(n, self.info))
             if alias is not None and alias is not self.info:
                 for target in node.targets:
@@ -346,8 +385,12 @@ class _Walk(CallHandling, ScoreSinks):
                     if holder is None or holder.count(".") >= MAX_FIELD_DEPTH:
                         continue
                     for field_name, field_taint in fields.items():
-                        self._taint_name(f"{holder}.{field_name}", field_taint, line,
-                                         f"{holder}.{field_name} set by {N.callee_name(node.value)}(…)")  # type: ignore[arg-type]
+                        self._taint_name(
+                            f"{holder}.{field_name}",
+                            field_taint,
+                            line,
+                            f"{holder}.{field_name} set by {N.callee_name(node.value)}(…)",
+                        )  # type: ignore[arg-type]
         elif isinstance(node, cst.AnnAssign):
             if node.value is not None:
                 self._bind(node.target, self._expr(node.value), node.value)
@@ -356,7 +399,9 @@ class _Walk(CallHandling, ScoreSinks):
         elif isinstance(node, cst.Expr):
             self._expr(node.value)
         elif isinstance(node, cst.Return):
-            if isinstance(node.value, cst.Tuple) and not any(isinstance(e, cst.StarredElement) for e in node.value.elements):
+            if isinstance(node.value, cst.Tuple) and not any(
+                isinstance(e, cst.StarredElement) for e in node.value.elements
+            ):
                 parts = tuple(self._expr(e.value) for e in node.value.elements)
                 if self.returned_parts is None:
                     self.returned_parts = parts
@@ -369,10 +414,17 @@ class _Walk(CallHandling, ScoreSinks):
             if node.value is not None:
                 value = self._expr(node.value)
                 if value is not None:
-                    self.returned = merge(self.returned, value.extend(Step(self.file, line, f"returned from {self.info.display}")))
+                    self.returned = merge(
+                        self.returned, value.extend(Step(self.file, line, f"returned from {self.info.display}"))
+                    )
                     if N.SCORE_FUNCTION.search(self.info.name):
-                        self._emit(EffectKind.SCORE, line, f"score returned by {self.info.display}", value,
-                                   set(N.refs(node.value)))
+                        self._emit(
+                            EffectKind.SCORE,
+                            line,
+                            f"score returned by {self.info.display}",
+                            value,
+                            set(N.refs(node.value)),
+                        )
         elif isinstance(node, cst.Del):
             # what is deleted decides: a constructed LoRA/optimizer (see _fresh_state_deleted),
             # not the input tensors of a warm-up that trained the real model
@@ -388,35 +440,54 @@ class _Walk(CallHandling, ScoreSinks):
             index_taint = self._expr(node.target.slice[0]) if node.target.slice else None
             keyed_by_val = index_taint is not None
             value = merge(value, index_taint)
-        if value is not None and isinstance(node.operator, (cst.AddAssign, cst.SubtractAssign, cst.MatrixMultiplyAssign)):
+        if value is not None and isinstance(
+            node.operator, (cst.AddAssign, cst.SubtractAssign, cst.MatrixMultiplyAssign)
+        ):
             local_refs = set(N.refs(node.value))
             if not isinstance(node.operator, cst.SubtractAssign) and (
-                    N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)):
-                self._emit(EffectKind.CALIBRATION, line,
-                           f"activation statistics `{self._short(node)}`", value, local_refs)
+                N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)
+            ):
+                self._emit(
+                    EffectKind.CALIBRATION, line, f"activation statistics `{self._short(node)}`", value, local_refs
+                )
                 value = replace(value, via_calibration=True)
-            elif targets and self._is_score_target(targets[0]) and not self._counts_only(node.value) and (
-                    not keyed_by_val or N.SCORE_LIST_NAME.search(N.last_part(targets[0]))) \
-                    and not self._reads_itself(targets[0], node.value):
+            elif (
+                targets
+                and self._is_score_target(targets[0])
+                and not self._counts_only(node.value)
+                and (not keyed_by_val or N.SCORE_LIST_NAME.search(N.last_part(targets[0])))
+                and not self._reads_itself(targets[0], node.value)
+            ):
                 # ``doc_nll[doc_ids] += …`` is a per-document score; ``counts[key] += 1`` is a table
-                self._emit(EffectKind.SCORE, line, f"score accumulated into {targets[0]}", value, local_refs,
-                           produced_from=local_refs - set(targets))
+                self._emit(
+                    EffectKind.SCORE,
+                    line,
+                    f"score accumulated into {targets[0]}",
+                    value,
+                    local_refs,
+                    produced_from=local_refs - set(targets),
+                )
                 value = replace(value, from_score=True)
                 for target in targets:
                     self.taint.pop(target, None)
         if value is not None:
             for target in targets:
-                self._taint_name(target, value, line, f"{target} {self._code(node.operator).strip()} "
-                                 f"{self._short(node.value)}")
+                self._taint_name(
+                    target, value, line, f"{target} {self._code(node.operator).strip()} {self._short(node.value)}"
+                )
 
     def _parts_of(self, value_node: cst.BaseExpression, target: cst.BaseExpression) -> tuple[Taint | None, ...] | None:
         """Element-wise results for ``a, b = x, y`` and ``train, val = load_both()``: only the
         element that is validation data becomes VAL."""
         if not isinstance(target, (cst.Tuple, cst.List)) or any(
-                isinstance(e, cst.StarredElement) for e in target.elements):
+            isinstance(e, cst.StarredElement) for e in target.elements
+        ):
             return None
-        if isinstance(value_node, (cst.Tuple, cst.List)) and len(value_node.elements) == len(target.elements) \
-                and not any(isinstance(e, cst.StarredElement) for e in value_node.elements):
+        if (
+            isinstance(value_node, (cst.Tuple, cst.List))
+            and len(value_node.elements) == len(target.elements)
+            and not any(isinstance(e, cst.StarredElement) for e in value_node.elements)
+        ):
             return tuple(self._lookup_only(e.value) for e in value_node.elements)
         parts = self.call_parts.get(id(value_node))
         if parts is not None and len(parts) == len(target.elements):
@@ -491,8 +562,11 @@ class _Walk(CallHandling, ScoreSinks):
             node = stack.pop()
             if isinstance(node, cst.Subscript):
                 for element in node.slice:
-                    if isinstance(element.slice, cst.Slice) and element.slice.lower is not None \
-                            and _offset_past(element.slice.lower, counters):
+                    if (
+                        isinstance(element.slice, cst.Slice)
+                        and element.slice.lower is not None
+                        and _offset_past(element.slice.lower, counters)
+                    ):
                         return True
             stack.extend(N.children(node))
         return False
@@ -519,13 +593,21 @@ class _Walk(CallHandling, ScoreSinks):
     def _frames(self, local_refs: set[str]) -> tuple[LoopFrame, ...]:
         closure = self.info.closure(local_refs) if self.loops else set()
         return tuple(
-            LoopFrame(uid=(loop.uid,), targets=loop.targets, advancing=bool(closure & loop.vary), over_range=loop.over_range,
-                      label=loop.label, file=self.file, line=loop.line)
+            LoopFrame(
+                uid=(loop.uid,),
+                targets=loop.targets,
+                advancing=bool(closure & loop.vary),
+                over_range=loop.over_range,
+                label=loop.label,
+                file=self.file,
+                line=loop.line,
+            )
             for loop in self.loops
         )
 
-    def _with_production_context(self, loops: tuple[LoopFrame, ...], conds: tuple[Cond, ...],
-                                 produced_from: set[str]) -> tuple[tuple[LoopFrame, ...], tuple[Cond, ...]]:
+    def _with_production_context(
+        self, loops: tuple[LoopFrame, ...], conds: tuple[Cond, ...], produced_from: set[str]
+    ) -> tuple[tuple[LoopFrame, ...], tuple[Cond, ...]]:
         """A score accumulated after a loop from a value bound inside it (``doc_nll = ptl.sum()``
         in each epoch, ``loss_sum += doc_nll`` after the epochs) scores that loop's last pass
         (#568, #642): the loops it left, and the conditions of the binding, are the score's too."""
@@ -544,14 +626,28 @@ class _Walk(CallHandling, ScoreSinks):
             return loops, conds
         closure = self.info.closure(produced_from)
         left = tuple(
-            LoopFrame(uid=(loop.uid,), targets=loop.targets, advancing=bool(closure & loop.vary),
-                      over_range=loop.over_range, label=loop.label, file=self.file, line=loop.line)
+            LoopFrame(
+                uid=(loop.uid,),
+                targets=loop.targets,
+                advancing=bool(closure & loop.vary),
+                over_range=loop.over_range,
+                label=loop.label,
+                file=self.file,
+                line=loop.line,
+            )
             for loop in extra_loops
         )
         return loops + left, conds + tuple(extra_conds)
 
-    def _emit(self, kind: EffectKind, line: int, note: str, taint: Taint | None, local_refs: set[str],
-              produced_from: set[str] | None = None) -> None:
+    def _emit(
+        self,
+        kind: EffectKind,
+        line: int,
+        note: str,
+        taint: Taint | None,
+        local_refs: set[str],
+        produced_from: set[str] | None = None,
+    ) -> None:
         """Record an effect. A score is placed where its value was *produced*: ``loss_sum +=
         ptl.sum()`` after ``backward()`` still scores the loss computed before the update."""
         if not self.emit:
@@ -561,15 +657,28 @@ class _Walk(CallHandling, ScoreSinks):
             conds += tuple(c for c in taint.conds if c not in conds)
         if kind is EffectKind.SCORE and produced_from:
             loops, conds = self._with_production_context(loops, conds, produced_from)
-        effect = Effect(kind=kind, file=self.file, line=line, note=note, taint=taint, loops=loops,
-                        conds=conds, functions=(self.info.display,), function_ids=(self.info.uid,),
-                        warmup=self.warm_depth > 0,
-                        train_named=kind is EffectKind.UPDATE and taint is not None
-                        and any(N.root_part(r) in self.train_fed for r in local_refs),
-                        ahead=any(N.root_part(r) in self.ahead for r in local_refs))
+        effect = Effect(
+            kind=kind,
+            file=self.file,
+            line=line,
+            note=note,
+            taint=taint,
+            loops=loops,
+            conds=conds,
+            functions=(self.info.display,),
+            function_ids=(self.info.uid,),
+            warmup=self.warm_depth > 0,
+            train_named=kind is EffectKind.UPDATE
+            and taint is not None
+            and any(N.root_part(r) in self.train_fed for r in local_refs),
+            ahead=any(N.root_part(r) in self.ahead for r in local_refs),
+        )
         if produced_from:
-            produced = [self.assigned_at[N.root_part(r)] for r in produced_from
-                        if N.root_part(r) in self.assigned_at and self._lookup(r, None) is not None]
+            produced = [
+                self.assigned_at[N.root_part(r)]
+                for r in produced_from
+                if N.root_part(r) in self.assigned_at and self._lookup(r, None) is not None
+            ]
             if produced:
                 self._append(effect, line, at=max(produced) - 0.5, refs=local_refs)
                 return
@@ -627,7 +736,8 @@ def _counter_plus_constant(node: cst.BaseExpression, counters: set[str]) -> bool
         return False
     sides = (node.left, node.right)
     return any(isinstance(a, cst.Name) and a.value in counters for a in sides) and any(
-        isinstance(b, cst.Integer) and _positive(b.value) for b in sides)
+        isinstance(b, cst.Integer) and _positive(b.value) for b in sides
+    )
 
 
 def _positive(literal: str) -> bool:

@@ -106,7 +106,9 @@ def _printed_bpb_formulas(index: ModuleIndex) -> list[tuple[cst.CSTNode, cst.Bas
     return formulas
 
 
-def _formulas_of(index: ModuleIndex, name: str, scope: cst.FunctionDef | None, depth: int = 0) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
+def _formulas_of(
+    index: ModuleIndex, name: str, scope: cst.FunctionDef | None, depth: int = 0
+) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
     found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
     container = scope if scope is not None else index.parsed.module
     for statement in nodes_within(index.assigns, container, index):
@@ -118,14 +120,17 @@ def _formulas_of(index: ModuleIndex, name: str, scope: cst.FunctionDef | None, d
                 found.append((statement, statement.value))
             elif isinstance(node, cst.Tuple) and depth == 0 and isinstance(statement.value, cst.Call):
                 position = next(
-                    (i for i, e in enumerate(node.elements) if isinstance(e.value, cst.Name) and e.value.value == name), None
+                    (i for i, e in enumerate(node.elements) if isinstance(e.value, cst.Name) and e.value.value == name),
+                    None,
                 )
                 if position is not None:
                     found += _returned_formulas(index, call_tail(statement.value), position)
     return found
 
 
-def _returned_formulas(index: ModuleIndex, function_name: str, position: int) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
+def _returned_formulas(
+    index: ModuleIndex, function_name: str, position: int
+) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
     found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
     for function in index.functions_named(function_name):
         for node in walk(function.body):
@@ -207,8 +212,10 @@ def _byte_derived(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
             if mentioned & {"encode", "nbytes"}:
                 names.update(target_names(statement))
                 continue
-            if mentioned & names or any(BYTE_NAME.search(n) for n in mentioned) or any(
-                BYTE_NAME.search(text) for text in strings_in(value)
+            if (
+                mentioned & names
+                or any(BYTE_NAME.search(n) for n in mentioned)
+                or any(BYTE_NAME.search(text) for text in strings_in(value))
             ):
                 names.update(target_names(statement))
     return names
@@ -222,8 +229,10 @@ def _table_sums(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
     for statement in nodes_within(index.assigns, scope, index):
         if not isinstance(statement, cst.AugAssign) or not isinstance(statement.operator, cst.AddAssign):
             continue
-        if any(isinstance(n, cst.Subscript) and isinstance(n.value, cst.Name) and _indexed_by_tokens(n)
-               for n in walk(statement.value)):
+        if any(
+            isinstance(n, cst.Subscript) and isinstance(n.value, cst.Name) and _indexed_by_tokens(n)
+            for n in walk(statement.value)
+        ):
             totals.update(target_names(statement))
     return totals
 
@@ -346,7 +355,9 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
             continue
         mentions_bits = _LN2_MARKERS.search(index.code(value, 10_000)) is not None
         byte_names = _byte_derived(index, scope)
-        mentioned = {n.value for n in value_names(value)} | {n.attr.value for n in walk(value) if isinstance(n, cst.Attribute)}
+        mentioned = {n.value for n in value_names(value)} | {
+            n.attr.value for n in walk(value) if isinstance(n, cst.Attribute)
+        }
         has_bytes = (
             bool(mentioned & byte_names)
             or any(BYTE_NAME.search(n) for n in mentioned)
@@ -355,7 +366,12 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
         )
         if not named_bpb and _accumulators(index, scope, value) >= 3:
             continue  # minified: a third running total beside loss and token count is the byte count
-        if mentions_bits and not has_bytes and _all_names_known(index, scope, value) and not _in_training_loop(index, statement):
+        if (
+            mentions_bits
+            and not has_bytes
+            and _all_names_known(index, scope, value)
+            and not _in_training_loop(index, statement)
+        ):
             hits.append(
                 Hit(
                     rule="PG204",
@@ -396,7 +412,11 @@ def find_transformed_text_bytes(indexes: list[ModuleIndex], configuration: Confi
                 continue
             if _SIDECAR.search(text):
                 mentioned = True
-            if caseops is None and id(index) in at_eval and (_CASEOPS.search(text) or re.search("[\ue001-\ue004]", text)):
+            if (
+                caseops is None
+                and id(index) in at_eval
+                and (_CASEOPS.search(text) or re.search("[\ue001-\ue004]", text))
+            ):
                 caseops = (index, node)
     if caseops is None or (mentioned and (not loads or any(state is not False for state in loads))):
         return []
@@ -471,9 +491,10 @@ def _in_training_loop(index: ModuleIndex, statement: cst.CSTNode) -> bool:
             tail = call_tail(call)
             if tail == "backward":
                 return True
-            if tail == "step" and isinstance(call.func, cst.Attribute) and re.search(
-                r"opt", index.code(call.func.value, 200), re.IGNORECASE
+            if (
+                tail == "step"
+                and isinstance(call.func, cst.Attribute)
+                and re.search(r"opt", index.code(call.func.value, 200), re.IGNORECASE)
             ):
                 return True
     return False
-

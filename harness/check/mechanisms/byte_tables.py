@@ -19,17 +19,20 @@ from .syntax import (
     ModuleIndex,
     assigned_value,
     call_tail,
-    children_of as walk_children,
     nodes_within,
     step,
     target_names,
     walk,
+)
+from .syntax import (
+    children_of as walk_children,
 )
 from .targets import value_names
 
 BYTE_NAME = re.compile(r"byte", re.IGNORECASE)
 _BOUNDARY = re.compile(r"bound|bnd|bos|control|is_ctrl|prev|unk", re.IGNORECASE)
 _SPACE_LUT = re.compile(r"leading_space|has_space|space_lut|has_leading|lead_space", re.IGNORECASE)
+
 
 def find_lut_problems(index: ModuleIndex) -> list[Hit]:
     """Per-piece byte tables built from ``id_to_piece`` without the canonical special cases."""
@@ -42,8 +45,11 @@ def find_lut_problems(index: ModuleIndex) -> list[Hit]:
             continue
         decoded = _decoded_names(index, function)
         lengths = [
-            c for c in calls
-            if call_tail(c) == "len" and c.args and any(isinstance(n, cst.Call) and call_tail(n) == "encode" for n in walk(c.args[0].value))
+            c
+            for c in calls
+            if call_tail(c) == "len"
+            and c.args
+            and any(isinstance(n, cst.Call) and call_tail(n) == "encode" for n in walk(c.args[0].value))
             and not _measures_decoded_text(index, c, decoded)
         ]
         if not lengths:
@@ -55,7 +61,9 @@ def find_lut_problems(index: ModuleIndex) -> list[Hit]:
         if not any(call_tail(c) in {"is_byte", "IsByte"} for c in calls) and "<0x" not in text:
             problems.append("byte-fallback pieces are counted by their text rendering instead of as 1 byte")
         if "\u2581" not in text and "\\u2581" not in text and "\\xe2\\x96\\x81" not in text:
-            problems.append("the `▁` word-boundary marker is counted as 3 text bytes instead of one space dropped after a boundary token")
+            problems.append(
+                "the `▁` word-boundary marker is counted as 3 text bytes instead of one space dropped after a boundary token"
+            )
         if problems:
             hits.append(
                 Hit(
@@ -107,7 +115,8 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
         if not space_params and not _SPACE_LUT.search(index.text_of(function)):
             continue
         uses = [
-            s for s in nodes_within(index.subscripts, function, index)
+            s
+            for s in nodes_within(index.subscripts, function, index)
             if _names_table(s.value, space_params) and _looked_up(s) and not _is_store(index, s)
         ]
         if not uses:
@@ -136,7 +145,9 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
 
 def _names_table(value: cst.CSTNode, space_params: set[str]) -> bool:
     """``lut[...]`` / ``self.lut[...]`` itself — not ``lut.shape[0]`` or ``len(lut)``."""
-    name = value.value if isinstance(value, cst.Name) else value.attr.value if isinstance(value, cst.Attribute) else None
+    name = (
+        value.value if isinstance(value, cst.Name) else value.attr.value if isinstance(value, cst.Attribute) else None
+    )
     return name is not None and (_SPACE_LUT.search(name) is not None or name in space_params)
 
 
@@ -235,7 +246,9 @@ def _boundary_word(words: set[str]) -> bool:
     return any(_BOUNDARY.search(w) for w in words)
 
 
-_LUT_NAME = re.compile(r"base_bytes|has_leading_space|leading_space|is_boundary|bytes_per_piece|piece_bytes|token_bytes", re.IGNORECASE)
+_LUT_NAME = re.compile(
+    r"base_bytes|has_leading_space|leading_space|is_boundary|bytes_per_piece|piece_bytes|token_bytes", re.IGNORECASE
+)
 _LOADERS = {"load", "loadtxt", "fromfile", "load_file", "read_json"}
 _CHECKS = {"array_equal", "allclose", "assert_array_equal", "equal"}
 
@@ -271,8 +284,11 @@ def find_shipped_byte_table(index: ModuleIndex) -> list[Hit]:
                 continue
             read = next(
                 (
-                    n for n in walk(value)
-                    if isinstance(n, cst.Subscript) and isinstance(n.value, cst.Name) and n.value.value in loaded
+                    n
+                    for n in walk(value)
+                    if isinstance(n, cst.Subscript)
+                    and isinstance(n.value, cst.Name)
+                    and n.value.value in loaded
                     and any(_LUT_NAME.search(text) for text in _keys(n))
                 ),
                 None,

@@ -18,10 +18,33 @@ from .syntax import ModuleIndex, call_tail, children_of, nodes_within
 
 # Library-looking method names: a submission method with such a name (a cache class's
 # ``get``/``update``) still must not hide a ``d.get(tgt)`` read from the caller's analysis.
-_GENERIC = frozenset({
-    "get", "update", "item", "sum", "mean", "min", "max", "to", "view", "reshape", "forward", "__call__",
-    "append", "extend", "add", "pop", "setdefault", "copy", "clone", "float", "int", "long", "numpy",
-})
+_GENERIC = frozenset(
+    {
+        "get",
+        "update",
+        "item",
+        "sum",
+        "mean",
+        "min",
+        "max",
+        "to",
+        "view",
+        "reshape",
+        "forward",
+        "__call__",
+        "append",
+        "extend",
+        "add",
+        "pop",
+        "setdefault",
+        "copy",
+        "clone",
+        "float",
+        "int",
+        "long",
+        "numpy",
+    }
+)
 
 
 def _module_level(index: ModuleIndex, function: cst.FunctionDef) -> bool:

@@ -139,8 +139,10 @@ def _mentions_dependent(
         via_cache = False
     if via_cache is False:
         for node in walk(expr):
-            if isinstance(node, cst.Subscript) and any(info.mentions(e) for e in node.slice) and any(
-                CACHE_WORDS.search(n.value) for n in value_names(node.value)
+            if (
+                isinstance(node, cst.Subscript)
+                and any(info.mentions(e) for e in node.slice)
+                and any(CACHE_WORDS.search(n.value) for n in value_names(node.value))
             ):
                 return True
     return via_cache
@@ -165,7 +167,9 @@ def find_target_gates(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts
             continue
         via_cache = any(results)
         assigned = [
-            n for s in nodes_within(index.assigns, node.body, index) for n in target_names(s)
+            n
+            for s in nodes_within(index.assigns, node.body, index)
+            for n in target_names(s)
             if GATE_WORDS.search(n) and not _NOT_GATE.search(n)
         ]
         if assigned:
@@ -210,7 +214,11 @@ def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> s
     function = info.function
     rows: set[str] = set()
     for s in nodes_within(index.assigns, branch.body, index):
-        if isinstance(s, cst.AugAssign) and isinstance(s.target, cst.Subscript) and isinstance(s.target.value, cst.Name):
+        if (
+            isinstance(s, cst.AugAssign)
+            and isinstance(s.target, cst.Subscript)
+            and isinstance(s.target.value, cst.Name)
+        ):
             rows.add(index.code(s.target.value))
         elif isinstance(s, cst.AugAssign) and isinstance(s.target, cst.Name):
             rows.add(s.target.value)
@@ -291,7 +299,9 @@ def _factors(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
     return tuple(found)
 
 
-def _gate_hit(index: ModuleIndex, node: cst.CSTNode, gate: str, via_cache: bool, test: cst.CSTNode | None = None) -> Hit:
+def _gate_hit(
+    index: ModuleIndex, node: cst.CSTNode, gate: str, via_cache: bool, test: cst.CSTNode | None = None
+) -> Hit:
     shown = index.code(test if test is not None else node, 70)
     if via_cache:
         return Hit(
@@ -434,8 +444,10 @@ def _setting_references(index: ModuleIndex, function: cst.FunctionDef, key: str)
             for candidate in candidates:
                 while isinstance(candidate, cst.Call) and call_tail(candidate) in _CONVERTERS and candidate.args:
                     candidate = candidate.args[0].value
-                word = candidate.attr.value if isinstance(candidate, cst.Attribute) else (
-                    candidate.value if isinstance(candidate, cst.Name) else None
+                word = (
+                    candidate.attr.value
+                    if isinstance(candidate, cst.Attribute)
+                    else (candidate.value if isinstance(candidate, cst.Name) else None)
                 )
                 if word in names:
                     for name in target_names(statement):
@@ -552,7 +564,8 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list
     for statement in assigns:
         value = next(
             (
-                n for n in walk(assigned_value(statement) or statement)
+                n
+                for n in walk(assigned_value(statement) or statement)
                 if isinstance(n, cst.Call) and call_tail(n) in _DOC_STATISTICS and n.args
             ),
             None,
@@ -565,10 +578,13 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list
         stats = set(target_names(statement))
         use = next(
             (
-                later for later in assigns
+                later
+                for later in assigns
                 if _position(index, later) > _position(index, statement)
                 and {n.value for n in value_names(assigned_value(later) or later)} & stats
-                and any(_PREDICTION_WORDS.search(n) for n in target_names(later) + [v.value for v in value_names(later)])
+                and any(
+                    _PREDICTION_WORDS.search(n) for n in target_names(later) + [v.value for v in value_names(later)]
+                )
             ),
             None,
         )

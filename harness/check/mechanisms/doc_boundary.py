@@ -128,9 +128,11 @@ def _pads_front_of_sequence(call: cst.Call) -> bool:
 
 def _mask_names(index: ModuleIndex, function: cst.CSTNode) -> set[str]:
     """Names in ``function`` that hold (or are derived from) a BOS/document mask."""
-    masks = {p.name.value for p in function.params.params if BOS_WORDS.search(p.name.value)} if isinstance(
-        function, cst.FunctionDef
-    ) else set()
+    masks = (
+        {p.name.value for p in function.params.params if BOS_WORDS.search(p.name.value)}
+        if isinstance(function, cst.FunctionDef)
+        else set()
+    )
     params = {p.name.value for p in function.params.params} if isinstance(function, cst.FunctionDef) else set()
     assigns = nodes_within(index.assigns, function, index)
     for _ in range(3):
@@ -142,7 +144,8 @@ def _mask_names(index: ModuleIndex, function: cst.CSTNode) -> set[str]:
                 continue
             names = {n.value for n in value_names(value)}
             compares_ids = any(
-                isinstance(n, cst.Comparison) and any(_ID_WORDS.search(v.value) for v in value_names(n)) for n in walk(value)
+                isinstance(n, cst.Comparison) and any(_ID_WORDS.search(v.value) for v in value_names(n))
+                for n in walk(value)
             )
             compares_ids = compares_ids or any(
                 isinstance(n, cst.Comparison) and _literal_id_test(n, params) for n in walk(value)
@@ -167,8 +170,26 @@ def _literal_id_test(comparison: cst.Comparison, params: set[str]) -> bool:
 
 
 _MASK_METHODS = {
-    "unsqueeze", "float", "to", "type_as", "bool", "logical_not", "view", "reshape", "expand", "half",
-    "bfloat16", "eq", "ne", "int", "long", "expand_as", "masked_fill", "where", "cumsum", "any",
+    "unsqueeze",
+    "float",
+    "to",
+    "type_as",
+    "bool",
+    "logical_not",
+    "view",
+    "reshape",
+    "expand",
+    "half",
+    "bfloat16",
+    "eq",
+    "ne",
+    "int",
+    "long",
+    "expand_as",
+    "masked_fill",
+    "where",
+    "cumsum",
+    "any",
 }
 
 
@@ -185,7 +206,9 @@ def _is_masked(index: ModuleIndex, statement: cst.CSTNode, expr: cst.CSTNode) ->
     if used & masks or any(BOS_WORDS.search(n) for n in used):
         return True
     for follower in nodes_within(index.calls, scope, index):
-        if call_tail(follower) in {"masked_fill", "masked_fill_", "where", "mul_"} and index.line(follower) >= index.line(statement):
+        if call_tail(follower) in {"masked_fill", "masked_fill_", "where", "mul_"} and index.line(
+            follower
+        ) >= index.line(statement):
             names = {n.value for n in value_names(follower)}
             if names & masks and names & set(target_names(statement)):
                 return True

@@ -59,7 +59,11 @@ def imported_modules(index: ModuleIndex) -> set[str]:
                 names.update(f"{module}.{_module_name(a.name)}" for a in statement.names)
                 names.update(_module_name(a.name) for a in statement.names)
     for call in index.calls:
-        tail = (dotted_name(call.func) or "").rsplit(".", 1)[-1] if not isinstance(call.func, cst.Attribute) else call.func.attr.value
+        tail = (
+            (dotted_name(call.func) or "").rsplit(".", 1)[-1]
+            if not isinstance(call.func, cst.Attribute)
+            else call.func.attr.value
+        )
         if tail in {"import_module", "__import__"} and call.args:
             value = call.args[0].value
             text = literal_text(value) if isinstance(value, cst.SimpleString) else None
@@ -76,8 +80,20 @@ def imported_modules(index: ModuleIndex) -> set[str]:
 # Calls that load or run another file of the submission: importlib by path, runpy, exec of
 # an opened file, or a subprocess/os.system running ``python helper.py``.
 _LOADING_CALLS = {
-    "spec_from_file_location", "SourceFileLoader", "run_path", "run_module", "open", "read_text",
-    "system", "run", "Popen", "check_call", "call", "check_output", "with_name", "replace",
+    "spec_from_file_location",
+    "SourceFileLoader",
+    "run_path",
+    "run_module",
+    "open",
+    "read_text",
+    "system",
+    "run",
+    "Popen",
+    "check_call",
+    "call",
+    "check_output",
+    "with_name",
+    "replace",
 }
 
 

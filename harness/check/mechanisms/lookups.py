@@ -134,7 +134,12 @@ def _read_sites(index: ModuleIndex, function: cst.FunctionDef, mentions) -> list
         if any(mentions(element.slice) for element in subscript.slice):
             sites.append(subscript)
     for call in nodes_within(index.calls, function, index):
-        if call_tail(call) == "get" and call.args and mentions(call.args[0].value) and not _writes_same_table(index, call):
+        if (
+            call_tail(call) == "get"
+            and call.args
+            and mentions(call.args[0].value)
+            and not _writes_same_table(index, call)
+        ):
             sites.append(call)
     return sites
 
@@ -158,7 +163,8 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
     facts = LookupFacts()
     function = info.function
     hashes = [
-        b for b in nodes_within(index.binops, function, index)
+        b
+        for b in nodes_within(index.binops, function, index)
         if is_hash_mix(b) and _outermost_hash(index, b) and info.mentions(b)
     ]
     hashes += [c for c in nodes_within(index.calls, function, index) if call_tail(c) == "hash" and info.mentions(c)]
@@ -188,7 +194,11 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
             continue
         if isinstance(key_expr, cst.Tuple):
             continue  # an exact ``(ctx, tgt)`` counter: the #1026 C2 shape, reported as PG202 below
-        if id(key_expr) in facts.composed and id(site) not in embedded_ids and _cache_table(index, site, counted) is None:
+        if (
+            id(key_expr) in facts.composed
+            and id(site) not in embedded_ids
+            and _cache_table(index, site, counted) is None
+        ):
             continue  # ``logp_flat[i * V + tgt]`` selects the scored entry; only count tables are keyed
         facts.key_reads.append((key_expr, site))
 
@@ -231,8 +241,10 @@ def _composed_keys(
     ]
     for statement in assigns:
         value = assigned_value(statement)
-        if isinstance(value, cst.Tuple) and isinstance(statement, cst.Assign) and all(
-            isinstance(t.target, cst.Name) for t in statement.targets
+        if (
+            isinstance(value, cst.Tuple)
+            and isinstance(statement, cst.Assign)
+            and all(isinstance(t.target, cst.Name) for t in statement.targets)
         ):
             candidates.append(value)  # ``key = (ctx, tgt)``; ``tgt, prev = y[s:], x[s:]`` unpacks
     for subscript in nodes_within(index.subscripts, info.function, index):

@@ -27,7 +27,9 @@ NETWORK_CALLS = re.compile(
     r"|datasets\.load_dataset|torch\.hub\.(load|download_url_to_file|load_state_dict_from_url)"
     r"|wget\.download|gdown\.download|nltk\.download|ftplib\.FTP|smtplib\.SMTP)$"
 )
-_SHELL_CALLS = re.compile(r"^(subprocess\.(run|call|check_call|check_output|Popen|getoutput|getstatusoutput)|os\.(system|popen))$")
+_SHELL_CALLS = re.compile(
+    r"^(subprocess\.(run|call|check_call|check_output|Popen|getoutput|getstatusoutput)|os\.(system|popen))$"
+)
 _SHELL_NETWORK = re.compile(
     r"\b(wget|curl|git\s+clone|huggingface-cli|hf\s+download|aws\s+s3|gsutil|scp|rsync)\b|\bpip3?\b.*\binstall\b",
     re.IGNORECASE,

@@ -194,7 +194,9 @@ def _computes_loss(value: cst.CSTNode) -> bool:
             else:
                 break
         return isinstance(inner, cst.Call) and call_tail(inner) in {"log", "log2"}
-    while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in _CONVERSIONS:
+    while (
+        isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in _CONVERSIONS
+    ):
         value = value.func.value  # ``F.cross_entropy(...).cpu().numpy()`` is still the loss
     if not isinstance(value, cst.Call):
         return False
@@ -264,7 +266,8 @@ def _normalized_names(assigns: list[cst.CSTNode]) -> set[str]:
     for statement in assigns:
         value = assigned_value(statement)
         if value is not None and (
-            any(isinstance(n, cst.Call) and call_tail(n) in _NORMALIZERS for n in walk(value)) or _smoothed_over_vocab(value)
+            any(isinstance(n, cst.Call) and call_tail(n) in _NORMALIZERS for n in walk(value))
+            or _smoothed_over_vocab(value)
         ):
             names.update(target_names(statement))  # ``denom = total + a * V`` then ``/ max(denom, eps)`` (#804)
     return names

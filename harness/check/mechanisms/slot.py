@@ -22,7 +22,8 @@ def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
     fresh: dict[str, cst.CSTNode] = {}
     for call in calls:
         grad_on = any(
-            a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True" for a in call.args
+            a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True"
+            for a in call.args
         ) or call_tail(call) in {"requires_grad_", "Parameter"}
         if not grad_on:
             continue
@@ -88,7 +89,8 @@ def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
     function = info.function
     for call in nodes_within(index.calls, function, index):
         positions = [
-            i for i, a in enumerate(call.args)
+            i
+            for i, a in enumerate(call.args)
             if a.keyword is None and isinstance(a.value, cst.Name) and a.value.value in info.names
         ]
         if not positions:
@@ -115,7 +117,9 @@ def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
                         "(SLOT on scored positions)"
                     ),
                     path=(
-                        step(helper_index, helper, f"{helper.name.value} runs backward on a loss of its target argument"),
+                        step(
+                            helper_index, helper, f"{helper.name.value} runs backward on a loss of its target argument"
+                        ),
                         step(index, statement, "called with the targets of this window"),
                         step(index, score, "the same targets are scored with the optimized tensors"),
                     ),
@@ -131,7 +135,10 @@ def _optimizes_on_parameter(index: ModuleIndex, helper: cst.FunctionDef, positio
     watched = {params[i] for i in positions if i < len(params)}
     calls = nodes_within(index.calls, helper, index)
     fresh = any(
-        any(a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True" for a in c.args)
+        any(
+            a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True"
+            for a in c.args
+        )
         or call_tail(c) in {"requires_grad_", "Parameter"}
         for c in calls
     )
@@ -147,7 +154,7 @@ def _optimizes_on_parameter(index: ModuleIndex, helper: cst.FunctionDef, positio
 
 
 def _optimized_positions(index: ModuleIndex, loop: cst.CSTNode, function: cst.FunctionDef) -> str | None:
-    """"context" when every loss mask used in ``loop`` is set only on a leading slice
+    """ "context" when every loss mask used in ``loop`` is set only on a leading slice
     (``mask[:, :s] = 1``), "scored" when a mask covers a trailing slice (``mask[:, s:] = 1``)."""
     used = {n.value for n in value_names(loop.body)}
     kinds: set[str] = set()
@@ -185,7 +192,8 @@ def _score_after(
         names = {n.value for n in value_names(value)}
         params_used = params_used or bool(names & params)
         scoring = [
-            n for n in walk(value)
+            n
+            for n in walk(value)
             if isinstance(n, cst.Call) and call_tail(n) in {"cross_entropy", "nll_loss", "gather"}
         ]
         if params_used and any({v.value for v in value_names(c)} & targets for c in scoring):

@@ -59,8 +59,12 @@ class Evaluation:
 class Configuration:
     """Env-switch bindings of one submission, evaluated under its documented settings."""
 
-    def __init__(self, indexes: list[ModuleIndex], settings: dict[str, Setting],
-                 alternatives: list[dict[str, Setting]] | None = None) -> None:
+    def __init__(
+        self,
+        indexes: list[ModuleIndex],
+        settings: dict[str, Setting],
+        alternatives: list[dict[str, Setting]] | None = None,
+    ) -> None:
         self.indexes = indexes
         self.settings = settings
         self.alternatives = alternatives or []  # other documented runs (settings.documented_alternatives)
@@ -211,7 +215,9 @@ class Configuration:
         if name in {"int", "float", "bool", "str"} and len(args) == 1:
             inner = self._eval(args[0], used, depth + 1)
             return _convert(name, inner)
-        if name == "getattr" and len(args) >= 2:  # ``getattr(args, "artifact_ngram", False)`` is ``args.artifact_ngram``
+        if (
+            name == "getattr" and len(args) >= 2
+        ):  # ``getattr(args, "artifact_ngram", False)`` is ``args.artifact_ngram``
             attr = string_value(args[1])
             if attr is not None and attr.isidentifier() and self.bindings.get(attr.lower()):
                 return self._eval_name(cst.Name(attr), used, depth + 1)

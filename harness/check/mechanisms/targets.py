@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from .syntax import ModuleIndex, children_of, assigned_value, call_tail, nodes_within, number_value, target_names, walk
+from .syntax import ModuleIndex, assigned_value, call_tail, children_of, nodes_within, number_value, target_names, walk
 
 STRONG_TARGET = re.compile(
     r"^(tgt|tgts|target|targets|labels?|next_tokens?)(_\w+)?$|_(tgt|tgts|targets?|labels)$|^y_?(batch|true|tgt)$"
@@ -34,8 +34,26 @@ _SCORE_CALLS = {"cross_entropy", "nll_loss", "log_softmax", "log", "log2", "logs
 _SCORE_WORDS = re.compile(r"nll|loss_sum|log_?prob|logp|bits|score|bpb")
 _POSITION_TABLE = re.compile(r"seqlen|start|end|offset|pos|bound|len|ptr|idx|index|cum", re.IGNORECASE)
 _CARRIER_METHODS = {
-    "reshape", "view", "flatten", "long", "int", "to", "cpu", "cuda", "numpy", "tolist", "astype",
-    "contiguous", "squeeze", "unsqueeze", "item", "clone", "detach", "view_as", "expand", "ravel",
+    "reshape",
+    "view",
+    "flatten",
+    "long",
+    "int",
+    "to",
+    "cpu",
+    "cuda",
+    "numpy",
+    "tolist",
+    "astype",
+    "contiguous",
+    "squeeze",
+    "unsqueeze",
+    "item",
+    "clone",
+    "detach",
+    "view_as",
+    "expand",
+    "ravel",
 }
 _CARRIER_FUNCS = {"as_tensor", "from_numpy", "asarray", "array", "int", "tensor", "ascontiguousarray"}
 
@@ -191,7 +209,11 @@ def is_shifted_slice(expr: cst.CSTNode) -> bool:
     lower = element.lower
     if number_value(lower) == 1:
         return True
-    return isinstance(lower, cst.BinaryOperation) and isinstance(lower.operator, cst.Add) and number_value(lower.right) == 1
+    return (
+        isinstance(lower, cst.BinaryOperation)
+        and isinstance(lower.operator, cst.Add)
+        and number_value(lower.right) == 1
+    )
 
 
 def _offset(index_expr: cst.CSTNode, starts: dict[str, int] | None = None) -> tuple[str, int] | None:

@@ -105,7 +105,8 @@ def _reserve_state(index: ModuleIndex, scope: cst.CSTNode, configuration: Config
     """A description of the reserved calibration slice, or None when there is none (or it is 0)."""
     # Minified code binds GPTQ_RESERVE_SECONDS to a one-letter field: the env name decides.
     reserve_keys = {
-        key for key, bindings in configuration.bindings.items()
+        key
+        for key, bindings in configuration.bindings.items()
         if any(_RESERVE.search(text) for b in bindings for text in strings_in(b.expr))
     }
 
@@ -113,8 +114,10 @@ def _reserve_state(index: ModuleIndex, scope: cst.CSTNode, configuration: Config
         return bool(_RESERVE.search(word)) or word.lower() in reserve_keys
 
     candidates = [
-        n for n in walk(scope)
-        if (isinstance(n, cst.Attribute) and is_reserve(n.attr.value)) or (isinstance(n, cst.Name) and is_reserve(n.value))
+        n
+        for n in walk(scope)
+        if (isinstance(n, cst.Attribute) and is_reserve(n.attr.value))
+        or (isinstance(n, cst.Name) and is_reserve(n.value))
     ]
     for node in candidates:
         if isinstance(index.parent(node), cst.Attribute) and index.parent(node).attr is node:  # type: ignore[union-attr]
@@ -140,7 +143,8 @@ def _budget_state(
     below 600 s (and above 0, which disables the cap in the baseline); one at 600 s leaves no
     reserve, and none known at all leaves the question open (a warning, not an error)."""
     budget_keys = {
-        key for key, bindings in configuration.bindings.items()
+        key
+        for key, bindings in configuration.bindings.items()
         if any(_BUDGET.search(text) for b in bindings for text in strings_in(b.expr))
     }
     locals_: dict[str, list[cst.BaseExpression]] = {}
@@ -154,9 +158,10 @@ def _budget_state(
 
     budgets: list[tuple[cst.CSTNode, float]] = []
     pending = [
-        c for c in nodes_within(index.comparisons, loop, index)
-        if _compares_clock(index, c) or any(_BUDGET.search(last_identifier(n) or "") for n in walk(c)
-                                             if isinstance(n, (cst.Name, cst.Attribute)))
+        c
+        for c in nodes_within(index.comparisons, loop, index)
+        if _compares_clock(index, c)
+        or any(_BUDGET.search(last_identifier(n) or "") for n in walk(c) if isinstance(n, (cst.Name, cst.Attribute)))
     ]  # ``approx_ms >= train_budget_ms`` beside a ``stop_after_step`` flag: the budget is here
     budgets += _literal_budgets(pending)
     seen: set[int] = set()
@@ -275,15 +280,17 @@ def _region_calls(index: ModuleIndex, scope: cst.CSTNode, boundary: cst.CSTNode)
     return calls
 
 
-def _last_save(index: ModuleIndex, calls: list[cst.Call], configuration: Configuration,
-               data: TrainingData) -> cst.Call | None:
+def _last_save(
+    index: ModuleIndex, calls: list[cst.Call], configuration: Configuration, data: TrainingData
+) -> cst.Call | None:
     """The last serialization among ``calls`` (a raw ``final_model.pt`` checkpoint written
     before GPTQ calibration is not the artifact; the quantized write after it is, #1060),
     a helper that writes counting as one (``export_artifact(...)``). A write the documented
     configuration switches off (``SAVE_POST_TRAIN_CHECKPOINT`` left at 0, #843) never
     happens, so it marks nothing."""
     saves = [
-        c for c in calls
+        c
+        for c in calls
         if (call_tail(c) in _SERIALIZE or any(_writes(i, f, data, 1) for i, f in data.callees(c)))
         and _runs(index, c, configuration)
     ]
@@ -304,8 +311,9 @@ def _caller_regions(indexes: list[ModuleIndex], name: str) -> list[Region]:
     return regions
 
 
-def _late_reads(data: TrainingData, index: ModuleIndex, call: cst.Call, loaders: dict[str, set[str]] | None,
-                train_paths: set[str]) -> list[Read]:
+def _late_reads(
+    data: TrainingData, index: ModuleIndex, call: cst.Call, loaders: dict[str, set[str]] | None, train_paths: set[str]
+) -> list[Read]:
     reads = direct_reads(index, call) or data.reads_of_call(call, index=index)
     if not reads and loaders is not None:
         reads = loader_reuse(index, call, loaders, data) or train_path_use(index, call, train_paths)
@@ -334,13 +342,21 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
                     path=(
                         step(index, function, f"evaluation function {function.name.value} (scores validation tokens)"),
                         step(read.index, read.node, "training shard read during evaluation"),
-                    ) + read.via,
+                    )
+                    + read.via,
                 )
     return list(hits.values())
 
 
-def _after_clock(indexes: list[ModuleIndex], index: ModuleIndex, loop: cst.CSTNode, data: TrainingData,
-                 configuration: Configuration, train_paths: set[str], hits: dict[tuple[str, int], Hit]) -> None:
+def _after_clock(
+    indexes: list[ModuleIndex],
+    index: ModuleIndex,
+    loop: cst.CSTNode,
+    data: TrainingData,
+    configuration: Configuration,
+    train_paths: set[str],
+    hits: dict[tuple[str, int], Hit],
+) -> None:
     """Training reads after one wall-clock-capped loop: in its function, then in the callers
     after the call (the loop usually sits in ``train_model`` and calibration in its caller)."""
     scope = index.enclosing_function(loop) or index.parsed.module
@@ -367,12 +383,17 @@ def _after_clock(indexes: list[ModuleIndex], index: ModuleIndex, loop: cst.CSTNo
             reads = _late_reads(data, region_index, call, loaders if region_scope is scope else None, train_paths)
             key = (region_index.name, region_index.line(call))
             if reads and key not in hits:
-                hits[key] = _after_clock_hit(index, loop, region_index, call, reads[0], reserve, saved_at,
-                                             budget_known)
+                hits[key] = _after_clock_hit(index, loop, region_index, call, reads[0], reserve, saved_at, budget_known)
 
 
-def _after_save(indexes: list[ModuleIndex], index: ModuleIndex, save: cst.Call, data: TrainingData,
-                configuration: Configuration, hits: dict[tuple[str, int], Hit]) -> None:
+def _after_save(
+    indexes: list[ModuleIndex],
+    index: ModuleIndex,
+    save: cst.Call,
+    data: TrainingData,
+    configuration: Configuration,
+    hits: dict[tuple[str, int], Hit],
+) -> None:
     scope = index.enclosing_function(save) or index.parsed.module
     if _last_save(index, _region_calls(index, scope, save), configuration, data) is not None:
         return  # written again later (raw checkpoint, then the quantized artifact): not the final one
@@ -383,7 +404,7 @@ def _after_save(indexes: list[ModuleIndex], index: ModuleIndex, save: cst.Call, 
         calls = _region_calls(region_index, region_scope, boundary)
         last = _last_save(region_index, calls, configuration, data)
         if last is not None:
-            calls = calls[calls.index(last) + 1:]
+            calls = calls[calls.index(last) + 1 :]
         for call in calls:
             key = (region_index.name, region_index.line(call))
             if key in hits:
@@ -436,14 +457,17 @@ def _touches_validation(index: ModuleIndex, function: cst.FunctionDef) -> bool:
     if not _VAL_TEXT.search(index.text_of(function)):
         return False  # a text prefilter before the walk
     for node in walk(function):
-        word = node.value if isinstance(node, cst.Name) else node.attr.value if isinstance(node, cst.Attribute) else None
+        word = (
+            node.value if isinstance(node, cst.Name) else node.attr.value if isinstance(node, cst.Attribute) else None
+        )
         if word is not None and _VAL_DATA.search(word):
             return True
     return False
 
 
-def _trains(index: ModuleIndex, function: cst.FunctionDef, data: TrainingData, memo: dict[int, bool],
-            depth: int) -> bool:
+def _trains(
+    index: ModuleIndex, function: cst.FunctionDef, data: TrainingData, memo: dict[int, bool], depth: int
+) -> bool:
     """Whether ``function`` (or a function it calls) trains on training batches: a loop whose
     body, callees included, reads training data and either calls ``backward``
     (``train_model``'s loop calling ``step_fn``) or stops on the wall clock (gradient-free
@@ -455,7 +479,10 @@ def _trains(index: ModuleIndex, function: cst.FunctionDef, data: TrainingData, m
     memo[key] = False
     result = any(
         (_calls_backward(index, loop, data, 0) or _compares_clock(index, loop))
-        and (direct_reads(index, loop) or any(data.reads_of_call(c, index=index) for c in nodes_within(index.calls, loop, index)))
+        and (
+            direct_reads(index, loop)
+            or any(data.reads_of_call(c, index=index) for c in nodes_within(index.calls, loop, index))
+        )
         for loop in nodes_within(index.loops, function, index)
     )
     if not result and depth < 3:
@@ -478,10 +505,14 @@ def _writes(index: ModuleIndex, function: cst.FunctionDef, data: TrainingData, d
         return known
     index.memo[key] = False  # recursion guard
     calls = nodes_within(index.calls, function, index)
-    result = any(call_tail(c) in _SERIALIZE for c in calls) or depth < 2 and any(
-        callee is not function and _writes(callee_index, callee, data, depth + 1)
-        for call in calls
-        for callee_index, callee in data.callees(call)
+    result = (
+        any(call_tail(c) in _SERIALIZE for c in calls)
+        or depth < 2
+        and any(
+            callee is not function and _writes(callee_index, callee, data, depth + 1)
+            for call in calls
+            for callee_index, callee in data.callees(call)
+        )
     )
     if result or depth == 0:
         index.memo[key] = result  # a negative answer below the top is depth-limited: not kept
@@ -530,13 +561,22 @@ def _after_save_hit(index: ModuleIndex, save: cst.Call, region_index: ModuleInde
     return _late_read_hit(
         step(index, save, "final model serialized: training is over"),
         step(region_index, call, "called after serialization"),
-        region_index, call, read,
+        region_index,
+        call,
+        read,
         f"after the final model is serialized (line {index.line(save)})",
     )
 
 
-def _late_read_hit(boundary: Step, call_step: Step, region_index: ModuleIndex, call: cst.Call, read: Read,
-                   when: str, severity: Severity = Severity.ERROR) -> Hit:
+def _late_read_hit(
+    boundary: Step,
+    call_step: Step,
+    region_index: ModuleIndex,
+    call: cst.Call,
+    read: Read,
+    when: str,
+    severity: Severity = Severity.ERROR,
+) -> Hit:
     """A PG302 hit: the boundary (save or clock), the late call, and the read it leads to."""
     path = [boundary, call_step]
     if read.node is not call:
@@ -580,5 +620,9 @@ def _after_clock_hit(
     return _late_read_hit(
         step(index, loop, "training loop stops on the wall clock"),
         step(region_index, call, "called after the training clock"),
-        region_index, call, read, why, severity,
+        region_index,
+        call,
+        read,
+        why,
+        severity,
     )

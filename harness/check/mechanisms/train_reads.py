@@ -87,6 +87,7 @@ def direct_reads(index: ModuleIndex, scope: cst.CSTNode) -> list[Read]:
 
 def _is_validation_source(index: ModuleIndex, expr: cst.CSTNode, caller: cst.FunctionDef | None) -> bool:
     """``DistributedTokenLoader(args.val_files, …)`` or a local name bound only to one."""
+
     def val_only(node: cst.CSTNode) -> bool:
         return mentions(node, VAL_WORDS) and not mentions(node, TRAIN_WORDS)
 
@@ -95,7 +96,8 @@ def _is_validation_source(index: ModuleIndex, expr: cst.CSTNode, caller: cst.Fun
     if not isinstance(expr, cst.Name) or caller is None:
         return False
     bound = [
-        value for statement in nodes_within(index.assigns, caller, index)
+        value
+        for statement in nodes_within(index.assigns, caller, index)
         if expr.value in target_names(statement) and (value := assigned_value(statement)) is not None
     ]
     return bool(bound) and all(val_only(value) for value in bound)
@@ -282,7 +284,8 @@ def train_path_keys(configuration: Configuration) -> set[str]:
     """Config fields bound to a training-shard path (``tf = os.path.join(..., "fineweb_train_*.bin")``),
     whatever minification named them."""
     return {
-        key for key, bindings in configuration.bindings.items()
+        key
+        for key, bindings in configuration.bindings.items()
         if any(TRAIN_WORDS.search(text) for b in bindings for text in strings_in(b.expr))
     }
 
@@ -293,14 +296,26 @@ def train_path_use(index: ModuleIndex, call: cst.Call, keys: set[str]) -> list[R
         return []
     for arg in call.args:
         node = arg.value
-        word = node.attr.value if isinstance(node, cst.Attribute) else node.value if isinstance(node, cst.Name) else None
+        word = (
+            node.attr.value if isinstance(node, cst.Attribute) else node.value if isinstance(node, cst.Name) else None
+        )
         if word is not None and word.lower() in keys:
             return [Read(index, call, index.code(call, 60))]
     return []
 
 
 _MODEL_OUTPUT = re.compile(r"loss|logit|out|aux|hidden|grad", re.IGNORECASE)
-_MODEL_METHODS = {"backward", "step", "zero_grad", "parameters", "named_parameters", "state_dict", "train", "eval", "forward"}
+_MODEL_METHODS = {
+    "backward",
+    "step",
+    "zero_grad",
+    "parameters",
+    "named_parameters",
+    "state_dict",
+    "train",
+    "eval",
+    "forward",
+}
 
 
 def loop_loaders(index: ModuleIndex, loop: cst.CSTNode) -> dict[str, set[str]]:
@@ -317,7 +332,11 @@ def loop_loaders(index: ModuleIndex, loop: cst.CSTNode) -> dict[str, set[str]]:
         if any(_MODEL_OUTPUT.search(n) for n in target_names(statement)):
             continue  # ``loss, aux = model.forward_aux(x, y)``: the model, not a batch source
         value = statement.value
-        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and isinstance(value.func.value, cst.Name):
+        if (
+            isinstance(value, cst.Call)
+            and isinstance(value.func, cst.Attribute)
+            and isinstance(value.func.value, cst.Name)
+        ):
             name = value.func.value.value
             if not VAL_WORDS.search(name):
                 loaders.setdefault(name, set()).add(value.func.attr.value)
@@ -343,7 +362,11 @@ def loader_reuse(index: ModuleIndex, call: cst.Call, loaders: dict[str, set[str]
     if isinstance(call.func, cst.Name) and call.func.value not in data.functions:
         return []
     receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
-    if isinstance(receiver, cst.Name) and isinstance(call.func, cst.Attribute) and call.func.attr.value in loaders.get(receiver.value, set()):
+    if (
+        isinstance(receiver, cst.Name)
+        and isinstance(call.func, cst.Attribute)
+        and call.func.attr.value in loaders.get(receiver.value, set())
+    ):
         return [Read(index, call, index.code(call, 60))]
     for arg in call.args:
         if isinstance(arg.value, cst.Name) and arg.value.value in loaders:

@@ -116,7 +116,12 @@ def _subscript_targets(statement: cst.CSTNode) -> list[cst.Subscript]:
 
 
 def _read_back(
-    index: ModuleIndex, statements: list[cst.CSTNode], write: cst.CSTNode, scored_at: int, table: str, key_node: cst.CSTNode
+    index: ModuleIndex,
+    statements: list[cst.CSTNode],
+    write: cst.CSTNode,
+    scored_at: int,
+    table: str,
+    key_node: cst.CSTNode,
 ) -> cst.CSTNode | None:
     """The first plain read ``table[key]`` after ``write`` and before the score, with the key
     not rebound in between (the same cell of the same position)."""

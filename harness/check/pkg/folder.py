@@ -95,8 +95,11 @@ def read_package(submission: Submission) -> PackageFolder:
 def _json_variant(files: set[str]) -> str | None:
     """A folder without ``submission.json`` sometimes ships it under a longer name
     (``submission_<variant>.json``): one such file at the top is read as the submission's."""
-    variants = [name for name in files if "/" not in name and name.lower().startswith("submission")
-                and name.lower().endswith(".json")]
+    variants = [
+        name
+        for name in files
+        if "/" not in name and name.lower().startswith("submission") and name.lower().endswith(".json")
+    ]
     return variants[0] if len(variants) == 1 else None
 
 

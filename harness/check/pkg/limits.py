@@ -58,27 +58,46 @@ def _log_readings(log: TrainingLog, shipped: int | None, package: PackageFolder)
     total = log.artifact_size()
     if total is not None:
         label = f" {total.label}" if total.label else ""
-        readings.append(SizeReading(f"logged total (Total submission size{label})", total.size_bytes, log.path, total.line))
+        readings.append(
+            SizeReading(f"logged total (Total submission size{label})", total.size_bytes, log.path, total.line)
+        )
     model = log.model_size()
     if model is not None and total is None and log.code_sizes:
         code = log.code_sizes[-1].size_bytes
-        readings.append(SizeReading(f"logged model ({model.label}) + logged code ({code:,})",
-                                    model.size_bytes + code, log.path, model.line))
+        readings.append(
+            SizeReading(
+                f"logged model ({model.label}) + logged code ({code:,})", model.size_bytes + code, log.path, model.line
+            )
+        )
     if model is not None and shipped is not None:
         # The shipped file is sometimes a compressed shim of the logged source, sometimes a
         # launcher, sometimes a readable copy of a compressed original (#1953): it can only
         # argue that the artifact is smaller than the log's own count, not that it is larger.
-        readings.append(SizeReading(f"logged model ({model.label}) + shipped {ENTRY_FILE} ({shipped:,})",
-                                    model.size_bytes + shipped, log.path, model.line, counter_only=True))
+        readings.append(
+            SizeReading(
+                f"logged model ({model.label}) + shipped {ENTRY_FILE} ({shipped:,})",
+                model.size_bytes + shipped,
+                log.path,
+                model.line,
+                counter_only=True,
+            )
+        )
     data = package.submission_json
     for key in _json_keys_covering(package):
-        readings.append(SizeReading(f"submission.json {key}", data.data[key], JSON_FILE, data.line_of(key),
-                                    counter_only=True))
+        readings.append(
+            SizeReading(f"submission.json {key}", data.data[key], JSON_FILE, data.line_of(key), counter_only=True)
+        )
     if data is not None and log.seed is not None:
         for claim in data.seed_claims:
             if claim.seed == str(log.seed) and claim.artifact_bytes is not None:
-                readings.append(SizeReading(f"submission.json seed_results['{claim.seed}'].artifact_bytes",
-                                            claim.artifact_bytes, JSON_FILE, claim.line))
+                readings.append(
+                    SizeReading(
+                        f"submission.json seed_results['{claim.seed}'].artifact_bytes",
+                        claim.artifact_bytes,
+                        JSON_FILE,
+                        claim.line,
+                    )
+                )
     return readings
 
 
@@ -102,8 +121,11 @@ def _json_readings(package: PackageFolder) -> list[SizeReading]:
         value = data.data.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             readings.append(SizeReading(f"submission.json {key}", value, JSON_FILE, data.line_of(key)))
-    readings += [SizeReading(f"submission.json seed_results['{c.seed}'].artifact_bytes", c.artifact_bytes,
-                             JSON_FILE, c.line) for c in data.seed_claims if c.artifact_bytes is not None]
+    readings += [
+        SizeReading(f"submission.json seed_results['{c.seed}'].artifact_bytes", c.artifact_bytes, JSON_FILE, c.line)
+        for c in data.seed_claims
+        if c.artifact_bytes is not None
+    ]
     return readings
 
 
@@ -123,8 +145,10 @@ def artifact_size(submission: Submission, package: PackageFolder, record: bool) 
         first = over[0]
         message = f"{first.what} is {first.size_bytes:,} bytes, {_OVER}"
         if under:
-            message += (f"; but {under[0].what} gives {under[0].size_bytes:,} bytes: say how the artifact is "
-                        "counted (code bytes + compressed model bytes)")
+            message += (
+                f"; but {under[0].what} gives {under[0].size_bytes:,} bytes: say how the artifact is "
+                "counted (code bytes + compressed model bytes)"
+            )
         elif not record:
             message += " (not a record claim: the cap decides leaderboard records)"
         severity = Severity.ERROR if record and not under else Severity.WARNING
@@ -137,8 +161,15 @@ def artifact_size(submission: Submission, package: PackageFolder, record: bool) 
     for reading in _json_readings(package):
         if reading.size_bytes > SIZE_LIMIT_BYTES:
             why = "the logs print a size under it" if logged else "no log prints the artifact size to confirm it"
-            findings.append(Finding("PG303", Severity.WARNING, reading.file, reading.line,
-                                    f"{reading.what} is {reading.size_bytes:,} bytes, {_OVER}; {why}"))
+            findings.append(
+                Finding(
+                    "PG303",
+                    Severity.WARNING,
+                    reading.file,
+                    reading.line,
+                    f"{reading.what} is {reading.size_bytes:,} bytes, {_OVER}; {why}",
+                )
+            )
     return findings
 
 
@@ -166,27 +197,39 @@ def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
     logs = package.claim_logs() or package.logs
     trained = [log for log in logs if log.train_time_ms is not None]
     train_over = [log for log in trained if log.train_time_ms > TIME_LIMIT_MS + _in_flight_ms(log)]
-    all_clear = record and bool(train_over) and len(train_over) == len(trained) and all(
-        _clearly_over(log.train_time_ms, _in_flight_ms(log)) and _fewer_gpus(log) is None for log in train_over)
+    all_clear = (
+        record
+        and bool(train_over)
+        and len(train_over) == len(trained)
+        and all(_clearly_over(log.train_time_ms, _in_flight_ms(log)) and _fewer_gpus(log) is None for log in train_over)
+    )
     findings = []
     for log in train_over:
-        message = (f"training ran {log.train_time_ms / 1000:.1f} s (train_time:{log.train_time_ms:.0f}ms), over the "
-                   f"600 s limit and the in-flight step ({_in_flight_ms(log):.0f} ms)")
+        message = (
+            f"training ran {log.train_time_ms / 1000:.1f} s (train_time:{log.train_time_ms:.0f}ms), over the "
+            f"600 s limit and the in-flight step ({_in_flight_ms(log):.0f} ms)"
+        )
         if not all_clear:
             message += _why_not_decisive(record, len(train_over), len(trained), "trained", _fewer_gpus(log))
-        findings.append(Finding("PG304", Severity.ERROR if all_clear else Severity.WARNING,
-                                log.path, log.train_time_line, message))
+        findings.append(
+            Finding("PG304", Severity.ERROR if all_clear else Severity.WARNING, log.path, log.train_time_line, message)
+        )
     scored = [(log, log.headline()) for log in logs]
     timed = [(log, h) for log, h in scored if h is not None and h.eval_time_ms is not None]
     eval_over = [(log, h) for log, h in timed if h.eval_time_ms > TIME_LIMIT_MS]
-    eval_clear = record and bool(eval_over) and len(eval_over) == len(timed) and all(
-        _clearly_over(h.eval_time_ms, 0.0) and _fewer_gpus(log) is None for log, h in eval_over)
+    eval_clear = (
+        record
+        and bool(eval_over)
+        and len(eval_over) == len(timed)
+        and all(_clearly_over(h.eval_time_ms, 0.0) and _fewer_gpus(log) is None for log, h in eval_over)
+    )
     for log, headline in eval_over:
         message = f"evaluation of {headline.family} took {headline.eval_time_ms / 1000:.1f} s, over the 600 s limit"
         if not eval_clear:
             message += _why_not_decisive(record, len(eval_over), len(timed), "evaluated", _fewer_gpus(log))
-        findings.append(Finding("PG304", Severity.ERROR if eval_clear else Severity.WARNING,
-                                log.path, headline.line, message))
+        findings.append(
+            Finding("PG304", Severity.ERROR if eval_clear else Severity.WARNING, log.path, headline.line, message)
+        )
     if not eval_over:
         findings += _eval_total_info(logs)
     return findings
@@ -210,10 +253,15 @@ def _eval_total_info(logs: list[TrainingLog]) -> list[Finding]:
         families = log.families()
         total = sum(f.eval_time_ms or 0.0 for f in families)
         if families and total > TIME_LIMIT_MS:
-            findings.append(Finding(
-                "PG304", Severity.INFO, log.path, families[-1].line,
-                f"final evaluations together took {total / 1000:.1f} s "
-                f"({', '.join(f.family for f in families if f.eval_time_ms)}), over 600 s: "
-                "show which of them the reported score needs",
-            ))
+            findings.append(
+                Finding(
+                    "PG304",
+                    Severity.INFO,
+                    log.path,
+                    families[-1].line,
+                    f"final evaluations together took {total / 1000:.1f} s "
+                    f"({', '.join(f.family for f in families if f.eval_time_ms)}), over 600 s: "
+                    "show which of them the reported score needs",
+                )
+            )
     return findings

@@ -44,9 +44,27 @@ _SEED_IN_NAME = re.compile(r"seed[_\-]?(\d+)", re.IGNORECASE)
 
 # Keys whose values legitimately differ between seeds of one configuration: the seed, run
 # identity, and where a run writes its outputs.
-_RUN_SPECIFIC_KEYS = frozenset({"seed", "run_id", "runid", "logfile", "log_file", "log_path", "log_dir",
-                                "hostname", "timestamp", "date", "rank", "local_rank", "out_dir",
-                                "output_dir", "save_dir", "checkpoint_dir", "artifact_path"})
+_RUN_SPECIFIC_KEYS = frozenset(
+    {
+        "seed",
+        "run_id",
+        "runid",
+        "logfile",
+        "log_file",
+        "log_path",
+        "log_dir",
+        "hostname",
+        "timestamp",
+        "date",
+        "rank",
+        "local_rank",
+        "out_dir",
+        "output_dir",
+        "save_dir",
+        "checkpoint_dir",
+        "artifact_path",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -213,8 +231,11 @@ def parse_log(text: str, path: str) -> TrainingLog:
             if score is not None:
                 log.scores.append(score)
                 continue
-        for pattern, target in ((_TOTAL_SIZE, log.total_sizes), (_CODE_SIZE, log.code_sizes),
-                                (_MODEL_SIZE, log.model_sizes)):
+        for pattern, target in (
+            (_TOTAL_SIZE, log.total_sizes),
+            (_CODE_SIZE, log.code_sizes),
+            (_MODEL_SIZE, log.model_sizes),
+        ):
             match = pattern.search(line)
             if match:
                 size = int(match.group("n").replace(",", "").replace("_", ""))

@@ -154,8 +154,11 @@ def _check_optional(parsed: SubmissionJson) -> None:
         seeds = data["seeds"]
         keys = list(seeds) if isinstance(seeds, dict) else seeds
         if not isinstance(keys, list) or not keys or not any(_seed_text(s) is not None for s in keys):
-            _problem(parsed, "seeds", f"'seeds' should list the seeds run (a list or an object keyed by seed), "
-                                      f"got {_shown(seeds)}")
+            _problem(
+                parsed,
+                "seeds",
+                f"'seeds' should list the seeds run (a list or an object keyed by seed), got {_shown(seeds)}",
+            )
     if "compliance" in data and not isinstance(data["compliance"], dict):
         # Values inside the block may be numbers or notes (``"train_time_max_s": "599.6"``): only
         # a true-like value is a claim (PG406), anything else is information.
@@ -191,7 +194,9 @@ def _collect_seed_results(parsed: SubmissionJson) -> None:
         for key in _SEED_NUMBER_FIELDS:
             if key in result and not _is_positive_number(result[key]):
                 parsed.problems.append(
-                    JsonProblem(f"seed_results['{seed}'].{key} must be a positive number, got {_shown(result[key])}", line)
+                    JsonProblem(
+                        f"seed_results['{seed}'].{key} must be a positive number, got {_shown(result[key])}", line
+                    )
                 )
         for key in _SEED_COUNT_FIELDS:
             if key in result and not _is_count(result[key]):

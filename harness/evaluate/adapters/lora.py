@@ -45,8 +45,9 @@ HEAD_NAMES = ("lm_head", "head", "output")
 class LoraDelta(nn.Module):
     """``B @ A`` added to one linear's output; ``B`` starts at zero so the delta starts at zero."""
 
-    def __init__(self, in_features: int, out_features: int, rank: int, generator: torch.Generator,
-                 device: torch.device) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, rank: int, generator: torch.Generator, device: torch.device
+    ) -> None:
         super().__init__()
         initial = torch.randn(rank, in_features, generator=generator) / in_features**0.5
         self.register_parameter("lora_a", nn.Parameter(initial.to(device, copy=True)))
@@ -91,8 +92,10 @@ class LoraAdapter:
         embedding = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
         linears = _target_linears(model, targets)
         if embedding is None or not linears:
-            raise UsageError("the lora adapter needs a model with a token embedding (nn.Embedding) and "
-                             f"{'query/value' if targets == 'qv' else ''} nn.Linear projections to adapt")
+            raise UsageError(
+                "the lora adapter needs a model with a token embedding (nn.Embedding) and "
+                f"{'query/value' if targets == 'qv' else ''} nn.Linear projections to adapt"
+            )
         generator = torch.Generator().manual_seed(INIT_SEED)
         self.deltas: list[LoraDelta] = []
         for _name, linear in linears:
@@ -128,8 +131,9 @@ class LoraAdapter:
         x = args[0]
         mask = self._mask
         if mask is None or mask.numel() != x[..., 0].numel():
-            raise UsageError("lora adapter: a projection ran on input that does not match the token ids "
-                             "seen by the embedding")
+            raise UsageError(
+                "lora adapter: a projection ran on input that does not match the token ids seen by the embedding"
+            )
         delta = module.lora.delta(x) * mask.reshape(x.shape[:-1]).unsqueeze(-1).to(x.dtype)
         return output + delta.to(output.dtype)
 

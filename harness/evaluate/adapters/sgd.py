@@ -89,9 +89,10 @@ class SgdAdapter:
             inputs = tokens[first:last].reshape(-1, seq_len)
             targets = tokens[first + 1 : last + 1].reshape(-1, seq_len)
             logits = forward_logits(model, inputs)
-            loss = F.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
-            ) / global_count
+            loss = (
+                F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+                / global_count
+            )
             loss.backward()
         sum_gradients(self.params, dist_ctx)
         if self.config.grad_clip > 0:
