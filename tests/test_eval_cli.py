@@ -8,6 +8,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -216,6 +217,19 @@ def test_bad_inputs_and_usage_give_one_line_errors(
     assert "artifact" in errors[1] and "does not exist" in errors[1]
     assert "unknown TTT adapter 'magic'" in errors[2]
     assert "stride 65 is larger than seq_len 64" in errors[3]
+
+
+def test_validation_stream_without_bytes_is_refused(
+    small_data: DataPaths, tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stream of control tokens only scores 0 bytes: BPB over it is a bad input, not a score."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_shard(folder / "fineweb_val_000000.bin", np.ones(VAL_TOKENS, dtype=np.uint16))
+    empty = DataPaths(data_dir=folder, tokenizer_path=small_data.tokenizer_path, vocab_size=small_data.vocab_size)
+    assert main(["--artifact", str(tiny_artifact), *_args(empty, tmp_path / "out")]) == 3
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert error.startswith("golf-eval: error: ") and "the validation targets hold 0 bytes" in error
 
 
 class _Session:

@@ -115,12 +115,15 @@ def stream_bytes(tokens: np.ndarray, luts: ByteLuts) -> int:
 
 
 def bits_per_byte(nll_sum_nats: float, byte_count: int) -> float:
-    """``val_bpb`` from the summed per-token NLL (nats) and the byte count of those targets.
+    """``val_bpb`` from the summed per-token NLL (nats) and the byte count of those targets: the
+    one formula the trainer, golf-eval's writer and ``verify`` all use, so their results match
+    bit for bit.
 
-    Equal to the baseline's ``(mean_nll / ln 2) * (tokens / bytes)``; computed in float64.
-    Zero bytes means nothing was scored (e.g. a validation set of only control tokens):
-    that is unusable data, so it raises :class:`DataFormatError` rather than returning inf.
+    Equal to the baseline's ``(mean_nll / ln 2) * (tokens / bytes)``, in float64 (Python floats).
+    Zero bytes means nothing was scored (e.g. a validation set of only control tokens, or a log
+    whose chunks claim no bytes): that is unusable data, not a score, so it raises
+    :class:`DataFormatError` rather than returning inf or NaN.
     """
     if byte_count <= 0:
         raise DataFormatError(f"cannot compute bits per byte over {byte_count} bytes")
-    return float(np.float64(nll_sum_nats) / np.float64(math.log(2.0)) / np.float64(byte_count))
+    return float(nll_sum_nats) / math.log(2.0) / float(byte_count)

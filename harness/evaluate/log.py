@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import IO, Any
 
+from harness.data.byte_accounting import bits_per_byte
+
 LOG_SCHEMA = "golf-eval-log/1"
 GENESIS_HASH = "0" * 64
-LN2 = math.log(2.0)
 
 
 def encode_line(record: dict[str, Any]) -> str:
@@ -39,11 +39,6 @@ def encode_line(record: dict[str, Any]) -> str:
 
 def line_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def bits_per_byte(nll_sum: float, byte_count: int) -> float:
-    """BPB from sums; the one formula both the writer and ``verify`` use, so results match exactly."""
-    return nll_sum / LN2 / byte_count if byte_count > 0 else float("nan")
 
 
 def mean_loss(nll_sum: float, targets: int) -> float:
@@ -118,7 +113,10 @@ class RunningTotals:
 
     @property
     def bpb(self) -> float:
-        return bits_per_byte(self.nll_sum, self.bytes)
+        """NaN (null in the log) until a byte is scored: a run stopped by a guard before its first
+        chunk has no score yet, and its summary must still be written. An evaluation whose input
+        has no bytes at all is refused before it starts (``prepare_inputs``)."""
+        return bits_per_byte(self.nll_sum, self.bytes) if self.bytes else float("nan")
 
     @property
     def loss(self) -> float:

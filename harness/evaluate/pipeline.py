@@ -159,6 +159,8 @@ def prepare_inputs(data: DataPaths, artifact: Path, seq_len: int) -> EvalInputs:
     luts = build_byte_luts(sp, data.vocab_size)
     vocab_size = max(int(data.vocab_size), luts.size)
     per_target = target_bytes(tokens[:-1], tokens[1:], luts)
+    if not per_target.any():
+        raise DataFormatError(f"{data.val_pattern}: the validation targets hold 0 bytes, so there is no BPB to score")
     provenance = {
         "artifact": {"name": artifact.name, "sha256": file_sha256(artifact), "bytes": artifact.stat().st_size},
         "tokenizer": {"name": data.tokenizer_path.name, "sha256": file_sha256(data.tokenizer_path)},
