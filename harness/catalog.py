@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 
 from harness.errors import EXIT_USAGE, HarnessError
-from harness.findings import Severity
+from harness.findings import Finding, Severity, Step
 
 RULE_ID_PATTERN = re.compile(r"PG\d{3}")
 RULE_NAME_PATTERN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -29,8 +30,9 @@ CHALLENGE_REPOSITORY = "https://github.com/openai/parameter-golf"
 
 _TEXT_KEYS = ("id", "name", "title", "severity", "flags", "why", "fix")
 _LIST_KEYS = ("sources", "checks")
-_ALLOWED_KEYS = frozenset(_TEXT_KEYS + _LIST_KEYS + ("examples",))
+_ALLOWED_KEYS = frozenset(_TEXT_KEYS + _LIST_KEYS + ("examples", "lowered"))
 _EXAMPLE_KEYS = ("kind", "title", "file", "code")
+_LOWERED_KEYS = ("when", "severity", "why")
 
 
 class CatalogError(HarnessError):
@@ -54,6 +56,17 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Lowered:
+    """A named situation in which the rule reports below its own severity (a helper file that
+    does not parse, code the documented run never executes): stated on the rule's page so
+    that a reader sees every severity a finding of the rule can carry, and why."""
+
+    when: str
+    severity: Severity
+    why: str
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     name: str
@@ -65,6 +78,22 @@ class Rule:
     checks: tuple[str, ...]
     fix: str
     examples: tuple[Example, ...]
+    lowered: tuple[Lowered, ...] = ()
+
+    @property
+    def severities(self) -> frozenset[Severity]:
+        """Every severity a finding of this rule may carry."""
+        return frozenset({self.severity, *(item.severity for item in self.lowered)})
+
+    def severity_when(self, when: str | None) -> Severity:
+        """The rule's severity, or the one its page declares for the situation ``when``; an
+        undeclared situation is a bug of the detector, named in one line."""
+        if when is None:
+            return self.severity
+        for item in self.lowered:
+            if item.when == when:
+                return item.severity
+        raise CatalogError(f"{self.id} declares no situation '{when}': add a [[lowered]] entry to rules/{self.id}.toml")
 
     @property
     def help_uri(self) -> str:
@@ -89,10 +118,11 @@ class Catalog:
     content_hash: str  # SHA-256 over every rule file's name and bytes, for cache keys
 
     def get(self, rule_id: str) -> Rule | None:
-        for candidate in self.rules:
-            if candidate.id == rule_id:
-                return candidate
-        return None
+        return self._by_id.get(rule_id)
+
+    @cached_property
+    def _by_id(self) -> dict[str, Rule]:
+        return {candidate.id: candidate for candidate in self.rules}
 
 
 def parse_rule(file_name: str, text: str) -> Rule:
@@ -133,6 +163,7 @@ def parse_rule(file_name: str, text: str) -> Rule:
     if bad_checks:
         raise CatalogError(f"{where}: checks {bad_checks} must be 'static' and/or 'runtime'")
     examples = _parse_examples(where, data.get("examples"))
+    lowered = _parse_lowered(where, severity, data.get("lowered", []))
     return Rule(
         id=rule_id,
         name=data["name"],
@@ -144,7 +175,33 @@ def parse_rule(file_name: str, text: str) -> Rule:
         checks=tuple(data["checks"]),
         fix=data["fix"].strip(),
         examples=examples,
+        lowered=lowered,
     )
+
+
+def _parse_lowered(where: str, severity: Severity, raw: object) -> tuple[Lowered, ...]:
+    """``[[lowered]]`` entries: each names a situation (kebab-case, unique) and a severity
+    strictly below the rule's, so the rule's own severity stays the most a finding can carry."""
+    if not isinstance(raw, list):
+        raise CatalogError(f"{where}: 'lowered' must be a list of tables ([[lowered]])")
+    items: list[Lowered] = []
+    for index, entry in enumerate(raw, start=1):
+        if not isinstance(entry, dict) or sorted(entry) != sorted(_LOWERED_KEYS):
+            raise CatalogError(f"{where}: lowered {index} must have exactly the keys {', '.join(_LOWERED_KEYS)}")
+        if not all(isinstance(entry[key], str) and entry[key].strip() for key in _LOWERED_KEYS):
+            raise CatalogError(f"{where}: lowered {index} keys must be non-empty strings")
+        if not RULE_NAME_PATTERN.fullmatch(entry["when"]):
+            raise CatalogError(f"{where}: lowered {index} when '{entry['when']}' is not kebab-case")
+        if entry["when"] in {item.when for item in items}:
+            raise CatalogError(f"{where}: lowered situation '{entry['when']}' is declared twice")
+        try:
+            level = Severity(entry["severity"])
+        except ValueError:
+            raise CatalogError(f"{where}: lowered {index} severity '{entry['severity']}' is not a severity") from None
+        if level.rank >= severity.rank:
+            raise CatalogError(f"{where}: lowered {index} severity '{level.value}' is not below '{severity.value}'")
+        items.append(Lowered(when=entry["when"], severity=level, why=" ".join(entry["why"].split())))
+    return tuple(items)
 
 
 def _parse_examples(where: str, raw: object) -> tuple[Example, ...]:
@@ -224,3 +281,15 @@ def rule(rule_id: str) -> Rule:
     if found is None:
         raise CatalogError(f"unknown rule '{rule_id}' (see golf-check --list-rules)")
     return found
+
+
+def finding(
+    rule_id: str, file: str, line: int, message: str, path: Iterable[Step] = (), when: str | None = None
+) -> Finding:
+    """The one way a detector reports: the rule's page decides the severity (its own, or the
+    one declared for the situation ``when``), so no emit site can state a severity the
+    catalog does not — and an unknown rule ID fails here, not in a report."""
+    found = rule(rule_id)
+    return Finding(
+        rule=found.id, severity=found.severity_when(when), file=file, line=line, message=message, path=tuple(path)
+    )
