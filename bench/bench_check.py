@@ -528,14 +528,12 @@ def stage_breakdown(path: Path) -> list[tuple[str, float]]:
     and each rule family, measured the way ``harness.check.engine.analyze`` runs them."""
     stages: list[tuple[str, float]] = []
     start = time.perf_counter()
-    import importlib
-
     from harness.check.context import CheckContext, CheckOptions
-    from harness.check.engine import FAMILY_MODULES
+    from harness.check.engine import FAMILIES
     from harness.check.parse import ParseFailure, parse_source
     from harness.loader import load_submission
 
-    stages.append(("import loader + engine + libcst", time.perf_counter() - start))
+    stages.append(("import loader + engine + families + libcst", time.perf_counter() - start))
     start = time.perf_counter()
     submission = load_submission(path)
     stages.append(("load_submission (discover, decode)", time.perf_counter() - start))
@@ -547,16 +545,10 @@ def stage_breakdown(path: Path) -> list[tuple[str, float]]:
         except ParseFailure:
             continue
     stages.append(("parse_source (libcst + positions)", time.perf_counter() - start))
-    for name in FAMILY_MODULES:
-        start = time.perf_counter()
-        try:
-            family = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        imported = time.perf_counter() - start
+    for family in FAMILIES:
         start = time.perf_counter()
         ctx.findings_so_far.extend(family.check(ctx))
-        stages.append((f"{name.rsplit('.', 1)[-1]} (import {imported:.2f} s) check", time.perf_counter() - start))
+        stages.append((f"{family.name} check", time.perf_counter() - start))
     return stages
 
 

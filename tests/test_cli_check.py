@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -73,10 +72,7 @@ def marker_family(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     files["PG902.toml"] = MARKER_RULE.format(id="PG902", level="warning")
     with_markers = catalog.build_catalog(files)
     monkeypatch.setattr(catalog, "load_catalog", lambda: with_markers)
-    module = types.ModuleType(FAMILY_NAME)
-    module.check = _marker_check  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, FAMILY_NAME, module)
-    monkeypatch.setattr(engine, "FAMILY_MODULES", (FAMILY_NAME,))
+    monkeypatch.setattr(engine, "FAMILIES", (engine.Family(FAMILY_NAME, _marker_check),))
     monkeypatch.setenv("GOLF_HARNESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
 
@@ -119,6 +115,21 @@ def test_exit_codes_per_verdict(capsys: pytest.CaptureFixture[str]) -> None:
         assert (code, report["submissions"][0]["verdict"]) == (expected_code, verdict), name
     broken = _json(["records/track/broken"], capsys)[1]["submissions"][0]["findings"]
     assert [(f["rule"], f["severity"], f["file"]) for f in broken] == [("PG000", "error", "train_gpt.py")]
+
+
+def test_a_crashing_family_is_a_pg000_error_beside_the_others(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(ctx: CheckContext) -> list[Finding]:
+        raise KeyError("no such node")
+
+    marker = engine.FAMILIES[0]
+    monkeypatch.setattr(engine, "FAMILIES", (engine.Family("crashing", crash), marker))
+    code, report = _json([str(_submission("warn", REVIEW_CODE)), "--no-cache"], capsys)
+    found = [(f["rule"], f["severity"], f["message"]) for f in report["submissions"][0]["findings"]]
+    assert code == 3
+    assert ("PG000", "error", "analysis 'crashing' could not complete: KeyError: 'no such node'") in found
+    assert {rule for rule, _, _ in found} == {"PG000", "PG902"}  # the marker family still ran
 
 
 def test_tree_exit_code_fail_beats_error_beats_pass(capsys: pytest.CaptureFixture[str]) -> None:

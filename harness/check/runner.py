@@ -165,17 +165,8 @@ def _analyze_isolated(path: Path, options: CheckOptions) -> tuple[list[dict], di
 def _preload_analysis() -> None:
     """Import the loader, the engine and its rule families before the pool forks, so every
     worker inherits them instead of importing them again."""
-    import importlib
-
+    import harness.check.engine  # noqa: F401
     import harness.loader  # noqa: F401
-    from harness.check.engine import FAMILY_MODULES
-
-    for name in FAMILY_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
 
 
 def analyze_one(path: str, options: CheckOptions, parallel: bool = False) -> tuple[list[dict], dict[str, str], bool]:
