@@ -11,6 +11,8 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1  # a submission failed (golf-check) / evaluation not audited (golf-eval)
 EXIT_USAGE = 2  # bad command line or an internal error
 EXIT_BAD_INPUT = 3  # input could not be used: missing data, corrupt shard/artifact, unparsable
+EXIT_MISSING_EXTRA = 4  # an optional feature's libraries are not installed (e.g. golf-harness[report])
+EXIT_SUBMISSION_PROCESS = 5  # golf-eval --isolate: the submission's child process failed or died
 
 
 class HarnessError(Exception):
@@ -36,3 +38,10 @@ class UsageError(HarnessError):
     """The command line asked for something impossible."""
 
     exit_code = EXIT_USAGE
+
+
+class MissingExtraError(HarnessError):
+    """An optional feature was asked for but its extra is not installed: the user can fix it
+    with one ``pip install``, which the message names."""
+
+    exit_code = EXIT_MISSING_EXTRA

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from harness.report.model import CheckReport
 
 PROGRAM = "golf-check"
-FORMATS = ("text", "json", "sarif", "markdown", "github")
+FORMATS = ("text", "json", "sarif", "markdown", "github", "html")
 _PATTERN = re.compile(r"PG\d{0,3}")
 
 
@@ -114,6 +114,10 @@ def _run(argv: list[str]) -> int:
 
         write_output(rule_page_text(rule(args.explain)), args.output)
         return EXIT_OK
+    if args.format == "html":
+        from harness.report.html import require_extra
+
+        require_extra()  # before the audit: a missing extra is one line, not minutes of wasted work
     select = _checked_patterns("--select", args.select)
     ignore = _checked_patterns("--ignore", args.ignore)
     if args.jobs < 1:
@@ -214,6 +218,10 @@ def _render(report: CheckReport, output_format: str, to_terminal: bool) -> str:
         from harness.report.markdown import render as render_markdown
 
         return render_markdown(report)
+    if output_format == "html":
+        from harness.report.html_check import render as render_html
+
+        return render_html(report)
     if output_format == "github":
         from harness.report.github import render as render_github
 

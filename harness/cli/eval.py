@@ -4,14 +4,17 @@ Usage:
   golf-eval [SUBMISSION] [--artifact PATH] [--data DIR --tokenizer MODEL] [--ttt none|sgd|lora]
             [--stride N] [--seq-len N] [--chunk-tokens N] [--out DIR] [--device cpu|cuda]
             [--max-chunks N] [--ttt-lr LR --ttt-epochs N --ttt-freeze-blocks N]
-            [--lora-rank N --lora-lr LR --lora-targets qv|all]
+            [--lora-rank N --lora-lr LR --lora-targets qv|all] [--isolate]
   golf-eval verify LOG [--head SHA256]
+  golf-eval report LOG [--against LOG2]… [--output FILE]
 
 With no SUBMISSION it evaluates the reference model of the quick start: the artifact in
 ``out/reference/`` (``golf-train``'s default output), training it first when it is missing —
 train → audit → evaluate. Exit codes: 0 audited, 1 findings / not audited / log tampered,
-2 usage or internal error, 3 unusable input. Under ``torchrun --nproc_per_node=N -m
-harness.cli.eval …`` every rank scores its share of each chunk; rank 0 prints and writes files.
+2 usage or internal error, 3 unusable input, 5 the submission's process failed (``--isolate``).
+Under ``torchrun --nproc_per_node=N -m harness.cli.eval …`` every rank scores its share of each
+chunk; rank 0 prints and writes files. ``--isolate`` runs the model and adapter in a child process
+(``harness.evaluate.isolation``).
 """
 
 from __future__ import annotations
@@ -101,6 +104,11 @@ def build_parser() -> OneLineArgumentParser:
         "--max-chunks", type=int, metavar="N", help="stop after N chunks (a partial, never audited, run)"
     )
     parser.add_argument("--seed", type=int, default=1337, metavar="N", help="random seed recorded in the log")
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run the submission's model and adapter in a child process that never holds an unscored token",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -112,6 +120,40 @@ def build_verify_parser() -> OneLineArgumentParser:
     parser.add_argument("log", type=Path, metavar="LOG", help="chunks.jsonl written by golf-eval")
     parser.add_argument("--head", metavar="SHA256", help="the log head hash published in report.json")
     return parser
+
+
+def build_report_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(
+        prog=f"{PROGRAM} report",
+        description="Render report.html from chunk logs alone (nothing is re-run); further logs are overlaid.",
+    )
+    parser.add_argument("log", type=Path, metavar="LOG", help="chunks.jsonl written by golf-eval")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="LOG2",
+        help="another run's chunks.jsonl drawn on the same plots (e.g. TTT against no TTT); repeatable",
+    )
+    parser.add_argument(
+        "--output", type=Path, metavar="FILE", help="write the page to FILE (replaced atomically) instead of stdout"
+    )
+    return parser
+
+
+def _report(argv: list[str]) -> int:
+    """The page from logs only; it exits 0 whenever a page was written — the page itself says
+    whether each log verified (``golf-eval verify`` is the command whose exit code judges)."""
+    args = build_report_parser().parse_args(argv)
+    from harness.report.html import require_extra
+
+    require_extra()
+    from harness.cli.common import write_output
+    from harness.report.html_eval import render_logs
+
+    write_output(render_logs(args.log, list(args.against)), args.output)
+    return EXIT_OK
 
 
 def _verify(argv: list[str]) -> int:
@@ -179,7 +221,7 @@ def _seq_len(args: Any) -> int:
 def _check_settings(args: Any) -> None:
     """Reject impossible settings before anything expensive (static audit, training) runs."""
     from harness.evaluate.adapters import available_adapters
-    from harness.evaluate.pipeline import ENTRY_FILE
+    from harness.evaluate.contestant import ENTRY_FILE
     from harness.evaluate.windows import plan_windows
 
     plan_windows(_seq_len(args) + 1, _seq_len(args), args.stride or _seq_len(args))
@@ -208,6 +250,8 @@ def _evaluate(argv: list[str] | None) -> int:
     console = Console(quiet=not dist_ctx.is_main)
     if args.submission is not None and not args.submission.is_dir():
         raise UsageError(f"{args.submission} is not a submission folder")
+    if args.isolate and dist_ctx.enabled:
+        raise UsageError("--isolate runs the submission in one child process: it cannot run under torchrun")
     data = resolve_data(args.data, args.tokenizer)
     _check_settings(args)
     if args.artifact is not None:
@@ -244,6 +288,7 @@ def _evaluate(argv: list[str] | None) -> int:
         seed=args.seed,
         device=device,
         autocast=device.startswith("cuda"),
+        isolate=args.isolate,
     )
     out_dir = args.out or Path("out/eval")
     request = EvalRequest(
@@ -254,6 +299,8 @@ def _evaluate(argv: list[str] | None) -> int:
     outcome = _with_progress(console, args.quiet or not dist_ctx.is_main, request, dist_ctx, run_evaluation)
     if dist_ctx.is_main:
         _print_summary(console, outcome.report, out_dir)
+        for note in outcome.notes:
+            console.print(f"[yellow]{note}[/yellow]", highlight=False)
     if outcome.result is None and not outcome.findings:
         code = EXIT_BAD_INPUT
     else:
@@ -307,13 +354,16 @@ def _print_summary(console: Any, report: dict[str, Any], out_dir: Path) -> None:
         )
     if report.get("stopped"):
         console.print(f"stopped: {report['stopped']}", highlight=False)
-    console.print(f"report: {out_dir / 'report.json'} · {out_dir / 'report.md'}", highlight=False)
+    pages = [out_dir / name for name in ("report.json", "report.md", "report.html") if (out_dir / name).is_file()]
+    console.print(f"report: {' · '.join(str(page) for page in pages)}", highlight=False)
 
 
 def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "verify":
         return _verify(argv[1:])
+    if argv and argv[0] == "report":
+        return _report(argv[1:])
     return _evaluate(argv)
 
 

@@ -5,11 +5,10 @@ Why a separate layer from the CLI: tests, the bench and ``torchrun`` workers run
 sequence without argv or terminal output. This is golf-eval: unlike golf-check it *runs* the
 submission's code (its ``golf_entry.py``), by design, inside the guards when they are present.
 
-Plug-in points written by a later part (called only when the module exists):
-- ``harness.evaluate.probes.run_probes(model, tokens, *, seq_len, vocab_size, device, bos_id)``
-  → an object with ``findings: list[Finding]`` and ``to_json() -> dict`` (``tokens``: the first
-  validation tokens as an int64 tensor on ``device``; the model is in eval mode; probes must not
-  change model state — the evaluator fingerprints it before and after);
+The submission's side (entry, model, adapter, probes) is loaded by ``harness.evaluate.contestant``,
+here or, with ``EvalConfig.isolate``, in the child process of ``harness.evaluate.isolation``.
+
+Plug-in point written by a later part (called only when the module exists):
 - ``harness.evaluate.guards.guarded(*, allowed_paths, forbidden_paths)`` → a context manager
   yielding an object with ``findings: list[Finding]`` (refused/blocked attempts) and
   ``to_json() -> dict`` (report.json ``guards``); a guard may also raise
@@ -24,10 +23,7 @@ model's own ``document_isolation`` attribute decides).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
-import importlib.util
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,20 +31,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 import harness
 from harness.data.byte_accounting import build_byte_luts, load_tokenizer, target_bytes
 from harness.data.embedded import DataPaths
 from harness.data.shards import find_shards, load_validation_tokens
-from harness.errors import DataFormatError, HarnessError, UsageError
-from harness.evaluate.adapters import make_adapter
-from harness.evaluate.adapters.base import Adapter
+from harness.errors import DataFormatError, UsageError
+from harness.evaluate.contestant import Contestant, load_contestant, probe_head
 from harness.evaluate.distributed import DistContext
-from harness.evaluate.evaluator import ChunkProgress, EvalConfig, EvalInputs, EvalResult, evaluate
-from harness.evaluate.fingerprint import Fingerprinter
+from harness.evaluate.evaluator import ChunkProgress, EvalConfig, EvalInputs, EvalResult, run_score_first
+from harness.evaluate.isolation import Isolated, isolated, isolation_json
 from harness.evaluate.log import file_sha256
 from harness.evaluate.scored import RuntimeViolation
 from harness.evaluate.scoring import NORMALIZATION_TOLERANCE
@@ -56,10 +49,8 @@ from harness.evaluate.verify import VerifyResult, verify_log
 from harness.findings import Finding, Severity, unique_findings
 
 REPORT_SCHEMA = "golf-eval/1"
-ENTRY_FILE = "golf_entry.py"
 ARTIFACT_SUFFIXES = (".ptz", ".ptzst")
 LOG_NAME = "chunks.jsonl"
-BOS_ID = 1
 
 
 @dataclass
@@ -79,6 +70,7 @@ class EvalOutcome:
     verified: VerifyResult | None
     findings: list[Finding]
     audited: bool
+    notes: list[str] = field(default_factory=list)  # what the user should know, e.g. why report.html is missing
 
 
 def optional_module(name: str) -> ModuleType | None:
@@ -102,54 +94,6 @@ def find_artifact(folder: Path) -> Path:
         names = ", ".join(p.name for p in candidates)
         raise UsageError(f"several artifacts in {folder} ({names}); choose one with --artifact")
     return candidates[0]
-
-
-def load_entry(folder: Path | None) -> ModuleType | None:
-    """The submission's ``golf_entry.py``, loaded by file path (never via sys.path)."""
-    if folder is None or not folder.is_dir() or not (folder / ENTRY_FILE).is_file():
-        return None
-    path = folder / ENTRY_FILE
-    name = "golf_entry_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise DataFormatError(f"{path}: cannot be loaded as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look modules up by name
-    try:
-        spec.loader.exec_module(module)
-    except HarnessError:
-        raise
-    except Exception as exc:  # noqa: BLE001 — submission code: any failure is bad input
-        sys.modules.pop(name, None)
-        raise DataFormatError(f"{path}: failed to import ({type(exc).__name__}: {exc})") from None
-    return module
-
-
-def load_model(artifact: Path, entry: ModuleType | None, device: torch.device) -> nn.Module:
-    """The model to score: the entry point's ``load_model`` or the reference architecture."""
-    if entry is not None and hasattr(entry, "load_model"):
-        try:
-            model = entry.load_model(str(artifact), device)
-        except (HarnessError, RuntimeViolation):
-            raise
-        except Exception as exc:  # noqa: BLE001 — submission code
-            raise DataFormatError(f"{ENTRY_FILE}: load_model failed ({type(exc).__name__}: {exc})") from None
-        if not isinstance(model, nn.Module) or not callable(getattr(model, "forward_logits", None)):
-            raise DataFormatError(f"{ENTRY_FILE}: load_model must return an nn.Module with forward_logits(input_ids)")
-        return model.to(device)
-    from reference_model.quantize import model_from_artifact
-
-    return model_from_artifact(artifact).to(device)
-
-
-def build_adapter(name: str, model: nn.Module, config: EvalConfig, entry: ModuleType | None) -> tuple[Adapter, str]:
-    """The adapter and where it came from (for findings): the submission's or a built-in one."""
-    if name != "none" and entry is not None and hasattr(entry, "make_adapter"):
-        adapter = entry.make_adapter(model, config.adapter)
-        if not callable(getattr(adapter, "adapt", None)):
-            raise DataFormatError(f"{ENTRY_FILE}: make_adapter must return an object with adapt(model, scored, chunk)")
-        return adapter, ENTRY_FILE
-    return make_adapter(name, model, config.adapter), f"<adapter {name}>"
 
 
 def prepare_inputs(data: DataPaths, artifact: Path, seq_len: int) -> EvalInputs:
@@ -209,46 +153,12 @@ def _guards_json(session: Any) -> dict[str, Any]:
     return {"available": True, **session.to_json()}
 
 
-def entry_document_isolation(entry: ModuleType | None) -> bool | None:
-    """The entry's document-isolation claim (``document_isolation = True/False``), or None."""
-    claim = getattr(entry, "document_isolation", None) if entry is not None else None
-    if claim is not None and not isinstance(claim, bool):
-        raise DataFormatError(f"{ENTRY_FILE}: document_isolation must be True or False (got {claim!r})")
-    return claim
-
-
-def _run_probes(
-    model: nn.Module, inputs: EvalInputs, config: EvalConfig, device: torch.device, document_isolation: bool | None
-) -> tuple[list[Finding], dict[str, Any]]:
-    probes = optional_module("harness.evaluate.probes")
-    if probes is None:
-        return [], {"available": False}
-    head = torch.from_numpy(inputs.tokens[: min(inputs.tokens.size, 4 * config.seq_len + 1)].astype(np.int64)).to(
-        device
-    )
-    fingerprint = Fingerprinter()
-    before = fingerprint(model)
-    outcome = probes.run_probes(
-        model,
-        head,
-        seq_len=config.seq_len,
-        vocab_size=inputs.vocab_size,
-        device=device,
-        bos_id=BOS_ID,
-        document_isolation=document_isolation,
-    )
-    found = list(outcome.findings)
-    if fingerprint(model) != before:
-        found.append(Finding("PG101", Severity.ERROR, "<model>", 0, "model state changed while the runtime probes ran"))
-    return found, {"available": True, **outcome.to_json()}
-
-
 def run_evaluation(
     request: EvalRequest,
     dist_ctx: DistContext | None = None,
     progress: Callable[[ChunkProgress], None] | None = None,
 ) -> EvalOutcome:
-    """The whole audited evaluation; writes the log, report.json and report.md on rank 0."""
+    """The whole audited evaluation; writes the log, report.json, report.md and report.html on rank 0."""
     dist_ctx = dist_ctx or DistContext()
     started = time.perf_counter()
     config = request.config
@@ -264,28 +174,26 @@ def run_evaluation(
     probes_json: dict[str, Any] = {"available": False}
     result: EvalResult | None = None
     timing: dict[str, float] = {}
-    with _guards(allowed, forbidden) as guard_session:
+    # In --isolate mode the child is spawned before the guards go up: the spawn is the harness's own act.
+    spawn = _spawn_child(request, inputs, allowed, forbidden) if config.isolate else contextlib.nullcontext(None)
+    with spawn as child, _guards(allowed, forbidden) as guard_session:
         try:
             load_started = time.perf_counter()
-            entry = load_entry(request.submission)
-            isolation_claim = entry_document_isolation(entry)
-            model = load_model(request.artifact, entry, device)
-            model.eval()
-            adapter, origin = build_adapter(config.ttt, model, config, entry)
+            contestant: Contestant
+            if child is not None:
+                child.start()
+                contestant = child
+            else:
+                contestant = load_contestant(request.submission, request.artifact, config.ttt, config.adapter, device)
             timing["load_s"] = time.perf_counter() - load_started
             probe_started = time.perf_counter()
-            probe_findings, probes_json = _run_probes(model, inputs, config, device, isolation_claim)
+            probe_findings, probes_json = contestant.probe(
+                probe_head(inputs.tokens, config.seq_len), config.seq_len, inputs.vocab_size
+            )
             runtime.extend(probe_findings)
             timing["probes_s"] = time.perf_counter() - probe_started
-            result = evaluate(
-                model,
-                adapter,
-                inputs,
-                config,
-                log_path if dist_ctx.is_main else None,
-                dist_ctx,
-                progress,
-                adapter_origin=origin,
+            result = run_score_first(
+                contestant, inputs, config, log_path if dist_ctx.is_main else None, dist_ctx, progress
             )
             runtime.extend(result.findings)
         except RuntimeViolation as violation:
@@ -293,6 +201,9 @@ def run_evaluation(
                 runtime.append(Finding(violation.rule, Severity.ERROR, "<runtime>", 0, str(violation)))
     runtime.extend(guard_session.findings)  # after the guards closed: attempts recorded on exit count too
     guards_json = _guards_json(guard_session)
+    if child is not None:  # the child's guards saw the submission's code
+        runtime.extend(child.findings)
+        guards_json["attempts"] = [*guards_json.get("attempts", []), *child.guards.get("attempts", [])]
     timing.update(result.timing if result else {})
     timing["total_s"] = time.perf_counter() - started
     verified = verify_log(log_path) if dist_ctx.is_main and log_path.exists() else None
@@ -302,7 +213,28 @@ def run_evaluation(
         from harness.evaluate.report_files import write_reports
 
         write_reports(request.out_dir, outcome.report)
+        from harness.report.html_eval import write_eval_page
+
+        note = write_eval_page(request.out_dir, outcome.report)  # None, or why report.html was not written
+        outcome.notes.extend([note] if note else [])
     return outcome
+
+
+def _spawn_child(
+    request: EvalRequest, inputs: EvalInputs, allowed: list[Path], forbidden: list[Path]
+) -> contextlib.AbstractContextManager[Isolated]:
+    """The --isolate child: its guards refuse the validation shards and the output folder (the log)."""
+    request.out_dir.mkdir(parents=True, exist_ok=True)
+    withheld = {*find_shards(request.data.val_pattern), request.out_dir}
+    return isolated(
+        request.submission,
+        request.artifact,
+        request.config,
+        int(inputs.tokens.shape[0]),
+        inputs.vocab_size,
+        [path for path in allowed if path not in withheld],
+        [*forbidden, *withheld],
+    )
 
 
 def _existing_train_shards(data: DataPaths) -> list[str]:
@@ -352,6 +284,7 @@ def _outcome(
         "findings": [f.to_json() for f in findings],
         "probes": probes_json,
         "guards": guards_json,
+        "isolation": isolation_json(request.config),
         "normalization": {
             "max_abs_logsumexp": result.max_norm_error if result else None,
             "tolerance": NORMALIZATION_TOLERANCE,
