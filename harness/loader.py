@@ -19,14 +19,14 @@ import os
 import re
 import stat
 import tokenize
-from dataclasses import replace
 from pathlib import Path
 
+from harness.catalog import finding
 from harness.discovery import SKIPPED_FOLDERS as _SKIPPED_FOLDERS
 from harness.discovery import discover_submissions
 from harness.entry import MAX_DOCUMENT_BYTES, choose_entries
 from harness.errors import UsageError
-from harness.findings import Finding, Severity
+from harness.findings import Finding
 from harness.log_evidence import log_evidence
 from harness.settings import collect_settings, documented_alternatives
 from harness.submission import SourceFile, Submission
@@ -100,12 +100,11 @@ class _Loader:
         native = [name for name in self.files if Path(name).suffix.lower() in NATIVE_SUFFIXES]
         if native:
             self.findings.append(
-                Finding(
-                    rule="PG002",
-                    severity=Severity.INFO,
-                    file=native[0],
-                    line=0,
-                    message="native helper files listed for manual review (not analyzed): " + ", ".join(native),
+                finding(
+                    "PG002",
+                    native[0],
+                    0,
+                    "native helper files listed for manual review (not analyzed): " + ", ".join(native),
                 )
             )
         self.findings += _runtime_native_findings(self.sources)
@@ -116,7 +115,7 @@ class _Loader:
             # the logs still say what ran: the reviewer's first pointers (harness/log_evidence.py)
             evidence = log_evidence(self.files, self._peek_log, settings)
             message = NO_CODE_MESSAGE + "".join(f"; {sentence}" for sentence in evidence)
-            self.findings.append(Finding("PG000", Severity.WARNING, "", 0, message))
+            self.findings.append(finding("PG000", "", 0, message, when="no-code"))
         return Submission(
             root=self.root,
             name=name,
@@ -144,11 +143,11 @@ class _Loader:
         # a listing problem (symlink out, not a regular file) on the chosen entry keeps its code
         # from analysis: an error, as for train_gpt.py
         self.findings = [
-            replace(f, severity=Severity.ERROR) if f.rule == "PG000" and f.file in self.entries else f
+            finding(f.rule, f.file, f.line, f.message) if f.rule == "PG000" and f.file in self.entries else f
             for f in self.findings
         ]
         if choice.note:
-            self.findings.append(Finding("PG000", Severity.INFO, self.entries[0], 0, choice.note))
+            self.findings.append(finding("PG000", self.entries[0], 0, choice.note, when="entry-choice"))
 
     def _peek_log(self, name: str) -> str | None:
         """A whole log (up to ``MAX_LOG_BYTES``): serialization comes after the training steps."""
@@ -267,12 +266,12 @@ class _Loader:
             # Like a folder without code (#1615 runs a baseline kept on the author's machine):
             # what was submitted is analyzed; what runs from elsewhere is for the reviewer.
             self.findings.append(
-                Finding(
+                finding(
                     "PG000",
-                    Severity.WARNING,
                     name,
                     0,
                     f"{external}: that code is not in the submission and was not checked",
+                    when="external-code",
                 )
             )
         for sibling in result.siblings:
@@ -319,15 +318,14 @@ class _Loader:
         self.bytes_read += len(data)
         text, note = decode_source_bytes(data)
         if note:
-            self.findings.append(Finding("PG000", Severity.WARNING, name, 0, f"{name} {note}"))
+            self.findings.append(finding("PG000", name, 0, f"{name} {note}", when="source-decoding"))
         return text
 
     def _problem(self, file: str, message: str, entry: bool) -> None:
         """Anything that keeps part of the entry's code from analysis makes the verdict
         ``error``; a problem in a helper or a document is a warning."""
-        severity = Severity.ERROR if entry else Severity.WARNING
         self.problem_files.add(file)
-        self.findings.append(Finding("PG000", severity, file, 0, message))
+        self.findings.append(finding("PG000", file, 0, message, when=None if entry else "helper-file"))
 
 
 def decode_source_bytes(data: bytes) -> tuple[str, str | None]:
@@ -380,14 +378,10 @@ def _suppression_findings(sources: list[SourceFile]) -> list[Finding]:
                 hidden += 1
                 continue
             shown = comment[match.start() :].strip()[:80]
-            findings.append(
-                Finding("PG001", Severity.INFO, source.display_name, line, f"suppression comment ignored: {shown}")
-            )
+            findings.append(finding("PG001", source.display_name, line, f"suppression comment ignored: {shown}"))
     if hidden:
         last = findings[-1]
-        findings.append(
-            Finding("PG001", Severity.INFO, last.file, last.line, f"{hidden} more suppression comments ignored")
-        )
+        findings.append(finding("PG001", last.file, last.line, f"{hidden} more suppression comments ignored"))
     return findings
 
 
@@ -402,9 +396,8 @@ def _runtime_native_findings(sources: list[SourceFile]) -> list[Finding]:
             match = _RUNTIME_NATIVE.search(line)
             if match and not line.lstrip().startswith("#"):
                 findings.append(
-                    Finding(
+                    finding(
                         "PG002",
-                        Severity.INFO,
                         source.display_name,
                         number,
                         f"native code built or loaded at run time ({match.group(1)}); review it by hand",

@@ -18,6 +18,7 @@ from harness.catalog import (
     Rule,
     all_rules,
     build_catalog,
+    finding,
     load_catalog,
     parse_rule,
     rule,
@@ -124,6 +125,64 @@ def test_malformed_rule_files_fail_with_a_clear_message(edit, message: str) -> N
     assert message in str(caught.value)
 
 
+LOWERED = VALID.replace(
+    "[[examples]]",
+    '[[lowered]]\nwhen = "helper-only"\nseverity = "info"\nwhy = "Only a helper does it."\n\n[[examples]]',
+    1,
+)
+
+
+def test_a_page_declares_its_lower_severities() -> None:
+    parsed = parse_rule("PG950.toml", LOWERED)
+    assert parsed.severities == {Severity.WARNING, Severity.INFO}
+    assert parsed.severity_when(None) is Severity.WARNING
+    assert parsed.severity_when("helper-only") is Severity.INFO
+    with pytest.raises(CatalogError, match="PG950 declares no situation 'other'"):
+        parsed.severity_when("other")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace('severity = "info"', 'severity = "error"'), "severity 'error' is not below 'warning'"),
+        (lambda t: t.replace('severity = "info"', 'severity = "warning"'), "severity 'warning' is not below"),
+        (lambda t: t.replace('when = "helper-only"', 'when = "Helper only"'), "is not kebab-case"),
+        (lambda t: t.replace('why = "Only a helper does it."\n', ""), "must have exactly the keys when, severity, why"),
+        (lambda t: t.replace("[[lowered]]", "lowered = 1\n[[lowered_]]"), "unknown key(s) lowered_"),
+    ],
+)
+def test_malformed_lowered_entries_fail_with_a_clear_message(edit, message: str) -> None:
+    with pytest.raises(CatalogError, match=r"rule file PG950.toml: ") as caught:
+        parse_rule("PG950.toml", edit(LOWERED))
+    assert message in str(caught.value)
+
+
+def test_finding_takes_its_severity_from_the_page() -> None:
+    assert finding("PG101", "train_gpt.py", 3, "m").severity is Severity.ERROR
+    assert finding("PG101", "train_gpt.py", 3, "m", when="not-run").severity is Severity.INFO
+    assert finding("PG000", "helper.py", 0, "m", when="helper-file").severity is Severity.WARNING
+    assert finding("PG405", "", 0, "m", when="margin-met").severity is Severity.INFO
+    with pytest.raises(CatalogError, match="PG101 declares no situation 'helper-file'"):
+        finding("PG101", "train_gpt.py", 3, "m", when="helper-file")
+    with pytest.raises(CatalogError, match="unknown rule 'PG999'"):
+        finding("PG999", "train_gpt.py", 3, "m")
+
+
+def test_no_emit_site_states_a_severity() -> None:
+    """Severities come from the rule pages: a ``Severity.X`` at an emit site under
+    harness/check would let a finding carry one its page does not declare."""
+    check = Path(__file__).parent.parent / "harness" / "check"
+    stated = [
+        f"{path.relative_to(check)}:{number}"
+        for path in sorted(check.rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if any(f"Severity.{level}" in line for level in ("ERROR", "WARNING", "INFO"))
+        and " is Severity." not in line
+        and "severity in (" not in line
+    ]
+    assert stated == []
+
+
 def test_catalog_level_checks() -> None:
     with pytest.raises(CatalogError, match="file must be named PG950.toml"):
         build_catalog({"PG951.toml": VALID})
@@ -155,6 +214,7 @@ def test_examples(entry: Rule, index: int, tmp_path: Path) -> None:
     target.write_text(example.code, encoding="utf-8")
     (result,) = audit_submissions([target], CheckOptions(), jobs=1, use_cache=False)
     found = [(f.rule, f.severity, f.line, f.message) for f in result.findings]
+    assert all(f.severity in load_catalog().get(f.rule).severities for f in result.findings), found
     if example.kind == "illegal":
         assert any(f.rule == entry.id and f.severity is entry.severity for f in result.findings), (
             f"{entry.id} illegal example '{example.title}' did not raise {entry.id} at {entry.severity.value}: {found}"

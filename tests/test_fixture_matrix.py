@@ -93,6 +93,17 @@ def test_fixture_sets_exist_and_are_named_by_rule() -> None:
             assert rule_id in known, f"{file}: {rule_id} has no catalog entry"
 
 
+def undeclared_severities(findings: list[Finding]) -> list[tuple[str, str, str]]:
+    """Findings whose severity is neither their rule's nor one its page lowers it to."""
+    catalog = load_catalog()
+    bad = []
+    for item in findings:
+        rule = catalog.get(item.rule)
+        if rule is None or item.severity not in rule.severities:
+            bad.append((item.rule, item.severity.value, item.message))
+    return bad
+
+
 def _is_switched(fixture: Path) -> bool:
     return fixture.parent.name == "switched" or "switched" in fixture.stem
 
@@ -122,6 +133,7 @@ def _check(folder: Path, fixture: Path, wrapper: str) -> list[Finding]:
 def test_fixture(fixture: Path, wrapper: str, tmp_path: Path) -> None:
     findings = _check(tmp_path / "submission", fixture, wrapper)
     summary = [(f.rule, f.severity.value, f.file, f.line) for f in findings]
+    assert undeclared_severities(findings) == [], "a finding carries a severity its rule page does not declare"
     if fixture.parent.name == "legal":
         loud = [f for f in findings if f.severity in (Severity.ERROR, Severity.WARNING)]
         assert loud == [], f"legal fixture raised: {summary}"

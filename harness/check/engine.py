@@ -13,13 +13,14 @@ import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from harness.catalog import finding
 from harness.check import package, rules_runtime_io, rules_scoring, rules_ttt
 from harness.check.context import CheckContext, CheckOptions
 from harness.check.flow.names import forget_children as forget_flow_children
 from harness.check.forked import start_forked
 from harness.check.mechanisms.syntax import forget_children as forget_syntax_children
 from harness.check.parse import ParseFailure, parse_source
-from harness.findings import Finding, Severity, unique_findings
+from harness.findings import Finding, unique_findings
 from harness.python_ast import forget_trees
 from harness.submission import Submission
 
@@ -76,8 +77,8 @@ def _analyze(submission: Submission, options: CheckOptions, parallel: bool) -> l
         try:
             ctx.parsed.append(parse_source(source))
         except ParseFailure as failure:
-            severity = Severity.ERROR if source.is_entry else Severity.WARNING
-            findings.append(Finding("PG000", severity, source.display_name, 0, str(failure)))
+            helper = None if source.is_entry else "helper-file"
+            findings.append(finding("PG000", source.display_name, 0, str(failure), when=helper))
     wanted = [f for f in FAMILIES if not (submission.single_file and f.folder_only)]
     independent = [f for f in wanted if not f.reads_findings]
     in_child = [f for f in independent if f.forked] if parallel and ctx.parsed else []
@@ -108,4 +109,4 @@ def _run(family: Family, ctx: CheckContext, earlier: list[Finding]) -> list[Find
     except Exception as exc:  # noqa: BLE001 — a family bug must not hide other findings
         reason = f"{type(exc).__name__}: {exc}"
     message = f"analysis '{family.name}' could not complete: {reason.splitlines()[0][:200]}"
-    return [Finding("PG000", Severity.ERROR, "", 0, message)]
+    return [finding("PG000", "", 0, message)]

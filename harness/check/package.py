@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import fmean
 
+from harness.catalog import finding
 from harness.check.context import CheckContext
 from harness.check.pkg.compliance import contradicted_rules, is_claimed
 from harness.check.pkg.folder import ENTRY_FILE, JSON_FILE, PackageFolder, read_package
@@ -60,14 +61,6 @@ def check(ctx: CheckContext) -> list[Finding]:
     return findings
 
 
-def _error(rule: str, file: str, line: int, message: str) -> Finding:
-    return Finding(rule=rule, severity=Severity.ERROR, file=file, line=line, message=message)
-
-
-def _warning(rule: str, file: str, line: int, message: str) -> Finding:
-    return Finding(rule=rule, severity=Severity.WARNING, file=file, line=line, message=message)
-
-
 # PG401 ------------------------------------------------------------------------------------
 
 
@@ -78,13 +71,25 @@ def required_files(ctx: CheckContext, package: PackageFolder) -> list[Finding]:
     # accepted records exist without a log (2026-03-21) or without a README.
     if package.readme is None:
         findings.append(
-            _warning("PG401", "README.md", 0, "README.md is missing: the folder should explain the submission")
+            finding(
+                "PG401",
+                "README.md",
+                0,
+                "README.md is missing: the folder should explain the submission",
+                when="missing-file",
+            )
         )
     if package.json_file is None:
-        findings.append(_warning("PG401", JSON_FILE, 0, "submission.json is missing"))
+        findings.append(finding("PG401", JSON_FILE, 0, "submission.json is missing", when="missing-file"))
     if not package.logs:
         findings.append(
-            _warning("PG401", "", 0, "no training log: expected a *.log or *.txt file with step or final score lines")
+            finding(
+                "PG401",
+                "",
+                0,
+                "no training log: expected a *.log or *.txt file with step or final score lines",
+                when="missing-file",
+            )
         )
     if ENTRY_FILE not in files:
         return findings + entry_under_another_name(ctx)
@@ -107,7 +112,7 @@ def required_files(ctx: CheckContext, package: PackageFolder) -> list[Finding]:
     if reasons:
         # PG000 messages already name the file; ours do not.
         shown = "; ".join(dict.fromkeys(why if name in why else f"{name}: {why}" for name, why in reasons))
-        findings.append(_error("PG401", reasons[0][0], 0, f"train_gpt.py does not compile ({shown})"))
+        findings.append(finding("PG401", reasons[0][0], 0, f"train_gpt.py does not compile ({shown})"))
     return findings
 
 
@@ -126,7 +131,7 @@ def entry_under_another_name(ctx: CheckContext) -> list[Finding]:
     if not submission.entry_sources or not broken.issuperset(submission.entry_files):
         return []  # unreadable (PG000 says so), or another candidate entry parses
     names = ", ".join(sorted(broken))
-    return [_error("PG401", sorted(broken)[0], 0, f"the entry script does not compile ({names}: does not parse)")]
+    return [finding("PG401", sorted(broken)[0], 0, f"the entry script does not compile ({names}: does not parse)")]
 
 
 # PG402 ------------------------------------------------------------------------------------
@@ -136,10 +141,10 @@ def json_fields(package: PackageFolder) -> list[Finding]:
     """Warnings only: submission.json is metadata the organizers read by eye, and accepted
     records use many shapes of it; a malformed field never makes a run illegal."""
     if package.json_error is not None:
-        return [_warning("PG402", JSON_FILE, package.json_error.line, str(package.json_error))]
+        return [finding("PG402", JSON_FILE, package.json_error.line, str(package.json_error))]
     if package.submission_json is None:
         return []
-    return [_warning("PG402", JSON_FILE, p.line, p.message) for p in package.submission_json.problems]
+    return [finding("PG402", JSON_FILE, p.line, p.message) for p in package.submission_json.problems]
 
 
 # PG403 ------------------------------------------------------------------------------------
@@ -197,11 +202,12 @@ def headline_matches(package: PackageFolder, family: str | None, record: bool) -
         return []
     if family is None:
         return [
-            _warning(
+            finding(
                 "PG403",
                 JSON_FILE,
                 data.line_of("val_bpb"),
                 "no log has a final score line (… val_loss:… val_bpb:…) to back the claimed val_bpb",
+                when="unconfirmed",
             )
         ]
     findings = []
@@ -233,13 +239,13 @@ def _claim_against_logs(
     if single is not None:
         log, score = single
         return [
-            Finding(
+            finding(
                 "PG403",
-                Severity.INFO,
                 JSON_FILE,
                 claim.line,
                 f"submission.json {key} {claim.value} is the score of one run ({log.path}:{score.line} "
                 f"{score.family}), not the mean of the {len(scores)} scored log(s)",
+                when="one-run",
             )
         ]
     shown = ", ".join(f"{log.path}:{s.line} {_pick(s, key)[0]}" for log, s in scores)
@@ -248,7 +254,7 @@ def _claim_against_logs(
     floor = _lowest_logged_bpb(package)
     if key == "val_bpb" and record and floor is not None and claim.value < floor[0] - _rounding(claim):
         return [
-            _error(
+            finding(
                 "PG403",
                 JSON_FILE,
                 claim.line,
@@ -256,7 +262,7 @@ def _claim_against_logs(
                 f"{floor[1]}): no run in the folder shows it",
             )
         ]
-    return [_warning("PG403", JSON_FILE, claim.line, message)]
+    return [finding("PG403", JSON_FILE, claim.line, message, when="unconfirmed")]
 
 
 def _rounding(claim: Claim) -> float:
@@ -310,12 +316,13 @@ def _seed_claims_against_logs(package: PackageFolder) -> list[Finding]:
                 continue
             log, score = next(((log, f) for log, f in families if f.family == log.headline().family), families[-1])
             findings.append(
-                _warning(
+                finding(
                     "PG403",
                     JSON_FILE,
                     seed_claim.line,
                     f"seed_results['{seed_claim.seed}'].{key} {claim.value} does not match "
                     f"{log.path}:{score.line} ({score.family} {key}:{_pick(score, key)[0]})",
+                    when="unconfirmed",
                 )
             )
     return findings
@@ -337,7 +344,7 @@ def seed_count(package: PackageFolder) -> list[Finding]:
     if len(distinct) < MIN_SEEDS:
         names = ", ".join(log.path for log in logs) or "none"
         findings.append(
-            _warning(
+            finding(
                 "PG404",
                 anchor_file,
                 anchor,
@@ -350,7 +357,7 @@ def seed_count(package: PackageFolder) -> list[Finding]:
         for seed in data.declared_seeds:
             if seed not in logged:
                 findings.append(
-                    _warning(
+                    finding(
                         "PG404",
                         JSON_FILE,
                         anchor or data.line_of(seed),
@@ -365,7 +372,7 @@ def seed_count(package: PackageFolder) -> list[Finding]:
             key, left, right = differences[0]
             more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
             findings.append(
-                _warning(
+                finding(
                     "PG404",
                     other.path,
                     other.hparam_lines.get(key, 0),
@@ -385,13 +392,12 @@ def significance(frontier_file: Path, package: PackageFolder, family: str | None
     try:
         frontier = load_frontier(frontier_file)
     except HarnessError as exc:
-        return [Finding("PG405", Severity.WARNING, file, anchor, f"significance not tested: {exc}")]
+        return [finding("PG405", file, anchor, f"significance not tested: {exc}")]
     losses = [s.val_loss for s in (_family_in(log, family) for log in package.claim_logs()) if s] if family else []
     if len(losses) < 2:
         return [
-            Finding(
+            finding(
                 "PG405",
-                Severity.WARNING,
                 file,
                 anchor,
                 f"significance not tested: need >= 2 per-seed val_loss values in the logs, found {len(losses)}",
@@ -408,7 +414,7 @@ def significance(frontier_file: Path, package: PackageFolder, family: str | None
         f"final-leaderboard reading (p < {LEADERBOARD_ALPHA}, no margin): p = {board.p_value:.4g} — "
         f"{'met' if board_met else 'NOT met'}"
     )
-    return [Finding("PG405", Severity.INFO if readme_met else Severity.WARNING, file, anchor, message)]
+    return [finding("PG405", file, anchor, message, when="margin-met" if readme_met else None)]
 
 
 # PG406 ------------------------------------------------------------------------------------
@@ -433,7 +439,7 @@ def compliance_claims(package: PackageFolder, findings: list[Finding]) -> list[F
             where = f"{first.file}:{first.line}" if first.file else "the package"
             more = f" (+{len(against) - 1} more)" if len(against) > 1 else ""
             contradictions.append(
-                _warning(
+                finding(
                     "PG406",
                     JSON_FILE,
                     data.line_of(flag),

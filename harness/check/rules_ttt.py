@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import libcst as cst
 
+from harness.catalog import finding
 from harness.check.context import CheckContext
 from harness.check.flow.documented_data import documented_val_training
 from harness.check.flow.headline import logged_as_diagnostic
@@ -23,7 +24,7 @@ from harness.check.flow.index import FuncInfo, ModuleIndex, SubmissionIndex
 from harness.check.flow.ordering import Decision, decide, evidence
 from harness.check.flow.switches import Switches
 from harness.check.flow.taint import MAX_ANALYSES, Engine
-from harness.findings import Finding, Severity, Step
+from harness.findings import Finding, Step
 from harness.submission import read_document_head
 
 RULES = ("PG101", "PG102", "PG103", "PG104", "PG105", "PG106")
@@ -52,13 +53,13 @@ def check(ctx: CheckContext) -> list[Finding]:
     if engine.analyses >= MAX_ANALYSES:
         entry = ctx.parsed[0].source.display_name
         findings.append(
-            Finding(
-                rule="PG000",
-                severity=Severity.WARNING,
-                file=entry,
-                line=0,
-                message=f"data-flow analysis stopped after {MAX_ANALYSES} function analyses; "
+            finding(
+                "PG000",
+                entry,
+                0,
+                f"data-flow analysis stopped after {MAX_ANALYSES} function analyses; "
                 "calls beyond that were treated as library calls, so findings may be missing",
+                when="analysis-limit",
             )
         )
     findings.extend(documented_val_training(ctx.submission))
@@ -80,12 +81,12 @@ def _judge_root(
     except RecursionError:
         where = root.file if root.node is None else f"{root.file}:{root.line}"
         return [
-            Finding(
-                rule="PG000",
-                severity=Severity.WARNING,
-                file=root.file,
-                line=root.line,
-                message=f"data-flow analysis of {root.display} ({where}) stopped: nesting too deep",
+            finding(
+                "PG000",
+                root.file,
+                root.line,
+                f"data-flow analysis of {root.display} ({where}) stopped: nesting too deep",
+                when="analysis-limit",
             )
         ]
     trains_params = {info.uid for info in engine.index.all_functions if info.trains_params}
@@ -162,37 +163,30 @@ def _unreached(index: SubmissionIndex, engine: Engine) -> list[FuncInfo]:
 
 def _finding(decision: Decision, switches: Switches, decoded: set[str], unreached_in: FuncInfo | None) -> Finding:
     sink = decision.sink
-    severity = decision.severity
+    when = decision.when
     message = decision.message
     outcome = switches.outcome(sink.conds)
     if unreached_in is not None:
-        severity = Severity.INFO
+        when = "not-run"
         message += f" — in {unreached_in.display}, which the entry script never calls"
     elif not outcome.runs:
-        severity = Severity.INFO
+        when = "not-run"
         message += f" — not run in the documented configuration: {outcome.disabled_by}"
     elif outcome.enabled_by:
         message += " — enabled by " + ", ".join(f"{s.name}={s.value} in {s.file}:{s.line}" for s in outcome.enabled_by)
     if sink.file in decoded:
         message += " (lines of the source decoded from the self-extracting shim)"
     where = decision.at or sink
-    return Finding(
-        rule=decision.rule,
-        severity=severity,
-        file=where.file,
-        line=where.line,
-        message=message,
-        path=evidence(decision),
-    )
+    return finding(decision.rule, where.file, where.line, message, evidence(decision), when=when)
 
 
 def _strongest_per_place(findings: list[Finding]) -> list[Finding]:
     """One finding per rule and place: the same helper analysed from two call sites, or once
     reached and once on its own, must not be reported twice."""
     best: dict[tuple[str, str, int], Finding] = {}
-    for finding in findings:
-        key = (finding.rule, finding.file, finding.line)
+    for candidate in findings:
+        key = (candidate.rule, candidate.file, candidate.line)
         current = best.get(key)
-        if current is None or finding.severity.rank > current.severity.rank:
-            best[key] = finding
+        if current is None or candidate.severity.rank > current.severity.rank:
+            best[key] = candidate
     return sorted(best.values(), key=lambda f: (f.file, f.line, f.rule))

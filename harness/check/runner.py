@@ -19,11 +19,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import catalog
 from harness.allowlist import Allowlist, finding_location
 from harness.check.cache import CheckCache, default_cache_dir, finding_from_json
 from harness.check.context import CheckOptions
 from harness.errors import HarnessError
-from harness.findings import Finding, Severity, verdict_for
+from harness.findings import Finding, verdict_for
 from harness.report.model import AllowlistedFinding, CheckReport, SubmissionResult
 
 DEFAULT_JOBS = 2
@@ -201,13 +202,7 @@ def analyze_one(path: str, options: CheckOptions, parallel: bool = False) -> tup
 
 def _pg000(message: str) -> Finding:
     first_line = message.strip().splitlines()[0] if message.strip() else "unknown reason"
-    return Finding(
-        rule="PG000",
-        severity=Severity.ERROR,
-        file="",
-        line=0,
-        message=f"could not analyze: {first_line[:300]}",
-    )
+    return catalog.finding("PG000", "", 0, f"could not analyze: {first_line[:300]}")
 
 
 def _crash_outcome(reason: str) -> tuple[list[dict], dict[str, str], bool]:

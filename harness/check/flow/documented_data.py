@@ -16,8 +16,9 @@ import posixpath
 import re
 import shlex
 
+from harness.catalog import finding
 from harness.check.flow.names import is_val_literal
-from harness.findings import Finding, Severity
+from harness.findings import Finding
 from harness.submission import Submission, read_document_head
 
 _READ_LIMIT = 512 * 1024
@@ -62,7 +63,8 @@ def _judge_command(words: list[str], code: str, file: str, line: int) -> Finding
         sources = [p for p in paths[:-1] if is_val_literal(posixpath.basename(p))]
         if sources and _TRAIN_SHARD.search(target):
             verb = {"ln": "links", "mv": "renames"}.get(posixpath.basename(words[0]), "copies")
-            return _finding(
+            return finding(
+                "PG105",
                 file,
                 line,
                 f"the documented setup {verb} the validation shard `{sources[0]}` to the "
@@ -80,7 +82,8 @@ def _judge_command(words: list[str], code: str, file: str, line: int) -> Finding
             and is_val_literal(value)
             and (f'"{setting}"' in code or f"'{setting}'" in code)
         ):
-            return _finding(
+            return finding(
+                "PG105",
                 file,
                 line,
                 f"the documented configuration sets {setting}={value} ({file}:{line}), which "
@@ -88,10 +91,6 @@ def _judge_command(words: list[str], code: str, file: str, line: int) -> Finding
                 "validation data",
             )
     return None
-
-
-def _finding(file: str, line: int, message: str) -> Finding:
-    return Finding(rule="PG105", severity=Severity.ERROR, file=file, line=line, message=message)
 
 
 def _words(command: str) -> list[str]:

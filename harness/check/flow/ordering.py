@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from harness.check.flow.model import Effect, EffectKind, LoopFrame
 from harness.check.flow.names import TRAIN_PIPELINE_NAME, is_val_name
-from harness.findings import Severity, Step
+from harness.findings import Step
 
 _TRAIN_PIPELINE_NAME = TRAIN_PIPELINE_NAME
 
@@ -23,11 +23,11 @@ _TRAIN_PIPELINE_NAME = TRAIN_PIPELINE_NAME
 @dataclass
 class Decision:
     rule: str
-    severity: Severity
     sink: Effect  # whose file/line the finding points at and whose conditions decide severity
     message: str
     related: list[tuple[Effect, str]] = field(default_factory=list)
     at: Step | None = None  # where to point when not at the sink itself (a call site)
+    when: str | None = None  # a situation the rule's page declares a lower severity for
 
 
 def decide(
@@ -65,7 +65,6 @@ def decide(
             decisions.append(
                 Decision(
                     "PG106",
-                    Severity.ERROR,
                     effect,
                     f"quantization statistics are collected on {_source(effect)} ({effect.note} "
                     f"at line {effect.line}): the artifact is calibrated on validation data",
@@ -75,7 +74,6 @@ def decide(
             decisions.append(
                 Decision(
                     "PG105",
-                    Severity.ERROR,
                     effect,
                     f"{_source(effect)} flows into the artifact ({effect.note} at line "
                     f"{effect.line}): validation data is stored in what is submitted",
@@ -85,7 +83,6 @@ def decide(
             decisions.append(
                 Decision(
                     "PG105",
-                    Severity.ERROR,
                     effect,
                     f"{effect.note} at line {effect.line}: a score on {_source(effect)} selects "
                     "the checkpoint that is kept",
@@ -110,7 +107,6 @@ def _judge_update(
         return [
             Decision(
                 "PG101",
-                Severity.ERROR,
                 update,
                 f"{_source(update)} is trained on ({update.note} at line {update.line}) from a later "
                 f"chunk than the one just scored ({_where(first)}): that chunk is scored in a later "
@@ -133,7 +129,6 @@ def _judge_update(
         return [
             Decision(
                 "PG105",
-                Severity.ERROR,
                 update,
                 f"{source} is used in the training loop ({update.note} at line {update.line}): "
                 "training batches are drawn from validation data",
@@ -144,7 +139,6 @@ def _judge_update(
         return [
             Decision(
                 "PG104",
-                Severity.WARNING,
                 update,
                 f"{source} is trained on in {kind} ({update.note} at line {update.line}) outside the "
                 "scoring loop; the updated state appears to be discarded afterwards",
@@ -155,7 +149,6 @@ def _judge_update(
         return [
             Decision(
                 "PG102",
-                Severity.ERROR,
                 update,
                 f"{source} is trained on ({update.note} at line {update.line}) before the model is "
                 f"serialized/quantized ({artifact.note} at line {artifact.line}): pre-quant TTT bakes "
@@ -172,7 +165,6 @@ def _judge_update(
         decisions = [
             Decision(
                 "PG101",
-                Severity.ERROR,
                 update,
                 f"{source} is trained on ({update.note} at line {update.line}) before it is scored "
                 f"({_call_where(score, update)})",
@@ -187,7 +179,6 @@ def _judge_update(
             decisions.append(
                 Decision(
                     "PG103",
-                    Severity.ERROR,
                     again,
                     f"{source} is scored ({_call_where(prior[0], update)}), trained on ({update.note} "
                     f"at line {update.line}) and scored again ({_call_where(again, update)}): the "
@@ -203,16 +194,15 @@ def _judge_update(
         return [
             Decision(
                 "PG104",
-                Severity.INFO,
                 update,
                 f"{source} is trained on ({update.note} at line {update.line}) after the last scoring "
                 "pass; nothing scored or saved afterwards uses it",
+                when="after-last-score",
             )
         ]
     return [
         Decision(
             "PG104",
-            Severity.WARNING,
             update,
             f"{source} is trained on ({update.note} at line {update.line}) outside any scoring loop",
         )
@@ -238,7 +228,6 @@ def _baked_after_score_first(
     return [
         Decision(
             "PG102",
-            Severity.ERROR,
             update,
             f"{_source(update)} is trained on ({update.note} at line {update.line}, after scoring it in "
             f"{_where(first)}) and the model is serialized/quantized afterwards ({artifact.note} at line "
@@ -269,7 +258,6 @@ def _rescored_per_pass(update: Effect, scores: list[Effect]) -> list[Decision]:
             return [
                 Decision(
                     "PG103",
-                    Severity.ERROR,
                     score,
                     f"{_source(score)} is scored ({_where(score)}) inside `{epoch.label}` (line {epoch.line}), "
                     f"which also trains on the same tokens ({update.note} at line {update.line}): later "
@@ -310,7 +298,6 @@ def _rescored_after_ttt(
     return [
         Decision(
             "PG103",
-            Severity.ERROR,
             last,
             f"{_source(last)} is scored again ({again.note} at {again.file}:{again.line}) after the "
             f"model was trained on it ({update.note} at line {update.line}); the last pass, not the "

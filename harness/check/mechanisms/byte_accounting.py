@@ -18,8 +18,6 @@ from dataclasses import replace
 
 import libcst as cst
 
-from harness.findings import Severity
-
 from .byte_tables import BYTE_NAME, find_lut_problems, find_missing_boundary_rule, find_shipped_byte_table
 from .imports import run_at_evaluation
 from .switches import Configuration
@@ -342,7 +340,6 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
             hits.append(
                 Hit(
                     rule="PG204",
-                    severity=Severity.ERROR,
                     index=index,
                     node=statement,
                     message=(
@@ -375,7 +372,6 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
             hits.append(
                 Hit(
                     rule="PG204",
-                    severity=Severity.ERROR,
                     index=index,
                     node=statement,
                     message=(
@@ -424,7 +420,6 @@ def find_transformed_text_bytes(indexes: list[ModuleIndex], configuration: Confi
     return [
         Hit(
             rule="PG204",
-            severity=Severity.ERROR,
             index=index,
             node=index.enclosing_statement(node),
             message=(
@@ -475,7 +470,7 @@ def _outside_the_run(hit: Hit) -> Hit:
     itself: a warning for the reviewer to trace, not an error (#1578's pipeline scripts)."""
     return replace(
         hit,
-        severity=Severity.WARNING,
+        when="outside-the-run",
         message=hit.message + f" (in {hit.index.name}, which the entry script does not import: check whether "
         "this table reaches the reported val_bpb)",
     )

@@ -12,8 +12,6 @@ import re
 
 import libcst as cst
 
-from harness.findings import Severity
-
 from .syntax import (
     Hit,
     ModuleIndex,
@@ -68,7 +66,6 @@ def find_lut_problems(index: ModuleIndex) -> list[Hit]:
             hits.append(
                 Hit(
                     rule="PG204",
-                    severity=Severity.ERROR,
                     index=index,
                     node=index.enclosing_statement(lengths[0]),
                     message=f"byte table in `{function.name.value}`: " + "; ".join(problems),
@@ -130,7 +127,6 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
         hits.append(
             Hit(
                 rule="PG204",
-                severity=Severity.ERROR,
                 index=index,
                 node=index.enclosing_statement(uses[0]),
                 message=(
@@ -298,7 +294,6 @@ def find_shipped_byte_table(index: ModuleIndex) -> list[Hit]:
             hits.append(
                 Hit(
                     rule="PG204",
-                    severity=Severity.ERROR,
                     index=index,
                     node=statement,
                     message=(

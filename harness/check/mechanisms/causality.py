@@ -20,8 +20,6 @@ import re
 
 import libcst as cst
 
-from harness.findings import Severity
-
 from .callees import helper_of, names_outside_helper_calls
 from .lookups import CACHE_WORDS, LookupFacts, collect_lookups
 from .syntax import (
@@ -61,7 +59,6 @@ def find_target_in_key(index: ModuleIndex, info: TargetInfo, lookups: LookupFact
         hits.append(
             Hit(
                 rule="PG201",
-                severity=Severity.ERROR,
                 index=index,
                 node=index.enclosing_statement(key_expr),
                 message=(
@@ -306,7 +303,6 @@ def _gate_hit(
     if via_cache:
         return Hit(
             rule="PG202",
-            severity=Severity.ERROR,
             index=index,
             node=node,
             message=(
@@ -317,7 +313,6 @@ def _gate_hit(
         )
     return Hit(
         rule="PG201",
-        severity=Severity.ERROR,
         index=index,
         node=node,
         message=f"gate `{gate}` reads the target token of the scored position (`{shown}`)",
@@ -383,7 +378,6 @@ def find_expert_gate_settings(indexes: list[ModuleIndex], configuration) -> list
             hits.append(
                 Hit(
                     rule="PG201",
-                    severity=Severity.ERROR,
                     index=index,
                     node=statement,
                     message=(
@@ -593,7 +587,6 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list
         hits.append(
             Hit(
                 rule="PG201",
-                severity=Severity.ERROR,
                 index=index,
                 node=statement,
                 message=(

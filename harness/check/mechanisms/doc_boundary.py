@@ -14,8 +14,6 @@ import re
 
 import libcst as cst
 
-from harness.findings import Severity
-
 from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, number_value, step, target_names, walk
 from .targets import value_names
 
@@ -256,7 +254,7 @@ def find_unmasked_smear(indexes: list[ModuleIndex]) -> list[Hit]:
                 hits.append(
                     Hit(
                         rule="PG203",
-                        severity=Severity.INFO,
+                        when="no-document-isolation",
                         index=index,
                         node=statement,
                         message=(
@@ -271,7 +269,6 @@ def find_unmasked_smear(indexes: list[ModuleIndex]) -> list[Hit]:
             hits.append(
                 Hit(
                     rule="PG203",
-                    severity=Severity.WARNING,
                     index=index,
                     node=statement,
                     message=(

@@ -13,8 +13,6 @@ import re
 
 import libcst as cst
 
-from harness.findings import Severity
-
 from .imports import alias_map, qualified, run_at_evaluation
 from .syntax import Hit, ModuleIndex, call_name, step, strings_in
 
@@ -60,17 +58,17 @@ def find_network(indexes: list[ModuleIndex]) -> list[Hit]:
                 continue
             if runs:
                 message = f"`{what}` reaches the network while the submission runs; the artifact must be self-contained"
-                severity = Severity.ERROR
+                situation = None
             else:
                 message = (
                     f"`{what}` downloads in {index.name}, a script the entry script does not import "
                     "(data preparation before training, not evaluation)"
                 )
-                severity = Severity.INFO
+                situation = "preparation-script"
             hits.append(
                 Hit(
                     rule="PG301",
-                    severity=severity,
+                    when=situation,
                     index=index,
                     node=index.enclosing_statement(call),
                     message=message,

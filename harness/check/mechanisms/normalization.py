@@ -17,8 +17,6 @@ import re
 
 import libcst as cst
 
-from harness.findings import Severity
-
 from .lookups import LookupFacts
 from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, target_names, walk
 from .targets import TargetInfo, value_names
@@ -49,7 +47,6 @@ def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
             hits.append(
                 Hit(
                     rule="PG202",
-                    severity=Severity.ERROR,
                     index=index,
                     node=call,
                     message=(
@@ -96,7 +93,6 @@ def find_min_by_comparison(index: ModuleIndex) -> list[Hit]:
         hits.append(
             Hit(
                 rule="PG202",
-                severity=Severity.ERROR,
                 index=index,
                 node=index.enclosing_statement(comparison),
                 message=(
@@ -245,7 +241,6 @@ def find_unnormalized_ratio(index: ModuleIndex, info: TargetInfo, lookups: Looku
         hits.append(
             Hit(
                 rule="PG202",
-                severity=Severity.ERROR,
                 index=index,
                 node=statement,
                 message=(
@@ -348,7 +343,6 @@ def find_byte_spread(index: ModuleIndex) -> list[Hit]:
         hits.append(
             Hit(
                 rule="PG202",
-                severity=Severity.ERROR,
                 index=index,
                 node=index.enclosing_statement(binop),
                 message=(
@@ -384,7 +378,6 @@ def find_ppm_byte_scoring(index: ModuleIndex) -> list[Hit]:
         hits.append(
             Hit(
                 rule="PG202",
-                severity=Severity.ERROR,
                 index=index,
                 node=loop,
                 message=(

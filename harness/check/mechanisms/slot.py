@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import libcst as cst
 
-from harness.findings import Severity
-
 from .imports import imported_functions
 from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, target_names, walk
 from .targets import TargetInfo, value_names
@@ -63,7 +61,7 @@ def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
         hits.append(
             Hit(
                 rule="PG201",
-                severity=Severity.WARNING if context_only else Severity.ERROR,
+                when="context-only-slot" if context_only else None,
                 index=index,
                 node=backward,
                 message=(
@@ -108,7 +106,6 @@ def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
             hits.append(
                 Hit(
                     rule="PG201",
-                    severity=Severity.ERROR,
                     index=index,
                     node=statement,
                     message=(

@@ -18,7 +18,7 @@ import libcst as cst
 
 from harness.check.children import make_child_reader
 from harness.check.parse import ParsedSource, string_literal_value
-from harness.findings import Severity, Step
+from harness.findings import Step
 
 FunctionNode = cst.FunctionDef
 
@@ -387,12 +387,12 @@ class Hit:
     """
 
     rule: str
-    severity: Severity
     index: ModuleIndex
     node: cst.CSTNode
     message: str
     path: tuple[Step, ...] = ()
     zero_factors: tuple[cst.CSTNode, ...] = ()  # factors that switch the mechanism off when 0
+    when: str | None = None  # a situation the rule's page declares a lower severity for
 
 
 def step(index: ModuleIndex, node: cst.CSTNode, note: str) -> Step:

@@ -20,7 +20,7 @@ import re
 
 import libcst as cst
 
-from harness.findings import Severity, Step
+from harness.findings import Step
 
 from .switches import UNKNOWN, Configuration
 from .syntax import (
@@ -335,7 +335,6 @@ def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -
             if key not in hits:
                 hits[key] = Hit(
                     rule="PG302",
-                    severity=Severity.ERROR,
                     index=read.index,
                     node=read.index.enclosing_statement(read.node),
                     message=f"evaluation function `{function.name.value}` reads training data (`{read.what}`)",
@@ -575,7 +574,7 @@ def _late_read_hit(
     call: cst.Call,
     read: Read,
     when: str,
-    severity: Severity = Severity.ERROR,
+    situation: str | None = None,
 ) -> Hit:
     """A PG302 hit: the boundary (save or clock), the late call, and the read it leads to."""
     path = [boundary, call_step]
@@ -584,7 +583,7 @@ def _late_read_hit(
     path += read.via
     return Hit(
         rule="PG302",
-        severity=severity,
+        when=situation,
         index=region_index,
         node=region_index.enclosing_statement(call),
         message=f"training data is read (`{read.what}`) {when}",
@@ -602,7 +601,7 @@ def _after_clock_hit(
     saved_at: int | None,
     budget_known: bool,
 ) -> Hit:
-    severity = Severity.ERROR
+    situation = None
     if reserve is not None:
         shown = reserve if reserve.startswith("`") else f"`{reserve}`"  # a budget below 600 s comes described
         why = f"after the final model is serialized (line {saved_at}), outside the reserved slice {shown}"
@@ -612,7 +611,7 @@ def _after_clock_hit(
             "training time for it"
         )
     else:
-        severity = Severity.WARNING
+        situation = "budget-unknown"
         why = (
             f"after the wall-clock-capped training loop (line {index.line(loop)}) whose time budget cannot be read "
             "statically: legal only if the loop stops early enough to leave this inside the 600 s (#593)"
@@ -624,5 +623,5 @@ def _after_clock_hit(
         call,
         read,
         why,
-        severity,
+        situation,
     )

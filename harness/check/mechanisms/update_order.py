@@ -15,8 +15,6 @@ import re
 
 import libcst as cst
 
-from harness.findings import Severity
-
 from .lookups import BYTE_WORDS
 from .syntax import Hit, ModuleIndex, assigned_value, nodes_within, number_value, step, target_names, walk
 from .targets import TargetInfo, value_names
@@ -46,7 +44,6 @@ def find_update_before_score(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
         hits.append(
             Hit(
                 rule="PG201",
-                severity=Severity.ERROR,
                 index=index,
                 node=write,
                 message=(

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.catalog import finding
 from harness.check.pkg.folder import ENTRY_FILE, JSON_FILE, PackageFolder
 from harness.check.pkg.logs import TrainingLog
-from harness.findings import Finding, Severity
+from harness.findings import Finding
 from harness.submission import Submission
 
 SIZE_LIMIT_BYTES = 16_000_000
@@ -151,8 +152,8 @@ def artifact_size(submission: Submission, package: PackageFolder, record: bool) 
             )
         elif not record:
             message += " (not a record claim: the cap decides leaderboard records)"
-        severity = Severity.ERROR if record and not under else Severity.WARNING
-        findings.append(Finding("PG303", severity, first.file, first.line, message))
+        decisive = record and not under
+        findings.append(finding("PG303", first.file, first.line, message, when=None if decisive else "not-decisive"))
     if findings:
         return findings
     # submission.json's own numbers: they may count something else (uncompressed code, MiB),
@@ -162,12 +163,12 @@ def artifact_size(submission: Submission, package: PackageFolder, record: bool) 
         if reading.size_bytes > SIZE_LIMIT_BYTES:
             why = "the logs print a size under it" if logged else "no log prints the artifact size to confirm it"
             findings.append(
-                Finding(
+                finding(
                     "PG303",
-                    Severity.WARNING,
                     reading.file,
                     reading.line,
                     f"{reading.what} is {reading.size_bytes:,} bytes, {_OVER}; {why}",
+                    when="not-decisive",
                 )
             )
     return findings
@@ -212,7 +213,7 @@ def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
         if not all_clear:
             message += _why_not_decisive(record, len(train_over), len(trained), "trained", _fewer_gpus(log))
         findings.append(
-            Finding("PG304", Severity.ERROR if all_clear else Severity.WARNING, log.path, log.train_time_line, message)
+            finding("PG304", log.path, log.train_time_line, message, when=None if all_clear else "not-decisive")
         )
     scored = [(log, log.headline()) for log in logs]
     timed = [(log, h) for log, h in scored if h is not None and h.eval_time_ms is not None]
@@ -227,9 +228,7 @@ def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
         message = f"evaluation of {headline.family} took {headline.eval_time_ms / 1000:.1f} s, over the 600 s limit"
         if not eval_clear:
             message += _why_not_decisive(record, len(eval_over), len(timed), "evaluated", _fewer_gpus(log))
-        findings.append(
-            Finding("PG304", Severity.ERROR if eval_clear else Severity.WARNING, log.path, headline.line, message)
-        )
+        findings.append(finding("PG304", log.path, headline.line, message, when=None if eval_clear else "not-decisive"))
     if not eval_over:
         findings += _eval_total_info(logs)
     return findings
@@ -254,14 +253,14 @@ def _eval_total_info(logs: list[TrainingLog]) -> list[Finding]:
         total = sum(f.eval_time_ms or 0.0 for f in families)
         if families and total > TIME_LIMIT_MS:
             findings.append(
-                Finding(
+                finding(
                     "PG304",
-                    Severity.INFO,
                     log.path,
                     families[-1].line,
                     f"final evaluations together took {total / 1000:.1f} s "
                     f"({', '.join(f.family for f in families if f.eval_time_ms)}), over 600 s: "
                     "show which of them the reported score needs",
+                    when="eval-total",
                 )
             )
     return findings
