@@ -290,7 +290,9 @@ def test_probe_and_guard_plugins_are_called_and_reported(
         yield session
         session.findings.append(Finding("PG301", Severity.ERROR, "<runtime>", 0, "network access refused"))
 
-    monkeypatch.setitem(sys.modules, "harness.evaluate.probes", types.SimpleNamespace(run_probes=run_probes))
+    from harness.evaluate import contestant
+
+    monkeypatch.setattr(contestant, "probes", types.SimpleNamespace(run_probes=run_probes))
     monkeypatch.setitem(sys.modules, "harness.evaluate.guards", types.SimpleNamespace(guarded=guarded))
     out = tmp_path / "out"
     request = EvalRequest(
@@ -301,7 +303,8 @@ def test_probe_and_guard_plugins_are_called_and_reported(
         out_dir=out,
     )
     outcome = run_evaluation(request)
-    assert calls["probes"] == ((4 * SEQ_LEN + 1,), SEQ_LEN, small_data.vocab_size, "cpu", 1, False, None)
+    # the probes read the first window's inputs: nothing scoring would not hand the model first anyway
+    assert calls["probes"] == ((SEQ_LEN,), SEQ_LEN, small_data.vocab_size, "cpu", 1, False, None)
     assert calls["guards"] == (
         ["final_model.int8.ptz", small_data.tokenizer_path.name, "fineweb_val_000000.bin", "out"],
         ["fineweb_train_000000.bin"],

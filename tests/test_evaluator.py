@@ -20,7 +20,7 @@ from harness.evaluate.adapters.none import NoAdapter
 from harness.evaluate.adapters.sgd import cosine_lr, trainable_parameters
 from harness.evaluate.evaluator import EvalConfig, EvalInputs, evaluate
 from harness.evaluate.fingerprint import Fingerprinter, state_sha256
-from harness.evaluate.scored import ChunkInfo, RuntimeViolation, ScoredTokens, UnscoredAccess
+from harness.evaluate.scored import ChunkInfo, RuntimeViolation, ScoredTokens, UnscoredAccess, newly_scored
 from harness.evaluate.scoring import ScoringError
 from harness.evaluate.verify import verify_log
 from harness.evaluate.windows import plan_evaluation, plan_windows
@@ -234,8 +234,9 @@ def test_fingerprint_covers_buffers_and_low_precision_dtypes() -> None:
 
 
 def test_scored_view_allows_only_the_scored_prefix() -> None:
-    view = ScoredTokens(np.arange(20, dtype=np.uint16))
-    view._advance(9)  # targets [0, 9) scored → tokens [0, 10) readable
+    tokens = np.arange(20, dtype=np.uint16)
+    view = ScoredTokens()
+    view._grow(newly_scored(tokens, view.frontier, 9))  # targets [0, 9) scored → tokens [0, 10) readable
     assert view.frontier == 10
     assert view[2:5].tolist() == [2, 3, 4] and view[:].shape == (10,) and int(view[9]) == 9
     with pytest.raises(UnscoredAccess, match=r"asked for \[5, 11\) but only \[0, 10\) are scored"):

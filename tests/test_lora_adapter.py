@@ -5,7 +5,6 @@ that repeat themselves — deterministically."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from harness.evaluate.adapters.lora import LoraAdapter
 from harness.evaluate.evaluator import EvalConfig, EvalInputs, evaluate
 from harness.evaluate.fingerprint import Fingerprinter
 from harness.evaluate.probes import run_probes
-from harness.evaluate.scored import ChunkInfo, ScoredTokens
+from harness.evaluate.scored import ChunkInfo, ScoredTokens, newly_scored
 from reference_model.model import GPT, GPTConfig
 
 VOCAB = 64
@@ -53,11 +52,12 @@ def _documents(count: int = 3, repeats: int = 24, seed: int = 1) -> np.ndarray:
     return np.concatenate(docs).astype(np.int64)
 
 
-@dataclass
 class RecordingScored(ScoredTokens):
     """The evaluator's scored view, remembering every read with the frontier at that moment."""
 
-    reads: list[tuple[int, int, int]] = field(default_factory=list)
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[int, int, int]] = []
 
     def read(self, start: int, stop: int) -> torch.Tensor:
         self.reads.append((start, stop, self.frontier))
@@ -144,9 +144,9 @@ def test_reads_stay_below_the_frontier_and_inside_the_open_document() -> None:
     tokens = _documents()  # BOS at 0, 145, 290
     model = _tiny_gpt()
     adapter = LoraAdapter(model, AdapterConfig(seq_len=SEQ_LEN, epochs=1))
-    scored = RecordingScored(tokens)
+    scored = RecordingScored()
     for index, (start, end) in enumerate([(0, 100), (100, 160), (160, 300)]):
-        scored._advance(end)
+        scored._grow(newly_scored(tokens, scored.frontier, end))
         adapter.adapt(model, scored, _chunk(index, start, end))
     assert all(stop <= frontier for _, stop, frontier in scored.reads)
     assert scored.violations == []
@@ -163,25 +163,25 @@ def test_reset_at_bos_restores_the_initial_delta_and_training_depends_only_on_th
     model = _tiny_gpt()
     adapter = LoraAdapter(model, AdapterConfig(seq_len=SEQ_LEN))
     initial = _lora_state(model)
-    scored = ScoredTokens(tokens)
-    scored._advance(120)
+    scored = ScoredTokens()
+    scored._grow(newly_scored(tokens, scored.frontier, 120))
     adapter.adapt(model, scored, _chunk(0, 0, 120))
     trained = _lora_state(model)
     assert any(not torch.equal(trained[k], initial[k]) for k in initial)
     # The next chunk ends right after document 2's BOS (position 145): reset, nothing to train yet.
-    scored._advance(145)
+    scored._grow(newly_scored(tokens, scored.frontier, 145))
     adapter.adapt(model, scored, _chunk(1, 120, 145))
     assert adapter.resets == 2 and adapter.active is False
     assert all(torch.equal(v, initial[k]) for k, v in _lora_state(model).items())
     # Training on document 2 gives exactly what a fresh adapter trained on document 2 alone gives.
-    scored._advance(200)
+    scored._grow(newly_scored(tokens, scored.frontier, 200))
     adapter.adapt(model, scored, _chunk(2, 145, 200))
     fresh_model = _tiny_gpt()
     fresh = LoraAdapter(fresh_model, AdapterConfig(seq_len=SEQ_LEN))
-    alone = ScoredTokens(tokens)
-    alone._advance(145)
+    alone = ScoredTokens()
+    alone._grow(newly_scored(tokens, alone.frontier, 145))
     fresh.adapt(fresh_model, alone, _chunk(0, 0, 145))  # finds the BOS at 145: reset, no training
-    alone._advance(200)
+    alone._grow(newly_scored(tokens, alone.frontier, 200))
     fresh.adapt(fresh_model, alone, _chunk(1, 145, 200))
     assert all(torch.equal(v, _lora_state(fresh_model)[k]) for k, v in _lora_state(model).items())
 
@@ -191,8 +191,8 @@ def test_delta_applies_only_before_the_first_bos_of_a_window_and_stays_causal() 
     model = _tiny_gpt()
     base = _tiny_gpt()
     adapter = LoraAdapter(model, AdapterConfig(seq_len=SEQ_LEN))
-    scored = ScoredTokens(tokens)
-    scored._advance(100)
+    scored = ScoredTokens()
+    scored._grow(newly_scored(tokens, scored.frontier, 100))
     adapter.adapt(model, scored, _chunk(0, 0, 100))
     inside = torch.from_numpy(tokens[None, 100:132])  # continues document 1: adapted everywhere
     starts_new = torch.from_numpy(tokens[None, 145:177])  # opens with document 2's BOS: never adapted

@@ -23,10 +23,10 @@ from torch import nn
 import harness
 from harness.errors import UsageError
 from harness.evaluate.adapters.base import Adapter, AdapterConfig
+from harness.evaluate.contestant import Contestant, InProcess
 from harness.evaluate.distributed import DistContext, any_rank, sum_float64
-from harness.evaluate.fingerprint import Fingerprinter, state_sha256
 from harness.evaluate.log import LOG_SCHEMA, AuditLogWriter, RunningTotals, json_float
-from harness.evaluate.scored import ChunkInfo, RuntimeViolation, ScoredTokens, UnscoredAccess
+from harness.evaluate.scored import ChunkInfo, RuntimeViolation, newly_scored
 from harness.evaluate.scoring import score_windows
 from harness.evaluate.windows import ChunkPlan, plan_evaluation
 from harness.findings import Finding, Severity
@@ -46,6 +46,7 @@ class EvalConfig:
     seed: int = 1337
     device: str = "cpu"
     autocast: bool = False  # bf16 autocast for the forward pass (the trainer's choice on CUDA)
+    isolate: bool = False  # the model and adapter run in a child process (golf-eval --isolate)
 
     @property
     def effective_batch_windows(self) -> int:
@@ -65,6 +66,7 @@ class EvalConfig:
             "adapter": self.adapter.to_json(self.ttt) if self.ttt != "none" else None,
             "max_chunks": self.max_chunks,
             "autocast": self.autocast,
+            "isolate": self.isolate,
         }
 
 
@@ -126,7 +128,24 @@ def evaluate(
     progress: Callable[[ChunkProgress], None] | None = None,
     adapter_origin: str = "<adapter>",
 ) -> EvalResult:
-    """Run the score → log → adapt loop over every chunk; rank 0 writes ``log_path``."""
+    """Run the score → log → adapt loop with the model and adapter in this process."""
+    contestant = InProcess(model, adapter, adapter_origin)
+    return run_score_first(contestant, inputs, config, log_path, dist_ctx, progress)
+
+
+def run_score_first(
+    contestant: Contestant,
+    inputs: EvalInputs,
+    config: EvalConfig,
+    log_path: Path | None,
+    dist_ctx: DistContext | None = None,
+    progress: Callable[[ChunkProgress], None] | None = None,
+) -> EvalResult:
+    """Run the score → log → adapt loop over every chunk; rank 0 writes ``log_path``.
+
+    The contestant gets the tokens of a chunk only after the chunk's log line is on disk
+    (``newly_scored``); the validation stream itself stays here.
+    """
     dist_ctx = dist_ctx or DistContext()
     _check_inputs(inputs)
     started = time.perf_counter()
@@ -135,12 +154,12 @@ def evaluate(
     chunks = plan.chunks if config.max_chunks is None else plan.chunks[: max(config.max_chunks, 1)]
     byte_prefix = np.concatenate([[0], np.cumsum(inputs.target_bytes.astype(np.int64))])
     tokens_device = torch.from_numpy(inputs.tokens.astype(np.int64)).to(device)
-    scored = ScoredTokens(np.asarray(inputs.tokens))
-    fingerprint = Fingerprinter()
+    released = 0  # tokens [0, released) have been handed to the contestant
+    model = contestant.model
     model.eval()
     setup_started = time.perf_counter()
-    fp_start = fingerprint(model)
-    sha_start = state_sha256(model)
+    fp_start = contestant.fingerprint()
+    sha_start = contestant.state_sha256()
     setup_audit_s = time.perf_counter() - setup_started
     writer = AuditLogWriter(log_path) if (dist_ctx.is_main and log_path is not None) else None
     header = {
@@ -150,7 +169,7 @@ def evaluate(
         "version": harness.__version__,
         **inputs.provenance,
         "config": config.to_json(),
-        "adapter_name": getattr(adapter, "name", type(adapter).__name__),
+        "adapter_name": contestant.adapter_name,
         "seed": config.seed,
         "torch": torch.__version__,
         "device": str(device),
@@ -178,7 +197,7 @@ def evaluate(
         for chunk in chunks:
             chunk_started = time.perf_counter()
             audit_started = time.perf_counter()
-            fp_before = fingerprint(model)
+            fp_before = contestant.fingerprint()
             timing["audit_s"] += time.perf_counter() - audit_started
             score_started = time.perf_counter()
             model.eval()
@@ -202,7 +221,7 @@ def evaluate(
             timing["score_s"] += time.perf_counter() - score_started
             max_norm_error = max(max_norm_error, norm_error)
             audit_started = time.perf_counter()
-            fp_after = fingerprint(model)
+            fp_after = contestant.fingerprint()
             byte_count = int(byte_prefix[chunk.target_end] - byte_prefix[chunk.target_start])
             totals.add(nll_sum, chunk.targets, byte_count)
             if writer:
@@ -221,27 +240,28 @@ def evaluate(
             timing["audit_s"] += time.perf_counter() - audit_started
             chunks_done += 1
             findings.extend(_fingerprint_findings(chunk, fp_after_adapt, fp_before, fp_after))
-            scored._advance(chunk.target_end)
             if progress and dist_ctx.is_main:
                 progress(ChunkProgress(chunk.index, len(chunks), totals.targets, chunks[-1].target_end, totals.bpb))
-            if adapter_is_active(adapter) and chunk.index < len(chunks) - 1:
+            if contestant.adapter_active and chunk.index < len(chunks) - 1:
                 adapt_started = time.perf_counter()
-                violation = _run_adapter(adapter, model, scored, chunk, len(chunks), config.seq_len)
+                fresh = newly_scored(inputs.tokens, released, chunk.target_end)
+                released += int(fresh.shape[0])
+                violation = contestant.adapt(fresh, _chunk_info(chunk, len(chunks), config.seq_len))
                 timing["adapt_s"] += time.perf_counter() - adapt_started
                 if any_rank(violation is not None, dist_ctx):
                     violation = violation or RuntimeViolation("the adapter was stopped on another rank")
                     if not getattr(violation, "recorded", False):  # else the guard filed it, with its line
-                        findings.append(_runtime_finding(violation.rule, str(violation), adapter_origin))
+                        findings.append(_runtime_finding(violation.rule, str(violation), contestant.origin))
                     stopped = f"stopped after chunk {chunk.index}: {violation}"
                     break
                 audit_started = time.perf_counter()
-                fp_after_adapt = fingerprint(model)
+                fp_after_adapt = contestant.fingerprint()
                 timing["audit_s"] += time.perf_counter() - audit_started
             else:
                 fp_after_adapt = fp_after
         audit_started = time.perf_counter()
-        fp_end = fingerprint(model)
-        sha_end = state_sha256(model)
+        fp_end = contestant.fingerprint()
+        sha_end = contestant.state_sha256()
         complete = stopped is None and chunks[-1].target_end == plan.total_targets and chunks_done == len(chunks)
         if writer:
             writer.write(
@@ -284,37 +304,14 @@ def evaluate(
     )
 
 
-def adapter_is_active(adapter: Adapter) -> bool:
-    """The identity adapter is skipped entirely, so a TTT-off log shows no adaptation at all."""
-    return getattr(adapter, "name", None) != "none"
-
-
-def _run_adapter(
-    adapter: Adapter, model: nn.Module, scored: ScoredTokens, chunk: ChunkPlan, num_chunks: int, seq_len: int
-) -> RuntimeViolation | None:
-    """Run one adaptation; the first forbidden act (a ``RuntimeViolation``), or None if it behaved.
-
-    A read past the scored frontier is PG101 (``UnscoredAccess``), even when the adapter
-    swallowed it; a guard refusal (network, training data) keeps its own rule and its
-    ``recorded`` mark, so the caller does not file it a second time.
-    """
-    info = ChunkInfo(
+def _chunk_info(chunk: ChunkPlan, num_chunks: int, seq_len: int) -> ChunkInfo:
+    return ChunkInfo(
         index=chunk.index,
         num_chunks=num_chunks,
         target_start=chunk.target_start,
         target_end=chunk.target_end,
         seq_len=seq_len,
     )
-    already = len(scored.violations)
-    try:
-        adapter.adapt(model, scored, info)
-    except RuntimeViolation as violation:
-        return violation
-    finally:
-        model.eval()
-    if len(scored.violations) > already:  # the adapter swallowed UnscoredAccess: still a finding
-        return UnscoredAccess(scored.violations[already])
-    return None
 
 
 def _chunk_line(

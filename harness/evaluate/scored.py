@@ -9,7 +9,8 @@ the exception is still reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import bisect
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -64,13 +65,20 @@ class ChunkInfo:
         return self.index == self.num_chunks - 1
 
 
-@dataclass
 class ScoredTokens:
-    """Read-only access to validation tokens ``[0, frontier)``; see the module docstring."""
+    """Read-only access to validation tokens ``[0, frontier)``; see the module docstring.
 
-    _tokens: np.ndarray
-    _frontier: int = 0
-    violations: list[str] = field(default_factory=list)
+    Why pieces and copies: the view must not hold one token past the frontier, not even through
+    the ``base`` of a numpy view, since an adapter can walk its attributes. Each ``_grow`` keeps a
+    private copy of the newly scored tokens; reads concatenate the pieces they overlap, so growth
+    stays linear in the stream.
+    """
+
+    def __init__(self) -> None:
+        self._pieces: list[np.ndarray] = []
+        self._starts: list[int] = []
+        self._frontier = 0
+        self.violations: list[str] = []
 
     @property
     def frontier(self) -> int:
@@ -80,9 +88,12 @@ class ScoredTokens:
     def __len__(self) -> int:
         return self._frontier
 
-    def _advance(self, scored_targets_end: int) -> None:
-        """Evaluator-only: targets ``[0, scored_targets_end)`` are scored, so their tokens are free."""
-        self._frontier = max(self._frontier, min(scored_targets_end + 1, int(self._tokens.shape[0])))
+    def _grow(self, fresh: np.ndarray) -> None:
+        """Evaluator-only: ``fresh`` are tokens ``[frontier, frontier + len(fresh))``, now scored."""
+        if fresh.size:
+            self._pieces.append(np.array(fresh, copy=True).reshape(-1))
+            self._starts.append(self._frontier)
+            self._frontier += int(fresh.size)
 
     def _check(self, start: int, stop: int) -> None:
         if start < 0 or stop < start:
@@ -100,7 +111,14 @@ class ScoredTokens:
     def read(self, start: int, stop: int) -> torch.Tensor:
         """A fresh int64 CPU tensor copy of tokens ``[start, stop)``; raises past the frontier."""
         self._check(start, stop)
-        return torch.from_numpy(self._tokens[start:stop].astype(np.int64))
+        first = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        parts = []
+        for piece, offset in zip(self._pieces[first:], self._starts[first:]):
+            if offset >= stop:
+                break
+            parts.append(piece[max(start - offset, 0) : stop - offset])
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        return torch.from_numpy(joined.astype(np.int64))
 
     def __getitem__(self, key: slice | int) -> torch.Tensor:
         if isinstance(key, slice):
@@ -113,3 +131,12 @@ class ScoredTokens:
             return self.read(start, stop)
         index = int(key)
         return self.read(index, index + 1)[0]
+
+
+def newly_scored(tokens: np.ndarray, frontier: int, scored_targets_end: int) -> np.ndarray:
+    """The tokens that become readable once targets ``[0, scored_targets_end)`` are scored.
+
+    Target ``t`` is token ``t + 1``, so the frontier moves to ``scored_targets_end + 1`` (the
+    stream's end at most); the slice starts at the current ``frontier``.
+    """
+    return tokens[frontier : min(scored_targets_end + 1, int(tokens.shape[0]))]

@@ -1,0 +1,229 @@
+"""``golf-eval --isolate``: the submission's model and adapter in a child process that never holds a
+validation token before it is scored.
+
+Why a process and not a smaller view: in one process, submission code can walk its caller's
+frames or ``gc.get_objects()`` and reach the evaluator's validation array, whatever the adapter's
+view holds. Here the evaluator process alone holds the validation set, plans the windows and
+computes every NLL from the logits the child returns; the child receives each batch of window
+inputs when that batch is scored, and the scored tokens of a chunk only after the chunk's log
+line is on disk. Its guards refuse the validation shards and the output folder (the log) too.
+
+Protocol: ``multiprocessing`` with the spawn start method (no memory inherited from the parent)
+and one duplex pipe; every request gets exactly one reply.
+
+=============================  ==========================================================
+parent → child                 child → parent
+=============================  ==========================================================
+(child starts, loads)          ``("ok", (adapter_name, adapter_active, origin))``
+``("mode", training)``         ``("ok", None)``: ``model.train(training)``
+``("logits", int64 [b, T])``   ``("ok", None)``: logits written to ``buffer[:b]``;
+                               ``("shape", dims)``: the model returned another shape
+``("fingerprint", None)``      ``("ok", hex)``; ``("sha256", None)`` likewise
+``("probe", int64 [L])``       ``("ok", (findings, probes_json))``
+``("adapt", (fresh, info))``   ``("ok", None)``; ``fresh``: the newly scored tokens
+``("close", None)``            ``("ok", (guard findings, guards_json))``, then the child exits
+=============================  ==========================================================
+
+Any request may instead be answered ``("violation", (rule, message, recorded))`` (the
+submission did something forbidden: the run stops cleanly, as in-process), ``("failed", (code,
+message))`` (a ``HarnessError``, e.g. an unloadable entry: same exit code as in-process) or
+``("crashed", message)`` (anything else: ``IsolationError``, its own exit code). The logits travel
+through one float32 ``[B, T, V]`` buffer in shared memory (CUDA IPC on a GPU), sized for the
+largest batch of the plan and handed to the child when it is spawned: they are ~1,000 times
+larger than the inputs, and a buffer sent later would need a socket the child's guards refuse.
+
+The child dies with the parent (``PR_SET_PDEATHSIG`` on Linux, and an end-of-file on the pipe
+everywhere). Limits: the guards see Python-level operations only, so native code in the child
+could still read the parent's memory through ``/proc`` where the OS allows ptrace; an OS sandbox
+around the child closes that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.multiprocessing  # noqa: F401 — registers the reducers that share tensors through the pipe
+from torch import nn
+
+from harness.errors import EXIT_SUBMISSION_PROCESS, HarnessError
+from harness.evaluate.distributed import DistContext
+from harness.evaluate.evaluator import EvalConfig
+from harness.evaluate.isolation_child import ChildSpec, serve
+from harness.evaluate.scored import ChunkInfo, RuntimeViolation
+from harness.evaluate.windows import plan_evaluation
+from harness.findings import Finding
+
+IN_PROCESS = "in-process"
+CHILD_PROCESS = "child-process"
+
+
+class IsolationError(HarnessError):
+    """The submission's child process failed or died; one line, its own exit code."""
+
+    exit_code = EXIT_SUBMISSION_PROCESS
+
+
+def isolation_json(config: EvalConfig) -> dict[str, str]:
+    """report.json ``isolation``: which mode ran and what it guarantees."""
+    if config.isolate:
+        return {
+            "mode": CHILD_PROCESS,
+            "note": "the model and adapter ran in a child process that received window inputs when they were "
+            "scored and scored tokens after their log line was written; it could not read the validation data",
+        }
+    return {
+        "mode": IN_PROCESS,
+        "note": "the model and adapter shared the evaluator's process: the adapter's view held only scored "
+        "tokens, but submission code could reach the evaluator's memory (use --isolate)",
+    }
+
+
+class _ChildModel(nn.Module):
+    """What the evaluator scores with: forwards each batch's inputs to the child, returns its logits."""
+
+    def __init__(self, side: Isolated) -> None:
+        super().__init__()
+        self._side = side
+
+    def train(self, mode: bool = True) -> _ChildModel:
+        self._side.request("mode", bool(mode))
+        return self
+
+    def forward_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self._side.logits(input_ids)
+
+
+class Isolated:
+    """The contestant in a child process (see the module docstring); also the child's guard report."""
+
+    def __init__(self, spec: ChildSpec) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_end = context.Pipe(duplex=True)
+        self._process = context.Process(target=serve, args=(child_end, spec), name="golf-eval-submission", daemon=True)
+        self._process.start()
+        child_end.close()  # only the child holds its end now: its death reads as end-of-file here
+        self._buffer = spec.buffer
+        self.findings: list[Finding] = []
+        self.guards: dict[str, Any] = {"attempts": []}
+        self.model: nn.Module = _ChildModel(self)
+        self.adapter_name, self.adapter_active, self.origin = "?", False, "<adapter>"
+
+    def start(self) -> None:
+        """Wait for the child to load the submission (its guard refusals raise here, as in-process)."""
+        self.adapter_name, self.adapter_active, self.origin = self.request(None, None)
+
+    # ------------------------------------------------------------------ the protocol
+
+    def request(self, op: str | None, payload: Any) -> Any:
+        """Send one request (``None``: only read the reply) and return the child's answer."""
+        try:
+            if op is not None:
+                self._conn.send((op, payload))
+            kind, value = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._process.join(timeout=5)
+            raise IsolationError(
+                f"the submission's process died (exit code {self._process.exitcode}) "
+                f"while answering {op or 'start'!r}: {type(exc).__name__}"
+            ) from None
+        if kind == "ok":
+            return value
+        if kind == "violation":
+            rule, message, recorded = value
+            violation = RuntimeViolation(message, rule)
+            violation.recorded = recorded  # type: ignore[attr-defined]
+            raise violation
+        if kind == "failed":
+            code, message = value
+            raise HarnessError(message, code)
+        if kind == "shape":
+            return ("shape", tuple(value))
+        raise IsolationError(f"the submission's process failed: {value}")
+
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        batch, length = (int(d) for d in input_ids.shape)
+        if batch > self._buffer.shape[0] or length != self._buffer.shape[1]:
+            raise IsolationError(f"a batch of {batch}×{length} tokens does not fit the planned logits buffer")
+        answer = self.request("logits", input_ids.detach().to("cpu").numpy())
+        if isinstance(answer, tuple):  # the model's logits had another shape: let scoring say so
+            return torch.empty(answer[1], device="meta")
+        return self._buffer[:batch]
+
+    # ------------------------------------------------------------------ the contestant
+
+    def fingerprint(self) -> str:
+        return str(self.request("fingerprint", None))
+
+    def state_sha256(self) -> str:
+        return str(self.request("sha256", None))
+
+    def adapt(self, fresh: np.ndarray, info: ChunkInfo) -> RuntimeViolation | None:
+        try:
+            self.request("adapt", (np.array(fresh, dtype=np.int64), info))
+        except RuntimeViolation as violation:
+            return violation
+        return None
+
+    def probe(self, head: np.ndarray, seq_len: int, vocab_size: int) -> tuple[list[Finding], dict[str, Any]]:
+        findings, probes_json = self.request("probe", head)
+        return list(findings), probes_json
+
+    def close(self) -> None:
+        """Collect the child's guard findings and let it exit."""
+        if self._process.is_alive():
+            self.findings, self.guards = self.request("close", None)
+        self._process.join(timeout=10)
+
+    def kill(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=5)
+        self._conn.close()
+
+
+@contextlib.contextmanager
+def isolated(
+    submission: Path | None,
+    artifact: Path,
+    config: EvalConfig,
+    total_tokens: int,
+    vocab_size: int,
+    allowed: list[Path],
+    forbidden: list[Path],
+) -> Iterator[Isolated]:
+    """Start the child; on leaving, collect its guard report, or kill it if something failed.
+
+    ``allowed``/``forbidden`` are the guard paths of the child: the caller leaves out the
+    validation shards and the output folder and forbids them.
+    """
+    plan = plan_evaluation(total_tokens, config.seq_len, config.effective_stride, config.chunk_tokens)
+    largest = max(chunk.windows.count for chunk in plan.chunks)
+    batch = max(1, min(config.effective_batch_windows, largest))
+    buffer = torch.empty((batch, plan.chunks[0].windows.length, vocab_size), device=config.device)
+    spec = ChildSpec(
+        submission=submission,
+        artifact=artifact,
+        ttt=config.ttt,
+        adapter=replace(config.adapter, dist=DistContext()),
+        device=config.device,
+        autocast=config.autocast,
+        seed=config.seed,
+        vocab_size=vocab_size,
+        threads=torch.get_num_threads(),
+        allowed=list(allowed),
+        forbidden=list(forbidden),
+        buffer=buffer,
+    )
+    side = Isolated(spec)
+    try:
+        yield side
+        side.close()
+    finally:
+        side.kill()
