@@ -148,11 +148,8 @@ PEP701_SOURCE = 'x = f"{"nested"} {y!r:>{width}}"\nasync def g(*a, b=1, **k):\n 
 
 
 @pytest.mark.parametrize("source_path", [Path("reference_model/train.py"), Path("reference_model/model.py"), None])
-def test_child_readers_equal_reading_every_field(source_path: Path | None) -> None:
-    from harness.check.flow.names import _SKIPPED_FIELDS as flow_skipped
-    from harness.check.flow.names import children
-    from harness.check.mechanisms.syntax import _SKIPPED_FIELDS as mechanism_skipped
-    from harness.check.mechanisms.syntax import children_of, walk
+def test_child_reader_equals_reading_every_field(source_path: Path | None) -> None:
+    from harness.check.tree.children import SKIPPED_FIELDS, children, walk
 
     text = PEP701_SOURCE if source_path is None else (Path(__file__).parent.parent / source_path).read_text()
     module = cst.parse_module(text)
@@ -160,10 +157,9 @@ def test_child_readers_equal_reading_every_field(source_path: Path | None) -> No
     assert len(nodes) > 40
     leaves = 0
     for node in nodes:
-        expected_flow = _children_by_every_field(node, lambda n: n.startswith("whitespace") or n in flow_skipped)
-        assert children(node) == expected_flow
+        expected = _children_by_every_field(node, lambda n: n.startswith("whitespace") or n in SKIPPED_FIELDS)
+        assert children(node) == expected
         assert children(node) is children(node) or children(node) == ()  # memoized, or a leaf
-        assert children_of(node) == _children_by_every_field(node, lambda n: mechanism_skipped.match(n) is not None)
         leaves += children(node) == ()
     assert leaves > 10
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.check.flow import names as N
-from harness.check.flow.index import SubmissionIndex
+from harness.check.flow.functions import FunctionTable
 from harness.check.flow.model import Cond, Effect, EffectKind
 from harness.check.flow.switches import UNKNOWN, Switches
 from harness.check.flow.taint import Engine
@@ -25,8 +25,8 @@ def parse(text: str, name: str = "train_gpt.py", entry: bool = True) -> ParsedSo
 
 
 def timeline(*sources: ParsedSource) -> list[Effect]:
-    index = SubmissionIndex(list(sources))
-    return Engine(index).timeline(index.modules[0].top)
+    index = FunctionTable(list(sources))
+    return Engine(index).timeline(index.top[index.modules[0]])
 
 
 def kinds(effects: list[Effect]) -> list[tuple[str, int, bool]]:
@@ -89,10 +89,10 @@ def test_calls_resolve_to_sibling_modules_nested_defs_and_unique_methods() -> No
                 return 2
     """)
     helper = parse("def adapt(m, t):\n    return t\ndef other():\n    return 0\n", "ttt_helper.py", entry=False)
-    index = SubmissionIndex([entry, helper])
+    index = FunctionTable([entry, helper])
     module = index.modules[0]
-    outer = module.functions["outer"]
-    go = module.classes["Runner"]["go_ttt"]
+    outer = index.functions[module]["outer"]
+    go = index.classes[module]["Runner"]["go_ttt"]
     assert index.resolve("adapt", outer).file == "ttt_helper.py"
     assert index.resolve("th.other", outer).name == "other"
     assert index.resolve("inner", outer) is outer.nested["inner"]

@@ -11,8 +11,8 @@ import pytest
 import harness.check.rules_scoring as rules_scoring
 from harness.check.context import CheckContext
 from harness.check.mechanisms.switches import UNKNOWN, Configuration
-from harness.check.mechanisms.syntax import index_module
 from harness.check.parse import parse_source
+from harness.check.tree.index import index_module
 from harness.findings import Finding, Severity
 from harness.submission import Setting, SourceFile, Submission
 

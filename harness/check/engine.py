@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from harness.catalog import finding
 from harness.check import package, rules_runtime_io, rules_scoring, rules_ttt
 from harness.check.context import CheckContext, CheckOptions
-from harness.check.flow.names import forget_children as forget_flow_children
 from harness.check.forked import start_forked
-from harness.check.mechanisms.syntax import forget_children as forget_syntax_children
 from harness.check.parse import ParseFailure, parse_source
+from harness.check.tree.children import forget_memos
 from harness.findings import Finding, unique_findings
 from harness.python_ast import forget_trees
 from harness.submission import Submission
@@ -62,9 +61,8 @@ def analyze(submission: Submission, options: CheckOptions | None = None, *, para
     try:
         return _analyze(submission, options or CheckOptions(), parallel)
     finally:
-        # the children memos keep this submission's trees alive; a tree run audits many
-        forget_flow_children()
-        forget_syntax_children()
+        # the per-node memos keep this submission's trees alive; a tree run audits many
+        forget_memos()
         forget_trees()
         if collecting:
             gc.enable()

@@ -12,13 +12,13 @@ from __future__ import annotations
 from harness.check.context import CheckContext
 from harness.check.mechanisms.network import find_network
 from harness.check.mechanisms.switches import Configuration
-from harness.check.mechanisms.syntax import index_module
 from harness.check.mechanisms.train_after_clock import find_train_reads
+from harness.check.tree.index import index_submission
 from harness.findings import Finding
 
 
 def check(ctx: CheckContext) -> list[Finding]:
-    indexes = [index_module(parsed) for parsed in ctx.parsed]
+    indexes = index_submission(ctx.parsed)
     configuration = Configuration(indexes, ctx.submission.settings, ctx.submission.alternative_settings)
     hits = find_network(indexes) + find_train_reads(indexes, configuration)
     findings = [configuration.finalize(hit) for hit in hits]

@@ -31,14 +31,14 @@ from harness.check.mechanisms.normalization import (
 )
 from harness.check.mechanisms.slot import find_slot, find_slot_via_helper
 from harness.check.mechanisms.switches import Configuration
-from harness.check.mechanisms.syntax import Hit, ModuleIndex, index_module, link_submission
+from harness.check.mechanisms.syntax import Hit
 from harness.check.mechanisms.targets import TargetInfo, infer_targets
+from harness.check.tree.index import ModuleIndex, index_submission
 from harness.findings import Finding
 
 
 def check(ctx: CheckContext) -> list[Finding]:
-    indexes = [index_module(parsed) for parsed in ctx.parsed]
-    link_submission(indexes)  # detectors follow helpers imported from the submission's other files
+    indexes = index_submission(ctx.parsed)  # detectors follow helpers into the submission's other files
     configuration = Configuration(indexes, ctx.submission.settings, ctx.submission.alternative_settings)
     hits: list[Hit] = []
     for index, info in _scoring_infos(indexes):

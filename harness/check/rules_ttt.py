@@ -19,11 +19,12 @@ import libcst as cst
 from harness.catalog import finding
 from harness.check.context import CheckContext
 from harness.check.flow.documented_data import documented_val_training
+from harness.check.flow.functions import FuncInfo, FunctionTable
 from harness.check.flow.headline import logged_as_diagnostic
-from harness.check.flow.index import FuncInfo, ModuleIndex, SubmissionIndex
 from harness.check.flow.ordering import Decision, decide, evidence
 from harness.check.flow.switches import Switches
 from harness.check.flow.taint import MAX_ANALYSES, Engine
+from harness.check.tree.index import ModuleIndex
 from harness.findings import Finding, Step
 from harness.submission import read_document_head
 
@@ -34,18 +35,23 @@ _DOC_LIMIT = 512 * 1024
 def check(ctx: CheckContext) -> list[Finding]:
     if not ctx.parsed:
         return []
-    index = SubmissionIndex(ctx.parsed)
+    index = FunctionTable(ctx.parsed)
     switches = Switches(ctx.parsed, ctx.submission.settings, ctx.submission.alternative_settings)
     engine = Engine(index)
     decoded = {p.source.display_name for p in ctx.parsed if p.source.decoded_depth > 0}
     findings: list[Finding] = []
     for module in _entry_modules(index):
-        findings.extend(_judge_root(engine, module.top, switches, decoded, unreached_in=None))
+        findings.extend(_judge_root(engine, index.top[module], switches, decoded, unreached_in=None))
     documented = _documented_text(ctx)
     for module in _own_programs(index, documented):
         findings.extend(
             _judge_root(
-                engine, module.top, switches, decoded, unreached_in=None, program=module.parsed.source.display_name
+                engine,
+                index.top[module],
+                switches,
+                decoded,
+                unreached_in=None,
+                program=module.parsed.source.display_name,
             )
         )
     for info in _unreached(index, engine):
@@ -111,14 +117,14 @@ def _judge_root(
     return found
 
 
-def _entry_modules(index: SubmissionIndex) -> list[ModuleIndex]:
+def _entry_modules(index: FunctionTable) -> list[ModuleIndex]:
     entries = [m for m in index.modules if m.parsed.source.is_entry]
     if not entries:
-        entries = [m for m in index.modules if m.name.startswith("train_gpt")]
+        entries = [m for m in index.modules if m.module.startswith("train_gpt")]
     return entries or list(index.modules)
 
 
-def _own_programs(index: SubmissionIndex, documented: str) -> list[ModuleIndex]:
+def _own_programs(index: FunctionTable, documented: str) -> list[ModuleIndex]:
     """Helper scripts with a ``__main__`` guard that the README, a ``*.sh`` file or the entry
     script names: they run as programs of their own, so what they do with validation data is
     judged like the entry's (#168: ``build_prefix_blob.py`` compresses val tokens into the
@@ -153,7 +159,7 @@ def _documented_text(ctx: CheckContext) -> str:
     return "\n".join(parts)
 
 
-def _unreached(index: SubmissionIndex, engine: Engine) -> list[FuncInfo]:
+def _unreached(index: FunctionTable, engine: Engine) -> list[FuncInfo]:
     return [
         info
         for info in index.all_functions

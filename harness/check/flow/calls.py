@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import libcst as cst
 
 from harness.check.flow import names as N
-from harness.check.flow.index import FuncInfo
+from harness.check.flow.functions import FuncInfo
 from harness.check.flow.loops import Loop
 from harness.check.flow.model import Cond, EffectKind, LoopFrame, Summary, Taint, merge
 from harness.check.parse import ParsedSource

@@ -1,9 +1,11 @@
-"""Index of the submission's own functions and how calls resolve to them.
+"""The submission's own functions as the data-flow engine sees them, and how calls resolve.
 
 Why: the decisive code is often one call away (``ttt_adapt(args, model, val_tokens)``) or in a
 helper module beside ``train_gpt.py`` (``from ttt_helper import adapt``); resolving calls
 within the submission's files lets the engine inline a callee's effects at the call site.
-Resolution is by name only — nothing is imported or executed.
+Resolution is by name only — nothing is imported or executed. Definitions and imports come
+from the one module index (``harness/check/tree/index.py``); this file adds what the data-flow
+rules need on top: which names each function's values come from (``FuncInfo.deps``).
 """
 
 from __future__ import annotations
@@ -12,17 +14,14 @@ import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 import libcst as cst
 
 from harness.check.flow.names import (
     LOG_VAL_TEXT,
     assigned_names,
-    children,
     contains_activation_statistic,
     contains_matmul,
-    dotted_name,
     is_val_literal,
     last_part,
     refs,
@@ -30,6 +29,9 @@ from harness.check.flow.names import (
     string_value,
 )
 from harness.check.parse import ParsedSource
+from harness.check.tree.children import children
+from harness.check.tree.index import ModuleIndex, index_submission
+from harness.check.tree.nodes import dotted_name
 
 # Method names too generic to resolve by uniqueness: they are torch/stdlib API far more
 # often than the submission's own method of the same name.
@@ -83,7 +85,6 @@ _GENERIC_METHODS = frozenset(
         "run",
     }
 )
-_DECODED_SUFFIX = re.compile(r"\[decoded#\d+\]$")
 _ids = itertools.count(1)
 
 
@@ -140,17 +141,6 @@ class FuncInfo:
                 frontier.append(root)
             frontier.extend(self.deps.get(name, ()))
         return seen
-
-
-@dataclass
-class ModuleIndex:
-    parsed: ParsedSource
-    name: str
-    top: FuncInfo
-    functions: dict[str, FuncInfo] = field(default_factory=dict)
-    classes: dict[str, dict[str, FuncInfo]] = field(default_factory=dict)
-    imported_modules: dict[str, str] = field(default_factory=dict)  # alias -> module name
-    imported_functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # alias -> (module, name)
 
 
 _OWN_SCOPES = frozenset({cst.FunctionDef, cst.ClassDef, cst.Lambda})  # exact types: cheaper than isinstance
@@ -279,77 +269,52 @@ def _params(node: cst.FunctionDef) -> list[str]:
     return names
 
 
-def module_name_of(parsed: ParsedSource) -> str:
-    display = _DECODED_SUFFIX.sub("", parsed.source.display_name)
-    return PurePosixPath(display).stem
-
-
-class SubmissionIndex:
-    """All functions of all the submission's Python sources, and call resolution."""
+class FunctionTable:
+    """Every function of the submission's sources as the data-flow engine sees it (a
+    ``FuncInfo``), and call resolution over the shared module index."""
 
     def __init__(self, parsed_sources: list[ParsedSource]) -> None:
-        self.modules: list[ModuleIndex] = []
+        self.modules: list[ModuleIndex] = index_submission(parsed_sources)
         self.by_module: dict[str, ModuleIndex] = {}
+        self.top: dict[ModuleIndex, FuncInfo] = {}  # each module's top-level code
+        self.functions: dict[ModuleIndex, dict[str, FuncInfo]] = {}  # module-level defs by name
+        self.classes: dict[ModuleIndex, dict[str, dict[str, FuncInfo]]] = {}  # class -> method -> info
         self.methods: dict[str, list[FuncInfo]] = {}
         self.val_class_attrs: dict[str, dict[str, int]] = {}  # class -> VAL attribute -> line
         self.val_data_classes: set[str] = set()  # classes whose instances hold loaded VAL data
         self.all_functions: list[FuncInfo] = []
         self.by_uid: dict[int, FuncInfo] = {}
-        for parsed in parsed_sources:
-            module = self._index_module(parsed)
-            self.modules.append(module)
-            self.by_module.setdefault(module.name, module)
+        for module in self.modules:
+            self._add_module(module)
+            self.by_module.setdefault(module.module, module)
         for info in self.all_functions:
             prepare(info)
             self.by_uid[info.uid] = info
 
-    def _index_module(self, parsed: ParsedSource) -> ModuleIndex:
-        top = FuncInfo(name="<module>", node=None, parsed=parsed)
-        module = ModuleIndex(parsed=parsed, name=module_name_of(parsed), top=top)
-        self.all_functions.append(top)
-        for statement in parsed.module.body:
-            self._index_statement(module, statement, top)
-        return module
-
-    def _index_statement(self, module: ModuleIndex, statement: cst.CSTNode, top: FuncInfo) -> None:
-        if isinstance(statement, cst.FunctionDef):
-            module.functions[statement.name.value] = self._function(statement, module.parsed, None, None)
-        elif isinstance(statement, cst.ClassDef):
+    def _add_module(self, module: ModuleIndex) -> None:
+        parsed = module.parsed
+        self.top[module] = FuncInfo(name="<module>", node=None, parsed=parsed)
+        self.all_functions.append(self.top[module])
+        functions = self.functions[module] = {}
+        classes = self.classes[module] = {}
+        for statement in module.definitions:
+            if isinstance(statement, cst.FunctionDef):
+                functions[statement.name.value] = self._function(statement, parsed, None, None)
+                continue
             methods: dict[str, FuncInfo] = {}
             for item in statement.body.body:
                 if isinstance(item, cst.FunctionDef):
-                    info = self._function(item, module.parsed, statement.name.value, None)
+                    info = self._function(item, parsed, statement.name.value, None)
                     methods[item.name.value] = info
                     self.methods.setdefault(item.name.value, []).append(info)
-            module.classes[statement.name.value] = methods
-            val_attrs = _val_class_attributes(statement, module.parsed)
+            classes[statement.name.value] = methods
+            val_attrs = _val_class_attributes(statement, parsed)
             methods_defs = [item for item in statement.body.body if isinstance(item, cst.FunctionDef)]
             if any(_loads_val_data(m) for m in methods_defs) and not _mentions_train_data(statement):
                 # a class holding both splits keeps field-level taint only (``data.val`` vs ``data.train``)
                 self.val_data_classes.add(statement.name.value)
             if val_attrs:
                 self.val_class_attrs.setdefault(statement.name.value, {}).update(val_attrs)
-        elif isinstance(statement, cst.SimpleStatementLine):
-            for small in statement.body:
-                self._index_import(module, small)
-        elif isinstance(statement, (cst.If, cst.Try)):
-            # ``try: import helper except ImportError: …`` and guarded defs still define names.
-            for block in _blocks_of(statement):
-                for inner in block:
-                    self._index_statement(module, inner, top)
-
-    def _index_import(self, module: ModuleIndex, small: cst.BaseSmallStatement) -> None:
-        if isinstance(small, cst.Import):
-            for alias in small.names:
-                full = dotted_name(alias.name) or ""
-                local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else full
-                module.imported_modules[local] = last_part(full)
-        elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
-            source = dotted_name(small.module) if small.module is not None else ""
-            for alias in small.names:
-                name = dotted_name(alias.name) or ""
-                local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
-                module.imported_functions[local] = (last_part(source or ""), name)
 
     def _function(
         self, node: cst.FunctionDef, parsed: ParsedSource, class_name: str | None, parent: FuncInfo | None
@@ -363,12 +328,12 @@ class SubmissionIndex:
 
     def class_methods(self, class_name: str, caller: FuncInfo) -> dict[str, FuncInfo] | None:
         """Methods of a submission class by name, the caller's module first."""
-        own = self.module_of(caller.parsed).classes.get(class_name)
+        own = self.classes[self.module_of(caller.parsed)].get(class_name)
         if own is not None:
             return own
         for module in self.modules:
-            if class_name in module.classes:
-                return module.classes[class_name]
+            if class_name in self.classes[module]:
+                return self.classes[module][class_name]
         return None
 
     def module_of(self, parsed: ParsedSource) -> ModuleIndex:
@@ -380,6 +345,7 @@ class SubmissionIndex:
     def resolve(self, callee: str, caller: FuncInfo) -> FuncInfo | None:
         """The submission function a call names, or None (library call / unknown)."""
         module = self.module_of(caller.parsed)
+        functions, classes = self.functions[module], self.classes[module]
         parts = callee.split(".")
         if len(parts) == 1:
             scope: FuncInfo | None = caller
@@ -387,24 +353,24 @@ class SubmissionIndex:
                 if callee in scope.nested:
                     return scope.nested[callee]
                 scope = scope.parent
-            if callee in module.functions:
-                return module.functions[callee]
+            if callee in functions:
+                return functions[callee]
             if callee in module.imported_functions:
                 source_module, name = module.imported_functions[callee]
                 target = self.by_module.get(source_module)
                 if target is not None and target is not module:
-                    return target.functions.get(name)
+                    return self.functions[target].get(name)
             return None
         head, method = parts[0], parts[-1]
         if len(parts) == 2 and head in ("self", "cls") and caller.class_name:
-            return module.classes.get(caller.class_name, {}).get(method)
+            return classes.get(caller.class_name, {}).get(method)
         if len(parts) == 2 and head in module.imported_modules:
             target = self.by_module.get(module.imported_modules[head])
             if target is not None and target is not module:
-                return target.functions.get(method)
+                return self.functions[target].get(method)
             return None
-        if len(parts) == 2 and head in module.classes:
-            return module.classes[head].get(method)
+        if len(parts) == 2 and head in classes:
+            return classes[head].get(method)
         if method in _GENERIC_METHODS:
             return None
         candidates = self.methods.get(method, [])
@@ -542,22 +508,3 @@ def _nested_defs(node: cst.FunctionDef) -> list[cst.FunctionDef]:
             continue
         stack.extend(children(current))
     return found
-
-
-def _blocks_of(statement: cst.CSTNode) -> list[list[cst.CSTNode]]:
-    blocks: list[list[cst.CSTNode]] = []
-    if isinstance(statement, cst.If):
-        blocks.append(list(statement.body.body))
-        if statement.orelse is not None:
-            if isinstance(statement.orelse, cst.If):
-                blocks.extend(_blocks_of(statement.orelse))
-            else:
-                blocks.append(list(statement.orelse.body.body))
-    elif isinstance(statement, cst.Try):
-        blocks.append(list(statement.body.body))
-        blocks.extend(list(handler.body.body) for handler in statement.handlers)
-        if statement.orelse is not None:
-            blocks.append(list(statement.orelse.body.body))
-        if statement.finalbody is not None:
-            blocks.append(list(statement.finalbody.body.body))
-    return blocks

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from harness.check.children import make_child_reader
-from harness.check.parse import string_literal_value
+from harness.check.tree import nodes
+from harness.check.tree.children import children, node_memo
+from harness.check.tree.nodes import dotted_name
 
 # A name component that holds validation *data* (tokens, files, loaders), not a setting.
 # ``valid_`` is left out on purpose: ``valid_tokens``/``valid_ids`` usually mean non-padding
@@ -77,38 +78,6 @@ LOG_VAL_TEXT = re.compile(r"val|bpb|exact", re.IGNORECASE)
 STATE_SNAPSHOT_CALLS = frozenset({"state_dict", "deepcopy", "load_state_dict", "save"})
 
 
-_SKIPPED_FIELDS = frozenset(
-    {
-        "whitespace",
-        "lpar",
-        "rpar",
-        "comma",
-        "semicolon",
-        "colon",
-        "equal",
-        "dot",
-        "leading_lines",
-        "lines_after_decorators",
-        "header",
-        "footer",
-        "newline",
-        "whitespace_before",
-        "whitespace_after",
-        "operator",
-        "star_tok",
-    }
-)
-
-# Child nodes in field order, whitespace and punctuation skipped (see harness/check/children.py).
-children, _forget_children = make_child_reader(lambda name: name.startswith("whitespace") or name in _SKIPPED_FIELDS)
-
-
-def forget_children() -> None:
-    """Drop the memos (and the trees they keep alive) once a submission is done."""
-    _forget_children()
-    _REFS.clear()
-
-
 def is_val_component(name: str) -> bool:
     return bool(_VAL_COMPONENT.match(name))
 
@@ -128,19 +97,6 @@ def is_val_literal(text: str) -> bool:
 
 
 _NOT_READ = frozenset({cst.Lambda, cst.FunctionDef, cst.ClassDef, cst.SimpleString, cst.Integer, cst.Float})
-
-
-def dotted_name(node: cst.BaseExpression) -> str | None:
-    """``a.b.c`` for a pure Name/Attribute chain, else None."""
-    parts: list[str] = []
-    current: cst.BaseExpression = node
-    while type(current) is cst.Attribute:
-        parts.append(current.attr.value)  # type: ignore[attr-defined]
-        current = current.value  # type: ignore[attr-defined]
-    if type(current) is cst.Name:
-        parts.append(current.value)
-        return ".".join(reversed(parts))
-    return None
 
 
 def callee_name(call: cst.Call) -> str:
@@ -163,30 +119,12 @@ def root_part(dotted: str) -> str:
 
 
 def string_value(node: cst.BaseExpression) -> str | None:
-    """Literal text of a plain or concatenated string (f-string text parts included)."""
-    if isinstance(node, cst.SimpleString):
-        try:
-            value = string_literal_value(node)
-        except Exception:  # noqa: BLE001 — malformed escapes in hostile input
-            return None
-        return value if isinstance(value, str) else value.decode("latin-1")
-    if isinstance(node, cst.ConcatenatedString):
-        # one nesting level per adjacent literal (thousands in a shim's payload): a loop
-        pieces: list[str] = []
-        while isinstance(node, cst.ConcatenatedString):
-            left = string_value(node.left)
-            if left is None:
-                return None
-            pieces.append(left)
-            node = node.right
-        last = string_value(node)
-        return None if last is None else "".join(pieces) + last
-    if isinstance(node, cst.FormattedString):
-        return "".join(p.value for p in node.parts if isinstance(p, cst.FormattedStringText))
-    return None
+    """Literal text of a plain or concatenated string, f-string text parts included: a log
+    line's label (``f"val_bpb {x}"``) or a path pattern is what the vocabulary reads."""
+    return nodes.string_value(node, fstrings=True)
 
 
-_REFS: dict[int, tuple[cst.CSTNode, tuple[str, ...]]] = {}  # kept by id next to the node, as children
+_REFS: dict[int, tuple[cst.CSTNode, tuple[str, ...]]] = node_memo()
 
 
 def refs(node: cst.CSTNode) -> tuple[str, ...]:

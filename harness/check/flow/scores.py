@@ -17,7 +17,7 @@ import libcst as cst
 
 from harness.check.flow import names as N
 from harness.check.flow.calls import literal_key
-from harness.check.flow.index import FuncInfo
+from harness.check.flow.functions import FuncInfo
 from harness.check.flow.model import EffectKind, Taint
 
 if TYPE_CHECKING:

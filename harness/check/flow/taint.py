@@ -17,7 +17,7 @@ import libcst as cst
 
 from harness.check.flow import names as N
 from harness.check.flow.calls import MAX_FIELD_DEPTH, CallHandling, call_sites, literal_key, wrapped_function
-from harness.check.flow.index import FuncInfo, SubmissionIndex
+from harness.check.flow.functions import FuncInfo, FunctionTable
 from harness.check.flow.loops import Loop, ends_in_exit, loop_vary, range_call
 from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Summary, Taint, merge
 from harness.check.flow.scores import ScoreSinks
@@ -30,7 +30,7 @@ MAX_ANALYSES = 4000
 class Engine:
     """Memoized per-function analyses over one submission index."""
 
-    def __init__(self, index: SubmissionIndex) -> None:
+    def __init__(self, index: FunctionTable) -> None:
         self.index = index
         self.memo: dict[tuple[int, frozenset[str], frozenset[tuple[str, str]]], Summary] = {}
         self.stack: list[int] = []

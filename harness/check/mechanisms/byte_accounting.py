@@ -18,24 +18,23 @@ from dataclasses import replace
 
 import libcst as cst
 
-from .byte_tables import BYTE_NAME, find_lut_problems, find_missing_boundary_rule, find_shipped_byte_table
-from .imports import run_at_evaluation
-from .switches import Configuration
-from .syntax import (
-    Hit,
-    ModuleIndex,
+from harness.check.tree.children import walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import (
     assigned_value,
     call_name,
     call_tail,
     dotted_name,
     literal_text,
-    nodes_within,
     number_value,
-    step,
     strings_in,
     target_names,
-    walk,
 )
+
+from .byte_tables import BYTE_NAME, find_lut_problems, find_missing_boundary_rule, find_shipped_byte_table
+from .imports import run_at_evaluation
+from .switches import Configuration
+from .syntax import Hit, step
 from .targets import value_names
 
 BPB_NAME = re.compile(r"bpb|bits_per_byte", re.IGNORECASE)

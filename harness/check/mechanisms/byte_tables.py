@@ -12,19 +12,12 @@ import re
 
 import libcst as cst
 
-from .syntax import (
-    Hit,
-    ModuleIndex,
-    assigned_value,
-    call_tail,
-    nodes_within,
-    step,
-    target_names,
-    walk,
-)
-from .syntax import (
-    children_of as walk_children,
-)
+from harness.check.tree.children import children as walk_children
+from harness.check.tree.children import walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import assigned_value, call_tail, target_names
+
+from .syntax import Hit, step
 from .targets import value_names
 
 BYTE_NAME = re.compile(r"byte", re.IGNORECASE)

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import libcst as cst
 
+from harness.check.tree.children import children
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import call_tail
+
 from .imports import imported_functions
-from .syntax import ModuleIndex, call_tail, children_of, nodes_within
 
 # Library-looking method names: a submission method with such a name (a cache class's
 # ``get``/``update``) still must not hide a ``d.get(tgt)`` read from the caller's analysis.
@@ -104,7 +107,7 @@ def names_outside_helper_calls(index: ModuleIndex, expr: cst.CSTNode) -> list[cs
         elif kind is cst.Call and helper_of(index, node) is not None:  # type: ignore[arg-type]
             continue
         else:
-            stack.extend(children_of(node))
+            stack.extend(children(node))
     return found
 
 

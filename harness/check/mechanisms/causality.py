@@ -20,21 +20,13 @@ import re
 
 import libcst as cst
 
+from harness.check.tree.children import walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import assign_targets, assigned_value, call_tail, number_value, strings_in, target_names
+
 from .callees import helper_of, names_outside_helper_calls
 from .lookups import CACHE_WORDS, LookupFacts, collect_lookups
-from .syntax import (
-    Hit,
-    ModuleIndex,
-    assign_targets,
-    assigned_value,
-    call_tail,
-    nodes_within,
-    number_value,
-    step,
-    strings_in,
-    target_names,
-    walk,
-)
+from .syntax import Hit, step
 from .targets import TargetInfo, infer_targets, is_shifted_slice, target_argument, value_names
 from .update_order import find_update_before_score
 

@@ -14,7 +14,11 @@ import re
 
 import libcst as cst
 
-from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, number_value, step, target_names, walk
+from harness.check.tree.children import walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import assigned_value, call_tail, number_value, target_names
+
+from .syntax import Hit, step
 from .targets import value_names
 
 BOS_WORDS = re.compile(

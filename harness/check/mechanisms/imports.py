@@ -12,7 +12,8 @@ from pathlib import PurePosixPath
 
 import libcst as cst
 
-from .syntax import ModuleIndex, dotted_name, literal_text, strings_in
+from harness.check.tree.index import ModuleIndex
+from harness.check.tree.nodes import dotted_name, literal_text, strings_in
 
 
 def _module_name(node: cst.CSTNode) -> str:

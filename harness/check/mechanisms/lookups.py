@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from .syntax import ModuleIndex, assigned_value, call_tail, nodes_within, number_value, target_names, walk
+from harness.check.tree.children import walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import assigned_value, call_tail, number_value, target_names
+
 from .targets import TargetInfo, value_names
 
 CACHE_WORDS = re.compile(r"count|cnt|cache|table|ngram|gram|hits?\b|freq|ppm|hist|tab\b|bucket", re.IGNORECASE)

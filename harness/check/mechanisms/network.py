@@ -13,8 +13,11 @@ import re
 
 import libcst as cst
 
+from harness.check.tree.index import ModuleIndex
+from harness.check.tree.nodes import call_name, strings_in
+
 from .imports import alias_map, qualified, run_at_evaluation
-from .syntax import Hit, ModuleIndex, call_name, step, strings_in
+from .syntax import Hit, step
 
 NETWORK_CALLS = re.compile(
     r"^(requests\.(get|post|put|head|patch|delete|request|Session|session)"

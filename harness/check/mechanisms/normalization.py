@@ -17,8 +17,12 @@ import re
 
 import libcst as cst
 
+from harness.check.tree.children import walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import assigned_value, call_tail, target_names
+
 from .lookups import LookupFacts
-from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, target_names, walk
+from .syntax import Hit, step
 from .targets import TargetInfo, value_names
 
 NLL_WORDS = re.compile(r"nll|loss|bits|nats|neg_?log|logloss|ce\b", re.IGNORECASE)

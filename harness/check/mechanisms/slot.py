@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import libcst as cst
 
+from harness.check.tree.children import walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import assigned_value, call_tail, target_names
+
 from .imports import imported_functions
-from .syntax import Hit, ModuleIndex, assigned_value, call_tail, nodes_within, step, target_names, walk
+from .syntax import Hit, step
 from .targets import TargetInfo, value_names
 
 

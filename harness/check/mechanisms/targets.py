@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from .syntax import ModuleIndex, assigned_value, call_tail, children_of, nodes_within, number_value, target_names, walk
+from harness.check.tree.children import children, walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import assigned_value, call_tail, number_value, target_names
 
 STRONG_TARGET = re.compile(
     r"^(tgt|tgts|target|targets|labels?|next_tokens?)(_\w+)?$|_(tgt|tgts|targets?|labels)$|^y_?(batch|true|tgt)$"
@@ -72,7 +74,7 @@ def value_names(expr: cst.CSTNode) -> list[cst.Name]:
         elif kind is cst.Lambda or kind is cst.FunctionDef:
             continue
         else:
-            stack.extend(children_of(node))
+            stack.extend(children(node))
     return found
 
 

@@ -20,23 +20,21 @@ import re
 
 import libcst as cst
 
-from harness.findings import Step
-
-from .switches import UNKNOWN, Configuration
-from .syntax import (
-    Hit,
-    ModuleIndex,
+from harness.check.tree.children import walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import (
     assigned_value,
     call_tail,
     dotted_name,
     last_identifier,
-    nodes_within,
     number_value,
-    step,
     strings_in,
     target_names,
-    walk,
 )
+from harness.findings import Step
+
+from .switches import UNKNOWN, Configuration
+from .syntax import Hit, step
 from .targets import is_scoring_function
 from .train_reads import (
     Read,

@@ -15,8 +15,12 @@ import re
 
 import libcst as cst
 
+from harness.check.tree.children import walk
+from harness.check.tree.index import ModuleIndex, nodes_within
+from harness.check.tree.nodes import assigned_value, number_value, target_names
+
 from .lookups import BYTE_WORDS
-from .syntax import Hit, ModuleIndex, assigned_value, nodes_within, number_value, step, target_names, walk
+from .syntax import Hit, step
 from .targets import TargetInfo, value_names
 
 _SCORE_ACCUMULATOR = re.compile(r"loss|nll|bits|score|nats", re.IGNORECASE)

@@ -1,0 +1,262 @@
+"""The one index of a submission's Python sources that every rule family reads.
+
+Why: every rule needs "all calls", "all assignments", "the function this node sits in", "the
+functions defined under this name", "what ``helper`` was imported from" and "the submission's
+other files" (the decisive code is often in a helper module beside ``train_gpt.py``). Walking
+a 3,800-line decoded submission once and sharing the answers keeps every family together well
+inside the time budget. Nothing is imported or executed: resolution is by name only.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import libcst as cst
+
+from harness.check.parse import ParsedSource
+from harness.check.tree.children import node_memo
+from harness.check.tree.nodes import dotted_name
+
+Definition = cst.FunctionDef | cst.ClassDef
+
+
+@dataclass(eq=False)
+class ModuleIndex:
+    """One parsed source: its nodes grouped by kind (each list in source order), its
+    module-level definitions and imports, and lookups of enclosing scopes."""
+
+    parsed: ParsedSource
+    calls: list[cst.Call] = field(default_factory=list)
+    assigns: list[cst.CSTNode] = field(default_factory=list)  # Assign / AugAssign / AnnAssign
+    binops: list[cst.BinaryOperation] = field(default_factory=list)
+    subscripts: list[cst.Subscript] = field(default_factory=list)
+    functions: list[cst.FunctionDef] = field(default_factory=list)  # every def, nested and methods too
+    loops: list[cst.CSTNode] = field(default_factory=list)  # For / While
+    comparisons: list[cst.Comparison] = field(default_factory=list)
+    imports: list[cst.CSTNode] = field(default_factory=list)  # every Import / ImportFrom
+    # module-level ``def``s and classes in source order (those under ``if``/``try`` included)
+    definitions: list[Definition] = field(default_factory=list)
+    imported_modules: dict[str, str] = field(default_factory=dict)  # module level: alias -> module
+    imported_functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # alias -> (module, name)
+    # per-node answers detectors compute more than once, keyed (question, id(node)); the nodes
+    # live as long as this index's tree, so ids are stable
+    memo: dict[tuple[str, int], bool] = field(default_factory=dict)
+
+    _keys: dict[int, list[int]] = field(default_factory=dict)  # start offsets of each own list
+    _owner: dict[int, cst.FunctionDef | None] = field(default_factory=dict)
+    _lines: list[str] = field(default_factory=list)
+    _by_name: dict[str, list[cst.FunctionDef]] = field(default_factory=dict)
+    # the submission's indexes, set by ``index_submission``; weak, so no index→peers→index
+    # cycle keeps the trees alive past the audit (they must go by reference counting alone)
+    _peers: list[weakref.ref[ModuleIndex]] = field(default_factory=list)
+
+    def own_lists(self) -> list[list[Any]]:
+        return [self.calls, self.assigns, self.binops, self.subscripts, self.functions, self.loops, self.comparisons]
+
+    def sorted_keys(self, nodes: list[Any]) -> list[int] | None:
+        """Start positions of one of this index's own lists (which are kept sorted)."""
+        return self._keys.get(id(nodes)) if any(nodes is own for own in self.own_lists()) else None
+
+    @property
+    def name(self) -> str:
+        """The file as findings show it (``train_gpt.py[decoded#1]`` for a decoded shim)."""
+        return self.parsed.source.display_name
+
+    @property
+    def module(self) -> str:
+        """The name other files import it by (``helper`` for ``pkg/helper.py``)."""
+        return PurePosixPath(_DECODED_SUFFIX.sub("", self.name)).stem
+
+    def line(self, node: cst.CSTNode) -> int:
+        return self.parsed.line_of(node)
+
+    def code(self, node: cst.CSTNode, limit: int = 90) -> str:
+        text = self.parsed.flat_code(node)
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    def parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        return self.parsed.parent_of(node)
+
+    def ancestors(self, node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+        current = self.parent(node)
+        while current is not None:
+            yield current
+            current = self.parent(current)
+
+    def enclosing_function(self, node: cst.CSTNode) -> cst.FunctionDef | None:
+        key = id(node)
+        if key in self._owner:
+            return self._owner[key]
+        found = None
+        for ancestor in self.ancestors(node):
+            if isinstance(ancestor, cst.FunctionDef):
+                found = ancestor
+                break
+        self._owner[key] = found
+        return found
+
+    def text_of(self, node: cst.CSTNode) -> str:
+        """The source lines spanned by ``node`` (a cheap prefilter; no code generation)."""
+        if not self._lines:
+            self._lines.extend(self.parsed.source.text.splitlines())
+        where = self.parsed.positions.get(node)  # type: ignore[attr-defined]
+        if where is None:
+            return ""
+        return "\n".join(self._lines[where.start.line - 1 : where.end.line])
+
+    def all_nodes(self) -> Iterator[cst.CSTNode]:
+        """Every node except the module, in source order (from the parse layer's parent map)."""
+        return iter(self.parsed.nodes)
+
+    def enclosing_statement(self, node: cst.CSTNode) -> cst.CSTNode:
+        """The small statement (Assign, Expr…) or compound header holding ``node``."""
+        current: cst.CSTNode = node
+        for ancestor in self.ancestors(node):
+            # a one-line body (``def f(a): x = …; y += …``) holds its statements in a suite
+            if isinstance(ancestor, (cst.SimpleStatementLine, cst.SimpleStatementSuite, cst.IndentedBlock, cst.Module)):
+                return current
+            current = ancestor
+        return current
+
+    @property
+    def peers(self) -> list[ModuleIndex]:
+        """Every index of the same submission (this one included); empty when never linked."""
+        return [index for index in (ref() for ref in self._peers) if index is not None]
+
+    def functions_named(self, name: str) -> list[cst.FunctionDef]:
+        """Every ``def`` of this source with that name, nested ones and methods included."""
+        if not self._by_name:
+            for function in self.functions:
+                self._by_name.setdefault(function.name.value, []).append(function)
+        return self._by_name.get(name, [])
+
+
+_DECODED_SUFFIX = re.compile(r"\[decoded#\d+\]$")
+_KIND_OF: dict[type, str] = {
+    cst.Call: "calls",
+    cst.Assign: "assigns",
+    cst.AugAssign: "assigns",
+    cst.AnnAssign: "assigns",
+    cst.BinaryOperation: "binops",
+    cst.Subscript: "subscripts",
+    cst.FunctionDef: "functions",
+    cst.For: "loops",
+    cst.While: "loops",
+    cst.Comparison: "comparisons",
+    cst.Import: "imports",
+    cst.ImportFrom: "imports",
+}
+_INDEXES: dict[int, tuple[ParsedSource, ModuleIndex]] = node_memo()
+
+
+def index_module(parsed: ParsedSource) -> ModuleIndex:
+    """The index of one parsed source, built once per audit and shared by every family.
+
+    The parse layer's parent map already lists every node in pre-order, so indexing is one
+    pass over a list instead of another libcst visitor walk."""
+    known = _INDEXES.get(id(parsed))
+    if known is not None and known[0] is parsed:
+        return known[1]
+    index = ModuleIndex(parsed=parsed)
+    for node in parsed.nodes:
+        kind = _KIND_OF.get(type(node))
+        if kind is not None:
+            getattr(index, kind).append(node)
+    for own in index.own_lists():
+        own.sort(key=lambda node: _start(index, node))
+        index._keys[id(own)] = [_start(index, node) for node in own]
+    _index_definitions(index, list(parsed.module.body))
+    _INDEXES[id(parsed)] = (parsed, index)
+    return index
+
+
+def index_submission(parsed_sources: list[ParsedSource]) -> list[ModuleIndex]:
+    """The indexes of all of a submission's sources, each able to reach the others (``peers``):
+    a detector holding the caller's index must follow a call into a helper module
+    (``from slot_opt import optimize_slot``, #1229)."""
+    indexes = [index_module(parsed) for parsed in parsed_sources]
+    refs = [weakref.ref(index) for index in indexes]
+    for index in indexes:
+        index._peers = refs
+    return indexes
+
+
+def _start(index: ModuleIndex, node: cst.CSTNode) -> int:
+    """Start offset: sorts like (line, column) and compares cheaper."""
+    where = index.parsed.positions.offsets(node)
+    return where[0] if where is not None else -1
+
+
+def _index_definitions(index: ModuleIndex, statements: list[cst.CSTNode]) -> None:
+    """Module-level defs, classes and imports; ``try: import helper except ImportError: …``
+    and guarded defs still define names, so ``if``/``try`` blocks are read too."""
+    for statement in statements:
+        if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
+            index.definitions.append(statement)
+        elif isinstance(statement, cst.SimpleStatementLine):
+            for small in statement.body:
+                _index_import(index, small)
+        elif isinstance(statement, (cst.If, cst.Try)):
+            for block in _blocks_of(statement):
+                _index_definitions(index, block)
+
+
+def _index_import(index: ModuleIndex, small: cst.BaseSmallStatement) -> None:
+    if isinstance(small, cst.Import):
+        for alias in small.names:
+            full = dotted_name(alias.name) or ""
+            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else full
+            index.imported_modules[local] = full.rsplit(".", 1)[-1]
+    elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
+        source = (dotted_name(small.module) or "") if small.module is not None else ""
+        for alias in small.names:
+            name = dotted_name(alias.name) or ""
+            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+            index.imported_functions[local] = (source.rsplit(".", 1)[-1], name)
+
+
+def _blocks_of(statement: cst.If | cst.Try) -> list[list[cst.CSTNode]]:
+    blocks: list[list[cst.CSTNode]] = []
+    if isinstance(statement, cst.If):
+        blocks.append(list(statement.body.body))
+        if statement.orelse is not None:
+            if isinstance(statement.orelse, cst.If):
+                blocks.extend(_blocks_of(statement.orelse))
+            else:
+                blocks.append(list(statement.orelse.body.body))
+    else:
+        blocks.append(list(statement.body.body))
+        blocks.extend(list(handler.body.body) for handler in statement.handlers)
+        if statement.orelse is not None:
+            blocks.append(list(statement.orelse.body.body))
+        if statement.finalbody is not None:
+            blocks.append(list(statement.finalbody.body.body))
+    return blocks
+
+
+def nodes_within(index_nodes: list[Any], container: cst.CSTNode, index: ModuleIndex) -> list[Any]:
+    """The members of ``index_nodes`` that sit inside ``container`` (by source range).
+
+    For the index's own (position-sorted) lists this is a binary search, which keeps the
+    per-function analyses linear overall on 3,800-line files."""
+    offsets = index.parsed.positions.offsets
+    outer = offsets(container)
+    if outer is None:
+        return []
+    start, end = outer
+    keys = index.sorted_keys(index_nodes)
+    candidates = index_nodes
+    if keys is not None:
+        candidates = index_nodes[bisect_left(keys, start) : bisect_right(keys, end)]
+    inside = []
+    for node in candidates:
+        where = offsets(node)
+        if where is not None and start <= where[0] and where[1] <= end:
+            inside.append(node)
+    return inside
