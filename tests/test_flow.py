@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from harness.check.flow import names as N
 from harness.check.flow.functions import FunctionTable
 from harness.check.flow.model import Cond, Effect, EffectKind
-from harness.check.flow.switches import UNKNOWN, Switches
 from harness.check.flow.taint import Engine
 from harness.check.parse import ParsedSource, parse_source
+from harness.check.switches import UNKNOWN
+from harness.check.switches.conditions import Switches
 from harness.submission import Setting, SourceFile
 
 
@@ -293,22 +294,20 @@ def test_switch_values_follow_defaults_and_documented_settings() -> None:
             flag = os.environ.get("PREQUANT", "false").lower() in ("1", "true")
     """
     default, _ = switches_for(text)
-    used: set[str] = set()
-    assert default.value(expr("args.ttt_enabled"), used) is False
-    assert default.value(expr("h.ttt_epochs > 5 and not args.ttt_enabled"), used) is False
-    assert default.value(expr("h.ttt_epochs > 0 and not args.ttt_enabled"), used) is True
-    assert default.value(expr("args.mode == 'lora'"), used) is True
-    assert default.value(expr("args.flag or args.ttt_epochs >= 3"), used) is True
-    assert default.value(expr("args.unknown_thing"), used) is UNKNOWN
-    assert used == set()
+    assert default.evaluate(expr("args.ttt_enabled")).value is False
+    assert default.evaluate(expr("h.ttt_epochs > 5 and not args.ttt_enabled")).value is False
+    assert default.evaluate(expr("h.ttt_epochs > 0 and not args.ttt_enabled")).value is True
+    assert default.evaluate(expr("args.mode == 'lora'")).value is True
+    assert default.evaluate(expr("args.flag or args.ttt_epochs >= 3")).value is True
+    assert default.evaluate(expr("args.unknown_thing")).value is UNKNOWN
+    assert default.evaluate(expr("args.flag or args.ttt_enabled")).documented == []  # code defaults only
     readme = Setting("TTT_ENABLED", "1", "README.md", 14, "readme")
     enabled, _ = switches_for(
         text, {"TTT_ENABLED": readme, "PREQUANT": Setting("PREQUANT", "True", "run.sh", 2, "script")}
     )
-    used = set()
-    assert enabled.value(expr("args.ttt_enabled"), used) is True
-    assert enabled.value(expr("args.flag"), used) is True
-    assert used == {"TTT_ENABLED", "PREQUANT"}
+    assert enabled.evaluate(expr("args.ttt_enabled")).value is True
+    both = enabled.evaluate(expr("args.ttt_enabled and args.flag"))
+    assert both.value is True and [s.name for s in both.documented] == ["TTT_ENABLED", "PREQUANT"]
 
 
 def test_switch_outcome_names_the_setting_or_the_default() -> None:
@@ -337,7 +336,7 @@ def test_conflicting_assignments_make_a_switch_unknown() -> None:
             args.ttt_epochs = 0
     """
     switches, _ = switches_for(text)
-    assert switches.value(expr("args.ttt_epochs"), set()) is UNKNOWN
+    assert switches.evaluate(expr("args.ttt_epochs")).value is UNKNOWN
 
 
 def test_effect_kinds_cover_selection() -> None:
@@ -590,9 +589,9 @@ def test_switch_aliases_are_followed_and_loop_or_parameter_names_are_unknown() -
                 pass
     """
     switches, _ = switches_for(text)
-    assert switches.value(expr("run_ttt"), set()) is False
-    assert switches.value(expr("phase == 0"), set()) is UNKNOWN
-    assert switches.value(expr("epoch"), set()) is UNKNOWN
+    assert switches.evaluate(expr("run_ttt")).value is False
+    assert switches.evaluate(expr("phase == 0")).value is UNKNOWN
+    assert switches.evaluate(expr("epoch")).value is UNKNOWN
 
 
 def test_per_document_and_concatenated_score_accumulators() -> None:
@@ -645,5 +644,5 @@ def test_a_parameter_named_like_a_field_does_not_blur_the_field() -> None:
             return ttt_enabled
     """
     switches, _ = switches_for(text)
-    assert switches.value(expr("args.ttt_enabled"), set()) is False
-    assert switches.value(expr("ttt_enabled"), set()) is UNKNOWN
+    assert switches.evaluate(expr("args.ttt_enabled")).value is False
+    assert switches.evaluate(expr("ttt_enabled")).value is UNKNOWN

@@ -10,8 +10,9 @@ import pytest
 
 import harness.check.rules_scoring as rules_scoring
 from harness.check.context import CheckContext
-from harness.check.mechanisms.switches import UNKNOWN, Configuration
 from harness.check.parse import parse_source
+from harness.check.switches import UNKNOWN
+from harness.check.switches.reach import Configuration
 from harness.check.tree.index import index_module
 from harness.findings import Finding, Severity
 from harness.submission import Setting, SourceFile, Submission

@@ -1,4 +1,4 @@
-"""Switch reach (harness/check/mechanisms/switches.py): a function that runs only because its
+"""Switch reach (harness/check/switches/reach.py): a function that runs only because its
 name is handed to another call (``timed_eval("ngram", eval_val_ngram, ...)``) runs under that
 call's guards. Found reading wild-set `fail` verdicts for #12 (#2121: an eval-time bigram prior
 behind ``NGRAM_MIX_ALPHA`` left at 0.0, passed by reference to a timing wrapper, was an error).

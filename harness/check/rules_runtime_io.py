@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from harness.check.context import CheckContext
 from harness.check.mechanisms.network import find_network
-from harness.check.mechanisms.switches import Configuration
 from harness.check.mechanisms.train_after_clock import find_train_reads
+from harness.check.switches.reach import Configuration
 from harness.check.tree.index import index_submission
 from harness.findings import Finding
 

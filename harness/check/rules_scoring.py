@@ -30,9 +30,9 @@ from harness.check.mechanisms.normalization import (
     find_unnormalized_ratio,
 )
 from harness.check.mechanisms.slot import find_slot, find_slot_via_helper
-from harness.check.mechanisms.switches import Configuration
 from harness.check.mechanisms.syntax import Hit
 from harness.check.mechanisms.targets import TargetInfo, infer_targets
+from harness.check.switches.reach import Configuration
 from harness.check.tree.index import ModuleIndex, index_submission
 from harness.findings import Finding
 

@@ -22,8 +22,8 @@ from harness.check.flow.documented_data import documented_val_training
 from harness.check.flow.functions import FuncInfo, FunctionTable
 from harness.check.flow.headline import logged_as_diagnostic
 from harness.check.flow.ordering import Decision, decide, evidence
-from harness.check.flow.switches import Switches
 from harness.check.flow.taint import MAX_ANALYSES, Engine
+from harness.check.switches.conditions import Switches
 from harness.check.tree.index import ModuleIndex
 from harness.findings import Finding, Step
 from harness.submission import read_document_head

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import libcst as cst
 
+from harness.check.switches.reach import Configuration
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import (
@@ -33,7 +34,6 @@ from harness.check.tree.nodes import (
 
 from .byte_tables import BYTE_NAME, find_lut_problems, find_missing_boundary_rule, find_shipped_byte_table
 from .imports import run_at_evaluation
-from .switches import Configuration
 from .syntax import Hit, step
 from .targets import value_names
 

@@ -20,6 +20,8 @@ import re
 
 import libcst as cst
 
+from harness.check.switches import UNKNOWN
+from harness.check.switches.reach import Configuration
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import (
@@ -33,7 +35,6 @@ from harness.check.tree.nodes import (
 )
 from harness.findings import Step
 
-from .switches import UNKNOWN, Configuration
 from .syntax import Hit, step
 from .targets import is_scoring_function
 from .train_reads import (

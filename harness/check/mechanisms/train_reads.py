@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from harness.check.switches.reach import Configuration
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, last_identifier, strings_in, target_names
 from harness.findings import Step
 
-from .switches import Configuration
 from .syntax import step
 from .targets import value_names
 

@@ -1,0 +1,169 @@
+"""Whether a data-flow effect runs: its conditions evaluated under the configuration that ran.
+
+Why: a finding in code that no documented configuration runs is only informational; one
+enabled by a documented setting names that setting and where it came from. The data-flow
+family lifts each effect's conditions (``Cond``) out of the code, callees included, and asks
+here. Names are bound as Python binds them: every assignment at any level (so ``run_ttt =
+h.ttt_enabled`` is followed), loop variables and parameters as unknown bindings, and fields
+(class-body names, ``obj.x = …``) kept apart from plain names, so a parameter called
+``ttt_enabled`` does not blur ``args.ttt_enabled``. A name bound several ways with different
+values is unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from harness.check.flow import names as N
+from harness.check.flow.model import Cond
+from harness.check.parse import ParsedSource
+from harness.check.switches.evaluator import UNKNOWN, Evaluator, Used, reads_env_key_argument
+from harness.submission import Setting
+
+
+@dataclass
+class Outcome:
+    """Whether an effect runs: ``False`` when some condition is false under the effective
+    settings; ``enabled_by`` lists documented settings that made its conditions true."""
+
+    runs: bool
+    disabled_by: str = ""
+    enabled_by: list[Setting] = field(default_factory=list)
+
+
+class Switches(Evaluator):
+    """The switches of one submission as the data-flow family reads them."""
+
+    def __init__(
+        self,
+        parsed_sources: list[ParsedSource],
+        settings: dict[str, Setting],
+        alternatives: list[dict[str, Setting]] | None = None,
+    ) -> None:
+        super().__init__(settings, alternatives)
+        self.bindings: dict[str, list[cst.BaseExpression | None]] = {}
+        for parsed in parsed_sources:
+            collector = _BindingCollector()
+            collector.walk(parsed.module)
+            for name, value in collector.found:
+                self.bindings.setdefault(name, []).append(value)
+            self.env_helpers |= collector.env_helpers
+            self.add_helpers(parsed.module)
+
+    def names(self, node: cst.Name | cst.Attribute, dotted: str | None) -> list[cst.BaseExpression | None]:
+        if dotted is None:
+            return []
+        return self.bindings.get(("." if "." in dotted else "") + N.last_part(dotted), [])
+
+    def outcome(self, conds: tuple[Cond, ...]) -> Outcome:
+        """Under the effective settings; code they leave off still runs if another documented
+        run command turns it on (then that command's settings are named)."""
+        return self.first_documented_run(
+            lambda: self._outcome(conds),
+            lambda outcome: outcome.runs,
+            lambda outcome: outcome.runs and bool(outcome.enabled_by),
+        )
+
+    def _outcome(self, conds: tuple[Cond, ...]) -> Outcome:
+        enabled: list[Setting] = []
+        for cond in conds:
+            used: list[Used] = []
+            self.scope = cond.scope
+            try:
+                result = self.value(cond.expr, used)
+            finally:
+                self.scope = ()
+            if result is UNKNOWN:
+                continue
+            truth = (isinstance(result, (int, float)) and result > 0) if cond.range_count else bool(result)
+            documented = sorted({s.name: s for _, _, s in used if s is not None}.values(), key=lambda s: s.name)
+            if truth != cond.want:
+                return Outcome(runs=False, disabled_by=_describe(cond, documented))
+            enabled.extend(s for s in documented if s not in enabled)
+        return Outcome(runs=True, enabled_by=enabled)
+
+
+def _describe(cond: Cond, documented: list[Setting]) -> str:
+    code = cond.parsed.flat_code(cond.expr)
+    where = f"{cond.parsed.source.display_name}:{cond.line}"
+    state = "false" if cond.want else "true"  # the path needs the opposite
+    if documented:
+        origin = ", ".join(f"{s.name}={s.value} in {s.file}:{s.line}" for s in documented)
+        return f"`{code}` at {where} is {state} with {origin}"
+    return f"`{code}` at {where} is {state} with the code defaults (no documented run sets it)"
+
+
+class _BindingCollector:
+    """Every binding of a name that a condition could read (see the module docstring), and the
+    functions that read an env key they are given (env helpers)."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, cst.BaseExpression | None]] = []
+        self.env_helpers: set[str] = set()
+
+    def walk(self, module: cst.Module) -> None:
+        # exact-type tests: isinstance against libcst's ABC-based classes is a Python call each,
+        # and this walk visits every node of every source
+        stack: list[tuple[cst.CSTNode, bool, str]] = [(module, False, "")]
+        while stack:
+            node, in_class, function = stack.pop()
+            kind = type(node)
+            if kind is cst.Assign:
+                self._record([t.target for t in node.targets], node.value, in_class)  # type: ignore[attr-defined]
+            elif kind is cst.AnnAssign and node.value is not None:  # type: ignore[attr-defined]
+                self._record([node.target], node.value, in_class)  # type: ignore[attr-defined]
+            elif kind is cst.For or kind is cst.CompFor:
+                self._unknown(node.target)  # type: ignore[attr-defined]
+            elif kind is cst.NamedExpr:
+                self._record([node.target], node.value, False)  # type: ignore[attr-defined]
+            elif kind is cst.Param:
+                self.found.append((node.name.value, None))  # type: ignore[attr-defined]
+            elif _is_expression_type(kind) and kind is not cst.Lambda and not self._binds(node, function):
+                continue
+            if kind is cst.ClassDef:
+                in_class = True
+            elif kind is cst.FunctionDef:
+                in_class, function = False, node.name.value  # type: ignore[attr-defined]
+            stack.extend((child, in_class, function) for child in N.children(node))
+
+    def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression, in_class: bool) -> None:
+        for target in targets:
+            dotted = N.dotted_name(target)
+            if dotted is None:
+                self._unknown(target)
+                continue
+            if isinstance(value, cst.Name) and value.value == N.last_part(dotted):
+                continue  # ``self.ttt_enabled = ttt_enabled`` adds nothing
+            is_field = in_class or "." in dotted
+            self.found.append((("." if is_field else "") + N.last_part(dotted), value))
+
+    def _binds(self, node: cst.CSTNode, function: str) -> bool:
+        """Whether an expression binds a name (only walrus and comprehensions do); on the way,
+        an env read of a key argument marks the enclosing function as an env helper."""
+        binds = False
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            kind = type(current)
+            if kind is cst.NamedExpr or kind is cst.CompFor:
+                binds = True
+            elif kind is cst.Call and function and reads_env_key_argument(current):  # type: ignore[arg-type]
+                self.env_helpers.add(function)
+            stack.extend(N.children(current))
+        return binds
+
+    def _unknown(self, target: cst.CSTNode) -> None:
+        for name in N.assigned_names(target):
+            self.found.append((("." if "." in name else "") + N.last_part(name), None))
+
+
+_EXPRESSION_TYPES: dict[type, bool] = {}
+
+
+def _is_expression_type(kind: type) -> bool:
+    known = _EXPRESSION_TYPES.get(kind)
+    if known is None:
+        known = _EXPRESSION_TYPES[kind] = issubclass(kind, cst.BaseExpression)
+    return known

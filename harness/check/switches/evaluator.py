@@ -1,0 +1,386 @@
+"""The one evaluator of constants and environment switches that every rule family reads.
+
+Why: legality is usually switched by environment variables read with a default
+(``TTT_ENABLED="0"``) that the README run command, a ``*.sh`` script or the logged
+hyperparameters turn on (``harness/settings.py`` collects those). Whether flagged code runs,
+and which documented setting turned it on, must be decided by the same rules whichever family
+asks — the data-flow family and the mechanism detectors each had a folder of their own, and
+every new form (a logged ``True``, a one-line env helper, ``getattr`` on the config) had to be
+taught twice. The folder is deliberately small: literals, env reads with their defaults, the
+usual converters (``int``/``float``/``bool``/``str``, ``.lower()``), one-line helpers,
+arithmetic, boolean operators, comparisons and conditional expressions. Anything else is
+``UNKNOWN``, which every caller reads as "may run", so an unknown never hides a finding.
+
+Which names are bound to what is the caller's view (``names``): the data-flow family reads
+Python's names and fields, the mechanism detectors the names that carry a setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import libcst as cst
+
+from harness.check.tree.nodes import call_name, call_tail, dotted_name, string_value
+from harness.submission import Setting
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()  # a value not decidable statically: "may run" to every caller
+MAX_DEPTH = 12
+ENV_CALLS = frozenset({"os.environ.get", "environ.get", "os.getenv", "getenv"})
+_TRUTHY = frozenset({"1", "true", "yes", "on", "y", "t"})
+_CONSTANTS = {"True": True, "False": False, "None": None, "__name__": "__main__"}
+T = TypeVar("T")
+Helper = tuple[cst.Parameters, cst.BaseExpression]
+# an env switch the evaluation read: (name, value, the documented setting or None for the code default)
+Used = tuple[str, str, Setting | None]
+
+
+@dataclass
+class Evaluation:
+    """The value of an expression plus the env switches that decided it."""
+
+    value: object
+    used: list[Used] = field(default_factory=list)
+
+    @property
+    def documented(self) -> list[Setting]:
+        found: list[Setting] = []
+        for _, _, setting in self.used:
+            if setting is not None and setting not in found:
+                found.append(setting)
+        return found
+
+
+class Evaluator:
+    """Values of expressions under one set of documented settings (``under`` swaps them)."""
+
+    def __init__(self, settings: dict[str, Setting], alternatives: list[dict[str, Setting]] | None = None) -> None:
+        self.settings = settings
+        self.alternatives = alternatives or []  # other documented runs (settings.documented_alternatives)
+        self.helpers: dict[str, Helper | None] = {}  # one-line functions; None: defined twice differently
+        self.env_helpers: set[str] = set()  # functions reading an env key they are given
+        # parameter → argument, one level per helper or lifted call being evaluated (innermost first)
+        self.scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
+
+    def names(self, node: cst.Name | cst.Attribute, dotted: str | None) -> list[cst.BaseExpression | None]:
+        """The expressions a name may be bound to (None: bound to something unknown)."""
+        raise NotImplementedError
+
+    def add_helpers(self, module: cst.Module) -> None:
+        for name, helper in one_line_helpers(module).items():
+            self.helpers[name] = helper if name not in self.helpers else None
+
+    @contextmanager
+    def under(self, settings: dict[str, Setting]) -> Iterator[None]:
+        saved, self.settings = self.settings, settings
+        try:
+            yield
+        finally:
+            self.settings = saved
+
+    def first_documented_run(
+        self,
+        decide: Callable[[], T],
+        runs: Callable[[T], bool],
+        turned_on: Callable[[T], bool] | None = None,
+    ) -> T:
+        """``decide()`` under the effective settings; when that leaves the code off, under the
+        first other documented run command that turns it on (``turned_on``; then that command
+        is named). Code is "not run" only if no documented run reaches it."""
+        first = decide()
+        if runs(first):
+            return first
+        for alternative in self.alternatives:
+            with self.under(alternative):
+                other = decide()
+            if (turned_on or runs)(other):
+                return other
+        return first
+
+    def evaluate(self, node: cst.CSTNode) -> Evaluation:
+        used: list[Used] = []
+        return Evaluation(self.value(node, used), used)
+
+    # ------------------------------------------------------------------ values
+    def value(self, node: cst.CSTNode, used: list[Used], depth: int = 0) -> object:
+        if depth > MAX_DEPTH:
+            return UNKNOWN
+        kind = type(node)
+        if kind is cst.Integer:
+            try:
+                return int(node.value.replace("_", ""), 0)  # type: ignore[attr-defined]
+            except ValueError:
+                return UNKNOWN
+        if kind is cst.Float:
+            try:
+                return float(node.value.replace("_", ""))  # type: ignore[attr-defined]
+            except ValueError:
+                return UNKNOWN
+        if kind is cst.SimpleString or kind is cst.ConcatenatedString:
+            text = string_value(node)
+            return UNKNOWN if text is None else text
+        if kind is cst.Name or kind is cst.Attribute:
+            return self._name(node, used, depth)  # type: ignore[arg-type]
+        if kind is cst.Call:
+            return self._call(node, used, depth)  # type: ignore[arg-type]
+        if kind is cst.Subscript and (dotted_name(node.value) or "").endswith("environ"):  # type: ignore[attr-defined]
+            element = node.slice[0].slice if node.slice else None  # type: ignore[attr-defined]
+            key = self.value(element.value, used, depth + 1) if isinstance(element, cst.Index) else UNKNOWN
+            return self._env(key, UNKNOWN, used) if isinstance(key, str) else UNKNOWN
+        if kind is cst.UnaryOperation:
+            return self._unary(node, used, depth)  # type: ignore[arg-type]
+        if kind is cst.BooleanOperation:
+            return self._boolean(node, used, depth)  # type: ignore[arg-type]
+        if kind is cst.Comparison:
+            return self._compare(node, used, depth)  # type: ignore[arg-type]
+        if kind is cst.BinaryOperation:
+            return self._arithmetic(node, used, depth)  # type: ignore[arg-type]
+        if kind is cst.Tuple or kind is cst.List or kind is cst.Set:
+            items = [self.value(e.value, used, depth + 1) for e in node.elements]  # type: ignore[attr-defined]
+            return UNKNOWN if any(i is UNKNOWN for i in items) else tuple(items)
+        if kind is cst.IfExp:
+            test = self.value(node.test, used, depth + 1)  # type: ignore[attr-defined]
+            if test is UNKNOWN:
+                return UNKNOWN
+            return self.value(node.body if test else node.orelse, used, depth + 1)  # type: ignore[attr-defined]
+        return UNKNOWN
+
+    def _name(self, node: cst.Name | cst.Attribute, used: list[Used], depth: int) -> object:
+        dotted = dotted_name(node)  # None for ``get_args().ttt``: the view may still know ``ttt``
+        if dotted in _CONSTANTS:
+            return _CONSTANTS[dotted]  # type: ignore[index]
+        if dotted is not None and "." not in dotted and self.scope:
+            argument = dict(self.scope[0]).get(dotted)
+            if argument is not None:
+                saved, self.scope = self.scope, self.scope[1:]
+                try:
+                    return self.value(argument, used, depth + 1)
+                finally:
+                    self.scope = saved
+        candidates = self.names(node, dotted)
+        if not candidates or any(expr is None for expr in candidates):
+            return UNKNOWN
+        saved, self.scope = self.scope, ()  # a binding's expression lives in its own namespace
+        try:
+            values = [self.value(expr, used, depth + 1) for expr in candidates]  # type: ignore[arg-type]
+        finally:
+            self.scope = saved
+        if any(v is UNKNOWN for v in values) or len({repr(v) for v in values}) != 1:
+            return UNKNOWN
+        return values[0]
+
+    def _env(self, key: str, default: object, used: list[Used]) -> object:
+        """A documented setting wins over the code default. A log's hyperparameter dump prints
+        the *converted* attribute (``ttt_enabled: True`` for ``bool(int(os.environ.get(
+        "TTT_ENABLED", "0")))``), so a logged ``True``/``False`` stands for the ``1``/``0``
+        that produced it; read raw, ``int("True")`` fails and ``"False"`` would look truthy."""
+        setting = self.settings.get(key)
+        if setting is not None:
+            used.append((key, setting.value, setting))
+            if setting.source_kind == "log" and setting.value in ("True", "False"):
+                return "1" if setting.value == "True" else "0"
+            return setting.value
+        if default is not UNKNOWN:
+            used.append((key, str(default), None))
+        return default
+
+    def _call(self, node: cst.Call, used: list[Used], depth: int) -> object:
+        name = call_name(node)
+        args = [a.value for a in node.args if a.keyword is None and not a.star]
+        if name in ENV_CALLS or name.endswith((".environ.get", ".getenv")):
+            key = self.value(args[0], used, depth + 1) if args else UNKNOWN
+            if not isinstance(key, str):
+                return UNKNOWN
+            default = _keyword(node, "default") if len(args) < 2 else args[1]
+            return self._env(key, None if default is None else self.value(default, used, depth + 1), used)
+        if name in ("int", "float", "bool", "str") and len(args) == 1:
+            return convert(name, self.value(args[0], used, depth + 1))
+        if (
+            name == "getattr" and len(args) >= 2
+        ):  # ``getattr(args, "artifact_ngram", False)`` is ``args.artifact_ngram``
+            attr = string_value(args[1])
+            if attr is None or not attr.isidentifier():
+                return UNKNOWN
+            return self._name(cst.Attribute(value=args[0], attr=cst.Name(attr)), used, depth + 1)
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value in ("lower", "upper", "strip") and not args:
+            inner = self.value(func.value, used, depth + 1)
+            return getattr(inner, func.attr.value)() if isinstance(inner, str) else UNKNOWN
+        helper = self.helpers.get(name) if isinstance(func, cst.Name) else None
+        if helper is not None:
+            return self._helper(helper, node, used, depth)
+        tail = call_tail(node)
+        if tail in self.env_helpers:  # ``_env_flag("X", 0)`` whose body is more than one line
+            key = string_value(args[0]) if args else None
+            if key is None:
+                return UNKNOWN
+            default = _keyword(node, "default") if len(args) < 2 else args[1]
+            raw = self._env(key, None if default is None else self.value(default, used, depth + 1), used)
+            return UNKNOWN if raw is UNKNOWN else _convert_by_helper_name(tail, raw)
+        return UNKNOWN
+
+    def _helper(self, helper: Helper, call: cst.Call, used: list[Used], depth: int) -> object:
+        """``_eb("TTT_LEGAL")`` with ``def _eb(k, d="0"): return bool(int(os.environ.get(k, d)))``:
+        the one-line env readers of minified hyperparameter classes, evaluated with the call's
+        arguments (defaults for the rest), like a condition lifted through a call."""
+        params, body = helper
+        ordered = list(params.posonly_params) + list(params.params)
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if len(positional) > len(ordered) or any(a.star for a in call.args):
+            return UNKNOWN
+        bound = {param.name.value: arg.value for param, arg in zip(ordered, positional)}
+        bound.update({a.keyword.value: a.value for a in call.args if a.keyword is not None})
+        for param in ordered + list(params.kwonly_params):
+            if param.name.value not in bound:
+                if param.default is None:
+                    return UNKNOWN
+                bound[param.name.value] = param.default
+        saved, self.scope = self.scope, (tuple(bound.items()),) + self.scope
+        try:
+            return self.value(body, used, depth + 1)
+        finally:
+            self.scope = saved
+
+    def _unary(self, node: cst.UnaryOperation, used: list[Used], depth: int) -> object:
+        operand = self.value(node.expression, used, depth + 1)
+        if operand is UNKNOWN:
+            return UNKNOWN
+        if isinstance(node.operator, cst.Not):
+            return not operand
+        if isinstance(node.operator, cst.Minus) and isinstance(operand, (int, float)):
+            return -operand
+        return UNKNOWN
+
+    def _boolean(self, node: cst.BooleanOperation, used: list[Used], depth: int) -> object:
+        """Python's ``and``/``or``, plus what is known when one side is unknown: a false side
+        of ``and`` (a true side of ``or``) decides it."""
+        left = self.value(node.left, used, depth + 1)
+        right = self.value(node.right, used, depth + 1)
+        deciding = not isinstance(node.operator, cst.And)  # the truth that decides: True for ``or``
+        if left is not UNKNOWN and bool(left) == deciding:
+            return left
+        if right is not UNKNOWN and bool(right) == deciding:
+            return deciding if left is UNKNOWN else right
+        return UNKNOWN if left is UNKNOWN or right is UNKNOWN else right
+
+    def _compare(self, node: cst.Comparison, used: list[Used], depth: int) -> object:
+        left = self.value(node.left, used, depth + 1)
+        for target in node.comparisons:
+            right = self.value(target.comparator, used, depth + 1)
+            if left is UNKNOWN or right is UNKNOWN:
+                return UNKNOWN
+            result = _apply(target.operator, left, right)
+            if result is UNKNOWN or not result:
+                return result
+            left = right
+        return True
+
+    def _arithmetic(self, node: cst.BinaryOperation, used: list[Used], depth: int) -> object:
+        left = self.value(node.left, used, depth + 1)
+        right = self.value(node.right, used, depth + 1)
+        if not (isinstance(left, (int, float)) and isinstance(right, (int, float))):
+            return UNKNOWN
+        operator = type(node.operator)
+        try:
+            if operator is cst.Add:
+                return left + right
+            if operator is cst.Subtract:
+                return left - right
+            if operator is cst.Multiply:
+                return left * right
+            if operator is cst.Divide:
+                return left / right
+        except ZeroDivisionError:
+            return UNKNOWN
+        return UNKNOWN
+
+
+def one_line_helpers(module: cst.Module) -> dict[str, Helper]:
+    """Module-level functions whose whole body is ``return <expr>`` (``def _ei(k, d): return
+    int(os.environ.get(k, str(d)))``), by name."""
+    found: dict[str, Helper] = {}
+    for statement in module.body:
+        if (
+            not isinstance(statement, cst.FunctionDef)
+            or statement.params.star_arg not in (None, cst.MaybeSentinel.DEFAULT)
+            or statement.params.star_kwarg is not None
+        ):
+            continue
+        body = statement.body.body
+        if len(body) != 1:
+            continue
+        line = body[0]
+        smalls = line.body if isinstance(line, cst.SimpleStatementLine) else [line]
+        if len(smalls) == 1 and isinstance(smalls[0], cst.Return) and smalls[0].value is not None:
+            found[statement.name.value] = (statement.params, smalls[0].value)
+    return found
+
+
+def reads_env_key_argument(call: cst.Call) -> bool:
+    """An env read whose key is not a literal: inside a function, that function is an env helper."""
+    return bool(call.args) and call_name(call) in ENV_CALLS and string_value(call.args[0].value) is None
+
+
+def convert(kind: str, value: object) -> object:
+    """``int``/``float``/``bool``/``str`` as Python applies them, plus ``int("1.5")`` = 1 and
+    ``int("true")`` = 1 (the env strings these converters meet)."""
+    if value is UNKNOWN:
+        return UNKNOWN
+    try:
+        if isinstance(value, str) and kind in ("int", "float"):
+            text = value.strip().lower()
+            if text in ("true", "false"):
+                return int(text == "true")
+            if kind == "int" and "." in text:
+                return int(float(text))
+        return {"int": int, "float": float, "bool": bool, "str": str}[kind](value)  # type: ignore[operator]
+    except (TypeError, ValueError, OverflowError):
+        return UNKNOWN
+
+
+def _convert_by_helper_name(helper: str, raw: object) -> object:
+    lowered = helper.lower()
+    if "bool" in lowered or "flag" in lowered:
+        return str(raw).strip().lower() in _TRUTHY if not isinstance(raw, bool) else raw
+    if "int" in lowered:
+        return convert("int", raw)
+    if "float" in lowered:
+        return convert("float", raw)
+    return raw
+
+
+def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
+    return next((a.value for a in call.args if a.keyword is not None and a.keyword.value == name), None)
+
+
+_OPERATORS: dict[type, Callable[[object, object], object]] = {
+    cst.Equal: lambda a, b: a == b,
+    cst.NotEqual: lambda a, b: a != b,
+    cst.LessThan: lambda a, b: a < b,  # type: ignore[operator]
+    cst.LessThanEqual: lambda a, b: a <= b,  # type: ignore[operator]
+    cst.GreaterThan: lambda a, b: a > b,  # type: ignore[operator]
+    cst.GreaterThanEqual: lambda a, b: a >= b,  # type: ignore[operator]
+    cst.In: lambda a, b: a in b,  # type: ignore[operator]
+    cst.NotIn: lambda a, b: a not in b,  # type: ignore[operator]
+    cst.Is: lambda a, b: a is b,
+    cst.IsNot: lambda a, b: a is not b,
+}
+
+
+def _apply(operator: cst.BaseCompOp, left: object, right: object) -> object:
+    compare = _OPERATORS.get(type(operator))
+    if compare is None:
+        return UNKNOWN
+    try:
+        return compare(left, right)
+    except TypeError:
+        return UNKNOWN
