@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import abc
 import ast
+import sys
 from pathlib import Path
 
 import libcst as cst
+import pytest
 from libcst._nodes.base import CSTCodegenError
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
-from harness.check.parse import _TRIVIA, MAX_EXPRESSION_DEPTH, ParseFailure, _expression_depth, parse_source
+from harness.check import positions
+from harness.check.parse import MAX_EXPRESSION_DEPTH, ParsedSource, ParseFailure, _expression_depth, parse_source
+from harness.check.positions import TRIVIA
 from harness.submission import SourceFile
 
 SAMPLE = '''import os\r\n
@@ -31,7 +36,7 @@ def train(x, *, y=1):
 '''
 
 
-def _parsed(text: str) -> tuple[cst.Module, object]:
+def _parsed(text: str) -> tuple[cst.Module, ParsedSource]:
     parsed = parse_source(SourceFile("t.py", Path("t.py"), text))
     return parsed.module, parsed
 
@@ -39,11 +44,11 @@ def _parsed(text: str) -> tuple[cst.Module, object]:
 def test_positions_equal_libcst_position_provider() -> None:
     module, parsed = _parsed(SAMPLE)
     expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-    kept = {node: r for node, r in expected.items() if type(node) not in _TRIVIA}
+    kept = {node: r for node, r in expected.items() if type(node) not in TRIVIA}
     assert len(kept) > 50 and len(parsed.positions) < len(expected)  # most trivia leaves are skipped
     as_tuples = {node: ((r.start.line, r.start.column), (r.end.line, r.end.column)) for node, r in kept.items()}
     assert as_tuples == {node: parsed.positions[node] for node in kept}  # CodeSpan: (line, column) tuples
-    assert not any(type(node) in _TRIVIA for node in parsed.nodes)
+    assert not any(type(node) in TRIVIA for node in parsed.nodes)
     function = next(n for n in kept if isinstance(n, cst.FunctionDef))
     assert parsed.line_of(function) == 11  # the `def` line: PositionProvider starts after decorators
     # CRLF line ends count as one newline: line 2 starts right after "import os\r\n"
@@ -63,7 +68,7 @@ EDGE_CASES = (
 def _assert_positions_match(text: str) -> None:
     module, parsed = _parsed(text)
     expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-    kept = {node: r for node, r in expected.items() if type(node) not in _TRIVIA and node is not module}
+    kept = {node: r for node, r in expected.items() if type(node) not in TRIVIA and node is not module}
     as_tuples = {node: ((r.start.line, r.start.column), (r.end.line, r.end.column)) for node, r in kept.items()}
     assert as_tuples == {node: parsed.positions[node] for node in kept}
 
@@ -87,7 +92,7 @@ def test_the_pass_leaves_libcst_code_generation_as_it_was() -> None:
 def test_parents_equal_libcst_parent_provider() -> None:
     module, parsed = _parsed(SAMPLE)
     expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(ParentNodeProvider)
-    kept = {node: parent for node, parent in expected.items() if type(node) not in _TRIVIA}
+    kept = {node: parent for node, parent in expected.items() if type(node) not in TRIVIA}
     assert {node: parsed.parent_of(node) for node in parsed.nodes} == kept
     seen = {id(module)}
     for node in parsed.nodes:  # pre-order: every parent is listed before its children
@@ -131,57 +136,99 @@ def test_span_bounded_depth_is_exact_past_the_limit_and_below_it_when_it_matters
                 assert bounded == walked
 
 
-def test_fast_node_construction_builds_the_same_tree_and_restores_libcst() -> None:
-    from harness.check.node_init import _FAST_INITS, fast_node_construction
-
-    texts = [
-        *EDGE_CASES,
-        SAMPLE,
-        *(
-            p.read_text(encoding="utf-8")
-            for p in sorted(Path(__file__).resolve().parents[1].glob("reference_model/*.py"))
-        ),
-    ]
-    for text in texts:
-        expected = cst.parse_module(text)
-        with fast_node_construction():
-            fast = cst.parse_module(text)
-        assert fast.deep_equals(expected) and fast.code == text
-    assert len(_FAST_INITS) > 150  # nearly every concrete node class
-    assert all(cls.__init__ is original for cls, original, _ in _FAST_INITS)
-    assert cst.Name("x").lpar == () and cst.Arg(cst.Name("v")).whitespace_after_arg.deep_equals(
-        cst.SimpleWhitespace("")
-    )
-    try:
-        cst.Name("x", lpar=[cst.LeftParen()])  # validation is back: unbalanced parentheses
-    except cst.CSTValidationError:
-        pass
-    else:
-        raise AssertionError("libcst validation was not restored")
+def _libcst_classes() -> dict[type, tuple[type, dict[str, object]]]:
+    """Every libcst node class with its metaclass and its own attributes."""
+    found: dict[type, tuple[type, dict[str, object]]] = {}
+    stack: list[type] = [cst.CSTNode]
+    while stack:
+        cls = stack.pop()
+        if cls not in found:
+            found[cls] = (type(cls), dict(cls.__dict__))
+            stack.extend(cls.__subclasses__())
+    return found
 
 
-def test_plain_type_tests_answer_as_the_abc_machinery_did() -> None:
-    import abc
+def test_parsing_changes_no_libcst_class_during_the_pass_or_after() -> None:
+    """The parse is libcst's own and the positions pass only hooks its own state: another
+    thread generating code meanwhile sees libcst's classes, and so does everything after."""
+    before = _libcst_classes()
+    assert len(before) > 150 and all(meta is abc.ABCMeta for meta, _ in before.values())
+    during: list[bool] = []
 
-    from harness.check.node_types import PlainTypeTestMeta, _node_classes
+    class WatchingState(positions._PositionState):
+        __slots__ = ()
 
-    classes = [cls for cls in _node_classes() if cls.__module__.startswith("libcst.")]
-    assert type(cst.Call) is PlainTypeTestMeta and type(cst.BaseExpression) is PlainTypeTestMeta
-    samples = [
-        cst.Name("n"),
-        cst.Integer("1"),
-        cst.SimpleString("'s'"),
-        cst.Comma(),
-        cst.Pass(),
-        cst.parse_expression("f(x)[0].a"),
-        cst.parse_statement("for i in x: pass"),
-        cst.Module([]),
-    ]
-    for cls in classes:
-        for sample in samples:  # the ABC's own answer, through ABCMeta's unbound method
-            assert isinstance(sample, cls) == abc.ABCMeta.__instancecheck__(cls, sample)
-        for other in classes:
-            assert issubclass(other, cls) == abc.ABCMeta.__subclasscheck__(cls, other)
+        def before_codegen(self, node: cst.CSTNode) -> None:
+            if not during:
+                during.append(_libcst_classes() == before)
+            super().before_codegen(node)
+
+    module = cst.parse_module(SAMPLE)
+    state = WatchingState(module)
+    module._codegen(state)
+    assert during == [True]
+    for text in (SAMPLE, *EDGE_CASES):
+        parsed = parse_source(SourceFile("t.py", Path("t.py"), text))
+        assert parsed.module.code == text or not text.endswith("\n")
+    assert _libcst_classes() == before
+    with pytest.raises(cst.CSTValidationError):  # libcst validates hand-built nodes as ever
+        cst.Name("x", lpar=[cst.LeftParen()])
+
+
+def test_a_chain_of_thousands_of_literals_is_positioned_and_the_recursion_limit_restored() -> None:
+    """libcst generates code one recursion level per link: 2,900 links (about the most its
+    parser takes) and 5,000 (grouped by parse_compat) go through the pass's second try, with
+    libcst's own positions, and the limit is what it was afterwards."""
+    limit = sys.getrecursionlimit()
+    for links in (2900, 5000):
+        text = "DATA = (" + " ".join(f"'p{i}'" for i in range(links)) + ")\nx = 1\n"
+        parsed = parse_source(SourceFile("t.py", Path("t.py"), text))
+        assert sys.getrecursionlimit() == limit
+        chain = [node for node in parsed.nodes if isinstance(node, cst.ConcatenatedString)]
+        assert len(chain) >= links - 5 and parsed.code_of(chain[-1]) == f"'p{links - 2}' 'p{links - 1}'"
+        sys.setrecursionlimit(limit + positions.RECURSION_ROOM)
+        try:
+            expected = MetadataWrapper(parsed.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        finally:
+            sys.setrecursionlimit(limit)
+        kept = {node: r for node, r in expected.items() if type(node) not in TRIVIA and node is not parsed.module}
+        assert {node: ((r.start.line, r.start.column), (r.end.line, r.end.column)) for node, r in kept.items()} == {
+            node: parsed.positions[node] for node in kept
+        }
+    # deeper than the raised limit allows: refused with a one-line reason, limit restored
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(positions, "RECURSION_ROOM", 0)
+        with pytest.raises(ParseFailure, match="^cannot analyze deep.py: nesting too deep$"):
+            parse_source(SourceFile("deep.py", Path("deep.py"), text))
+    assert sys.getrecursionlimit() == limit
+
+
+def test_the_public_api_serves_when_the_installed_libcst_fails_the_probe(capsys: pytest.CaptureFixture[str]) -> None:
+    """A libcst whose code generation changed: the probe catches it, every pass uses
+    MetadataWrapper, with the same positions, nodes and parents, and it says so once."""
+    assert positions._matches_public_api()
+
+    def shifted(module: cst.Module, text: str) -> positions.TreeLayout:
+        layout = good(module, text)
+        moved = {key: (start + 1, end) for key, (start, end) in layout.positions._offsets.items()}
+        return layout._replace(positions=positions.Positions(moved, layout.positions._line_starts))
+
+    good = positions._fast_layout
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(positions, "_fast_layout", shifted)
+        assert not positions._matches_public_api()
+        patch.setattr(positions, "_layout", None)
+        texts = [SAMPLE, *EDGE_CASES[:2]]
+        public = [parse_source(SourceFile("t.py", Path("t.py"), text)) for text in texts]
+        assert positions._layout is positions._public_layout
+    assert capsys.readouterr().err.count("using libcst's public position API") == 1
+    for text, slow in zip(texts, public):
+        fast = parse_source(SourceFile("t.py", Path("t.py"), text))
+        assert [type(node) for node in slow.nodes] == [type(node) for node in fast.nodes]
+        assert [slow.positions[node] for node in slow.nodes] == [fast.positions[node] for node in fast.nodes]
+        assert [slow.code_of(node) for node in slow.nodes] == [fast.code_of(node) for node in fast.nodes]
+        parent_types = [type(slow.parent_of(node)) for node in slow.nodes]
+        assert parent_types == [type(fast.parent_of(node)) for node in fast.nodes]
 
 
 def test_code_of_equals_libcst_code_generation_for_every_expression() -> None:

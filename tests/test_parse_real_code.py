@@ -10,7 +10,8 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from harness.check.context import CheckOptions
-from harness.check.parse import _TRIVIA, parse_source
+from harness.check.parse import parse_source
+from harness.check.positions import TRIVIA
 from harness.check.runner import analyze_one
 from harness.submission import SourceFile
 from tests.shims import wrap_split_literal
@@ -57,7 +58,7 @@ def test_thousands_of_adjacent_literals_parse_with_libcst_positions() -> None:
         expected = MetadataWrapper(parsed.module, unsafe_skip_copy=True).resolve(PositionProvider)
     finally:
         sys.setrecursionlimit(limit)
-    kept = {node: r for node, r in expected.items() if type(node) not in _TRIVIA and node is not parsed.module}
+    kept = {node: r for node, r in expected.items() if type(node) not in TRIVIA and node is not parsed.module}
     assert len(kept) > 800
     assert {node: ((r.start.line, r.start.column), (r.end.line, r.end.column)) for node, r in kept.items()} == {
         node: parsed.positions[node] for node in kept
@@ -89,7 +90,9 @@ def test_more_adjacent_literals_than_libcst_parses_are_grouped() -> None:
     parsed = _parse(text)
     assigns = [node for node in parsed.nodes if isinstance(node, cst.Assign)]
     assert [parsed.line_of(node) for node in assigns] == [2, pieces + 4]
-    receiver = assigns[0].value.func.value  # DATA = (...).upper(): the receiver is the whole chain
+    call = assigns[0].value
+    assert isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+    receiver = call.func.value  # DATA = (...).upper(): the receiver is the whole chain
     assert isinstance(receiver, cst.BinaryOperation) and isinstance(receiver.operator, cst.Add)
     flat = parsed.flat_code(receiver)  # the source's own parentheses, then the groups
     assert flat.startswith("( (('q0' 'q1'") and ")+( 'q1000'" in flat and flat.endswith("'q3499')) )")

@@ -24,7 +24,8 @@ import pytest
 from libcst import CSTValidationError
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from harness.check.parse import _TRIVIA, ParseFailure, parse_source
+from harness.check.parse import ParseFailure, parse_source
+from harness.check.positions import TRIVIA
 from harness.loader import decode_source_bytes
 from harness.submission import SourceFile
 
@@ -78,9 +79,7 @@ def compare_file(path: Path, tally: Tally) -> None:
     ours = parsed.positions
     recorded = set(ours._offsets)  # noqa: SLF001 — the pass's own record is what is tested
     missing = [
-        node
-        for node in expected
-        if type(node) not in _TRIVIA and node is not parsed.module and id(node) not in recorded
+        node for node in expected if type(node) not in TRIVIA and node is not parsed.module and id(node) not in recorded
     ]
     unknown = [key for key in recorded if key not in by_id]
     problems = [f"{path}: {type(node).__name__} not recorded" for node in missing[:3]]

@@ -1,0 +1,321 @@
+"""Positions and parents of every node of a libcst tree, in one code-generation pass.
+
+Why not libcst's ``MetadataWrapper``: its position and parent providers (two tree walks plus
+the wrapper's bookkeeping) cost over three times the parse itself on a 3,800-line submission,
+and every finding needs a line. This module is the one place that uses libcst internals for
+that: a ``CodegenState`` subclass whose own hooks (``before_codegen``, ``after_codegen``,
+``record_syntactic_position``, which libcst calls on the state) record what libcst's
+``PositionProvider`` records, plus the parents. No libcst class is changed, so code
+generation anywhere else in the process, during the pass or after it, is libcst's own.
+
+Before the first pass, a small built-in program is run through this pass and through
+libcst's public providers; if they disagree (a libcst whose code generation changed), every
+pass of the process uses the public providers instead and says so once on stderr. A test
+compares the pass with ``PositionProvider`` on the standard library and the corpus.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
+
+import libcst as cst
+from libcst._nodes.internal import CodegenState
+from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+
+_Result = TypeVar("_Result")
+
+
+class CodePoint(NamedTuple):
+    """A 1-based line and 0-based column, like libcst's CodePosition (tuples are cheaper)."""
+
+    line: int
+    column: int
+
+
+class CodeSpan(NamedTuple):
+    """Start and end of a node, like libcst's CodeRange: ``.start.line``, ``.end.column``."""
+
+    start: CodePoint
+    end: CodePoint
+
+
+class Positions:
+    """Node → CodeSpan, converted from character offsets only when a rule asks.
+
+    The pass records two offsets per node (an int add per token instead of line/column
+    arithmetic); most of the ~60k recorded nodes of a 3,800-line file are never looked up,
+    so turning offsets into lines lazily keeps the pass near libcst's bare codegen."""
+
+    __slots__ = ("_offsets", "_line_starts", "_spans")
+
+    def __init__(self, offsets: dict[int, tuple[int, int]], line_starts: list[int]) -> None:
+        self._offsets = offsets
+        self._line_starts = line_starts
+        self._spans: dict[int, CodeSpan] = {}
+
+    def offsets(self, node: cst.CSTNode) -> tuple[int, int] | None:
+        """Start and end character offsets: ordered like (line, column), cheaper to compare."""
+        return self._offsets.get(id(node))
+
+    def get(self, node: cst.CSTNode, default: CodeSpan | None = None) -> CodeSpan | None:
+        key = id(node)
+        span = self._spans.get(key)
+        if span is None:
+            offsets = self._offsets.get(key)
+            if offsets is None:
+                return default
+            span = self._spans[key] = CodeSpan(self._point(offsets[0]), self._point(offsets[1]))
+        return span
+
+    def __getitem__(self, node: cst.CSTNode) -> CodeSpan:
+        span = self.get(node)
+        if span is None:
+            raise KeyError(node)
+        return span
+
+    def __contains__(self, node: object) -> bool:
+        return id(node) in self._offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def _point(self, offset: int) -> CodePoint:
+        line = bisect_right(self._line_starts, offset)
+        return CodePoint(line, offset - self._line_starts[line - 1])
+
+
+class TreeLayout(NamedTuple):
+    """What the pass finds: positions, the nodes in pre-order (no module, no trivia), the
+    parent of each, and the offsets of all the text each node generates (parentheses
+    included; empty when the source is not the generated text)."""
+
+    positions: Positions
+    nodes: list[cst.CSTNode]
+    parents: dict[int, cst.CSTNode]
+    extents: dict[int, tuple[int, int]]
+
+
+# Leaf trivia no rule ever looks at; about half of all nodes (50k of 115k in a 3,800-line file
+# are SimpleWhitespace). Neither children helper returns them, so skipping them here changes
+# no finding, only the cost of the pass.
+TRIVIA: frozenset[type] = frozenset(
+    {
+        cst.SimpleWhitespace,
+        cst.ParenthesizedWhitespace,
+        cst.Newline,
+        cst.TrailingWhitespace,
+        cst.EmptyLine,
+        cst.Comment,
+        cst.Comma,
+        cst.LeftParen,
+        cst.RightParen,
+        cst.AssignEqual,
+        cst.Semicolon,
+    }
+)
+
+
+class _PositionState(CodegenState):
+    """libcst's code generator, reduced to what its ``PositionProvider`` tracks (syntactic
+    ranges, same values) plus the parent of every node.
+
+    Only offsets are tracked, never the text: the text is the source itself (libcst round-trips
+    it exactly), so no token list is built. ``tokens`` stays one empty string long so that
+    ``Module`` never believes the file empty and never pops a newline that was not added.
+    The state is its own context manager for ``record_syntactic_position`` (libcst's is a
+    generator-based one, the largest single cost of the pass when used as it is)."""
+
+    __slots__ = ("offset", "offsets", "extents", "parents", "nodes", "open_nodes", "syntactic")
+
+    def __init__(self, module: cst.Module) -> None:
+        super().__init__(default_indent=module.default_indent, default_newline=module.default_newline)
+        self.offset = 0
+        self.tokens = [""]
+        self.offsets: dict[int, tuple[int, int]] = {}
+        self.extents: dict[int, tuple[int, int]] = {}
+        self.parents: dict[int, cst.CSTNode] = {}
+        self.nodes: list[cst.CSTNode] = []
+        self.open_nodes: list[tuple[cst.CSTNode, int]] = []  # node, start offset
+        # open syntactic ranges: node, start node, end node, start offset
+        self.syntactic: list[tuple[cst.CSTNode, cst.CSTNode | None, cst.CSTNode | None, int]] = []
+
+    def add_indent_tokens(self) -> None:
+        for token in self.indent_tokens:
+            self.offset += len(token)
+
+    def add_token(self, value: str) -> None:
+        self.offset += len(value)
+
+    def pop_trailing_newline(self) -> None:
+        return None  # offsets past the last token are never read
+
+    def before_codegen(self, node: cst.CSTNode) -> None:
+        if type(node) in TRIVIA:
+            return
+        open_nodes = self.open_nodes
+        if open_nodes:
+            self.parents[id(node)] = open_nodes[-1][0]
+            self.nodes.append(node)
+        open_nodes.append((node, self.offset))
+
+    def after_codegen(self, node: cst.CSTNode) -> None:
+        if type(node) in TRIVIA:
+            return
+        key = id(node)
+        extent = self.extents[key] = (self.open_nodes.pop()[1], self.offset)
+        if key not in self.offsets:  # a syntactic range recorded inside wins, as in libcst
+            self.offsets[key] = extent
+
+    def record_syntactic_position(  # type: ignore[override]
+        self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None, end_node: cst.CSTNode | None = None
+    ) -> _PositionState:
+        self.syntactic.append((node, start_node, end_node, self.offset))
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        node, start_node, end_node, start = self.syntactic.pop()
+        offsets = self.offsets
+        # A start or end node that is trivia (the right parenthesis of a parenthesized
+        # ``from x import (a, b)``) records no offsets of its own; trivia never start a
+        # range, and an end that is trivia is the last token of the range, so the current
+        # offset is its end.
+        if start_node is not None and id(start_node) in offsets:
+            start = offsets[id(start_node)][0]
+        end_offsets = offsets.get(id(end_node)) if end_node is not None else None
+        offsets[id(node)] = (start, end_offsets[1] if end_offsets is not None else self.offset)
+
+
+_NEWLINE = re.compile(r"\r\n?|\n")
+
+
+def _line_starts(code: str) -> list[int]:
+    """Offsets where each line begins, splitting on the newlines libcst's positions count."""
+    return [0, *(match.end() for match in _NEWLINE.finditer(code))]
+
+
+# Frames added for a deep tree. libcst's parser refuses a chain of more than about 3,000
+# adjacent literals (``parse_compat`` groups longer ones) and ``ast`` refuses deeper elif chains
+# (the pre-check), so no tree that reaches the pass needs more than a small part of this.
+RECURSION_ROOM = 50_000
+
+
+def with_room_to_recurse(work: Callable[[], _Result]) -> _Result:
+    """``work()``; on a RecursionError, once more with the recursion limit raised by
+    ``RECURSION_ROOM`` for that call only. libcst generates code (and visits) recursively, one
+    level per link of an implicit string concatenation or per ``elif``: a payload split over
+    thousands of lines exceeds the default limit. On 3.11 and later, Python-to-Python calls do
+    not grow the C stack, so the room costs heap memory only, and only for such a tree."""
+    try:
+        return work()
+    except RecursionError:
+        pass
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + RECURSION_ROOM)
+    try:
+        return work()
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _fast_layout(module: cst.Module, text: str) -> TreeLayout:
+    def run() -> _PositionState:
+        state = _PositionState(module)
+        module._codegen(state)
+        return state
+
+    state = with_room_to_recurse(run)
+    # The generated text is the source (libcst round-trips it; a source without a final newline
+    # gets one, popped at the end). Should that ever not hold, the lines come from the code.
+    extents = state.extents
+    if state.offset not in (len(text), len(text) + len(module.default_newline)):
+        text = module.code
+        extents = {}  # slices of the source would not be the generated code
+    return TreeLayout(Positions(state.offsets, _line_starts(text)), state.nodes, state.parents, extents)
+
+
+def _public_layout(module: cst.Module, text: str) -> TreeLayout:
+    """The same layout from libcst's public providers: several times slower, for a libcst
+    whose code generation the pass no longer matches."""
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    spans = with_room_to_recurse(lambda: wrapper.resolve(PositionProvider))
+    parent_of = with_room_to_recurse(lambda: wrapper.resolve(ParentNodeProvider))
+    starts = _line_starts(module.code)
+    offsets = {
+        id(node): (starts[span.start.line - 1] + span.start.column, starts[span.end.line - 1] + span.end.column)
+        for node, span in spans.items()
+        if type(node) not in TRIVIA and node is not module  # it may end past a final newline libcst adds
+    }
+    nodes: list[cst.CSTNode] = []
+    stack = list(reversed(module.children))
+    while stack:  # pre-order, as the pass lists them
+        node = stack.pop()
+        if type(node) not in TRIVIA:
+            nodes.append(node)
+        stack.extend(reversed(node.children))
+    parents = {id(node): parent_of[node] for node in nodes}
+    return TreeLayout(Positions(offsets, starts), nodes, parents, {})
+
+
+# A program touching each way libcst records a position: parentheses, decorators, a
+# parenthesized import, start and end nodes of compound statements, comments, CRLF lines,
+# an f-string, an implicit concatenation and match patterns.
+_PROBE = (
+    "import os\r\nfrom a import (b,\n    c)\n@d(1)\nclass C(B, metaclass=M):\n"
+    '    """doc"""\n    # c\n    x: int = ((1 + (2)))  # t\n    def f(self, /, a=(1), *b, **k) -> (int):\n'
+    '        for i in range(3):\n            yield f"{a!r:>{i}}" \'x\' "y"\n        else:\n'
+    "            pass; z = [1, (2), {3: (4)}][0]\n"
+    "try:\n    pass\nexcept (E, F) as e:\n    raise\nfinally:\n    del x\n"
+    "with (open(p) as h, q):\n    lambda v: (yield)\n"
+    "match (n):\n    case [1, *rest] if (rest):\n        print(*rest, sep='')\n    case {'k': v} | C(a=1):\n        pass\n"
+)
+
+
+def _matches_public_api() -> bool:
+    module = cst.parse_module(_PROBE)
+    try:
+        fast = _fast_layout(module, _PROBE)
+    except Exception:  # noqa: BLE001 — any failure of the internals means: do not use them
+        return False
+    public = _public_layout(module, _PROBE)
+    spans = {id(node): fast.positions.get(node) for node in public.nodes}
+    return (
+        [id(node) for node in fast.nodes] == [id(node) for node in public.nodes]
+        and spans == {id(node): public.positions.get(node) for node in public.nodes}
+        and fast.parents == public.parents
+    )
+
+
+_layout: Callable[[cst.Module, str], TreeLayout] | None = None
+
+
+def tree_layout(module: cst.Module, text: str) -> TreeLayout:
+    """Positions, pre-order nodes, parents and extents of ``module`` parsed from ``text``.
+    Raises RecursionError for a tree too deep even with the raised limit."""
+    global _layout
+    if _layout is None:
+        if _matches_public_api():
+            _layout = _fast_layout
+        else:
+            _layout = _public_layout
+            print(
+                f"golf-check: libcst {_libcst_version()} generates code differently from the versions its "
+                "fast positions pass was checked against; using libcst's public position API (slower)",
+                file=sys.stderr,
+            )
+    return _layout(module, text)
+
+
+def _libcst_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("libcst")
+    except PackageNotFoundError:
+        return "(unknown version)"
