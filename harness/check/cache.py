@@ -3,7 +3,8 @@
 Why content hashes and not timestamps: a checkout, a ``git stash`` or a CI cache restore changes
 modification times without changing code, and a changed file must never be served a stale
 verdict. The key covers everything the analysis depends on: the tool version, a fingerprint of
-the harness's own source (so a development change invalidates results too), the rule catalog,
+the harness's own source (so a development change invalidates results too), the versions of
+Python and libcst (whose parser and code generation give the trees and lines), the rule catalog,
 the reviewer options (including the bytes of a ``--frontier`` file) and the SHA-256 of every
 file of the submission. Entries are written atomically; a corrupt or unreadable entry is a miss.
 The cache stores raw findings only: ``--select``, allowlists and ``--fail-on`` are applied after.
@@ -15,8 +16,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import platform
 import tempfile
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import harness
@@ -57,6 +60,15 @@ def harness_code_fingerprint() -> str:
         digest.update(str(relative).encode() + b"\0")
         digest.update(file.read_bytes())
     return digest.hexdigest()
+
+
+def dependency_versions() -> str:
+    """Python's implementation and version and libcst's version, as one line."""
+    try:
+        libcst = version("libcst")
+    except PackageNotFoundError:
+        libcst = "unknown"
+    return f"{platform.python_implementation()} {platform.python_version()}; libcst {libcst}"
 
 
 def options_fingerprint(options: CheckOptions) -> str:
@@ -133,6 +145,7 @@ class CheckCache:
             (
                 _CACHE_FORMAT,
                 harness.__version__,
+                dependency_versions(),
                 harness_code_fingerprint(),
                 catalog_hash,
                 options_fingerprint(options),
