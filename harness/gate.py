@@ -5,14 +5,13 @@ appropriate /records subfolder") is about the change, not about any folder's con
 is judged here from ``git diff --name-status`` and the folders it names are handed to the
 ordinary audit. Only git is run as a subprocess; nothing from the repository is executed.
 
-Also a pre-commit entry point (``python -m harness.gate FILE…``): it maps the staged files to
-their ``records/<track>/<name>/`` folders and audits those folders with golf-check.
+``folders_for_files`` serves the pre-commit hook (``harness/cli/precommit.py``), which maps the
+staged files to their ``records/<track>/<name>/`` folders.
 """
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -137,20 +136,3 @@ def folders_for_files(repo_root: Path, files: list[str]) -> list[Path]:
     """Existing submission folders holding any of ``files`` (paths relative to repo_root)."""
     folders = {submission_folder_of(PurePosixPath(Path(f).as_posix()).as_posix()) for f in files}
     return [repo_root / f for f in sorted(x for x in folders if x) if (repo_root / f).is_dir()]
-
-
-def precommit_main(argv: list[str] | None = None) -> int:
-    """pre-commit hook: audit the submission folders that hold the staged files. Options for
-    golf-check must be written ``--name=value`` (pre-commit puts hook ``args`` before the files)."""
-    files = sys.argv[1:] if argv is None else argv
-    options = [f for f in files if f.startswith("-")]
-    folders = folders_for_files(Path.cwd(), [f for f in files if not f.startswith("-")])
-    if not folders:
-        return 0
-    from harness.cli.check import main as check_main  # lazy: the CLI is only needed when auditing
-
-    return check_main([*options, *(str(folder) for folder in folders)])
-
-
-if __name__ == "__main__":
-    sys.exit(precommit_main())

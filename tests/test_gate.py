@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -274,7 +275,7 @@ def test_action_uploads_sarif_only_when_the_token_may() -> None:
 def test_precommit_entry_audits_the_folders_of_staged_files(
     repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from harness.gate import precommit_main
+    from harness.cli.precommit import main as precommit_main
 
     checkout(repo, "illegal")
     monkeypatch.chdir(repo)
@@ -285,6 +286,17 @@ def test_precommit_entry_audits_the_folders_of_staged_files(
     assert precommit_main(["--format=json", "--no-cache", f"{ILLEGAL}/submission.json"]) == 1
     second = json.loads(capsys.readouterr().out)
     assert [(s["path"], s["verdict"]) for s in second["submissions"]] == [(ILLEGAL, "fail")]
+
+
+def test_precommit_hook_runs_the_cli_entry_and_installs_no_torch() -> None:
+    """The hook environment is the package with its core dependencies: the entry is the CLI
+    module (not the library ``harness.gate``) and that install brings no torch."""
+    import yaml
+
+    [hook] = yaml.safe_load((ACTION.parent / ".pre-commit-hooks.yaml").read_text())
+    assert (hook["id"], hook["entry"], hook["language"]) == ("golf-check", "python -m harness.cli.precommit", "python")
+    project = tomllib.loads((ACTION.parent / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.split(">")[0].split("=")[0] in ("torch", "numpy")]
 
 
 def test_gate_and_package_checks_never_import_torch() -> None:

@@ -29,6 +29,7 @@ from harness.cli.common import (
 )
 from harness.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, HarnessError, UsageError
 from harness.findings import Verdict
+from harness.gate import select_changed
 
 if TYPE_CHECKING:
     from harness.check.context import CheckOptions
@@ -176,12 +177,6 @@ def _checked_patterns(option: str, raw: str | None) -> tuple[str, ...]:
 
 def _audit_changed(diff_range: str, options: CheckOptions, jobs: int, use_cache: bool) -> list[RawResult]:
     """Audit the folders a diff touches, plus the diff-level findings as one more result."""
-    try:
-        from harness.gate import select_changed
-    except ModuleNotFoundError as exc:
-        if exc.name != "harness.gate":
-            raise
-        raise UsageError("--changed is not available: harness.gate is not installed") from None
     from harness.check.runner import RawResult, audit_submissions, display_path
 
     repo_root = _repository_root(Path.cwd())
