@@ -98,6 +98,7 @@ class PathPolicy:
     forbidden_files: frozenset[str]
     forbidden_dirs: tuple[str, ...]
     training_globs: tuple[str, ...]
+    withheld: tuple[str, ...] = ()  # validation data and the audit log, in the child of --isolate
 
     def is_training_data(self, *candidates: str) -> bool:
         for path in candidates:
@@ -183,6 +184,7 @@ def build_policy(
     allowed_paths: Sequence[Path | str],
     forbidden_paths: Sequence[Path | str] = (),
     training_globs: Sequence[str] = TRAINING_GLOBS,
+    withheld_paths: Sequence[Path | str] = (),
 ) -> PathPolicy:
     """Resolve the allowed and forbidden paths once, before the hook goes live."""
     readable_files: set[str] = set()
@@ -205,6 +207,7 @@ def build_policy(
         forbidden_files=frozenset(forbidden_files),
         forbidden_dirs=forbidden_dirs,
         training_globs=tuple(training_globs),
+        withheld=tuple(_resolved(p) for p in withheld_paths),
     )
 
 
@@ -244,6 +247,14 @@ def _check_path(session: GuardSession, event: str, raw: object, writing: bool) -
     real = os.path.realpath(absolute)
     policy = session.policy
     access = "write" if writing else "read"
+    if _under_any(real, policy.withheld):
+        _refuse(
+            session,
+            FILE_RULE,
+            event,
+            real,
+            f"refused to {access} {real}: an isolated submission may not touch the validation data or the audit log",
+        )
     if policy.is_training_data(absolute, real):
         _refuse(
             session,
@@ -416,17 +427,19 @@ def guarded(
     allowed_paths: Sequence[Path | str],
     forbidden_paths: Sequence[Path | str] = (),
     training_globs: Sequence[str] = TRAINING_GLOBS,
+    withheld_paths: Sequence[Path | str] = (),
 ) -> Iterator[GuardSession]:
     """Run the block under the guards; the yielded session's ``findings`` lists every refusal.
 
     ``allowed_paths``: the artifact, tokenizer, validation shards (read-only files) and the
     submission and output folders (read-write). ``forbidden_paths``: training shards or folders,
-    refused even when they sit inside an allowed folder. Guards do not nest.
+    refused even when they sit inside an allowed folder. ``withheld_paths``: files and folders the
+    isolated child may not touch (the validation shards, the output folder). Guards do not nest.
     """
     global _ACTIVE
     if _ACTIVE is not None:
         raise UsageError("runtime guards are already active (guarded blocks do not nest)")
-    policy = build_policy(allowed_paths, forbidden_paths, training_globs)
+    policy = build_policy(allowed_paths, forbidden_paths, training_globs, withheld_paths)
     session = GuardSession(policy=policy)
     _install_hook()
     wrote_bytecode = sys.dont_write_bytecode

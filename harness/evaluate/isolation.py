@@ -197,11 +197,12 @@ def isolated(
     vocab_size: int,
     allowed: list[Path],
     forbidden: list[Path],
+    withheld: list[Path],
 ) -> Iterator[Isolated]:
     """Start the child; on leaving, collect its guard report, or kill it if something failed.
 
-    ``allowed``/``forbidden`` are the guard paths of the child: the caller leaves out the
-    validation shards and the output folder and forbids them.
+    ``allowed``/``forbidden``/``withheld`` are the guard paths of the child: the validation shards
+    and the output folder are withheld from it (and left out of ``allowed``).
     """
     plan = plan_evaluation(total_tokens, config.seq_len, config.effective_stride, config.chunk_tokens)
     largest = max(chunk.windows.count for chunk in plan.chunks)
@@ -219,6 +220,7 @@ def isolated(
         threads=torch.get_num_threads(),
         allowed=list(allowed),
         forbidden=list(forbidden),
+        withheld=list(withheld),
         buffer=buffer,
     )
     side = Isolated(spec)

@@ -45,7 +45,8 @@ class ChildSpec:
     vocab_size: int
     threads: int
     allowed: list[Path]
-    forbidden: list[Path]
+    forbidden: list[Path]  # training data
+    withheld: list[Path]  # the validation shards and the output folder
     buffer: torch.Tensor  # float32 [B, T, V] in shared memory: where the logits of a batch go
 
 
@@ -125,7 +126,7 @@ def serve(conn: Connection, spec: ChildSpec) -> None:
     device = torch.device(spec.device)
     server: list[_Server] = []
     try:
-        with guarded(allowed_paths=spec.allowed, forbidden_paths=spec.forbidden) as session:
+        with guarded(spec.allowed, spec.forbidden, withheld_paths=spec.withheld) as session:
 
             def load() -> tuple[str, Any]:
                 side = load_contestant(spec.submission, spec.artifact, spec.ttt, spec.adapter, device)

@@ -224,8 +224,7 @@ def _spawn_child(
     request: EvalRequest, inputs: EvalInputs, allowed: list[Path], forbidden: list[Path]
 ) -> contextlib.AbstractContextManager[Isolated]:
     """The --isolate child: its guards refuse the validation shards and the output folder (the log)."""
-    request.out_dir.mkdir(parents=True, exist_ok=True)
-    withheld = {*find_shards(request.data.val_pattern), request.out_dir}
+    withheld = [*find_shards(request.data.val_pattern), request.out_dir]
     return isolated(
         request.submission,
         request.artifact,
@@ -233,7 +232,8 @@ def _spawn_child(
         int(inputs.tokens.shape[0]),
         inputs.vocab_size,
         [path for path in allowed if path not in withheld],
-        [*forbidden, *withheld],
+        forbidden,
+        withheld,
     )
 
 

@@ -38,6 +38,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"`{(report.get('artifact') or {}).get('name', '?')}`",
         f"- TTT: `{report['config']['ttt']}` · seq_len {report['config']['seq_len']} · stride "
         f"{report['config']['stride']} · chunk {report['config']['chunk_tokens']} tokens",
+        _isolation_line(report.get("isolation") or {}),
         f"- log: `{report['log']['path']}` (head `{(report['log']['head_sha256'] or '')[:16]}`, "
         f"{'verified' if report['log']['verified'] else 'FAILED verification'})",
     ]
@@ -81,6 +82,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     timing = report.get("timing", {})
     lines += ["", "### Timing", ""] + [f"- {name}: {value:.3f}" for name, value in sorted(timing.items())]
     return "\n".join(lines) + "\n"
+
+
+def _isolation_line(isolation: dict[str, Any]) -> str:
+    """Which process held the submission's model and adapter: the reader weighs the verdict by it."""
+    mode = isolation.get("mode", "in-process")
+    label = "child process (`--isolate`)" if mode == "child-process" else "in-process"
+    return f"- isolation: {label}" + (f" — {isolation['note']}" if isolation.get("note") else "")
 
 
 def write_reports(out_dir: Path, report: dict[str, Any]) -> None:

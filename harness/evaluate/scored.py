@@ -91,7 +91,7 @@ class ScoredTokens:
     def _grow(self, fresh: np.ndarray) -> None:
         """Evaluator-only: ``fresh`` are tokens ``[frontier, frontier + len(fresh))``, now scored."""
         if fresh.size:
-            self._pieces.append(np.array(fresh, copy=True).reshape(-1))
+            self._pieces.append(np.array(fresh.reshape(-1), copy=True))
             self._starts.append(self._frontier)
             self._frontier += int(fresh.size)
 
