@@ -5,7 +5,9 @@ Why names and not types: the checker never runs submission code, so it cannot kn
 tensor came from ``fineweb_val_*``; it can only follow names. The vocabulary below is taken
 from the shapes real submissions use (``val_tokens``, ``val_data.val_tokens``, ``args.val_files``,
 ``load_validation_tokens``) and is deliberately narrow so that config fields such as
-``val_batch_size`` or ``val_loss_every`` never look like data.
+``val_batch_size`` or ``val_loss_every`` never look like data. The name vocabularies of the
+PG101–PG106 family are declared here, Semgrep-style (sources, propagators, sinks, sanitizers),
+as whole-word patterns over identifier words (``harness/check/words.py``).
 """
 
 from __future__ import annotations
@@ -18,20 +20,27 @@ import libcst as cst
 from harness.check.tree import nodes
 from harness.check.tree.children import children, node_memo
 from harness.check.tree.nodes import dotted_name
+from harness.check.words import any_word, first_word
 
+# ---- sources: validation data ------------------------------------------------------------
 # A name component that holds validation *data* (tokens, files, loaders), not a setting.
 # ``valid_`` is left out on purpose: ``valid_tokens``/``valid_ids`` usually mean non-padding
 # positions of a training batch.
-_VAL_COMPONENT = re.compile(
-    r"^_*(val|validation)_(tokens?|toks?|np|ids|data|files?|pattern|stream|buf|buffer|"
-    r"shards?|bytes|docs?|inputs?|targets?|loader|arr|array|chunks?|set|idx)(_|$)",
-    re.IGNORECASE,
+VAL_COMPONENT = first_word(
+    "(val|validation)_(tokens?|toks?|np|ids|data|files?|pattern|stream|buf|buffer|shards?|bytes|docs?|inputs?"
+    "|targets?|loader|arr|array|chunks?|set|idx)"
 )
-_VAL_LOADER_CALL = re.compile(r"(?=.*(^|_)(val|validation|eval)(_|$))(?=.*(load|tokens|read|shard))", re.IGNORECASE)
+# ``load_validation_tokens``, ``read_val_shard``: a VAL word and a loading word, unless the
+# callee is an evaluation (``eval_val_loader`` scores, it does not load).
+VAL_LOADER_CALL = any_word("val", "validation", "eval") & any_word(
+    "load*", "*loader", "*loaders", "tokens", "read*", "shards?"
+)
+EVAL_CALL = first_word("eval*")
+# A path literal, not a name: separator-anchored on purpose (``fineweb_val_*.bin``).
 _VAL_LITERAL = re.compile(r"fineweb_val|(^|[/_\-.*])val(idation)?[_\-.*].*\.bin", re.IGNORECASE)
 
-# Calls whose receiver (first argument for module-level functions) is mutated to hold the
-# arguments: a list that receives VAL chunks is VAL afterwards.
+# ---- propagators: calls whose receiver (first argument for module-level functions) is
+# mutated to hold the arguments: a list that receives VAL chunks is VAL afterwards.
 MUTATOR_METHODS = frozenset(
     {
         "append",
@@ -59,27 +68,49 @@ MUTATOR_METHODS = frozenset(
 )
 PARAM_WRITE_METHODS = frozenset({"add_", "copy_", "sub_", "mul_", "lerp_", "addcmul_", "addcdiv_"})
 COLLECTIVE_FILL = re.compile(r"^(all_gather\w*|gather\w*|all_to_all\w*|broadcast\w*|scatter)$")
-CALIB_CALL = re.compile(r"hessian|calib|collect_stat|activation_stat|gptq", re.IGNORECASE)
-ARTIFACT_QUANT_CALL = re.compile(r"quantiz|serializ|gptq|pack_model|export_model", re.IGNORECASE)
-ARTIFACT_COMPRESS_ROOT = re.compile(r"lzma|zlib|brotli|zstd|zstandard|bz2|gzip|compressor|cctx")
-SCORE_FUNCTION = re.compile(r"^_*(eval|evaluate)|score", re.IGNORECASE)
-WARMUP_WORD = re.compile(r"warm", re.IGNORECASE)
-TRAIN_WORD = re.compile(r"(^|_)train", re.IGNORECASE)
-# A training-data pipeline (``train_loader``, ``train_tokens``, ``args.train_files``), not a setting.
-TRAIN_PIPELINE_NAME = re.compile(r"(^|_)train_?(loader|files|stream|tokens|data|batch|shards|pattern|iter)", re.I)
-DENOMINATOR_NAME = re.compile(r"byte|tok|count|cnt|num|^n_|_n$|^n$|len|total_t", re.IGNORECASE)
-# A name holding per-token or running scores. Distinctive words match anywhere (``tok_losses``,
-# ``totalloss``); short ones only as a whole ``_``-separated part (``lp``, ``tok_ce``), so that
-# ``device``, ``sequence`` or ``slice_buf`` are not scores (issue #13).
-SCORE_LIST_NAME = re.compile(
-    r"loss|nll|bpb|score|logprob|log_prob|entrop|(?:^|_)(?:bits|lps?|ces?|logps?|xent)(?:_|$)", re.IGNORECASE
-)
-LOG_VAL_TEXT = re.compile(r"val|bpb|exact", re.IGNORECASE)
 STATE_SNAPSHOT_CALLS = frozenset({"state_dict", "deepcopy", "load_state_dict", "save"})
+
+# ---- sinks: calibration (PG106), the artifact (PG102/PG105), scoring (PG101/PG103) --------
+CALIB_CALL = any_word("hessian*", "calib*", "recalib*", "collect_stat*", "activation_stat*", "gptq*", "*gptq")
+ARTIFACT_QUANT_CALL = any_word(
+    "quantiz*", "requantiz*", "serializ*", "reserializ*", "gptq*", "*gptq", "pack_model*", "export_model*"
+)
+ARTIFACT_COMPRESS_ROOT = any_word(
+    "lzma*", "zlib*", "brotli*", "zstd*", "zstandard", "bz2*", "gzip*", "*compressors?", "cctx*"
+)
+SCORE_FUNCTION = first_word("eval*") | any_word("score*", "*score", "*scores", "rescor*")
+# A name holding per-token or running scores (``tok_losses``, ``totalloss``, ``lp``, ``tok_ce``);
+# short words count only whole, so ``device``, ``sequence`` or ``slice_buf`` are not scores.
+SCORE_LIST_NAME = any_word(
+    "*loss*",
+    "*nll*",
+    "*bpb*",
+    "*score*",
+    "*logprobs?",
+    "log_probs?",
+    "*entrop*",
+    "bits",
+    "lps?",
+    "ces?",
+    "logps?",
+    "xent",
+)
+# A print/log line whose text names a validation score (``val_bpb:``, ``..._exact``).
+LOG_VAL_TEXT = any_word("vals?", "valonly", "valid*", "eval*", "preeval*", "dyneval*", "*bpb*", "exact")
+
+# ---- sanitizers: what makes an update or an accumulator something else ---------------------
+WARMUP_WORD = any_word("warm*", "prewarm*", "rewarm*")
+TRAIN_WORD = any_word("train*")
+# A training-data pipeline (``train_loader``, ``train_tokens``, ``args.train_files``), not a setting.
+TRAIN_PIPELINE_NAME = any_word("train_?(loader|files|stream|tokens|data|batch|shards|pattern|iter)*")
+# Counts and byte totals divide a score; they never hold one (``n_tokens``, ``tokcount``, ``seqlen``).
+DENOMINATOR_NAME = any_word(
+    "*bytes?*", "*toks?*", "count*", "*counts?", "cnt*", "*cnt", "num*", "n", "len*", "*lens?", "*lengths?", "total_t*"
+)
 
 
 def is_val_component(name: str) -> bool:
-    return bool(_VAL_COMPONENT.match(name))
+    return VAL_COMPONENT.search(name)
 
 
 def is_val_name(dotted: str) -> bool:
@@ -88,8 +119,7 @@ def is_val_name(dotted: str) -> bool:
 
 
 def is_val_loader_call(callee_last: str) -> bool:
-    lowered = callee_last.lower()
-    return not lowered.lstrip("_").startswith("eval") and bool(_VAL_LOADER_CALL.search(lowered))
+    return not EVAL_CALL.search(callee_last) and VAL_LOADER_CALL.search(callee_last)
 
 
 def is_val_literal(text: str) -> bool:

@@ -1,0 +1,76 @@
+"""Name vocabularies matched over identifier words, never over raw substrings.
+
+Why words: the checker follows names (it never runs the code), and a vocabulary written as an
+unanchored regex quietly matches inside unrelated names — ``lp|ce`` finds ``slice_buf``,
+``device`` and ``sequence``. Here an identifier is first split into its words (``_``, camelCase
+and acronym boundaries: ``tokLosses`` → ``tok losses``, ``NLLSum`` → ``nll sum``; digits stay
+with the letters before them, so ``bz2`` and ``int8`` are one word), and a vocabulary entry is
+matched against whole words only:
+
+- ``"loss"`` is the word ``loss``; ``"losses?"`` — a regex — is ``loss`` or ``losses``;
+- ``"calib*"`` is a word *starting* with ``calib`` (``calibrate``, ``calibration``), and
+  ``"*loss"`` one *ending* with it (``totalloss``); a star never crosses a word boundary;
+- ``"log_prob"`` is the two consecutive words ``log prob`` (so ``logProb`` and ``LOG_PROB``).
+
+Entries are declared next to the rule family that uses them (``harness/check/flow/names.py``
+for PG101–PG106), as Semgrep declares sources, sinks and sanitizers next to a rule.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_WORD = re.compile(r"[A-Z]+\d*(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
+_ENTRY = re.compile(r"[a-z0-9_?*|()\[\]]+")
+
+
+@lru_cache(maxsize=1 << 16)
+def words(text: str) -> str:
+    """The words of ``text``, lower-cased and joined with ``_``, with a ``_`` at both ends:
+    ``"tokLosses"`` → ``"_tok_losses_"``. Any other character separates words, so a dotted
+    name or a line of code splits the same way."""
+    return "_" + "_".join(word.lower() for word in _WORD.findall(text)) + "_"
+
+
+def _entry(entry: str) -> str:
+    if not _ENTRY.fullmatch(entry):
+        raise ValueError(f"vocabulary entry {entry!r}: lower-case words, '_', '*' and regex groups only")
+    return entry.replace("*", "[a-z0-9]*")
+
+
+class Vocabulary:
+    """A compiled vocabulary; ``search(name)`` says whether the name's words contain an entry."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._regex = re.compile(pattern)
+
+    def search(self, text: str) -> bool:
+        return self._regex.search(words(text)) is not None
+
+    def __or__(self, other: Vocabulary) -> Vocabulary:
+        return Vocabulary(f"(?:{self.pattern})|(?:{other.pattern})")
+
+    def __and__(self, other: Vocabulary) -> Vocabulary:
+        """Both vocabularies, in any order (``load_validation_tokens``: a VAL word and a
+        loading word)."""
+        return Vocabulary(f"(?=.*(?:{self.pattern}))(?=.*(?:{other.pattern}))")
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({self.pattern!r})"
+
+
+def any_word(*entries: str) -> Vocabulary:
+    """Some word (or run of consecutive words) of the name is one of ``entries``."""
+    return Vocabulary("_(?:" + "|".join(_entry(e) for e in entries) + ")_")
+
+
+def first_word(*entries: str) -> Vocabulary:
+    """The name starts with one of ``entries`` (``eval_val``, ``val_tokens``)."""
+    return Vocabulary("^_(?:" + "|".join(_entry(e) for e in entries) + ")_")
+
+
+def last_word(*entries: str) -> Vocabulary:
+    """The name ends with one of ``entries``."""
+    return Vocabulary("_(?:" + "|".join(_entry(e) for e in entries) + ")_$")
