@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.report.html_runs import Run
 
+_MAX_MARKERS = 200  # a full validation run has ~1,900 chunks: dots would hide the line and bloat the SVG
 _COLOURS = ("#1f5fbf", "#d9480f", "#2b8a3e", "#862e9c", "#495057")
 
 
@@ -55,7 +56,7 @@ def _plot(pyplot: Any, runs: list[Run], *, kind: str, xs: Any, ys: Any, xlabel: 
                 xs(run),
                 values,
                 color=_COLOURS[number % len(_COLOURS)],
-                marker="o" if kind == "chunk" else None,
+                marker="o" if kind == "chunk" and len(values) <= _MAX_MARKERS else None,
                 markersize=3,
                 linewidth=1.6,
                 label=run.label,
