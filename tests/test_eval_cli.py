@@ -256,7 +256,6 @@ def test_probe_and_guard_plugins_are_called_and_reported(
 ) -> None:
     """The call sites for the runtime probes and guards, exercised with stand-in modules."""
     import contextlib
-    import sys
     import types
 
     from harness.evaluate.evaluator import EvalConfig
@@ -290,10 +289,10 @@ def test_probe_and_guard_plugins_are_called_and_reported(
         yield session
         session.findings.append(Finding("PG301", Severity.ERROR, "<runtime>", 0, "network access refused"))
 
-    from harness.evaluate import contestant
+    from harness.evaluate import contestant, pipeline
 
     monkeypatch.setattr(contestant, "probes", types.SimpleNamespace(run_probes=run_probes))
-    monkeypatch.setitem(sys.modules, "harness.evaluate.guards", types.SimpleNamespace(guarded=guarded))
+    monkeypatch.setattr(pipeline, "guarded", guarded)
     out = tmp_path / "out"
     request = EvalRequest(
         submission=None,

@@ -8,6 +8,7 @@ file must appear complete or not at all.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -15,7 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from harness.errors import EXIT_USAGE, HarnessError, UsageError
+from harness.errors import EXIT_USAGE, HarnessError, MissingExtraError, UsageError
+
+EVAL_EXTRA_MODULES = ("torch", "numpy", "sentencepiece", "zstandard")
+EVAL_EXTRA_HINT = (
+    "pip install torch==2.13.0 'golf-harness[eval]' (on a GPU machine, torch from the index that matches its CUDA)"
+)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -23,6 +29,15 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see --help)")
+
+
+def require_eval_extra(program: str) -> None:
+    """golf-eval and golf-train run models; a golf-check-only install (the core dependencies)
+    lacks their libraries, so they stop with one line and exit 4 before any work instead of an
+    ImportError deep inside. Finds the modules without importing them."""
+    missing = [name for name in EVAL_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtraError(f"{program} needs the eval extra ({missing[0]} is not installed): {EVAL_EXTRA_HINT}")
 
 
 def run_cli(program: str, body: Callable[[], int]) -> int:

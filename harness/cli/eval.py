@@ -24,7 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import OneLineArgumentParser, exit_process, run_cli, shutdown_distributed
+from harness.cli.common import (
+    OneLineArgumentParser,
+    exit_process,
+    require_eval_extra,
+    run_cli,
+    shutdown_distributed,
+)
 from harness.errors import EXIT_BAD_INPUT, EXIT_FINDINGS, EXIT_OK, UsageError
 from harness.evaluate.ttt_settings import LORA_DEFAULT_LR, LORA_DEFAULT_RANK, LORA_DEFAULT_TARGETS, LORA_TARGET_CHOICES
 
@@ -146,6 +152,7 @@ def _report(argv: list[str]) -> int:
     """The page from logs only; it exits 0 whenever a page was written — the page itself says
     whether each log verified (``golf-eval verify`` is the command whose exit code judges)."""
     args = build_report_parser().parse_args(argv)
+    require_eval_extra(PROGRAM)
     from harness.report.html import require_extra
 
     require_extra()
@@ -158,6 +165,7 @@ def _report(argv: list[str]) -> int:
 
 def _verify(argv: list[str]) -> int:
     args = build_verify_parser().parse_args(argv)
+    require_eval_extra(PROGRAM)
     from rich.console import Console
 
     from harness.evaluate.verify import verify_log
@@ -236,6 +244,7 @@ def _check_settings(args: Any) -> None:
 
 def _evaluate(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    require_eval_extra(PROGRAM)
     import torch
     from rich.console import Console
 
@@ -265,7 +274,7 @@ def _evaluate(argv: list[str] | None) -> int:
 
         raise DataFormatError(f"artifact {artifact} does not exist")
     seq_len = _seq_len(args)
-    static, ran = static_audit(args.submission)  # after the cheap checks: fail fast on bad input
+    static = static_audit(args.submission)  # after the cheap checks: fail fast on bad input
     adapter_config = AdapterConfig(
         lr=args.ttt_lr,
         epochs=args.ttt_epochs,
@@ -294,8 +303,6 @@ def _evaluate(argv: list[str] | None) -> int:
     request = EvalRequest(
         submission=args.submission, artifact=artifact, data=data, config=config, out_dir=out_dir, static_findings=static
     )
-    if not ran:
-        console.print("[yellow]golf-check is not installed here: static audit skipped[/yellow]")
     outcome = _with_progress(console, args.quiet or not dist_ctx.is_main, request, dist_ctx, run_evaluation)
     if dist_ctx.is_main:
         _print_summary(console, outcome.report, out_dir)

@@ -14,7 +14,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from harness.cli.common import OneLineArgumentParser, exit_process, run_cli, shutdown_distributed
+from harness.cli.common import OneLineArgumentParser, exit_process, require_eval_extra, run_cli, shutdown_distributed
 from harness.errors import EXIT_OK, UsageError
 
 PROGRAM = "golf-train"
@@ -50,6 +50,7 @@ def build_parser() -> OneLineArgumentParser:
 
 def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    require_eval_extra(PROGRAM)
     # Imported here so that --help and usage errors do not pay for importing torch.
     from harness.data.embedded import resolve_data
     from reference_model.train import TrainConfig, train

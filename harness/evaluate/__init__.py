@@ -5,5 +5,5 @@ Layers, lowest first: ``windows`` (which window scores which targets, chunk assi
 view of scored tokens), ``scoring`` (logits → normalized NLL sums), ``adapters`` (TTT plug-ins),
 ``log``/``verify`` (hash-chained JSON lines and their re-check), ``evaluator`` (score → log →
 adapt), ``pipeline`` (model loading, static audit, probes, guards, report) and
-``report_files``. ``probes``, ``guards`` and ``adapters/lora`` plug in when present.
+``report_files``; ``probes`` and ``guards`` run around every evaluation.
 """

@@ -3,17 +3,15 @@ log verification, and the ``golf-eval/1`` report.
 
 Why a separate layer from the CLI: tests, the bench and ``torchrun`` workers run exactly this
 sequence without argv or terminal output. This is golf-eval: unlike golf-check it *runs* the
-submission's code (its ``golf_entry.py``), by design, inside the guards when they are present.
+submission's code (its ``golf_entry.py``), by design, always inside the guards.
 
 The submission's side (entry, model, adapter, probes) is loaded by ``harness.evaluate.contestant``,
 here or, with ``EvalConfig.isolate``, in the child process of ``harness.evaluate.isolation``.
 
-Plug-in point written by a later part (called only when the module exists):
-- ``harness.evaluate.guards.guarded(*, allowed_paths, forbidden_paths)`` → a context manager
-  yielding an object with ``findings: list[Finding]`` (refused/blocked attempts) and
-  ``to_json() -> dict`` (report.json ``guards``); a guard may also raise
-  ``harness.evaluate.scored.RuntimeViolation`` to stop the run, marked ``recorded = True`` when
-  the session already holds its finding (with the submission's line), so it is not filed twice.
+The guards (``harness.evaluate.guards.guarded``) and the static audit are imported here, not
+looked up: an installation missing either fails at start-up instead of scoring unguarded. A guard
+may raise ``harness.evaluate.scored.RuntimeViolation`` to stop the run, marked ``recorded = True``
+when the session already holds its finding (with the submission's line), so it is not filed twice.
 
 A submission's ``golf_entry.py`` may set ``document_isolation = True`` (or False) to state whether
 its model keeps documents apart; the document-isolation probe runs only on that claim (absent: the
@@ -23,12 +21,10 @@ model's own ``document_isolation`` attribute decides).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
@@ -41,12 +37,14 @@ from harness.errors import DataFormatError, UsageError
 from harness.evaluate.contestant import Contestant, load_contestant, probe_head
 from harness.evaluate.distributed import DistContext
 from harness.evaluate.evaluator import ChunkProgress, EvalConfig, EvalInputs, EvalResult, run_score_first
+from harness.evaluate.guards import guarded
 from harness.evaluate.isolation import Isolated, isolated, isolation_json
 from harness.evaluate.log import file_sha256
 from harness.evaluate.scored import RuntimeViolation
 from harness.evaluate.scoring import NORMALIZATION_TOLERANCE
 from harness.evaluate.verify import VerifyResult, verify_log
 from harness.findings import Finding, Severity, unique_findings
+from harness.loader import load_submission
 
 REPORT_SCHEMA = "golf-eval/1"
 ARTIFACT_SUFFIXES = (".ptz", ".ptzst")
@@ -71,16 +69,6 @@ class EvalOutcome:
     findings: list[Finding]
     audited: bool
     notes: list[str] = field(default_factory=list)  # what the user should know, e.g. why report.html is missing
-
-
-def optional_module(name: str) -> ModuleType | None:
-    """Import ``name`` if it exists; a missing *dependency* inside it is still an error."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
 
 
 def find_artifact(folder: Path) -> Path:
@@ -113,44 +101,14 @@ def prepare_inputs(data: DataPaths, artifact: Path, seq_len: int) -> EvalInputs:
     return EvalInputs(tokens=tokens, target_bytes=per_target, vocab_size=vocab_size, provenance=provenance)
 
 
-def static_audit(target: Path | None) -> tuple[list[Finding], bool]:
-    """golf-check's findings for the submission (or the reference trainer); (findings, ran)."""
-    loader = optional_module("harness.loader")
-    if loader is None:
-        return [], False
-    from harness.check.engine import analyze
+def static_audit(target: Path | None) -> list[Finding]:
+    """golf-check's findings for the submission (or the reference trainer)."""
+    from harness.check.engine import analyze  # libcst and the rule families: loaded once the inputs are known good
 
     if target is None:
         folder = Path(__file__).resolve().parents[2] / "reference_model"
         target = folder / "train_gpt.py" if (folder / "train_gpt.py").exists() else folder / "train.py"
-    return analyze(loader.load_submission(target)), True
-
-
-class _NoGuards:
-    """Stands in for the guard session when ``harness.evaluate.guards`` is not installed."""
-
-    def __init__(self) -> None:
-        self.findings: list[Finding] = []
-
-    def to_json(self) -> dict[str, Any]:
-        return {"available": False}
-
-
-@contextlib.contextmanager
-def _guards(allowed: list[Path], forbidden: list[Path]) -> Iterator[Any]:
-    """Run inside ``guards.guarded`` when that module exists; yields its live session."""
-    guards = optional_module("harness.evaluate.guards")
-    if guards is None:
-        yield _NoGuards()
-        return
-    with guards.guarded(allowed_paths=allowed, forbidden_paths=forbidden) as session:
-        yield session
-
-
-def _guards_json(session: Any) -> dict[str, Any]:
-    if isinstance(session, _NoGuards):
-        return session.to_json()
-    return {"available": True, **session.to_json()}
+    return analyze(load_submission(target))
 
 
 def run_evaluation(
@@ -176,7 +134,7 @@ def run_evaluation(
     timing: dict[str, float] = {}
     # In --isolate mode the child is spawned before the guards go up: the spawn is the harness's own act.
     spawn = _spawn_child(request, inputs, allowed, forbidden) if config.isolate else contextlib.nullcontext(None)
-    with spawn as child, _guards(allowed, forbidden) as guard_session:
+    with spawn as child, guarded(allowed_paths=allowed, forbidden_paths=forbidden) as guard_session:
         try:
             load_started = time.perf_counter()
             contestant: Contestant
@@ -200,7 +158,7 @@ def run_evaluation(
             if not getattr(violation, "recorded", False):  # a guard's refusal is already in its session
                 runtime.append(Finding(violation.rule, Severity.ERROR, "<runtime>", 0, str(violation)))
     runtime.extend(guard_session.findings)  # after the guards closed: attempts recorded on exit count too
-    guards_json = _guards_json(guard_session)
+    guards_json = {"available": True, **guard_session.to_json()}
     if child is not None:  # the child's guards saw the submission's code
         runtime.extend(child.findings)
         guards_json["attempts"] = [*guards_json.get("attempts", []), *child.guards.get("attempts", [])]
