@@ -1,0 +1,104 @@
+"""Cost of ``golf-eval --isolate`` against the in-process evaluation, on the CPU reference model.
+
+The same audited evaluation (``run_evaluation``: guards, probes, fingerprints, the fsynced log,
+verification, reports) of the tiny reference architecture on the embedded validation data, once
+with the model and adapter in this process and once in the spawned child. Runs alternate
+(in-process, isolated, in-process, …) and the fastest of each is reported, so a neighbour's load
+spike hits both sides alike. Printed: seconds of each side's evaluation (``timing.total_s``: data,
+loading or spawning, probes, the score → adapt loop; the report files after it are the same
+work on both sides and left out), their ratio, and the ratio of the score → adapt loop alone (the
+child's start-up, a fresh interpreter importing torch, is a fixed cost shown as ``load``). Goal:
+isolated ≤ 1.10 × in-process. Nothing is asserted; both sides' BPB is printed: they agree.
+
+Usage: ``python bench/bench_isolation.py [--tokens N] [--repeats N] [--ttt none|sgd]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.data.embedded import DataPaths, embedded_data
+from harness.data.shards import read_shard, write_shard
+from harness.evaluate.adapters.base import AdapterConfig
+from harness.evaluate.evaluator import EvalConfig
+from harness.evaluate.pipeline import EvalRequest, run_evaluation
+from reference_model.model import GPT
+from reference_model.quantize import save_artifact
+from reference_model.train import TrainConfig
+
+SEQ_LEN = 256  # the tiny preset's train_seq_len: golf-eval's default for the reference model
+
+
+def _data(folder: Path, tokens: int | None) -> DataPaths:
+    """The embedded data, or its first ``tokens`` validation tokens in a folder of their own."""
+    data = embedded_data()
+    if tokens is None:
+        return data
+    stream = read_shard(sorted(data.data_dir.glob("fineweb_val_*.bin"))[0])[:tokens]
+    write_shard(folder / "fineweb_val_000000.bin", stream)
+    return DataPaths(data_dir=folder, tokenizer_path=data.tokenizer_path, vocab_size=data.vocab_size)
+
+
+def _run(data: DataPaths, artifact: Path, out: Path, isolate: bool, ttt: str) -> tuple[float, dict[str, Any]]:
+    config = EvalConfig(seq_len=SEQ_LEN, ttt=ttt, adapter=AdapterConfig(seq_len=SEQ_LEN, epochs=1), isolate=isolate)
+    request = EvalRequest(submission=None, artifact=artifact, data=data, config=config, out_dir=out)
+    report = run_evaluation(request).report
+    return float(report["timing"]["total_s"]), report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, help="validation tokens to score (default: the whole embedded set)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ttt", choices=("none", "sgd"), default="none")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        (root / "data").mkdir()
+        data = _data(root / "data", args.tokens)
+        model = GPT(TrainConfig.tiny(vocab_size=data.vocab_size).model_config())
+        artifact = root / "final_model.int8.ptz"
+        save_artifact(model.state_dict(), artifact)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(
+            f"tiny reference model: {sum(p.numel() for p in model.parameters()):,} parameters; seq_len {SEQ_LEN}; "
+            f"TTT {args.ttt}; torch threads {torch.get_num_threads()}; {os.cpu_count()} CPUs; load average {load:.2f}"
+        )
+        walls: dict[bool, list[float]] = {False: [], True: []}
+        reports: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        _run(data, artifact, root / "warm", False, args.ttt)  # warm-up: caches, first-touch allocations
+        for repeat in range(args.repeats):
+            for isolate in (False, True):
+                wall, report = _run(data, artifact, root / f"out_{repeat}_{isolate}", isolate, args.ttt)
+                walls[isolate].append(wall)
+                reports[isolate].append(report)
+    targets = reports[False][0]["tokens"]
+    print(f"targets scored           : {targets:,}")
+    for isolate, name in ((False, "in-process"), (True, "isolated  ")):
+        best = min(range(args.repeats), key=lambda index: walls[isolate][index])
+        timing = reports[isolate][best]["timing"]
+        print(
+            f"{name} evaluation   : {walls[isolate][best]:8.3f} s  (load {timing['load_s']:.3f} s, score "
+            f"{timing['score_s']:.3f} s, adapt {timing['adapt_s']:.3f} s, audit {timing['audit_s']:.3f} s); "
+            f"val_bpb {reports[isolate][best]['val_bpb']:.10f}"
+        )
+    loops = {
+        isolate: min(r["timing"]["score_s"] + r["timing"]["adapt_s"] + r["timing"]["audit_s"] for r in reports[isolate])
+        for isolate in (False, True)
+    }
+    print(f"ratio, evaluation (wall) : {min(walls[True]) / min(walls[False]):7.3f}   (goal ≤ 1.10)")
+    print(f"ratio, score→adapt loop  : {loops[True] / loops[False]:7.3f}   (without the child's start-up)")
+    print(f"every run, in-process    : {', '.join(f'{w:.2f}' for w in walls[False])} s")
+    print(f"every run, isolated      : {', '.join(f'{w:.2f}' for w in walls[True])} s")
+    print(f"load average after       : {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
