@@ -62,6 +62,7 @@ EDGE_CASES = (
     "if x:\r\n    pass\r\nelse:\r\n    y = [\r\n        1,\r\n    ]\r\n",  # CRLF throughout
     "@d\n@e(1)\nclass C(B, metaclass=M):\n    def f(self, /, a=(1), *b, **c) -> (int):\n        return (yield)\n",
     "async def g():\n    async with a as (b, c):\n        await (x)\n    print(f'{(a)!r:>{w}}')\n",
+    "from a import (b,\n    c,\n)\nfrom .d import (e)\nfrom f import (g as h)  # the range ends at a right parenthesis\n",
 )
 
 
