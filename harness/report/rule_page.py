@@ -25,6 +25,12 @@ def rule_page_text(rule: Rule) -> str:
         _indent(rule.why),
         "",
     ]
+    if rule.lowered:
+        lines.append("Reported lower")
+        for item in rule.lowered:
+            text = f"{item.severity.value} when {item.when}: {item.why}"
+            lines.append(textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="    "))
+        lines.append("")
     for example in rule.examples_of("illegal"):
         lines.extend(_example_text("Illegal", example))
     lines.extend(["How to fix", _indent(rule.fix), ""])
@@ -53,6 +59,11 @@ def rule_page_markdown(rule: Rule) -> str:
         f"**What it flags.** {rule.flags}",
         f"**Why.** {rule.why}",
     ]
+    if rule.lowered:
+        parts.append(
+            "**Reported lower.** "
+            + " ".join(f"`{item.severity.value}` when *{item.when}*: {item.why}" for item in rule.lowered)
+        )
     for example in rule.examples_of("illegal"):
         parts.append(_example_markdown("Illegal", example))
     parts.append(f"**How to fix.** {rule.fix}")
