@@ -210,7 +210,7 @@ def parse_source(source: SourceFile) -> ParsedSource:
             if text is source.text:
                 raise
             module = cst.parse_module(text)
-    except (cst.ParserSyntaxError, RecursionError, ValueError, MemoryError) as exc:
+    except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError, ValueError, MemoryError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParseFailure(f"cannot parse {source.display_name}: {first_line}") from None
     try:
