@@ -17,6 +17,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,10 @@ def _judge(value: object, limit: int) -> str | None:
     return None
 
 
+def _size(item: object) -> object:
+    return getattr(item, "shape", None) or len(item)  # type: ignore[arg-type]  # bytes have no shape
+
+
 def _children(value: object) -> Iterator[object]:
     if isinstance(value, dict):
         yield from value.values()
@@ -102,7 +107,7 @@ def _walk(value: object, depth: int, seen: set[int]) -> Iterator[object]:
 
 
 def _frames() -> Iterator[object]:
-    frame = sys._getframe(3)  # the caller of adapt()
+    frame: FrameType | None = sys._getframe(3)  # the caller of adapt()
     while frame is not None:
         yield from frame.f_locals.values()
         frame = frame.f_back
@@ -138,7 +143,7 @@ class HostileAdapter:
             for item in items:
                 kind = _judge(item, limit)
                 if kind is not None:
-                    hits[name].append(f"{kind}: {type(item).__name__} of {getattr(item, 'shape', len(item))}")
+                    hits[name].append(f"{kind}: {type(item).__name__} of {_size(item)}")
         line = {"chunk": chunk.index, "frontier": scored.frontier, "limit": limit, "hits": hits}
         with REPORT.open("a", encoding="utf-8") as stream:
             stream.write(json.dumps(line) + "\n")

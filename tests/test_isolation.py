@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from harness.data.shards import read_shard, write_shard
 from harness.errors import EXIT_SUBMISSION_PROCESS
 from harness.evaluate.adapters.base import AdapterConfig
 from harness.evaluate.evaluator import EvalConfig
+from harness.evaluate.isolation import IsolationError
 from harness.evaluate.pipeline import EvalRequest, run_evaluation
 from harness.evaluate.scored import ScoredTokens, UnscoredAccess, newly_scored
 from reference_model.model import GPT, GPTConfig
@@ -105,7 +107,7 @@ def test_sgd_ttt_is_identical_in_process_and_isolated(embedded: DataPaths, tiny_
         folder / "fineweb_val_000000.bin", read_shard(sorted(embedded.data_dir.glob("fineweb_val_*.bin"))[0])[:8193]
     )
     data = DataPaths(data_dir=folder, tokenizer_path=embedded.tokenizer_path, vocab_size=embedded.vocab_size)
-    config = {"ttt": "sgd", "chunk_tokens": 2048, "adapter": AdapterConfig(seq_len=SEQ_LEN, lr=0.05)}
+    config: dict[str, Any] = {"ttt": "sgd", "chunk_tokens": 2048, "adapter": AdapterConfig(seq_len=SEQ_LEN, lr=0.05)}
     reports = {
         mode: _evaluate(data, tiny_artifact, tmp_path / mode, mode == "isolated", **config)
         for mode in ("in", "isolated")
@@ -241,6 +243,38 @@ def test_a_crash_in_the_child_is_one_line_with_its_own_exit_code(
     assert code == EXIT_SUBMISSION_PROCESS == 5
     errors = [line for line in capsys.readouterr().err.splitlines() if line]
     assert errors == ["golf-eval: error: the submission's process failed: ZeroDivisionError: division by zero"]
+
+
+PICKLING_ENTRY = """
+import gc
+import pickle
+from multiprocessing.connection import Connection
+
+from reference_model.quantize import model_from_artifact
+
+
+class Payload:
+    def __reduce__(self):
+        return (open, (MARK, "w"))  # runs wherever this is unpickled
+
+
+def load_model(artifact, device):
+    pipe = next(o for o in gc.get_objects() if isinstance(o, Connection))
+    pipe.send_bytes(pickle.dumps(("ok", Payload())))
+    return model_from_artifact(artifact)
+"""
+
+
+def test_what_the_child_sends_is_never_unpickled(hostile: dict, tmp_path: Path) -> None:
+    """A submission that writes a pickle into the pipe gets no code run in the evaluator's process."""
+    submission = tmp_path / "pickling"
+    submission.mkdir()
+    mark = tmp_path / "unpickled_in_the_evaluator"
+    (submission / "golf_entry.py").write_text(PICKLING_ENTRY.replace("MARK", repr(str(mark))))
+    with pytest.raises(IsolationError, match=r"not a \[kind, value\] JSON pair") as raised:
+        _evaluate(hostile["data"], hostile["artifact"], tmp_path / "out", True, submission)
+    assert raised.value.exit_code == EXIT_SUBMISSION_PROCESS
+    assert not mark.exists()
 
 
 ORPHAN_SCRIPT = """

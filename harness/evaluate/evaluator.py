@@ -246,13 +246,13 @@ def run_score_first(
                 adapt_started = time.perf_counter()
                 fresh = newly_scored(inputs.tokens, released, chunk.target_end)
                 released += int(fresh.shape[0])
-                violation = contestant.adapt(fresh, _chunk_info(chunk, len(chunks), config.seq_len))
+                refused = contestant.adapt(fresh, _chunk_info(chunk, len(chunks), config.seq_len))
                 timing["adapt_s"] += time.perf_counter() - adapt_started
-                if any_rank(violation is not None, dist_ctx):
-                    violation = violation or RuntimeViolation("the adapter was stopped on another rank")
-                    if not getattr(violation, "recorded", False):  # else the guard filed it, with its line
-                        findings.append(_runtime_finding(violation.rule, str(violation), contestant.origin))
-                    stopped = f"stopped after chunk {chunk.index}: {violation}"
+                if any_rank(refused is not None, dist_ctx):
+                    refused = refused or RuntimeViolation("the adapter was stopped on another rank")
+                    if not getattr(refused, "recorded", False):  # else the guard filed it, with its line
+                        findings.append(_runtime_finding(refused.rule, str(refused), contestant.origin))
+                    stopped = f"stopped after chunk {chunk.index}: {refused}"
                     break
                 audit_started = time.perf_counter()
                 fp_after_adapt = contestant.fingerprint()

@@ -19,12 +19,15 @@ parent → child                 child → parent
 ``("logits", int64 [b, T])``   ``("ok", None)``: logits written to ``buffer[:b]``;
                                ``("shape", dims)``: the model returned another shape
 ``("fingerprint", None)``      ``("ok", hex)``; ``("sha256", None)`` likewise
-``("probe", int64 [L])``       ``("ok", (findings, probes_json))``
+``("probe", (int64 [L], T))``  ``("ok", (findings, probes_json))``
 ``("adapt", (fresh, info))``   ``("ok", None)``; ``fresh``: the newly scored tokens
 ``("close", None)``            ``("ok", (guard findings, guards_json))``, then the child exits
 =============================  ==========================================================
 
-Any request may instead be answered ``("violation", (rule, message, recorded))`` (the
+Replies are JSON (``conn.send_bytes``), never pickles: unpickling what the submission's process
+sends would let it run code in the evaluator's process, the very thing the child is kept from.
+Every reply is checked for its shape; anything else is an ``IsolationError``. Requests are
+pickled: the child trusts its parent. Any request may instead be answered ``("violation", (rule, message, recorded))`` (the
 submission did something forbidden: the run stops cleanly, as in-process), ``("failed", (code,
 message))`` (a ``HarnessError``, e.g. an unloadable entry: same exit code as in-process) or
 ``("crashed", message)`` (anything else: ``IsolationError``, its own exit code). The logits travel
@@ -41,6 +44,7 @@ around the child closes that.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 from collections.abc import Iterator
 from dataclasses import replace
@@ -52,14 +56,15 @@ import torch
 import torch.multiprocessing  # noqa: F401 — registers the reducers that share tensors through the pipe
 from torch import nn
 
-from harness.errors import EXIT_SUBMISSION_PROCESS, HarnessError
+from harness.errors import EXIT_BAD_INPUT, EXIT_SUBMISSION_PROCESS, EXIT_USAGE, HarnessError
 from harness.evaluate.distributed import DistContext
 from harness.evaluate.evaluator import EvalConfig
 from harness.evaluate.isolation_child import ChildSpec, serve
 from harness.evaluate.scored import ChunkInfo, RuntimeViolation
 from harness.evaluate.windows import plan_evaluation
-from harness.findings import Finding
+from harness.findings import Finding, Severity
 
+MAX_REPLY_BYTES = 64 << 20  # findings and probe results; logits travel through shared memory
 IN_PROCESS = "in-process"
 CHILD_PROCESS = "child-process"
 
@@ -117,7 +122,8 @@ class Isolated:
 
     def start(self) -> None:
         """Wait for the child to load the submission (its guard refusals raise here, as in-process)."""
-        self.adapter_name, self.adapter_active, self.origin = self.request(None, None)
+        loaded = _expect(self.request(None, None), "start", str, bool, str)
+        self.adapter_name, self.adapter_active, self.origin = loaded
 
     # ------------------------------------------------------------------ the protocol
 
@@ -126,26 +132,27 @@ class Isolated:
         try:
             if op is not None:
                 self._conn.send((op, payload))
-            kind, value = self._conn.recv()
+            raw = self._conn.recv_bytes(MAX_REPLY_BYTES)
         except (EOFError, OSError) as exc:
             self._process.join(timeout=5)
             raise IsolationError(
                 f"the submission's process died (exit code {self._process.exitcode}) "
                 f"while answering {op or 'start'!r}: {type(exc).__name__}"
             ) from None
+        kind, value = _decode(raw)
         if kind == "ok":
             return value
-        if kind == "violation":
-            rule, message, recorded = value
-            violation = RuntimeViolation(message, rule)
-            violation.recorded = recorded  # type: ignore[attr-defined]
+        if kind == "violation" and _shaped(value, str, str, bool):
+            violation = RuntimeViolation(value[1], value[0])
+            violation.recorded = value[2]  # type: ignore[attr-defined]
             raise violation
-        if kind == "failed":
-            code, message = value
-            raise HarnessError(message, code)
-        if kind == "shape":
+        if kind == "failed" and _shaped(value, int, str):
+            raise HarnessError(value[1], value[0] if value[0] in (EXIT_USAGE, EXIT_BAD_INPUT) else None)
+        if kind == "shape" and isinstance(value, list) and all(type(d) is int and d >= 0 for d in value):
             return ("shape", tuple(value))
-        raise IsolationError(f"the submission's process failed: {value}")
+        if kind == "crashed" and isinstance(value, str):
+            raise IsolationError(f"the submission's process failed: {value[:500]}")
+        raise IsolationError(f"the submission's process sent a malformed {kind!r} reply to {op or 'start'!r}")
 
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         batch, length = (int(d) for d in input_ids.shape)
@@ -159,10 +166,10 @@ class Isolated:
     # ------------------------------------------------------------------ the contestant
 
     def fingerprint(self) -> str:
-        return str(self.request("fingerprint", None))
+        return str(_expect([self.request("fingerprint", None)], "fingerprint", str)[0])
 
     def state_sha256(self) -> str:
-        return str(self.request("sha256", None))
+        return str(_expect([self.request("sha256", None)], "sha256", str)[0])
 
     def adapt(self, fresh: np.ndarray, info: ChunkInfo) -> RuntimeViolation | None:
         try:
@@ -172,13 +179,14 @@ class Isolated:
         return None
 
     def probe(self, head: np.ndarray, seq_len: int, vocab_size: int) -> tuple[list[Finding], dict[str, Any]]:
-        findings, probes_json = self.request("probe", head)
-        return list(findings), probes_json
+        findings, probes_json = _expect(self.request("probe", (head, seq_len)), "probe", list, dict)
+        return _findings(findings), probes_json
 
     def close(self) -> None:
         """Collect the child's guard findings and let it exit."""
         if self._process.is_alive():
-            self.findings, self.guards = self.request("close", None)
+            findings, self.guards = _expect(self.request("close", None), "close", list, dict)
+            self.findings = _findings(findings)
         self._process.join(timeout=10)
 
     def kill(self) -> None:
@@ -186,6 +194,45 @@ class Isolated:
             self._process.kill()
             self._process.join(timeout=5)
         self._conn.close()
+
+
+def _decode(raw: bytes) -> tuple[str, Any]:
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        message = None
+    if not _shaped(message, str, object):
+        raise IsolationError("the submission's process sent a reply that is not a [kind, value] JSON pair")
+    return message[0], message[1]
+
+
+def _shaped(value: object, *types: type) -> bool:
+    """``value`` is a JSON list of ``len(types)`` items of these types (``object``: any)."""
+    return (
+        isinstance(value, list)
+        and len(value) == len(types)
+        and all(kind is object or type(item) is kind for item, kind in zip(value, types))
+    )
+
+
+def _expect(value: object, op: str, *types: type) -> list[Any]:
+    if not _shaped(value, *types):
+        raise IsolationError(f"the submission's process sent a malformed answer to {op!r}")
+    return value  # type: ignore[return-value]
+
+
+def _findings(items: list[Any]) -> list[Finding]:
+    """Runtime findings from the child's JSON; a field of the wrong type is a malformed reply."""
+    found = []
+    for item in items:
+        if not isinstance(item, dict) or not _shaped(
+            [item.get(k) for k in ("rule", "severity", "file", "line", "message")], str, str, str, int, str
+        ):
+            raise IsolationError("the submission's process sent a malformed finding")
+        if item["severity"] not in {s.value for s in Severity}:
+            raise IsolationError(f"the submission's process sent a finding of unknown severity {item['severity']!r}")
+        found.append(Finding(item["rule"], Severity(item["severity"]), item["file"], item["line"], item["message"]))
+    return found
 
 
 @contextlib.contextmanager

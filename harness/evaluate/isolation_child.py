@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import json
 import os
 import signal
 import sys
@@ -79,7 +81,9 @@ class _Server:
         if op == "sha256":
             return "ok", self.side.state_sha256()
         if op == "probe":
-            return "ok", self.side.probe(payload, self.spec.adapter.seq_len, self.spec.vocab_size)
+            head, seq_len = payload
+            findings, probes_json = self.side.probe(head, seq_len, self.spec.vocab_size)
+            return "ok", [[finding.to_json() for finding in findings], probes_json]
         if op == "adapt":
             fresh, info = payload
             violation = self.side.adapt(fresh, info)
@@ -94,7 +98,7 @@ class _Server:
                 logits = forward_logits(self.side.model, ids)
             expected = (ids.shape[0], ids.shape[1], self.spec.vocab_size)
             if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
-                return "shape", tuple(getattr(logits, "shape", ()))
+                return "shape", [int(d) for d in getattr(logits, "shape", ())]
             self.spec.buffer[: ids.shape[0]].copy_(logits)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -102,7 +106,7 @@ class _Server:
 
 
 def _violation(violation: RuntimeViolation) -> tuple[str, Any]:
-    return "violation", (violation.rule, str(violation), bool(getattr(violation, "recorded", False)))
+    return "violation", [str(violation.rule), str(violation), bool(getattr(violation, "recorded", False))]
 
 
 def _answer(conn: Connection, call: Callable[[], tuple[str, Any]]) -> None:
@@ -112,10 +116,19 @@ def _answer(conn: Connection, call: Callable[[], tuple[str, Any]]) -> None:
     except RuntimeViolation as violation:
         kind, value = _violation(violation)
     except HarnessError as exc:
-        kind, value = "failed", (exc.exit_code, str(exc))
+        kind, value = "failed", [exc.exit_code, str(exc)]
     except Exception as exc:  # noqa: BLE001 — submission code: any failure is reported, not raised
         kind, value = "crashed", f"{type(exc).__name__}: {exc}".splitlines()[0]
-    conn.send((kind, value))
+    _send(conn, kind, value)
+
+
+def _send(conn: Connection, kind: str, value: Any) -> None:
+    """One JSON reply (the parent never unpickles what this process sends)."""
+    try:
+        text = json.dumps([kind, value])
+    except (TypeError, ValueError) as exc:
+        text = json.dumps(["crashed", f"a reply could not be encoded: {exc}"])
+    conn.send_bytes(text.encode())
 
 
 def serve(conn: Connection, spec: ChildSpec) -> None:
@@ -131,7 +144,7 @@ def serve(conn: Connection, spec: ChildSpec) -> None:
             def load() -> tuple[str, Any]:
                 side = load_contestant(spec.submission, spec.artifact, spec.ttt, spec.adapter, device)
                 server.append(_Server(spec, side))
-                return "ok", (side.adapter_name, side.adapter_active, side.origin)
+                return "ok", [side.adapter_name, side.adapter_active, side.origin]
 
             _answer(conn, load)
             while True:
@@ -139,10 +152,10 @@ def serve(conn: Connection, spec: ChildSpec) -> None:
                 if op == "close":
                     break
                 if not server:
-                    conn.send(("crashed", "the submission was not loaded"))
+                    _send(conn, "crashed", "the submission was not loaded")
                     continue
-                _answer(conn, lambda op=op, payload=payload: server[0].handle(op, payload))
-        conn.send(("ok", (session.findings, session.to_json())))
+                _answer(conn, functools.partial(server[0].handle, op, payload))
+        _send(conn, "ok", [[finding.to_json() for finding in session.findings], session.to_json()])
     except (EOFError, OSError):
         pass  # the parent went away: nothing left to answer
     finally:
