@@ -15,8 +15,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from harness.catalog import finding
 from harness.errors import HarnessError, UsageError
-from harness.findings import Finding, Severity
+from harness.findings import Finding
 
 RECORDS_DIR = "records"
 _GIT_TIMEOUT_S = 60
@@ -87,7 +88,7 @@ def _existed_at(repo_root: Path, commit: str, folder: str) -> bool:
 
 
 def _pg407(path: str, message: str) -> Finding:
-    return Finding(rule="PG407", severity=Severity.ERROR, file=path, line=0, message=message)
+    return finding("PG407", path, 0, message)
 
 
 def select_changed(repo_root: Path, diff_range: str) -> ChangedSelection:
