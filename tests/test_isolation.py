@@ -200,22 +200,24 @@ def make_adapter(model, config):
 """
 
 
-def test_the_child_may_not_read_the_validation_shard_or_the_log(
+def test_the_child_may_not_read_the_validation_shard_the_log_or_the_evaluators_memory(
     hostile: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What the evaluator withholds by pipe it also withholds on disk: both reads are refused and filed."""
+    """What the evaluator withholds by pipe it also withholds on disk and in /proc: each read is refused and filed."""
     submission = tmp_path / "reader"
     submission.mkdir()
     (submission / "golf_entry.py").write_text(READING_ENTRY)
     out = tmp_path / "out"
     shard = hostile["data"].data_dir / "fineweb_val_000000.bin"
-    monkeypatch.setenv("ISOLATION_TEST_READ", os.pathsep.join([str(shard), str(out / "chunks.jsonl")]))
+    own = Path(f"/proc/{os.getpid()}/environ")  # the evaluator's process, seen from the child
+    monkeypatch.setenv("ISOLATION_TEST_READ", os.pathsep.join([str(shard), str(out / "chunks.jsonl"), str(own)]))
     report = _evaluate(hostile["data"], hostile["artifact"], out, True, submission, ttt="reader", chunk_tokens=2048)
-    assert (submission / "reads.txt").read_text() == "GuardRefusal GuardRefusal"
-    assert [(f["rule"], f["file"]) for f in report["findings"]] == [("PG302", "golf_entry.py")] * 2
+    assert (submission / "reads.txt").read_text() == "GuardRefusal GuardRefusal GuardRefusal"
+    assert [(f["rule"], f["file"]) for f in report["findings"]] == [("PG302", "golf_entry.py")] * 3
     assert {a["target"] for a in report["guards"]["attempts"]} == {
         str(shard.resolve()),
         str((out / "chunks.jsonl").resolve()),
+        str(own),
     }
     assert all("may not touch the validation data or the audit log" in f["message"] for f in report["findings"])
     assert report["audited"] is False

@@ -36,9 +36,11 @@ largest batch of the plan and handed to the child when it is spawned: they are ~
 larger than the inputs, and a buffer sent later would need a socket the child's guards refuse.
 
 The child dies with the parent (``PR_SET_PDEATHSIG`` on Linux, and an end-of-file on the pipe
-everywhere). Limits: the guards see Python-level operations only, so native code in the child
-could still read the parent's memory through ``/proc`` where the OS allows ptrace; an OS sandbox
-around the child closes that.
+everywhere). Its guards also withhold the parent's ``/proc`` entry (its memory and open files).
+Limits: the guards see Python-level operations only, so native code in the child (``ctypes``
+system calls such as ``process_vm_readv``) could still read the parent's memory where the OS
+allows ptrace, and the child reports its own fingerprints; an OS sandbox around the child (its
+own user, no ptrace) closes the first.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -196,6 +199,12 @@ class Isolated:
         self._conn.close()
 
 
+def _own_process_files() -> list[Path]:
+    """This process's ``/proc`` entry (memory, open files): withheld like the data it points to."""
+    own = Path(f"/proc/{os.getpid()}")
+    return [own] if own.is_dir() else []
+
+
 def _decode(raw: bytes) -> tuple[str, Any]:
     try:
         message = json.loads(raw)
@@ -267,7 +276,7 @@ def isolated(
         threads=torch.get_num_threads(),
         allowed=list(allowed),
         forbidden=list(forbidden),
-        withheld=list(withheld),
+        withheld=[*withheld, *_own_process_files()],
         buffer=buffer,
     )
     side = Isolated(spec)
