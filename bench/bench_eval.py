@@ -1,7 +1,7 @@
 """Cost of auditing, measured against baselines in the same run, on the tiny CPU model.
 
 1. Audited evaluation (fingerprints before/after every chunk, the hash-chained log with
-   flush + fsync per line, SHA-256 of the state at start and end, guards when installed)
+   flush + fsync per line, SHA-256 of the state at start and end, the guards)
    versus the very same scoring loop without any of it. Target: ≤ 5 % more wall time.
 2. golf-eval's throughput with TTT off versus the trainer's own validation pass
    (``reference_model.evaluate.eval_val_sums``) on the same model and tokens. Target: within 10 %.
@@ -18,7 +18,9 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,13 +31,14 @@ from harness.data.shards import load_validation_tokens
 from harness.evaluate.adapters.none import NoAdapter
 from harness.evaluate.distributed import DistContext
 from harness.evaluate.evaluator import EvalConfig, EvalInputs, EvalResult, evaluate
-from harness.evaluate.pipeline import _guards
+from harness.evaluate.guards import guarded
 from harness.evaluate.scoring import score_windows
 from harness.evaluate.windows import plan_evaluation
 from reference_model.evaluate import eval_val_sums
 from reference_model.model import GPT
 from reference_model.train import TrainConfig
 
+T = TypeVar("T")
 SEQ_LEN = 256
 BATCH = 65_536 // SEQ_LEN  # golf-eval's default windows per forward pass
 _TINY = TrainConfig.tiny()
@@ -56,11 +59,11 @@ def plain_loop(model: torch.nn.Module, inputs: EvalInputs, chunk_tokens: int) ->
 
 def audited_run(model: torch.nn.Module, inputs: EvalInputs, chunk_tokens: int, folder: Path) -> EvalResult:
     config = EvalConfig(seq_len=SEQ_LEN, chunk_tokens=chunk_tokens, batch_windows=BATCH)
-    with _guards([folder], []):
+    with guarded(allowed_paths=[folder], forbidden_paths=[]):
         return evaluate(model, NoAdapter(), inputs, config, folder / "chunks.jsonl")
 
 
-def timed(function, *args) -> tuple[float, float, object]:  # type: ignore[no-untyped-def]
+def timed(function: Callable[..., T], *args: object) -> tuple[float, float, T]:
     """Wall seconds, process CPU seconds (less sensitive to other processes' load), value."""
     started, cpu_started = time.perf_counter(), time.process_time()
     value = function(*args)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -53,7 +54,7 @@ def train_tokens_per_second(config: TrainConfig, steps: int) -> float:
 
 def eval_tokens_per_second(config: TrainConfig, seqs: int) -> tuple[float, int]:
     model = GPT(config.model_config())
-    luts = build_byte_luts(load_tokenizer(config.tokenizer_path), config.vocab_size)
+    luts = build_byte_luts(load_tokenizer(Path(config.tokenizer_path)), config.vocab_size)
     val = load_validation_tokens(config.data_path + "/fineweb_val_*.bin", config.train_seq_len)
     val = val[: seqs * config.train_seq_len + 1]
     batch_seqs = config.val_batch_size // config.micro_batches // config.train_seq_len

@@ -79,9 +79,9 @@ def load_allowlist(path: Path) -> Allowlist:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{where}: cannot read: {exc}") from None
     data = _parse(where, path, raw_text)
-    raw_entries = data.get("allow") if isinstance(data, dict) else None
-    if not isinstance(raw_entries, list):
+    if not isinstance(data, dict) or not isinstance(data.get("allow"), list):
         raise UsageError(f"{where}: expected a list of entries under 'allow'")
+    raw_entries = data["allow"]
     unknown_top = sorted(set(data) - {"allow"})
     if unknown_top:
         raise UsageError(f"{where}: unknown key(s) {', '.join(unknown_top)}")

@@ -341,7 +341,7 @@ def decode_source_bytes(data: bytes) -> tuple[str, str | None]:
             continue
         encoding = match.group(1).decode("ascii", errors="replace")
         try:
-            if codecs.lookup(encoding)._is_text_encoding:  # type: ignore[attr-defined]
+            if codecs.lookup(encoding)._is_text_encoding:
                 return data.decode(encoding), None
         except (LookupError, UnicodeDecodeError, ValueError):
             break

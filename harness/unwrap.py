@@ -16,6 +16,7 @@ import ast
 import posixpath
 import re
 import warnings
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -105,14 +106,14 @@ class _Unwrapper:
         nodes, owners = walk_with_owners(tree)  # one walk: it dominates the cost on large decoded sources
         for node, owner in zip(nodes, owners):
             kind = type(node)
-            if kind is ast.Call:
+            if isinstance(node, ast.Call):
                 calls.append(node)
             elif kind is ast.Name:
                 if owner is not None:
                     name_owners[id(node)] = owner
             elif kind in binders:
                 scope.add(node, owner)
-                if kind is ast.Assign or kind is ast.NamedExpr:
+                if isinstance(node, (ast.Assign, ast.NamedExpr)):
                     assignments.append(node)
         evaluator = Evaluator(scope, self.max_bytes, self.file_path)
         try:
@@ -144,10 +145,10 @@ class _Unwrapper:
             return
         try:
             value = evaluator.evaluate(chain.node)
-        except NotLiteral as reason:
+        except NotLiteral as not_literal:
             if chain.executed:
                 self.result.problems.append(
-                    f"could not decode {where}:{line} ({label}): the executed payload is not a literal ({reason})"
+                    f"could not decode {where}:{line} ({label}): the executed payload is not a literal ({not_literal})"
                 )
             return
         except DecodeFailure as failure:
@@ -196,36 +197,36 @@ class _Unwrapper:
             if type(node) is not ast.Dict or not node.keys:
                 continue
             entries = [
-                (key.value, value)
+                (key.value, value.value, value.lineno)
                 for key, value in zip(node.keys, node.values)
                 if isinstance(key, ast.Constant)
                 and isinstance(key.value, str)
                 and isinstance(value, ast.Constant)
                 and isinstance(value.value, str)
             ]
-            if len(entries) != len(node.keys) or not any(name.endswith(".py") for name, _ in entries):
+            if len(entries) != len(node.keys) or not any(name.endswith(".py") for name, _, _ in entries):
                 continue
-            for name, value in entries:
+            for name, text, line in entries:
                 relative = posixpath.normpath(posixpath.join(folder, name))
-                if not name.endswith(".py") or relative.startswith(("../", "/")) or self.budget < len(value.value):
+                if not name.endswith(".py") or relative.startswith(("../", "/")) or self.budget < len(text):
                     continue
-                tree = _ast_tree(value.value)
-                module = _libcst_module(value.value) if tree is None else None
+                tree = _ast_tree(text)
+                module = _libcst_module(text) if tree is None else None
                 if tree is None and module is None:
                     continue
-                self.budget -= len(value.value)
+                self.budget -= len(text)
                 paths.add(relative)
                 self.result.decoded.append(
                     DecodedSource(
-                        text=value.value,
-                        origin=f"bundled in {where}:{value.lineno} as {name}, written out at run time",
-                        line=value.lineno,
+                        text=text,
+                        origin=f"bundled in {where}:{line} as {name}, written out at run time",
+                        line=line,
                         depth=depth + 1,
                     )
                 )
                 if depth + 1 < self.max_depth:
                     number = len(self.result.decoded)
-                    self.scan(value.value, f"{self.display_name}[decoded#{number}]", depth + 1, tree, module)
+                    self.scan(text, f"{self.display_name}[decoded#{number}]", depth + 1, tree, module)
         return paths
 
     def _siblings(
@@ -234,7 +235,7 @@ class _Unwrapper:
         evaluator: Evaluator,
         where: str,
         written: set[str],
-        bundled: set[str] = frozenset(),
+        bundled: AbstractSet[str] = frozenset(),
     ) -> list[tuple[int, str]]:
         """Record the files this text executes; return (line, path) of those it writes itself
         first. A shim that writes its decoded payload to ``_train.py`` and runs that file
@@ -247,7 +248,7 @@ class _Unwrapper:
             if callee in _EXEC_SINKS:
                 target = evaluator.read_target(node.args[0])
             elif callee in _RUN_FILE_CALLS:
-                argument = node.args[0] if callee == "runpy.run_path" else (node.args[1:2] or [None])[0]
+                argument = node.args[0] if callee == "runpy.run_path" else next(iter(node.args[1:2]), None)
                 target = evaluator.path_of(argument) if argument is not None else None
             else:
                 continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import posixpath
 from dataclasses import dataclass
+from typing import AnyStr
 
 from harness.unwrap_ops import (
     KNOWN_MODULES,
@@ -109,11 +110,11 @@ class Evaluator:
         if bound is not None and isinstance(bound, (ast.Name, ast.Attribute, ast.Call)) and name not in self._resolving:
             self._resolving.add(name)
             try:
-                qualified = self.qualify(bound, depth + 1)
+                resolved = self.qualify(bound, depth + 1)
             finally:
                 self._resolving.discard(name)
-            if qualified is not None:
-                return qualified
+            if resolved is not None:
+                return resolved
         if bound is None or name in KNOWN_MODULES:
             return name
         return None
@@ -408,16 +409,25 @@ def _string_method(data: str | bytes, method: str, args: list[object], cap: int)
             return data.join(items)
         if not isinstance(items, (list, tuple)) or not all(type(item) is type(data) for item in items):
             raise NotLiteral("join of non-literal items")
-        if sum(len(item) for item in items) > cap:  # type: ignore[arg-type]
+        if sum(len(item) for item in items) > cap:
             raise DecodeFailure("joined literal exceeds the size cap")
-        return data.join(items)  # type: ignore[arg-type]
+        return data.join(items)
     if not all(type(arg) is type(data) for arg in args):
         raise NotLiteral(f"{method} with non-literal arguments")
     if method == "replace":
         if len(args) != 2 or not args[0]:
             raise NotLiteral("unsupported replace")
-        growth = (len(args[1]) - len(args[0])) * data.count(args[0])  # type: ignore[arg-type]
-        if len(data) + max(growth, 0) > cap:
-            raise DecodeFailure("replaced literal exceeds the size cap")
-        return data.replace(args[0], args[1])  # type: ignore[arg-type]
+        old, new = args
+        if isinstance(data, str) and isinstance(old, str) and isinstance(new, str):
+            return _capped_replace(data, old, new, cap)
+        if isinstance(data, bytes) and isinstance(old, bytes) and isinstance(new, bytes):
+            return _capped_replace(data, old, new, cap)
+        raise NotLiteral("unsupported replace")
     return getattr(data, method)(*args[:1])
+
+
+def _capped_replace(data: AnyStr, old: AnyStr, new: AnyStr, cap: int) -> AnyStr:
+    growth = (len(new) - len(old)) * data.count(old)
+    if len(data) + max(growth, 0) > cap:
+        raise DecodeFailure("replaced literal exceeds the size cap")
+    return data.replace(old, new)

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 
 from harness.data.byte_accounting import ByteLuts, bits_per_byte, target_bytes
 from harness.errors import DataFormatError
+from reference_model.model import GPT
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def _as_numpy_tokens(val_tokens: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def eval_val_sums(
-    model: nn.Module,
+    model: GPT,
     val_tokens: np.ndarray | torch.Tensor,
     luts: ByteLuts,
     seq_len: int,
@@ -60,8 +60,7 @@ def eval_val_sums(
     """Score non-overlapping ``seq_len`` windows; this rank takes sequences
     ``[total·rank//world, total·(rank+1)//world)``; sums are all-reduced when distributed.
 
-    ``model`` must offer ``forward_logits(input_ids) -> [B, T, V]`` (pass the unwrapped
-    model, not a DDP wrapper).
+    Pass the unwrapped model, not a DDP wrapper: scoring calls its ``forward_logits``.
     """
     tokens = _as_numpy_tokens(val_tokens)
     total_seqs = (tokens.size - 1) // seq_len
@@ -96,7 +95,7 @@ def eval_val_sums(
 
 
 def eval_val(
-    model: nn.Module,
+    model: GPT,
     val_tokens: np.ndarray | torch.Tensor,
     luts: ByteLuts,
     seq_len: int,

@@ -75,6 +75,8 @@ class CastedLinear(nn.Linear):
 class Rotary(nn.Module):
     """Cos/sin tables for RoPE over the full head dimension, cached per sequence length."""
 
+    inv_freq: Tensor  # a registered buffer
+
     def __init__(self, head_dim: int, base: float) -> None:
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -195,7 +197,8 @@ class GPT(nn.Module):
         """Zero output projections so every block starts as the identity on the residual."""
         if self.config.tie_embeddings:
             nn.init.normal_(self.tok_emb.weight, mean=0.0, std=self.config.tied_embed_init_std)
-        zero_init = [block.attn.proj for block in self.blocks] + [block.mlp.proj for block in self.blocks]
+        blocks = [block for block in self.blocks if isinstance(block, Block)]
+        zero_init = [block.attn.proj for block in blocks] + [block.mlp.proj for block in blocks]
         if self.lm_head is not None:
             zero_init.append(self.lm_head)
         for linear in zero_init:

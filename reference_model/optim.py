@@ -7,7 +7,9 @@ per-channel control vectors are not matrices in that sense and keep Adam.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 import torch.distributed as dist
@@ -45,11 +47,24 @@ class Muon(torch.optim.Optimizer):
     rank applies bit-identical updates and the work of orthogonalisation is shared.
     """
 
-    def __init__(self, params: list[Tensor], lr: float, momentum: float, backend_steps: int = 5, nesterov: bool = True):
+    def __init__(
+        self, params: Sequence[Tensor], lr: float, momentum: float, backend_steps: int = 5, nesterov: bool = True
+    ):
         super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov))
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One update; ``closure`` (torch's optimizer protocol) re-evaluates the loss first."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         distributed = dist.is_available() and dist.is_initialized()
         world_size = dist.get_world_size() if distributed else 1
         rank = dist.get_rank() if distributed else 0
@@ -83,6 +98,7 @@ class Muon(torch.optim.Optimizer):
                 update = updates[offset : offset + param.numel()].view_as(param).to(dtype=param.dtype)
                 param.add_(update, alpha=-group["lr"])
                 offset += param.numel()
+        return loss
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,7 @@ def build_optimizers(
     betas = (settings.beta1, settings.beta2)
     token_lr = settings.tied_embed_lr if model.config.tie_embeddings else settings.embed_lr
 
-    def adam(params: list[Tensor], lr: float) -> torch.optim.Adam:
+    def adam(params: Sequence[Tensor], lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(
             [{"params": params, "lr": lr, "base_lr": lr}], betas=betas, eps=settings.adam_eps, fused=fused
         )

@@ -33,6 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,9 +113,9 @@ class TrainConfig:
     verbose: bool = field(default=True, metadata={"env": False})
 
     @classmethod
-    def tiny(cls, **overrides: object) -> TrainConfig:
+    def tiny(cls, **overrides: Any) -> TrainConfig:
         """A CPU-sized model and schedule for the embedded data: at most 100 s of training on 2 cores."""
-        preset: dict[str, object] = dict(
+        preset: dict[str, Any] = dict(
             iterations=250,
             warmdown_iters=100,
             max_wallclock_seconds=100.0,
@@ -135,7 +136,7 @@ class TrainConfig:
     def with_env(self, environ: dict[str, str] | None = None) -> TrainConfig:
         """A copy with every field whose upper-case name is set in the environment overridden."""
         environ = dict(os.environ if environ is None else environ)
-        changes: dict[str, object] = {}
+        changes: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             raw = environ.get(f.name.upper())
             if raw is None or f.metadata.get("env") is False:
@@ -391,7 +392,8 @@ def train(config: TrainConfig) -> TrainResult:
         for micro_step in range(grad_accum_steps):
             inputs, targets = train_loader.next_batch(config.train_batch_tokens, config.train_seq_len, grad_accum_steps)
             sync_now = not ctx.enabled or micro_step == grad_accum_steps - 1
-            no_sync = contextlib.nullcontext() if sync_now else model.no_sync()  # type: ignore[operator]
+            ddp = model if isinstance(model, DistributedDataParallel) and not sync_now else None
+            no_sync = contextlib.nullcontext() if ddp is None else ddp.no_sync()
             with no_sync:
                 with torch.autocast(device_type=ctx.device.type, dtype=torch.bfloat16, enabled=use_autocast):
                     loss = model(inputs, targets)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 from harness.cli.common import OneLineArgumentParser, exit_process, require_eval_extra, run_cli, shutdown_distributed
 from harness.errors import EXIT_OK, UsageError
@@ -64,7 +65,7 @@ def _run(argv: list[str] | None) -> int:
     data = resolve_data(args.data, args.tokenizer)
     base = TrainConfig.tiny() if args.preset == "tiny" else TrainConfig()
     config = base.with_env()
-    changes: dict[str, object] = {
+    changes: dict[str, Any] = {
         "data_path": str(data.data_dir),
         "tokenizer_path": str(data.tokenizer_path),
         "vocab_size": data.vocab_size,

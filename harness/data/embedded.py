@@ -172,7 +172,12 @@ def _build_lock(lock_path: Path) -> Iterator[None]:
 
 
 def _paths_for(folder: Path, manifest: dict[str, object]) -> DataPaths:
-    return DataPaths(data_dir=folder, tokenizer_path=folder / TOKENIZER_NAME, vocab_size=int(manifest["vocab_size"]))
+    vocab_size = manifest.get("vocab_size")
+    if not isinstance(vocab_size, int):
+        raise DataFormatError(
+            f"{folder / MANIFEST_NAME}: vocab_size is not an integer; delete the folder to rebuild it"
+        )
+    return DataPaths(data_dir=folder, tokenizer_path=folder / TOKENIZER_NAME, vocab_size=vocab_size)
 
 
 def _install(built: Path, final: Path) -> None:

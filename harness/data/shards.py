@@ -80,7 +80,7 @@ def _read_tokens_into(path: Path, count: int, out: np.ndarray) -> None:
     try:
         with open(path, "rb") as handle:
             handle.seek(HEADER_BYTES)
-            got = handle.readinto(memoryview(out).cast("B"))
+            got = handle.readinto(out.data.cast("B"))
     except OSError as error:
         raise _fail(path, f"unreadable ({error.strerror or error})") from None
     if got != count * TOKEN_BYTES:

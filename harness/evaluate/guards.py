@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from harness.errors import UsageError
@@ -216,7 +217,7 @@ def build_policy(
 
 def _culprit() -> tuple[str, int]:
     """The innermost frame outside Python's installation and the harness: the submission's line."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith("<") and not _under_any(os.path.abspath(filename), _INTERNAL_ROOTS):

@@ -131,7 +131,7 @@ def _causality(runner: _ProbeRunner, window: np.ndarray, positions: int, toleran
     if not runner.vocab_size:
         runner.vocab_size = int(base.shape[-1])
     cuts = _probe_positions(length, positions, runner.rng)
-    per_cut = []
+    per_cut: list[dict[str, Any]] = []
     failing = []
     for cut in cuts:
         batch = base_batch.copy()

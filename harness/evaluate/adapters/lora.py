@@ -26,6 +26,8 @@ ranks score with identical adapters.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -44,6 +46,9 @@ HEAD_NAMES = ("lm_head", "head", "output")
 
 class LoraDelta(nn.Module):
     """``B @ A`` added to one linear's output; ``B`` starts at zero so the delta starts at zero."""
+
+    lora_a: nn.Parameter
+    lora_b: nn.Parameter
 
     def __init__(
         self, in_features: int, out_features: int, rank: int, generator: torch.Generator, device: torch.device
@@ -101,7 +106,7 @@ class LoraAdapter:
         for _name, linear in linears:
             delta = LoraDelta(linear.in_features, linear.out_features, self.rank, generator, linear.weight.device)
             linear.add_module("lora", delta)  # a child module: its weights are in the fingerprinted state
-            linear.register_forward_hook(self._add_delta)
+            linear.register_forward_hook(functools.partial(self._add_delta, delta))
             self.deltas.append(delta)
         embedding.register_forward_pre_hook(self._mark_open_document)
         self.params = [p for delta in self.deltas for p in delta.parameters()]
@@ -124,7 +129,7 @@ class LoraAdapter:
         self._mask = torch.cumsum(input_ids == self.bos_id, dim=-1) == 0
 
     def _add_delta(
-        self, module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor
+        self, lora: LoraDelta, _module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor
     ) -> torch.Tensor | None:
         if not self.active:
             return None
@@ -134,7 +139,7 @@ class LoraAdapter:
             raise UsageError(
                 "lora adapter: a projection ran on input that does not match the token ids seen by the embedding"
             )
-        delta = module.lora.delta(x) * mask.reshape(x.shape[:-1]).unsqueeze(-1).to(x.dtype)
+        delta = lora.delta(x) * mask.reshape(x.shape[:-1]).unsqueeze(-1).to(x.dtype)
         return output + delta.to(output.dtype)
 
     # ---------------------------------------------------------------- adaptation
