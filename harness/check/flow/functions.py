@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -23,67 +23,24 @@ from harness.check.flow.names import (
     contains_activation_statistic,
     contains_matmul,
     is_val_literal,
+    is_val_loader_call,
+    is_val_name,
     last_part,
     refs,
     root_part,
     string_value,
 )
 from harness.check.parse import ParsedSource
-from harness.check.tree.children import children
+from harness.check.tree.children import children, walk
 from harness.check.tree.index import ModuleIndex, index_submission
 from harness.check.tree.nodes import dotted_name
 
 # Method names too generic to resolve by uniqueness: they are torch/stdlib API far more
 # often than the submission's own method of the same name.
 _GENERIC_METHODS = frozenset(
-    {
-        "forward",
-        "step",
-        "backward",
-        "zero_grad",
-        "parameters",
-        "state_dict",
-        "load_state_dict",
-        "to",
-        "cuda",
-        "cpu",
-        "float",
-        "half",
-        "bfloat16",
-        "item",
-        "view",
-        "reshape",
-        "append",
-        "extend",
-        "update",
-        "get",
-        "items",
-        "keys",
-        "values",
-        "__init__",
-        "__call__",
-        "train",
-        "eval",
-        "copy",
-        "clone",
-        "detach",
-        "sum",
-        "mean",
-        "log",
-        "write",
-        "read",
-        "close",
-        "open",
-        "save",
-        "load",
-        "format",
-        "join",
-        "split",
-        "apply",
-        "reset",
-        "next_batch",
-        "run",
-    }
+    "forward step backward zero_grad parameters state_dict load_state_dict to cuda cpu float half bfloat16 item view"
+    " reshape append extend update get items keys values __init__ __call__ train eval copy clone detach sum mean log"
+    " write read close open save load format join split apply reset next_batch run".split()
 )
 _ids = itertools.count(1)
 
@@ -145,7 +102,6 @@ class FuncInfo:
 
 _OWN_SCOPES = frozenset({cst.FunctionDef, cst.ClassDef, cst.Lambda})  # exact types: cheaper than isinstance
 _HANDLERS: dict[type, Callable[[_DepsCollector, cst.CSTNode], None] | None] = {}  # per node type
-_UNSEEN = object()
 
 
 class _DepsCollector:
@@ -164,9 +120,9 @@ class _DepsCollector:
             kind = type(node)
             if kind in _OWN_SCOPES and node is not self.info.node:
                 continue
-            handler = handlers.get(kind, _UNSEEN)
-            if handler is _UNSEEN:
-                handler = handlers[kind] = getattr(_DepsCollector, "visit_" + kind.__name__, None)
+            if kind not in handlers:
+                handlers[kind] = getattr(_DepsCollector, "visit_" + kind.__name__, None)
+            handler = handlers[kind]
             if handler is not None:
                 handler(self, node)
             stack.extend(reversed(children(node)))
@@ -390,7 +346,7 @@ def _val_class_attributes(node: cst.ClassDef, parsed: ParsedSource) -> dict[str,
         if isinstance(method, cst.FunctionDef):
             found.update(_val_self_fields(method, parsed))
     for statement in node.body.body:
-        smalls = statement.body if isinstance(statement, cst.SimpleStatementLine) else []
+        smalls: Sequence[cst.CSTNode] = statement.body if isinstance(statement, cst.SimpleStatementLine) else []
         if isinstance(node.body, cst.SimpleStatementSuite):
             smalls = [statement]
         for small in smalls:
@@ -405,19 +361,11 @@ def _val_self_fields(method: cst.FunctionDef, parsed: ParsedSource) -> dict[str,
     """``self.tokens = torch.cat([load(f) for f in glob(h.val_files)])`` in a data class: the
     field holds validation data whatever it is called."""
     found: dict[str, int] = {}
-    stack: list[cst.CSTNode] = [method.body]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue
-        if isinstance(node, cst.Assign) and (_mentions_val_literal(node.value) or _mentions_val_name(node.value)):
-            for target in node.targets:
-                for name in assigned_names(target.target):
-                    if name.startswith("self.") and name.count(".") == 1:
-                        found[name.split(".", 1)[1]] = parsed.line_of(node)
-        if isinstance(node, cst.BaseExpression):
-            continue
-        stack.extend(children(node))
+    for node in _val_assignments(method):
+        for target in node.targets:
+            for name in assigned_names(target.target):
+                if name.startswith("self.") and name.count(".") == 1:
+                    found[name.split(".", 1)[1]] = parsed.line_of(node)
     return found
 
 
@@ -427,84 +375,62 @@ _CONFIG_CALLS = frozenset({"join", "get", "getenv", "str", "Path", "int", "float
 def _loads_val_data(method: cst.FunctionDef) -> bool:
     """A method storing *loaded* validation data on ``self`` (a call that reads, not a path):
     instances of such a class are validation data as a whole (``ValidationData(h, device)``)."""
-    stack: list[cst.CSTNode] = [method.body]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue
-        if isinstance(node, cst.Assign) and (_mentions_val_literal(node.value) or _mentions_val_name(node.value)):
-            targets = [n for t in node.targets for n in assigned_names(t.target)]
-            if any(n.startswith("self.") for n in targets) and _has_loading_call(node.value):
-                return True
-        if isinstance(node, cst.BaseExpression):
-            continue
-        stack.extend(children(node))
+    for node in _val_assignments(method):
+        targets = [n for t in node.targets for n in assigned_names(t.target)]
+        if any(n.startswith("self.") for n in targets) and _has_loading_call(node.value):
+            return True
     return False
+
+
+def _val_assignments(method: cst.FunctionDef) -> Iterator[cst.Assign]:
+    for node in _own_statements(method.body):
+        if isinstance(node, cst.Assign) and (_mentions_val_literal(node.value) or _mentions_val_name(node.value)):
+            yield node
 
 
 _TRAIN_DATA = re.compile(r"(^|_)train_(files|tokens|data|pattern|shards|loader)|fineweb_train", re.IGNORECASE)
 
 
 def _mentions_train_data(node: cst.CSTNode) -> bool:
-    stack: list[cst.CSTNode] = [node]
-    while stack:
-        current = stack.pop()
+    for current in walk(node):
         if isinstance(current, (cst.Name, cst.Attribute)):
-            name = dotted_name(current) or ""
-            if any(_TRAIN_DATA.search(part) for part in name.split(".")):
+            if any(_TRAIN_DATA.search(part) for part in (dotted_name(current) or "").split(".")):
                 return True
-        if isinstance(current, cst.SimpleString):
-            text = string_value(current) or ""
-            if _TRAIN_DATA.search(text):
-                return True
-        stack.extend(children(current))
-    return False
-
-
-def _has_loading_call(node: cst.CSTNode) -> bool:
-    stack: list[cst.CSTNode] = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Call):
-            name = last_part(dotted_name(current.func) or "<expr>")
-            if name not in _CONFIG_CALLS:
-                return True
-        stack.extend(children(current))
-    return False
-
-
-def _mentions_val_name(node: cst.CSTNode) -> bool:
-    from harness.check.flow.names import is_val_loader_call, is_val_name
-
-    for name in refs(node):
-        if is_val_name(name) or is_val_loader_call(last_part(name)):
+        elif isinstance(current, cst.SimpleString) and _TRAIN_DATA.search(string_value(current) or ""):
             return True
     return False
 
 
+def _has_loading_call(node: cst.CSTNode) -> bool:
+    calls = (current for current in walk(node) if isinstance(current, cst.Call))
+    return any(last_part(dotted_name(call.func) or "<expr>") not in _CONFIG_CALLS for call in calls)
+
+
+def _mentions_val_name(node: cst.CSTNode) -> bool:
+    return any(is_val_name(name) or is_val_loader_call(last_part(name)) for name in refs(node))
+
+
 def _mentions_val_literal(node: cst.CSTNode) -> bool:
-    stack: list[cst.CSTNode] = [node]
-    while stack:
-        current = stack.pop()
+    for current in walk(node):
         if isinstance(current, (cst.SimpleString, cst.FormattedString)):
             text = string_value(current)
             if text is not None and is_val_literal(text):
                 return True
-        stack.extend(children(current))
     return False
 
 
 def _nested_defs(node: cst.FunctionDef) -> list[cst.FunctionDef]:
-    found: list[cst.FunctionDef] = []
-    stack: list[cst.CSTNode] = list(children(node.body))
+    return [inner for inner in _own_statements(node.body) if isinstance(inner, cst.FunctionDef)]
+
+
+def _own_statements(body: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """The statements of a body and of its blocks, a nested ``def`` included but not entered
+    (nor classes, lambdas or expressions): what this function itself executes."""
+    stack: list[cst.CSTNode] = list(children(body))
     while stack:
         current = stack.pop()
-        if isinstance(current, cst.FunctionDef):
-            found.append(current)
-            continue
         if isinstance(current, (cst.ClassDef, cst.Lambda)):
             continue
-        if isinstance(current, cst.BaseExpression):
-            continue
-        stack.extend(children(current))
-    return found
+        yield current
+        if not isinstance(current, (cst.FunctionDef, cst.BaseExpression)):
+            stack.extend(children(current))

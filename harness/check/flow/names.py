@@ -181,7 +181,7 @@ def _walk_refs(node: cst.CSTNode) -> Iterator[str]:
             yield current.value  # type: ignore[attr-defined]
             continue
         if kind is cst.Attribute:
-            dotted = dotted_name(current)  # type: ignore[arg-type]
+            dotted = dotted_name(current)
             if dotted is not None:
                 yield dotted
             else:
@@ -279,7 +279,7 @@ def names_read_outside_logs(body: list[cst.CSTNode]) -> set[str]:
                 found.add(current.value)  # type: ignore[attr-defined]
             continue
         if kind is cst.Call and not in_log:
-            callee = last_part(callee_name(current))
+            callee = last_part(callee_name(current))  # type: ignore[arg-type]
             in_log = callee in _LOG_CALLS or "log" in callee.lower()
         stack.extend((child, in_log) for child in children(current))
     return found

@@ -19,30 +19,8 @@ import libcst as cst
 from libcst._maybe_sentinel import MaybeSentinel
 
 SKIPPED_FIELDS = frozenset(
-    {
-        "lpar",
-        "rpar",
-        "lbracket",
-        "rbracket",
-        "lbrace",
-        "rbrace",
-        "comma",
-        "semicolon",
-        "colon",
-        "first_colon",
-        "second_colon",
-        "dot",
-        "equal",
-        "star",
-        "operator",
-        "asynchronous",
-        "leading_lines",
-        "lines_after_decorators",
-        "header",
-        "footer",
-        "newline",
-        "trailing_whitespace",
-    }
+    "lpar rpar lbracket rbracket lbrace rbrace comma semicolon colon first_colon second_colon dot equal star operator"
+    " asynchronous leading_lines lines_after_decorators header footer newline trailing_whitespace".split()
 )
 _MEMOS: list[dict[int, Any]] = []
 

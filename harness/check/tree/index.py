@@ -105,7 +105,7 @@ class ModuleIndex:
         """The source lines spanned by ``node`` (a cheap prefilter; no code generation)."""
         if not self._lines:
             self._lines.extend(self.parsed.source.text.splitlines())
-        where = self.parsed.positions.get(node)  # type: ignore[attr-defined]
+        where = self.parsed.positions.get(node)
         if where is None:
             return ""
         return "\n".join(self._lines[where.start.line - 1 : where.end.line])

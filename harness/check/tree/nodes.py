@@ -17,10 +17,10 @@ def dotted_name(expr: cst.CSTNode) -> str | None:
     """``a.b.c`` for a pure Name/Attribute chain, None for anything else."""
     parts: list[str] = []
     while type(expr) is cst.Attribute:  # exact types: isinstance on libcst's ABCs is a Python call
-        parts.append(expr.attr.value)  # type: ignore[attr-defined]
-        expr = expr.value  # type: ignore[attr-defined]
+        parts.append(expr.attr.value)
+        expr = expr.value
     if type(expr) is cst.Name:
-        parts.append(expr.value)  # type: ignore[attr-defined]
+        parts.append(expr.value)
         return ".".join(reversed(parts))
     return None
 
@@ -44,7 +44,7 @@ def call_name(call: cst.Call) -> str:
         return entry[1]
     name = dotted_name(call.func)
     if name is None:
-        name = "." + call.func.attr.value if type(call.func) is cst.Attribute else ""  # type: ignore[attr-defined]
+        name = "." + call.func.attr.value if type(call.func) is cst.Attribute else ""
     _CALL_NAMES[id(call)] = (call, name)
     return name
 
@@ -89,20 +89,20 @@ def string_value(expr: cst.CSTNode, *, fstrings: bool = False) -> str | None:
     payload can hold thousands: it is walked in a loop, never by recursion."""
     pieces: list[str] = []
     while type(expr) is cst.ConcatenatedString:
-        left = _one_literal(expr.left, fstrings)  # type: ignore[attr-defined]
+        left = _one_literal(expr.left, fstrings)
         if left is None:
             return None
         pieces.append(left)
-        expr = expr.right  # type: ignore[attr-defined]
+        expr = expr.right
     last = _one_literal(expr, fstrings)
     return None if last is None else "".join(pieces) + last
 
 
 def _one_literal(expr: cst.CSTNode, fstrings: bool) -> str | None:
     if type(expr) is cst.SimpleString:
-        return literal_text(expr)  # type: ignore[arg-type]
+        return literal_text(expr)
     if fstrings and type(expr) is cst.FormattedString:
-        return "".join(p.value for p in expr.parts if type(p) is cst.FormattedStringText)  # type: ignore[attr-defined]
+        return "".join(p.value for p in expr.parts if type(p) is cst.FormattedStringText)
     return None
 
 
