@@ -16,6 +16,7 @@ import lzma
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 # Dictionary sizes above this are refused before any allocation: a raw LZMA2 filter chain is
 # the one place a shim can ask the decoder for an arbitrary amount of memory up front.
@@ -74,7 +75,9 @@ def _b64(args: list[object], kwargs: dict[str, object], cap: int) -> bytes:
     validate = bool(args[2]) if len(args) > 2 else bool(kwargs.get("validate", False))
     if isinstance(altchars, str):
         altchars = altchars.encode("ascii")
-    return _checked(lambda: base64.b64decode(data, altchars, validate))  # type: ignore[arg-type]
+    if altchars is not None and not isinstance(altchars, (bytes, bytearray)):
+        raise DecodeFailure(f"altchars must be bytes, got {type(altchars).__name__}")
+    return _checked(lambda: base64.b64decode(data, altchars, validate))
 
 
 def _simple(decoder: Callable[[bytes], bytes]) -> Callable[[list[object], dict[str, object], int], bytes]:
@@ -87,8 +90,11 @@ def _simple(decoder: Callable[[bytes], bytes]) -> Callable[[list[object], dict[s
 
 def _a85(args: list[object], kwargs: dict[str, object], cap: int) -> bytes:
     data = _data_arg(args, kwargs)
-    options = {k: kwargs[k] for k in ("foldspaces", "adobe", "ignorechars") if k in kwargs}
-    return _checked(lambda: base64.a85decode(data, **options))  # type: ignore[arg-type]
+    ignorechars = kwargs.get("ignorechars", b" \t\n\r\x0b")  # the library's default
+    if not isinstance(ignorechars, (bytes, bytearray)):
+        raise DecodeFailure(f"ignorechars must be bytes, got {type(ignorechars).__name__}")
+    foldspaces, adobe = bool(kwargs.get("foldspaces")), bool(kwargs.get("adobe"))
+    return _checked(lambda: base64.a85decode(data, foldspaces=foldspaces, adobe=adobe, ignorechars=ignorechars))
 
 
 def _b32(args: list[object], kwargs: dict[str, object], cap: int) -> bytes:
@@ -140,9 +146,21 @@ def _checked_filters(filters: object) -> list[dict[str, object]] | None:
     return [dict(spec) for spec in filters]
 
 
+class _Decompressor(Protocol):
+    """What the streaming loop needs of lzma's, bz2's and the zlib adapter's decompressors."""
+
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes, /, max_length: int) -> bytes: ...
+
+
 def _stream(
     data: bytes,
-    new_decompressor: Callable[[], object],
+    new_decompressor: Callable[[], _Decompressor],
     cap: int,
     library_error: type[BaseException],
     label: str,
@@ -156,7 +174,7 @@ def _stream(
 
 def _members(
     data: bytes,
-    new_decompressor: Callable[[], object],
+    new_decompressor: Callable[[], _Decompressor],
     cap: int,
     library_error: type[BaseException],
     label: str,
@@ -170,9 +188,9 @@ def _members(
     while True:
         decompressor = new_decompressor()
         try:
-            output += decompressor.decompress(remaining, max_length=cap + 1 - len(output))  # type: ignore[attr-defined]
-            while not decompressor.eof and len(output) <= cap:  # type: ignore[attr-defined]
-                chunk = decompressor.decompress(b"", max_length=cap + 1 - len(output))  # type: ignore[attr-defined]
+            output += decompressor.decompress(remaining, max_length=cap + 1 - len(output))
+            while not decompressor.eof and len(output) <= cap:
+                chunk = decompressor.decompress(b"", max_length=cap + 1 - len(output))
                 if not chunk:
                     break
                 output += chunk
@@ -182,12 +200,12 @@ def _members(
             raise DecodeFailure(f"{label}: {_reason(exc)}") from None
         if len(output) > cap:
             raise OverCap(f"{label} output exceeds the {cap} byte cap (decompression bomb?)")
-        if not decompressor.eof:  # type: ignore[attr-defined]
+        if not decompressor.eof:
             if members:
                 return bytes(output)
             raise DecodeFailure(f"{label}: compressed data ended before the end-of-stream marker")
         members += 1
-        remaining = decompressor.unused_data  # type: ignore[attr-defined]
+        remaining = decompressor.unused_data
         if not remaining or label == "zlib":
             return bytes(output)
 

@@ -45,44 +45,44 @@ class Scope:
     def add(self, node: ast.AST, owner: ast.AST | None = None) -> None:
         """Record what ``node`` binds, if anything."""
         kind = type(node)
-        if kind is ast.Name:
+        if isinstance(node, ast.Name):
             if owner is not None:
                 self.name_owners[id(node)] = owner
-        elif kind is ast.Import:
-            for alias in node.names:  # type: ignore[attr-defined]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
                 top = alias.name.split(".")[0]
                 self.aliases[alias.asname or top] = alias.name if alias.asname else top
-        elif kind is ast.ImportFrom:
-            if node.module and not node.level:  # type: ignore[attr-defined]
-                for alias in node.names:  # type: ignore[attr-defined]
+        elif isinstance(node, ast.ImportFrom):
+            if node.module and not node.level:
+                for alias in node.names:
                     if alias.name == "*":
-                        self.star_modules.append(node.module)  # type: ignore[attr-defined]
+                        self.star_modules.append(node.module)
                     else:
-                        self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"  # type: ignore[attr-defined]
-        elif kind is ast.Assign:
-            for target in node.targets:  # type: ignore[attr-defined]
-                self._bind_target(target, node.value, node.lineno, owner)  # type: ignore[attr-defined]
-        elif kind is ast.AnnAssign or kind is ast.NamedExpr:
-            if node.value is not None:  # type: ignore[attr-defined]
-                self._bind_target(node.target, node.value, node.lineno, owner)  # type: ignore[attr-defined]
-        elif kind is ast.withitem:
-            if node.optional_vars is not None:  # type: ignore[attr-defined]
-                line = getattr(node.context_expr, "lineno", 0)  # type: ignore[attr-defined]
-                self._bind_target(node.optional_vars, node.context_expr, line, owner)  # type: ignore[attr-defined]
+                        self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                self._bind_target(target, node.value, node.lineno, owner)
+        elif isinstance(node, (ast.AnnAssign, ast.NamedExpr)):
+            if node.value is not None:
+                self._bind_target(node.target, node.value, node.lineno, owner)
+        elif isinstance(node, ast.withitem):
+            if node.optional_vars is not None:
+                line = getattr(node.context_expr, "lineno", 0)
+                self._bind_target(node.optional_vars, node.context_expr, line, owner)
         elif kind in SCOPE_TYPES:
             self._open_scope(node, owner)
-        elif kind is ast.For or kind is ast.AsyncFor or kind is ast.AugAssign:
-            self._bind_target(node.target, UNKNOWN, node.lineno, owner)  # type: ignore[attr-defined]
-        elif kind is ast.comprehension:
-            self._bind_target(node.target, UNKNOWN, getattr(node.target, "lineno", 0), owner)  # type: ignore[attr-defined]
-        elif kind is ast.ExceptHandler:
-            if node.name:  # type: ignore[attr-defined]
-                self._bind(node.name, UNKNOWN, node.lineno, owner)  # type: ignore[attr-defined]
-        elif kind is ast.Global or kind is ast.Nonlocal:
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.AugAssign)):
+            self._bind_target(node.target, UNKNOWN, node.lineno, owner)
+        elif isinstance(node, ast.comprehension):
+            self._bind_target(node.target, UNKNOWN, getattr(node.target, "lineno", 0), owner)
+        elif isinstance(node, ast.ExceptHandler):
+            if node.name:
+                self._bind(node.name, UNKNOWN, node.lineno, owner)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
             here = _key(owner)
-            target = _MODULE if kind is ast.Global else _key(self._enclosing_function(owner))
-            for name in node.names:  # type: ignore[attr-defined]
-                self._declared[(here, name)] = target
+            declaring = _MODULE if isinstance(node, ast.Global) else _key(self._enclosing_function(owner))
+            for name in node.names:
+                self._declared[(here, name)] = declaring
 
     def binding(self, node: ast.Name) -> ast.expr | None:
         """The value ``node`` stands for where it is used: ``UNKNOWN`` when the scope that

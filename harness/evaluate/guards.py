@@ -238,11 +238,11 @@ def _is_write(mode: object, flags: object) -> bool:
 
 
 def _check_path(session: GuardSession, event: str, raw: object, writing: bool) -> None:
-    if isinstance(raw, int) or raw is None:
-        return  # an already-open descriptor: its path was judged when it was opened
+    if not isinstance(raw, (str, bytes, os.PathLike)):
+        return  # an already-open descriptor (its path was judged when it was opened), or no path
     try:
-        text = os.fsdecode(raw)  # type: ignore[arg-type]
-    except TypeError:
+        text = os.fsdecode(raw)
+    except TypeError:  # a PathLike whose __fspath__ gives neither str nor bytes
         return
     absolute = os.path.abspath(text)
     real = os.path.realpath(absolute)
