@@ -20,12 +20,20 @@ import libcst as cst
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, target_names
+from harness.check.words import any_word, last_word
 
 from .lookups import LookupFacts
 from .syntax import Hit, step
 from .targets import TargetInfo, value_names
 
-NLL_WORDS = re.compile(r"nll|loss|bits|nats|neg_?log|logloss|ce\b", re.IGNORECASE)
+# ---- vocabulary (whole words over identifier words, harness/check/words.py) ----------------
+# a per-token loss: ``nll``, ``tok_loss``, ``nbits``, ``neg_log_p``, ``model_ce``
+NLL_WORDS = any_word("*nll*", "*loss*", "*bits", "nats", "neg_?log*", "logloss") | last_word("ces?")
+# the unambiguous per-token names the builtin ``min`` needs (``loss`` alone may be a batch mean)
+_PER_TOKEN = any_word("*nll*", "*bits", "nats", "neg_?log*", "logp*", "*logps?") | last_word("ces?")
+# sanitizers: a best value tracked over time is not a per-token choice
+_TRACKED = any_word("best*", "*best", "running*", "ema*", "lowest*", "record*")
+_HISTORY = _TRACKED | any_word("prev*", "old*", "min_*")
 _NORMALIZERS = {"sum", "logsumexp", "log_softmax", "softmax", "normalize", "nansum"}
 _NORMALIZER_NAMES = re.compile(r"^(z|log_?z|lse|partition\w*|norm\w*|total_mass|row_sum\w*|\w*_sum)$", re.IGNORECASE)
 _MIN_CALLS = {"minimum", "min", "fmin", "amin"}
@@ -65,7 +73,6 @@ def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
 
 _LESS = (cst.LessThan, cst.LessThanEqual)
 _GREATER = (cst.GreaterThan, cst.GreaterThanEqual)
-_TRACKED = re.compile(r"best|running|ema|lowest|record", re.IGNORECASE)
 
 
 def find_min_by_comparison(index: ModuleIndex) -> list[Hit]:
@@ -130,10 +137,6 @@ def _chosen_by(index: ModuleIndex, comparison: cst.Comparison, lesser: cst.CSTNo
         if isinstance(call, cst.Call) and call_tail(call) == "where" and len(call.args) == 3 and call.args[0] is parent:
             return call if index.code(call.args[1].value, 1 << 16) == wanted else None
     return None
-
-
-_PER_TOKEN = re.compile(r"nll|bits|nats|neg_?log|logp|ce\b", re.IGNORECASE)
-_HISTORY = re.compile(r"best|prev|running|ema|old|min_|lowest|record", re.IGNORECASE)
 
 
 def _names_nll(expr: cst.CSTNode, strict: bool) -> bool:
