@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -270,7 +271,16 @@ def test_probe_and_guard_plugins_are_called_and_reported(
         def to_json(self) -> dict:
             return {"causality": {"positions": 4, "max_abs_diff": 0.5, "tolerance": 1e-5}}
 
-    def run_probes(model, tokens, *, seq_len, vocab_size, device, bos_id, document_isolation):  # type: ignore[no-untyped-def]
+    def run_probes(
+        model: torch.nn.Module,
+        tokens: torch.Tensor,
+        *,
+        seq_len: int,
+        vocab_size: int,
+        device: torch.device,
+        bos_id: int,
+        document_isolation: bool | None,
+    ) -> Outcome:
         calls["probes"] = (
             tuple(tokens.shape),
             seq_len,
@@ -283,7 +293,7 @@ def test_probe_and_guard_plugins_are_called_and_reported(
         return Outcome()
 
     @contextlib.contextmanager
-    def guarded(*, allowed_paths, forbidden_paths):  # type: ignore[no-untyped-def]
+    def guarded(*, allowed_paths: list[Path], forbidden_paths: list[Path]) -> Iterator[_Session]:
         calls["guards"] = ([Path(p).name for p in allowed_paths], [Path(p).name for p in forbidden_paths])
         session = _Session()
         yield session
