@@ -24,7 +24,7 @@ from harness.unwrap_ops import (
     decompress_lzma,
     module_constant,
 )
-from harness.unwrap_scope import UNKNOWN, Scope
+from harness.unwrap_scope import Scope
 
 # Evaluating one expression may not nest deeper than this: a 200-level nested expression or a
 # 10,000-piece ``+`` chain must fail cleanly, not exhaust the interpreter's stack.
@@ -206,7 +206,7 @@ class Evaluator:
         if node.id == "__file__":
             return Value(self.file_path)
         bound = self.scope.binding(node)
-        if bound is None or bound is UNKNOWN or node.id in self._resolving:
+        if not isinstance(bound, ast.expr) or node.id in self._resolving:  # unbound, or bound to UNKNOWN
             raise NotLiteral(f"name {node.id} is not bound to a literal")
         self._resolving.add(node.id)
         try:
@@ -312,7 +312,7 @@ class Evaluator:
             if node.id == "__file__":
                 return self.file_path
             bound = self.scope.binding(node)
-            if bound is None or node.id in self._resolving:
+            if not isinstance(bound, ast.expr) or node.id in self._resolving:
                 return None
             self._resolving.add(node.id)
             try:
@@ -365,7 +365,7 @@ class Evaluator:
             return None
         if isinstance(node, ast.Name):
             bound = self.scope.binding(node)
-            return self.read_target(bound, depth + 1) if bound is not None and bound is not node else None
+            return self.read_target(bound, depth + 1) if isinstance(bound, ast.expr) and bound is not node else None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             if node.func.attr in ("decode", "encode"):
                 return self.read_target(node.func.value, depth + 1)

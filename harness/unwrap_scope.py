@@ -17,13 +17,16 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from harness.unknown import UNKNOWN, Unknown
+
 # Nodes that open a scope for the names bound in their body.
 SCOPE_TYPES: frozenset[type] = frozenset({ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef})
 _FUNCTION_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 # A name bound to something the evaluator cannot know (a parameter, a loop variable, an
-# augmented assignment): it shadows literals bound to the same name in outer scopes.
-UNKNOWN: ast.expr = ast.Constant(value=Ellipsis)
+# augmented assignment) is bound to ``UNKNOWN``: it shadows literals bound to the same name in
+# outer scopes.
+Bound = ast.expr | Unknown
 
 _MODULE = 0  # scope key of the module itself
 
@@ -36,7 +39,7 @@ class Scope:
     aliases: dict[str, str] = field(default_factory=dict)
     star_modules: list[str] = field(default_factory=list)
     # (scope key, name) -> (line, value) in walk order; the scope key is id() of the scope node
-    bindings: dict[tuple[int, str], list[tuple[int, ast.expr]]] = field(default_factory=dict)
+    bindings: dict[tuple[int, str], list[tuple[int, Bound]]] = field(default_factory=dict)
     # id(Name) -> the scope node it is used in, for names inside functions or classes only
     name_owners: dict[int, ast.AST] = field(default_factory=dict)
     _enclosing: dict[int, ast.AST | None] = field(default_factory=dict)
@@ -84,7 +87,7 @@ class Scope:
             for name in node.names:
                 self._declared[(here, name)] = declaring
 
-    def binding(self, node: ast.Name) -> ast.expr | None:
+    def binding(self, node: ast.Name) -> Bound | None:
         """The value ``node`` stands for where it is used: ``UNKNOWN`` when the scope that
         binds it binds something else than a value expression, None when nothing binds it
         (a builtin or a module)."""
@@ -121,14 +124,14 @@ class Scope:
             scope = self._enclosing.get(id(scope))
         return scope
 
-    def _bind_target(self, target: ast.AST, value: ast.expr, line: int, owner: ast.AST | None) -> None:
+    def _bind_target(self, target: ast.AST, value: Bound, line: int, owner: ast.AST | None) -> None:
         if isinstance(target, ast.Name):
             self._bind(target.id, value, line, owner)
             return
         for name in _target_names(target):  # unpacking: no single literal per name
             self._bind(name, UNKNOWN, line, owner)
 
-    def _bind(self, name: str, value: ast.expr, line: int, owner: ast.AST | None) -> None:
+    def _bind(self, name: str, value: Bound, line: int, owner: ast.AST | None) -> None:
         key = _key(owner)
         key = self._declared.get((key, name), key)
         self.bindings.setdefault((key, name), []).append((line, value))
@@ -138,7 +141,7 @@ def _key(owner: ast.AST | None) -> int:
     return _MODULE if owner is None else id(owner)
 
 
-def _latest(candidates: list[tuple[int, ast.expr]] | None, line: int) -> ast.expr | None:
+def _latest(candidates: list[tuple[int, Bound]] | None, line: int) -> Bound | None:
     """The last binding above the use, else the last of all (a function reading a module
     constant assigned below it)."""
     if not candidates:

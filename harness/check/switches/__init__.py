@@ -2,6 +2,7 @@
 (``evaluator``) that the data-flow family (``conditions``) and the mechanism detectors
 (``reach``) both read."""
 
-from harness.check.switches.evaluator import UNKNOWN, Evaluation, Evaluator
+from harness.check.switches.evaluator import Evaluation, Evaluator
+from harness.unknown import UNKNOWN
 
 __all__ = ["UNKNOWN", "Evaluation", "Evaluator"]

@@ -19,8 +19,9 @@ import libcst as cst
 from harness.check.flow import names as N
 from harness.check.flow.model import Cond
 from harness.check.parse import ParsedSource
-from harness.check.switches.evaluator import UNKNOWN, Evaluator, Used, reads_env_key_argument
+from harness.check.switches.evaluator import Evaluator, Used, reads_env_key_argument
 from harness.submission import Setting
+from harness.unknown import UNKNOWN
 
 
 @dataclass
@@ -109,23 +110,23 @@ class _BindingCollector:
         stack: list[tuple[cst.CSTNode, bool, str]] = [(module, False, "")]
         while stack:
             node, in_class, function = stack.pop()
-            kind = type(node)
-            if kind is cst.Assign:
-                self._record([t.target for t in node.targets], node.value, in_class)  # type: ignore[attr-defined]
-            elif kind is cst.AnnAssign and node.value is not None:  # type: ignore[attr-defined]
-                self._record([node.target], node.value, in_class)  # type: ignore[attr-defined]
-            elif kind is cst.For or kind is cst.CompFor:
-                self._unknown(node.target)  # type: ignore[attr-defined]
-            elif kind is cst.NamedExpr:
-                self._record([node.target], node.value, False)  # type: ignore[attr-defined]
-            elif kind is cst.Param:
-                self.found.append((node.name.value, None))  # type: ignore[attr-defined]
-            elif _is_expression_type(kind) and kind is not cst.Lambda and not self._binds(node, function):
-                continue
-            if kind is cst.ClassDef:
+            if type(node) is cst.Assign:
+                self._record([t.target for t in node.targets], node.value, in_class)
+            elif type(node) is cst.AnnAssign:
+                if node.value is not None:
+                    self._record([node.target], node.value, in_class)
+            elif type(node) is cst.For or type(node) is cst.CompFor:
+                self._unknown(node.target)
+            elif type(node) is cst.NamedExpr:
+                self._record([node.target], node.value, False)
+            elif type(node) is cst.Param:
+                self.found.append((node.name.value, None))
+            elif type(node) is cst.ClassDef:
                 in_class = True
-            elif kind is cst.FunctionDef:
-                in_class, function = False, node.name.value  # type: ignore[attr-defined]
+            elif type(node) is cst.FunctionDef:
+                in_class, function = False, node.name.value
+            elif _is_expression_type(type(node)) and type(node) is not cst.Lambda and not self._binds(node, function):
+                continue
             stack.extend((child, in_class, function) for child in N.children(node))
 
     def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression, in_class: bool) -> None:
@@ -146,10 +147,9 @@ class _BindingCollector:
         stack = [node]
         while stack:
             current = stack.pop()
-            kind = type(current)
-            if kind is cst.NamedExpr or kind is cst.CompFor:
+            if type(current) is cst.NamedExpr or type(current) is cst.CompFor:
                 binds = True
-            elif kind is cst.Call and function and reads_env_key_argument(current):  # type: ignore[arg-type]
+            elif type(current) is cst.Call and function and reads_env_key_argument(current):
                 self.env_helpers.add(function)
             stack.extend(N.children(current))
         return binds

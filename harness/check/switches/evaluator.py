@@ -20,20 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import libcst as cst
 
 from harness.check.tree.nodes import call_name, call_tail, dotted_name, string_value
 from harness.submission import Setting
+from harness.unknown import UNKNOWN  # "may run" to every caller
 
-
-class _Unknown:
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-
-UNKNOWN = _Unknown()  # a value not decidable statically: "may run" to every caller
 MAX_DEPTH = 12
 ENV_CALLS = frozenset({"os.environ.get", "environ.get", "os.getenv", "getenv"})
 _TRUTHY = frozenset({"1", "true", "yes", "on", "y", "t"})
@@ -114,50 +108,45 @@ class Evaluator:
     def value(self, node: cst.CSTNode, used: list[Used], depth: int = 0) -> object:
         if depth > MAX_DEPTH:
             return UNKNOWN
-        kind = type(node)
-        if kind is cst.Integer:
+        if isinstance(node, (cst.Integer, cst.Float)):
             try:
-                return int(node.value.replace("_", ""), 0)  # type: ignore[attr-defined]
+                text = node.value.replace("_", "")
+                return int(text, 0) if isinstance(node, cst.Integer) else float(text)
             except ValueError:
                 return UNKNOWN
-        if kind is cst.Float:
-            try:
-                return float(node.value.replace("_", ""))  # type: ignore[attr-defined]
-            except ValueError:
-                return UNKNOWN
-        if kind is cst.SimpleString or kind is cst.ConcatenatedString:
-            text = string_value(node)
-            return UNKNOWN if text is None else text
-        if kind is cst.Name or kind is cst.Attribute:
-            return self._name(node, used, depth)  # type: ignore[arg-type]
-        if kind is cst.Call:
-            return self._call(node, used, depth)  # type: ignore[arg-type]
-        if kind is cst.Subscript and (dotted_name(node.value) or "").endswith("environ"):  # type: ignore[attr-defined]
-            element = node.slice[0].slice if node.slice else None  # type: ignore[attr-defined]
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            literal = string_value(node)
+            return UNKNOWN if literal is None else literal
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            return self._name(node, used, depth)
+        if isinstance(node, cst.Call):
+            return self._call(node, used, depth)
+        if isinstance(node, cst.Subscript) and (dotted_name(node.value) or "").endswith("environ"):
+            element = node.slice[0].slice if node.slice else None
             key = self.value(element.value, used, depth + 1) if isinstance(element, cst.Index) else UNKNOWN
             return self._env(key, UNKNOWN, used) if isinstance(key, str) else UNKNOWN
-        if kind is cst.UnaryOperation:
-            return self._unary(node, used, depth)  # type: ignore[arg-type]
-        if kind is cst.BooleanOperation:
-            return self._boolean(node, used, depth)  # type: ignore[arg-type]
-        if kind is cst.Comparison:
-            return self._compare(node, used, depth)  # type: ignore[arg-type]
-        if kind is cst.BinaryOperation:
-            return self._arithmetic(node, used, depth)  # type: ignore[arg-type]
-        if kind is cst.Tuple or kind is cst.List or kind is cst.Set:
-            items = [self.value(e.value, used, depth + 1) for e in node.elements]  # type: ignore[attr-defined]
+        if isinstance(node, cst.UnaryOperation):
+            return self._unary(node, used, depth)
+        if isinstance(node, cst.BooleanOperation):
+            return self._boolean(node, used, depth)
+        if isinstance(node, cst.Comparison):
+            return self._compare(node, used, depth)
+        if isinstance(node, cst.BinaryOperation):
+            return self._arithmetic(node, used, depth)
+        if isinstance(node, (cst.Tuple, cst.List, cst.Set)):
+            items = [self.value(e.value, used, depth + 1) for e in node.elements]
             return UNKNOWN if any(i is UNKNOWN for i in items) else tuple(items)
-        if kind is cst.IfExp:
-            test = self.value(node.test, used, depth + 1)  # type: ignore[attr-defined]
+        if isinstance(node, cst.IfExp):
+            test = self.value(node.test, used, depth + 1)
             if test is UNKNOWN:
                 return UNKNOWN
-            return self.value(node.body if test else node.orelse, used, depth + 1)  # type: ignore[attr-defined]
+            return self.value(node.body if test else node.orelse, used, depth + 1)
         return UNKNOWN
 
     def _name(self, node: cst.Name | cst.Attribute, used: list[Used], depth: int) -> object:
         dotted = dotted_name(node)  # None for ``get_args().ttt``: the view may still know ``ttt``
         if dotted in _CONSTANTS:
-            return _CONSTANTS[dotted]  # type: ignore[index]
+            return _CONSTANTS[dotted]
         if dotted is not None and "." not in dotted and self.scope:
             argument = dict(self.scope[0]).get(dotted)
             if argument is not None:
@@ -167,11 +156,12 @@ class Evaluator:
                 finally:
                     self.scope = saved
         candidates = self.names(node, dotted)
-        if not candidates or any(expr is None for expr in candidates):
+        bound = [expr for expr in candidates if expr is not None]
+        if not bound or len(bound) != len(candidates):
             return UNKNOWN
         saved, self.scope = self.scope, ()  # a binding's expression lives in its own namespace
         try:
-            values = [self.value(expr, used, depth + 1) for expr in candidates]  # type: ignore[arg-type]
+            values = [self.value(expr, used, depth + 1) for expr in bound]
         finally:
             self.scope = saved
         if any(v is UNKNOWN for v in values) or len({repr(v) for v in values}) != 1:
@@ -342,7 +332,7 @@ def convert(kind: str, value: object) -> object:
                 return int(text == "true")
             if kind == "int" and "." in text:
                 return int(float(text))
-        return {"int": int, "float": float, "bool": bool, "str": str}[kind](value)  # type: ignore[operator]
+        return {"int": int, "float": float, "bool": bool, "str": str}[kind](value)
     except (TypeError, ValueError, OverflowError):
         return UNKNOWN
 
@@ -362,15 +352,15 @@ def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
     return next((a.value for a in call.args if a.keyword is not None and a.keyword.value == name), None)
 
 
-_OPERATORS: dict[type, Callable[[object, object], object]] = {
+_OPERATORS: dict[type, Callable[[Any, Any], object]] = {
     cst.Equal: lambda a, b: a == b,
     cst.NotEqual: lambda a, b: a != b,
-    cst.LessThan: lambda a, b: a < b,  # type: ignore[operator]
-    cst.LessThanEqual: lambda a, b: a <= b,  # type: ignore[operator]
-    cst.GreaterThan: lambda a, b: a > b,  # type: ignore[operator]
-    cst.GreaterThanEqual: lambda a, b: a >= b,  # type: ignore[operator]
-    cst.In: lambda a, b: a in b,  # type: ignore[operator]
-    cst.NotIn: lambda a, b: a not in b,  # type: ignore[operator]
+    cst.LessThan: lambda a, b: a < b,
+    cst.LessThanEqual: lambda a, b: a <= b,
+    cst.GreaterThan: lambda a, b: a > b,
+    cst.GreaterThanEqual: lambda a, b: a >= b,
+    cst.In: lambda a, b: a in b,
+    cst.NotIn: lambda a, b: a not in b,
     cst.Is: lambda a, b: a is b,
     cst.IsNot: lambda a, b: a is not b,
 }

@@ -24,11 +24,12 @@ import libcst as cst
 
 from harness.catalog import finding
 from harness.check.mechanisms.syntax import Hit
-from harness.check.switches.evaluator import ENV_CALLS, UNKNOWN, Evaluator, Used, reads_env_key_argument
+from harness.check.switches.evaluator import ENV_CALLS, Evaluator, Used, reads_env_key_argument
 from harness.check.tree.index import ModuleIndex
 from harness.check.tree.nodes import call_name, call_tail, dotted_name, last_identifier, number_value, string_value
 from harness.findings import Finding
 from harness.submission import Setting
+from harness.unknown import UNKNOWN
 
 _MAX_CALL_DEPTH = 4
 State = tuple[bool | None, list[Used]]  # (True on / False off / None unknown, the switches that decided it)
@@ -82,7 +83,7 @@ class Configuration(Evaluator):
             c for c in index.calls if call_name(c) in ENV_CALLS or call_tail(c) in self.env_helpers
         ]
         env_nodes += [s for s in index.subscripts if dotted_name(s.value) in ("os.environ", "environ")]
-        statements: dict[int, cst.CSTNode] = {}
+        statements: dict[int, cst.Assign | cst.AnnAssign] = {}
         for node in env_nodes:
             for ancestor in index.ancestors(node):
                 if isinstance(ancestor, (cst.Assign, cst.AnnAssign)):
@@ -95,12 +96,11 @@ class Configuration(Evaluator):
                 if _is_literal(statement.value) and index.enclosing_function(statement) is None:
                     statements[id(statement)] = statement
         for statement in statements.values():
-            targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else [statement.target]  # type: ignore[attr-defined]
+            targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else [statement.target]
             for target in targets:
                 key = last_identifier(target)
-                if key is not None:
-                    binding = Binding(key.lower(), statement.value, index)  # type: ignore[attr-defined]
-                    self.bindings.setdefault(key.lower(), []).append(binding)
+                if key is not None and statement.value is not None:
+                    self.bindings.setdefault(key.lower(), []).append(Binding(key.lower(), statement.value, index))
 
     def names(self, node: cst.Name | cst.Attribute, dotted: str | None) -> list[cst.BaseExpression | None]:
         key = last_identifier(node)
@@ -153,10 +153,12 @@ class Configuration(Evaluator):
                     return count > 0
         return True
 
-    def _early_exit_guard(self, block: cst.CSTNode, child: cst.CSTNode, used: list[Used]) -> bool | None:
+    def _early_exit_guard(
+        self, block: cst.IndentedBlock | cst.Module, child: cst.CSTNode, used: list[Used]
+    ) -> bool | None:
         """``if not cfg.enabled: return`` before ``child`` in the same block."""
         state: bool | None = True
-        for statement in block.body:  # type: ignore[attr-defined]
+        for statement in block.body:
             if statement is child:
                 break
             if isinstance(statement, cst.If) and statement.orelse is None and _only_exits(statement.body):
