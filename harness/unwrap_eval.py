@@ -141,8 +141,9 @@ class Evaluator:
                 return Value(node.value)
             raise NotLiteral("unsupported constant")
         if isinstance(node, ast.JoinedStr):
-            if all(isinstance(part, ast.Constant) and isinstance(part.value, str) for part in node.values):
-                return Value("".join(part.value for part in node.values))  # type: ignore[attr-defined]
+            parts = [p.value for p in node.values if isinstance(p, ast.Constant) and isinstance(p.value, str)]
+            if len(parts) == len(node.values):
+                return Value("".join(parts))
             raise NotLiteral("f-string with placeholders")
         if isinstance(node, ast.BinOp):
             return self._binary(node, depth)
@@ -166,7 +167,7 @@ class Evaluator:
         if isinstance(node, ast.Dict):
             if any(key is None for key in node.keys):
                 raise NotLiteral("dict unpacking")
-            keys = [self.evaluate(key, depth + 1) for key in node.keys]  # type: ignore[arg-type]
+            keys = [self.evaluate(key, depth + 1) for key in node.keys if key is not None]
             values = [self.evaluate(value, depth + 1) for value in node.values]
             try:
                 return Value({k.data: v.data for k, v in zip(keys, values)}, _merge(keys + values))
@@ -176,17 +177,21 @@ class Evaluator:
             return self._call(node, depth)
         raise NotLiteral(type(node).__name__)
 
+    def _concat(self, a: AnyStr, b: AnyStr) -> AnyStr:
+        if len(a) + len(b) > self.cap:
+            raise DecodeFailure("concatenated literal exceeds the size cap")
+        return a + b
+
     def _binary(self, node: ast.BinOp, depth: int) -> Value:
         left = self.evaluate(node.left, depth + 1)
         right = self.evaluate(node.right, depth + 1)
         steps = left.steps + right.steps
         a, b = left.data, right.data
-        if isinstance(node.op, ast.Add) and (
-            isinstance(a, str) and isinstance(b, str) or isinstance(a, bytes) and isinstance(b, bytes)
-        ):
-            if len(a) + len(b) > self.cap:
-                raise DecodeFailure("concatenated literal exceeds the size cap")
-            return Value(a + b, steps)  # type: ignore[operator]
+        if isinstance(node.op, ast.Add):
+            if isinstance(a, str) and isinstance(b, str):
+                return Value(self._concat(a, b), steps)
+            if isinstance(a, bytes) and isinstance(b, bytes):
+                return Value(self._concat(a, b), steps)
         if isinstance(node.op, ast.BitOr) and type(a) is int and type(b) is int:
             return Value(a | b, steps)
         if type(a) is int and type(b) is int:
