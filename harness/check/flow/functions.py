@@ -311,8 +311,8 @@ class FunctionTable:
                 scope = scope.parent
             if callee in functions:
                 return functions[callee]
-            if callee in module.imported_functions:
-                source_module, name = module.imported_functions[callee]
+            if callee in module.from_imports:
+                source_module, name = module.from_imports[callee]
                 target = self.by_module.get(source_module)
                 if target is not None and target is not module:
                     return self.functions[target].get(name)
@@ -320,8 +320,8 @@ class FunctionTable:
         head, method = parts[0], parts[-1]
         if len(parts) == 2 and head in ("self", "cls") and caller.class_name:
             return classes.get(caller.class_name, {}).get(method)
-        if len(parts) == 2 and head in module.imported_modules:
-            target = self.by_module.get(module.imported_modules[head])
+        if len(parts) == 2 and head in module.module_imports:
+            target = self.by_module.get(module.module_imports[head])
             if target is not None and target is not module:
                 return self.functions[target].get(method)
             return None

@@ -20,26 +20,6 @@ def _module_name(node: cst.CSTNode) -> str:
     return dotted_name(node) or ""
 
 
-def alias_map(index: ModuleIndex) -> dict[str, str]:
-    """Local name → fully qualified name for every import in the module."""
-    aliases: dict[str, str] = {}
-    for statement in index.imports:
-        if isinstance(statement, cst.Import):
-            for alias in statement.names:
-                full = _module_name(alias.name)
-                if alias.asname is not None:
-                    aliases[dotted_name(alias.asname.name) or full] = full
-                else:
-                    aliases[full.split(".", 1)[0]] = full.split(".", 1)[0]
-        elif isinstance(statement, cst.ImportFrom) and not isinstance(statement.names, cst.ImportStar):
-            module = _module_name(statement.module) if statement.module is not None else ""
-            for alias in statement.names:
-                name = _module_name(alias.name)
-                local = dotted_name(alias.asname.name) if alias.asname is not None else name
-                aliases[local or name] = f"{module}.{name}" if module else name
-    return aliases
-
-
 def qualified(name: str, aliases: dict[str, str]) -> str:
     """``ur.urlopen`` with ``import urllib.request as ur`` → ``urllib.request.urlopen``."""
     head, _, rest = name.partition(".")
@@ -135,7 +115,7 @@ def imported_functions(index: ModuleIndex, call: cst.Call) -> list[tuple[ModuleI
     callee = dotted_name(call.func)
     if callee is None:
         return []
-    full = qualified(callee, alias_map(index))
+    full = qualified(callee, index.aliases)
     module, _, function = full.rpartition(".")
     if not module:
         return []

@@ -16,7 +16,7 @@ import libcst as cst
 from harness.check.tree.index import ModuleIndex
 from harness.check.tree.nodes import call_name, strings_in
 
-from .imports import alias_map, qualified, run_at_evaluation
+from .imports import qualified, run_at_evaluation
 from .syntax import Hit, step
 
 NETWORK_CALLS = re.compile(
@@ -53,7 +53,7 @@ def find_network(indexes: list[ModuleIndex]) -> list[Hit]:
     at_eval = run_at_evaluation(indexes)
     hits: list[Hit] = []
     for index in indexes:
-        aliases = alias_map(index)
+        aliases = index.aliases
         runs = id(index) in at_eval
         for call in index.calls:
             what = _network_call(call, aliases)

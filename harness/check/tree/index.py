@@ -42,8 +42,12 @@ class ModuleIndex:
     imports: list[cst.CSTNode] = field(default_factory=list)  # every Import / ImportFrom
     # module-level ``def``s and classes in source order (those under ``if``/``try`` included)
     definitions: list[Definition] = field(default_factory=list)
-    imported_modules: dict[str, str] = field(default_factory=dict)  # module level: alias -> module
-    imported_functions: dict[str, tuple[str, str]] = field(default_factory=dict)  # alias -> (module, name)
+    # every import wherever it sits: local name -> qualified name (``ur`` -> ``urllib.request``)
+    aliases: dict[str, str] = field(default_factory=dict)
+    # module-level imports: ``import helper as h`` (h -> helper), ``from pkg.helper import f as g``
+    # (g -> (helper, f)); what call resolution follows into the submission's other files
+    module_imports: dict[str, str] = field(default_factory=dict)
+    from_imports: dict[str, tuple[str, str]] = field(default_factory=dict)
     # per-node answers detectors compute more than once, keyed (question, id(node)); the nodes
     # live as long as this index's tree, so ids are stable
     memo: dict[tuple[str, int], bool] = field(default_factory=dict)
@@ -171,6 +175,8 @@ def index_module(parsed: ParsedSource) -> ModuleIndex:
     for own in index.own_lists():
         own.sort(key=lambda node: _start(index, node))
         index._keys[id(own)] = [_start(index, node) for node in own]
+    for statement in index.imports:
+        index.aliases.update((local, full) for local, full, _ in _bindings(statement))
     _index_definitions(index, list(parsed.module.body))
     _INDEXES[id(parsed)] = (parsed, index)
     return index
@@ -208,17 +214,30 @@ def _index_definitions(index: ModuleIndex, statements: list[cst.CSTNode]) -> Non
 
 
 def _index_import(index: ModuleIndex, small: cst.BaseSmallStatement) -> None:
-    if isinstance(small, cst.Import):
-        for alias in small.names:
+    for local, full, from_import in _bindings(small):
+        module, _, name = full.rpartition(".")
+        if from_import:
+            index.from_imports[local] = (module.rsplit(".", 1)[-1], name)
+        else:
+            index.module_imports[local] = name
+
+
+def _bindings(statement: cst.CSTNode) -> Iterator[tuple[str, str, bool]]:
+    """The one reader of an import statement: (local name, qualified name, from-import?) for each
+    name it binds. ``import a.b`` binds ``a``; a star import binds nothing we can name."""
+    if isinstance(statement, cst.Import):
+        for alias in statement.names:
             full = dotted_name(alias.name) or ""
-            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else full
-            index.imported_modules[local] = full.rsplit(".", 1)[-1]
-    elif isinstance(small, cst.ImportFrom) and not isinstance(small.names, cst.ImportStar):
-        source = (dotted_name(small.module) or "") if small.module is not None else ""
-        for alias in small.names:
+            if alias.asname is not None:
+                yield dotted_name(alias.asname.name) or full, full, False
+            else:
+                yield full.split(".", 1)[0], full.split(".", 1)[0], False
+    elif isinstance(statement, cst.ImportFrom) and not isinstance(statement.names, cst.ImportStar):
+        module = (dotted_name(statement.module) or "") if statement.module is not None else ""
+        for alias in statement.names:
             name = dotted_name(alias.name) or ""
-            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
-            index.imported_functions[local] = (source.rsplit(".", 1)[-1], name)
+            local = dotted_name(alias.asname.name) if alias.asname is not None else name
+            yield local or name, f"{module}.{name}" if module else name, True
 
 
 def _blocks_of(statement: cst.If | cst.Try) -> list[list[cst.CSTNode]]:
