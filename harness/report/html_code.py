@@ -27,10 +27,10 @@ class Highlighter:
 
     @classmethod
     def create(cls) -> Highlighter:
-        import pygments  # type: ignore[import-untyped]
-        from pygments.formatters import HtmlFormatter  # type: ignore[import-untyped]
-        from pygments.lexers import PythonLexer, TextLexer, get_lexer_for_filename  # type: ignore[import-untyped]
-        from pygments.util import ClassNotFound  # type: ignore[import-untyped]
+        import pygments
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer, TextLexer, get_lexer_for_filename
+        from pygments.util import ClassNotFound
 
         def lexer_for(file_name: str) -> Any:
             if file_name.endswith(".py") or "[decoded#" in file_name:
