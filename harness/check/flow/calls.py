@@ -1,147 +1,99 @@
-"""Expressions and calls for the taint walk: how values become VAL, and what each call does
+"""Expressions and calls in one function walk: how values become VAL, and what each call does
 — a sink (backward, save/compress/quantize, calibration), a source (``load_validation_tokens``),
 a container fill (``append``, ``all_gather``) or a call into the submission's own code, which
-is analysed (memoized) and inlined at the call site.
+is analysed (memoized, through the ``analyze`` the walk hands over) and inlined at the call site.
 
-Why a separate mixin: the statement walk (``taint._Walk``) and the call semantics change for
-different reasons; this half knows the vocabulary of calls, the other the order of statements.
+Why a class apart from the statement walk (``taint``): the two change for different reasons;
+this one knows the vocabulary of calls, the other the order of statements. Both read and
+change the walk's ``Scope``; this one also keeps what only calls need (aliases, the fields a
+constructor filled, statistics hooks).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from harness.check.flow import names as N
 from harness.check.flow.functions import FuncInfo
-from harness.check.flow.loops import Loop
-from harness.check.flow.model import Cond, EffectKind, LoopFrame, Summary, Taint, merge
-from harness.check.parse import ParsedSource
+from harness.check.flow.model import Cond, EffectKind, Summary, Taint, merge
+from harness.check.flow.scope import MAX_FIELD_DEPTH, Scope, call_sites, literal_key
+from harness.check.flow.scores import ScoreSinks
 from harness.findings import Step
 
-if TYPE_CHECKING:
-    from harness.check.flow.taint import Engine
-
-call_sites = itertools.count(1)
-MAX_FIELD_DEPTH = 3  # ``loader.stream.tokens``: how deep an object's VAL fields are followed
+Analyze = Callable[[FuncInfo, dict[str, Taint], dict[str, str]], Summary | None]
 
 
-class CallHandling:
-    """Expression and call half of one function walk (state lives in ``taint._Walk``)."""
+class Calls:
+    """Expression and call taint of one function walk."""
 
-    engine: Engine
-    info: FuncInfo
-    parsed: ParsedSource
-    file: str
-    taint: dict[str, Taint]
-    emit: bool
-    conds: list[Cond]
-    warm_depth: int
-    hooks_active: bool
-    state_reads: list[tuple[int, str]]
-    discard_lines: list[int]
-    instances: dict[str, str]
-    call_parts: dict[int, tuple[Taint | None, ...]]
-    _current_call: cst.Call | None
-    returned: Taint | None
-    aliases: dict[str, FuncInfo]  # ``step = torch.compile(train_step)`` → train_step
-    call_fields: dict[int, dict[str, Taint]]  # id(constructor call) → fields its __init__ made VAL
-    _last_summary: Summary | None
-    _last_carried: tuple[Cond, ...] = ()  # conditions the last inlined call's VAL arguments carried
-    assigned_at: dict[str, int]
-    assigned_within: dict[str, tuple[tuple[Loop, ...], tuple[Cond, ...]]]
-    train_fed: set[str]
-    ahead: set[str]
+    def __init__(self, scope: Scope, scores: ScoreSinks, analyze: Analyze) -> None:
+        self.scope = scope
+        self.scores = scores
+        self.info, self.parsed, self.file = scope.info, scope.parsed, scope.file
+        self.analyze = analyze  # the memoized analysis of a callee under its tainted parameters
+        self.call_parts: dict[int, tuple[Taint | None, ...]] = {}  # id(call) -> per-element result
+        self.aliases: dict[str, FuncInfo] = {}  # ``step = torch.compile(train_step)`` -> train_step
+        self.call_fields: dict[int, dict[str, Taint]] = {}  # id(constructor call) -> fields its __init__ made VAL
+        self.hooks_active = False  # forward hooks accumulating activation statistics are registered
+        self._current_call: cst.Call | None = None
+        self._last_summary: Summary | None = None
+        self._last_carried: tuple[Cond, ...] = ()  # conditions the last inlined call's VAL arguments carried
 
-    # provided by the statement walk (taint._Walk)
-    _code: Callable[[cst.CSTNode], str]
-    _bind: Callable[[cst.CSTNode, Taint | None, cst.CSTNode], None]
-    _taint_name: Callable[[str, Taint, int, str], None]
-    _kill: Callable[[str], None]
-    _is_score_target: Callable[[str], bool]
-    _frames: Callable[[set[str]], tuple[LoopFrame, ...]]
-    _emit: Callable[..., None]
-    _append: Callable[..., None]
-
-    def _lookup(self, dotted: str, node: cst.CSTNode) -> Taint | None:
-        parts = dotted.split(".")
-        for end in range(len(parts), 0, -1):
-            found = self.taint.get(".".join(parts[:end]))
-            if found is not None:
-                return found
-        if N.is_val_name(dotted):
-            return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: {dotted}"),))
-        if len(parts) == 2:
-            class_name = self.instances.get(parts[0], parts[0])
-            fields = self.engine.index.val_class_attrs.get(class_name, {})
-            if parts[1] in fields:
-                return Taint(
-                    (
-                        Step(
-                            self.file,
-                            self.parsed.line_of(node),
-                            f"VAL source: {dotted} (field {class_name}.{parts[1]} holds a validation path)",
-                        ),
-                    )
-                )
-        return None
-
-    def _expr(self, node: cst.CSTNode) -> Taint | None:
-        kind = type(node)
-        if kind is cst.Name or kind is cst.Attribute:
-            dotted = N.dotted_name(node)  # type: ignore[arg-type]
+    def expr(self, node: cst.CSTNode) -> Taint | None:
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            dotted = N.dotted_name(node)
             if dotted is not None:
-                return self._lookup(dotted, node)
-            return self._expr(node.value) if kind is cst.Attribute else None  # type: ignore[attr-defined]
-        if kind is cst.Call:
-            return self._call(node)  # type: ignore[arg-type]
-        if kind is cst.SimpleString or kind is cst.ConcatenatedString:
-            text = N.string_value(node)  # type: ignore[arg-type]
+                return self.scope.lookup(dotted, node)
+            return self.expr(node.value) if isinstance(node, cst.Attribute) else None
+        if isinstance(node, cst.Call):
+            return self._call(node)
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            text = N.string_value(node)
             if text is not None and N.is_val_literal(text):
                 return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
-            if kind is cst.ConcatenatedString:
-                return self._adjacent_literals(node)  # type: ignore[arg-type]
-            return None
-        if kind is cst.Arg:
-            return self._expr(node.value)  # type: ignore[attr-defined]
-        if kind is cst.Yield:
+            return self._adjacent_literals(node) if isinstance(node, cst.ConcatenatedString) else None
+        if isinstance(node, cst.Arg):
+            return self.expr(node.value)
+        if isinstance(node, cst.Yield):
             # a generator of VAL batches hands them to its caller's loop like a return value
-            value = self._expr(node.value) if node.value is not None else None  # type: ignore[attr-defined]
+            value = self.expr(node.value) if node.value is not None else None
             if value is not None:
-                self.returned = merge(self.returned, value)
+                self.scope.returned = merge(self.scope.returned, value)
             return None
-        if kind is cst.Subscript:
-            keyed = literal_key(node)  # type: ignore[arg-type]
+        if isinstance(node, cst.Subscript):
+            keyed = literal_key(node)
             if keyed is not None:
-                return self._lookup(keyed, node)
-        if kind in _OPAQUE:
+                return self.scope.lookup(keyed, node)
+        if isinstance(node, _OPAQUE):
             return None
-        if kind is cst.IfExp:
-            return self._conditional_value(node)  # type: ignore[arg-type]
-        if kind is cst.NamedExpr:
-            value = self._expr(node.value)  # type: ignore[attr-defined]
-            self._bind(node.target, value, node.value)  # type: ignore[attr-defined]
+        if isinstance(node, cst.IfExp):
+            return self._conditional_value(node)
+        if isinstance(node, cst.NamedExpr):
+            value = self.expr(node.value)
+            self.scope.bind(node.target, value, node.value)
             return value
-        if kind in _COMPREHENSIONS:
-            saved = self._enter_comprehension(node.for_in)  # type: ignore[attr-defined]
+        if isinstance(node, (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
+            # a comprehension's targets live in its own scope (Python 3): ``str(x) for x in
+            # stats['docs']`` in a log line must not leave ``x`` holding VAL for the function's
+            # later ``x`` (#1839's bundled quantizer)
+            restore = self.scope.enter_comprehension(_comprehension_targets(node.for_in))
             try:
-                taint = self._comp_for(node.for_in)  # type: ignore[attr-defined]
-                if kind is cst.DictComp:
-                    return merge(taint, merge(self._expr(node.key), self._expr(node.value)))  # type: ignore[attr-defined]
-                return merge(taint, self._expr(node.elt))  # type: ignore[attr-defined]
+                taint = self._comp_for(node.for_in)
+                if isinstance(node, cst.DictComp):
+                    return merge(taint, merge(self.expr(node.key), self.expr(node.value)))
+                return merge(taint, self.expr(node.elt))
             finally:
-                self._leave_comprehension(saved)
+                restore()
         result: Taint | None = None
-        if kind is cst.FormattedString:
-            text = N.string_value(node) or ""  # type: ignore[arg-type]
+        if isinstance(node, cst.FormattedString):
+            text = N.string_value(node) or ""
             if N.is_val_literal(text):
                 result = Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
         for child in N.children(node):
-            result = merge(result, self._expr(child))
+            result = merge(result, self.expr(child))
         return result
 
     def _adjacent_literals(self, node: cst.ConcatenatedString) -> Taint | None:
@@ -149,24 +101,24 @@ class CallHandling:
         them to the right, one level per piece: a short chain is read piece by piece and
         suffix by suffix, recursively; a long one (a shim's payload split over thousands of
         lines) piece by piece in a loop, so it cannot exhaust the recursion limit."""
-        links: list[cst.ConcatenatedString] = []
+        pieces = 0
         current: cst.BaseExpression = node
-        while type(current) is cst.ConcatenatedString and len(links) <= _SHORT_CHAIN:
-            links.append(current)  # type: ignore[arg-type]
-            current = current.right  # type: ignore[attr-defined]
-        if len(links) <= _SHORT_CHAIN:
-            return merge(self._expr(node.left), self._expr(node.right))
+        while isinstance(current, cst.ConcatenatedString) and pieces <= _SHORT_CHAIN:
+            pieces += 1
+            current = current.right
+        if pieces <= _SHORT_CHAIN:
+            return merge(self.expr(node.left), self.expr(node.right))
         result: Taint | None = None
         current = node
-        while type(current) is cst.ConcatenatedString:
-            result = merge(result, self._expr(current.left))  # type: ignore[attr-defined]
-            current = current.right  # type: ignore[attr-defined]
-        return merge(result, self._expr(current))
+        while isinstance(current, cst.ConcatenatedString):
+            result = merge(result, self.expr(current.left))
+            current = current.right
+        return merge(result, self.expr(current))
 
     def _conditional_value(self, node: cst.IfExp) -> Taint | None:
         """``a if test else b`` where only one side is VAL: VAL only when ``test`` says so."""
-        test = self._expr(node.test)
-        body, orelse = self._expr(node.body), self._expr(node.orelse)
+        test = self.expr(node.test)
+        body, orelse = self.expr(node.body), self.expr(node.orelse)
         line = self.parsed.line_of(node)
         if body is not None and orelse is None:
             body = replace(body, conds=body.conds + (Cond(self.parsed, node.test, True, line),))
@@ -174,44 +126,11 @@ class CallHandling:
             orelse = replace(orelse, conds=orelse.conds + (Cond(self.parsed, node.test, False, line),))
         return merge(merge(body, orelse), test)
 
-    def _enter_comprehension(self, comp: cst.CompFor) -> tuple[set[str], dict[str, object]]:
-        """A comprehension's targets live in its own scope (Python 3): ``str(x) for x in
-        stats['docs']`` in a log line must not leave ``x`` holding VAL for the function's later
-        ``x`` (#1839's bundled quantizer). Saves what the function held under those names."""
-        names: set[str] = set()
-        current: cst.CompFor | None = comp
-        while current is not None:
-            names.update(N.assigned_names(current.target))
-            current = current.inner_for_in
-        held = {key: value for key, value in self.taint.items() if key in names or key.split(".", 1)[0] in names}
-        saved: dict[str, object] = {
-            "taint": held,
-            "assigned_at": {n: self.assigned_at[n] for n in names if n in self.assigned_at},
-            "assigned_within": {n: self.assigned_within[n] for n in names if n in self.assigned_within},
-            "train_fed": names & self.train_fed,
-            "ahead": names & self.ahead,
-        }
-        return names, saved
-
-    def _leave_comprehension(self, scope: tuple[set[str], dict[str, object]]) -> None:
-        names, saved = scope
-        for name in names:
-            self._kill(name)
-            self.assigned_at.pop(name, None)
-            self.assigned_within.pop(name, None)
-        self.taint.update(saved["taint"])  # type: ignore[arg-type]
-        self.assigned_at.update(saved["assigned_at"])  # type: ignore[arg-type]
-        self.assigned_within.update(saved["assigned_within"])  # type: ignore[arg-type]
-        self.train_fed.difference_update(names)
-        self.train_fed.update(saved["train_fed"])  # type: ignore[arg-type]
-        self.ahead.difference_update(names)
-        self.ahead.update(saved["ahead"])  # type: ignore[arg-type]
-
     def _comp_for(self, comp: cst.CompFor) -> Taint | None:
-        taint = self._expr(comp.iter)
-        self._bind(comp.target, taint, comp.iter)
+        taint = self.expr(comp.iter)
+        self.scope.bind(comp.target, taint, comp.iter)
         for condition in comp.ifs:
-            self._expr(condition.test)
+            self.expr(condition.test)
         if comp.inner_for_in is not None:
             taint = merge(taint, self._comp_for(comp.inner_for_in))
         return taint
@@ -222,63 +141,58 @@ class CallHandling:
         line = self.parsed.line_of(call)
         receiver: Taint | None = None
         if isinstance(call.func, cst.Attribute):
-            receiver = self._expr(call.func.value)
+            receiver = self.expr(call.func.value)
         elif not isinstance(call.func, cst.Name):
-            receiver = self._expr(call.func)
-        arg_taints = [self._expr(arg.value) for arg in call.args]
+            receiver = self.expr(call.func)
+        arg_taints = [self.expr(arg.value) for arg in call.args]
         args_taint: Taint | None = None
         for taint in arg_taints:
             args_taint = merge(args_taint, taint)
         call_refs = set(N.refs(call))
-        attribute_call = isinstance(call.func, cst.Attribute)
+        owner = call.func.value if isinstance(call.func, cst.Attribute) else None  # of a method call
 
-        if method == "backward" and attribute_call:
-            self._emit(
+        if method == "backward" and owner is not None:
+            self.scope.emit(
                 EffectKind.UPDATE,
                 line,
-                f"{self._short(call)}",
+                f"{self.scope.short(call)}",
                 merge(receiver, args_taint),
-                set(N.refs(call.func.value)),
+                set(N.refs(owner)),
             )
             return None
         if name in ("torch.autograd.grad", "autograd.grad"):
-            self._emit(EffectKind.UPDATE, line, f"{name}(…)", args_taint, call_refs)
+            self.scope.emit(EffectKind.UPDATE, line, f"{name}(…)", args_taint, call_refs)
             return args_taint
-        if (
-            attribute_call
-            and method in N.PARAM_WRITE_METHODS
-            and args_taint is not None
-            and _is_param_like(call.func.value)
-        ):
-            self._emit(EffectKind.UPDATE, line, f"in-place parameter write {self._short(call)}", args_taint, call_refs)
+        if owner is not None and method in N.PARAM_WRITE_METHODS and args_taint is not None and _is_param_like(owner):
+            self.scope.emit(
+                EffectKind.UPDATE, line, f"in-place parameter write {self.scope.short(call)}", args_taint, call_refs
+            )
             return None
         if N.CALIB_CALL.search(method) and args_taint is not None and not args_taint.via_calibration:
-            self._emit(EffectKind.CALIBRATION, line, f"quantization calibration {name}(…)", args_taint, call_refs)
+            self.scope.emit(EffectKind.CALIBRATION, line, f"quantization calibration {name}(…)", args_taint, call_refs)
             if self._is_artifact(call, name, method):
-                self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", None, call_refs)
+                self.scope.emit(EffectKind.ARTIFACT, line, f"{name}(…)", None, call_refs)
             return replace(args_taint, via_calibration=True)
         target = (
             self.aliases.get(name)
             or self._method_of_instance(call)
-            or (self.engine.index.resolve(name, self.info) if name != "<expr>" else None)
+            or (self.scope.index.resolve(name, self.info) if name != "<expr>" else None)
         )
         if target is self.info:
             target = None
         artifact = self._is_artifact(call, name, method)
         if artifact and target is None:
-            self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
+            self.scope.emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
             return args_taint
         if method == "load_state_dict":
-            self.discard_lines.append(line)
+            self.scope.discard_lines.append(line)
         if method in ("state_dict", "deepcopy"):
-            read_from = (
-                call.func.value
-                if attribute_call and method == "state_dict"
-                else (call.args[0].value if call.args else None)
-            )
-            owner = N.dotted_name(read_from) if read_from is not None else None
-            if owner is not None:
-                self.state_reads.append((line, N.root_part(owner)))
+            read_from = owner if owner is not None and method == "state_dict" else None
+            if read_from is None and call.args:
+                read_from = call.args[0].value
+            weights = N.dotted_name(read_from) if read_from is not None else None
+            if weights is not None:
+                self.scope.state_reads.append((line, N.root_part(weights)))
         if method in ("register_forward_hook", "register_forward_pre_hook"):
             self._note_hook(call)
         if target is None and _is_collective_fill(name) and len(call.args) >= 2:
@@ -287,7 +201,7 @@ class CallHandling:
                 rest = merge(rest, taint)
             first = N.dotted_name(call.args[0].value)
             if rest is not None and first is not None:
-                self._taint_name(first, rest, line, f"{first} ← {name}(…)")
+                self.scope.taint_name(first, rest, line, f"{first} ← {name}(…)")
         pairs = list(zip(call.args, arg_taints))
         self._inline_function_arguments(pairs, call_refs, line)
         if target is None and name != "<expr>":
@@ -308,7 +222,7 @@ class CallHandling:
             )
             self._current_call = None
             if artifact:
-                self._emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
+                self.scope.emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
             if N.is_val_loader_call(method) and returned is None:
                 returned = Taint((Step(self.file, line, f"VAL source: {name}(…)"),))
             if (
@@ -320,10 +234,10 @@ class CallHandling:
             ):
                 # ``model.forward_logits(val_rows)`` with Hessian hooks on its layers: the
                 # submission's own forward method feeds the hooks just like ``model(x)`` (#728)
-                self._emit(
+                self.scope.emit(
                     EffectKind.CALIBRATION,
                     line,
-                    f"forward pass `{self._short(call)}` with statistics hooks registered",
+                    f"forward pass `{self.scope.short(call)}` with statistics hooks registered",
                     args_taint,
                     call_refs,
                 )
@@ -331,14 +245,14 @@ class CallHandling:
             return returned
         if N.is_val_loader_call(method):
             return merge(Taint((Step(self.file, line, f"VAL source: {name}(…)"),)), args_taint)
-        if attribute_call and method in N.MUTATOR_METHODS and args_taint is not None:
-            holder = N.dotted_name(call.func.value)
+        if owner is not None and method in N.MUTATOR_METHODS and args_taint is not None:
+            holder = N.dotted_name(owner)
             if holder is not None:
                 if (
                     method in ("add_", "index_add_")
                     or (method in ("append", "extend") and N.SCORE_LIST_NAME.search(N.last_part(holder)))
-                ) and self._is_score_target(holder):
-                    self._emit(
+                ) and self.scores.is_score_target(holder):
+                    self.scope.emit(
                         EffectKind.SCORE,
                         line,
                         f"score accumulated into {holder}",
@@ -346,17 +260,17 @@ class CallHandling:
                         call_refs,
                         produced_from=call_refs - {holder},
                     )
-                self._taint_name(
+                self.scope.taint_name(
                     holder,
                     args_taint,
                     line,
-                    f"{holder}.{method}({self._short(call.args[0].value) if call.args else ''})",
+                    f"{holder}.{method}({self.scope.short(call.args[0].value) if call.args else ''})",
                 )
         if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:
-            self._emit(
+            self.scope.emit(
                 EffectKind.CALIBRATION,
                 line,
-                f"forward pass `{self._short(call)}` with statistics hooks registered",
+                f"forward pass `{self.scope.short(call)}` with statistics hooks registered",
                 args_taint,
                 call_refs,
             )
@@ -369,7 +283,7 @@ class CallHandling:
         """``Trainer(h, model, loader, val_data)``: a submission class. Its ``__init__`` runs with
         the arguments and only the fields it fills with VAL become VAL — the instance as a whole
         does not (a trainer holding val_data for logging still trains on training batches)."""
-        methods = self.engine.index.class_methods(N.last_part(name), self.info) if name[:1].isalpha() else None
+        methods = self.scope.index.class_methods(N.last_part(name), self.info) if name[:1].isalpha() else None
         if methods is None:
             return None
         init = methods.get("__init__")
@@ -380,7 +294,7 @@ class CallHandling:
                 self.call_fields[id(call)] = {
                     name: with_conds(value, self._last_carried) for name, value in summary.self_fields.items()
                 }
-        if N.last_part(name) in self.engine.index.val_data_classes:
+        if N.last_part(name) in self.scope.index.val_data_classes:
             return (
                 Taint(
                     (
@@ -409,7 +323,7 @@ class CallHandling:
         prefix = holder + "."
         return {
             key[len(prefix) :]: value
-            for key, value in self.taint.items()
+            for key, value in self.scope.taint.items()
             if key.startswith(prefix) and key.count(".", len(prefix)) < MAX_FIELD_DEPTH
         }
 
@@ -421,12 +335,12 @@ class CallHandling:
         receiver = call.func.value
         class_name: str | None = None
         if isinstance(receiver, cst.Name):
-            class_name = self.instances.get(receiver.value)
+            class_name = self.scope.instances.get(receiver.value)
         elif isinstance(receiver, cst.Call):
             class_name = N.dotted_name(receiver.func)
         if class_name is None:
             return None
-        methods = self.engine.index.class_methods(class_name, self.info)
+        methods = self.scope.index.class_methods(class_name, self.info)
         return methods.get(call.func.attr.value) if methods else None
 
     def _is_artifact(self, call: cst.Call, name: str, method: str) -> bool:
@@ -434,7 +348,7 @@ class CallHandling:
         if name in ("torch.save", "save_file", "safetensors.torch.save_file") or lowered == "save_file":
             return True
         if lowered in ("compress", "compress_stream") and isinstance(call.func, cst.Attribute):
-            return bool(N.ARTIFACT_COMPRESS_ROOT.search(self._code(call.func.value).lower()))
+            return bool(N.ARTIFACT_COMPRESS_ROOT.search(self.scope.code(call.func.value).lower()))
         # ``deserialize``/``dequantize``/``load_quantized`` read an artifact back, they do not write one
         return bool(N.ARTIFACT_QUANT_CALL.search(lowered)) and not any(w in lowered for w in _READS_BACK)
 
@@ -445,12 +359,12 @@ class CallHandling:
                 self.hooks_active = True
                 continue
             referenced = N.dotted_name(arg.value)
-            function = self.engine.index.resolve(referenced, self.info) if referenced else None
+            function = self.scope.index.resolve(referenced, self.info) if referenced else None
             if function is not None and _accumulates_statistics(function):
                 self.hooks_active = True
             if isinstance(arg.value, cst.Call):
                 factory = N.dotted_name(arg.value.func)
-                made = self.engine.index.resolve(factory, self.info) if factory else None
+                made = self.scope.index.resolve(factory, self.info) if factory else None
                 if made is not None and _accumulates_statistics(made):
                     self.hooks_active = True
 
@@ -463,7 +377,7 @@ class CallHandling:
             referenced = N.dotted_name(arg.value) if arg.keyword is None and not arg.star else None
             if referenced is None:
                 continue
-            function = self.engine.index.resolve(referenced, self.info)
+            function = self.scope.index.resolve(referenced, self.info)
             if function is None or function is self.info:
                 continue
             rest = [(a, t) for a, t in pairs[position + 1 :] if not a.star]
@@ -512,15 +426,15 @@ class CallHandling:
                     # ``collect_hessians(model, calib_loader)`` then ``loader.next_batch()`` (#728)
                     for field_name, field_taint in self._fields_of(dotted).items():
                         seed.setdefault(f"{param}.{field_name}", field_taint)
-                    if dotted in self.instances:
-                        classes[param] = self.instances[dotted]
+                    if dotted in self.scope.instances:
+                        classes[param] = self.scope.instances[dotted]
             if taint is not None and param in target.params:
                 seed[param] = taint.extend(Step(enter.file, enter.line, f"enters {target.display}({param})"))
         if target.parent is not None:
-            for key, value in self.taint.items():
+            for key, value in self.scope.taint.items():
                 if N.root_part(key) not in target.params:
                     seed.setdefault(key, value)
-        summary = self.engine.analyze(target, seed, classes)
+        summary = self.analyze(target, seed, classes)
         self._last_summary = summary
         # a summary is memoized by *which* names are VAL, so conditions carried by this call's
         # values (``pattern`` VAL only when TRAIN_ON_VAL is on) are put back on what it yields
@@ -540,22 +454,22 @@ class CallHandling:
             for _, taint in pairs:
                 result = merge(result, taint)
             return result
-        if self.emit:
+        if self.scope.recording:
             prefix = next(call_sites)
-            frames = self._frames(call_refs | target.free_names)
+            frames = self.scope.frames(call_refs | target.free_names)
             for effect in summary.effects:
                 extra = tuple(c for c in carried if c not in effect.conds) if effect.tainted else ()
                 lifted = replace(
                     effect,
                     loops=frames + tuple(replace(f, uid=(prefix,) + f.uid) for f in effect.loops),
-                    conds=tuple(self.conds) + lift(effect.conds) + extra,
+                    conds=tuple(self.scope.conds) + lift(effect.conds) + extra,
                     functions=(self.info.display,) + effect.functions,
                     function_ids=(self.info.uid,) + effect.function_ids,
                     calls=(Step(self.file, line, f"{target.display}(…)"),) + effect.calls,
                     call_names=(frozenset(call_refs),) + effect.call_names,
-                    warmup=effect.warmup or self.warm_depth > 0,
+                    warmup=effect.warmup or self.scope.warm_depth > 0,
                 )
-                self._append(lifted, line, refs=call_refs)
+                self.scope.append(lifted, line, refs=call_refs)
 
         def out(taint: Taint, step: Step) -> Taint:
             lifted = taint.extend(step)
@@ -565,7 +479,7 @@ class CallHandling:
 
         for param, taint in summary.tainted_params.items():
             if param in arg_names:
-                self._taint_name(
+                self.scope.taint_name(
                     arg_names[param],
                     out(taint, Step(self.file, line, f"filled by {target.display}")),
                     line,
@@ -580,14 +494,11 @@ class CallHandling:
             return out(summary.returned, step)
         return None
 
-    # ------------------------------------------------------------------ effects
-
 
 # Adjacent literals up to this many pieces are read recursively (see _adjacent_literals).
 _SHORT_CHAIN = 100
 _READS_BACK = ("dequant", "deserial", "unpack", "load")
-_OPAQUE = frozenset({cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis})
-_COMPREHENSIONS = frozenset({cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp})
+_OPAQUE = (cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis)
 
 
 _WRAPPERS = frozenset({"compile", "jit", "script", "trace", "checkpoint_wrapper", "no_grad", "inference_mode"})
@@ -602,6 +513,15 @@ def wrapped_function(value: cst.BaseExpression, resolve: Callable[[str], FuncInf
         inner = N.dotted_name(value.args[0].value)
         return resolve(inner) if inner is not None else None
     return None
+
+
+def _comprehension_targets(comp: cst.CompFor) -> set[str]:
+    names: set[str] = set()
+    current: cst.CompFor | None = comp
+    while current is not None:
+        names.update(N.assigned_names(current.target))
+        current = current.inner_for_in
+    return names
 
 
 def _unpassed_defaults(target: FuncInfo, passed: set[str], bound_self: bool) -> list[tuple[str, cst.BaseExpression]]:
@@ -629,18 +549,6 @@ def _shared_conds(taints: list[Taint]) -> tuple[Cond, ...]:
 def with_conds(taint: Taint, conds: tuple[Cond, ...]) -> Taint:
     missing = tuple(c for c in conds if c not in taint.conds)
     return replace(taint, conds=taint.conds + missing) if missing else taint
-
-
-def literal_key(node: cst.Subscript) -> str | None:
-    """``state["val_tokens"]`` → ``state.val_tokens``: literal keys are tracked like fields."""
-    base = N.dotted_name(node.value)
-    if base is None or len(node.slice) != 1:
-        return None
-    index = node.slice[0].slice
-    if not isinstance(index, cst.Index) or not isinstance(index.value, cst.SimpleString):
-        return None
-    key = N.string_value(index.value)
-    return f"{base}.{key}" if key is not None and key.isidentifier() else None
 
 
 def _is_collective_fill(name: str) -> bool:

@@ -1,48 +1,37 @@
 """Score sinks of the taint walk: which bindings and additions accumulate the reported score.
 
-Why a separate mixin: telling a running score (``loss_sum += nll.sum()``, ``chunk_nll[ci] = …``,
-``with no_grad(): nll = model(x, y)``) from look-alikes — a byte/token count, a list of document
+Why a class of its own: telling a running score (``loss_sum += nll.sum()``, ``chunk_nll[ci] =
+…``, ``with no_grad(): nll = model(x, y)``) from look-alikes — a byte/token count, a list of document
 starts, a residual ``x = x + block(x)`` in a forward — is its own vocabulary, and the ordering
-rules (PG101/PG103) are only as good as it. State lives in ``taint._Walk``.
+rules (PG101/PG103) are only as good as it. It reads and records through the walk's ``Scope``.
 """
 
 from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from harness.check.flow import names as N
-from harness.check.flow.calls import literal_key
-from harness.check.flow.functions import FuncInfo
 from harness.check.flow.model import EffectKind, Taint
-
-if TYPE_CHECKING:
-    from harness.check.flow.loops import Loop
-    from harness.check.flow.taint import Engine
+from harness.check.flow.scope import Scope, literal_key
 
 
 class ScoreSinks:
-    """Score half of one function walk (state lives in ``taint._Walk``)."""
+    """Score sinks of one function walk."""
 
-    engine: Engine
-    info: FuncInfo
-    loops: list[Loop]
-    no_grad_depth: int
-    _emit: Callable[..., None]
-    _lookup: Callable[[str, cst.CSTNode], Taint | None]
-    _short: Callable[[cst.CSTNode], str]
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.info = scope.info
 
-    def _score_if_no_grad_forward(
+    def score_if_no_grad_forward(
         self, target: cst.BaseExpression, value_node: cst.BaseExpression, value: Taint | None, line: int
     ) -> None:
         """``with torch.no_grad(): nll = model(x, y)`` on VAL is the scoring half of score-first
         TTT even when the number is accumulated later or by an unrecognisable name."""
         name = N.dotted_name(target)
-        if not self.no_grad_depth or value is None or name is None or not self.loops:
+        if not self.scope.no_grad_depth or value is None or name is None or not self.scope.loops:
             return
         last = N.last_part(name)
         if N.TRAIN_WORD.search(last) or N.DENOMINATOR_NAME.search(last) or not _has_call(value_node):
@@ -53,16 +42,18 @@ class ScoreSinks:
         # ``after = model(x, y, lora=adapter)`` runs the model *here*, after any update since x was
         # sliced; only a reduction of an earlier output (``nll = ptl[...].sum()``) dates back to it
         produced = None if self._runs_model(value_node) else refs
-        self._emit(EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=produced)
+        self.scope.emit(
+            EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=produced
+        )
 
     def _read_outside_logs(self) -> set[str]:
         """``names_read_outside_logs`` of this function's body, once per function."""
-        known = self.engine.read_outside_logs.get(self.info.uid)
+        known = self.scope.memos.read_outside_logs.get(self.info.uid)
         if known is None:
-            known = self.engine.read_outside_logs[self.info.uid] = N.names_read_outside_logs(self.info.body())
+            known = self.scope.memos.read_outside_logs[self.info.uid] = N.names_read_outside_logs(self.info.body())
         return known
 
-    def _counts_only(self, value_node: cst.BaseExpression) -> bool:
+    def counts_only(self, value_node: cst.BaseExpression) -> bool:
         """``bs += lut[tg].double().sum()`` / ``tc += tg.numel()``: VAL reaches the value only as
         the index of a fixed table or through a size, so it counts bytes or tokens and is no
         score — the denominator, whatever a minifier named it (``bs``, ``tc``)."""
@@ -85,7 +76,7 @@ class ScoreSinks:
                 continue
             if isinstance(node, (cst.Name, cst.Attribute)):
                 dotted = N.dotted_name(node)
-                if dotted is not None and self._lookup(dotted, node) is not None:
+                if dotted is not None and self.scope.lookup(dotted, node) is not None:
                     return False
                 if dotted is not None:
                     continue
@@ -93,7 +84,7 @@ class ScoreSinks:
         return found_count
 
     def _tainted_expr(self, node: cst.CSTNode) -> bool:
-        return any(self._lookup(r, node) is not None for r in N.refs(node))
+        return any(self.scope.lookup(r, node) is not None for r in N.refs(node))
 
     def _runs_model(self, value_node: cst.BaseExpression) -> bool:
         """A call through a submission object (``model(…)``, ``m.f(…)``, ``fwd(…)``): not a
@@ -109,13 +100,13 @@ class ScoreSinks:
                         root not in _LIBRARY_ROOTS
                         and not hasattr(builtins, root)
                         and not _LOSS_FUNCTION.search(callee)
-                        and self._lookup(root, node) is None
+                        and self.scope.lookup(root, node) is None
                     ):
                         return True
             stack.extend(N.children(node))
         return False
 
-    def _accumulate_if_self_add(
+    def accumulate_if_self_add(
         self, target: cst.BaseExpression, value_node: cst.BaseExpression, value: Taint | None, line: int
     ) -> None:
         """``loss_sum = loss_sum + nll.sum()`` is the same accumulation as ``+=``."""
@@ -127,10 +118,10 @@ class ScoreSinks:
             and N.last_part(N.callee_name(value_node)) in _CONCATENATIONS
             and name in set(N.refs(value_node))
             and N.SCORE_LIST_NAME.search(N.last_part(name))
-            and self._is_score_target(name)
+            and self.is_score_target(name)
         ):
             # ``all_nll = torch.cat([all_nll, nll])`` grows the per-token score like an append
-            self._emit(
+            self.scope.emit(
                 EffectKind.SCORE,
                 line,
                 f"score accumulated into {name}",
@@ -154,15 +145,15 @@ class ScoreSinks:
         ):
             return  # a list grown by concatenation is a score only when named as one, like ``append``
         if N.contains_matmul(value_node):
-            self._emit(
+            self.scope.emit(
                 EffectKind.CALIBRATION,
                 line,
-                f"activation statistics `{name} = {self._short(value_node)}`",
+                f"activation statistics `{name} = {self.scope.short(value_node)}`",
                 value,
                 set(N.refs(value_node)),
             )
-        elif self._is_score_target(name) and not any(self._reads_itself(name, o) for o in added):
-            self._emit(
+        elif self.is_score_target(name) and not any(self.reads_itself(name, o) for o in added):
+            self.scope.emit(
                 EffectKind.SCORE,
                 line,
                 f"score accumulated into {name}",
@@ -174,12 +165,12 @@ class ScoreSinks:
     def _zero_started(self) -> set[str]:
         """Locals this function starts at zero (``s = 0.0``, ``tot = torch.zeros(3)``): the shape
         of a running total, whatever it is called — unlike ``x = self.tok_emb(ids)``."""
-        known = self.engine.zero_started.get(self.info.uid)
+        known = self.scope.memos.zero_started.get(self.info.uid)
         if known is None:
-            known = self.engine.zero_started[self.info.uid] = _names_started_at_zero(self.info.body())
+            known = self.scope.memos.zero_started[self.info.uid] = _names_started_at_zero(self.info.body())
         return known
 
-    def _reads_itself(self, name: str, added: cst.CSTNode) -> bool:
+    def reads_itself(self, name: str, added: cst.CSTNode) -> bool:
         """``x = x + mlp(norm(x))`` or ``x = x + skip`` with ``skip`` taken from an earlier
         ``x``: the added term is computed from the target itself, a residual update of a hidden
         state in a model's forward, not a running total — an accumulator never feeds its own
@@ -189,7 +180,7 @@ class ScoreSinks:
             return False
         return name in self.info.closure(set(N.refs(added)))
 
-    def _score_if_stored(
+    def score_if_stored(
         self, target: cst.BaseExpression, value_node: cst.BaseExpression, value: Taint | None, line: int
     ) -> None:
         """``chunk_nll[slot] = ptl[0, -n:].detach().sum()``: a per-chunk slot of a score buffer
@@ -201,16 +192,16 @@ class ScoreSinks:
         if (
             holder is None
             or not N.SCORE_LIST_NAME.search(N.last_part(holder))
-            or not self._is_score_target(holder)
-            or self._counts_only(value_node)
+            or not self.is_score_target(holder)
+            or self.counts_only(value_node)
         ):
             return
         refs = set(N.refs(value_node))
         # dated where its losses were computed, unless the model runs right here
         produced = None if self._runs_model(value_node) else refs
-        self._emit(EffectKind.SCORE, line, f"score stored into {holder}[…]", value, refs, produced_from=produced)
+        self.scope.emit(EffectKind.SCORE, line, f"score stored into {holder}[…]", value, refs, produced_from=produced)
 
-    def _is_score_target(self, name: str) -> bool:
+    def is_score_target(self, name: str) -> bool:
         """An accumulator that can become the reported score: returned or logged as val_*,
         a parameter (the caller's accumulator) or an attribute — not a local training log."""
         last = N.last_part(name)
@@ -223,7 +214,7 @@ class ScoreSinks:
             return True
         # a local not named as a score is a running total only when added to in a loop of this
         # function; one addition (``x = x + self.bigram(ids)`` in a forward) combines two values
-        if not self.loops and not N.SCORE_LIST_NAME.search(last) and root not in self._zero_started():
+        if not self.scope.loops and not N.SCORE_LIST_NAME.search(last) and root not in self._zero_started():
             return False
         return name in self.info.flows_out or root in self.info.flows_out
 
