@@ -53,7 +53,7 @@ class Calls:
         if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
             text = N.string_value(node)
             if text is not None and N.is_val_literal(text):
-                return Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
+                return self.scope.source(self.parsed.line_of(node), f"literal {text!r}")
             return self._adjacent_literals(node) if isinstance(node, cst.ConcatenatedString) else None
         if isinstance(node, cst.Arg):
             return self.expr(node.value)
@@ -91,7 +91,7 @@ class Calls:
         if isinstance(node, cst.FormattedString):
             text = N.string_value(node) or ""
             if N.is_val_literal(text):
-                result = Taint((Step(self.file, self.parsed.line_of(node), f"VAL source: literal {text!r}"),))
+                result = self.scope.source(self.parsed.line_of(node), f"literal {text!r}")
         for child in N.children(node):
             result = merge(result, self.expr(child))
         return result
@@ -224,7 +224,7 @@ class Calls:
             if artifact:
                 self.scope.emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
             if N.is_val_loader_call(method) and returned is None:
-                returned = Taint((Step(self.file, line, f"VAL source: {name}(…)"),))
+                returned = self.scope.source(line, f"{name}(…)")
             if (
                 self.hooks_active
                 and bound_self
@@ -244,7 +244,7 @@ class Calls:
                 return replace(returned, via_calibration=True) if returned is not None else None
             return returned
         if N.is_val_loader_call(method):
-            return merge(Taint((Step(self.file, line, f"VAL source: {name}(…)"),)), args_taint)
+            return merge(self.scope.source(line, f"{name}(…)"), args_taint)
         if owner is not None and method in N.MUTATOR_METHODS and args_taint is not None:
             holder = N.dotted_name(owner)
             if holder is not None:
@@ -295,17 +295,7 @@ class Calls:
                     name: with_conds(value, self._last_carried) for name, value in summary.self_fields.items()
                 }
         if N.last_part(name) in self.scope.index.val_data_classes:
-            return (
-                Taint(
-                    (
-                        Step(
-                            self.file,
-                            line,
-                            f"VAL source: {N.last_part(name)}(…) (an instance holding loaded validation data)",
-                        ),
-                    )
-                ),
-            )
+            return (self.scope.source(line, f"{N.last_part(name)}(…) (an instance holding loaded validation data)"),)
         return (None,)
 
     def _receiver_fields(self, call: cst.Call) -> dict[str, Taint]:

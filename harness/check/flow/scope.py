@@ -20,6 +20,7 @@ from harness.check.flow import names as N
 from harness.check.flow.functions import FuncInfo, FunctionTable
 from harness.check.flow.loops import Loop
 from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Taint
+from harness.check.tree.children import walk
 from harness.findings import Step
 
 call_sites = itertools.count(1)  # loop and call-site uids, unique across the walks of a run
@@ -91,14 +92,18 @@ class Scope:
             found = self.taint.get(".".join(parts[:end]))
             if found is not None:
                 return found
-        note = f"VAL source: {dotted}" if N.is_val_name(dotted) else None
-        if note is None and len(parts) == 2:
+        what = dotted if N.is_val_name(dotted) else None
+        if what is None and len(parts) == 2:
             class_name = self.instances.get(parts[0], parts[0])
             if parts[1] in self.index.val_class_attrs.get(class_name, {}):
-                note = f"VAL source: {dotted} (field {class_name}.{parts[1]} holds a validation path)"
-        if note is None:
+                what = f"{dotted} (field {class_name}.{parts[1]} holds a validation path)"
+        if what is None:
             return None
-        return Taint((Step(self.file, self.parsed.line_of(node) if node is not None else 0, note),))
+        return self.source(self.parsed.line_of(node) if node is not None else 0, what)
+
+    def source(self, line: int, what: str) -> Taint:
+        """Validation data entering the walk here: the first step of a path."""
+        return Taint((Step(self.file, line, f"VAL source: {what}"),))
 
     def bind(self, target: cst.CSTNode, value: Taint | None, value_node: cst.CSTNode) -> None:
         line = self.parsed.line_of(target)
@@ -137,19 +142,14 @@ class Scope:
         counters = {target for loop in self.loops for target in loop.targets}
         if not counters:
             return False
-        stack: list[cst.CSTNode] = [value_node]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, cst.Subscript):
-                for element in node.slice:
-                    if (
-                        isinstance(element.slice, cst.Slice)
-                        and element.slice.lower is not None
-                        and _offset_past(element.slice.lower, counters)
-                    ):
-                        return True
-            stack.extend(N.children(node))
-        return False
+        return any(
+            isinstance(element.slice, cst.Slice)
+            and element.slice.lower is not None
+            and _offset_past(element.slice.lower, counters)
+            for node in walk(value_node)
+            if isinstance(node, cst.Subscript)
+            for element in node.slice
+        )
 
     def _reads_training_pipeline(self, value_node: cst.CSTNode) -> bool:
         for ref in N.refs(value_node):
@@ -302,14 +302,12 @@ def _offset_past(bound: cst.BaseExpression, counters: set[str]) -> bool:
     """``(ci + 1) * n``: a slice start one or more chunks past the loop counter's own chunk.
     Only a counter scaled by a chunk size counts: ``val[i + 1 : …]`` is the usual target shift
     of a window starting at token ``i``, not a later chunk."""
-    stack: list[cst.CSTNode] = [bound]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Multiply):
-            if any(_counter_plus_constant(side, counters) for side in (node.left, node.right)):
-                return True
-        stack.extend(N.children(node))
-    return False
+    return any(
+        isinstance(node, cst.BinaryOperation)
+        and isinstance(node.operator, cst.Multiply)
+        and any(_counter_plus_constant(side, counters) for side in (node.left, node.right))
+        for node in walk(bound)
+    )
 
 
 def _counter_plus_constant(node: cst.BaseExpression, counters: set[str]) -> bool:

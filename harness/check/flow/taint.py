@@ -21,6 +21,7 @@ from harness.check.flow.loops import Loop, ends_in_exit, loop_vary, range_call
 from harness.check.flow.model import Cond, Effect, EffectKind, Summary, Taint, merge
 from harness.check.flow.scope import MAX_FIELD_DEPTH, Memos, Scope, call_sites
 from harness.check.flow.scores import ScoreSinks
+from harness.check.tree.children import walk
 from harness.findings import Step
 
 MAX_CALL_DEPTH = 24
@@ -304,15 +305,7 @@ class _Walk:
                         if isinstance(target.target, cst.Name):
                             self.scope.instances[target.target.value] = class_name
                 if class_name in self.scope.index.val_data_classes and value is None:
-                    value = Taint(
-                        (
-                            Step(
-                                self.file,
-                                line,
-                                f"VAL source: {class_name}(…) (an instance holding loaded validation data)",
-                            ),
-                        )
-                    )
+                    value = self.scope.source(line, f"{class_name}(…) (an instance holding loaded validation data)")
             alias = wrapped_function(node.value, lambda n: self.scope.index.resolve(n, self.info))
             if alias is not None and alias is not self.info:
                 for target in node.targets:
@@ -513,15 +506,8 @@ def _names_bound_in(node: cst.If) -> set[str]:
 
 
 def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
-    stack: list[cst.CSTNode] = [block]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, cst.Call):
-            method = N.last_part(N.callee_name(node))
-            if method in N.STATE_SNAPSHOT_CALLS or method == "save":
-                return True
-        stack.extend(N.children(node))
-    return False
+    methods = (N.last_part(N.callee_name(node)) for node in walk(block) if isinstance(node, cst.Call))
+    return any(method in N.STATE_SNAPSHOT_CALLS or method == "save" for method in methods)
 
 
 def _breaks_out(block: cst.BaseSuite) -> bool:
@@ -540,10 +526,7 @@ def _breaks_out(block: cst.BaseSuite) -> bool:
 def _steps_optimizer(loop: cst.For | cst.While) -> bool:
     """The broken loop is a training loop (it calls ``backward()``/``step()`` itself), not an
     evaluation loop that stops at a token budget or on a NaN."""
-    stack: list[cst.CSTNode] = [loop.body]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, cst.Call) and N.last_part(N.callee_name(node)) in ("backward", "step"):
-            return True
-        stack.extend(N.children(node))
-    return False
+    return any(
+        isinstance(node, cst.Call) and N.last_part(N.callee_name(node)) in ("backward", "step")
+        for node in walk(loop.body)
+    )
