@@ -129,6 +129,8 @@ def evaluate(
     adapter_origin: str = "<adapter>",
 ) -> EvalResult:
     """Run the score → log → adapt loop with the model and adapter in this process."""
+    if config.isolate:
+        raise UsageError("evaluate() runs the model in this process; an isolated run goes through run_evaluation")
     contestant = InProcess(model, adapter, adapter_origin)
     return run_score_first(contestant, inputs, config, log_path, dist_ctx, progress)
 
