@@ -143,6 +143,7 @@ def test_eval_page_has_the_verdict_bpb_artifact_findings_and_both_plots(runs: di
     assert html.count('id="curve-running-') == 1 and html.count('id="curve-chunk-') == 1
     assert "causality" in html  # the probes ran and are listed
     assert "No refused attempts." in html  # the guards' refusals (none here)
+    assert f"<b>Isolation:</b> {report['isolation']['mode']} — " in html  # which mode ran
 
 
 def test_report_from_two_logs_overlays_two_curves_on_each_plot(runs: dict[str, Path], tmp_path: Path) -> None:

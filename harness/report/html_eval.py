@@ -56,6 +56,7 @@ def render_eval(report: dict[str, Any] | None, runs: list[Run]) -> str:
         probes=(report or {}).get("probes"),
         guards=(report or {}).get("guards"),
         stopped=(report or {}).get("stopped") or (primary.summary or {}).get("stopped"),
+        isolation=(report or {}).get("isolation"),
         findings=views,
         rules=rule_views(libraries, (str(finding.get("rule", "")) for finding in findings)),
         plots=_plots(libraries, runs),
