@@ -279,6 +279,23 @@ def test_what_the_child_sends_is_never_unpickled(hostile: dict, tmp_path: Path) 
     assert not mark.exists()
 
 
+def test_a_child_that_cannot_start_is_one_line(hostile: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where /dev/shm cannot hold the logits buffer, the spawn fails: one line, exit 5, no traceback."""
+    import multiprocessing.context
+
+    def no_room(self: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", no_room)
+    with pytest.raises(IsolationError) as raised:
+        _evaluate(hostile["data"], hostile["artifact"], tmp_path / "out", True)
+    assert str(raised.value) == (
+        "could not start the submission's process with a 17 MB logits buffer: "
+        "OSError: [Errno 28] No space left on device"
+    )
+    assert raised.value.exit_code == EXIT_SUBMISSION_PROCESS
+
+
 ORPHAN_SCRIPT = """
 import sys, time
 from pathlib import Path

@@ -115,7 +115,14 @@ class Isolated:
         context = multiprocessing.get_context("spawn")
         self._conn, child_end = context.Pipe(duplex=True)
         self._process = context.Process(target=serve, args=(child_end, spec), name="golf-eval-submission", daemon=True)
-        self._process.start()
+        try:
+            self._process.start()
+        except (OSError, RuntimeError) as exc:  # e.g. shared memory too small for the logits buffer
+            megabytes = spec.buffer.numel() * spec.buffer.element_size() / 1e6
+            raise IsolationError(
+                f"could not start the submission's process with a {megabytes:,.0f} MB logits buffer: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
         child_end.close()  # only the child holds its end now: its death reads as end-of-file here
         self._buffer = spec.buffer
         self.findings: list[Finding] = []
