@@ -221,3 +221,22 @@ def test_eval_page_lists_the_guards_refusals_and_a_failed_probe(runs: dict[str, 
         '<td><code>golf_entry.py:12</code></td><td class="num">3</td></tr>'
     ) in html
     assert '<td>causality</td><td class="mono">PG201</td><td>fail</td>' in html and "logit at 3 moved" in html
+
+
+def test_a_code_window_that_starts_on_a_blank_line_keeps_its_line_numbers() -> None:
+    """pygments strips leading blank lines unless told not to: the window around line 5 starts at
+    the blank line 2, and every number must still name the line shown next to it."""
+    from harness.report.html_code import Highlighter
+
+    source = "import os\n\ndef load(pattern):\n    import glob\n    return glob.glob(pattern)\n\nx = 1\n"
+    page = Highlighter.create().excerpt(source, "train_gpt.py", 5)
+    assert page is not None
+    text = re.sub(r"<[^>]+>", "", page)
+    assert text.splitlines()[:6] == [
+        "2",
+        "3def load(pattern):",
+        "4    import glob",
+        "5    return glob.glob(pattern)",
+        "6",
+        "7x = 1",
+    ]

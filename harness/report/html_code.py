@@ -33,12 +33,14 @@ class Highlighter:
         from pygments.util import ClassNotFound
 
         def lexer_for(file_name: str) -> Any:
+            # stripnl=False: pygments drops leading blank lines by default, which would shift
+            # every line number of a window that starts on a blank line
             if file_name.endswith(".py") or "[decoded#" in file_name:
-                return PythonLexer()
+                return PythonLexer(stripnl=False)
             try:
-                return get_lexer_for_filename(file_name)
+                return get_lexer_for_filename(file_name, stripnl=False)
             except ClassNotFound:
-                return TextLexer()
+                return TextLexer(stripnl=False)
 
         return cls(pygments, lexer_for, HtmlFormatter)
 
