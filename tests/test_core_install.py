@@ -85,6 +85,21 @@ def test_core_install_golf_check_fails_an_illegal_shim(core_venv: tuple[Path, di
     assert "torch" not in done.stderr and "Traceback" not in done.stderr
 
 
+def test_core_install_runs_the_pre_commit_hook(core_venv: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """The hook's environment is this install (``language: python``): its entry audits the
+    folder of a staged file and fails the commit."""
+    venv, env = core_venv
+    folder = tmp_path / "records" / "track_10min_16mb" / "2026-04-01_Shim"
+    folder.mkdir(parents=True)
+    (folder / "train_gpt.py").write_text(wrap_lzma_b85(FIXTURE.read_text()))
+    staged = "records/track_10min_16mb/2026-04-01_Shim/train_gpt.py"
+    hook = [str(venv / "bin" / "python"), "-m", "harness.cli.precommit", "--format=json", "--no-cache", staged]
+    done = _run(hook, tmp_path, env)
+    assert done.returncode == 1, done.stderr
+    [submission] = json.loads(done.stdout)["submissions"]
+    assert submission["verdict"] == "fail" and "PG101" in {f["rule"] for f in submission["findings"]}
+
+
 @pytest.mark.parametrize("command", [["golf-eval"], ["golf-eval", "verify", "chunks.jsonl"], ["golf-train"]])
 def test_core_install_eval_commands_name_the_missing_extra(
     core_venv: tuple[Path, dict[str, str]], tmp_path: Path, command: list[str]
