@@ -42,29 +42,8 @@ _VAL_LITERAL = re.compile(r"fineweb_val|(^|[/_\-.*])val(idation)?[_\-.*].*\.bin"
 # ---- propagators: calls whose receiver (first argument for module-level functions) is
 # mutated to hold the arguments: a list that receives VAL chunks is VAL afterwards.
 MUTATOR_METHODS = frozenset(
-    {
-        "append",
-        "extend",
-        "insert",
-        "add",
-        "update",
-        "put",
-        "push",
-        "appendleft",
-        "index_add_",
-        "scatter_add_",
-        "index_copy_",
-        "index_put_",
-        "masked_scatter_",
-        "add_",
-        "copy_",
-        "sub_",
-        "mul_",
-        "lerp_",
-        "addcmul_",
-        "addcdiv_",
-        "set_",
-    }
+    "append extend insert add update put push appendleft index_add_ scatter_add_ index_copy_ index_put_ "
+    "masked_scatter_ add_ copy_ sub_ mul_ lerp_ addcmul_ addcdiv_ set_".split()
 )
 PARAM_WRITE_METHODS = frozenset({"add_", "copy_", "sub_", "mul_", "lerp_", "addcmul_", "addcdiv_"})
 COLLECTIVE_FILL = re.compile(r"^(all_gather\w*|gather\w*|all_to_all\w*|broadcast\w*|scatter)$")
