@@ -13,6 +13,7 @@ EXIT_USAGE = 2  # bad command line or an internal error
 EXIT_BAD_INPUT = 3  # input could not be used: missing data, corrupt shard/artifact, unparsable
 EXIT_MISSING_EXTRA = 4  # an optional feature's libraries are not installed (e.g. golf-harness[report])
 EXIT_SUBMISSION_PROCESS = 5  # golf-eval --isolate: the submission's child process failed or died
+EXIT_NOT_A_REPOSITORY = 6  # golf-check --pull-requests: not run inside a git repository
 
 
 class HarnessError(Exception):

@@ -45,7 +45,7 @@ def default_cache_dir() -> Path:
 
 # Parts of the harness that cannot change an analysis result: reports, the CLI and the
 # evaluation side. Leaving them out keeps the cache warm while those are edited.
-_NOT_ANALYSIS = ("cli", "report", "evaluate", "data")
+_NOT_ANALYSIS = ("cli", "report", "evaluate", "data", "pull_requests")
 
 
 @lru_cache(maxsize=1)
@@ -153,8 +153,12 @@ class CheckCache:
         )
 
     def key_for(self, submission_path: Path) -> str:
-        payload = f"{self._salt}\n{submission_fingerprint(submission_path)}"
-        return hashlib.sha256(payload.encode()).hexdigest()
+        return self.key_for_fingerprint(submission_fingerprint(submission_path))
+
+    def key_for_fingerprint(self, fingerprint: str) -> str:
+        """The key of a submission whose ``submission_fingerprint`` is already known (the
+        backlog audit remembers it per git tree, so a warm run writes no file)."""
+        return hashlib.sha256(f"{self._salt}\n{fingerprint}".encode()).hexdigest()
 
     def _entry_path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +80,11 @@ def audit_submissions(
     jobs: int = DEFAULT_JOBS,
     cache_dir: Path | None = None,
     use_cache: bool = True,
+    on_result: Callable[[], None] | None = None,
 ) -> list[RawResult]:
+    """Audit each submission; ``on_result`` is called once per submission as its result is
+    known (cached or fresh, from the pool's thread), for a progress bar."""
+    done = on_result or (lambda: None)
     results: dict[int, RawResult] = {}
     cache = None
     keys: dict[int, str] = {}
@@ -94,10 +99,11 @@ def audit_submissions(
             hit = cache.get(keys[index])
             if hit is not None:
                 results[index] = RawResult(display_path(path), hit[0], hit[1], from_cache=True)
+                done()
                 continue
         pending.append(index)
     for index, (findings_json, sources, cacheable) in _analyze_all(
-        [submissions[i] for i in pending], pending, options, jobs
+        [submissions[i] for i in pending], pending, options, jobs, done
     ):
         findings = [finding_from_json(item) for item in findings_json]
         results[index] = RawResult(display_path(submissions[index]), findings, sources)
@@ -107,11 +113,15 @@ def audit_submissions(
 
 
 def _analyze_all(
-    paths: list[Path], indices: list[int], options: CheckOptions, jobs: int
+    paths: list[Path], indices: list[int], options: CheckOptions, jobs: int, done: Callable[[], None]
 ) -> list[tuple[int, tuple[list[dict], dict[str, str], bool]]]:
     if len(paths) <= 1 or jobs <= 1:
         # one submission: its rule families share the cores instead (forked, trees shared)
-        return [(index, analyze_one(str(path), options, parallel=jobs > 1)) for index, path in zip(indices, paths)]
+        serial = []
+        for index, path in zip(indices, paths):
+            serial.append((index, analyze_one(str(path), options, parallel=jobs > 1)))
+            done()
+        return serial
     from concurrent.futures import ProcessPoolExecutor  # imported here: a single audit never needs it
     from concurrent.futures.process import BrokenProcessPool
 
@@ -124,6 +134,8 @@ def _analyze_all(
     ordered = sorted(zip(indices, paths), key=lambda item: -_python_bytes(item[1]))
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
         futures = [(index, path, pool.submit(analyze_one, str(path), options)) for index, path in ordered]
+        for _index, _path, future in futures:
+            future.add_done_callback(lambda _future: done())
         for index, path, future in futures:
             try:
                 outcomes.append((index, future.result()))

@@ -6,11 +6,13 @@ imported only when the chosen action needs them, so ``--explain`` or a single-fi
 fast. Nothing on this path imports torch.
 
 Exit codes: 0 no submission fails (pass/review), 1 at least one fails, 3 none fails but at
-least one could not be analyzed, 2 usage or internal error.
+least one could not be analyzed, 2 usage or internal error, 6 ``--pull-requests`` outside a git
+repository.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import re
@@ -33,7 +35,7 @@ from harness.gate import select_changed
 
 if TYPE_CHECKING:
     from harness.check.context import CheckOptions
-    from harness.check.runner import RawResult
+    from harness.check.runner import RawResult, ReviewFilters
     from harness.report.model import CheckReport
 
 PROGRAM = "golf-check"
@@ -76,6 +78,20 @@ def build_parser() -> OneLineArgumentParser:
     )
     parser.add_argument(
         "--changed", metavar="BASE...HEAD", help="audit only the submission folders this git diff touches"
+    )
+    parser.add_argument(
+        "--pull-requests",
+        nargs="?",
+        const="refs/pull/*/head",
+        metavar="REF_GLOB",
+        help="audit every pull request of this clone (refs matching REF_GLOB, default refs/pull/*/head): "
+        "the submission folders each changes against its merge base with the default branch",
+    )
+    parser.add_argument(
+        "--sort",
+        choices=("score", "pr", "verdict"),
+        default="score",
+        help="--pull-requests row order: best claimed val_bpb first (default), PR number, or verdict",
     )
     parser.add_argument(
         "--frontier",
@@ -125,7 +141,9 @@ def _run(argv: list[str]) -> int:
         raise UsageError("--jobs must be at least 1")
     if args.changed and args.paths:
         raise UsageError("give either PATH… or --changed, not both")
-    if not args.changed and not args.paths:
+    if args.pull_requests and (args.changed or args.paths):
+        raise UsageError("--pull-requests audits the clone's pull refs: give no PATH… or --changed with it")
+    if not args.changed and not args.paths and not args.pull_requests:
         raise UsageError("no PATH given (see --help)")
     if args.frontier is not None and not args.frontier.is_file():
         raise UsageError(f"--frontier {args.frontier}: no such file")
@@ -139,6 +157,11 @@ def _run(argv: list[str]) -> int:
     from harness.check.runner import ReviewFilters, audit, finalize
 
     options = CheckOptions(frontier=args.frontier)
+    filters = ReviewFilters(
+        select=select, ignore=ignore, allowlist=allowlist, fail_on_warning=args.fail_on == "warning"
+    )
+    if args.pull_requests:
+        return _run_backlog(args, options, filters)
     if args.changed:
         raw_results = _audit_changed(args.changed, options, args.jobs, not args.no_cache)
     else:
@@ -151,12 +174,26 @@ def _run(argv: list[str]) -> int:
                 "no submission found (a folder with a README, submission.json, a training log or "
                 "Python code, or a .py file) under " + ", ".join(str(path) for path in args.paths)
             )
-    filters = ReviewFilters(
-        select=select, ignore=ignore, allowlist=allowlist, fail_on_warning=args.fail_on == "warning"
-    )
     report = finalize(raw_results, filters, harness.__version__)
     write_output(_render(report, args.format, to_terminal=args.output is None), args.output)
     return _exit_code([result.verdict for result in report.submissions])
+
+
+def _run_backlog(args: argparse.Namespace, options: CheckOptions, filters: ReviewFilters) -> int:
+    """``--pull-requests``: one row per pull request and folder (harness/pull_requests/)."""
+    from harness.pull_requests.cli import run_backlog
+
+    return run_backlog(
+        Path.cwd(),
+        args.pull_requests,
+        options,
+        filters,
+        output_format=args.format,
+        output=args.output,
+        order=args.sort,
+        jobs=args.jobs,
+        use_cache=not args.no_cache,
+    )
 
 
 def _checked_patterns(option: str, raw: str | None) -> tuple[str, ...]:

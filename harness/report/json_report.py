@@ -18,7 +18,7 @@ def report_dict(report: CheckReport) -> dict:
     return {
         "schema": REPORT_SCHEMA,
         "tool_version": report.tool_version,
-        "submissions": [_submission(result) for result in report.submissions],
+        "submissions": [submission_dict(result) for result in report.submissions],
         "summary": {"submissions": len(report.submissions), **report.verdict_counts()},
     }
 
@@ -27,7 +27,7 @@ def render(report: CheckReport) -> str:
     return json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n"
 
 
-def _submission(result: SubmissionResult) -> dict:
+def submission_dict(result: SubmissionResult) -> dict:
     findings = [finding.to_json() for finding in result.findings]
     findings.extend(_allowlisted(entry) for entry in result.allowlisted)
     return {"path": result.path, "verdict": result.verdict.value, "findings": findings}

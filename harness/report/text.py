@@ -18,7 +18,7 @@ from rich.text import Text
 from harness.findings import Finding, Severity, Verdict
 from harness.report.model import CheckReport, SubmissionResult
 
-_VERDICT_STYLES = {
+VERDICT_STYLES = {
     Verdict.PASS: "bold white on green",
     Verdict.REVIEW: "bold black on yellow",
     Verdict.FAIL: "bold white on red",
@@ -54,7 +54,7 @@ def render(report: CheckReport, color: bool = False, width: int = 100) -> str:
 
 def _print_submission(console: Console, result: SubmissionResult) -> None:
     header = Text()
-    header.append(f" {result.verdict.value.upper()} ", style=_VERDICT_STYLES[result.verdict])
+    header.append(f" {result.verdict.value.upper()} ", style=VERDICT_STYLES[result.verdict])
     header.append(f" {result.path}", style="bold")
     console.print(header)
     if not result.findings and not result.allowlisted:
@@ -114,7 +114,7 @@ def _summary_table(report: CheckReport) -> Table:
     for result in report.submissions:
         table.add_row(
             Text(result.path),
-            Text(result.verdict.value, style=_VERDICT_STYLES[result.verdict]),
+            Text(result.verdict.value, style=VERDICT_STYLES[result.verdict]),
             str(result.count(Severity.ERROR)),
             str(result.count(Severity.WARNING)),
             str(result.count(Severity.INFO)),
