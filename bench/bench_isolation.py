@@ -84,10 +84,12 @@ def main() -> None:
     for isolate, name in ((False, "in-process"), (True, "isolated  ")):
         best = min(range(args.repeats), key=lambda index: walls[isolate][index])
         timing = reports[isolate][best]["timing"]
+        parts = ("load_s", "probes_s", "score_s", "adapt_s", "audit_s")
+        other = timing["total_s"] - sum(timing[part] for part in parts)  # reading the data, hashing the inputs
         print(
-            f"{name} evaluation   : {walls[isolate][best]:8.3f} s  (load {timing['load_s']:.3f} s, score "
-            f"{timing['score_s']:.3f} s, adapt {timing['adapt_s']:.3f} s, audit {timing['audit_s']:.3f} s); "
-            f"val_bpb {reports[isolate][best]['val_bpb']:.10f}"
+            f"{name} evaluation   : {walls[isolate][best]:8.3f} s  ("
+            + ", ".join(f"{part[:-2]} {timing[part]:.3f}" for part in parts)
+            + f", other {other:.3f} s); val_bpb {reports[isolate][best]['val_bpb']:.10f}"
         )
     loops = {
         isolate: min(r["timing"]["score_s"] + r["timing"]["adapt_s"] + r["timing"]["audit_s"] for r in reports[isolate])
