@@ -168,3 +168,24 @@ def test_not_a_git_repository_is_one_line_and_its_own_exit_code(tmp_path: Path, 
     assert main(["--pull-requests"]) == EXIT_NOT_A_REPOSITORY
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not inside a git repository" in err
+
+
+def test_html_page_has_the_rows_and_the_cited_rule_pages(repo: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("jinja2")
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("GOLF_HARNESS_CACHE", str(tmp_path / "cache"))
+    page = tmp_path / "backlog.html"
+    assert main(["--pull-requests", "--format", "html", "--output", str(page), "--jobs", "1"]) == 1
+    html = page.read_text(encoding="utf-8")
+    assert "golf-check backlog" in html
+    assert '<span class="badge verdict-fail">FAIL</span>' in html
+    assert '<a href="#rule-PG101">PG101</a>' in html and 'id="rule-PG101"' in html
+    assert "<code>records/track_10min_16mb/legal</code>" in html
+    assert html.index("records/track_10min_16mb/illegal") < html.index("records/track_10min_16mb/legal")
+
+
+def test_sarif_is_refused_with_pull_requests(repo: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(repo)
+    assert main(["--pull-requests", "--format", "sarif"]) == 2
+    assert "--pull-requests prints" in capsys.readouterr().err
