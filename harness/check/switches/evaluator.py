@@ -187,16 +187,10 @@ class Evaluator:
         name = call_name(node)
         args = [a.value for a in node.args if a.keyword is None and not a.star]
         if name in ENV_CALLS or name.endswith((".environ.get", ".getenv")):
-            key = self.value(args[0], used, depth + 1) if args else UNKNOWN
-            if not isinstance(key, str):
-                return UNKNOWN
-            default = _keyword(node, "default") if len(args) < 2 else args[1]
-            return self._env(key, None if default is None else self.value(default, used, depth + 1), used)
+            return self._env_call(node, args, self.value(args[0], used, depth + 1) if args else UNKNOWN, used, depth)
         if name in ("int", "float", "bool", "str") and len(args) == 1:
             return convert(name, self.value(args[0], used, depth + 1))
-        if (
-            name == "getattr" and len(args) >= 2
-        ):  # ``getattr(args, "artifact_ngram", False)`` is ``args.artifact_ngram``
+        if name == "getattr" and len(args) >= 2:  # ``getattr(args, "ngram", False)`` is ``args.ngram``
             attr = string_value(args[1])
             if attr is None or not attr.isidentifier():
                 return UNKNOWN
@@ -210,13 +204,18 @@ class Evaluator:
             return self._helper(helper, node, used, depth)
         tail = call_tail(node)
         if tail in self.env_helpers:  # ``_env_flag("X", 0)`` whose body is more than one line
-            key = string_value(args[0]) if args else None
-            if key is None:
-                return UNKNOWN
-            default = _keyword(node, "default") if len(args) < 2 else args[1]
-            raw = self._env(key, None if default is None else self.value(default, used, depth + 1), used)
+            raw = self._env_call(node, args, string_value(args[0]) if args else None, used, depth)
             return UNKNOWN if raw is UNKNOWN else _convert_by_helper_name(tail, raw)
         return UNKNOWN
+
+    def _env_call(
+        self, call: cst.Call, args: list[cst.BaseExpression], key: object, used: list[Used], depth: int
+    ) -> object:
+        """``os.environ.get(key, default)`` and the helpers shaped like it; no default is None."""
+        if not isinstance(key, str):
+            return UNKNOWN
+        default = _keyword(call, "default") if len(args) < 2 else args[1]
+        return self._env(key, None if default is None else self.value(default, used, depth + 1), used)
 
     def _helper(self, helper: Helper, call: cst.Call, used: list[Used], depth: int) -> object:
         """``_eb("TTT_LEGAL")`` with ``def _eb(k, d="0"): return bool(int(os.environ.get(k, d)))``:

@@ -37,9 +37,8 @@ State = tuple[bool | None, list[Used]]  # (True on / False off / None unknown, t
 
 @dataclass(frozen=True)
 class Binding:
-    """``key`` (lower-cased last identifier) is bound to ``expr`` in ``index``."""
+    """A setting-bearing name is bound to ``expr`` in ``index``."""
 
-    key: str
     expr: cst.BaseExpression
     index: ModuleIndex
 
@@ -100,7 +99,7 @@ class Configuration(Evaluator):
             for target in targets:
                 key = last_identifier(target)
                 if key is not None and statement.value is not None:
-                    self.bindings.setdefault(key.lower(), []).append(Binding(key.lower(), statement.value, index))
+                    self.bindings.setdefault(key.lower(), []).append(Binding(statement.value, index))
 
     def names(self, node: cst.Name | cst.Attribute, dotted: str | None) -> list[cst.BaseExpression | None]:
         key = last_identifier(node)
