@@ -6,6 +6,7 @@ loop frames, conditions, effects), ``taint`` (the ordered statement walk) over `
 one function's walk knows: bindings, loops, conditions, effects so far), with ``calls`` (what
 each expression and call does: sink, source, container fill, or a submission function inlined
 at the call site) and ``scores`` (which bindings accumulate the reported score), ``ordering``
-(the rules over the resulting effect timeline) and ``switches`` (which code the documented
-configuration runs). None of it imports torch or executes submission code.
+(the rules over the resulting effect timeline); which code the documented configuration runs
+is asked of ``harness/check/switches/``, shared with the mechanism detectors. None of it imports
+torch or executes submission code.
 """
