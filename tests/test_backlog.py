@@ -162,6 +162,22 @@ def test_missing_merge_base_is_a_row(repo: Path, tmp_path: Path) -> None:
     assert row.verdict is Verdict.ERROR and "no merge base" in row.message
 
 
+def test_a_merged_pull_request_is_compared_with_the_branch_it_was_merged_into(repo: Path, tmp_path: Path) -> None:
+    _pull(repo, 8, lambda: _submission(repo, "records/track_10min_16mb/merged_later", ILLEGAL, 1.1))
+    _git(repo, "merge", "-q", "--no-ff", "-m", "merge pr 8", "pr8")
+    _backlog, report = _rows(repo, tmp_path / "cache")
+    row = next(row for row in report.rows if row.number == 8)
+    assert row.folder == "records/track_10min_16mb/merged_later" and row.verdict is Verdict.FAIL
+
+
+def test_a_ref_to_an_annotated_tag_reads_the_commit_it_names(repo: Path, tmp_path: Path) -> None:
+    _git(repo, "tag", "-a", "-m", "tagged", "v1", "refs/pull/2/head")
+    _git(repo, "update-ref", "refs/pull/9/head", _git(repo, "rev-parse", "v1"))
+    _backlog, report = _rows(repo, tmp_path / "cache")
+    row = next(row for row in report.rows if row.number == 9)
+    assert row.commit == _git(repo, "rev-parse", "refs/pull/2/head") and row.verdict is Verdict.FAIL
+
+
 def test_not_a_git_repository_is_one_line_and_its_own_exit_code(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))

@@ -125,12 +125,27 @@ class ObjectReader:
 
     def read(self, name: str, expected: str, limit: int = 64 << 20) -> bytes:
         """The whole object; one larger than ``limit`` is drained and refused."""
+        kind, data = self._read_any(name, limit)
+        if kind != expected:
+            raise MissingObject(f"{name} is a {kind}, not a {expected}")
+        return data
+
+    def _read_any(self, name: str, limit: int) -> tuple[str, bytes]:
         kind, size = self._request(name)
         sink = _Capped(limit)
         self._drain(size, sink)
-        if kind != expected or sink.over:
-            raise MissingObject(f"{name} is a {kind} of {size} bytes, not a {expected} to read")
-        return bytes(sink.data)
+        if sink.over:
+            raise MissingObject(f"{name} is a {kind} of {size} bytes, more than is read")
+        return kind, bytes(sink.data)
+
+    def peel(self, oid: str) -> str:
+        """The commit an annotated tag points to (through tags of tags); other objects as given."""
+        for _depth in range(8):
+            kind, data = self._read_any(oid, 1 << 20)
+            if kind != "tag":
+                return oid
+            oid = data.split(b"\n", 1)[0].removeprefix(b"object ").decode()
+        raise MissingObject(f"{oid}: tags nested too deeply")
 
     def _drain(self, size: int, target: IO[bytes] | _Capped) -> bytes:
         """Copy the waiting object to ``target``; returns its first 8000 bytes."""

@@ -53,9 +53,9 @@ def list_refs(repo: Path, ref_glob: str) -> list[tuple[str, str]]:
     if not ref_glob.startswith("refs/"):
         raise UsageError(f"--pull-requests expects a ref glob such as {DEFAULT_REF_GLOB}, got '{ref_glob}'")
     result = run_git(repo, "for-each-ref", "--format=%(refname)%00%(objectname)", ref_glob)
-    refs = [tuple(line.split("\0", 1)) for line in result.stdout.splitlines() if "\0" in line]
+    refs = [(name, oid) for name, _, oid in (line.partition("\0") for line in result.stdout.splitlines())]
     refs += [(name, "") for name in _BROKEN_REF.findall(result.stderr)]
-    return sorted(((name, oid) for name, oid in refs), key=lambda item: _ref_order(item[0]))
+    return sorted(refs, key=lambda item: _ref_order(item[0]))
 
 
 def _ref_order(ref: str) -> tuple[int, str]:
@@ -79,8 +79,16 @@ class Selector:
         if not resolved:
             raise HarnessError(f"the default branch {base} does not resolve to a commit")
         self.base = resolved
-        history = run_git(repo, "rev-list", self.base).stdout.split()
-        self.base_history = set(history)
+        self.base_history: set[str] = set()
+        self.first_parents: dict[str, str] = {}  # the default branch's own line: commit → first parent
+        self.merged_tips: dict[str, str] = {}  # a merged branch's tip → the first parent of its merge
+        self.base_history.update(run_git(repo, "rev-list", self.base).stdout.split())
+        for line in run_git(repo, "rev-list", "--first-parent", "--parents", self.base).stdout.splitlines():
+            commit, *parents = line.split()
+            if parents:
+                self.first_parents[commit] = parents[0]
+            for tip in parents[1:]:
+                self.merged_tips.setdefault(tip, parents[0])
 
     def read(self, ref: str, oid: str) -> PullRequest:
         pull = PullRequest(ref=ref, commit=oid, number=pull_request_number(ref))
@@ -88,6 +96,7 @@ class Selector:
             pull.problem = "the ref is broken (it names no object); fetch the pull refs again"
             return pull
         try:
+            oid = pull.commit = self.objects.peel(oid)
             head = self.objects.commit(oid)
         except MissingObject:
             pull.problem = f"the ref no longer resolves: commit {oid[:12]} is not in the repository"
@@ -104,7 +113,16 @@ class Selector:
 
     def merge_base(self, head: str) -> str | None:
         """Walk back from ``head`` until the default branch's history; one meeting point is the
-        merge base, several are settled by ``git merge-base``, none means history is missing."""
+        merge base, several are settled by ``git merge-base``, none means history is missing.
+
+        A pull request already merged is compared with what the default branch was when it
+        was merged (its merge commit's first parent), as its pull request page showed it; one
+        fast-forwarded onto the default branch's own line with its parent (one commit assumed)."""
+        if head in self.merged_tips:
+            answer = run_git(self.repo, "merge-base", self.merged_tips[head], head, check=False).stdout.strip()
+            return answer or None
+        if head in self.first_parents:
+            return self.first_parents[head]
         if head in self.base_history:
             return head
         met: list[str] = []
