@@ -178,6 +178,17 @@ def test_a_ref_to_an_annotated_tag_reads_the_commit_it_names(repo: Path, tmp_pat
     assert row.commit == _git(repo, "rev-parse", "refs/pull/2/head") and row.verdict is Verdict.FAIL
 
 
+def test_a_shallow_clone_without_the_merge_base_gives_rows_not_a_stop(repo: Path, tmp_path: Path) -> None:
+    (repo / "README.md").write_text("main moved on\n")
+    _git(repo, "commit", "-q", "-am", "main moves on")
+    shallow = tmp_path / "shallow"
+    _git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(shallow))
+    _git(shallow, "fetch", "-q", "--depth", "1", "origin", "+refs/pull/1/head:refs/pull/1/head")
+    _backlog, report = _rows(shallow, tmp_path / "cache")
+    assert [(row.number, row.verdict) for row in report.rows] == [(1, Verdict.ERROR)]
+    assert "no merge base" in report.rows[0].message and "shallow" in report.rows[0].message
+
+
 def test_not_a_git_repository_is_one_line_and_its_own_exit_code(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
