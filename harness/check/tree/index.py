@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import weakref
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import libcst as cst
 
 from harness.check.parse import ParsedSource
-from harness.check.tree.children import node_memo
+from harness.check.tree.children import children, node_memo
 from harness.check.tree.nodes import dotted_name
 
 Definition = cst.FunctionDef | cst.ClassDef
@@ -177,7 +177,7 @@ def index_module(parsed: ParsedSource) -> ModuleIndex:
         index._keys[id(own)] = [_start(index, node) for node in own]
     for statement in index.imports:
         index.aliases.update((local, full) for local, full, _ in _bindings(statement))
-    _index_definitions(index, list(parsed.module.body))
+    _index_definitions(index, parsed.module.body)
     _INDEXES[id(parsed)] = (parsed, index)
     return index
 
@@ -199,18 +199,21 @@ def _start(index: ModuleIndex, node: cst.CSTNode) -> int:
     return where[0] if where is not None else -1
 
 
-def _index_definitions(index: ModuleIndex, statements: list[cst.CSTNode]) -> None:
-    """Module-level defs, classes and imports; ``try: import helper except ImportError: …``
-    and guarded defs still define names, so ``if``/``try`` blocks are read too."""
+# compound statements whose blocks still run at module level (``try: import helper except
+# ImportError: …``, guarded defs); loops and ``with`` blocks are not read
+_BLOCKS = (cst.If, cst.Else, cst.Try, cst.ExceptHandler, cst.Finally, cst.IndentedBlock)
+
+
+def _index_definitions(index: ModuleIndex, statements: Sequence[cst.CSTNode]) -> None:
+    """Module-level defs, classes and imports, those under ``if``/``try`` included."""
     for statement in statements:
         if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
             index.definitions.append(statement)
         elif isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
                 _index_import(index, small)
-        elif isinstance(statement, (cst.If, cst.Try)):
-            for block in _blocks_of(statement):
-                _index_definitions(index, block)
+        elif isinstance(statement, _BLOCKS):
+            _index_definitions(index, children(statement))
 
 
 def _index_import(index: ModuleIndex, small: cst.BaseSmallStatement) -> None:
@@ -238,25 +241,6 @@ def _bindings(statement: cst.CSTNode) -> Iterator[tuple[str, str, bool]]:
             name = dotted_name(alias.name) or ""
             local = dotted_name(alias.asname.name) if alias.asname is not None else name
             yield local or name, f"{module}.{name}" if module else name, True
-
-
-def _blocks_of(statement: cst.If | cst.Try) -> list[list[cst.CSTNode]]:
-    blocks: list[list[cst.CSTNode]] = []
-    if isinstance(statement, cst.If):
-        blocks.append(list(statement.body.body))
-        if statement.orelse is not None:
-            if isinstance(statement.orelse, cst.If):
-                blocks.extend(_blocks_of(statement.orelse))
-            else:
-                blocks.append(list(statement.orelse.body.body))
-    else:
-        blocks.append(list(statement.body.body))
-        blocks.extend(list(handler.body.body) for handler in statement.handlers)
-        if statement.orelse is not None:
-            blocks.append(list(statement.orelse.body.body))
-        if statement.finalbody is not None:
-            blocks.append(list(statement.finalbody.body.body))
-    return blocks
 
 
 def nodes_within(index_nodes: list[Any], container: cst.CSTNode, index: ModuleIndex) -> list[Any]:

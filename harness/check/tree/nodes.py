@@ -54,20 +54,6 @@ def call_tail(call: cst.Call) -> str:
     return call_name(call).rsplit(".", 1)[-1]
 
 
-def identifiers(expr: cst.CSTNode) -> set[str]:
-    """Every Name identifier and every dotted Name/Attribute chain inside ``expr``."""
-    found: set[str] = set()
-    for node in walk(expr):
-        if isinstance(node, cst.Name):
-            found.add(node.value)
-        elif isinstance(node, cst.Attribute):
-            dotted = dotted_name(node)
-            if dotted is not None:
-                found.add(dotted)
-            found.add(node.attr.value)
-    return found
-
-
 def literal_text(node: cst.SimpleString) -> str | None:
     """The value of a string literal, or None when hostile bytes make it unevaluable.
 
