@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import libcst as cst
+import pytest
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from harness.check.context import CheckOptions
@@ -116,3 +117,23 @@ def test_a_backslash_continuing_a_statement_is_left_alone() -> None:
     parsed = _parse(text)
     assigns = [node for node in parsed.nodes if isinstance(node, cst.Assign)]
     assert [parsed.line_of(node) for node in assigns] == [1, 3]
+
+
+def test_keywords_glued_to_brackets_by_a_minifier_parse() -> None:
+    """Wild #1858 is minified: ``a or(b if c else d)`` is Python, and libcst's node validation
+    refuses it ("at least one space around boolean operator"). A space goes between each
+    such keyword and the token it touches; every statement keeps its line."""
+    text = (
+        "import os\n"
+        "def f(pid, lut):\n"
+        "\tfirst=pid<0 or(bool(lut[pid])if 0<=pid<len(lut)else True)\n"
+        "\treturn first and'x'in os.environ or(1if pid else 2)\n"
+        "flag = os.environ.get('F')\n"
+    )
+    with pytest.raises(cst.CSTValidationError):
+        cst.parse_module(text)
+    parsed = _parse(text)
+    statements = [node for node in parsed.nodes if isinstance(node, (cst.Assign, cst.Return))]
+    assert [parsed.line_of(node) for node in statements] == [3, 4, 5]
+    assert parsed.code_of(statements[2].value) == "os.environ.get('F')"
+    assert parsed.flat_code(statements[0]).startswith("first=pid<0 or (bool(lut[pid]) if 0<=pid<len(lut) else True)")

@@ -205,7 +205,7 @@ def parse_source(source: SourceFile) -> ParsedSource:
     try:
         try:
             module = parse_libcst(text)
-        except cst.ParserSyntaxError:
+        except (cst.ParserSyntaxError, cst.CSTValidationError):  # valid Python that libcst refuses
             text = _libcst_compatible(text) or text
             if text is source.text:
                 raise

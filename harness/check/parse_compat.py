@@ -1,8 +1,9 @@
 """Valid Python that libcst's parser refuses, rewritten so that libcst accepts it.
 
-Why: golf-check must never call ordinary Python an ``error``. libcst's parser refuses three
-things CPython accepts, and each is rewritten keeping every line where it was (the third, a
-line holding only a backslash before a statement, is described at its function):
+Why: golf-check must never call ordinary Python an ``error``. libcst refuses four things
+CPython accepts, and each is rewritten keeping every line where it was (the last two, a line
+holding only a backslash before a statement and a keyword glued to a bracket, are described
+at their functions):
 
 - an annotated assignment whose target is parenthesized, ``(x): int = 0`` (CPython's own
   grammar and typing tests use it; found by ``bench/stdlib_run.py``): the parentheses become
@@ -39,6 +40,7 @@ def libcst_compatible(text: str, tree: ast.Module) -> str | None:
     for node in ast.walk(tree):
         if type(node) is ast.AnnAssign and not node.simple:
             changed |= _unparenthesize_target(lines, node)
+    changed |= _space_glued_keywords(lines, tree)
     changed |= _group_long_literal_chains(lines)
     changed |= _drop_lone_continuations(lines, tree)
     return "".join(lines) if changed else None
@@ -63,6 +65,46 @@ def _drop_lone_continuations(lines: list[str], tree: ast.Module) -> bool:
         for index, line in zip(lone, before):
             lines[index] = line
     return same
+
+
+# Keywords that libcst's node validation wants apart from a neighbouring token.
+_KEYWORDS = frozenset({"and", "or", "not", "in", "is", "if", "else"})
+
+
+def _space_glued_keywords(lines: list[str], tree: ast.Module) -> bool:
+    """Minified code glues keywords to brackets, quotes and numbers, ``a or(b if c else d)``
+    (wild #1858), which Python reads as written and libcst's node validation refuses ("at
+    least one space around boolean operator"). A space goes between each such keyword and a
+    token it touches; kept only when CPython reads the same program either way."""
+    insertions: list[tuple[int, int]] = []  # (line index, column)
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO("".join(lines)).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    for previous, token in zip(tokens, tokens[1:]):
+        if previous.end != token.start:
+            continue
+        if (_is_keyword(previous) and token.type in _GLUED) or (_is_keyword(token) and previous.type in _GLUED):
+            insertions.append((token.start[0] - 1, token.start[1]))
+    if not insertions:
+        return False
+    before = list(lines)
+    for line, column in sorted(insertions, reverse=True):  # right to left on each line
+        lines[line] = lines[line][:column] + " " + lines[line][column:]
+    try:
+        same = ast.dump(ast.parse("".join(lines))) == ast.dump(tree)
+    except (SyntaxError, ValueError):
+        same = False
+    if not same:
+        lines[:] = before
+    return same
+
+
+_GLUED = (tokenize.OP, tokenize.STRING, tokenize.NUMBER)  # not indentation or line ends
+
+
+def _is_keyword(token: tokenize.TokenInfo) -> bool:
+    return token.type == tokenize.NAME and token.string in _KEYWORDS
 
 
 def _group_long_literal_chains(lines: list[str]) -> bool:
