@@ -11,14 +11,14 @@ import pytest
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from harness.check.context import CheckOptions
-from harness.check.parse import parse_source
+from harness.check.parse import ParsedSource, parse_source
 from harness.check.positions import TRIVIA
 from harness.check.runner import analyze_one
 from harness.submission import SourceFile
 from tests.shims import wrap_split_literal
 
 
-def _parse(text: str):  # noqa: ANN202 - ParsedSource
+def _parse(text: str) -> ParsedSource:
     return parse_source(SourceFile("t.py", Path("t.py"), text))
 
 
@@ -135,5 +135,6 @@ def test_keywords_glued_to_brackets_by_a_minifier_parse() -> None:
     parsed = _parse(text)
     statements = [node for node in parsed.nodes if isinstance(node, (cst.Assign, cst.Return))]
     assert [parsed.line_of(node) for node in statements] == [3, 4, 5]
-    assert parsed.code_of(statements[2].value) == "os.environ.get('F')"
+    last = statements[2]
+    assert isinstance(last, cst.Assign) and parsed.code_of(last.value) == "os.environ.get('F')"
     assert parsed.flat_code(statements[0]).startswith("first=pid<0 or (bool(lut[pid]) if 0<=pid<len(lut) else True)")
