@@ -132,6 +132,24 @@ def test_a_crashing_family_is_a_pg000_error_beside_the_others(
     assert {rule for rule, _, _ in found} == {"PG000", "PG902"}  # the marker family still ran
 
 
+def test_the_folder_family_runs_after_the_others_and_only_for_a_folder(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+
+    def folder_family(ctx: CheckContext) -> list[Finding]:
+        seen.append(sorted(f.rule for f in ctx.findings_so_far))
+        return []
+
+    folder_row = engine.Family("folder", folder_family, folder_only=True, reads_findings=True)
+    monkeypatch.setattr(engine, "FAMILIES", (folder_row, engine.FAMILIES[0]))  # listed first, runs last
+    folder = _submission("warn", REVIEW_CODE)
+    _json([str(folder / "train_gpt.py"), "--no-cache"], capsys)
+    assert seen == []  # a single .py file has no README, logs or submission.json
+    _json([str(folder), "--no-cache"], capsys)
+    assert seen == [["PG902", "PG902"]]  # the marker family's findings, one per marked line
+
+
 def test_tree_exit_code_fail_beats_error_beats_pass(capsys: pytest.CaptureFixture[str]) -> None:
     _submission("ok", PASS_CODE)
     _submission("broken", BROKEN_CODE)
