@@ -38,7 +38,6 @@ class Calls:
         self.aliases: dict[str, FuncInfo] = {}  # ``step = torch.compile(train_step)`` -> train_step
         self.call_fields: dict[int, dict[str, Taint]] = {}  # id(constructor call) -> fields its __init__ made VAL
         self.hooks_active = False  # forward hooks accumulating activation statistics are registered
-        self._current_call: cst.Call | None = None
         self._last_summary: Summary | None = None
         self._last_carried: tuple[Cond, ...] = ()  # conditions the last inlined call's VAL arguments carried
 
@@ -210,17 +209,8 @@ class Calls:
                 return constructed[0]
         if target is not None:
             bound_self = isinstance(call.func, cst.Attribute) and target.class_name is not None
-            self._current_call = call
-            returned = self._inline(
-                target,
-                pairs,
-                bound_self,
-                receiver,
-                call_refs,
-                line,
-                receiver_fields=self._receiver_fields(call) if bound_self else None,
-            )
-            self._current_call = None
+            fields = self._receiver_fields(call) if bound_self else None
+            returned = self._inline(target, pairs, bound_self, receiver, call_refs, line, fields, call)
             if artifact:
                 self.scope.emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
             if N.is_val_loader_call(method) and returned is None:
@@ -234,13 +224,7 @@ class Calls:
             ):
                 # ``model.forward_logits(val_rows)`` with Hessian hooks on its layers: the
                 # submission's own forward method feeds the hooks just like ``model(x)`` (#728)
-                self.scope.emit(
-                    EffectKind.CALIBRATION,
-                    line,
-                    f"forward pass `{self.scope.short(call)}` with statistics hooks registered",
-                    args_taint,
-                    call_refs,
-                )
+                self._hooked_forward(call, args_taint, call_refs, line)
                 return replace(returned, via_calibration=True) if returned is not None else None
             return returned
         if N.is_val_loader_call(method):
@@ -267,15 +251,14 @@ class Calls:
                     f"{holder}.{method}({self.scope.short(call.args[0].value) if call.args else ''})",
                 )
         if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:
-            self.scope.emit(
-                EffectKind.CALIBRATION,
-                line,
-                f"forward pass `{self.scope.short(call)}` with statistics hooks registered",
-                args_taint,
-                call_refs,
-            )
+            self._hooked_forward(call, args_taint, call_refs, line)
             return replace(args_taint, via_calibration=True)
         return merge(receiver, args_taint)
+
+    def _hooked_forward(self, call: cst.Call, args_taint: Taint, call_refs: set[str], line: int) -> None:
+        """A forward pass while statistics hooks are registered: its inputs calibrate."""
+        note = f"forward pass `{self.scope.short(call)}` with statistics hooks registered"
+        self.scope.emit(EffectKind.CALIBRATION, line, note, args_taint, call_refs)
 
     def _construct(
         self, call: cst.Call, name: str, pairs: list[tuple[cst.Arg, Taint | None]], call_refs: set[str], line: int
@@ -382,7 +365,10 @@ class Calls:
         call_refs: set[str],
         line: int,
         receiver_fields: dict[str, Taint] | None = None,
+        call: cst.Call | None = None,
     ) -> Taint | None:
+        """The effects of ``target`` called here, and what the call returns. ``call``: the call
+        expression when its per-element result can be unpacked (``train, val = load()``)."""
         params = list(target.params)
         seed: dict[str, Taint] = {}
         classes: dict[str, str] = {}
@@ -476,8 +462,8 @@ class Calls:
                     f"{arg_names[param]} filled by {target.display}",
                 )
         step = Step(self.file, line, f"result of {target.display}(…)")
-        if summary.returned_parts is not None and self._current_call is not None:
-            self.call_parts[id(self._current_call)] = tuple(
+        if summary.returned_parts is not None and call is not None:
+            self.call_parts[id(call)] = tuple(
                 out(part, step) if part is not None else None for part in summary.returned_parts
             )
         if summary.returned is not None:
