@@ -47,13 +47,14 @@ def _remember(text: str, outcome: ast.Module | BaseException) -> None:
 
 
 def remember_module(text: str, module: object) -> None:
-    """Keep the libcst module parsed from ``text`` for ``recent_module``."""
+    """Keep what the parse layer parsed from ``text`` (its libcst module, with what it needs
+    to know about it) for ``recent_module``."""
     _RECENT_MODULES.append((text, module))
     del _RECENT_MODULES[:-_RECENT_MODULES_LIMIT]
 
 
 def recent_module(text: str) -> object | None:
-    """The libcst module of this very ``str`` object, if it was parsed lately."""
+    """What ``remember_module`` kept for this very ``str`` object, if it was parsed lately."""
     for known, module in _RECENT_MODULES:
         if known is text:
             return module

@@ -11,9 +11,10 @@ import pytest
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from harness.check.context import CheckOptions
-from harness.check.parse import ParsedSource, parse_source
+from harness.check.parse import ParsedSource, parse_libcst, parse_source
 from harness.check.positions import TRIVIA
 from harness.check.runner import analyze_one
+from harness.python_ast import forget_trees
 from harness.submission import SourceFile
 from tests.shims import wrap_split_literal
 
@@ -121,8 +122,8 @@ def test_a_backslash_continuing_a_statement_is_left_alone() -> None:
 
 def test_keywords_glued_to_brackets_by_a_minifier_parse() -> None:
     """Wild #1858 is minified: ``a or(b if c else d)`` is Python, and libcst's node validation
-    refuses it ("at least one space around boolean operator"). A space goes between each
-    such keyword and the token it touches; every statement keeps its line."""
+    refuses it ("at least one space around boolean operator"). libcst parses it with a space
+    between each such keyword and the token it touches; positions and code are the text's."""
     text = (
         "import os\n"
         "def f(pid, lut):\n"
@@ -137,4 +138,27 @@ def test_keywords_glued_to_brackets_by_a_minifier_parse() -> None:
     assert [parsed.line_of(node) for node in statements] == [3, 4, 5]
     last = statements[2]
     assert isinstance(last, cst.Assign) and parsed.code_of(last.value) == "os.environ.get('F')"
-    assert parsed.flat_code(statements[0]).startswith("first=pid<0 or (bool(lut[pid]) if 0<=pid<len(lut) else True)")
+    assert parsed.flat_code(statements[0]) == "first=pid<0 or(bool(lut[pid])if 0<=pid<len(lut)else True)"
+
+
+def test_a_312_payload_libcst_validation_refuses_is_parsed_spaced_with_its_own_positions() -> None:
+    """A payload of #1850 is 3.12 syntax (``ast`` on 3.11 refuses it) and minified
+    (``sum((a)-(b)for ...)``, refused by libcst's node validation). It is parsed with spaces
+    added, and positions and code stay those of the text itself, after the spaces too."""
+    text = (
+        'd = {"k": 1}\nlabel = f"{d["k"]}"\n'
+        "total = sum((a)-(b)for a, b in [(1, 2)]) or(1if d else 2)\n"
+        "flag = os.environ.get('F'); other = [x for x in(d)if(x)]\n"
+    )
+    with pytest.raises(cst.CSTValidationError):
+        cst.parse_module(text)
+    module = parse_libcst(text, remember=True)  # as the unwrapper parses a decoded payload
+    parsed = _parse(text)
+    assert parsed.module is module
+    assigns = [node for node in parsed.nodes if isinstance(node, cst.Assign)]
+    assert [parsed.line_of(node) for node in assigns] == [1, 2, 3, 4, 4]
+    last = assigns[4]
+    assert parsed.positions[last].start == (4, text.splitlines()[3].index("other"))
+    assert parsed.code_of(assigns[3].value) == "os.environ.get('F')"
+    assert parsed.code_of(last.value) == "[x for x in(d)if(x)]"  # the text's own code, unspaced
+    forget_trees()

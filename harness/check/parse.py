@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import libcst as cst
 
-from harness.check.parse_compat import libcst_compatible
+from harness.check.parse_compat import libcst_compatible, space_glued_keywords
 from harness.check.positions import Positions, tree_layout
 from harness.python_ast import parse_python, recent_module, remember_module
 from harness.submission import SourceFile
@@ -179,23 +179,45 @@ def _precheck(source: SourceFile) -> None:
         )
 
 
-def parse_libcst(text: str, *, remember: bool = False) -> cst.Module:
-    """``cst.parse_module``, reusing the module of this very text when the unwrapper already
-    parsed it (a decoded payload in 3.12 syntax); ``remember`` keeps the result for that.
+def _parse_module(text: str) -> tuple[cst.Module, list[int]]:
+    """``cst.parse_module(text)``, or the unwrapper's module of this very text, and the
+    offsets in ``text`` of the spaces added for libcst's node validation: a module it refuses
+    (valid minified Python, ``parse_compat.space_glued_keywords``) is parsed again spaced.
     Raises what libcst raises."""
-    module = recent_module(text)
-    if isinstance(module, cst.Module):
-        return module
-    module = cst.parse_module(text)
+    remembered = recent_module(text)
+    if isinstance(remembered, tuple) and isinstance(remembered[0], cst.Module):
+        return remembered[0], list(remembered[1])
+    try:
+        return cst.parse_module(text), []
+    except cst.CSTValidationError:
+        spaced = space_glued_keywords(text, _python_tree(text))
+        if spaced is None:
+            raise
+        return cst.parse_module(spaced[0]), spaced[1]
+
+
+def parse_libcst(text: str, *, remember: bool = False) -> cst.Module:
+    """``_parse_module``'s module; ``remember`` keeps it for the parse layer (the unwrapper
+    parses a decoded payload in 3.12 syntax, and the parse layer would parse it again)."""
+    parsed = _parse_module(text)
     if remember:
-        remember_module(text, module)
-    return module
+        remember_module(text, parsed)
+    return parsed[0]
+
+
+def _python_tree(text: str) -> ast.Module | None:
+    try:
+        return parse_python(text)
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+        return None
 
 
 def positions_of(module: cst.Module, text: str) -> tuple[Positions, list[cst.CSTNode]]:
     """Syntactic positions of every node of ``module`` parsed from ``text`` (the same pass as
     ``parse_source``), and the nodes in pre-order."""
-    layout = tree_layout(module, text)
+    remembered = recent_module(text)
+    spaces = remembered[1] if isinstance(remembered, tuple) and remembered[0] is module else []
+    layout = tree_layout(module, text, spaces)
     return layout.positions, layout.nodes
 
 
@@ -204,17 +226,17 @@ def parse_source(source: SourceFile) -> ParsedSource:
     text = source.text
     try:
         try:
-            module = parse_libcst(text)
+            module, spaces = _parse_module(text)
         except (cst.ParserSyntaxError, cst.CSTValidationError):  # valid Python that libcst refuses
             text = _libcst_compatible(text) or text
             if text is source.text:
                 raise
-            module = cst.parse_module(text)
+            module, spaces = cst.parse_module(text), []
     except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError, ValueError, MemoryError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParseFailure(f"cannot parse {source.display_name}: {first_line}") from None
     try:
-        layout = tree_layout(module, text)
+        layout = tree_layout(module, text, spaces)
     except RecursionError:
         raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
     return ParsedSource(
@@ -231,8 +253,5 @@ def parse_source(source: SourceFile) -> ParsedSource:
 def _libcst_compatible(text: str) -> str | None:
     """The source rewritten where libcst's grammar refuses valid Python (``parse_compat``),
     when CPython's ``ast`` accepts it; None otherwise."""
-    try:
-        tree = parse_python(text)
-    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
-        return None
-    return libcst_compatible(text, tree)
+    tree = _python_tree(text)
+    return None if tree is None else libcst_compatible(text, tree)

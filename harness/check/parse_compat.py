@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import io
+import keyword
 import re
 import tokenize
 
@@ -67,15 +68,30 @@ def _drop_lone_continuations(lines: list[str], tree: ast.Module) -> bool:
     return same
 
 
-# Keywords that libcst's node validation wants apart from a neighbouring token.
-_KEYWORDS = frozenset({"and", "or", "not", "in", "is", "if", "else"})
+def space_glued_keywords(text: str, tree: ast.Module | None) -> tuple[str, list[int]] | None:
+    """``text`` with a space between each keyword and a bracket, quote or number it touches
+    (``_space_glued_keywords``) and the offsets in ``text`` where one went, or None when there
+    is none. ``tree``: CPython's reading of ``text``, or None for 3.12 syntax that ``ast`` on
+    3.11 refuses (a decoded payload), where the spaces are kept unchecked: a space between two
+    tokens changes no program."""
+    lines = _LINE.findall(text)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    inserted: list[tuple[int, int]] = []
+    if not _space_glued_keywords(lines, tree, inserted):
+        return None
+    return "".join(lines), sorted(starts[line] + column for line, column in inserted)
 
 
-def _space_glued_keywords(lines: list[str], tree: ast.Module) -> bool:
-    """Minified code glues keywords to brackets, quotes and numbers, ``a or(b if c else d)``
-    (wild #1858), which Python reads as written and libcst's node validation refuses ("at
-    least one space around boolean operator"). A space goes between each such keyword and a
-    token it touches; kept only when CPython reads the same program either way."""
+def _space_glued_keywords(
+    lines: list[str], tree: ast.Module | None, inserted: list[tuple[int, int]] | None = None
+) -> bool:
+    """Minified code glues keywords to brackets, quotes and numbers: ``a or(b if c else d)``
+    (wild #1858), ``sum((a)-(b)for x in y)`` (a payload of #1850). Python reads them as
+    written; libcst's node validation refuses them ("at least one space around boolean
+    operator", "before 'for' keyword"). A space goes between each keyword and a token it
+    touches; kept only when CPython reads the same program either way."""
     insertions: list[tuple[int, int]] = []  # (line index, column)
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO("".join(lines)).readline))
@@ -91,6 +107,10 @@ def _space_glued_keywords(lines: list[str], tree: ast.Module) -> bool:
     before = list(lines)
     for line, column in sorted(insertions, reverse=True):  # right to left on each line
         lines[line] = lines[line][:column] + " " + lines[line][column:]
+    if inserted is not None:
+        inserted.extend(insertions)
+    if tree is None:
+        return True
     try:
         same = ast.dump(ast.parse("".join(lines))) == ast.dump(tree)
     except (SyntaxError, ValueError):
@@ -104,7 +124,7 @@ _GLUED = (tokenize.OP, tokenize.STRING, tokenize.NUMBER)  # not indentation or l
 
 
 def _is_keyword(token: tokenize.TokenInfo) -> bool:
-    return token.type == tokenize.NAME and token.string in _KEYWORDS
+    return token.type == tokenize.NAME and keyword.iskeyword(token.string)
 
 
 def _group_long_literal_chains(lines: list[str]) -> bool:

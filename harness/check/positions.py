@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 import sys
-from bisect import bisect_right
-from collections.abc import Callable
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, TypeVar
 
 import libcst as cst
@@ -295,8 +295,9 @@ def _matches_public_api() -> bool:
 _layout: Callable[[cst.Module, str], TreeLayout] | None = None
 
 
-def tree_layout(module: cst.Module, text: str) -> TreeLayout:
-    """Positions, pre-order nodes, parents and extents of ``module`` parsed from ``text``.
+def tree_layout(module: cst.Module, text: str, spaces: Sequence[int] = ()) -> TreeLayout:
+    """Positions, pre-order nodes, parents and extents of ``module`` parsed from ``text``, or
+    from ``text`` with a space added at each offset of ``spaces`` (positions still in ``text``).
     Raises RecursionError for a tree too deep even with the raised limit."""
     global _layout
     if _layout is None:
@@ -309,7 +310,18 @@ def tree_layout(module: cst.Module, text: str) -> TreeLayout:
                 "fast positions pass was checked against; using libcst's public position API (slower)",
                 file=sys.stderr,
             )
-    return _layout(module, text)
+    if not spaces:
+        return _layout(module, text)
+    pieces = [text[start:end] for start, end in zip((0, *spaces), (*spaces, len(text)))]
+    layout = _layout(module, " ".join(pieces))
+    marks = [offset + index for index, offset in enumerate(spaces)]  # the spaces in the parsed text
+
+    def back(offsets: tuple[int, int]) -> tuple[int, int]:
+        return offsets[0] - bisect_left(marks, offsets[0]), offsets[1] - bisect_left(marks, offsets[1])
+
+    positions = {key: back(offsets) for key, offsets in layout.positions._offsets.items()}
+    extents = {key: back(offsets) for key, offsets in layout.extents.items()}
+    return TreeLayout(Positions(positions, _line_starts(text)), layout.nodes, layout.parents, extents)
 
 
 def _libcst_version() -> str:
