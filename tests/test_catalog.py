@@ -170,11 +170,12 @@ def test_finding_takes_its_severity_from_the_page() -> None:
 
 def test_no_emit_site_states_a_severity() -> None:
     """Severities come from the rule pages: a ``Severity.X`` at an emit site under
-    harness/check would let a finding carry one its page does not declare."""
-    check = Path(__file__).parent.parent / "harness" / "check"
+    harness/check (golf-check) or harness/evaluate (golf-eval's runtime findings) would let a
+    finding carry one its page does not declare."""
+    harness = Path(__file__).parent.parent / "harness"
     stated = [
-        f"{path.relative_to(check)}:{number}"
-        for path in sorted(check.rglob("*.py"))
+        f"{path.relative_to(harness)}:{number}"
+        for path in sorted([*(harness / "check").rglob("*.py"), *(harness / "evaluate").rglob("*.py")])
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if any(f"Severity.{level}" in line for level in ("ERROR", "WARNING", "INFO"))
         and " is Severity." not in line

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.catalog import finding
 from harness.errors import DataFormatError, HarnessError
 from harness.evaluate import probes
 from harness.evaluate.adapters import make_adapter
 from harness.evaluate.adapters.base import Adapter, AdapterConfig
 from harness.evaluate.fingerprint import Fingerprinter, state_sha256
 from harness.evaluate.scored import ChunkInfo, RuntimeViolation, ScoredTokens, UnscoredAccess
-from harness.findings import Finding, Severity
+from harness.findings import Finding
 
 ENTRY_FILE = "golf_entry.py"
 BOS_ID = 1
@@ -198,7 +199,7 @@ def probe_model(
     )
     found = list(outcome.findings)
     if fingerprint(model) != before:
-        found.append(Finding("PG101", Severity.ERROR, "<model>", 0, "model state changed while the runtime probes ran"))
+        found.append(finding("PG101", "<model>", 0, "model state changed while the runtime probes ran"))
     return found, {"available": True, **outcome.to_json()}
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import harness
+from harness.catalog import finding
 from harness.errors import UsageError
 from harness.evaluate.adapters.base import Adapter, AdapterConfig
 from harness.evaluate.contestant import Contestant, InProcess
@@ -29,7 +30,7 @@ from harness.evaluate.log import LOG_SCHEMA, AuditLogWriter, RunningTotals, json
 from harness.evaluate.scored import ChunkInfo, RuntimeViolation, newly_scored
 from harness.evaluate.scoring import score_windows
 from harness.evaluate.windows import ChunkPlan, plan_evaluation
-from harness.findings import Finding, Severity
+from harness.findings import Finding
 
 BATCH_TOKENS = 65_536  # the baseline's validation batch per GPU (524,288 tokens over 8 GPUs)
 
@@ -108,7 +109,7 @@ class EvalResult:
 
 
 def _runtime_finding(rule: str, message: str, where: str) -> Finding:
-    return Finding(rule=rule, severity=Severity.ERROR, file=where, line=0, message=message)
+    return finding(rule, where, 0, message)
 
 
 def _check_inputs(inputs: EvalInputs) -> None:

@@ -40,9 +40,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from harness.catalog import finding, load_catalog
 from harness.errors import UsageError
 from harness.evaluate.scored import RuntimeViolation
-from harness.findings import Finding, Severity
+from harness.findings import Finding
 
 NETWORK_RULE = "PG301"
 FILE_RULE = "PG302"
@@ -140,7 +141,7 @@ class GuardSession:
             return
         self._index[key] = len(self.attempts)
         self.attempts.append(Attempt(rule, event, target, where[0], where[1]))
-        self.findings.append(Finding(rule, Severity.ERROR, where[0], where[1], message))
+        self.findings.append(finding(rule, where[0], where[1], message))
 
     def to_json(self) -> dict[str, Any]:
         return {"attempts": [attempt.to_json() for attempt in self.attempts]}
@@ -442,6 +443,7 @@ def guarded(
         raise UsageError("runtime guards are already active (guarded blocks do not nest)")
     policy = build_policy(allowed_paths, forbidden_paths, training_globs, withheld_paths)
     session = GuardSession(policy=policy)
+    load_catalog()  # the rule pages are read now: a refusal recorded under the guards opens no file
     _install_hook()
     wrote_bytecode = sys.dont_write_bytecode
     sys.dont_write_bytecode = True

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 import harness
+from harness.catalog import finding
 from harness.data.byte_accounting import build_byte_luts, load_tokenizer, target_bytes
 from harness.data.embedded import DataPaths
 from harness.data.shards import find_shards, load_validation_tokens
@@ -156,7 +157,7 @@ def run_evaluation(
             runtime.extend(result.findings)
         except RuntimeViolation as violation:
             if not getattr(violation, "recorded", False):  # a guard's refusal is already in its session
-                runtime.append(Finding(violation.rule, Severity.ERROR, "<runtime>", 0, str(violation)))
+                runtime.append(finding(violation.rule, "<runtime>", 0, str(violation)))
     runtime.extend(guard_session.findings)  # after the guards closed: attempts recorded on exit count too
     guards_json = {"available": True, **guard_session.to_json()}
     if child is not None:  # the child's guards saw the submission's code

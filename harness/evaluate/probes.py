@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.catalog import finding
 from harness.evaluate.adapters.base import forward_logits
 from harness.evaluate.scored import RuntimeViolation
-from harness.findings import Finding, Severity
+from harness.findings import Finding
 
 CAUSALITY_RULE = "PG201"
 ISOLATION_RULE = "PG203"
@@ -152,9 +153,8 @@ def _causality(runner: _ProbeRunner, window: np.ndarray, positions: int, toleran
     if failing:
         cut, affected, worst = failing[0]
         findings.append(
-            Finding(
+            finding(
                 CAUSALITY_RULE,
-                Severity.ERROR,
                 "<model>",
                 0,
                 f"logits at position {affected[0]} change when the input tokens at positions ≥ {cut} change "
@@ -213,9 +213,8 @@ def _isolation(runner: _ProbeRunner, window: np.ndarray, bos_id: int, tolerance:
     findings = []
     if affected:
         findings.append(
-            Finding(
+            finding(
                 ISOLATION_RULE,
-                Severity.WARNING,
                 "<model>",
                 0,
                 f"the model claims document isolation, but the predictions at position {affected[0]} (document "
