@@ -16,7 +16,7 @@ from harness.check.runner import ReviewFilters
 from harness.cli.check import main
 from harness.errors import EXIT_NOT_A_REPOSITORY
 from harness.findings import Verdict
-from harness.pull_requests.backlog import Backlog, audit_backlog
+from harness.pull_requests.backlog import Backlog, Progress, audit_backlog
 from harness.pull_requests.rows import backlog_report
 from harness.report.backlog import BacklogReport
 
@@ -87,8 +87,20 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
-def _rows(repo: Path, cache: Path) -> tuple[Backlog, BacklogReport]:
-    backlog = audit_backlog(repo, "refs/pull/*/head", CheckOptions(), jobs=1, cache_dir=cache)
+class _Recorded(Progress):
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, int]] = []
+        self.steps: list[str] = []
+
+    def start(self, phase: str, total: int) -> None:
+        self.phases.append((phase, total))
+
+    def advance(self) -> None:
+        self.steps.append(self.phases[-1][0])
+
+
+def _rows(repo: Path, cache: Path, progress: Progress | None = None) -> tuple[Backlog, BacklogReport]:
+    backlog = audit_backlog(repo, "refs/pull/*/head", CheckOptions(), jobs=1, cache_dir=cache, progress=progress)
     return backlog, backlog_report(backlog, ReviewFilters(), "test", "pr")
 
 
@@ -115,7 +127,10 @@ def test_each_pull_request_is_a_row_with_its_verdict(repo: Path, tmp_path: Path)
 
 
 def test_the_same_folder_in_two_pull_requests_is_audited_once(repo: Path, tmp_path: Path) -> None:
-    backlog, _report = _rows(repo, tmp_path / "cache")
+    progress = _Recorded()
+    backlog, _report = _rows(repo, tmp_path / "cache", progress)
+    assert progress.phases == [("reading pull requests", 6), ("auditing folders", 3)]
+    assert progress.steps.count("reading pull requests") == 6 and progress.steps.count("auditing folders") == 3
     assert backlog.stats.folders == 4  # legal, illegal twice, binary
     assert backlog.stats.unique_folders == 3
     assert backlog.stats.analyzed == 2  # the binary-only folder needs no analysis
