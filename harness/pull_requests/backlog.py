@@ -2,12 +2,13 @@
 once per content.
 
 Why this shape: a backlog is mostly the same code resubmitted and forked, so work is keyed by
-content. Each changed folder is named by its git tree ID; trees are audited once per run, and
-across runs a tree whose fingerprint is known and whose result is in the check cache is served
-without writing a file. Only trees that need an analysis are written (``materialize.py``) and
-handed to the ordinary runner, in one batch, so the worker pool stays busy. A pull request that
-cannot be read (broken ref, missing history) or a folder of binary files only is a row saying
-so; nothing stops the backlog.
+content. Each changed folder is named by its path and its git tree ID (the package checks read
+the track from the path, so the same tree under another path is another unit); a unit is
+audited once per run, and across runs a tree whose fingerprint is known and whose result is in
+the check cache is served without writing a file. Only units that need an analysis are written
+(``materialize.py``) and handed to the ordinary runner in one batch, so the worker pool stays
+busy. A pull request that cannot be read (broken ref, missing history) or a folder of binary
+files only is a row saying so; nothing stops the backlog.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ class BacklogEntry:
 class BacklogStats:
     pull_requests: int = 0
     folders: int = 0  # (pull request, folder) pairs
-    unique_folders: int = 0  # distinct contents (tree IDs)
-    analyzed: int = 0  # contents analyzed afresh in this run
-    from_cache: int = 0  # contents served by the check cache
+    unique_folders: int = 0  # distinct (path, tree ID) units: each is audited once
+    analyzed: int = 0  # units analyzed afresh in this run
+    from_cache: int = 0  # units served by the check cache
 
 
 @dataclass
