@@ -3,6 +3,8 @@ matched ``slice_buf``, ``device`` and ``sequence``)."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from harness.check.flow import names as N
@@ -69,3 +71,67 @@ def test_vocabulary_building_blocks() -> None:
     assert (any_word("val") & any_word("load*")).search("loader_val")
     with pytest.raises(ValueError, match="lower-case words"):
         any_word("Loss")
+
+
+def test_acronym_plurals_stay_one_word() -> None:
+    assert words("IDs") == "_ids_" and words("NLLs") == "_nlls_" and words("IDsMap") == "_ids_map_"
+    assert words("HTTPSConnection") == "_https_connection_"
+
+
+@pytest.mark.parametrize(
+    ("vocabulary", "real", "false"),
+    [
+        # PG201/PG202 cache tables: n-gram tables glue their words (``*gram*``, used on purpose)
+        (
+            "lookups.CACHE_WORDS",
+            ["ngram_counts", "bigramhash", "trigram3_keys", "ctx_cnt", "hits", "ctx_tab", "BigramCache", "freq"],
+            ["accounting", "discounted", "encounter", "stab", "summary_stab", "uncached"],
+        ),
+        (
+            "lookups.BYTE_WORDS",
+            ["base_bytes", "has_leading_space", "space_lut", "val_bpb", "lut_lspace"],
+            ["namespace", "workspace", "linspace", "subspace"],
+        ),
+        (
+            "lookups._HASH_NAMES",
+            ["PRIME", "_FNV_PRIME", "HASH_MULT", "mults", "splitmix64", "mix", "seed", "golden_ratio", "bigramhash"],
+            ["mixed", "mixture", "ngram_mixer", "multi_token", "multiple", "multiply"],
+        ),
+        (
+            "lookups._SCORE_TARGET",
+            ["nll_sum", "loss", "total_bits", "cumsum", "sums"],
+            ["resume", "assume", "consumed"],
+        ),
+        (
+            "byte_tables._BOUNDARY",
+            ["is_boundary", "bnd", "bos_mask", "is_ctrl", "prev_tok", "unk_id", "not_bos", "is_control"],
+            ["chunk", "chunk_len", "verbose", "trunk"],
+        ),
+        ("causality._NOT_GATE", ["byte_count", "seq_len", "lens", "loss_mask", "tok_count"], ["blend_w", "filename"]),
+        (
+            "causality.GATE_WORDS",
+            ["word_start_boost", "agree2plus", "mix_w", "blend_w", "ngram_lambda", "expert_gate", "conf_thresh"],
+            ["misconfigured", "raw_mix", "lambda_init"],
+        ),
+        (
+            "causality._PREDICTION_WORDS",
+            ["logits", "log_softmax", "probs", "log_probs2", "bias", "prior", "tilt_w", "probability"],
+            ["probe", "problem", "priority"],
+        ),
+        ("doc_boundary._ID_WORDS", ["input_ids", "IDs", "tok", "tokens", "idx"], ["retokenize", "retokenization"]),
+        ("doc_boundary.BOS_WORDS", ["bos_mask", "is_bos", "doc_start", "seg_ids", "reset_mask"], ["verbose"]),
+        ("byte_accounting._TRAIN_ONLY", ["train_bpb", "pretrain_bpb"], ["constraint_bpb", "constrained"]),
+        (
+            "byte_accounting._TOKEN_NAME",
+            ["n_tokens", "n", "tok_count", "numel", "seqlen", "total_toks"],
+            ["blend", "filename", "silent", "challenge", "enumerate"],
+        ),
+    ],
+)
+def test_mechanism_vocabularies_match_whole_words(vocabulary: str, real: list[str], false: list[str]) -> None:
+    """Each entry was checked against the identifiers of the labeled and wild corpus (issue #13):
+    the real names still match, the false matches of the old substring regexes no longer do."""
+    module, name = vocabulary.split(".")
+    words_of = getattr(importlib.import_module(f"harness.check.mechanisms.{module}"), name)
+    assert [n for n in real if not words_of.search(n)] == []
+    assert [n for n in false if words_of.search(n)] == []

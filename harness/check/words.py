@@ -4,13 +4,16 @@ Why words: the checker follows names (it never runs the code), and a vocabulary 
 unanchored regex quietly matches inside unrelated names — ``lp|ce`` finds ``slice_buf``,
 ``device`` and ``sequence``. Here an identifier is first split into its words (``_``, camelCase
 and acronym boundaries: ``tokLosses`` → ``tok losses``, ``NLLSum`` → ``nll sum``; digits stay
-with the letters before them, so ``bz2`` and ``int8`` are one word), and a vocabulary entry is
-matched against whole words only:
+with the letters before them, so ``bz2`` and ``int8`` are one word; an acronym's plural stays
+whole, ``IDs`` → ``ids``), and a vocabulary entry is matched against whole words only:
 
 - ``"loss"`` is the word ``loss``; ``"losses?"`` — a regex — is ``loss`` or ``losses``;
 - ``"calib*"`` is a word *starting* with ``calib`` (``calibrate``, ``calibration``), and
   ``"*loss"`` one *ending* with it (``totalloss``); a star never crosses a word boundary;
-- ``"log_prob"`` is the two consecutive words ``log prob`` (so ``logProb`` and ``LOG_PROB``).
+- ``"log_prob"`` is the two consecutive words ``log prob`` (so ``logProb`` and ``LOG_PROB``);
+- ``"*gram*"`` is a word *containing* ``gram``. Use it sparingly, for names that real code glues
+  together (``bigramhash``, ``trigram3_keys``, ``splitmix64``), after comparing the matches over
+  the corpus' identifiers: a short word inside stars matches inside unrelated ones.
 
 Entries are declared next to the rule family that uses them (``harness/check/flow/names.py``
 for PG101–PG106), as Semgrep declares sources, sinks and sanitizers next to a rule.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-_WORD = re.compile(r"[A-Z]+\d*(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
+_WORD = re.compile(r"[A-Z]{2,}s(?![a-z])|[A-Z]+\d*(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
 _ENTRY = re.compile(r"[a-z0-9_?*|()\[\]]+")
 
 

@@ -31,6 +31,7 @@ from harness.check.tree.nodes import (
     strings_in,
     target_names,
 )
+from harness.check.words import any_word, first_word
 
 from .byte_tables import BYTE_NAME, find_lut_problems, find_missing_boundary_rule, find_shipped_byte_table
 from .imports import run_at_evaluation
@@ -41,7 +42,8 @@ BPB_NAME = re.compile(r"bpb|bits_per_byte", re.IGNORECASE)
 _LN2_MARKERS = re.compile(r"log\(2|log2|ln2|ln_2|LN2|LOG2|0\.693|1\.44269", re.IGNORECASE)
 _CASEOPS = re.compile(r"caseops|case_ops|lossless_caps|casefold_ops", re.IGNORECASE)
 _SIDECAR = re.compile(r"fineweb_val_bytes|byte_sidecar|bytes_sidecar|val_bytes|raw_bytes|sidecar", re.IGNORECASE)
-_TRAIN_ONLY = re.compile(r"train", re.IGNORECASE)
+# A training-time estimate (``train_bpb``), not the score; ``train`` no longer matches constrain.
+_TRAIN_ONLY = any_word("(train|pretrain|retrain)*", "*train")
 _HARMLESS = (0.0, 1.0, 2.0, math.log(2), 1 / math.log(2))
 
 
@@ -244,8 +246,11 @@ def _indexed_by_tokens(subscript: cst.Subscript) -> bool:
     return isinstance(key, cst.Subscript)
 
 
-_LOSS_NAME = re.compile(r"loss|nll|bits|nats", re.IGNORECASE)
-_TOKEN_NAME = re.compile(r"tok|count|numel|num|^n_|^n$|len", re.IGNORECASE)
+_LOSS_NAME = any_word("*(loss|nll)*", "(bits|nats)*", "*(bits|nats)")
+# A token count (``n_tokens``, ``tok_count``, ``seqlen``); ``len`` no longer matches blend/filename.
+_TOKEN_NAME = any_word("(tok|count|num|len)*", "*(toks?|tokens?|counts?|num|lens?|lengths?)", "*numel*") | first_word(
+    "n"
+)
 _NOT_DATA = {"math", "np", "numpy", "torch", "float", "int", "round", "max", "min", "len", "sum", "abs"}
 
 

@@ -16,12 +16,15 @@ from harness.check.tree.children import children as walk_children
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, target_names
+from harness.check.words import any_word
 
 from .syntax import Hit, step
 from .targets import value_names
 
 BYTE_NAME = re.compile(r"byte", re.IGNORECASE)
-_BOUNDARY = re.compile(r"bound|bnd|bos|control|is_ctrl|prev|unk", re.IGNORECASE)
+# A boundary test's words (``is_boundary``, ``bos_mask``, ``prev_is_ctrl``, ``unk_id``); ``unk`` no
+# longer matches chunk, ``bos`` no longer verbose.
+_BOUNDARY = any_word("*bound*", "bnd*", "*bnd", "bos*", "*bos", "*control*", "is_ctrl", "prev*", "*prev", "unk*")
 _SPACE_LUT = re.compile(r"leading_space|has_space|space_lut|has_leading|lead_space", re.IGNORECASE)
 
 

@@ -23,6 +23,7 @@ import libcst as cst
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assign_targets, assigned_value, call_tail, number_value, strings_in, target_names
+from harness.check.words import any_word, last_word
 
 from .callees import helper_of, names_outside_helper_calls
 from .lookups import CACHE_WORDS, LookupFacts, collect_lookups
@@ -30,11 +31,16 @@ from .syntax import Hit, step
 from .targets import TargetInfo, infer_targets, is_shifted_slice, target_argument, value_names
 from .update_order import find_update_before_score
 
-GATE_WORDS = re.compile(
-    r"gate|boost|within|word_?start|agree|expert|alpha|lam(b|bda)?\b|mix_?w|w_?mix|blend_?w|bonus|tilt_?w|conf",
-    re.IGNORECASE,
-)
-_NOT_GATE = re.compile(r"byte|bpb|mask|len|count|loss|nll", re.IGNORECASE)
+# ---- vocabularies (whole words, harness/check/words.py) ------------------------------------
+# A mixing weight or gate (``word_start_boost``, ``agree2plus``, ``mix_w``, ``ngram_lambda``).
+GATE_WORDS = any_word(
+    "*(gate|boost|agree|expert|alpha|bonus)*", "(within|conf|word_?start|mix_?w|blend_?w|tilt_?w)*", "w_?mix"
+) | last_word("*lam(b|bda)?")
+# ...that is a count or a score instead; ``len`` no longer matches blend (``blend_w`` is a gate).
+_NOT_GATE = any_word("*(bytes?|bpb|mask|loss|nll)*", "(len|count)*", "*(lens?|lengths?|counts?)")
+_SCORE_NAMES = any_word("*nll*", "*loss*", "bits*", "*bits", "nats*", "*nats", "*logp*", "*score*")
+# Document statistics used as a prediction; ``prob`` no longer matches probe, ``prior`` priority.
+_PREDICTION_WORDS = any_word("*(logits?|softmax|bias|tilt)*", "*(probs?(1|2)?|priors?)", "*probabilit*", "proba")
 
 
 def find_target_in_key(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> list[Hit]:
@@ -247,7 +253,6 @@ def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> s
 
 
 _ROW_SCORERS = {"log_softmax", "logsumexp", "lse", "log", "cross_entropy"}
-_SCORE_NAMES = re.compile(r"nll|loss|bits|nats|logp|score", re.IGNORECASE)
 
 
 def _is_scored(value: cst.CSTNode) -> bool:
@@ -503,7 +508,6 @@ def _reads_expert_gate_env(expr: cst.CSTNode) -> bool:
 
 
 _DOC_STATISTICS = {"bincount", "Counter", "histc", "unique", "histogram"}
-_PREDICTION_WORDS = re.compile(r"logit|log_softmax|softmax|prob|bias|prior|tilt", re.IGNORECASE)
 
 
 def _position(index: ModuleIndex, node: cst.CSTNode) -> tuple[int, int]:

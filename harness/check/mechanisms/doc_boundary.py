@@ -17,20 +17,25 @@ import libcst as cst
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, number_value, target_names
+from harness.check.words import any_word
 
 from .syntax import Hit, step
 from .targets import value_names
 
-BOS_WORDS = re.compile(
-    r"bos|doc_?start|is_start|start_mask|boundary|not_first|first_tok|reset|new_doc|doc_?mask|same_doc|seg_?id|doc_?id",
-    re.IGNORECASE,
+# ---- vocabularies (whole words, harness/check/words.py) ------------------------------------
+# A document-boundary test (``bos_mask``, ``doc_start``, ``seg_ids``); ``bos`` no longer verbose.
+BOS_WORDS = any_word(
+    "(bos|doc_?start|is_start|start_mask|not_first|first_tok|new_doc|doc_?mask|same_doc|seg_?id|doc_?id)*",
+    "*bos",
+    "*(boundary|reset)*",
 )
 _ISOLATION = re.compile(
     r"cu_seqlens|varlen|document_mask|doc_?mask|doc_starts?|doc_bounds|doc_boundaries|doc_lens?|bos_positions|"
     r"find_docs|per_doc|docs_per",
     re.IGNORECASE,
 )
-_ID_WORDS = re.compile(r"ids|tok|input|idx", re.IGNORECASE)
+# Token ids compared against a BOS id; ``tok`` no longer matches retokenize.
+_ID_WORDS = any_word("*ids", "(ids|tok|input)*", "*(toks?|tokens?|inputs?)", "*idx*")
 
 
 def _slice_kind(subscript: cst.Subscript) -> str | None:

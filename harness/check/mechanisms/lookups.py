@@ -9,7 +9,6 @@ update.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -17,12 +16,30 @@ import libcst as cst
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, number_value, target_names
+from harness.check.words import any_word, last_word
 
 from .targets import TargetInfo, value_names
 
-CACHE_WORDS = re.compile(r"count|cnt|cache|table|ngram|gram|hits?\b|freq|ppm|hist|tab\b|bucket", re.IGNORECASE)
-BYTE_WORDS = re.compile(r"byte|bpb|leading|space|boundary_lut|piece_len", re.IGNORECASE)
-_HASH_NAMES = re.compile(r"prime|mult|hash|mix|seed|golden|fnv", re.IGNORECASE)
+# ---- vocabularies (whole words, harness/check/words.py) ------------------------------------
+# An eval-time cache or count table (``ngram_counts``, ``ctx_cnt``, ``bigramhash``, ``hits``).
+# ``*gram*`` is the one glued entry: n-gram tables are named ``bigramhash``/``trigram3_keys``.
+# ``count`` no longer matches accounting/discount, ``tab`` no longer stab.
+CACHE_WORDS = any_word(
+    "(count|cnt|cache|table|freq|ppm|hist)*", "*(counts?|cnts?|caches?|tables?|freqs?|hist)", "*gram*", "*buckets?*"
+) | last_word("n?hits?", "tabs?")
+# A byte-accounting LUT, never a cache (``base_bytes``, ``has_leading_space``); ``space`` no
+# longer matches namespace/workspace/linspace.
+BYTE_WORDS = any_word(
+    "*bytes?*", "*bpb*", "leading*", "space*", "whitespace*", "*lspace", "boundary_lut", "piece_lens?"
+)
+# A hash multiplier (``x * PRIME``, ``h * _FNV_PRIME``, ``splitmix64``); ``mix`` no longer
+# matches mixed/mixture/mixer, ``mult`` no longer multi/multiple.
+_HASH_NAMES = any_word(
+    "(prime|multiplier|seed|golden|fnv)*", "*(primes?|mults?|seeds?|fnv)", "*hash*", "*mix(0|1|32|64)?"
+)
+_EMBEDDING_CALL = any_word("emb", "embed", "embeds", "embedding", "embeddings")
+# What a scored position adds to (``nll_sum += ...``); ``sum`` no longer matches resume/consume.
+_SCORE_TARGET = any_word("*loss*", "*nll*", "*bits*", "*score*", "*nats*", "sum*", "*sum", "*sums")
 _WRITE_CALLS = {"at", "index_add_", "scatter_add_", "index_put_", "scatter_", "put_", "add_", "update", "setdefault"}
 
 
@@ -145,9 +162,6 @@ def _read_sites(index: ModuleIndex, function: cst.FunctionDef, mentions) -> list
         ):
             sites.append(call)
     return sites
-
-
-_EMBEDDING_CALL = re.compile(r"(^|_)(emb|embed|embeds|embedding|embeddings)(_|$)|^embedding_bag$", re.IGNORECASE)
 
 
 def _embedding_reads(index: ModuleIndex, function: cst.FunctionDef, mentions) -> list[cst.CSTNode]:
@@ -292,9 +306,6 @@ def _counted_tables(index: ModuleIndex, function: cst.FunctionDef) -> set[str]:
             ):
                 tables.add(index.code(target.value))
     return tables
-
-
-_SCORE_TARGET = re.compile(r"loss|nll|bits|score|nats|sum", re.IGNORECASE)
 
 
 def _after_score(index: ModuleIndex, site: cst.CSTNode) -> bool:
