@@ -118,6 +118,12 @@ def test_acronym_plurals_stay_one_word() -> None:
             ["logits", "log_softmax", "probs", "log_probs2", "bias", "prior", "tilt_w", "probability"],
             ["probe", "problem", "priority"],
         ),
+        ("update_order._SCORE_ACCUMULATOR", ["nll_sum", "total_bits", "loss", "nats"], ["JsonlLogger"]),
+        (
+            "update_order._OUTPUT_TABLES",
+            ["tok_lp", "lps", "log_probs", "logprobs", "nll", "score_table"],
+            ["mlp", "self.mlp", "probe", "problem"],
+        ),
         ("doc_boundary._ID_WORDS", ["input_ids", "IDs", "tok", "tokens", "idx"], ["retokenize", "retokenization"]),
         ("doc_boundary.BOS_WORDS", ["bos_mask", "is_bos", "doc_start", "seg_ids", "reset_mask"], ["verbose"]),
         ("byte_accounting._TRAIN_ONLY", ["train_bpb", "pretrain_bpb"], ["constraint_bpb", "constrained"]),

@@ -11,20 +11,23 @@ indexed by the loop position) are not caches and are left out.
 
 from __future__ import annotations
 
-import re
-
 import libcst as cst
 
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, number_value, target_names
+from harness.check.words import any_word, last_word
 
 from .lookups import BYTE_WORDS
 from .syntax import Hit, step
 from .targets import TargetInfo, value_names
 
-_SCORE_ACCUMULATOR = re.compile(r"loss|nll|bits|score|nats", re.IGNORECASE)
-_OUTPUT_TABLES = re.compile(r"nll|loss|bits|score|logp|log_?prob|prob|lp$", re.IGNORECASE)
+# A running score (``nll_sum``, ``total_bits``) and a table of model outputs (``tok_lp``,
+# ``log_probs``); ``prob`` no longer matches probe/problem, ``lp`` no longer mlp.
+_SCORE_ACCUMULATOR = any_word("*(loss|nll|score)*", "(bits|nats)*", "*(bits|nats)")
+_OUTPUT_TABLES = any_word(
+    "*(loss|nll|score|logp)*", "bits*", "*bits", "log_prob*", "*probs?", "*probabilit*"
+) | last_word("lps?")
 _WHOLE = 1 << 20  # compare whole expressions, not the shortened text messages show
 
 
