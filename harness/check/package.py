@@ -174,9 +174,12 @@ def chosen_family(package: PackageFolder) -> str | None:
     headline = logs[0].headline()
     common = [f.family for f in logs[0].families() if all(_family_in(log, f.family) for log in logs)]
     claim = package.submission_json.claim("val_bpb") if package.submission_json else None
-    if claim is None or not common:
+    if claim is None or not common or headline is None:
         return headline.family if headline else None
-    ordered = sorted(common, key=lambda name: (name != headline.family, -_family_in(logs[0], name).priority))
+    priority: dict[str, int] = {}
+    for score in logs[0].families():
+        priority.setdefault(score.family, score.priority)
+    ordered = sorted(common, key=lambda name: (name != headline.family, -priority[name]))
     for name in ordered:
         mean, decimals = _mean_bpb(logs, name)
         if _agrees(claim, mean, decimals):
@@ -282,8 +285,7 @@ def _subset_means(logs: list[TrainingLog], key: str) -> list[tuple[float, int]]:
     readings = []
     families = {f.family for log in logs for f in log.families()}
     for family in families:
-        scored = [(log, _family_in(log, family)) for log in logs]
-        scored = [(log, s) for log, s in scored if s is not None]
+        scored = [(log, s) for log in logs if (s := _family_in(log, family)) is not None]
         if not scored:
             continue
         for keep_last in (False, True):
@@ -314,7 +316,10 @@ def _seed_claims_against_logs(package: PackageFolder) -> list[Finding]:
         for key, claim in (("val_bpb", seed_claim.val_bpb), ("val_loss", seed_claim.val_loss)):
             if claim is None or any(_agrees(claim, *_pick(f, key)) for _, f in families):
                 continue
-            log, score = next(((log, f) for log, f in families if f.family == log.headline().family), families[-1])
+            log, score = next(
+                ((log, f) for log, f in families if (h := log.headline()) is not None and f.family == h.family),
+                families[-1],
+            )
             findings.append(
                 finding(
                     "PG403",

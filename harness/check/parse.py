@@ -140,8 +140,11 @@ def _expression_depth(tree: ast.AST, limit: int = MAX_EXPRESSION_DEPTH) -> int:
             here = depth + 1
             if here > deepest:
                 deepest = here
-            if node.lineno == node.end_lineno and (
-                here + node.end_col_offset - node.col_offset + _SPAN_SLACK <= limit  # type: ignore[operator]
+            end_col = node.end_col_offset
+            if (
+                node.lineno == node.end_lineno
+                and end_col is not None
+                and here + end_col - node.col_offset + _SPAN_SLACK <= limit
             ):
                 continue
         else:

@@ -11,6 +11,7 @@ line logging its result lacks those words while an earlier line of the same func
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 import libcst as cst
 
@@ -29,7 +30,9 @@ def logged_as_diagnostic(parsed: ParsedSource, call_site: Step) -> bool:
     printing its own ``legal_ttt_exact`` line)."""
     functions = _functions(parsed.module)
     for function in functions:
-        body = list(function.body.body) if isinstance(function, cst.FunctionDef) else list(function.body)
+        body: list[cst.CSTNode] = (
+            list(function.body.body) if isinstance(function, cst.FunctionDef) else list(function.body)
+        )
         assigned = _assigned_at(parsed, body, call_site.line)
         before, after = _log_texts(parsed, body, call_site.line, assigned)
         if not after:
@@ -72,7 +75,7 @@ def _assigned_at(parsed: ParsedSource, body: list[cst.CSTNode], line: int) -> se
     return names
 
 
-def _is_log_call(node: cst.CSTNode) -> bool:
+def _is_log_call(node: cst.CSTNode) -> TypeGuard[cst.Call]:
     if not isinstance(node, cst.Call):
         return False
     callee = N.last_part(N.callee_name(node))
@@ -102,15 +105,15 @@ def _log_texts(
             continue
         at = parsed.line_of(node)
         if at < line:
-            before.append(_log_text(node))  # type: ignore[arg-type]
-        elif at > line and any(N.root_part(r) in names for a in node.args for r in N.refs(a.value)):  # type: ignore[attr-defined]
-            after.append(_log_text(node))  # type: ignore[arg-type]
+            before.append(_log_text(node))
+        elif at > line and any(N.root_part(r) in names for a in node.args for r in N.refs(a.value)):
+            after.append(_log_text(node))
         elif at == line and any(
             isinstance(inner, cst.Call) and not _is_log_call(inner)
             for a in node.args
-            for inner in _own_nodes([a.value])  # type: ignore[attr-defined]
+            for inner in _own_nodes([a.value])
         ):
-            after.append(_log_text(node))  # type: ignore[arg-type]
+            after.append(_log_text(node))
     return before, after
 
 
@@ -125,5 +128,5 @@ def _callee_log_texts(
             continue
         callee = by_name.get(N.last_part(N.callee_name(node)))
         if callee is not None:
-            texts.extend(_log_text(n) for n in _own_nodes(list(callee.body.body)) if _is_log_call(n))  # type: ignore[arg-type]
+            texts.extend(_log_text(n) for n in _own_nodes(list(callee.body.body)) if _is_log_call(n))
     return texts

@@ -156,18 +156,18 @@ def _walk_refs(node: cst.CSTNode) -> Iterator[str]:
     while stack:
         current = stack.pop()
         kind = type(current)
-        if kind is cst.Name:
-            yield current.value  # type: ignore[attr-defined]
+        if type(current) is cst.Name:
+            yield current.value
             continue
-        if kind is cst.Attribute:
+        if type(current) is cst.Attribute:
             dotted = dotted_name(current)
             if dotted is not None:
                 yield dotted
             else:
-                stack.append(current.value)  # type: ignore[attr-defined]
+                stack.append(current.value)
             continue
-        if kind is cst.Arg:
-            stack.append(current.value)  # type: ignore[attr-defined]
+        if type(current) is cst.Arg:
+            stack.append(current.value)
             continue
         if kind in _NOT_READ:
             continue
@@ -253,12 +253,12 @@ def names_read_outside_logs(body: list[cst.CSTNode]) -> set[str]:
         kind = type(current)
         if kind is cst.AssignTarget:
             continue
-        if kind is cst.Name:
+        if type(current) is cst.Name:
             if not in_log:
-                found.add(current.value)  # type: ignore[attr-defined]
+                found.add(current.value)
             continue
-        if kind is cst.Call and not in_log:
-            callee = last_part(callee_name(current))  # type: ignore[arg-type]
+        if type(current) is cst.Call and not in_log:
+            callee = last_part(callee_name(current))
             in_log = callee in _LOG_CALLS or "log" in callee.lower()
         stack.extend((child, in_log) for child in children(current))
     return found

@@ -70,7 +70,7 @@ def decide(
                     f"at line {effect.line}): the artifact is calibrated on validation data",
                 )
             )
-        elif effect.kind is EffectKind.ARTIFACT and effect.tainted and not effect.taint.via_calibration:  # type: ignore[union-attr]
+        elif effect.kind is EffectKind.ARTIFACT and effect.taint is not None and not effect.taint.via_calibration:
             decisions.append(
                 Decision(
                     "PG105",

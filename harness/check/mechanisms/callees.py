@@ -94,17 +94,17 @@ def names_outside_helper_calls(index: ModuleIndex, expr: cst.CSTNode) -> list[cs
     while stack:
         node = stack.pop()
         kind = type(node)
-        if kind is cst.Name:
-            found.append(node)  # type: ignore[arg-type]
-        elif kind is cst.Attribute and node.attr.value in _METADATA:  # type: ignore[attr-defined]
+        if type(node) is cst.Name:
+            found.append(node)
+        elif type(node) is cst.Attribute and node.attr.value in _METADATA:
             continue
-        elif kind is cst.Call and _metadata_call(node):  # type: ignore[arg-type]
+        elif type(node) is cst.Call and _metadata_call(node):
             continue
-        elif kind is cst.Attribute or kind is cst.Arg:
-            stack.append(node.value)  # type: ignore[attr-defined]
+        elif type(node) is cst.Attribute or type(node) is cst.Arg:
+            stack.append(node.value)
         elif kind is cst.Lambda or kind is cst.FunctionDef:
             continue
-        elif kind is cst.Call and helper_of(index, node) is not None:  # type: ignore[arg-type]
+        elif type(node) is cst.Call and helper_of(index, node) is not None:
             continue
         else:
             stack.extend(children(node))

@@ -17,6 +17,7 @@ Shapes, each with a legal twin that must pass:
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
@@ -30,6 +31,9 @@ from .lookups import CACHE_WORDS, LookupFacts, collect_lookups
 from .syntax import Hit, step
 from .targets import TargetInfo, infer_targets, is_shifted_slice, target_argument, value_names
 from .update_order import find_update_before_score
+
+if TYPE_CHECKING:
+    from harness.check.switches.reach import Configuration
 
 # ---- vocabularies (whole words, harness/check/words.py) ------------------------------------
 # A mixing weight or gate (``word_start_boost``, ``agree2plus``, ``mix_w``, ``ngram_lambda``).
@@ -223,7 +227,7 @@ def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> s
                 rows.add(name)  # ``row = row + w * bias``: the row itself is boosted
     if not rows:
         return None
-    end = index.parsed.positions[branch].end.line  # type: ignore[index]
+    end = index.parsed.positions[branch].end.line
     derived: dict[str, str] = {}  # normalized row → the boosted row it comes from
     for statement in sorted(nodes_within(index.assigns, function, index), key=index.line):
         if index.line(statement) <= end:
@@ -341,7 +345,7 @@ def _switch_factors(test: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
 EXPERT_GATE_SETTING = re.compile(r"^(within|word)_?(boost|gate|start_boost)$|^agree_?2_?plus$", re.IGNORECASE)
 
 
-def find_expert_gate_settings(indexes: list[ModuleIndex], configuration) -> list[Hit]:
+def find_expert_gate_settings(indexes: list[ModuleIndex], configuration: Configuration) -> list[Hit]:
     """Within-word / word-start / agreement experts of the #1420 n-gram lineage gate on the
     target token; organizers accept that lineage only with these weights at 0 (#1514,
     cocohearts #2041/#2118, #2135 ``within_gate=0 word_gate=0 agree2plus=0``).
@@ -483,7 +487,7 @@ def _mentions_target_beside(
     scores the boosted row; it does not gate the boost on the target)?"""
     holding = {id(reference)} | {id(a) for a in index.ancestors(reference)}
     read_ids = {id(r) for r in info.reads}
-    mentions = [n for n in value_names(statement) if n.value in info.names or n.value in dependent]
+    mentions: list[cst.CSTNode] = [n for n in value_names(statement) if n.value in info.names or n.value in dependent]
     mentions += [n for n in walk(statement) if id(n) in read_ids]
     for mention in mentions:
         child: cst.CSTNode = mention
@@ -512,7 +516,7 @@ _DOC_STATISTICS = {"bincount", "Counter", "histc", "unique", "histogram"}
 
 def _position(index: ModuleIndex, node: cst.CSTNode) -> tuple[int, int]:
     """(line, column): minified code puts the statistics and their use on one line."""
-    start = index.parsed.positions[node].start  # type: ignore[index]
+    start = index.parsed.positions[node].start
     return start.line, start.column
 
 
@@ -541,7 +545,7 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list
         value = assigned_value(origin) if origin is not None and not isinstance(origin, cst.FunctionDef) else None
         while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
             value = value.func.value
-        if isinstance(value, cst.Subscript) and isinstance(value.value, cst.Name):
+        if isinstance(value, cst.Subscript) and isinstance(value.value, cst.Name) and origin is not None:
             sources[value.value.value] = origin
         elif isinstance(origin, cst.Call):
             sliced = _sliced_target_source(origin)

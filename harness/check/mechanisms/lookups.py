@@ -9,6 +9,7 @@ update.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -19,6 +20,8 @@ from harness.check.tree.nodes import assigned_value, call_tail, number_value, ta
 from harness.check.words import any_word, last_word
 
 from .targets import TargetInfo, value_names
+
+Mentions = Callable[[cst.CSTNode], bool]  # does an expression hold the key (or the target)?
 
 # ---- vocabularies (whole words, harness/check/words.py) ------------------------------------
 # An eval-time cache or count table (``ngram_counts``, ``ctx_cnt``, ``bigramhash``, ``hits``).
@@ -145,9 +148,9 @@ def _writes_same_table(index: ModuleIndex, read: cst.CSTNode) -> bool:
     return False
 
 
-def _read_sites(index: ModuleIndex, function: cst.FunctionDef, mentions) -> list[cst.CSTNode]:
+def _read_sites(index: ModuleIndex, function: cst.FunctionDef, mentions: Mentions) -> list[cst.Subscript | cst.Call]:
     """Table reads (``T[key]``, ``T.get(key)``) in ``function`` whose key satisfies ``mentions``."""
-    sites: list[cst.CSTNode] = []
+    sites: list[cst.Subscript | cst.Call] = []
     for subscript in nodes_within(index.subscripts, function, index):
         if _is_store(index, subscript) or _writes_same_table(index, subscript):
             continue
@@ -164,12 +167,14 @@ def _read_sites(index: ModuleIndex, function: cst.FunctionDef, mentions) -> list
     return sites
 
 
-def _embedding_reads(index: ModuleIndex, function: cst.FunctionDef, mentions) -> list[cst.CSTNode]:
+def _embedding_reads(
+    index: ModuleIndex, function: cst.FunctionDef, mentions: Mentions
+) -> list[cst.Subscript | cst.Call]:
     """``self.bigram_emb(pair)`` / ``F.embedding(pair, w)``: a hashed key looked up in an
     embedding table feeds the model's own activations. With the target in the key this is the
     BigramHash idiom (research H.6a) gone wrong — ``(input_ids * P) ^ (target_ids * Q)`` in
     ``forward(self, input_ids, target_ids)`` shows the model the token it is scored on (C1)."""
-    sites: list[cst.CSTNode] = []
+    sites: list[cst.Subscript | cst.Call] = []
     for call in nodes_within(index.calls, function, index):
         if _EMBEDDING_CALL.search(call_tail(call)) and any(a.keyword is None and mentions(a.value) for a in call.args):
             sites.append(call)
@@ -233,7 +238,7 @@ def collect_lookups(index: ModuleIndex, info: TargetInfo) -> LookupFacts:
     return facts
 
 
-def _cache_table(index: ModuleIndex, site: cst.CSTNode, counted: set[str]) -> cst.CSTNode | None:
+def _cache_table(index: ModuleIndex, site: cst.Subscript | cst.Call, counted: set[str]) -> cst.CSTNode | None:
     """The table a read site reads when it is an eval-time cache (named like one, or counted
     in this function); None for byte-accounting LUTs and everything else."""
     base = site.value if isinstance(site, cst.Subscript) else site.func

@@ -45,7 +45,7 @@ def find_min_over_nll(index: ModuleIndex) -> list[Hit]:
     for call in index.calls:
         if call_tail(call) not in _MIN_CALLS:
             continue
-        positional = [a.value for a in call.args if a.keyword is None]
+        positional: list[cst.CSTNode] = [a.value for a in call.args if a.keyword is None]
         stacked = _stacked_operands(call)
         if stacked is not None:
             positional = stacked  # ``torch.stack([nll_lm, nll_ng]).min(0)``: the same per-token choice
@@ -169,11 +169,11 @@ _LOSS_CALLS = {"cross_entropy", "nll_loss"}
 _CONVERSIONS = {"numpy", "cpu", "float", "double", "detach", "tolist", "item", "reshape", "view", "flatten", "squeeze"}
 
 
-def _loss_bound_names(index: ModuleIndex, call: cst.Call) -> set[str]:
-    """Names bound, in the function around ``call``, to a per-token loss by how it is computed
+def _loss_bound_names(index: ModuleIndex, node: cst.CSTNode) -> set[str]:
+    """Names bound, in the function around ``node``, to a per-token loss by how it is computed
     rather than by its name: minified code (``nl=F.cross_entropy(...)``, ``nc=-math.log(p)``,
     ``nc=cache_nll(...)``) hides the #659 min-of-NLLs behind one-letter names."""
-    function = index.enclosing_function(call)
+    function = index.enclosing_function(node)
     if function is None:
         return set()
     bound: set[str] = set()

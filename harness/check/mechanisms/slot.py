@@ -33,8 +33,8 @@ def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
         for name in target_names(statement):
             fresh.setdefault(name, call)
         if call_tail(call) == "requires_grad_" and isinstance(call.func, cst.Attribute):
-            for name in value_names(call.func.value):
-                fresh.setdefault(name.value, call)
+            for used in value_names(call.func.value):
+                fresh.setdefault(used.value, call)
     if not fresh:
         return []
     hits: list[Hit] = []
@@ -103,7 +103,7 @@ def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
                 continue
             statement = index.enclosing_statement(call)
             outputs = set(target_names(statement))
-            targets = {call.args[i].value.value for i in positions}  # type: ignore[union-attr]
+            targets = {call.args[i].value.value for i in positions}
             score = _score_after(index, statement, function, targets, outputs) if outputs else None
             if score is None:
                 continue
@@ -154,7 +154,7 @@ def _optimizes_on_parameter(index: ModuleIndex, helper: cst.FunctionDef, positio
     return False
 
 
-def _optimized_positions(index: ModuleIndex, loop: cst.CSTNode, function: cst.FunctionDef) -> str | None:
+def _optimized_positions(index: ModuleIndex, loop: cst.For | cst.While, function: cst.FunctionDef) -> str | None:
     """ "context" when every loss mask used in ``loop`` is set only on a leading slice
     (``mask[:, :s] = 1``), "scored" when a mask covers a trailing slice (``mask[:, s:] = 1``)."""
     used = {n.value for n in value_names(loop.body)}
@@ -182,7 +182,7 @@ def _score_after(
 ) -> cst.CSTNode | None:
     """The first scoring call after ``loop`` on the same targets, with the optimized tensors
     used somewhere between the loop and that call (``logits = f(h + delta)``)."""
-    loop_end = index.parsed.positions[loop].end.line  # type: ignore[index]
+    loop_end = index.parsed.positions[loop].end.line
     params_used = False
     for statement in sorted(nodes_within(index.assigns, function, index), key=index.line):
         if index.line(statement) <= loop_end:

@@ -67,10 +67,10 @@ def value_names(expr: cst.CSTNode) -> list[cst.Name]:
     while stack:
         node = stack.pop()
         kind = type(node)  # exact types: isinstance on libcst's ABCs is a Python call
-        if kind is cst.Name:
-            found.append(node)  # type: ignore[arg-type]
-        elif kind is cst.Attribute or kind is cst.Arg:
-            stack.append(node.value)  # type: ignore[attr-defined]
+        if type(node) is cst.Name:
+            found.append(node)
+        elif type(node) is cst.Attribute or type(node) is cst.Arg:
+            stack.append(node.value)
         elif kind is cst.Lambda or kind is cst.FunctionDef:
             continue
         else:
@@ -164,11 +164,11 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef, on_scoring_path
     for call in calls:
         target_arg = target_argument(call)
         if target_arg is not None:
-            for name in value_names(target_arg):
-                if STRONG_TARGET.search(name.value) or WEAK_TARGET.match(name.value) or call_tail(call) != "gather":
-                    if name.value not in info.names:
-                        info.names.add(name.value)
-                        info.origin[name.value] = call
+            for used in value_names(target_arg):
+                if STRONG_TARGET.search(used.value) or WEAK_TARGET.match(used.value) or call_tail(call) != "gather":
+                    if used.value not in info.names:
+                        info.names.add(used.value)
+                        info.origin[used.value] = call
     assigns = nodes_within(index.assigns, function, index)
     for statement in assigns:
         value = assigned_value(statement)
@@ -369,7 +369,7 @@ def _propagate(info: TargetInfo, assigns: list[cst.CSTNode]) -> None:
     while changed and rounds < 6:
         changed, rounds = False, rounds + 1
         for statement in assigns:
-            if isinstance(statement, cst.AugAssign):
+            if not isinstance(statement, (cst.Assign, cst.AnnAssign)):
                 continue
             value = assigned_value(statement)
             if value is None or not _carries(value, info):

@@ -119,7 +119,8 @@ def _reserve_state(index: ModuleIndex, scope: cst.CSTNode, configuration: Config
         or (isinstance(n, cst.Name) and is_reserve(n.value))
     ]
     for node in candidates:
-        if isinstance(index.parent(node), cst.Attribute) and index.parent(node).attr is node:  # type: ignore[union-attr]
+        parent = index.parent(node)
+        if isinstance(parent, cst.Attribute) and parent.attr is node:
             continue
         value = configuration.evaluate(node).value
         if value is UNKNOWN or (isinstance(value, (int, float)) and value > 0):
@@ -178,11 +179,11 @@ def _budget_state(
                 if _RESERVE.search(word):
                     continue
                 is_budget = bool(_BUDGET.search(word)) or word.lower() in budget_keys
-                value = configuration.evaluate(node).value if is_budget else UNKNOWN
-                if is_budget and value is UNKNOWN and isinstance(node, cst.Name) and owner is not None:
-                    value = _parameter_default(owner, node.value, configuration)
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    budgets.append((node, _in_seconds(word, value, configuration)))
+                amount = configuration.evaluate(node).value if is_budget else UNKNOWN
+                if is_budget and amount is UNKNOWN and isinstance(node, cst.Name) and owner is not None:
+                    amount = _parameter_default(owner, node.value, configuration)
+                if isinstance(amount, (int, float)) and not isinstance(amount, bool):
+                    budgets.append((node, _in_seconds(word, amount, configuration)))
                 elif isinstance(node, cst.Name):
                     following += locals_.get(node.value, [])
         pending = following

@@ -84,11 +84,13 @@ def _log_readings(log: TrainingLog, shipped: int | None, package: PackageFolder)
             )
         )
     data = package.submission_json
+    if data is None:
+        return readings
     for key in _json_keys_covering(package):
         readings.append(
             SizeReading(f"submission.json {key}", data.data[key], JSON_FILE, data.line_of(key), counter_only=True)
         )
-    if data is not None and log.seed is not None:
+    if log.seed is not None:
         for claim in data.seed_claims:
             if claim.seed == str(log.seed) and claim.artifact_bytes is not None:
                 readings.append(
@@ -196,18 +198,18 @@ def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
     """Training time per log, and the reported score's evaluation time; see the module doc for
     when either is an error."""
     logs = package.claim_logs() or package.logs
-    trained = [log for log in logs if log.train_time_ms is not None]
-    train_over = [log for log in trained if log.train_time_ms > TIME_LIMIT_MS + _in_flight_ms(log)]
+    trained = [(log, log.train_time_ms) for log in logs if log.train_time_ms is not None]
+    train_over = [(log, ms) for log, ms in trained if ms > TIME_LIMIT_MS + _in_flight_ms(log)]
     all_clear = (
         record
         and bool(train_over)
         and len(train_over) == len(trained)
-        and all(_clearly_over(log.train_time_ms, _in_flight_ms(log)) and _fewer_gpus(log) is None for log in train_over)
+        and all(_clearly_over(ms, _in_flight_ms(log)) and _fewer_gpus(log) is None for log, ms in train_over)
     )
     findings = []
-    for log in train_over:
+    for log, ms in train_over:
         message = (
-            f"training ran {log.train_time_ms / 1000:.1f} s (train_time:{log.train_time_ms:.0f}ms), over the "
+            f"training ran {ms / 1000:.1f} s (train_time:{ms:.0f}ms), over the "
             f"600 s limit and the in-flight step ({_in_flight_ms(log):.0f} ms)"
         )
         if not all_clear:
@@ -216,16 +218,16 @@ def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
             finding("PG304", log.path, log.train_time_line, message, when=None if all_clear else "not-decisive")
         )
     scored = [(log, log.headline()) for log in logs]
-    timed = [(log, h) for log, h in scored if h is not None and h.eval_time_ms is not None]
-    eval_over = [(log, h) for log, h in timed if h.eval_time_ms > TIME_LIMIT_MS]
+    timed = [(log, h, h.eval_time_ms) for log, h in scored if h is not None and h.eval_time_ms is not None]
+    eval_over = [(log, h, ms) for log, h, ms in timed if ms > TIME_LIMIT_MS]
     eval_clear = (
         record
         and bool(eval_over)
         and len(eval_over) == len(timed)
-        and all(_clearly_over(h.eval_time_ms, 0.0) and _fewer_gpus(log) is None for log, h in eval_over)
+        and all(_clearly_over(ms, 0.0) and _fewer_gpus(log) is None for log, _, ms in eval_over)
     )
-    for log, headline in eval_over:
-        message = f"evaluation of {headline.family} took {headline.eval_time_ms / 1000:.1f} s, over the 600 s limit"
+    for log, headline, ms in eval_over:
+        message = f"evaluation of {headline.family} took {ms / 1000:.1f} s, over the 600 s limit"
         if not eval_clear:
             message += _why_not_decisive(record, len(eval_over), len(timed), "evaluated", _fewer_gpus(log))
         findings.append(finding("PG304", log.path, headline.line, message, when=None if eval_clear else "not-decisive"))
