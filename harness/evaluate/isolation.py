@@ -52,7 +52,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -154,7 +154,7 @@ class Isolated:
             return value
         if kind == "violation" and _shaped(value, str, str, bool):
             violation = RuntimeViolation(value[1], value[0])
-            violation.recorded = value[2]  # type: ignore[attr-defined]
+            violation.recorded = value[2]
             raise violation
         if kind == "failed" and _shaped(value, int, str):
             raise HarnessError(value[1], value[0] if value[0] in (EXIT_USAGE, EXIT_BAD_INPUT) else None)
@@ -222,7 +222,7 @@ def _decode(raw: bytes) -> tuple[str, Any]:
     return message[0], message[1]
 
 
-def _shaped(value: object, *types: type) -> bool:
+def _shaped(value: object, *types: type) -> TypeGuard[list[Any]]:
     """``value`` is a JSON list of ``len(types)`` items of these types (``object``: any)."""
     return (
         isinstance(value, list)
@@ -234,7 +234,7 @@ def _shaped(value: object, *types: type) -> bool:
 def _expect(value: object, op: str, *types: type) -> list[Any]:
     if not _shaped(value, *types):
         raise IsolationError(f"the submission's process sent a malformed answer to {op!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _findings(items: list[Any]) -> list[Finding]:

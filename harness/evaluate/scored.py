@@ -24,6 +24,7 @@ class RuntimeViolation(Exception):
     """
 
     rule: str = "PG101"
+    recorded: bool = False  # a guard's session already holds this violation's finding
 
     def __init__(self, message: str, rule: str | None = None) -> None:
         super().__init__(message)
