@@ -55,3 +55,17 @@ def test_a_missing_libcst_distribution_still_gives_a_key(tmp_path: Path, monkeyp
     monkeypatch.setattr(cache, "version", missing)
     assert cache.dependency_versions().endswith("; libcst unknown")
     assert len(_key(tmp_path)) == 64
+
+
+def test_the_same_files_under_another_track_are_another_audit(tmp_path: Path) -> None:
+    """The package checks read the track from the folder's path (a non-record track waives the
+    time limit), so a cached result must not follow the files to another track; the same
+    place with the same files is the same key (reported on the backlog audit, #15)."""
+    keys = []
+    for track in ("track_10min_16mb", "track_non_record_16mb", "track_10min_16mb"):
+        folder = tmp_path / f"copy{len(keys)}" / "records" / track / "2026-03-01_same"
+        folder.mkdir(parents=True)
+        (folder / "train_gpt.py").write_text("x = 1\n", encoding="utf-8")
+        keys.append(CheckCache(tmp_path / "cache", CheckOptions(), "catalog").key_for(folder))
+    assert keys[0] != keys[1]
+    assert keys[0] == keys[2]

@@ -98,6 +98,10 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+# records/<track>/<name>: what the package checks read from a submission's path
+PLACE_PARTS = 3
+
+
 def submission_fingerprint(path: Path) -> str:
     """SHA-256 over every file the loader could read for this submission.
 
@@ -105,6 +109,10 @@ def submission_fingerprint(path: Path) -> str:
     ``.py`` file: the file and the ``.py`` files beside it, which a sibling-file shim may run.
     """
     digest = hashlib.sha256()
+    # The analysis reads the folder's place as well as its files (the track, from the last
+    # path parts, decides whether a record's time limit applies): the same files under another
+    # track are another audit.
+    digest.update(("P\0" + "/".join(path.absolute().parts[-PLACE_PARTS:]) + "\0").encode())
     if path.is_dir():
         entries = _folder_entries(path)
     else:

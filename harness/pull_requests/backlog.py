@@ -126,7 +126,7 @@ def _audit_units(
     results: dict[Unit, Outcome] = {}
     pending: list[Unit] = []
     for unit in units:
-        known = index.get(unit[1])
+        known = index.get(*unit)
         if known is not None and known.binary_only:
             results[unit] = ([_binary_only()], {})
         elif known is not None and cache is not None:
@@ -165,7 +165,7 @@ def _write_and_audit(
                 results[unit] = ([_pg000(f"the folder's objects are missing from the repository ({exc})")], {})
                 progress.advance()
                 continue
-            index.put(unit[1], Indexed(submission_fingerprint(folder), written.binary_only))
+            index.put(*unit, Indexed(submission_fingerprint(folder), written.binary_only))
             if written.binary_only or not written.files:
                 results[unit] = ([_binary_only() if written.files else _pg000("the folder holds no file")], {})
                 progress.advance()

@@ -13,6 +13,7 @@ its content exactly, so an entry never goes stale; the format number covers how 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from harness.pull_requests.git_objects import LINK_MODE, ObjectReader, safe_name
 
-_INDEX_FORMAT = "1"
+_INDEX_FORMAT = "2"
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,21 @@ class Indexed:
 
 
 class TreeIndex:
-    """Tree ID → (content fingerprint, binary only), stored beside the check cache."""
+    """(folder path, tree ID) → (content fingerprint, binary only), stored beside the check
+    cache. The path is part of the key because the fingerprint is: the same tree under another
+    track is another audit."""
 
     def __init__(self, cache_dir: Path | None) -> None:
         self.directory = cache_dir / f"git-trees-{_INDEX_FORMAT}" if cache_dir is not None else None
 
-    def _path(self, tree: str) -> Path | None:
-        return self.directory / tree[:2] / tree if self.directory is not None else None
+    def _path(self, folder: str, tree: str) -> Path | None:
+        if self.directory is None:
+            return None
+        key = hashlib.sha256(f"{folder}\0{tree}".encode()).hexdigest()
+        return self.directory / key[:2] / key
 
-    def get(self, tree: str) -> Indexed | None:
-        path = self._path(tree)
+    def get(self, folder: str, tree: str) -> Indexed | None:
+        path = self._path(folder, tree)
         if path is None:
             return None
         try:
@@ -78,9 +84,9 @@ class TreeIndex:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def put(self, tree: str, indexed: Indexed) -> None:
+    def put(self, folder: str, tree: str, indexed: Indexed) -> None:
         """Atomic; an index that cannot be written only costs speed."""
-        path = self._path(tree)
+        path = self._path(folder, tree)
         if path is None:
             return
         payload = json.dumps({"fingerprint": indexed.fingerprint, "binary_only": indexed.binary_only})
