@@ -420,8 +420,9 @@ def _may_be_newer_syntax(text: str) -> bool:
 
 def _libcst_module(text: str) -> cst.Module | None:
     """For 3.12 syntax (PEP 701 f-strings) that ``ast`` on 3.11 rejects: libcst's module,
-    parsed as the parse layer parses (without the per-node validation meant for hand-built
-    trees, which refuses valid Python such as ``f(x)for x in y``, #1850) and kept for it."""
+    parsed as the parse layer parses (libcst's own parse; where its node validation refuses
+    valid minified Python such as ``f(x)for x in y``, #1850, the parse layer spaces the glued
+    keywords) and kept for it."""
     if not _may_be_newer_syntax(text):
         return None
     from harness.check.parse import parse_libcst  # the parse layer only when 3.12 syntax needs it
