@@ -86,18 +86,6 @@ def documented_alternatives(root: Path, files: list[str], sources: list[SourceFi
     return alternatives
 
 
-def collect_setting_variants(root: Path, files: list[str], sources: list[SourceFile]) -> dict[str, list[Setting]]:
-    """Every distinct value documented for each name, first occurrence of each value, in
-    precedence order — so a rule can say "enabled by X=1 in README.md:12" even when another
-    documented command leaves it off."""
-    variants: dict[str, list[Setting]] = {}
-    for setting in sorted(_all_settings(root, files, sources), key=lambda s: PRECEDENCE[s.source_kind]):
-        seen = variants.setdefault(setting.name, [])
-        if all(existing.value != setting.value for existing in seen):
-            seen.append(setting)
-    return variants
-
-
 def _all_settings(root: Path, files: list[str], sources: list[SourceFile]) -> list[Setting]:
     """Every documented setting in precedence order, then file order, then line order."""
     found: list[Setting] = []

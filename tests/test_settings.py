@@ -6,7 +6,6 @@ from pathlib import Path
 
 from harness.settings import (
     code_settings,
-    collect_setting_variants,
     collect_settings,
     documented_alternatives,
     log_settings,
@@ -147,7 +146,7 @@ def test_precedence_code_readme_script_log(tmp_path: Path) -> None:
     }
 
 
-def test_variants_record_every_documented_value(tmp_path: Path) -> None:
+def test_within_one_kind_the_last_documented_value_wins(tmp_path: Path) -> None:
     files = _folder(
         tmp_path,
         {
@@ -156,15 +155,6 @@ def test_variants_record_every_documented_value(tmp_path: Path) -> None:
             "requirements.txt": "torch: 2.4\n",
         },
     )
-    variants = collect_setting_variants(tmp_path, files, [])
-    assert variants == {
-        "TTT_ENABLED": [
-            Setting("TTT_ENABLED", "0", "README.md", 1, "readme"),
-            Setting("TTT_ENABLED", "1", "README.md", 3, "readme"),
-        ],
-        "SEED": [Setting("SEED", "1", "run.sh", 1, "script"), Setting("SEED", "2", "run.sh", 1, "script")],
-    }
-    # Within one kind the last occurrence wins.
     assert collect_settings(tmp_path, files, [])["TTT_ENABLED"] == Setting("TTT_ENABLED", "1", "run.sh", 1, "script")
     assert collect_settings(tmp_path, files, [])["SEED"] == Setting("SEED", "2", "run.sh", 1, "script")
 
