@@ -12,17 +12,18 @@ The cache stores raw findings only: ``--select``, allowlists and ``--fail-on`` a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import platform
-import tempfile
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import harness
+from harness.atomic import write_text_atomically
 from harness.check.context import CheckOptions
 from harness.findings import Finding, Severity, Step
 
@@ -184,17 +185,8 @@ class CheckCache:
         """Store atomically; a cache that cannot be written only costs speed."""
         target = self._entry_path(key)
         payload = json.dumps({"findings": [finding.to_json() for finding in findings], "sources": sources})
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        except OSError:
-            return
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(payload)
-            os.replace(temporary, target)
-        except OSError:
-            Path(temporary).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            write_text_atomically(target, payload)
 
 
 def finding_from_json(data: dict) -> Finding:

@@ -7,22 +7,10 @@ pastes into a pull request. Both are written atomically so a reader never sees h
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+from harness.atomic import write_text_atomically
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -92,5 +80,5 @@ def _isolation_line(isolation: dict[str, Any]) -> str:
 
 
 def write_reports(out_dir: Path, report: dict[str, Any]) -> None:
-    _atomic_write(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
-    _atomic_write(out_dir / "report.md", render_markdown(report))
+    write_text_atomically(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomically(out_dir / "report.md", render_markdown(report))

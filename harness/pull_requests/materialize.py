@@ -13,13 +13,14 @@ its content exactly, so an entry never goes stale; the format number covers how 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import write_text_atomically
 from harness.pull_requests.git_objects import LINK_MODE, ObjectReader, safe_name
 
 _INDEX_FORMAT = "2"
@@ -90,14 +91,5 @@ class TreeIndex:
         if path is None:
             return
         payload = json.dumps({"fingerprint": indexed.fingerprint, "binary_only": indexed.binary_only})
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        except OSError:
-            return
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(payload)
-            os.replace(temporary, path)
-        except OSError:
-            Path(temporary).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            write_text_atomically(path, payload)

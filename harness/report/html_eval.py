@@ -11,11 +11,10 @@ guessed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_text_atomically
 from harness.check.pkg.limits import SIZE_LIMIT_BYTES
 from harness.errors import MissingExtraError
 from harness.report.html import (
@@ -81,14 +80,7 @@ def write_eval_page(out_dir: Path, report: dict[str, Any]) -> str | None:
     except MissingExtraError as missing:
         target.unlink(missing_ok=True)
         return f"report.html not written: {missing}"
-    handle, temporary = tempfile.mkstemp(dir=out_dir, prefix=f".{PAGE_NAME}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, target)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(target, text)
     return None
 
 
