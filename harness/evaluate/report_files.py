@@ -49,14 +49,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "### Runtime probes",
         "",
-        "not available in this installation"
+        "not run: the evaluation stopped before the probes"
         if not probes.get("available")
         else "```json\n" + json.dumps(probes, indent=2, sort_keys=True) + "\n```",
     ]
     attempts = (report.get("guards") or {}).get("attempts")
     lines += ["", "### Runtime guards", ""]
     if attempts is None:
-        lines.append("not available in this installation")
+        lines.append("no record of the guards in this report")
     elif not attempts:
         lines.append("No refused attempts.")
     else:
