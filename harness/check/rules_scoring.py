@@ -21,6 +21,7 @@ from harness.check.mechanisms.causality import (
     find_whole_document_statistics,
 )
 from harness.check.mechanisms.doc_boundary import find_unmasked_smear
+from harness.check.mechanisms.hit import Hit
 from harness.check.mechanisms.lookups import collect_lookups
 from harness.check.mechanisms.normalization import (
     find_byte_spread,
@@ -30,7 +31,6 @@ from harness.check.mechanisms.normalization import (
     find_unnormalized_ratio,
 )
 from harness.check.mechanisms.slot import find_slot, find_slot_via_helper
-from harness.check.mechanisms.syntax import Hit
 from harness.check.mechanisms.targets import TargetInfo, infer_targets
 from harness.check.switches.reach import Configuration
 from harness.check.tree.index import ModuleIndex, index_submission

@@ -34,8 +34,8 @@ from harness.check.tree.nodes import (
 from harness.check.words import any_word, first_word
 
 from .byte_tables import BYTE_NAME, find_lut_problems, find_missing_boundary_rule, find_shipped_byte_table
+from .hit import Hit, step
 from .imports import run_at_evaluation
-from .syntax import Hit, step
 from .targets import value_names
 
 BPB_NAME = re.compile(r"bpb|bits_per_byte", re.IGNORECASE)

@@ -18,7 +18,7 @@ from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, target_names
 from harness.check.words import any_word
 
-from .syntax import Hit, step
+from .hit import Hit, step
 from .targets import value_names
 
 BYTE_NAME = re.compile(r"byte", re.IGNORECASE)

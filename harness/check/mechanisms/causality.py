@@ -27,8 +27,8 @@ from harness.check.tree.nodes import assign_targets, assigned_value, call_tail, 
 from harness.check.words import any_word, last_word
 
 from .callees import helper_of, names_outside_helper_calls
+from .hit import Hit, step
 from .lookups import CACHE_WORDS, LookupFacts, collect_lookups
-from .syntax import Hit, step
 from .targets import TargetInfo, infer_targets, is_shifted_slice, target_argument, value_names
 from .update_order import find_update_before_score
 

@@ -19,7 +19,7 @@ from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, number_value, target_names
 from harness.check.words import any_word
 
-from .syntax import Hit, step
+from .hit import Hit, step
 from .targets import value_names
 
 # ---- vocabularies (whole words, harness/check/words.py) ------------------------------------

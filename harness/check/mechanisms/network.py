@@ -16,8 +16,8 @@ import libcst as cst
 from harness.check.tree.index import ModuleIndex
 from harness.check.tree.nodes import call_name, strings_in
 
+from .hit import Hit, step
 from .imports import qualified, run_at_evaluation
-from .syntax import Hit, step
 
 NETWORK_CALLS = re.compile(
     r"^(requests\.(get|post|put|head|patch|delete|request|Session|session)"

@@ -22,8 +22,8 @@ from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, target_names
 from harness.check.words import any_word, last_word
 
+from .hit import Hit, step
 from .lookups import LookupFacts
-from .syntax import Hit, step
 from .targets import TargetInfo, value_names
 
 # ---- vocabulary (whole words over identifier words, harness/check/words.py) ----------------

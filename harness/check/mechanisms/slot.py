@@ -12,8 +12,8 @@ from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, target_names
 
+from .hit import Hit, step
 from .imports import imported_functions
-from .syntax import Hit, step
 from .targets import TargetInfo, value_names
 
 

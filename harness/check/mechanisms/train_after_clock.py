@@ -35,7 +35,7 @@ from harness.check.tree.nodes import (
 )
 from harness.findings import Step
 
-from .syntax import Hit, step
+from .hit import Hit, step
 from .targets import is_scoring_function
 from .train_reads import (
     Read,

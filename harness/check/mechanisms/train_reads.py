@@ -22,7 +22,7 @@ from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, last_identifier, strings_in, target_names
 from harness.findings import Step
 
-from .syntax import step
+from .hit import step
 from .targets import value_names
 
 _READ_CALLS = {"next_batch", "next_tokens"}

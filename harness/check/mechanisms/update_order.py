@@ -18,8 +18,8 @@ from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, number_value, target_names
 from harness.check.words import any_word, last_word
 
+from .hit import Hit, step
 from .lookups import BYTE_WORDS
-from .syntax import Hit, step
 from .targets import TargetInfo, value_names
 
 # A running score (``nll_sum``, ``total_bits``) and a table of model outputs (``tok_lp``,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from harness.catalog import finding
-from harness.check.mechanisms.syntax import Hit
+from harness.check.mechanisms.hit import Hit
 from harness.check.switches.evaluator import ENV_CALLS, Evaluator, Used, reads_env_key_argument
 from harness.check.tree.index import ModuleIndex
 from harness.check.tree.nodes import call_name, call_tail, dotted_name, last_identifier, number_value, string_value
