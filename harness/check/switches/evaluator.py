@@ -17,6 +17,7 @@ Python's names and fields, the mechanism detectors the names that carry a settin
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,8 +55,11 @@ class Evaluation:
         return found
 
 
-class Evaluator:
-    """Values of expressions under one set of documented settings (``under`` swaps them)."""
+class Evaluator(ABC):
+    """Values of expressions under one set of documented settings (``under`` swaps them).
+
+    Abstract: what a name is bound to differs by view (Python names and fields for the
+    data-flow family, setting-carrying names for the mechanism detectors)."""
 
     def __init__(self, settings: dict[str, Setting], alternatives: list[dict[str, Setting]] | None = None) -> None:
         self.settings = settings
@@ -65,9 +69,9 @@ class Evaluator:
         # parameter → argument, one level per helper or lifted call being evaluated (innermost first)
         self.scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
 
+    @abstractmethod
     def names(self, node: cst.Name | cst.Attribute, dotted: str | None) -> list[cst.BaseExpression | None]:
         """The expressions a name may be bound to (None: bound to something unknown)."""
-        raise NotImplementedError
 
     def add_helpers(self, module: cst.Module) -> None:
         for name, helper in one_line_helpers(module).items():
