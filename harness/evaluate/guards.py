@@ -296,20 +296,24 @@ def _address(value: object) -> str:
     return os.fsdecode(value) if isinstance(value, (str, bytes)) else repr(value)
 
 
+# Audit events of the standard library's protocol clients: (self, host, port, ...)
+_LIBRARY_CONNECTS = (
+    "http.client.connect",
+    "ftplib.connect",
+    "smtplib.connect",
+    "poplib.connect",
+    "nntplib.connect",
+    "imaplib.open",
+    "telnetlib.Telnet.open",
+)
+
+
 def _network_target(event: str, args: tuple[Any, ...]) -> str:
     if event in ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"):
         return _address(args[1]) if len(args) > 1 else "?"
     if event == "socket.getaddrinfo":
         return f"{args[0]}:{args[1]}"
-    if event in (
-        "http.client.connect",
-        "ftplib.connect",
-        "smtplib.connect",
-        "poplib.connect",
-        "nntplib.connect",
-        "imaplib.open",
-        "telnetlib.Telnet.open",
-    ):
+    if event in _LIBRARY_CONNECTS:
         return f"{args[1]}:{args[2]}" if len(args) > 2 else repr(args)
     if event == "urllib.Request":
         return str(args[0])
@@ -372,13 +376,7 @@ _HANDLERS: dict[str, Callable[[GuardSession, str, tuple[Any, ...]], None]] = {
             "socket.gethostbyaddr",
             "socket.getnameinfo",
             "urllib.Request",
-            "http.client.connect",
-            "ftplib.connect",
-            "smtplib.connect",
-            "poplib.connect",
-            "nntplib.connect",
-            "imaplib.open",
-            "telnetlib.Telnet.open",
+            *_LIBRARY_CONNECTS,
             "webbrowser.open",
         )
     },

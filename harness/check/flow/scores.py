@@ -121,14 +121,7 @@ class ScoreSinks:
             and self.is_score_target(name)
         ):
             # ``all_nll = torch.cat([all_nll, nll])`` grows the per-token score like an append
-            self.scope.emit(
-                EffectKind.SCORE,
-                line,
-                f"score accumulated into {name}",
-                value,
-                set(N.refs(value_node)),
-                produced_from=set(N.refs(value_node)) - {name},
-            )
+            self._accumulated(name, line, value, value_node)
             return
         if not isinstance(value_node, cst.BinaryOperation):
             return
@@ -153,14 +146,14 @@ class ScoreSinks:
                 set(N.refs(value_node)),
             )
         elif self.is_score_target(name) and not any(self.reads_itself(name, o) for o in added):
-            self.scope.emit(
-                EffectKind.SCORE,
-                line,
-                f"score accumulated into {name}",
-                value,
-                set(N.refs(value_node)),
-                produced_from=set(N.refs(value_node)) - {name},
-            )
+            self._accumulated(name, line, value, value_node)
+
+    def _accumulated(self, name: str, line: int, value: Taint, value_node: cst.BaseExpression) -> None:
+        """``name`` grows by a VAL-derived term: a score accumulated from its other operands."""
+        refs = set(N.refs(value_node))
+        self.scope.emit(
+            EffectKind.SCORE, line, f"score accumulated into {name}", value, refs, produced_from=refs - {name}
+        )
 
     def _zero_started(self) -> set[str]:
         """Locals this function starts at zero (``s = 0.0``, ``tot = torch.zeros(3)``): the shape
