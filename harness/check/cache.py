@@ -1,13 +1,11 @@
 """Content-hash cache of per-submission analysis results.
 
-Why content hashes and not timestamps: a checkout, a ``git stash`` or a CI cache restore changes
-modification times without changing code, and a changed file must never be served a stale
-verdict. The key covers everything the analysis depends on: the tool version, a fingerprint of
-the harness's own source (so a development change invalidates results too), the versions of
-Python and libcst (whose parser and code generation give the trees and lines), the rule catalog,
-the reviewer options (including the bytes of a ``--frontier`` file) and the SHA-256 of every
-file of the submission. Entries are written atomically; a corrupt or unreadable entry is a miss.
-The cache stores raw findings only: ``--select``, allowlists and ``--fail-on`` are applied after.
+Why content hashes and not timestamps: a checkout or a CI cache restore changes modification
+times without changing code, and a changed file must never be served a stale verdict. The key
+covers all the analysis depends on: the tool version, the harness's own source, Python's and
+libcst's versions (the trees and lines), the catalog, the reviewer options and every file of the
+submission. A corrupt or unreadable entry is a miss. Raw findings only: ``--select``,
+allowlists and ``--fail-on`` are applied after.
 """
 
 from __future__ import annotations
@@ -29,13 +27,10 @@ from harness.findings import Finding, Severity, Step
 
 CACHE_ENV = "GOLF_HARNESS_CACHE"
 _CACHE_FORMAT = "1"
-_CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
-    """``check/`` under the harness cache root shared with the embedded data:
-    ``$GOLF_HARNESS_CACHE``, else ``$XDG_CACHE_HOME/golf-harness``, else
-    ``~/.cache/golf-harness``."""
+    """``check/`` under the harness cache root shared with the embedded data."""
     configured = os.environ.get(CACHE_ENV)
     if configured:
         return Path(configured) / "check"
@@ -63,13 +58,15 @@ def harness_code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def dependency_versions() -> str:
-    """Python's implementation and version and libcst's version, as one line."""
+def libcst_version() -> str:
     try:
-        libcst = version("libcst")
+        return version("libcst")
     except PackageNotFoundError:
-        libcst = "unknown"
-    return f"{platform.python_implementation()} {platform.python_version()}; libcst {libcst}"
+        return "unknown"
+
+
+def dependency_versions() -> str:
+    return f"{platform.python_implementation()} {platform.python_version()}; libcst {libcst_version()}"
 
 
 def options_fingerprint(options: CheckOptions) -> str:
@@ -78,25 +75,18 @@ def options_fingerprint(options: CheckOptions) -> str:
     for field in dataclasses.fields(options):
         value = getattr(options, field.name)
         if isinstance(value, Path):
-            parts.append(f"{field.name}={value}:{_file_digest_or_state(value)}")
+            parts.append(f"{field.name}={value}:{_file_digest(value)}")
         else:
             parts.append(f"{field.name}={value!r}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _file_digest_or_state(path: Path) -> str:
+def _file_digest(path: Path) -> str:
     try:
-        return _file_digest(path)
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError as exc:
         return f"unreadable:{type(exc).__name__}"
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # records/<track>/<name>: what the package checks read from a submission's path
@@ -104,45 +94,30 @@ PLACE_PARTS = 3
 
 
 def submission_fingerprint(path: Path) -> str:
-    """SHA-256 over every file the loader could read for this submission.
-
-    A folder: all files below it (symlinks by their target text, never followed). A single
-    ``.py`` file: the file and the ``.py`` files beside it, which a sibling-file shim may run.
-    """
+    """SHA-256 over every file the loader could read for this submission: a folder's files
+    (symlinks by their target text, never followed), or a ``.py`` file and the ``.py`` files
+    beside it, which a sibling-file shim may run."""
     digest = hashlib.sha256()
-    # The analysis reads the folder's place as well as its files (the track, from the last
-    # path parts, decides whether a record's time limit applies): the same files under another
-    # track are another audit.
+    # and over its place: the track, from the last path parts, decides whether a record's time
+    # limit applies, so the same files under another track are another audit
     digest.update(("P\0" + "/".join(path.absolute().parts[-PLACE_PARTS:]) + "\0").encode())
     if path.is_dir():
-        entries = _folder_entries(path)
+        entries: list[Path] = []
+        for directory, subdirectories, files in os.walk(path, followlinks=False):
+            subdirectories.sort()
+            base = Path(directory)
+            entries.extend(base / name for name in subdirectories if (base / name).is_symlink())
+            entries.extend(base / name for name in sorted(files))
     else:
-        siblings = sorted(p for p in path.parent.glob("*.py") if p != path)
-        entries = [path, *siblings]
+        entries = [path, *sorted(p for p in path.parent.glob("*.py") if p != path)]
         path = path.parent
     for entry in entries:
         relative = os.path.relpath(entry, path)
         if entry.is_symlink():
             digest.update(f"L\0{relative}\0{os.readlink(entry)}\0".encode())
         else:
-            try:
-                state = _file_digest(entry)
-            except OSError as exc:
-                state = f"unreadable:{type(exc).__name__}"
-            digest.update(f"F\0{relative}\0{state}\0".encode())
+            digest.update(f"F\0{relative}\0{_file_digest(entry)}\0".encode())
     return digest.hexdigest()
-
-
-def _folder_entries(folder: Path) -> list[Path]:
-    entries: list[Path] = []
-    for directory, subdirectories, files in os.walk(folder, followlinks=False):
-        subdirectories.sort()
-        base = Path(directory)
-        for name in subdirectories:
-            if (base / name).is_symlink():
-                entries.append(base / name)
-        entries.extend(base / name for name in sorted(files))
-    return entries
 
 
 class CheckCache:
@@ -183,10 +158,9 @@ class CheckCache:
 
     def put(self, key: str, findings: list[Finding], sources: dict[str, str]) -> None:
         """Store atomically; a cache that cannot be written only costs speed."""
-        target = self._entry_path(key)
         payload = json.dumps({"findings": [finding.to_json() for finding in findings], "sources": sources})
         with contextlib.suppress(OSError):
-            write_text_atomically(target, payload)
+            write_text_atomically(self._entry_path(key), payload)
 
 
 def finding_from_json(data: dict) -> Finding:

@@ -1,10 +1,6 @@
-"""What every rule family receives: the loaded submission, its parsed sources, options.
-
-A rule family is a module under ``harness/check/`` exposing
-``check(ctx: CheckContext) -> list[Finding]``; ``harness/check/engine.py`` lists them and
-runs them in order, so a late family (the package checks) can compare the submission's
-claims with what earlier families found (``findings_so_far``).
-"""
+"""What every rule family's ``check(ctx)`` receives: the loaded submission, its parsed sources,
+the options, and what earlier families found (``findings_so_far``: the package checks compare
+the submission's claims with it)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """Run every rule family over one loaded submission.
 
-Why a table of plain imports: each rule family (data-flow TTT rules, scoring-mechanism rules,
-package rules…) is one module with one ``check(ctx)`` function, so adding a family is one
-import and one row here. A missing family is an ImportError at start-up, never a silent pass.
-A family that crashes on hostile input must not take the whole audit down: its crash becomes
-a PG000 finding and the verdict becomes ``error``.
+Why a table of plain imports: a family is one module with one ``check(ctx)``, so adding one is
+an import and a row here, and a missing one is an ImportError at start-up, never a silent pass.
+A family that crashes on hostile input becomes a PG000 finding, never the whole audit's crash.
 """
 
 from __future__ import annotations
@@ -50,10 +48,8 @@ FAMILIES: tuple[Family, ...] = (
 
 def analyze(submission: Submission, options: CheckOptions | None = None, *, parallel: bool = False) -> list[Finding]:
     """All findings for one submission: load problems, parse failures, then every family.
-
-    ``parallel`` runs the forked families in a child while this process runs the others (a
-    single audit then uses both cores); the findings are the same and in the same order
-    either way."""
+    ``parallel`` runs the forked families in a child while this process runs the others: the
+    same findings in the same order, on both cores."""
     collecting = gc.isenabled()
     # The trees are acyclic and live until the end of the analysis: cyclic GC passes over
     # their ~100k nodes per file cost about a tenth of the run and free nothing.
@@ -93,8 +89,8 @@ def _analyze(submission: Submission, options: CheckOptions, parallel: bool) -> l
 
 
 def _findings_by_family(families: list[Family], ctx: CheckContext, earlier: list[Finding]) -> dict[str, list[Finding]]:
-    """Independent families, each seeing only ``earlier``: the same whether they run here or
-    in the forked child (whose result must pickle, hence keyed by name)."""
+    """Each family seeing only ``earlier``, here or in the forked child (hence keyed by name:
+    the child's result must pickle)."""
     return {family.name: _run(family, ctx, earlier) for family in families}
 
 

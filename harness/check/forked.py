@@ -1,10 +1,9 @@
 """Run one piece of pure-Python work in a forked child, for a second core on a single audit.
 
-Why fork and not a process pool: the work needs the parsed libcst trees, which cost more to
-pickle than to analyze; a forked child shares them copy-on-write for free and only sends back
-its (small, picklable) result. Anything that goes wrong in the child — an exception, a crash,
-a kill — comes back as ``None``, and the caller simply does the work itself, so the child can
-make an audit faster but never different.
+Why fork and not a process pool: the parsed libcst trees cost more to pickle than to analyze;
+a forked child shares them copy-on-write and sends back only its small result. Whatever goes
+wrong in the child comes back as ``None`` and the caller does the work itself, so the child
+can make an audit faster but never different.
 """
 
 from __future__ import annotations
@@ -27,15 +26,11 @@ class ForkedWork(Generic[Result]):
     def result(self) -> Result | None:
         try:
             with os.fdopen(self._read_fd, "rb") as pipe:
-                data = pipe.read()
+                return pickle.load(pipe)  # written by our own child, from our own objects
+        except Exception:  # noqa: BLE001 — nothing or a truncated write (the child failed or was killed)
+            return None
         finally:
             os.waitpid(self._pid, 0)
-        if not data:
-            return None
-        try:
-            return pickle.loads(data)  # written by our own child, from our own objects
-        except Exception:  # noqa: BLE001 — a truncated write (child killed mid-way)
-            return None
 
 
 def start_forked(work: Callable[[], Result]) -> ForkedWork[Result] | None:

@@ -15,38 +15,25 @@ from functools import lru_cache
 import libcst as cst
 
 from harness.check.parse_compat import libcst_compatible, space_glued_keywords
-from harness.check.positions import Positions, tree_layout
+from harness.check.positions import Positions, TreeLayout, tree_layout
 from harness.python_ast import parse_python, recent_module, remember_module
 from harness.submission import SourceFile
 
 
 class ParsedSource:
-    """One parsed source with the positions and parents every rule family reads.
-
-    Positions and parents are keyed by ``id(node)``: libcst nodes hash through a Python-level
-    ``__hash__``, which was a measurable share of the run time, and every keyed node is kept
-    alive by ``module``, so an id cannot be reused while this object lives."""
+    """One parsed source with the positions and parents every rule family reads, keyed by
+    ``id(node)``: libcst nodes hash in Python (a measurable cost), and ``module`` keeps them alive."""
 
     __slots__ = ("source", "module", "positions", "nodes", "_parents", "_extents", "_text")
 
-    def __init__(
-        self,
-        source: SourceFile,
-        module: cst.Module,
-        positions: Positions,
-        nodes: list[cst.CSTNode],
-        parents: dict[int, cst.CSTNode],
-        extents: dict[int, tuple[int, int]] | None = None,
-        text: str | None = None,
-    ) -> None:
+    def __init__(self, source: SourceFile, module: cst.Module, layout: TreeLayout, text: str) -> None:
         self.source = source
-        # the text the module was parsed from: the source, or its libcst-compatible rewrite
-        self._text = source.text if text is None else text
         self.module = module
-        self.positions = positions  # syntactic ranges, as libcst's PositionProvider
-        self.nodes = nodes  # every node but the module and whitespace/punctuation, in pre-order
-        self._parents = parents
-        self._extents = extents or {}  # id -> offsets of all the text a node generates
+        self.positions: Positions = layout.positions  # syntactic ranges, as libcst's PositionProvider
+        self.nodes = layout.nodes  # every node but the module and trivia, in pre-order
+        self._parents = layout.parents
+        self._extents = layout.extents  # id -> offsets of all the text a node generates
+        self._text = text  # the text the module was parsed from: the source, or its rewrite
 
     def parent_of(self, node: cst.CSTNode) -> cst.CSTNode | None:
         return self._parents.get(id(node))
@@ -57,56 +44,42 @@ class ParsedSource:
         return position.start.line if position is not None else 0
 
     def code_of(self, node: cst.CSTNode) -> str:
-        """``module.code_for_node(node)``. For a one-line expression that is the node's slice
-        of the source: an expression emits no indentation tokens except on continuation lines
-        (which code generation on its own would not indent), so only those are generated."""
+        """``module.code_for_node(node)``: for a one-line expression, the node's slice of the source
+        (an expression emits indentation only on continuation lines, so only those are generated)."""
         extent = self._extents.get(id(node)) if isinstance(node, cst.BaseExpression) else None
         if extent is not None:
-            text = self._text
-            start, end = extent
-            if "\n" not in text[start:end] and "\r" not in text[start:end]:
-                return text[start:end]
+            code = self._text[extent[0] : extent[1]]
+            if "\n" not in code and "\r" not in code:
+                return code
         return self.module.code_for_node(node)
 
     def flat_code(self, node: cst.CSTNode) -> str:
-        """``code_of(node)`` with every run of whitespace made one space (messages, searches).
-
-        The source slice serves for any node here: it differs from the generated code only by
-        the indentation tokens at line starts, which flattening removes either way."""
+        """``code_of(node)`` with every run of whitespace made one space (messages, searches): the
+        source slice serves for any node, as it lacks only indentation, which flattening drops."""
         extent = self._extents.get(id(node))
-        if extent is None:
-            return " ".join(self.module.code_for_node(node).split())
-        return " ".join(self._text[extent[0] : extent[1]].split())
+        code = self.module.code_for_node(node) if extent is None else self._text[extent[0] : extent[1]]
+        return " ".join(code.split())
 
 
 def string_literal_value(node: cst.SimpleString) -> str | bytes:
-    """``node.evaluated_value``, without compiling a string for the common literal.
-
-    libcst evaluates every literal with ``ast.literal_eval`` (a ``compile`` each, about a tenth
-    of the rule time on a large file). A str literal with no backslash, CR or NUL means its
-    body, raw or not; anything else goes to ``literal_eval`` and raises as it would."""
+    """``node.evaluated_value`` without libcst's ``ast.literal_eval`` (a ``compile``) for the
+    common literal: about a tenth of the rule time on a large file."""
     return _literal_value(node.value)
-
-
-def _evaluate_literal(text: str) -> str | bytes:
-    with warnings.catch_warnings():  # invalid escapes in submission code are not our warnings
-        warnings.simplefilter("ignore")
-        return ast.literal_eval(text)
 
 
 @lru_cache(maxsize=8192)
 def _literal_value(text: str) -> str | bytes:
-    prefix_length = 0
-    while prefix_length < len(text) and text[prefix_length] not in "'\"":
-        prefix_length += 1
-    prefix = text[:prefix_length].lower()
-    body = text[prefix_length:]
-    if "b" in prefix or "\x00" in body or "\r" in body or ("\\" in body and "r" not in prefix):
-        return _evaluate_literal(text)
+    """A str literal with no backslash, CR or NUL means its body, raw or not; anything else
+    goes to ``literal_eval`` and raises as it would."""
+    prefix_length = len(text) - len(text.lstrip("rRbBuU"))
+    prefix, body = text[:prefix_length].lower(), text[prefix_length:]
     quote = body[:3] if body[:3] in ('"""', "'''") else body[:1]
-    if len(body) < 2 * len(quote) or not body.endswith(quote):
-        return _evaluate_literal(text)
-    return body[len(quote) : len(body) - len(quote)]
+    plain = not ("b" in prefix or "\x00" in body or "\r" in body or ("\\" in body and "r" not in prefix))
+    if plain and len(body) >= 2 * len(quote) and body.endswith(quote):
+        return body[len(quote) : len(body) - len(quote)]
+    with warnings.catch_warnings():  # invalid escapes in submission code are not our warnings
+        warnings.simplefilter("ignore")
+        return ast.literal_eval(text)
 
 
 class ParseFailure(Exception):
@@ -117,29 +90,23 @@ class ParseFailure(Exception):
 # chains (2,000 terms take seconds, 5,000 take a minute), so a hostile file could stall the audit.
 MAX_EXPRESSION_DEPTH = 400
 _NESTING_LIMIT_MESSAGES = re.compile(r"too many (nested parentheses|levels of indentation|statically nested blocks)")
-
-
 # Room for nodes that share their parent's span (3.11 gives an f-string's parts the span of the
 # whole f-string), so a span bound stays an upper bound.
 _SPAN_SLACK = 16
 
 
 def _expression_depth(tree: ast.AST, limit: int = MAX_EXPRESSION_DEPTH) -> int:
-    """Deepest chain of nested expression nodes, walked iteratively (no recursion limit).
-
-    Exact whenever it exceeds ``limit``. Each nested expression is strictly inside its parent,
-    so a one-line expression spanning ``n`` bytes nests at most ``n`` levels: a subtree whose
-    bound stays within ``limit`` is not walked, which skips nearly every expression of real
-    code and leaves the statements and the long expressions."""
+    """Deepest chain of nested expression nodes, walked iteratively; exact whenever it exceeds
+    ``limit``. A one-line expression spanning ``n`` bytes nests at most ``n`` levels, so a
+    subtree whose bound stays within ``limit`` is not walked: nearly every expression of real
+    code is skipped."""
     deepest = 0
     stack: list[tuple[ast.AST, int]] = [(tree, 0)]
-    expression = ast.expr
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, expression):
+        if isinstance(node, ast.expr):
             here = depth + 1
-            if here > deepest:
-                deepest = here
+            deepest = max(deepest, here)
             end_col = node.end_col_offset
             if (
                 node.lineno == node.end_lineno
@@ -153,33 +120,28 @@ def _expression_depth(tree: ast.AST, limit: int = MAX_EXPRESSION_DEPTH) -> int:
     return deepest
 
 
-def _precheck(source: SourceFile) -> None:
-    """Refuse pathological nesting cheaply with ``ast`` before libcst sees it.
-
-    ``ast`` rejects some valid 3.12 syntax on 3.11 (PEP 701 f-strings); such files skip the
-    pre-check and go straight to libcst, which accepts them.
-    """
+def _precheck(source: SourceFile) -> ast.Module | None:
+    """Refuse what libcst must not see, cheaply with ``ast``; returns CPython's tree, or None
+    where ``ast`` on 3.11 refuses valid 3.12 syntax (PEP 701 f-strings), left to libcst."""
+    name = source.display_name
     if "\x00" in source.text:
-        # CPython refuses any NUL byte in a source file (even inside a comment, which libcst
-        # would accept): such a file cannot run, so its analysis would describe nothing
-        raise ParseFailure(f"cannot parse {source.display_name}: the file contains NUL bytes, which Python refuses")
+        # CPython refuses any NUL byte in a source file (even in a comment, which libcst would
+        # accept): such a file cannot run, so its analysis would describe nothing
+        raise ParseFailure(f"cannot parse {name}: the file contains NUL bytes, which Python refuses")
     try:
         tree = parse_python(source.text)  # usually the loader's tree, already parsed
-    except SyntaxError as error:
+    except (SyntaxError, RecursionError, MemoryError) as error:
         # CPython's own nesting limits: such a file cannot run anywhere, and libcst's native
         # parser can overflow its stack (a segfault) on it, so it must never reach libcst.
-        if _NESTING_LIMIT_MESSAGES.search(str(error.msg)):
-            raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
-        return
+        if isinstance(error, SyntaxError) and not _NESTING_LIMIT_MESSAGES.search(str(error.msg)):
+            return None
+        raise ParseFailure(f"cannot analyze {name}: nesting too deep") from None
     except (ValueError, OverflowError):
-        return
-    except (RecursionError, MemoryError):
-        raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
+        return None
     depth = _expression_depth(tree)
     if depth > MAX_EXPRESSION_DEPTH:
-        raise ParseFailure(
-            f"cannot analyze {source.display_name}: an expression nests {depth} levels (limit {MAX_EXPRESSION_DEPTH})"
-        )
+        raise ParseFailure(f"cannot analyze {name}: an expression nests {depth} levels (limit {MAX_EXPRESSION_DEPTH})")
+    return tree
 
 
 def _parse_module(text: str) -> tuple[cst.Module, list[int]]:
@@ -193,7 +155,11 @@ def _parse_module(text: str) -> tuple[cst.Module, list[int]]:
     try:
         return cst.parse_module(text), []
     except cst.CSTValidationError:
-        spaced = space_glued_keywords(text, _python_tree(text))
+        try:
+            tree: ast.Module | None = parse_python(text)
+        except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+            tree = None
+        spaced = space_glued_keywords(text, tree)
         if spaced is None:
             raise
         return cst.parse_module(spaced[0]), spaced[1]
@@ -208,13 +174,6 @@ def parse_libcst(text: str, *, remember: bool = False) -> cst.Module:
     return parsed[0]
 
 
-def _python_tree(text: str) -> ast.Module | None:
-    try:
-        return parse_python(text)
-    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
-        return None
-
-
 def positions_of(module: cst.Module, text: str) -> tuple[Positions, list[cst.CSTNode]]:
     """Syntactic positions of every node of ``module`` parsed from ``text`` (the same pass as
     ``parse_source``), and the nodes in pre-order."""
@@ -225,36 +184,21 @@ def positions_of(module: cst.Module, text: str) -> tuple[Positions, list[cst.CST
 
 
 def parse_source(source: SourceFile) -> ParsedSource:
-    _precheck(source)
+    tree = _precheck(source)
     text = source.text
     try:
         try:
             module, spaces = _parse_module(text)
-        except (cst.ParserSyntaxError, cst.CSTValidationError):  # valid Python that libcst refuses
-            text = _libcst_compatible(text) or text
-            if text is source.text:
+        except (cst.ParserSyntaxError, cst.CSTValidationError):
+            # valid Python that libcst's grammar refuses, rewritten (``parse_compat``)
+            rewritten = None if tree is None else libcst_compatible(text, tree)
+            if rewritten is None:
                 raise
-            module, spaces = cst.parse_module(text), []
+            text, module, spaces = rewritten, cst.parse_module(rewritten), []
     except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError, ValueError, MemoryError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParseFailure(f"cannot parse {source.display_name}: {first_line}") from None
     try:
-        layout = tree_layout(module, text, spaces)
+        return ParsedSource(source, module, tree_layout(module, text, spaces), text)
     except RecursionError:
         raise ParseFailure(f"cannot analyze {source.display_name}: nesting too deep") from None
-    return ParsedSource(
-        source=source,
-        module=module,
-        positions=layout.positions,
-        nodes=layout.nodes,
-        parents=layout.parents,
-        extents=layout.extents,
-        text=text,
-    )
-
-
-def _libcst_compatible(text: str) -> str | None:
-    """The source rewritten where libcst's grammar refuses valid Python (``parse_compat``),
-    when CPython's ``ast`` accepts it; None otherwise."""
-    tree = _python_tree(text)
-    return None if tree is None else libcst_compatible(text, tree)

@@ -1,19 +1,8 @@
 """Valid Python that libcst's parser refuses, rewritten so that libcst accepts it.
 
-Why: golf-check must never call ordinary Python an ``error``. libcst refuses four things
-CPython accepts, and each is rewritten keeping every line where it was (the last two, a line
-holding only a backslash before a statement and a keyword glued to a bracket, are described
-at their functions):
-
-- an annotated assignment whose target is parenthesized, ``(x): int = 0`` (CPython's own
-  grammar and typing tests use it; found by ``bench/stdlib_run.py``): the parentheses become
-  spaces behind the target (``x   : int = 0``), every later column kept;
-- more than about 3,000 adjacent string literals in one expression (an inline data blob of
-  11,000 lines, wild #2012): the chain is cut into parenthesized groups joined by ``+``,
-  ``(("a" "b")+("c" "d"))``, the same string whatever operator or method follows it; only
-  the lines where a group ends grow by a few characters.
-
-Only files that libcst refused and CPython's ``ast`` accepts are rewritten.
+Why: golf-check must never call ordinary Python an ``error``. Each form libcst refuses and
+CPython accepts is rewritten keeping every line where it was (each function says which), and
+only in files that libcst refused and CPython's ``ast`` accepts.
 """
 
 from __future__ import annotations
@@ -27,10 +16,9 @@ import tokenize
 # Lines as Python counts them (\n, \r\n or a lone \r; not the form feeds and Unicode line
 # separators that ``str.splitlines`` also splits on), each with its end.
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
-
-
 # Adjacent literals per group: well below the ~3,000 at which libcst's parser gives up.
 LITERAL_GROUP = 1000
+_GLUED = (tokenize.OP, tokenize.STRING, tokenize.NUMBER)  # not indentation or line ends
 
 
 def libcst_compatible(text: str, tree: ast.Module) -> str | None:
@@ -41,31 +29,43 @@ def libcst_compatible(text: str, tree: ast.Module) -> str | None:
     for node in ast.walk(tree):
         if type(node) is ast.AnnAssign and not node.simple:
             changed |= _unparenthesize_target(lines, node)
-    changed |= _space_glued_keywords(lines, tree)
+    changed |= bool(_space_glued_keywords(lines, tree))
     changed |= _group_long_literal_chains(lines)
     changed |= _drop_lone_continuations(lines, tree)
     return "".join(lines) if changed else None
 
 
-def _drop_lone_continuations(lines: list[str], tree: ast.Module) -> bool:
-    """A line holding only a backslash between statements (a decoded payload of wild #1887 has
-    dozens) joins nothing CPython cares about, but libcst refuses one before a dedented
-    statement ("expected INDENT"). The backslash becomes a space; kept only when CPython
-    reads the same program either way."""
-    lone = [index for index, line in enumerate(lines) if line.strip() == "\\"]
-    if not lone:
-        return False
-    before = [lines[index] for index in lone]
-    for index in lone:
-        lines[index] = lines[index].replace("\\", " ", 1)
+def _keep_if_same(lines: list[str], before: list[str], tree: ast.Module | None) -> bool:
+    """Whether CPython reads the edited ``lines`` as ``tree``; if not, ``lines`` is restored.
+    No tree (3.12 syntax that ``ast`` on 3.11 refuses) keeps the edit unchecked."""
+    if tree is None:
+        return True
     try:
         same = ast.dump(ast.parse("".join(lines))) == ast.dump(tree)
     except (SyntaxError, ValueError):
         same = False
     if not same:
-        for index, line in zip(lone, before):
-            lines[index] = line
+        lines[:] = before
     return same
+
+
+def _insert(lines: list[str], insertions: list[tuple[int, int, str]]) -> None:
+    for line, column, inserted in sorted(insertions, reverse=True):  # right to left on each line
+        lines[line] = lines[line][:column] + inserted + lines[line][column:]
+
+
+def _drop_lone_continuations(lines: list[str], tree: ast.Module) -> bool:
+    """A line holding only a backslash between statements (a decoded payload of wild #1887 has
+    dozens) joins nothing CPython cares about, but libcst refuses one before a dedented
+    statement ("expected INDENT"). The backslash becomes a space, where CPython reads the
+    same program either way."""
+    lone = [index for index, line in enumerate(lines) if line.strip() == "\\"]
+    if not lone:
+        return False
+    before = list(lines)
+    for index in lone:
+        lines[index] = lines[index].replace("\\", " ", 1)
+    return _keep_if_same(lines, before, tree)
 
 
 def space_glued_keywords(text: str, tree: ast.Module | None) -> tuple[str, list[int]] | None:
@@ -78,49 +78,31 @@ def space_glued_keywords(text: str, tree: ast.Module | None) -> tuple[str, list[
     starts = [0]
     for line in lines:
         starts.append(starts[-1] + len(line))
-    inserted: list[tuple[int, int]] = []
-    if not _space_glued_keywords(lines, tree, inserted):
+    inserted = _space_glued_keywords(lines, tree)
+    if not inserted:
         return None
-    return "".join(lines), sorted(starts[line] + column for line, column in inserted)
+    return "".join(lines), sorted(starts[line] + column for line, column, _space in inserted)
 
 
-def _space_glued_keywords(
-    lines: list[str], tree: ast.Module | None, inserted: list[tuple[int, int]] | None = None
-) -> bool:
+def _space_glued_keywords(lines: list[str], tree: ast.Module | None) -> list[tuple[int, int, str]]:
     """Minified code glues keywords to brackets, quotes and numbers: ``a or(b if c else d)``
     (wild #1858), ``sum((a)-(b)for x in y)`` (a payload of #1850). Python reads them as
     written; libcst's node validation refuses them ("at least one space around boolean
     operator", "before 'for' keyword"). A space goes between each keyword and a token it
-    touches; kept only when CPython reads the same program either way."""
-    insertions: list[tuple[int, int]] = []  # (line index, column)
+    touches, where CPython reads the same program either way; returns the spaces inserted."""
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO("".join(lines)).readline))
     except (tokenize.TokenError, SyntaxError):
-        return False
-    for previous, token in zip(tokens, tokens[1:]):
-        if previous.end != token.start:
-            continue
-        if (_is_keyword(previous) and token.type in _GLUED) or (_is_keyword(token) and previous.type in _GLUED):
-            insertions.append((token.start[0] - 1, token.start[1]))
-    if not insertions:
-        return False
+        return []
+    insertions = [
+        (token.start[0] - 1, token.start[1], " ")
+        for previous, token in zip(tokens, tokens[1:])
+        if previous.end == token.start
+        and ((_is_keyword(previous) and token.type in _GLUED) or (_is_keyword(token) and previous.type in _GLUED))
+    ]
     before = list(lines)
-    for line, column in sorted(insertions, reverse=True):  # right to left on each line
-        lines[line] = lines[line][:column] + " " + lines[line][column:]
-    if inserted is not None:
-        inserted.extend(insertions)
-    if tree is None:
-        return True
-    try:
-        same = ast.dump(ast.parse("".join(lines))) == ast.dump(tree)
-    except (SyntaxError, ValueError):
-        same = False
-    if not same:
-        lines[:] = before
-    return same
-
-
-_GLUED = (tokenize.OP, tokenize.STRING, tokenize.NUMBER)  # not indentation or line ends
+    _insert(lines, insertions)
+    return insertions if insertions and _keep_if_same(lines, before, tree) else []
 
 
 def _is_keyword(token: tokenize.TokenInfo) -> bool:
@@ -128,11 +110,12 @@ def _is_keyword(token: tokenize.TokenInfo) -> bool:
 
 
 def _group_long_literal_chains(lines: list[str]) -> bool:
-    """Cut every chain of more than ``LITERAL_GROUP`` adjacent literals into groups."""
+    """More than about 3,000 adjacent string literals in one expression (an inline data blob of
+    11,000 lines, wild #2012) are too many for libcst: every chain of more than ``LITERAL_GROUP``
+    is cut into parenthesized groups joined by ``+``, ``(("a" "b")+("c" "d"))``, the same
+    string whatever follows it; only the lines where a group ends grow by a few characters."""
     insertions: list[tuple[int, int, str]] = []  # (line index, column, text)
     for chain in _literal_chains(lines):
-        if len(chain) <= LITERAL_GROUP:
-            continue
         first = chain[0].start
         insertions.append((first[0] - 1, first[1], "(("))
         for index in range(LITERAL_GROUP - 1, len(chain) - 1, LITERAL_GROUP):
@@ -140,13 +123,13 @@ def _group_long_literal_chains(lines: list[str]) -> bool:
             insertions.append((end[0] - 1, end[1], ")+("))
         last = chain[-1].end
         insertions.append((last[0] - 1, last[1], "))"))
-    for line, column, inserted in sorted(insertions, reverse=True):  # right to left on each line
-        lines[line] = lines[line][:column] + inserted + lines[line][column:]
+    _insert(lines, insertions)
     return bool(insertions)
 
 
 def _literal_chains(lines: list[str]) -> list[list[tokenize.TokenInfo]]:
-    """Runs of STRING tokens with only line breaks and comments between them."""
+    """Runs of more than ``LITERAL_GROUP`` STRING tokens with only line breaks and comments
+    between them."""
     chains: list[list[tokenize.TokenInfo]] = []
     current: list[tokenize.TokenInfo] = []
     try:
@@ -165,8 +148,9 @@ def _literal_chains(lines: list[str]) -> list[list[tokenize.TokenInfo]]:
 
 
 def _unparenthesize_target(lines: list[str], node: ast.AnnAssign) -> bool:
-    """Move the parentheses around a one-line annotated target behind it, as spaces.
-
+    """An annotated assignment whose target is parenthesized, ``(x): int = 0`` (CPython's own
+    grammar and typing tests use it; found by ``bench/stdlib_run.py``): the parentheses around
+    a one-line target become spaces behind it, ``x   : int = 0``, every later column kept.
     ``ast`` columns are UTF-8 byte offsets, so the line is edited as bytes."""
     target = node.target
     if not (node.lineno == target.lineno == target.end_lineno) or node.lineno > len(lines):

@@ -1,17 +1,13 @@
 """Positions and parents of every node of a libcst tree, in one code-generation pass.
 
-Why not libcst's ``MetadataWrapper``: its position and parent providers (two tree walks plus
-the wrapper's bookkeeping) cost over three times the parse itself on a 3,800-line submission,
-and every finding needs a line. This module is the one place that uses libcst internals for
-that: a ``CodegenState`` subclass whose own hooks (``before_codegen``, ``after_codegen``,
-``record_syntactic_position``, which libcst calls on the state) record what libcst's
-``PositionProvider`` records, plus the parents. No libcst class is changed, so code
-generation anywhere else in the process, during the pass or after it, is libcst's own.
-
-Before the first pass, a small built-in program is run through this pass and through
-libcst's public providers; if they disagree (a libcst whose code generation changed), every
-pass of the process uses the public providers instead and says so once on stderr. A test
-compares the pass with ``PositionProvider`` on the standard library and the corpus.
+Why not libcst's ``MetadataWrapper``: its position and parent providers cost over three times
+the parse itself on a 3,800-line submission, and every finding needs a line. This is the one
+module using libcst internals: a ``CodegenState`` subclass whose hooks (which libcst calls on
+the state) record what ``PositionProvider`` records, plus the parents; no libcst class is
+changed, so code generation anywhere else stays libcst's own. Before the first pass, a
+built-in probe program goes through this pass and through libcst's public providers; if they
+disagree (a libcst whose code generation changed), every pass uses the public providers
+instead and says so once on stderr.
 """
 
 from __future__ import annotations
@@ -26,29 +22,24 @@ import libcst as cst
 from libcst._nodes.internal import CodegenState
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
 
+from harness.check.cache import libcst_version
+
 _Result = TypeVar("_Result")
 
 
-class CodePoint(NamedTuple):
-    """A 1-based line and 0-based column, like libcst's CodePosition (tuples are cheaper)."""
-
+class CodePoint(NamedTuple):  # libcst's CodePosition (1-based line, 0-based column), as a cheaper tuple
     line: int
     column: int
 
 
-class CodeSpan(NamedTuple):
-    """Start and end of a node, like libcst's CodeRange: ``.start.line``, ``.end.column``."""
-
+class CodeSpan(NamedTuple):  # libcst's CodeRange: ``.start.line``, ``.end.column``
     start: CodePoint
     end: CodePoint
 
 
 class Positions:
-    """Node → CodeSpan, converted from character offsets only when a rule asks.
-
-    The pass records two offsets per node (an int add per token instead of line/column
-    arithmetic); most of the ~60k recorded nodes of a 3,800-line file are never looked up,
-    so turning offsets into lines lazily keeps the pass near libcst's bare codegen."""
+    """Node → CodeSpan, converted from character offsets only when a rule asks: most of the
+    ~60k nodes of a 3,800-line file are never looked up, and the pass then only adds ints."""
 
     __slots__ = ("_offsets", "_line_starts", "_spans")
 
@@ -61,14 +52,12 @@ class Positions:
         """Start and end character offsets: ordered like (line, column), cheaper to compare."""
         return self._offsets.get(id(node))
 
-    def get(self, node: cst.CSTNode, default: CodeSpan | None = None) -> CodeSpan | None:
+    def get(self, node: cst.CSTNode) -> CodeSpan | None:
         key = id(node)
         span = self._spans.get(key)
-        if span is None:
-            offsets = self._offsets.get(key)
-            if offsets is None:
-                return default
-            span = self._spans[key] = CodeSpan(self._point(offsets[0]), self._point(offsets[1]))
+        if span is None and key in self._offsets:
+            start, end = self._offsets[key]
+            span = self._spans[key] = CodeSpan(self._point(start), self._point(end))
         return span
 
     def __getitem__(self, node: cst.CSTNode) -> CodeSpan:
@@ -76,9 +65,6 @@ class Positions:
         if span is None:
             raise KeyError(node)
         return span
-
-    def __contains__(self, node: object) -> bool:
-        return id(node) in self._offsets
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -89,45 +75,26 @@ class Positions:
 
 
 class TreeLayout(NamedTuple):
-    """What the pass finds: positions, the nodes in pre-order (no module, no trivia), the
-    parent of each, and the offsets of all the text each node generates (parentheses
-    included; empty when the source is not the generated text)."""
-
     positions: Positions
-    nodes: list[cst.CSTNode]
+    nodes: list[cst.CSTNode]  # in pre-order, no module, no trivia
     parents: dict[int, cst.CSTNode]
-    extents: dict[int, tuple[int, int]]
+    extents: dict[int, tuple[int, int]]  # all the text a node generates; empty if not the source's
 
 
-# Leaf trivia no rule ever looks at; about half of all nodes (50k of 115k in a 3,800-line file
-# are SimpleWhitespace). Neither children helper returns them, so skipping them here changes
-# no finding, only the cost of the pass.
+# Leaf trivia no rule looks at (no children helper returns them): about half of all nodes, 50k
+# of 115k in a 3,800-line file are SimpleWhitespace. Whitespace and comments, then punctuation.
 TRIVIA: frozenset[type] = frozenset(
-    {
-        cst.SimpleWhitespace,
-        cst.ParenthesizedWhitespace,
-        cst.Newline,
-        cst.TrailingWhitespace,
-        cst.EmptyLine,
-        cst.Comment,
-        cst.Comma,
-        cst.LeftParen,
-        cst.RightParen,
-        cst.AssignEqual,
-        cst.Semicolon,
-    }
+    {cst.SimpleWhitespace, cst.ParenthesizedWhitespace, cst.Newline, cst.TrailingWhitespace, cst.EmptyLine, cst.Comment}
+    | {cst.Comma, cst.LeftParen, cst.RightParen, cst.AssignEqual, cst.Semicolon}
 )
 
 
 class _PositionState(CodegenState):
-    """libcst's code generator, reduced to what its ``PositionProvider`` tracks (syntactic
-    ranges, same values) plus the parent of every node.
-
-    Only offsets are tracked, never the text: the text is the source itself (libcst round-trips
-    it exactly), so no token list is built. ``tokens`` stays one empty string long so that
-    ``Module`` never believes the file empty and never pops a newline that was not added.
-    The state is its own context manager for ``record_syntactic_position`` (libcst's is a
-    generator-based one, the largest single cost of the pass when used as it is)."""
+    """libcst's code generator, reduced to the syntactic ranges its ``PositionProvider`` tracks
+    plus the parents. Only offsets are tracked: the text is the source (libcst round-trips it).
+    ``tokens`` stays one empty string long so that ``Module`` never believes the file empty nor
+    pops a newline that was not added. The state is its own context manager for
+    ``record_syntactic_position`` (libcst's generator-based one was the pass's largest cost)."""
 
     __slots__ = ("offset", "offsets", "extents", "parents", "nodes", "open_nodes", "syntactic")
 
@@ -144,8 +111,7 @@ class _PositionState(CodegenState):
         self.syntactic: list[tuple[cst.CSTNode, cst.CSTNode | None, cst.CSTNode | None, int]] = []
 
     def add_indent_tokens(self) -> None:
-        for token in self.indent_tokens:
-            self.offset += len(token)
+        self.offset += sum(map(len, self.indent_tokens))
 
     def add_token(self, value: str) -> None:
         self.offset += len(value)
@@ -182,10 +148,8 @@ class _PositionState(CodegenState):
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         node, start_node, end_node, start = self.syntactic.pop()
         offsets = self.offsets
-        # A start or end node that is trivia (the right parenthesis of a parenthesized
-        # ``from x import (a, b)``) records no offsets of its own; trivia never start a
-        # range, and an end that is trivia is the last token of the range, so the current
-        # offset is its end.
+        # A trivia start or end node (the ``)`` of ``from x import (a, b)``) records no offsets;
+        # trivia never start a range, and a trivia end is its last token: the current offset.
         if start_node is not None and id(start_node) in offsets:
             start = offsets[id(start_node)][0]
         end_offsets = offsets.get(id(end_node)) if end_node is not None else None
@@ -208,10 +172,9 @@ RECURSION_ROOM = 50_000
 
 def with_room_to_recurse(work: Callable[[], _Result]) -> _Result:
     """``work()``; on a RecursionError, once more with the recursion limit raised by
-    ``RECURSION_ROOM`` for that call only. libcst generates code (and visits) recursively, one
-    level per link of an implicit string concatenation or per ``elif``: a payload split over
-    thousands of lines exceeds the default limit. On 3.11 and later, Python-to-Python calls do
-    not grow the C stack, so the room costs heap memory only, and only for such a tree."""
+    ``RECURSION_ROOM``. libcst recurses once per link of an implicit string concatenation or
+    per ``elif``; on 3.11, Python-to-Python calls do not grow the C stack, so the room costs
+    heap memory only, and only for such a tree."""
     try:
         return work()
     except RecursionError:
@@ -241,8 +204,7 @@ def _fast_layout(module: cst.Module, text: str) -> TreeLayout:
 
 
 def _public_layout(module: cst.Module, text: str) -> TreeLayout:
-    """The same layout from libcst's public providers: several times slower, for a libcst
-    whose code generation the pass no longer matches."""
+    """The same layout from libcst's public providers, several times slower."""
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     spans = with_room_to_recurse(lambda: wrapper.resolve(PositionProvider))
     parent_of = with_room_to_recurse(lambda: wrapper.resolve(ParentNodeProvider))
@@ -306,7 +268,7 @@ def tree_layout(module: cst.Module, text: str, spaces: Sequence[int] = ()) -> Tr
         else:
             _layout = _public_layout
             print(
-                f"golf-check: libcst {_libcst_version()} generates code differently from the versions its "
+                f"golf-check: libcst {libcst_version()} generates code differently from the versions its "
                 "fast positions pass was checked against; using libcst's public position API (slower)",
                 file=sys.stderr,
             )
@@ -322,12 +284,3 @@ def tree_layout(module: cst.Module, text: str, spaces: Sequence[int] = ()) -> Tr
     positions = {key: back(offsets) for key, offsets in layout.positions._offsets.items()}
     extents = {key: back(offsets) for key, offsets in layout.extents.items()}
     return TreeLayout(Positions(positions, _line_starts(text)), layout.nodes, layout.parents, extents)
-
-
-def _libcst_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("libcst")
-    except PackageNotFoundError:
-        return "(unknown version)"

@@ -1,15 +1,11 @@
 """Audit many submissions: discover, then per submission load → analyze, cached and in parallel.
 
-Why here and not in the CLI: the gate, the benchmarks and the tests all need the same
-orchestration. Decisions that matter:
-- one submission's failure (unusable input, a crash inside the analysis, a dead worker process)
-  becomes that submission's PG000 finding and verdict ``error``; the others are still audited,
-  and nothing is reported until every submission has a result, so a report is never partial;
-- analysis runs in worker processes (two by default, the machine's cores) whenever more than one
-  submission needs fresh analysis; cached results are served without starting workers;
-- reviewer-side filters (``--select``/``--ignore``, the allowlist, ``--fail-on``) are applied
-  after the cache, so changing them never needs re-analysis. PG000 cannot be filtered out with
-  ``--select``/``--ignore``: an unreadable submission must never look clean.
+Why here and not in the CLI: the gate, the benchmarks and the tests need the same orchestration.
+One submission's failure (unusable input, a crash, a dead worker process) is its PG000 finding
+and verdict ``error``, the others are still audited, and a report is never partial. Reviewer
+filters (``--select``/``--ignore``, the allowlist, ``--fail-on``) are applied after the cache, so
+changing them never needs re-analysis; they never drop PG000: an unreadable submission must
+never look clean.
 """
 
 from __future__ import annotations
@@ -32,9 +28,7 @@ DEFAULT_JOBS = 2
 
 
 @dataclass
-class RawResult:
-    """Unfiltered analysis of one submission, as cached."""
-
+class RawResult:  # unfiltered analysis of one submission, as cached
     path: str  # as reports show it
     findings: list[Finding]
     sources_text: dict[str, str] = field(default_factory=dict)
@@ -67,7 +61,6 @@ def audit(
     cache_dir: Path | None = None,
     use_cache: bool = True,
 ) -> list[RawResult]:
-    """Discover the submissions under ``paths`` and audit each one."""
     from harness.loader import discover_submissions
 
     return audit_submissions(discover_submissions(paths), options, jobs=jobs, cache_dir=cache_dir, use_cache=use_cache)
@@ -102,9 +95,7 @@ def audit_submissions(
                 done()
                 continue
         pending.append(index)
-    for index, (findings_json, sources, cacheable) in _analyze_all(
-        [submissions[i] for i in pending], pending, options, jobs, done
-    ):
+    for index, (findings_json, sources, cacheable) in _analyze_all(submissions, pending, options, jobs, done):
         findings = [finding_from_json(item) for item in findings_json]
         results[index] = RawResult(display_path(submissions[index]), findings, sources)
         if cache is not None and cacheable:
@@ -113,13 +104,14 @@ def audit_submissions(
 
 
 def _analyze_all(
-    paths: list[Path], indices: list[int], options: CheckOptions, jobs: int, done: Callable[[], None]
+    submissions: list[Path], pending: list[int], options: CheckOptions, jobs: int, done: Callable[[], None]
 ) -> list[tuple[int, tuple[list[dict], dict[str, str], bool]]]:
-    if len(paths) <= 1 or jobs <= 1:
-        # one submission: its rule families share the cores instead (forked, trees shared)
+    """The ``pending`` submissions in worker processes, or here for one submission (its rule
+    families then share the cores instead: forked, trees shared)."""
+    if len(pending) <= 1 or jobs <= 1:
         serial = []
-        for index, path in zip(indices, paths):
-            serial.append((index, analyze_one(str(path), options, parallel=jobs > 1)))
+        for index in pending:
+            serial.append((index, analyze_one(str(submissions[index]), options, parallel=jobs > 1)))
             done()
         return serial
     from concurrent.futures import ProcessPoolExecutor  # imported here: a single audit never needs it
@@ -127,24 +119,27 @@ def _analyze_all(
 
     _preload_analysis()
     gc.enable()  # workers collect between audits (each audit pauses it for itself)
-
     outcomes: list[tuple[int, tuple[list[dict], dict[str, str], bool]]] = []
-    lost: list[tuple[int, Path]] = []
+    lost: list[int] = []
     # Largest first, so the last task to finish is a small one and both workers stay busy.
-    ordered = sorted(zip(indices, paths), key=lambda item: -_python_bytes(item[1]))
-    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        futures = [(index, path, pool.submit(analyze_one, str(path), options)) for index, path in ordered]
-        for _index, _path, future in futures:
+    ordered = sorted(pending, key=lambda index: -_python_bytes(submissions[index]))
+    with ProcessPoolExecutor(max_workers=min(jobs, len(pending))) as pool:
+        futures = [(index, pool.submit(analyze_one, str(submissions[index]), options)) for index in ordered]
+        for _index, future in futures:
             future.add_done_callback(lambda _future: done())
-        for index, path, future in futures:
+        for index, future in futures:
             try:
                 outcomes.append((index, future.result()))
             except BrokenProcessPool:
-                lost.append((index, path))
+                lost.append(index)
     # A dead worker takes every unfinished task of its pool down with it: re-run each of those
     # alone, so only the submission that really kills its worker ends as PG000.
-    for index, path in lost:
-        outcomes.append((index, _analyze_isolated(path, options)))
+    for index in lost:
+        try:
+            with ProcessPoolExecutor(max_workers=1) as alone:
+                outcomes.append((index, alone.submit(analyze_one, str(submissions[index]), options).result()))
+        except BrokenProcessPool:
+            outcomes.append((index, _pg000("the worker process auditing it died (killed or out of memory)")))
     return outcomes
 
 
@@ -153,26 +148,10 @@ def _python_bytes(path: Path) -> int:
     try:
         if not path.is_dir():
             return path.stat().st_size
-        total = 0
-        for directory, _subdirectories, files in os.walk(path, followlinks=False):
-            for name in files:
-                file = Path(directory) / name
-                if name.endswith(".py") and not file.is_symlink():
-                    total += file.stat().st_size
-        return total
+        files = (Path(folder) / name for folder, _, names in os.walk(path, followlinks=False) for name in names)
+        return sum(file.stat().st_size for file in files if file.name.endswith(".py") and not file.is_symlink())
     except OSError:
         return 0
-
-
-def _analyze_isolated(path: Path, options: CheckOptions) -> tuple[list[dict], dict[str, str], bool]:
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    try:
-        with ProcessPoolExecutor(max_workers=1) as pool:
-            return pool.submit(analyze_one, str(path), options).result()
-    except BrokenProcessPool:
-        return _crash_outcome("the worker process auditing it died (killed or out of memory)")
 
 
 def _preload_analysis() -> None:
@@ -183,12 +162,9 @@ def _preload_analysis() -> None:
 
 
 def analyze_one(path: str, options: CheckOptions, parallel: bool = False) -> tuple[list[dict], dict[str, str], bool]:
-    """Load and analyze one submission; returns (findings as JSON, excerpt sources, cacheable).
-
-    Runs in a worker process, so it takes and returns plain data. Unusable input is a PG000
-    finding (deterministic, cacheable); an unexpected exception is a PG000 finding that is not
-    cached, so a fixed harness re-analyzes it.
-    """
+    """Load and analyze one submission (in a worker process: plain data in and out); returns
+    (findings as JSON, excerpt sources, cacheable). Unusable input is a cacheable PG000 finding,
+    an unexpected exception one that is not cached, so a fixed harness re-analyzes it."""
     from harness.check.engine import analyze
     from harness.loader import load_submission
 
@@ -198,11 +174,11 @@ def analyze_one(path: str, options: CheckOptions, parallel: bool = False) -> tup
         submission = load_submission(Path(path))
         findings = analyze(submission, options, parallel=parallel)
     except HarnessError as exc:
-        return [_pg000(str(exc)).to_json()], {}, True
+        return _pg000(str(exc), cacheable=True)
     except RecursionError:
-        return _crash_outcome("nesting too deep to analyze")
+        return _pg000("nesting too deep to analyze")
     except Exception as exc:  # noqa: BLE001 — one submission's crash must not stop the others
-        return _crash_outcome(f"internal error: {type(exc).__name__}: {exc}")
+        return _pg000(f"internal error: {type(exc).__name__}: {exc}")
     finally:
         if collecting:
             gc.enable()
@@ -212,17 +188,9 @@ def analyze_one(path: str, options: CheckOptions, parallel: bool = False) -> tup
     return [finding.to_json() for finding in findings], sources, True
 
 
-def _pg000(message: str) -> Finding:
-    first_line = message.strip().splitlines()[0] if message.strip() else "unknown reason"
-    return catalog.finding("PG000", "", 0, f"could not analyze: {first_line[:300]}")
-
-
-def _crash_outcome(reason: str) -> tuple[list[dict], dict[str, str], bool]:
-    return [_pg000(reason).to_json()], {}, False
-
-
-def _rule_matches(rule: str, patterns: tuple[str, ...]) -> bool:
-    return any(rule.startswith(pattern) for pattern in patterns)
+def _pg000(reason: str, cacheable: bool = False) -> tuple[list[dict], dict[str, str], bool]:
+    first_line = reason.strip().splitlines()[0] if reason.strip() else "unknown reason"
+    return [catalog.finding("PG000", "", 0, f"could not analyze: {first_line[:300]}").to_json()], {}, cacheable
 
 
 def finalize(raw_results: list[RawResult], filters: ReviewFilters, tool_version: str) -> CheckReport:
@@ -233,11 +201,9 @@ def finalize(raw_results: list[RawResult], filters: ReviewFilters, tool_version:
         allowlisted: list[AllowlistedFinding] = []
         base_dir = SubmissionResult(raw.path, verdict_for([]), [], root=raw.root).base_dir
         for finding in raw.findings:
-            if finding.rule != "PG000":
-                if filters.select and not _rule_matches(finding.rule, filters.select):
-                    continue
-                if _rule_matches(finding.rule, filters.ignore):
-                    continue
+            selected = not filters.select or finding.rule.startswith(filters.select)
+            if finding.rule != "PG000" and (finding.rule.startswith(filters.ignore) or not selected):
+                continue
             reason = None
             if filters.allowlist is not None:
                 location = finding_location(raw.path, base_dir, finding)

@@ -1,22 +1,14 @@
 """Name vocabularies matched over identifier words, never over raw substrings.
 
-Why words: the checker follows names (it never runs the code), and a vocabulary written as an
-unanchored regex quietly matches inside unrelated names — ``lp|ce`` finds ``slice_buf``,
-``device`` and ``sequence``. Here an identifier is first split into its words (``_``, camelCase
-and acronym boundaries: ``tokLosses`` → ``tok losses``, ``NLLSum`` → ``nll sum``; digits stay
-with the letters before them, so ``bz2`` and ``int8`` are one word; an acronym's plural stays
-whole, ``IDs`` → ``ids``), and a vocabulary entry is matched against whole words only:
-
-- ``"loss"`` is the word ``loss``; ``"losses?"`` — a regex — is ``loss`` or ``losses``;
-- ``"calib*"`` is a word *starting* with ``calib`` (``calibrate``, ``calibration``), and
-  ``"*loss"`` one *ending* with it (``totalloss``); a star never crosses a word boundary;
-- ``"log_prob"`` is the two consecutive words ``log prob`` (so ``logProb`` and ``LOG_PROB``);
-- ``"*gram*"`` is a word *containing* ``gram``. Use it sparingly, for names that real code glues
-  together (``bigramhash``, ``trigram3_keys``, ``splitmix64``), after comparing the matches over
-  the corpus' identifiers: a short word inside stars matches inside unrelated ones.
-
-Entries are declared next to the rule family that uses them (``harness/check/flow/names.py``
-for PG101–PG106), as Semgrep declares sources, sinks and sanitizers next to a rule.
+Why words: the checker follows names (it never runs the code), and an unanchored regex quietly
+matches inside unrelated names — ``lp|ce`` finds ``slice_buf``, ``device`` and ``sequence``. An
+identifier is split into words at ``_``, camelCase and acronym boundaries (``NLLSum`` → ``nll
+sum``; digits stay with the letters before them, ``int8``; ``IDs`` → ``ids``), and an entry
+matches whole words: ``"losses?"`` (a regex) is ``loss`` or ``losses``, ``"calib*"`` a word
+starting with ``calib``, ``"log_prob"`` the two words ``log prob`` in a row. ``"*gram*"``, a word
+*containing* ``gram``, is for names real code glues together (``bigramhash``), after comparing
+the matches over the corpus' identifiers. Entries are declared next to the rule family that
+uses them, as Semgrep declares sources, sinks and sanitizers next to a rule.
 """
 
 from __future__ import annotations
@@ -37,10 +29,11 @@ def words(text: str) -> str:
     return "_" + "_".join(word.lower() for word in _WORD.findall(text)) + "_"
 
 
-def _entry(entry: str) -> str:
-    if not _ENTRY.fullmatch(entry):
-        raise ValueError(f"vocabulary entry {entry!r}: lower-case words, '_', '*' and regex groups only")
-    return entry.replace("*", "[a-z0-9]*")
+def _alternatives(entries: tuple[str, ...]) -> str:
+    for entry in entries:
+        if not _ENTRY.fullmatch(entry):
+            raise ValueError(f"vocabulary entry {entry!r}: lower-case words, '_', '*' and regex groups only")
+    return "_(?:" + "|".join(entry.replace("*", "[a-z0-9]*") for entry in entries) + ")_"
 
 
 class Vocabulary:
@@ -65,8 +58,7 @@ class Vocabulary:
         return Vocabulary(f"(?:{self.pattern})|(?:{other.pattern})")
 
     def __and__(self, other: Vocabulary) -> Vocabulary:
-        """Both vocabularies, in any order (``load_validation_tokens``: a VAL word and a
-        loading word)."""
+        """Both vocabularies, in any order (``load_validation_tokens``)."""
         return Vocabulary(f"(?=.*(?:{self.pattern}))(?=.*(?:{other.pattern}))")
 
     def __repr__(self) -> str:
@@ -75,14 +67,14 @@ class Vocabulary:
 
 def any_word(*entries: str) -> Vocabulary:
     """Some word (or run of consecutive words) of the name is one of ``entries``."""
-    return Vocabulary("_(?:" + "|".join(_entry(e) for e in entries) + ")_")
+    return Vocabulary(_alternatives(entries))
 
 
 def first_word(*entries: str) -> Vocabulary:
     """The name starts with one of ``entries`` (``eval_val``, ``val_tokens``)."""
-    return Vocabulary("^_(?:" + "|".join(_entry(e) for e in entries) + ")_")
+    return Vocabulary("^" + _alternatives(entries))
 
 
 def last_word(*entries: str) -> Vocabulary:
     """The name ends with one of ``entries``."""
-    return Vocabulary("_(?:" + "|".join(_entry(e) for e in entries) + ")_$")
+    return Vocabulary(_alternatives(entries) + "$")
