@@ -3,9 +3,8 @@
 Why content hashes and not timestamps: a checkout or a CI cache restore changes modification
 times without changing code, and a changed file must never be served a stale verdict. The key
 covers all the analysis depends on: the tool version, the harness's own source, Python's and
-libcst's versions (the trees and lines), the catalog, the reviewer options and every file of the
-submission. A corrupt or unreadable entry is a miss. Raw findings only: ``--select``,
-allowlists and ``--fail-on`` are applied after.
+libcst's versions, the catalog, the reviewer options and every file of the submission. A corrupt
+entry is a miss. Raw findings only: the reviewer's filters are applied after.
 """
 
 from __future__ import annotations
@@ -25,13 +24,12 @@ from harness.atomic import write_text_atomically
 from harness.check.context import CheckOptions
 from harness.findings import Finding, Severity, Step
 
-CACHE_ENV = "GOLF_HARNESS_CACHE"
 _CACHE_FORMAT = "1"
 
 
 def default_cache_dir() -> Path:
     """``check/`` under the harness cache root shared with the embedded data."""
-    configured = os.environ.get(CACHE_ENV)
+    configured = os.environ.get("GOLF_HARNESS_CACHE")
     if configured:
         return Path(configured) / "check"
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -53,8 +51,7 @@ def harness_code_fingerprint() -> str:
         relative = file.relative_to(root)
         if relative.parts[0] in _NOT_ANALYSIS:
             continue
-        digest.update(str(relative).encode() + b"\0")
-        digest.update(file.read_bytes())
+        digest.update(str(relative).encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()
 
 
@@ -74,10 +71,8 @@ def options_fingerprint(options: CheckOptions) -> str:
     parts: list[str] = []
     for field in dataclasses.fields(options):
         value = getattr(options, field.name)
-        if isinstance(value, Path):
-            parts.append(f"{field.name}={value}:{_file_digest(value)}")
-        else:
-            parts.append(f"{field.name}={value!r}")
+        digest = f":{_file_digest(value)}" if isinstance(value, Path) else ""
+        parts.append(f"{field.name}={value!r}{digest}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -23,9 +23,7 @@ from harness.submission import Submission
 
 
 @dataclass(frozen=True)
-class Family:
-    """One rule family and where it may run."""
-
+class Family:  # one rule family and where it may run
     name: str
     check: Callable[[CheckContext], list[Finding]]
     # on a single audit, run in a forked child beside the others: chosen so both halves take

@@ -45,17 +45,12 @@ def start_forked(work: Callable[[], Result]) -> ForkedWork[Result] | None:
         os.close(write_fd)
         return None
     if pid == 0:  # the child: compute, write, and leave without running the parent's exit code
-        status = 1
         try:
             os.close(read_fd)
-            payload = pickle.dumps(work(), protocol=pickle.HIGHEST_PROTOCOL)
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(write_fd, view) :]
-            status = 0
-        except BaseException:  # noqa: BLE001 — the parent redoes the work
-            pass
-        finally:
-            os._exit(status)
+            with os.fdopen(write_fd, "wb") as pipe:
+                pickle.dump(work(), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+            os._exit(0)
+        finally:  # whatever went wrong: the parent redoes the work
+            os._exit(1)
     os.close(write_fd)
     return ForkedWork(pid, read_fd)

@@ -95,11 +95,10 @@ _NESTING_LIMIT_MESSAGES = re.compile(r"too many (nested parentheses|levels of in
 _SPAN_SLACK = 16
 
 
-def _expression_depth(tree: ast.AST, limit: int = MAX_EXPRESSION_DEPTH) -> int:
-    """Deepest chain of nested expression nodes, walked iteratively; exact whenever it exceeds
-    ``limit``. A one-line expression spanning ``n`` bytes nests at most ``n`` levels, so a
-    subtree whose bound stays within ``limit`` is not walked: nearly every expression of real
-    code is skipped."""
+def _expression_depth(tree: ast.AST) -> int:
+    """Deepest chain of nested expression nodes, walked iteratively; exact above the limit. A
+    one-line expression spanning ``n`` bytes nests at most ``n`` levels, so a subtree whose bound
+    stays within the limit is not walked: nearly every expression of real code is skipped."""
     deepest = 0
     stack: list[tuple[ast.AST, int]] = [(tree, 0)]
     while stack:
@@ -111,7 +110,7 @@ def _expression_depth(tree: ast.AST, limit: int = MAX_EXPRESSION_DEPTH) -> int:
             if (
                 node.lineno == node.end_lineno
                 and end_col is not None
-                and here + end_col - node.col_offset + _SPAN_SLACK <= limit
+                and here + end_col - node.col_offset + _SPAN_SLACK <= MAX_EXPRESSION_DEPTH
             ):
                 continue
         else:

@@ -69,15 +69,11 @@ def _drop_lone_continuations(lines: list[str], tree: ast.Module) -> bool:
 
 
 def space_glued_keywords(text: str, tree: ast.Module | None) -> tuple[str, list[int]] | None:
-    """``text`` with a space between each keyword and a bracket, quote or number it touches
-    (``_space_glued_keywords``) and the offsets in ``text`` where one went, or None when there
-    is none. ``tree``: CPython's reading of ``text``, or None for 3.12 syntax that ``ast`` on
-    3.11 refuses (a decoded payload), where the spaces are kept unchecked: a space between two
-    tokens changes no program."""
+    """``text`` spaced as ``_space_glued_keywords`` does and the offsets in ``text`` where each
+    space went, or None when there is none. ``tree`` None (3.12 syntax, a decoded payload) keeps
+    the spaces unchecked: a space between two tokens changes no program."""
     lines = _LINE.findall(text)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
+    starts = [match.start() for match in _LINE.finditer(text)]
     inserted = _space_glued_keywords(lines, tree)
     if not inserted:
         return None
@@ -88,8 +84,8 @@ def _space_glued_keywords(lines: list[str], tree: ast.Module | None) -> list[tup
     """Minified code glues keywords to brackets, quotes and numbers: ``a or(b if c else d)``
     (wild #1858), ``sum((a)-(b)for x in y)`` (a payload of #1850). Python reads them as
     written; libcst's node validation refuses them ("at least one space around boolean
-    operator", "before 'for' keyword"). A space goes between each keyword and a token it
-    touches, where CPython reads the same program either way; returns the spaces inserted."""
+    operator", "before 'for' keyword"). A space goes between each keyword and a bracket, quote
+    or number it touches, where CPython reads the same program either way; returns the spaces."""
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO("".join(lines)).readline))
     except (tokenize.TokenError, SyntaxError):
@@ -114,8 +110,17 @@ def _group_long_literal_chains(lines: list[str]) -> bool:
     11,000 lines, wild #2012) are too many for libcst: every chain of more than ``LITERAL_GROUP``
     is cut into parenthesized groups joined by ``+``, ``(("a" "b")+("c" "d"))``, the same
     string whatever follows it; only the lines where a group ends grow by a few characters."""
+    chains: list[list[tokenize.TokenInfo]] = [[]]  # STRING tokens with only line breaks and comments between
+    try:
+        for token in tokenize.generate_tokens(io.StringIO("".join(lines)).readline):
+            if token.type == tokenize.STRING:
+                chains[-1].append(token)
+            elif token.type not in (tokenize.NL, tokenize.COMMENT) and chains[-1]:
+                chains.append([])
+    except (tokenize.TokenError, SyntaxError):
+        chains.pop()  # the chain the error cut short
     insertions: list[tuple[int, int, str]] = []  # (line index, column, text)
-    for chain in _literal_chains(lines):
+    for chain in (chain for chain in chains if len(chain) > LITERAL_GROUP):
         first = chain[0].start
         insertions.append((first[0] - 1, first[1], "(("))
         for index in range(LITERAL_GROUP - 1, len(chain) - 1, LITERAL_GROUP):
@@ -125,26 +130,6 @@ def _group_long_literal_chains(lines: list[str]) -> bool:
         insertions.append((last[0] - 1, last[1], "))"))
     _insert(lines, insertions)
     return bool(insertions)
-
-
-def _literal_chains(lines: list[str]) -> list[list[tokenize.TokenInfo]]:
-    """Runs of more than ``LITERAL_GROUP`` STRING tokens with only line breaks and comments
-    between them."""
-    chains: list[list[tokenize.TokenInfo]] = []
-    current: list[tokenize.TokenInfo] = []
-    try:
-        for token in tokenize.generate_tokens(io.StringIO("".join(lines)).readline):
-            if token.type == tokenize.STRING:
-                current.append(token)
-            elif token.type not in (tokenize.NL, tokenize.COMMENT):
-                if len(current) > LITERAL_GROUP:
-                    chains.append(current)
-                current = []
-    except (tokenize.TokenError, SyntaxError):
-        return chains
-    if len(current) > LITERAL_GROUP:
-        chains.append(current)
-    return chains
 
 
 def _unparenthesize_target(lines: list[str], node: ast.AnnAssign) -> bool:

@@ -90,8 +90,7 @@ TRIVIA: frozenset[type] = frozenset(
 
 
 class _PositionState(CodegenState):
-    """libcst's code generator, reduced to the syntactic ranges its ``PositionProvider`` tracks
-    plus the parents. Only offsets are tracked: the text is the source (libcst round-trips it).
+    """libcst's code generator, reduced to offsets (the text is the source: libcst round-trips it).
     ``tokens`` stays one empty string long so that ``Module`` never believes the file empty nor
     pops a newline that was not added. The state is its own context manager for
     ``record_syntactic_position`` (libcst's generator-based one was the pass's largest cost)."""
@@ -164,9 +163,8 @@ def _line_starts(code: str) -> list[int]:
     return [0, *(match.end() for match in _NEWLINE.finditer(code))]
 
 
-# Frames added for a deep tree. libcst's parser refuses a chain of more than about 3,000
-# adjacent literals (``parse_compat`` groups longer ones) and ``ast`` refuses deeper elif chains
-# (the pre-check), so no tree that reaches the pass needs more than a small part of this.
+# Frames added for a deep tree: no tree that reaches the pass needs more than a small part (libcst
+# refuses over ~3,000 adjacent literals, which ``parse_compat`` groups; ``ast`` deeper elif chains).
 RECURSION_ROOM = 50_000
 
 
@@ -225,9 +223,8 @@ def _public_layout(module: cst.Module, text: str) -> TreeLayout:
     return TreeLayout(Positions(offsets, starts), nodes, parents, {})
 
 
-# A program touching each way libcst records a position: parentheses, decorators, a
-# parenthesized import, start and end nodes of compound statements, comments, CRLF lines,
-# an f-string, an implicit concatenation and match patterns.
+# Each way libcst records a position: parentheses, decorators, a parenthesized import, compound
+# statements' start and end nodes, comments, CRLF, an f-string, a concatenation, match patterns.
 _PROBE = (
     "import os\r\nfrom a import (b,\n    c)\n@d(1)\nclass C(B, metaclass=M):\n"
     '    """doc"""\n    # c\n    x: int = ((1 + (2)))  # t\n    def f(self, /, a=(1), *b, **k) -> (int):\n'

@@ -1,11 +1,10 @@
 """Audit many submissions: discover, then per submission load → analyze, cached and in parallel.
 
 Why here and not in the CLI: the gate, the benchmarks and the tests need the same orchestration.
-One submission's failure (unusable input, a crash, a dead worker process) is its PG000 finding
-and verdict ``error``, the others are still audited, and a report is never partial. Reviewer
-filters (``--select``/``--ignore``, the allowlist, ``--fail-on``) are applied after the cache, so
-changing them never needs re-analysis; they never drop PG000: an unreadable submission must
-never look clean.
+One submission's failure (unusable input, a crash, a dead worker) is its PG000 finding, the
+others are still audited, and a report is never partial. Reviewer filters are applied after the
+cache, so changing them needs no re-analysis; they never drop PG000: an unreadable submission
+must never look clean.
 """
 
 from __future__ import annotations
@@ -54,16 +53,11 @@ def display_path(path: Path) -> str:
 
 
 def audit(
-    paths: list[Path],
-    options: CheckOptions,
-    *,
-    jobs: int = DEFAULT_JOBS,
-    cache_dir: Path | None = None,
-    use_cache: bool = True,
+    paths: list[Path], options: CheckOptions, *, jobs: int = DEFAULT_JOBS, use_cache: bool = True
 ) -> list[RawResult]:
     from harness.loader import discover_submissions
 
-    return audit_submissions(discover_submissions(paths), options, jobs=jobs, cache_dir=cache_dir, use_cache=use_cache)
+    return audit_submissions(discover_submissions(paths), options, jobs=jobs, use_cache=use_cache)
 
 
 def audit_submissions(
@@ -78,23 +72,19 @@ def audit_submissions(
     """Audit each submission; ``on_result`` is called once per submission as its result is
     known (cached or fresh, from the pool's thread), for a progress bar."""
     done = on_result or (lambda: None)
-    results: dict[int, RawResult] = {}
     cache = None
-    keys: dict[int, str] = {}
     if use_cache:
         from harness.catalog import load_catalog
 
         cache = CheckCache(cache_dir or default_cache_dir(), options, load_catalog().content_hash)
-    pending: list[int] = []
+    keys = [cache.key_for(path) for path in submissions] if cache is not None else []
+    results: dict[int, RawResult] = {}
     for index, path in enumerate(submissions):
-        if cache is not None:
-            keys[index] = cache.key_for(path)
-            hit = cache.get(keys[index])
-            if hit is not None:
-                results[index] = RawResult(display_path(path), hit[0], hit[1], from_cache=True)
-                done()
-                continue
-        pending.append(index)
+        hit = cache.get(keys[index]) if cache is not None else None
+        if hit is not None:
+            results[index] = RawResult(display_path(path), *hit, from_cache=True)
+            done()
+    pending = [index for index in range(len(submissions)) if index not in results]
     for index, (findings_json, sources, cacheable) in _analyze_all(submissions, pending, options, jobs, done):
         findings = [finding_from_json(item) for item in findings_json]
         results[index] = RawResult(display_path(submissions[index]), findings, sources)

@@ -3,12 +3,9 @@
 Why words: the checker follows names (it never runs the code), and an unanchored regex quietly
 matches inside unrelated names — ``lp|ce`` finds ``slice_buf``, ``device`` and ``sequence``. An
 identifier is split into words at ``_``, camelCase and acronym boundaries (``NLLSum`` → ``nll
-sum``; digits stay with the letters before them, ``int8``; ``IDs`` → ``ids``), and an entry
-matches whole words: ``"losses?"`` (a regex) is ``loss`` or ``losses``, ``"calib*"`` a word
-starting with ``calib``, ``"log_prob"`` the two words ``log prob`` in a row. ``"*gram*"``, a word
-*containing* ``gram``, is for names real code glues together (``bigramhash``), after comparing
-the matches over the corpus' identifiers. Entries are declared next to the rule family that
-uses them, as Semgrep declares sources, sinks and sanitizers next to a rule.
+sum``; digits stay with the letters before them, ``int8``; ``IDs`` → ``ids``); the entries'
+syntax is in CONTRIBUTING.md. ``"*gram*"``, a word *containing* ``gram``, is for names real code
+glues together (``bigramhash``), after comparing the matches over the corpus' identifiers.
 """
 
 from __future__ import annotations
@@ -60,9 +57,6 @@ class Vocabulary:
     def __and__(self, other: Vocabulary) -> Vocabulary:
         """Both vocabularies, in any order (``load_validation_tokens``)."""
         return Vocabulary(f"(?=.*(?:{self.pattern}))(?=.*(?:{other.pattern}))")
-
-    def __repr__(self) -> str:
-        return f"Vocabulary({self.pattern!r})"
 
 
 def any_word(*entries: str) -> Vocabulary:
