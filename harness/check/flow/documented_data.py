@@ -23,7 +23,7 @@ from harness.submission import Submission, read_document_head
 
 _READ_LIMIT = 512 * 1024
 _COPIERS = frozenset({"ln", "cp", "mv", "rsync", "install"})
-_PREFIXES = frozenset({"sudo", "$", "!", "time", "nohup", "then", "do", "else"})
+_PREFIXES = frozenset({"sudo", "$", "!", "time", "nohup", "then", "do", "else", "export"})
 _TRAIN_SHARD = re.compile(r"(^|[/_\-.])train[_\-.][^/]*\.bin$", re.IGNORECASE)
 _TRAIN_SETTING = re.compile(r"^(?:\w+_)?TRAIN_?(FILES?|PATTERN|DATA|SHARDS?|GLOB|PATH)$", re.IGNORECASE)
 _ASSIGNMENT = re.compile(r"^([A-Za-z_]\w*)=(.+)$")
@@ -41,17 +41,13 @@ def documented_val_training(submission: Submission) -> list[Finding]:
             continue
         text = read_document_head(submission.root / name, _READ_LIMIT)
         for number, line in enumerate(text.splitlines(), 1):
-            for command in _SPLIT.split(line):
-                finding = _judge_command(_words(command), code, name, number)
-                if finding is not None:
-                    findings.append(finding)
+            judged = (_judge_command(_words(command), code, name, number) for command in _SPLIT.split(line))
+            findings.extend(found for found in judged if found is not None)
     return findings
 
 
 def _judge_command(words: list[str], code: str, file: str, line: int) -> Finding | None:
     while words and words[0] in _PREFIXES:
-        words = words[1:]
-    if words and words[0] == "export":
         words = words[1:]
     if not words:
         return None

@@ -1,18 +1,16 @@
 """The submission's own functions as the data-flow engine sees them, and how calls resolve.
 
 Why: the decisive code is often one call away (``ttt_adapt(args, model, val_tokens)``) or in a
-helper module beside ``train_gpt.py`` (``from ttt_helper import adapt``); resolving calls
-within the submission's files lets the engine inline a callee's effects at the call site.
-Resolution is by name only — nothing is imported or executed. Definitions and imports come
-from the one module index (``harness/check/tree/index.py``); this file adds what the data-flow
-rules need on top: which names each function's values come from (``FuncInfo.deps``).
+helper module beside ``train_gpt.py``; resolving calls by name (nothing is imported or executed)
+lets the engine inline a callee's effects at the call site. Definitions and imports come from the
+module index (``tree/index.py``); this adds which names each function's values come from.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -22,6 +20,7 @@ from harness.check.flow.names import (
     assigned_names,
     contains_activation_statistic,
     contains_matmul,
+    is_log_call,
     is_val_literal,
     is_val_loader_call,
     is_val_name,
@@ -79,10 +78,7 @@ class FuncInfo:
         return self.parsed.line_of(self.node) if self.node is not None else 1
 
     def body(self) -> list[cst.CSTNode]:
-        if self.node is None:
-            return list(self.parsed.module.body)
-        body = self.node.body
-        return list(body.body)
+        return list(self.parsed.module.body if self.node is None else self.node.body.body)
 
     def closure(self, names: set[str]) -> set[str]:
         """Every name that ``names`` were (transitively) computed from, roots included."""
@@ -142,8 +138,10 @@ class _DepsCollector:
                 # ``scales[name] = x.abs().amax(0)`` inside a forward hook (AWQ-style scales)
                 self.info.stores_activation_statistic = True
 
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+    def visit_AnnAssign(self, node: cst.AnnAssign | cst.NamedExpr) -> None:
         self._edge(assigned_names(node.target), node.value)
+
+    visit_NamedExpr = visit_AnnAssign
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
         self._edge(assigned_names(node.target), node.value)
@@ -152,14 +150,10 @@ class _DepsCollector:
         elif isinstance(node.target, cst.Subscript) and contains_activation_statistic(node.value):
             self.info.stores_activation_statistic = True
 
-    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-        self._edge(assigned_names(node.target), node.value)
-
-    def visit_For(self, node: cst.For) -> None:
+    def visit_For(self, node: cst.For | cst.CompFor) -> None:
         self._edge(assigned_names(node.target), node.iter)
 
-    def visit_CompFor(self, node: cst.CompFor) -> None:
-        self._edge(assigned_names(node.target), node.iter)
+    visit_CompFor = visit_For
 
     def visit_WithItem(self, node: cst.WithItem) -> None:
         if node.asname is not None:
@@ -180,7 +174,7 @@ class _DepsCollector:
             first = dotted_name(node.args[0].value)
             if first is not None:
                 self._edge([first], node.args[1].value)
-        if method in {"print", "log", "log0", "info", "write"} or "log" in method.lower():
+        if is_log_call(method):
             texts = [string_value(a.value) for a in node.args]
             if any(text is not None and LOG_VAL_TEXT.search(text) for text in texts):
                 for arg in node.args:
@@ -217,12 +211,8 @@ def prepare(info: FuncInfo) -> None:
 
 def _params(node: cst.FunctionDef) -> list[str]:
     params = node.params
-    ordered = list(params.posonly_params) + list(params.params)
-    names = [p.name.value for p in ordered]
-    if isinstance(params.star_arg, cst.Param):
-        names.append(params.star_arg.name.value)
-    names.extend(p.name.value for p in params.kwonly_params)
-    return names
+    star = [params.star_arg] if isinstance(params.star_arg, cst.Param) else []
+    return [p.name.value for p in [*params.posonly_params, *params.params, *star, *params.kwonly_params]]
 
 
 class FunctionTable:
@@ -239,13 +229,11 @@ class FunctionTable:
         self.val_class_attrs: dict[str, dict[str, int]] = {}  # class -> VAL attribute -> line
         self.val_data_classes: set[str] = set()  # classes whose instances hold loaded VAL data
         self.all_functions: list[FuncInfo] = []
-        self.by_uid: dict[int, FuncInfo] = {}
         for module in self.modules:
             self._add_module(module)
             self.by_module.setdefault(module.module, module)
         for info in self.all_functions:
             prepare(info)
-            self.by_uid[info.uid] = info
 
     def _add_module(self, module: ModuleIndex) -> None:
         parsed = module.parsed
@@ -257,20 +245,19 @@ class FunctionTable:
             if isinstance(statement, cst.FunctionDef):
                 functions[statement.name.value] = self._function(statement, parsed, None, None)
                 continue
+            name = statement.name.value
+            defs = [item for item in statement.body.body if isinstance(item, cst.FunctionDef)]
             methods: dict[str, FuncInfo] = {}
-            for item in statement.body.body:
-                if isinstance(item, cst.FunctionDef):
-                    info = self._function(item, parsed, statement.name.value, None)
-                    methods[item.name.value] = info
-                    self.methods.setdefault(item.name.value, []).append(info)
-            classes[statement.name.value] = methods
-            val_attrs = _val_class_attributes(statement, parsed)
-            methods_defs = [item for item in statement.body.body if isinstance(item, cst.FunctionDef)]
-            if any(_loads_val_data(m) for m in methods_defs) and not _mentions_train_data(statement):
+            for item in defs:  # every def of a name counts for resolution by uniqueness, the last one here
+                info = methods[item.name.value] = self._function(item, parsed, name, None)
+                self.methods.setdefault(item.name.value, []).append(info)
+            classes[name] = methods
+            if any(_loads_val_data(m) for m in defs) and not _mentions_train_data(statement):
                 # a class holding both splits keeps field-level taint only (``data.val`` vs ``data.train``)
-                self.val_data_classes.add(statement.name.value)
+                self.val_data_classes.add(name)
+            val_attrs = _val_class_attributes(statement, parsed)
             if val_attrs:
-                self.val_class_attrs.setdefault(statement.name.value, {}).update(val_attrs)
+                self.val_class_attrs.setdefault(name, {}).update(val_attrs)
 
     def _function(
         self, node: cst.FunctionDef, parsed: ParsedSource, class_name: str | None, parent: FuncInfo | None
@@ -278,19 +265,16 @@ class FunctionTable:
         info = FuncInfo(name=node.name.value, node=node, parsed=parsed, class_name=class_name, parent=parent)
         info.params = _params(node)
         self.all_functions.append(info)
-        for inner in _nested_defs(node):
-            info.nested[inner.name.value] = self._function(inner, parsed, None, info)
+        for inner in _own_statements(node.body):
+            if isinstance(inner, cst.FunctionDef):
+                info.nested[inner.name.value] = self._function(inner, parsed, None, info)
         return info
 
     def class_methods(self, class_name: str, caller: FuncInfo) -> dict[str, FuncInfo] | None:
         """Methods of a submission class by name, the caller's module first."""
         own = self.classes[self.module_of(caller.parsed)].get(class_name)
-        if own is not None:
-            return own
-        for module in self.modules:
-            if class_name in self.classes[module]:
-                return self.classes[module][class_name]
-        return None
+        found = (self.classes[module][class_name] for module in self.modules if class_name in self.classes[module])
+        return own if own is not None else next(found, None)
 
     def module_of(self, parsed: ParsedSource) -> ModuleIndex:
         for module in self.modules:
@@ -342,13 +326,10 @@ def _val_class_attributes(node: cst.ClassDef, parsed: ParsedSource) -> dict[str,
     """Class-body fields holding a validation path (``v = os.path.join(d, "fineweb_val_*.bin")``):
     in minified code the field name says nothing, the literal does."""
     found: dict[str, int] = {}
-    for method in node.body.body:
-        if isinstance(method, cst.FunctionDef):
-            found.update(_val_self_fields(method, parsed))
     for statement in node.body.body:
-        smalls: Sequence[cst.CSTNode] = statement.body if isinstance(statement, cst.SimpleStatementLine) else []
-        if isinstance(node.body, cst.SimpleStatementSuite):
-            smalls = [statement]
+        if isinstance(statement, cst.FunctionDef):
+            found.update(_val_self_fields(statement, parsed))
+        smalls = statement.body if isinstance(statement, cst.SimpleStatementLine) else [statement]
         for small in smalls:
             if isinstance(small, cst.Assign) and _mentions_val_literal(small.value):
                 for target in small.targets:
@@ -411,16 +392,8 @@ def _mentions_val_name(node: cst.CSTNode) -> bool:
 
 
 def _mentions_val_literal(node: cst.CSTNode) -> bool:
-    for current in walk(node):
-        if isinstance(current, (cst.SimpleString, cst.FormattedString)):
-            text = string_value(current)
-            if text is not None and is_val_literal(text):
-                return True
-    return False
-
-
-def _nested_defs(node: cst.FunctionDef) -> list[cst.FunctionDef]:
-    return [inner for inner in _own_statements(node.body) if isinstance(inner, cst.FunctionDef)]
+    strings = (current for current in walk(node) if isinstance(current, (cst.SimpleString, cst.FormattedString)))
+    return any(is_val_literal(text) for text in map(string_value, strings) if text is not None)
 
 
 def _own_statements(body: cst.CSTNode) -> Iterator[cst.CSTNode]:

@@ -17,10 +17,10 @@ import libcst as cst
 
 from harness.check.flow import names as N
 from harness.check.parse import ParsedSource
+from harness.check.tree.children import walk
 from harness.findings import Step
 
 _HEADLINE_WORD = re.compile(r"exact|final", re.IGNORECASE)
-_LOG_CALLS = frozenset({"print", "log", "log0", "info", "write"})
 
 
 def logged_as_diagnostic(parsed: ParsedSource, call_site: Step) -> bool:
@@ -28,29 +28,16 @@ def logged_as_diagnostic(parsed: ParsedSource, call_site: Step) -> bool:
     and logged later, or logged where it runs (``print("DIAGNOSTIC …" % eval_val(…))``).
     The earlier headline may be printed by a function called before it (a TTT evaluation
     printing its own ``legal_ttt_exact`` line)."""
-    functions = _functions(parsed.module)
-    for function in functions:
-        body: list[cst.CSTNode] = (
-            list(function.body.body) if isinstance(function, cst.FunctionDef) else list(function.body)
-        )
+    defs = [node for node in walk(parsed.module) if isinstance(node, cst.FunctionDef)]
+    for function in [None, *defs]:  # None: the module's top-level code
+        body: list[cst.CSTNode] = list(parsed.module.body if function is None else function.body.body)
         assigned = _assigned_at(parsed, body, call_site.line)
         before, after = _log_texts(parsed, body, call_site.line, assigned)
         if not after:
             continue
-        before += _callee_log_texts(parsed, body, call_site.line, functions)
+        before += _callee_log_texts(parsed, body, call_site.line, defs)
         return not any(_HEADLINE_WORD.search(t) for t in after) and any(_HEADLINE_WORD.search(t) for t in before)
     return False
-
-
-def _functions(module: cst.Module) -> list[cst.FunctionDef | cst.Module]:
-    found: list[cst.FunctionDef | cst.Module] = [module]
-    stack: list[cst.CSTNode] = list(module.body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, cst.FunctionDef):
-            found.append(node)
-        stack.extend(N.children(node))
-    return found
 
 
 def _own_nodes(body: list[cst.CSTNode]) -> list[cst.CSTNode]:
@@ -76,10 +63,7 @@ def _assigned_at(parsed: ParsedSource, body: list[cst.CSTNode], line: int) -> se
 
 
 def _is_log_call(node: cst.CSTNode) -> TypeGuard[cst.Call]:
-    if not isinstance(node, cst.Call):
-        return False
-    callee = N.last_part(N.callee_name(node))
-    return callee in _LOG_CALLS or "log" in callee.lower()
+    return isinstance(node, cst.Call) and N.is_log_call(N.last_part(N.callee_name(node)))
 
 
 def _log_text(node: cst.Call) -> str:
@@ -118,10 +102,10 @@ def _log_texts(
 
 
 def _callee_log_texts(
-    parsed: ParsedSource, body: list[cst.CSTNode], line: int, functions: list[cst.FunctionDef | cst.Module]
+    parsed: ParsedSource, body: list[cst.CSTNode], line: int, defs: list[cst.FunctionDef]
 ) -> list[str]:
     """Log texts of the module's functions that ``body`` calls before ``line`` (one level)."""
-    by_name = {f.name.value: f for f in functions if isinstance(f, cst.FunctionDef)}
+    by_name = {f.name.value: f for f in defs}
     texts: list[str] = []
     for node in _own_nodes(body):
         if not isinstance(node, cst.Call) or parsed.line_of(node) >= line:

@@ -1,11 +1,9 @@
-"""Value types of the data-flow engine: taint with its evidence path, loop frames, switch
-conditions, and the effects (update / score / artifact / calibration / selection) that the
-ordering rules read.
+"""Value types of the data-flow engine: taint with its evidence path, loop frames, conditions,
+and the effects that the ordering rules read.
 
-Why a flat timeline of effects: the rules are about *order* — was this chunk scored before
-it was trained on, did the training happen before the model was serialized — so every
-effect is recorded once, in program order, with the loops and conditions around it across
-the whole call chain (callee effects are inlined at their call site).
+Why a flat timeline of effects: the rules are about *order* (was this chunk scored before it was
+trained on, was the model serialized after the training), so every effect is recorded once, in
+program order, with the loops and conditions around it across the whole call chain.
 """
 
 from __future__ import annotations
@@ -68,12 +66,8 @@ class EffectKind(str, Enum):
 
 @dataclass(frozen=True)
 class LoopFrame:
-    """One enclosing loop as seen by one effect.
-
-    ``uid`` identifies the loop *instance* in the call chain (the same helper called from two
-    places has two instances). ``advancing`` says whether the effect's data changes with the
-    loop's iterations (a chunk/document loop) or not (an epoch/pass loop over the same data).
-    """
+    """One enclosing loop *instance* in the call chain (a helper called from two places has two).
+    ``advancing``: the effect's data changes per iteration (a chunk loop), not an epoch loop."""
 
     uid: tuple[int, ...]
     targets: tuple[str, ...]
@@ -124,11 +118,8 @@ class Effect:
     def shares_loop(self, other: Effect) -> LoopFrame | None:
         """The innermost loop instance enclosing both effects, if any."""
         mine = {frame.uid: frame for frame in self.loops}
-        shared = None
-        for frame in other.loops:
-            if frame.uid in mine:
-                shared = mine[frame.uid]
-        return shared
+        shared = [mine[frame.uid] for frame in other.loops if frame.uid in mine]
+        return shared[-1] if shared else None
 
 
 @dataclass

@@ -1,13 +1,10 @@
-"""Name-level vocabulary of the data-flow engine: what counts as a validation source, which
-calls are sinks, and how expressions are reduced to the dotted names they read.
+"""Name-level vocabulary of the data-flow engine (PG101–PG106): what counts as a validation
+source, which calls are sinks, and how expressions reduce to the dotted names they read.
 
 Why names and not types: the checker never runs submission code, so it cannot know that a
-tensor came from ``fineweb_val_*``; it can only follow names. The vocabulary below is taken
-from the shapes real submissions use (``val_tokens``, ``val_data.val_tokens``, ``args.val_files``,
-``load_validation_tokens``) and is deliberately narrow so that config fields such as
-``val_batch_size`` or ``val_loss_every`` never look like data. The name vocabularies of the
-PG101–PG106 family are declared here, Semgrep-style (sources, propagators, sinks, sanitizers),
-as whole-word patterns over identifier words (``harness/check/words.py``).
+tensor came from ``fineweb_val_*``; it can only follow names. The vocabulary is taken from the
+shapes real submissions use (``val_tokens``, ``args.val_files``, ``load_validation_tokens``) and
+is deliberately narrow so that settings such as ``val_batch_size`` never look like data.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ from collections.abc import Iterator
 import libcst as cst
 
 from harness.check.tree import nodes
-from harness.check.tree.children import children, node_memo
+from harness.check.tree.children import children, node_memo, walk
 from harness.check.tree.nodes import dotted_name
 from harness.check.words import any_word, first_word
 
@@ -88,13 +85,9 @@ DENOMINATOR_NAME = any_word(
 )
 
 
-def is_val_component(name: str) -> bool:
-    return VAL_COMPONENT.search(name)
-
-
 def is_val_name(dotted: str) -> bool:
     """``val_data.base_bytes_lut`` counts: it is an attribute of a VAL-derived object."""
-    return any(is_val_component(part) for part in dotted.split("."))
+    return any(VAL_COMPONENT.search(part) for part in dotted.split("."))
 
 
 def is_val_loader_call(callee_last: str) -> bool:
@@ -105,18 +98,19 @@ def is_val_literal(text: str) -> bool:
     return bool(_VAL_LITERAL.search(text))
 
 
+_LOG_CALLS = frozenset({"print", "log", "log0", "info", "write", "debug", "warning"})
 _NOT_READ = frozenset({cst.Lambda, cst.FunctionDef, cst.ClassDef, cst.SimpleString, cst.Integer, cst.Float})
 
 
 def callee_name(call: cst.Call) -> str:
     """Readable callee: ``torch.save``, ``loss.backward``, ``<expr>.step`` for computed receivers."""
-    func = call.func
-    dotted = dotted_name(func)
-    if dotted is not None:
-        return dotted
-    if isinstance(func, cst.Attribute):
-        return "<expr>." + func.attr.value
-    return "<expr>"
+    name = nodes.call_name(call)
+    return name if name and not name.startswith(".") else "<expr>" + name
+
+
+def is_log_call(callee: str) -> bool:
+    """A print/log call by the last part of its callee's name."""
+    return callee in _LOG_CALLS or "log" in callee.lower()
 
 
 def last_part(dotted: str) -> str:
@@ -137,12 +131,8 @@ _REFS: dict[int, tuple[cst.CSTNode, tuple[str, ...]]] = node_memo()
 
 
 def refs(node: cst.CSTNode) -> tuple[str, ...]:
-    """Every dotted name an expression reads, outermost attribute chains kept whole.
-
-    Keyword names of call arguments and attribute names are not reads; comprehension and
-    lambda variables are reported too (harmless: they are local and never tainted by name).
-    Kept per node for the analysis: the engine asks again for every enclosing call.
-    """
+    """Every dotted name an expression reads, outermost attribute chains kept whole (comprehension
+    variables too: local, never tainted by name). Memoized: the engine asks for every enclosing call."""
     entry = _REFS.get(id(node))
     if entry is not None and entry[0] is node:
         return entry[1]
@@ -176,40 +166,30 @@ def _walk_refs(node: cst.CSTNode) -> Iterator[str]:
 
 def assigned_names(target: cst.CSTNode) -> list[str]:
     """Names bound by an assignment target; ``d[k] = v`` binds (mutates) ``d``."""
-    if isinstance(target, (cst.Name, cst.Attribute)):
-        dotted = dotted_name(target)
-        if dotted is not None:
-            return [dotted]
-        if isinstance(target, cst.Attribute):
-            return assigned_names(target.value)
-        return []
+    dotted = dotted_name(target)
+    if dotted is not None:
+        return [dotted]
     if isinstance(target, (cst.Tuple, cst.List)):
-        names: list[str] = []
-        for element in target.elements:
-            names.extend(assigned_names(element.value))
-        return names
-    if isinstance(target, cst.StarredElement):
-        return assigned_names(target.value)
-    if isinstance(target, cst.Subscript):
+        return [name for element in target.elements for name in assigned_names(element.value)]
+    if isinstance(target, (cst.Attribute, cst.StarredElement, cst.Subscript)):
         return assigned_names(target.value)
     return []
 
 
+_MATMUL_CALLS = frozenset({"matmul", "mm", "bmm", "addmm", "addmm_", "einsum", "outer", "ger", "baddbmm"})
+
+
+def _is_matmul(node: cst.CSTNode) -> bool:
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply):
+        return True
+    if isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.MatrixMultiplyAssign):
+        return True
+    return isinstance(node, cst.Call) and nodes.call_tail(node) in _MATMUL_CALLS
+
+
 def contains_matmul(node: cst.CSTNode) -> bool:
     """``x.T @ x``, ``torch.matmul``, ``addmm``: the shape of a Hessian/activation statistic."""
-    stack: list[cst.CSTNode] = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, cst.MatrixMultiply):
-            return True
-        if isinstance(current, cst.AugAssign) and isinstance(current.operator, cst.MatrixMultiplyAssign):
-            return True
-        if isinstance(current, cst.Call):
-            name = last_part(callee_name(current))
-            if name in {"matmul", "mm", "bmm", "addmm", "addmm_", "einsum", "outer", "ger", "baddbmm"}:
-                return True
-        stack.extend(children(current))
-    return False
+    return any(_is_matmul(current) for current in walk(node))
 
 
 _STATISTIC_REDUCTIONS = frozenset(
@@ -221,31 +201,15 @@ def contains_activation_statistic(node: cst.CSTNode) -> bool:
     """``scales[name] = torch.maximum(scales[name], x.abs().amax(0))``: the per-channel maxima or
     moments that AWQ/SmoothQuant-style calibration keeps — data-dependent quantization just like a
     Hessian (R-QUANT-CALIB, #728), so a hook storing one is a statistics hook too."""
-    if contains_matmul(node):
-        return True
-    stack: list[cst.CSTNode] = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Call) and last_part(callee_name(current)) in _STATISTIC_REDUCTIONS:
-            return True
-        stack.extend(children(current))
-    return False
-
-
-_LOG_CALLS = frozenset({"print", "log", "log0", "info", "write", "debug", "warning"})
-
-
-def only_logged(name: str, body: list[cst.CSTNode]) -> bool:
-    """Whether ``name`` is read nowhere in ``body`` except inside print/log calls: a no_grad
-    loss kept only for a progress line (``loss_before`` printed each step of a val-training
-    loop) is a diagnostic, not the score of a score-first pass (rules-research "Illegal
-    shapes worth a second look": the logging eval inside a function training on val_tokens)."""
-    return name not in names_read_outside_logs(body)
+    return any(
+        _is_matmul(current) or (isinstance(current, cst.Call) and nodes.call_tail(current) in _STATISTIC_REDUCTIONS)
+        for current in walk(node)
+    )
 
 
 def names_read_outside_logs(body: list[cst.CSTNode]) -> set[str]:
     """Every plain name ``body`` reads outside print/log calls (assignment targets are not
-    reads). One walk answers ``only_logged`` for every name of a function."""
+    reads): a no_grad loss kept only for a progress line is a diagnostic, not a score."""
     found: set[str] = set()
     stack: list[tuple[cst.CSTNode, bool]] = [(node, False) for node in body]
     while stack:
@@ -258,8 +222,7 @@ def names_read_outside_logs(body: list[cst.CSTNode]) -> set[str]:
                 found.add(current.value)
             continue
         if type(current) is cst.Call and not in_log:
-            callee = last_part(callee_name(current))
-            in_log = callee in _LOG_CALLS or "log" in callee.lower()
+            in_log = is_log_call(last_part(callee_name(current)))
         stack.extend((child, in_log) for child in children(current))
     return found
 

@@ -9,6 +9,7 @@ re-scoring). See rules-research §D and the verdict table.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,6 @@ from dataclasses import dataclass, field
 from harness.check.flow.model import Effect, EffectKind, LoopFrame
 from harness.check.flow.names import TRAIN_PIPELINE_NAME, is_val_name
 from harness.findings import Step
-
-_TRAIN_PIPELINE_NAME = TRAIN_PIPELINE_NAME
 
 
 @dataclass
@@ -30,64 +29,41 @@ class Decision:
     when: str | None = None  # a situation the rule's page declares a lower severity for
 
 
-def decide(
-    effects: list[Effect], trains_params: set[int] | None = None, diagnostic: Callable[[Step], bool] | None = None
-) -> list[Decision]:
+def decide(effects: list[Effect], trains_params: set[int], diagnostic: Callable[[Step], bool]) -> list[Decision]:
     """``trains_params``: uids of functions that optimize a parameter's ``.parameters()`` —
     a score-first TTT that only trains a local adapter leaves the scored model unchanged.
     ``diagnostic``: whether a re-scoring call site only feeds diagnostic log lines."""
-    updates = [e for e in effects if e.kind is EffectKind.UPDATE and e.tainted]
-    plain_updates = [e for e in effects if e.kind is EffectKind.UPDATE and not e.tainted]
+    updates = [e for e in effects if e.kind is EffectKind.UPDATE]
     scores = [e for e in effects if e.kind is EffectKind.SCORE and e.tainted]
     artifacts = [e for e in effects if e.kind is EffectKind.ARTIFACT]
-    all_updates = updates + plain_updates
     decisions: list[Decision] = []
     for update in updates:
-        decisions.extend(
-            _judge_update(update, scores, artifacts, plain_updates, all_updates, trains_params, diagnostic)
-        )
-    model_writes = [a.order for a in artifacts if not a.tainted]
-    last_model_write = max(model_writes) if model_writes else None
+        if update.tainted:
+            decisions.extend(_judge_update(update, scores, artifacts, updates, trains_params, diagnostic))
+    # a VAL-derived dump saved after the model artifact was written is a diagnostic, not the artifact
+    last_model_write = max((a.order for a in artifacts if not a.tainted), default=math.inf)
     for effect in effects:
-        if (
-            effect.kind is EffectKind.ARTIFACT
-            and effect.tainted
-            and last_model_write is not None
-            and effect.order > last_model_write
-        ):
-            continue  # saved after the model artifact was written: a diagnostic dump, not the artifact
-        if effect.kind is EffectKind.CALIBRATION and effect.tainted:
-            if not any(a.order > effect.order and not exclusive(a, effect) for a in artifacts):
-                # statistics gathered after the last write shape no artifact: an evaluation-time
-                # calibrator (``online_alpha_calibrate`` of an n-gram mixer) is judged by the
-                # scoring rules, not as quantization calibration
-                continue
-            decisions.append(
-                Decision(
-                    "PG106",
-                    effect,
-                    f"quantization statistics are collected on {_source(effect)} ({effect.note} "
-                    f"at line {effect.line}): the artifact is calibrated on validation data",
+        if effect.taint is None:
+            continue
+        if effect.kind is EffectKind.CALIBRATION:
+            # statistics gathered after the last write shape no artifact: an evaluation-time calibrator
+            # (``online_alpha_calibrate`` of an n-gram mixer) is judged by the scoring rules
+            if any(a.order > effect.order and not exclusive(a, effect) for a in artifacts):
+                message = (
+                    f"quantization statistics are collected on {_source(effect)} ({_at(effect)}): the artifact "
+                    "is calibrated on validation data"
                 )
-            )
-        elif effect.kind is EffectKind.ARTIFACT and effect.taint is not None and not effect.taint.via_calibration:
-            decisions.append(
-                Decision(
-                    "PG105",
-                    effect,
-                    f"{_source(effect)} flows into the artifact ({effect.note} at line "
-                    f"{effect.line}): validation data is stored in what is submitted",
+                decisions.append(Decision("PG106", effect, message))
+        elif effect.kind is EffectKind.ARTIFACT and not effect.taint.via_calibration:
+            if effect.order <= last_model_write:
+                message = (
+                    f"{_source(effect)} flows into the artifact ({_at(effect)}): validation data is stored in "
+                    "what is submitted"
                 )
-            )
-        elif effect.kind is EffectKind.SELECTION and effect.tainted:
-            decisions.append(
-                Decision(
-                    "PG105",
-                    effect,
-                    f"{effect.note} at line {effect.line}: a score on {_source(effect)} selects "
-                    "the checkpoint that is kept",
-                )
-            )
+                decisions.append(Decision("PG105", effect, message))
+        elif effect.kind is EffectKind.SELECTION:
+            message = f"{_at(effect)}: a score on {_source(effect)} selects the checkpoint that is kept"
+            decisions.append(Decision("PG105", effect, message))
     return decisions
 
 
@@ -95,146 +71,102 @@ def _judge_update(
     update: Effect,
     scores: list[Effect],
     artifacts: list[Effect],
-    plain_updates: list[Effect],
-    all_updates: list[Effect],
-    trains_params: set[int] | None,
-    diagnostic: Callable[[Step], bool] | None = None,
+    updates: list[Effect],
+    trains_params: set[int],
+    diagnostic: Callable[[Step], bool],
 ) -> list[Decision]:
     first = _scored_first(update, scores)
-    if first is not None and update.ahead and not first.ahead:
+    if first is None:
+        return _judge_unscored(update, [s for s in scores if not exclusive(s, update)], artifacts, updates)
+    if update.ahead and not first.ahead:
         # score chunk ci, then train on chunk ci + 1: those tokens are scored only in the next
         # iteration, by the model that already trained on them (C3, #1017)
-        return [
-            Decision(
-                "PG101",
-                update,
-                f"{_source(update)} is trained on ({update.note} at line {update.line}) from a later "
-                f"chunk than the one just scored ({_where(first)}): that chunk is scored in a later "
-                "iteration, after the update",
-                [(first, "the chunk scored in this iteration")],
-            )
-        ]
-    if first is not None:
-        baked = _baked_after_score_first(update, first, artifacts, trains_params or set())
-        return (
-            baked
-            or _rescored_per_pass(update, scores)
-            or _rescored_after_ttt(update, scores, all_updates, trains_params or set(), diagnostic)
+        message = (
+            f"{_source(update)} is trained on ({_at(update)}) from a later chunk than the one just scored "
+            f"({_where(first)}): that chunk is scored in a later iteration, after the update"
         )
-    source = _source(update)
-    scores = [s for s in scores if not exclusive(s, update)]
+        return [Decision("PG101", update, message, [(first, "the chunk scored in this iteration")])]
+    found = (
+        _baked_after_score_first(update, first, artifacts, trains_params)
+        or _rescored_per_pass(update, scores)
+        or _rescored_after_ttt(update, scores, updates, trains_params, diagnostic)
+    )
+    return [found] if found is not None else []
+
+
+def _judge_unscored(
+    update: Effect, scores: list[Effect], artifacts: list[Effect], updates: list[Effect]
+) -> list[Decision]:
+    """An update that no score of the same chunk precedes (``scores``: those that can run with it)."""
+    source, at = _source(update), _at(update)
     later_scores = [s for s in scores if s.order > update.order]
     later_artifacts = [a for a in artifacts if a.order > update.order]
-    if any(p.shares_loop(update) for p in plain_updates) or _through_training_pipeline(update) or update.train_named:
-        return [
-            Decision(
-                "PG105",
-                update,
-                f"{source} is used in the training loop ({update.note} at line {update.line}): "
-                "training batches are drawn from validation data",
-            )
-        ]
+    in_training = any(p.shares_loop(update) for p in updates if not p.tainted)
+    if in_training or _through_training_pipeline(update) or update.train_named:
+        message = f"{source} is used in the training loop ({at}): training batches are drawn from validation data"
+        return [Decision("PG105", update, message)]
     if update.discarded:
         kind = "a warm-up" if update.warmup else "a throw-away pass"
-        return [
-            Decision(
-                "PG104",
-                update,
-                f"{source} is trained on in {kind} ({update.note} at line {update.line}) outside the "
-                "scoring loop; the updated state appears to be discarded afterwards",
-            )
-        ]
+        message = (
+            f"{source} is trained on in {kind} ({at}) outside the scoring loop; the updated state appears to "
+            "be discarded afterwards"
+        )
+        return [Decision("PG104", update, message)]
     if later_artifacts:
         artifact = later_artifacts[0]
-        return [
-            Decision(
-                "PG102",
-                update,
-                f"{source} is trained on ({update.note} at line {update.line}) before the model is "
-                f"serialized/quantized ({artifact.note} at line {artifact.line}): pre-quant TTT bakes "
-                "validation data into the artifact",
-                [(artifact, "artifact boundary after the update")],
-            )
-        ]
+        message = (
+            f"{source} is trained on ({at}) before the model is serialized/quantized ({_at(artifact)}): "
+            "pre-quant TTT bakes validation data into the artifact"
+        )
+        return [Decision("PG102", update, message, [(artifact, "artifact boundary after the update")])]
     if not later_scores:
         # scored earlier in the same loop body: the next iteration scores what this one trained on
         later_scores = [s for s in scores if s.order < update.order and s.shares_loop(update) is not None]
     if later_scores:
         outside = [s for s in later_scores if s.shares_loop(update) is None]
         score = outside[-1] if outside else later_scores[0]
-        decisions = [
-            Decision(
-                "PG101",
-                update,
-                f"{source} is trained on ({update.note} at line {update.line}) before it is scored "
-                f"({_call_where(score, update)})",
-                [(score, "scored after the update")],
-            )
-        ]
+        message = f"{source} is trained on ({at}) before it is scored ({_call_where(score, update)})"
+        decisions = [Decision("PG101", update, message, [(score, "scored after the update")])]
         # a complete pass before this update — plain, or itself score-first TTT (#991: s_0 → train → s_1)
         prior = [s for s in scores if s.order < update.order and s.shares_loop(update) is None]
-        rescore = [s for s in later_scores if s.shares_loop(update) is None]
-        if prior and rescore:
-            again = rescore[-1]
-            decisions.append(
-                Decision(
-                    "PG103",
-                    again,
-                    f"{source} is scored ({_call_where(prior[0], update)}), trained on ({update.note} "
-                    f"at line {update.line}) and scored again ({_call_where(again, update)}): the "
-                    "second pass "
-                    "re-scores tokens the model has trained on",
-                    [(prior[0], "first scoring pass"), (update, "update on the scored tokens")],
-                    at=_diverging_call(again, update),
-                )
+        if prior and outside:
+            again = outside[-1]
+            message = (
+                f"{source} is scored ({_call_where(prior[0], update)}), trained on ({at}) and scored again "
+                f"({_call_where(again, update)}): the second pass re-scores tokens the model has trained on"
             )
+            related = [(prior[0], "first scoring pass"), (update, "update on the scored tokens")]
+            decisions.append(Decision("PG103", again, message, related, at=_diverging_call(again, update)))
         return decisions
     if any(s.order < update.order for s in scores):
         # trained after everything was scored and nothing is scored or saved afterwards
-        return [
-            Decision(
-                "PG104",
-                update,
-                f"{source} is trained on ({update.note} at line {update.line}) after the last scoring "
-                "pass; nothing scored or saved afterwards uses it",
-                when="after-last-score",
-            )
-        ]
-    return [
-        Decision(
-            "PG104",
-            update,
-            f"{source} is trained on ({update.note} at line {update.line}) outside any scoring loop",
+        message = (
+            f"{source} is trained on ({at}) after the last scoring pass; nothing scored or saved afterwards uses it"
         )
-    ]
+        return [Decision("PG104", update, message, when="after-last-score")]
+    return [Decision("PG104", update, f"{source} is trained on ({at}) outside any scoring loop")]
 
 
 def _baked_after_score_first(
     update: Effect, first: Effect, artifacts: list[Effect], trains_params: set[int]
-) -> list[Decision]:
+) -> Decision | None:
     """Score-first TTT that trains the model's own parameters, and the model is serialized or
     quantized afterwards: the shipped weights have trained on validation tokens — pre-quant TTT
     whatever order it scores in (R-TTT-PREQUANT, #1376, #1423; "TTT before quantization")."""
     if not any(uid in trains_params for uid in update.function_ids):
-        return []
+        return None
     later = [
         a
         for a in artifacts
         if a.order > update.order and not a.tainted and a.shares_loop(update) is None and not exclusive(a, update)
     ]
     if not later:
-        return []
-    artifact = later[0]
-    return [
-        Decision(
-            "PG102",
-            update,
-            f"{_source(update)} is trained on ({update.note} at line {update.line}, after scoring it in "
-            f"{_where(first)}) and the model is serialized/quantized afterwards ({artifact.note} at line "
-            f"{artifact.line}): the artifact carries weights adapted on validation data",
-            [(artifact, "artifact boundary after the update")],
-        )
-    ]
+        return None
+    message = (
+        f"{_source(update)} is trained on ({_at(update)}, after scoring it in {_where(first)}) and the model is "
+        f"serialized/quantized afterwards ({_at(later[0])}): the artifact carries weights adapted on validation data"
+    )
+    return Decision("PG102", update, message, [(later[0], "artifact boundary after the update")])
 
 
 def _scored_first(update: Effect, scores: list[Effect]) -> Effect | None:
@@ -248,64 +180,53 @@ def _scored_first(update: Effect, scores: list[Effect]) -> Effect | None:
     return None
 
 
-def _rescored_per_pass(update: Effect, scores: list[Effect]) -> list[Decision]:
+def _rescored_per_pass(update: Effect, scores: list[Effect]) -> Decision | None:
     """Score-first inside, but wrapped in a pass/epoch loop over the same data: every pass
     after the first scores tokens the model has already trained on (#568, #642)."""
     accumulations_first = sorted(scores, key=lambda s: (s.note.startswith("scored under no_grad"), s.order))
     for score in accumulations_first:
         epoch = _shared_pass_loop(update, score)
         if epoch is not None:
-            return [
-                Decision(
-                    "PG103",
-                    score,
-                    f"{_source(score)} is scored ({_where(score)}) inside `{epoch.label}` (line {epoch.line}), "
-                    f"which also trains on the same tokens ({update.note} at line {update.line}): later "
-                    "passes re-score tokens already trained on",
-                    [(update, "update inside the same pass loop")],
-                )
-            ]
-    return []
+            message = (
+                f"{_source(score)} is scored ({_where(score)}) inside `{epoch.label}` (line {epoch.line}), which also "
+                f"trains on the same tokens ({_at(update)}): later passes re-score tokens already trained on"
+            )
+            return Decision("PG103", score, message, [(update, "update inside the same pass loop")])
+    return None
 
 
 def _rescored_after_ttt(
     update: Effect,
     scores: list[Effect],
-    all_updates: list[Effect],
+    updates: list[Effect],
     trains_params: set[int],
-    diagnostic: Callable[[Step], bool] | None = None,
-) -> list[Decision]:
+    diagnostic: Callable[[Step], bool],
+) -> Decision | None:
     """Score-first TTT, then another plain scoring pass of the same adapted model that is the
     last (headline) evaluation (#991: "scoring again (yielding some s_1) and then reporting s_1")."""
     if not scores:
-        return []
+        return None
     last = scores[-1]
     if last.order < update.order or last.shares_loop(update) is not None or exclusive(last, update):
-        return []
-    if any(last.shares_loop(u) for u in all_updates):
-        return []
-    again = _diverging_call(last, update)
+        return None
+    if any(last.shares_loop(u) for u in updates):
+        return None
     depth = _diverging_depth(last, update)
-    if again is None or depth is None or depth >= len(update.call_names):
-        return []
+    if depth is None or depth >= len(update.call_names):
+        return None
     if not any(uid in trains_params for uid in update.function_ids[depth + 1 :]):
-        return []
+        return None
     models_scored = {n for n in last.call_names[depth] if "model" in n.lower()}
     if not models_scored or not models_scored <= update.call_names[depth]:
-        return []
-    if diagnostic is not None and diagnostic(again):
-        return []  # the score-first pass is the headline; the re-score is only logged (#1004)
-    return [
-        Decision(
-            "PG103",
-            last,
-            f"{_source(last)} is scored again ({again.note} at {again.file}:{again.line}) after the "
-            f"model was trained on it ({update.note} at line {update.line}); the last pass, not the "
-            "score-first one, is the final evaluation",
-            [(update, "update on the scored tokens")],
-            at=again,
-        )
-    ]
+        return None
+    again = last.calls[depth]
+    if diagnostic(again):
+        return None  # the score-first pass is the headline; the re-score is only logged (#1004)
+    message = (
+        f"{_source(last)} is scored again ({again.note} at {again.file}:{again.line}) after the model was trained "
+        f"on it ({_at(update)}); the last pass, not the score-first one, is the final evaluation"
+    )
+    return Decision("PG103", last, message, [(update, "update on the scored tokens")], at=again)
 
 
 def exclusive(first: Effect, second: Effect) -> bool:
@@ -319,6 +240,7 @@ def exclusive(first: Effect, second: Effect) -> bool:
 
 
 def _diverging_depth(effect: Effect, other: Effect) -> int | None:
+    """Where ``effect``'s call chain leaves the one it shares with ``other``."""
     for position, call in enumerate(effect.calls):
         if position >= len(other.calls) or other.calls[position] != call:
             return position
@@ -358,7 +280,7 @@ def _through_training_pipeline(effect: Effect) -> bool:
         return False
     for step in effect.taint.path:
         subject = step.note.split(" = ", 1)[0] if " = " in step.note else step.note.split(" ", 1)[0]
-        if any(_TRAIN_PIPELINE_NAME.search(part) for part in subject.split(".")):
+        if any(TRAIN_PIPELINE_NAME.search(part) for part in subject.split(".")):
             return True
     return False
 
@@ -380,6 +302,10 @@ def _source(effect: Effect) -> str:
     return note.split("VAL source: ", 1)[1].split(" (", 1)[0] if "VAL source: " in note else "validation data"
 
 
+def _at(effect: Effect) -> str:
+    return f"{effect.note} at line {effect.line}"
+
+
 def _where(effect: Effect) -> str:
     function = effect.functions[-1] if effect.functions else ""
     inside = f" in {function}" if function and function != "<module>" and function not in effect.note else ""
@@ -389,10 +315,8 @@ def _where(effect: Effect) -> str:
 def _diverging_call(effect: Effect, other: Effect) -> Step | None:
     """The call site through which ``effect`` leaves the call chain it shares with ``other``:
     the ``eval_val_sliding(…)`` call in ``main`` rather than ``main()`` itself."""
-    for position, call in enumerate(effect.calls):
-        if position >= len(other.calls) or other.calls[position] != call:
-            return call
-    return None
+    depth = _diverging_depth(effect, other)
+    return None if depth is None else effect.calls[depth]
 
 
 def _call_where(effect: Effect, other: Effect) -> str:
