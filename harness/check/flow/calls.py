@@ -1,25 +1,22 @@
 """Expressions and calls in one function walk: how values become VAL, and what each call does
 — a sink (backward, save/compress/quantize, calibration), a source (``load_validation_tokens``),
 a container fill (``append``, ``all_gather``) or a call into the submission's own code, which
-is analysed (memoized, through the ``analyze`` the walk hands over) and inlined at the call site.
-
-Why a class apart from the statement walk (``taint``): the two change for different reasons;
-this one knows the vocabulary of calls, the other the order of statements. Both read and
-change the walk's ``Scope``; this one also keeps what only calls need (aliases, the fields a
-constructor filled, statistics hooks).
+is analysed (memoized) and inlined at the call site. Apart from the statement walk (``taint``)
+because this one knows the vocabulary of calls, that one the order of statements.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import reduce
 
 import libcst as cst
 
 from harness.check.flow import names as N
 from harness.check.flow.functions import FuncInfo
 from harness.check.flow.model import Cond, EffectKind, Summary, Taint, merge
-from harness.check.flow.scope import MAX_FIELD_DEPTH, Scope, call_sites, literal_key
+from harness.check.flow.scope import Scope, call_sites, literal_key
 from harness.check.flow.scores import ScoreSinks
 from harness.findings import Step
 
@@ -27,8 +24,6 @@ Analyze = Callable[[FuncInfo, dict[str, Taint], dict[str, str]], Summary | None]
 
 
 class Calls:
-    """Expression and call taint of one function walk."""
-
     def __init__(self, scope: Scope, scores: ScoreSinks, analyze: Analyze) -> None:
         self.scope = scope
         self.scores = scores
@@ -144,28 +139,21 @@ class Calls:
         elif not isinstance(call.func, cst.Name):
             receiver = self.expr(call.func)
         arg_taints = [self.expr(arg.value) for arg in call.args]
-        args_taint: Taint | None = None
-        for taint in arg_taints:
-            args_taint = merge(args_taint, taint)
+        args_taint = reduce(merge, arg_taints, None)
         call_refs = set(N.refs(call))
         owner = call.func.value if isinstance(call.func, cst.Attribute) else None  # of a method call
 
         if method == "backward" and owner is not None:
             self.scope.emit(
-                EffectKind.UPDATE,
-                line,
-                f"{self.scope.short(call)}",
-                merge(receiver, args_taint),
-                set(N.refs(owner)),
+                EffectKind.UPDATE, line, self.scope.short(call), merge(receiver, args_taint), set(N.refs(owner))
             )
             return None
         if name in ("torch.autograd.grad", "autograd.grad"):
             self.scope.emit(EffectKind.UPDATE, line, f"{name}(…)", args_taint, call_refs)
             return args_taint
         if owner is not None and method in N.PARAM_WRITE_METHODS and args_taint is not None and _is_param_like(owner):
-            self.scope.emit(
-                EffectKind.UPDATE, line, f"in-place parameter write {self.scope.short(call)}", args_taint, call_refs
-            )
+            note = f"in-place parameter write {self.scope.short(call)}"
+            self.scope.emit(EffectKind.UPDATE, line, note, args_taint, call_refs)
             return None
         if N.CALIB_CALL.search(method) and args_taint is not None and not args_taint.via_calibration:
             self.scope.emit(EffectKind.CALIBRATION, line, f"quantization calibration {name}(…)", args_taint, call_refs)
@@ -195,9 +183,7 @@ class Calls:
         if method in ("register_forward_hook", "register_forward_pre_hook"):
             self._note_hook(call)
         if target is None and _is_collective_fill(name) and len(call.args) >= 2:
-            rest: Taint | None = None
-            for taint in arg_taints[1:]:
-                rest = merge(rest, taint)
+            rest = reduce(merge, arg_taints[1:], None)
             first = N.dotted_name(call.args[0].value)
             if rest is not None and first is not None:
                 self.scope.taint_name(first, rest, line, f"{first} ← {name}(…)")
@@ -209,7 +195,7 @@ class Calls:
                 return constructed[0]
         if target is not None:
             bound_self = isinstance(call.func, cst.Attribute) and target.class_name is not None
-            fields = self._receiver_fields(call) if bound_self else None
+            fields = self._receiver_fields(owner) if bound_self and owner is not None else None
             returned = self._inline(target, pairs, bound_self, receiver, call_refs, line, fields, call)
             if artifact:
                 self.scope.emit(EffectKind.ARTIFACT, line, f"{name}(…)", args_taint, call_refs)
@@ -236,14 +222,7 @@ class Calls:
                     method in ("add_", "index_add_")
                     or (method in ("append", "extend") and N.SCORE_LIST_NAME.search(N.last_part(holder)))
                 ) and self.scores.is_score_target(holder):
-                    self.scope.emit(
-                        EffectKind.SCORE,
-                        line,
-                        f"score accumulated into {holder}",
-                        args_taint,
-                        call_refs,
-                        produced_from=call_refs - {holder},
-                    )
+                    self.scores.accumulated(holder, line, args_taint, call)
                 self.scope.taint_name(
                     holder,
                     args_taint,
@@ -281,24 +260,12 @@ class Calls:
             return (self.scope.source(line, f"{N.last_part(name)}(…) (an instance holding loaded validation data)"),)
         return (None,)
 
-    def _receiver_fields(self, call: cst.Call) -> dict[str, Taint]:
+    def _receiver_fields(self, owner: cst.BaseExpression) -> dict[str, Taint]:
         """VAL fields of the object a method is called on: ``ttt.tokens`` for ``ttt.run()``."""
-        receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
-        if isinstance(receiver, cst.Call):
-            return self.call_fields.get(id(receiver), {})
-        holder = N.dotted_name(receiver) if receiver is not None else None
-        if holder is None:
-            return {}
-        return self._fields_of(holder)
-
-    def _fields_of(self, holder: str) -> dict[str, Taint]:
-        """VAL fields of the object ``holder`` names (``stream.tokens`` of ``calib_loader``)."""
-        prefix = holder + "."
-        return {
-            key[len(prefix) :]: value
-            for key, value in self.scope.taint.items()
-            if key.startswith(prefix) and key.count(".", len(prefix)) < MAX_FIELD_DEPTH
-        }
+        if isinstance(owner, cst.Call):
+            return self.call_fields.get(id(owner), {})
+        holder = N.dotted_name(owner)
+        return self.scope.fields_of(holder) if holder is not None else {}
 
     def _method_of_instance(self, call: cst.Call) -> FuncInfo | None:
         """``ttt.run(model)`` where ``ttt = PreQuantTTT(...)``, or ``PreQuantTTT(...).run(model)``:
@@ -321,25 +288,21 @@ class Calls:
         if name in ("torch.save", "save_file", "safetensors.torch.save_file") or lowered == "save_file":
             return True
         if lowered in ("compress", "compress_stream") and isinstance(call.func, cst.Attribute):
-            return bool(N.ARTIFACT_COMPRESS_ROOT.search(self.scope.code(call.func.value).lower()))
+            return bool(N.ARTIFACT_COMPRESS_ROOT.search(self.parsed.flat_code(call.func.value).lower()))
         # ``deserialize``/``dequantize``/``load_quantized`` read an artifact back, they do not write one
         return bool(N.ARTIFACT_QUANT_CALL.search(lowered)) and not any(w in lowered for w in _READS_BACK)
 
     def _note_hook(self, call: cst.Call) -> None:
         for arg in call.args:
-            if isinstance(arg.value, cst.Lambda) and N.contains_activation_statistic(arg.value.body):
+            if isinstance(arg.value, cst.Lambda):
                 # minified ``lambda mo, i, o, n=n: H.__setitem__(n, H.get(n, 0) + i[0].T @ i[0])``
-                self.hooks_active = True
+                self.hooks_active |= N.contains_activation_statistic(arg.value.body)
                 continue
-            referenced = N.dotted_name(arg.value)
-            function = self.scope.index.resolve(referenced, self.info) if referenced else None
+            # the hook function itself, or the factory that makes it
+            named = N.dotted_name(arg.value.func if isinstance(arg.value, cst.Call) else arg.value)
+            function = self.scope.index.resolve(named, self.info) if named else None
             if function is not None and _accumulates_statistics(function):
                 self.hooks_active = True
-            if isinstance(arg.value, cst.Call):
-                factory = N.dotted_name(arg.value.func)
-                made = self.scope.index.resolve(factory, self.info) if factory else None
-                if made is not None and _accumulates_statistics(made):
-                    self.hooks_active = True
 
     def _inline_function_arguments(
         self, pairs: list[tuple[cst.Arg, Taint | None]], call_refs: set[str], line: int
@@ -400,7 +363,7 @@ class Calls:
                 if param in target.params:
                     # an object handed over keeps its VAL fields and its class in the callee:
                     # ``collect_hessians(model, calib_loader)`` then ``loader.next_batch()`` (#728)
-                    for field_name, field_taint in self._fields_of(dotted).items():
+                    for field_name, field_taint in self.scope.fields_of(dotted).items():
                         seed.setdefault(f"{param}.{field_name}", field_taint)
                     if dotted in self.scope.instances:
                         classes[param] = self.scope.instances[dotted]
@@ -426,10 +389,7 @@ class Calls:
             return tuple(c if c in incoming else replace(c, scope=c.scope + (scope,)) for c in conds)
 
         if summary is None:
-            result: Taint | None = receiver
-            for _, taint in pairs:
-                result = merge(result, taint)
-            return result
+            return reduce(merge, (taint for _, taint in pairs), receiver)
         if self.scope.recording:
             prefix = next(call_sites)
             frames = self.scope.frames(call_refs | target.free_names)
@@ -445,7 +405,7 @@ class Calls:
                     call_names=(frozenset(call_refs),) + effect.call_names,
                     warmup=effect.warmup or self.scope.warm_depth > 0,
                 )
-                self.scope.append(lifted, line, refs=call_refs)
+                self.scope.append(lifted, line, call_refs)
 
         def out(taint: Taint, step: Step) -> Taint:
             lifted = taint.extend(step)

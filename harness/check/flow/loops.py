@@ -1,9 +1,12 @@
-"""Loops as the ordering rules see them: which names change from one iteration to the next
-(a chunk/document loop advances its data, an epoch loop does not), whether the loop runs over
-``range(n)``, and which ``if`` bodies end by leaving the block (guards).
+"""Loops and blocks as the ordering rules see them: which names change from one iteration to
+the next (a chunk/document loop advances its data, an epoch loop does not), whether the loop
+runs over ``range(n)``, which ``if`` bodies end by leaving the block (guards), and the
+assignments a block runs itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 import libcst as cst
 
@@ -61,11 +64,18 @@ def loop_vary(node: cst.For | cst.While) -> set[str]:
 
 
 def ends_in_exit(block: cst.BaseSuite) -> bool:
-    if not block.body:
-        return False
-    last = block.body[-1]
-    if isinstance(block, cst.SimpleStatementSuite):
-        return isinstance(last, (cst.Return, cst.Continue, cst.Break, cst.Raise))
-    if isinstance(last, cst.SimpleStatementLine) and last.body:
-        return isinstance(last.body[-1], (cst.Return, cst.Continue, cst.Break, cst.Raise))
-    return False
+    last = block.body[-1] if block.body else None
+    if isinstance(last, cst.SimpleStatementLine):
+        last = last.body[-1] if last.body else None
+    return isinstance(last, (cst.Return, cst.Continue, cst.Break, cst.Raise))
+
+
+def own_assignments(roots: Iterable[cst.CSTNode]) -> Iterator[cst.Assign | cst.AugAssign]:
+    """The assignments the code under ``roots`` runs itself: nested defs, classes and lambdas aside."""
+    stack = list(roots)
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (cst.Assign, cst.AugAssign)):
+            yield current
+        elif not isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.BaseExpression)):
+            stack.extend(N.children(current))

@@ -1,18 +1,15 @@
 """What one analysis of one function knows at the statement it has reached: which names hold
-VAL and since when, the loops and conditions around the walk, and the effects recorded so far
-in program order.
-
-Why one object: the statement walk (``taint``), the expression and call taint (``calls``) and
-the score sinks (``scores``) all read and change this state; each of them owns its own logic
-and receives this object, so none has to declare attributes that another class provides.
+VAL and since when, the loops and conditions around it, the effects so far in program order.
+One object that the statement walk (``taint``), the call taint (``calls``) and the score sinks
+(``scores``) all read and change, so none declares attributes that another provides.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import libcst as cst
 
@@ -27,13 +24,8 @@ call_sites = itertools.count(1)  # loop and call-site uids, unique across the wa
 MAX_FIELD_DEPTH = 3  # ``loader.stream.tokens``: how deep an object's VAL fields are followed
 
 
-@dataclass
-class Memos:
-    """Per-submission results the walks share, keyed by node id or ``FuncInfo.uid``."""
-
-    code: dict[int, str] = field(default_factory=dict)  # source text of a node
-    read_outside_logs: dict[int, set[str]] = field(default_factory=dict)  # names read outside logs
-    zero_started: dict[int, set[str]] = field(default_factory=dict)  # locals bound to a zero
+BodyFact = Callable[[list[cst.CSTNode]], set[str]]
+Memos = dict[tuple[BodyFact, int], set[str]]  # a fact of a function body (by ``FuncInfo.uid``), per submission
 
 
 class Scope:
@@ -72,13 +64,12 @@ class Scope:
         # update reading one of them *and* VAL mixes validation batches into training steps
         self.train_fed: set[str] = set()
 
-    def code(self, node: cst.CSTNode) -> str:
-        """Source text of a node, cached: libcst's code generation is the costliest call here."""
-        key = id(node)
-        text = self.memos.code.get(key)
-        if text is None:
-            text = self.memos.code[key] = self.parsed.code_of(node)
-        return text
+    def per_function(self, fact: BodyFact) -> set[str]:
+        """``fact`` of this function's body, computed once per submission."""
+        key = (fact, self.info.uid)
+        if key not in self.memos:
+            self.memos[key] = fact(self.info.body())
+        return self.memos[key]
 
     def short(self, node: cst.CSTNode) -> str:
         """``N.short`` of a node's code for messages; flattened from the source, no codegen."""
@@ -169,6 +160,16 @@ class Scope:
         for key in [k for k in self.taint if k == name or k.startswith(prefix)]:
             del self.taint[key]
 
+    def fields_of(self, holder: str) -> dict[str, Taint]:
+        """VAL fields of the object ``holder`` names, nested ones included: ``stream.tokens`` of
+        ``calib_loader``, or ``self.stream.tokens`` an ``__init__`` stored (#728)."""
+        prefix = holder + "."
+        return {
+            key[len(prefix) :]: value
+            for key, value in self.taint.items()
+            if key.startswith(prefix) and key.count(".", len(prefix)) < MAX_FIELD_DEPTH
+        }
+
     def enter_comprehension(self, names: set[str]) -> Callable[[], None]:
         """Save what this function binds to ``names`` before a comprehension binds them in its
         own scope; the function returned drops the comprehension's bindings and puts these back."""
@@ -211,19 +212,17 @@ class Scope:
         in each epoch, ``loss_sum += doc_nll`` after the epochs) scores that loop's last pass
         (#568, #642): the loops it left, and the conditions of the binding, are the score's too."""
         active = {loop.uid for loop in self.loops}
-        extra_loops: list[Loop] = []
+        extra_loops: dict[int, Loop] = {}
         extra_conds: list[Cond] = []
         for ref in produced_from:
-            within = self.assigned_within.get(N.root_part(ref))
-            if within is None:
-                continue
-            for loop in within[0]:
-                if loop.uid not in active and all(loop.uid != known.uid for known in extra_loops):
-                    extra_loops.append(loop)
-            extra_conds.extend(cond for cond in within[1] if cond not in conds and cond not in extra_conds)
+            left, within = self.assigned_within.get(N.root_part(ref), ((), ()))
+            for loop in left:
+                if loop.uid not in active:
+                    extra_loops.setdefault(loop.uid, loop)
+            extra_conds.extend(cond for cond in within if cond not in conds and cond not in extra_conds)
         if not extra_loops:
             return loops, conds
-        return loops + self.frames(produced_from, extra_loops), conds + tuple(extra_conds)
+        return loops + self.frames(produced_from, list(extra_loops.values())), conds + tuple(extra_conds)
 
     def emit(
         self,
@@ -259,31 +258,23 @@ class Scope:
             and any(N.root_part(r) in self.train_fed for r in local_refs),
             ahead=any(N.root_part(r) in self.ahead for r in local_refs),
         )
-        if produced_from:
-            produced = [
-                self.assigned_at[N.root_part(r)]
-                for r in produced_from
-                if N.root_part(r) in self.assigned_at and self.lookup(r, None) is not None
-            ]
-            if produced:
-                self.append(effect, line, at=max(produced) - 0.5, refs=local_refs)
-                return
-        self.append(effect, line, refs=local_refs)
+        produced = [
+            self.assigned_at[N.root_part(r)]
+            for r in produced_from or ()
+            if N.root_part(r) in self.assigned_at and self.lookup(r, None) is not None
+        ]
+        self.append(effect, line, local_refs, at=max(produced) - 0.5 if produced else None)
 
-    def append(self, effect: Effect, line: int, at: float | None = None, refs: set[str] | None = None) -> None:
-        refs = refs or set()
-        if at is None or not self.ticks or at >= self.ticks[-1]:
-            self.effects.append(effect)
-            self.local_lines.append(line)
-            self.local_refs.append(refs)
-            self.ticks.append(float(self.clock) if at is None else at)
+    def append(self, effect: Effect, line: int, refs: set[str], at: float | None = None) -> None:
+        """Record ``effect`` now, or at tick ``at``: before the effects recorded since then."""
+        tick = float(self.clock) if at is None else at
+        if not self.ticks or tick >= self.ticks[-1]:
             self.clock += 1
-            return
-        position = next(i for i, tick in enumerate(self.ticks) if tick > at)
+        position = bisect.bisect_right(self.ticks, tick)
         self.effects.insert(position, effect)
         self.local_lines.insert(position, line)
         self.local_refs.insert(position, refs)
-        self.ticks.insert(position, at)
+        self.ticks.insert(position, tick)
 
 
 def literal_key(node: cst.Subscript) -> str | None:

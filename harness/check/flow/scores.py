@@ -1,9 +1,7 @@
-"""Score sinks of the taint walk: which bindings and additions accumulate the reported score.
-
-Why a class of its own: telling a running score (``loss_sum += nll.sum()``, ``chunk_nll[ci] =
-…``, ``with no_grad(): nll = model(x, y)``) from look-alikes — a byte/token count, a list of document
-starts, a residual ``x = x + block(x)`` in a forward — is its own vocabulary, and the ordering
-rules (PG101/PG103) are only as good as it. It reads and records through the walk's ``Scope``.
+"""Score sinks of the taint walk: telling a running score (``loss_sum += nll.sum()``,
+``chunk_nll[ci] = …``, ``with no_grad(): nll = model(x, y)``) from look-alikes — a byte/token
+count, a list of document starts, a residual ``x = x + block(x)`` — is its own vocabulary, and
+the ordering rules (PG101/PG103) are only as good as it.
 """
 
 from __future__ import annotations
@@ -14,13 +12,13 @@ import re
 import libcst as cst
 
 from harness.check.flow import names as N
+from harness.check.flow.loops import own_assignments
 from harness.check.flow.model import EffectKind, Taint
 from harness.check.flow.scope import Scope, literal_key
+from harness.check.tree.children import walk
 
 
 class ScoreSinks:
-    """Score sinks of one function walk."""
-
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.info = scope.info
@@ -34,24 +32,21 @@ class ScoreSinks:
         if not self.scope.no_grad_depth or value is None or name is None or not self.scope.loops:
             return
         last = N.last_part(name)
-        if N.TRAIN_WORD.search(last) or N.DENOMINATOR_NAME.search(last) or not _has_call(value_node):
+        if N.TRAIN_WORD.search(last) or N.DENOMINATOR_NAME.search(last):
             return
-        if "." not in name and name not in self._read_outside_logs():
+        if not any(isinstance(node, cst.Call) for node in walk(value_node)):
+            return
+        if "." not in name and name not in self.scope.per_function(N.names_read_outside_logs):
             return  # only_logged: the value is kept for a progress line, not a score
-        refs = set(N.refs(value_node))
-        # ``after = model(x, y, lora=adapter)`` runs the model *here*, after any update since x was
-        # sliced; only a reduction of an earlier output (``nll = ptl[...].sum()``) dates back to it
-        produced = None if self._runs_model(value_node) else refs
-        self.scope.emit(
-            EffectKind.SCORE, line, f"scored under no_grad into {name}", value, refs, produced_from=produced
-        )
+        self._scored(f"scored under no_grad into {name}", line, value, value_node)
 
-    def _read_outside_logs(self) -> set[str]:
-        """``names_read_outside_logs`` of this function's body, once per function."""
-        known = self.scope.memos.read_outside_logs.get(self.info.uid)
-        if known is None:
-            known = self.scope.memos.read_outside_logs[self.info.uid] = N.names_read_outside_logs(self.info.body())
-        return known
+    def _scored(self, note: str, line: int, value: Taint, value_node: cst.BaseExpression) -> None:
+        """A score dated where its losses were computed, unless the model runs right here:
+        ``after = model(x, y, lora=adapter)`` runs after any update since ``x`` was sliced, while
+        a reduction of an earlier output (``nll = ptl[...].sum()``) dates back to that output."""
+        refs = set(N.refs(value_node))
+        produced = None if self._runs_model(value_node) else refs
+        self.scope.emit(EffectKind.SCORE, line, note, value, refs, produced_from=produced)
 
     def counts_only(self, value_node: cst.BaseExpression) -> bool:
         """``bs += lut[tg].double().sum()`` / ``tc += tg.numel()``: VAL reaches the value only as
@@ -89,21 +84,18 @@ class ScoreSinks:
     def _runs_model(self, value_node: cst.BaseExpression) -> bool:
         """A call through a submission object (``model(…)``, ``m.f(…)``, ``fwd(…)``): not a
         library function, a builtin, or a method of an already-computed VAL tensor."""
-        stack: list[cst.CSTNode] = [value_node]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, cst.Call):
-                callee = N.dotted_name(node.func)
-                if callee is not None:
-                    root = N.root_part(callee)
-                    if (
-                        root not in _LIBRARY_ROOTS
-                        and not hasattr(builtins, root)
-                        and not _LOSS_FUNCTION.search(callee)
-                        and self.scope.lookup(root, node) is None
-                    ):
-                        return True
-            stack.extend(N.children(node))
+        for node in walk(value_node):
+            callee = N.dotted_name(node.func) if isinstance(node, cst.Call) else None
+            if callee is None:
+                continue
+            root = N.root_part(callee)
+            if (
+                root not in _LIBRARY_ROOTS
+                and not hasattr(builtins, root)
+                and not _LOSS_FUNCTION.search(callee)
+                and self.scope.lookup(root, node) is None
+            ):
+                return True
         return False
 
     def accumulate_if_self_add(
@@ -121,7 +113,7 @@ class ScoreSinks:
             and self.is_score_target(name)
         ):
             # ``all_nll = torch.cat([all_nll, nll])`` grows the per-token score like an append
-            self._accumulated(name, line, value, value_node)
+            self.accumulated(name, line, value, value_node)
             return
         if not isinstance(value_node, cst.BinaryOperation):
             return
@@ -138,30 +130,15 @@ class ScoreSinks:
         ):
             return  # a list grown by concatenation is a score only when named as one, like ``append``
         if N.contains_matmul(value_node):
-            self.scope.emit(
-                EffectKind.CALIBRATION,
-                line,
-                f"activation statistics `{name} = {self.scope.short(value_node)}`",
-                value,
-                set(N.refs(value_node)),
-            )
+            note = f"activation statistics `{name} = {self.scope.short(value_node)}`"
+            self.scope.emit(EffectKind.CALIBRATION, line, note, value, set(N.refs(value_node)))
         elif self.is_score_target(name) and not any(self.reads_itself(name, o) for o in added):
-            self._accumulated(name, line, value, value_node)
+            self.accumulated(name, line, value, value_node)
 
-    def _accumulated(self, name: str, line: int, value: Taint, value_node: cst.BaseExpression) -> None:
+    def accumulated(self, name: str, line: int, value: Taint, value_node: cst.BaseExpression) -> None:
         """``name`` grows by a VAL-derived term: a score accumulated from its other operands."""
         refs = set(N.refs(value_node))
-        self.scope.emit(
-            EffectKind.SCORE, line, f"score accumulated into {name}", value, refs, produced_from=refs - {name}
-        )
-
-    def _zero_started(self) -> set[str]:
-        """Locals this function starts at zero (``s = 0.0``, ``tot = torch.zeros(3)``): the shape
-        of a running total, whatever it is called — unlike ``x = self.tok_emb(ids)``."""
-        known = self.scope.memos.zero_started.get(self.info.uid)
-        if known is None:
-            known = self.scope.memos.zero_started[self.info.uid] = _names_started_at_zero(self.info.body())
-        return known
+        self.scope.emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, refs, refs - {name})
 
     def reads_itself(self, name: str, added: cst.CSTNode) -> bool:
         """``x = x + mlp(norm(x))`` or ``x = x + skip`` with ``skip`` taken from an earlier
@@ -189,10 +166,7 @@ class ScoreSinks:
             or self.counts_only(value_node)
         ):
             return
-        refs = set(N.refs(value_node))
-        # dated where its losses were computed, unless the model runs right here
-        produced = None if self._runs_model(value_node) else refs
-        self.scope.emit(EffectKind.SCORE, line, f"score stored into {holder}[…]", value, refs, produced_from=produced)
+        self._scored(f"score stored into {holder}[…]", line, value, value_node)
 
     def is_score_target(self, name: str) -> bool:
         """An accumulator that can become the reported score: returned or logged as val_*,
@@ -207,7 +181,13 @@ class ScoreSinks:
             return True
         # a local not named as a score is a running total only when added to in a loop of this
         # function; one addition (``x = x + self.bigram(ids)`` in a forward) combines two values
-        if not self.scope.loops and not N.SCORE_LIST_NAME.search(last) and root not in self._zero_started():
+        # a local started at zero (``s = 0.0``, ``tot = torch.zeros(3)``) has the shape of a running
+        # total whatever it is called, unlike ``x = self.tok_emb(ids)``
+        if (
+            not self.scope.loops
+            and not N.SCORE_LIST_NAME.search(last)
+            and root not in self.scope.per_function(_names_started_at_zero)
+        ):
             return False
         return name in self.info.flows_out or root in self.info.flows_out
 
@@ -230,28 +210,18 @@ def _is_zero(node: cst.BaseExpression) -> bool:
 
 
 def _names_started_at_zero(body: list[cst.CSTNode]) -> set[str]:
-    """Names assigned a zero (``0``, ``0.0``, ``[]``, ``torch.zeros(…)``, ``torch.tensor(0.0)``)
-    somewhere in ``body`` (nested defs and classes aside)."""
+    """Names assigned a zero (``0``, ``0.0``, ``[]``, ``torch.zeros(…)``, ``torch.tensor(0.0)``)."""
     found: set[str] = set()
-    stack: list[cst.CSTNode] = list(body)
-    while stack:
-        current = stack.pop()
-        if isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+    for assign in own_assignments(body):
+        if not isinstance(assign, cst.Assign):
             continue
-        if isinstance(current, cst.Assign):
-            values = [current.value]
-            if isinstance(current.value, cst.Tuple):
-                values = [e.value for e in current.value.elements]
-            for target in current.targets:
-                names = N.assigned_names(target.target)
-                if len(values) == len(names):
-                    found.update(n for n, v in zip(names, values) if _is_zero(v))
-                elif len(values) == 1 and _is_zero(values[0]):
-                    found.update(names)
-            continue
-        if isinstance(current, cst.BaseExpression):
-            continue
-        stack.extend(N.children(current))
+        values = [e.value for e in assign.value.elements] if isinstance(assign.value, cst.Tuple) else [assign.value]
+        for target in assign.targets:
+            names = N.assigned_names(target.target)
+            if len(values) == len(names):
+                found.update(n for n, v in zip(names, values) if _is_zero(v))
+            elif len(values) == 1 and _is_zero(values[0]):
+                found.update(names)
     return found
 
 
@@ -266,16 +236,6 @@ def _add_operands(node: cst.BaseExpression) -> list[cst.BaseExpression]:
         else:
             terms.append(current)
     return terms
-
-
-def _has_call(node: cst.CSTNode) -> bool:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Call):
-            return True
-        stack.extend(N.children(current))
-    return False
 
 
 _CONCATENATIONS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack"})

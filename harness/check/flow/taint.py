@@ -1,15 +1,13 @@
-"""Taint propagation over the submission's functions, producing the ordered effect timeline.
-
-Why an abstract walk instead of a fixpoint over an IR: the rules need statement order inside
-loops (score before update, per chunk) and the loop/condition context of every sink across
-calls. Walking each function body in order, with loop bodies walked twice for loop-carried
-taint and callees analysed once per set of tainted parameters (memoized) and inlined at the
-call site, yields exactly that: a program-order list of effects with their loops and
-conditions. Nothing is executed.
+"""Taint propagation over the submission's functions into the ordered effect timeline: an
+abstract walk rather than a fixpoint over an IR, because the rules need statement order inside
+loops (score before update, per chunk) and every sink's loops and conditions across calls. Loop
+bodies are walked twice for loop-carried taint; callees are analysed once per set of tainted
+parameters (memoized) and inlined at the call site. Nothing is executed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import libcst as cst
@@ -17,7 +15,7 @@ import libcst as cst
 from harness.check.flow import names as N
 from harness.check.flow.calls import Calls, wrapped_function
 from harness.check.flow.functions import FuncInfo, FunctionTable
-from harness.check.flow.loops import Loop, ends_in_exit, loop_vary, range_call
+from harness.check.flow.loops import Loop, ends_in_exit, loop_vary, own_assignments, range_call
 from harness.check.flow.model import Cond, Effect, EffectKind, Summary, Taint, merge
 from harness.check.flow.scope import MAX_FIELD_DEPTH, Memos, Scope, call_sites
 from harness.check.flow.scores import ScoreSinks
@@ -37,7 +35,7 @@ class Engine:
         self.stack: list[int] = []
         self.reached: set[int] = set()
         self.analyses = 0
-        self.memos = Memos()
+        self.memos: Memos = {}
 
     def analyze(self, info: FuncInfo, seed: dict[str, Taint], classes: dict[str, str] | None = None) -> Summary | None:
         """``classes``: parameters known to hold an instance of a submission class (the caller
@@ -67,7 +65,7 @@ class Engine:
             returned=returned,
             returned_parts=done.returned_parts if done.tuple_returns_only else None,
             tainted_params={p: done.taint[p] for p in info.params if p in done.taint and p not in seed},
-            self_fields=_self_fields(info, done.taint),
+            self_fields=done.fields_of(info.params[0]) if info.class_name is not None and info.params else {},
         )
         self.memo[key] = summary
         return summary
@@ -76,19 +74,6 @@ class Engine:
         summary = self.analyze(info, {})
         effects = summary.effects if summary is not None else []
         return [replace(effect, order=position) for position, effect in enumerate(effects)]
-
-
-def _self_fields(info: FuncInfo, taint: dict[str, Taint]) -> dict[str, Taint]:
-    """``self.tokens`` tainted by a method (``__init__`` storing VAL): the instance's VAL fields,
-    nested ones included (``self.stream.tokens`` of a loader wrapping a shard stream, #728)."""
-    if info.class_name is None or not info.params:
-        return {}
-    prefix = info.params[0] + "."
-    return {
-        name[len(prefix) :]: value
-        for name, value in taint.items()
-        if name.startswith(prefix) and name.count(".", len(prefix)) < MAX_FIELD_DEPTH
-    }
 
 
 class _Walk:
@@ -141,7 +126,7 @@ class _Walk:
                 return True
         return False
 
-    def _block(self, statements: list[cst.CSTNode]) -> None:
+    def _block(self, statements: Sequence[cst.CSTNode]) -> None:
         pushed = 0
         for statement in statements:
             self._statement(statement)
@@ -174,29 +159,26 @@ class _Walk:
             )
             self.scope.warm_depth += warm
             self.scope.no_grad_depth += no_grad
-            self._block(list(node.body.body))
+            self._block(node.body.body)
             self.scope.no_grad_depth -= no_grad
             self.scope.warm_depth -= warm
         elif isinstance(node, (cst.Try, cst.TryStar)):
-            fed_before = set(self.scope.train_fed)
-            self.scope.conditional_depth += 1
-            self._block(list(node.body.body))
-            for handler in node.handlers:
-                self._block(list(handler.body.body))
-            if node.orelse is not None:
-                self._block(list(node.orelse.body.body))
-            self.scope.conditional_depth -= 1
-            self.scope.train_fed |= fed_before  # the body may have stopped before any rebinding
+            orelse = [node.orelse.body] if node.orelse is not None else []
+            self._branches([node.body, *(handler.body for handler in node.handlers), *orelse])
             if node.finalbody is not None:
-                self._block(list(node.finalbody.body.body))
+                self._block(node.finalbody.body.body)
         elif isinstance(node, cst.Match):
             self.calls.expr(node.subject)
-            self.scope.conditional_depth += 1
-            fed_before = set(self.scope.train_fed)
-            for case in node.cases:
-                self._block(list(case.body.body))
-            self.scope.train_fed |= fed_before
-            self.scope.conditional_depth -= 1
+            self._branches([case.body for case in node.cases])
+
+    def _branches(self, blocks: list[cst.BaseSuite]) -> None:
+        """The blocks of a ``try`` or ``match``: any may run, or stop before rebinding a name."""
+        fed_before = set(self.scope.train_fed)
+        self.scope.conditional_depth += 1
+        for block in blocks:
+            self._block(block.body)
+        self.scope.conditional_depth -= 1
+        self.scope.train_fed |= fed_before
 
     def _if(self, node: cst.If) -> None:
         test_taint = self.calls.expr(node.test)
@@ -207,43 +189,23 @@ class _Walk:
             for name in _names_bound_in(node):
                 self.score_controlled[name] = test_taint
         elif self.score_controlled:
-            test_taint = next(
-                (
-                    self.score_controlled[N.root_part(r)]
-                    for r in N.refs(node.test)
-                    if N.root_part(r) in self.score_controlled
-                ),
-                test_taint,
-            )
-        if test_taint is not None and test_taint.from_score and _mentions_state_snapshot(node.body):
-            self.scope.emit(
-                EffectKind.SELECTION,
-                line,
-                f"model state kept when `{self.scope.short(node.test)}`",
-                test_taint,
-                set(N.refs(node.test)),
-            )
-        elif (
-            test_taint is not None
-            and test_taint.from_score
-            and self.scope.loops
-            and _breaks_out(node.body)
-            and _steps_optimizer(self.scope.loops[-1].node)
-        ):
-            # early stopping on a validation score decides which step's weights are shipped
-            self.scope.emit(
-                EffectKind.SELECTION,
-                line,
-                f"training stopped when `{self.scope.short(node.test)}`",
-                test_taint,
-                set(N.refs(node.test)),
-            )
+            roots = [N.root_part(r) for r in N.refs(node.test) if N.root_part(r) in self.score_controlled]
+            test_taint = self.score_controlled[roots[0]] if roots else test_taint
+        if test_taint is not None and test_taint.from_score:
+            selection = None
+            if _mentions_state_snapshot(node.body):
+                selection = "model state kept"
+            elif self.scope.loops and _breaks_out(node.body) and _steps_optimizer(self.scope.loops[-1].node):
+                selection = "training stopped"  # early stopping decides which step's weights are shipped
+            if selection is not None:
+                note = f"{selection} when `{self.scope.short(node.test)}`"
+                self.scope.emit(EffectKind.SELECTION, line, note, test_taint, set(N.refs(node.test)))
         warm = _mentions_warm(node.test)
         self.scope.warm_depth += warm
         self.scope.conditional_depth += 1
         self.scope.conds.append(Cond(self.parsed, node.test, True, line))
         fed_before = set(self.scope.train_fed)
-        self._block(list(node.body.body))
+        self._block(node.body.body)
         fed_after_body = self.scope.train_fed
         self.scope.train_fed = set(fed_before)
         self.scope.conds.pop()
@@ -253,7 +215,7 @@ class _Walk:
             if isinstance(node.orelse, cst.If):
                 self._if(node.orelse)
             else:
-                self._block(list(node.orelse.body.body))
+                self._block(node.orelse.body.body)
             self.scope.conds.pop()
         self.scope.train_fed |= fed_after_body  # either branch may have run
         self.scope.conditional_depth -= 1
@@ -282,14 +244,14 @@ class _Walk:
             self.scope.recording = recording
             if isinstance(node, cst.For):
                 self.scope.bind(node.target, header_taint, node.iter)
-            self._block(list(node.body.body))
+            self._block(node.body.body)
         self.scope.recording = outer
         self.scope.warm_depth -= warm
         self.scope.loops.pop()
         if pushed_cond:
             self.scope.conds.pop()
         if node.orelse is not None:
-            self._block(list(node.orelse.body.body))
+            self._block(node.orelse.body.body)
 
     def _small(self, node: cst.BaseSmallStatement) -> None:
         line = self.parsed.line_of(node)
@@ -366,13 +328,8 @@ class _Walk:
                         self.scope.returned, value.extend(Step(self.file, line, f"returned from {self.info.display}"))
                     )
                     if N.SCORE_FUNCTION.search(self.info.name):
-                        self.scope.emit(
-                            EffectKind.SCORE,
-                            line,
-                            f"score returned by {self.info.display}",
-                            value,
-                            set(N.refs(node.value)),
-                        )
+                        note = f"score returned by {self.info.display}"
+                        self.scope.emit(EffectKind.SCORE, line, note, value, set(N.refs(node.value)))
         elif isinstance(node, cst.Del):
             # what is deleted decides: a constructed LoRA/optimizer (see _fresh_state_deleted),
             # not the input tensors of a warm-up that trained the real model
@@ -391,13 +348,11 @@ class _Walk:
         if value is not None and isinstance(
             node.operator, (cst.AddAssign, cst.SubtractAssign, cst.MatrixMultiplyAssign)
         ):
-            local_refs = set(N.refs(node.value))
             if not isinstance(node.operator, cst.SubtractAssign) and (
                 N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign)
             ):
-                self.scope.emit(
-                    EffectKind.CALIBRATION, line, f"activation statistics `{self.scope.short(node)}`", value, local_refs
-                )
+                note = f"activation statistics `{self.scope.short(node)}`"
+                self.scope.emit(EffectKind.CALIBRATION, line, note, value, set(N.refs(node.value)))
                 value = replace(value, via_calibration=True)
             elif (
                 targets
@@ -407,14 +362,7 @@ class _Walk:
                 and not self.scores.reads_itself(targets[0], node.value)
             ):
                 # ``doc_nll[doc_ids] += …`` is a per-document score; ``counts[key] += 1`` is a table
-                self.scope.emit(
-                    EffectKind.SCORE,
-                    line,
-                    f"score accumulated into {targets[0]}",
-                    value,
-                    local_refs,
-                    produced_from=local_refs - set(targets),
-                )
+                self.scores.accumulated(targets[0], line, value, node.value)
                 value = replace(value, from_score=True)
                 for target in targets:
                     self.scope.taint.pop(target, None)
@@ -424,7 +372,7 @@ class _Walk:
                     target,
                     value,
                     line,
-                    f"{target} {self.scope.code(node.operator).strip()} {self.scope.short(node.value)}",
+                    f"{target} {self.parsed.flat_code(node.operator)} {self.scope.short(node.value)}",
                 )
 
     def _parts_of(self, value_node: cst.BaseExpression, target: cst.BaseExpression) -> tuple[Taint | None, ...] | None:
@@ -491,17 +439,9 @@ def _constructs_state(call: cst.Call) -> bool:
 def _names_bound_in(node: cst.If) -> set[str]:
     """Names assigned anywhere in an ``if`` statement's branches (nested defs aside)."""
     names: set[str] = set()
-    stack: list[cst.CSTNode] = [node.body] + ([node.orelse] if node.orelse is not None else [])
-    while stack:
-        current = stack.pop()
-        if isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue
-        if isinstance(current, cst.Assign):
-            for target in current.targets:
-                names.update(N.root_part(name) for name in N.assigned_names(target.target))
-        elif isinstance(current, cst.AugAssign):
-            names.update(N.root_part(name) for name in N.assigned_names(current.target))
-        stack.extend(N.children(current))
+    for assign in own_assignments([node]):
+        targets = [t.target for t in assign.targets] if isinstance(assign, cst.Assign) else [assign.target]
+        names.update(N.root_part(name) for target in targets for name in N.assigned_names(target))
     return names
 
 
