@@ -9,8 +9,6 @@ documented configuration then decides whether the code actually ran.
 
 from __future__ import annotations
 
-import libcst as cst
-
 from harness.check.context import CheckContext
 from harness.check.mechanisms.byte_accounting import find_byte_accounting
 from harness.check.mechanisms.callees import scoring_callees
@@ -64,17 +62,13 @@ def _scoring_infos(indexes: list[ModuleIndex]) -> list[tuple[ModuleIndex, Target
     """Scoring functions, then the submission helpers they call (``callees``): a lookup
     helper forms the prediction without taking a log itself (#982's ``score_positions``)."""
     infos: list[tuple[ModuleIndex, TargetInfo]] = []
-    scoring: dict[int, list[cst.FunctionDef]] = {}
-    done: set[int] = set()
     for index in indexes:
-        for function in index.functions:
-            info = infer_targets(index, function)
-            if info is not None:
-                infos.append((index, info))
-                scoring.setdefault(id(index), []).append(function)
-                done.add(id(function))
+        found = (infer_targets(index, function) for function in index.functions)
+        infos += [(index, info) for info in found if info is not None]
+    direct = list(infos)
+    done = {id(info.function) for _, info in direct}
     for index in indexes:
-        for peer, helper in scoring_callees(index, scoring.get(id(index), [])):
+        for peer, helper in scoring_callees(index, [info.function for owner, info in direct if owner is index]):
             if id(helper) in done:
                 continue
             done.add(id(helper))
@@ -86,11 +80,7 @@ def _scoring_infos(indexes: list[ModuleIndex]) -> list[tuple[ModuleIndex, Target
 
 def _unique(findings: list[Finding]) -> list[Finding]:
     """Nested functions are analyzed with their parents; keep one finding per place."""
-    seen: set[tuple[str, str, int]] = set()
-    unique = []
+    first: dict[tuple[str, str, int], Finding] = {}
     for finding in sorted(findings, key=lambda f: (f.file, f.line, f.rule)):
-        key = (finding.rule, finding.file, finding.line)
-        if key not in seen:
-            seen.add(key)
-            unique.append(finding)
-    return unique
+        first.setdefault((finding.rule, finding.file, finding.line), finding)
+    return list(first.values())

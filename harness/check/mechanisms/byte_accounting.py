@@ -33,14 +33,15 @@ from harness.check.tree.nodes import (
 )
 from harness.check.words import any_word, first_word
 
-from .byte_tables import BYTE_NAME, find_lut_problems, find_missing_boundary_rule, find_shipped_byte_table
+from .byte_tables import BYTE_NAME, byte_hit, find_lut_problems, find_missing_boundary_rule, find_shipped_byte_table
 from .hit import Hit, step
 from .imports import run_at_evaluation
 from .targets import value_names
 
 BPB_NAME = re.compile(r"bpb|bits_per_byte", re.IGNORECASE)
 _LN2_MARKERS = re.compile(r"log\(2|log2|ln2|ln_2|LN2|LOG2|0\.693|1\.44269", re.IGNORECASE)
-_CASEOPS = re.compile(r"caseops|case_ops|lossless_caps|casefold_ops", re.IGNORECASE)
+# CaseOps's private-use case markers (U+E001–U+E004) name the transform too
+_CASEOPS = re.compile("caseops|case_ops|lossless_caps|casefold_ops|[\ue001-\ue004]", re.IGNORECASE)
 _SIDECAR = re.compile(r"fineweb_val_bytes|byte_sidecar|bytes_sidecar|val_bytes|raw_bytes|sidecar", re.IGNORECASE)
 # A training-time estimate (``train_bpb``), not the score; ``train`` no longer matches constrain.
 _TRAIN_ONLY = any_word("(train|pretrain|retrain)*", "*train")
@@ -64,23 +65,17 @@ def _suspicious_number(node: cst.CSTNode) -> float | None:
 def _bpb_statements(index: ModuleIndex) -> list[tuple[cst.CSTNode, cst.BaseExpression, bool]]:
     """(statement, formula, named) triples that compute (not just pass along) a value named
     ``*bpb*`` (named), or — in minified code — the value printed under a ``val_bpb:`` label."""
-    found: list[tuple[cst.CSTNode, cst.BaseExpression, bool]] = []
-    seen: set[int] = set()
+    found: list[tuple[cst.CSTNode, cst.BaseExpression | None, bool]] = []
     for statement in index.assigns:
-        value = assigned_value(statement)
         names = target_names(statement)
-        if value is None or not any(BPB_NAME.search(n) for n in names):
-            continue
-        if any(_TRAIN_ONLY.search(n) for n in names):
-            continue  # a training-time progress estimate, not the reported score
+        if any(BPB_NAME.search(n) for n in names) and not any(_TRAIN_ONLY.search(n) for n in names):
+            found.append((statement, assigned_value(statement), True))
+    found += [(statement, value, False) for statement, value in _printed_bpb_formulas(index)]
+    computed: dict[int, tuple[cst.CSTNode, cst.BaseExpression, bool]] = {}
+    for statement, value, named in found:
         if isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)):
-            found.append((statement, value, True))
-            seen.add(id(statement))
-    for statement, value in _printed_bpb_formulas(index):
-        if id(statement) not in seen and isinstance(value, (cst.BinaryOperation, cst.UnaryOperation)):
-            found.append((statement, value, False))
-            seen.add(id(statement))
-    return found
+            computed.setdefault(id(statement), (statement, value, named))
+    return list(computed.values())
 
 
 _BPB_LABEL = re.compile(r"val_bpb[:=]\s*$")
@@ -118,12 +113,9 @@ def _formulas_of(
             if isinstance(node, cst.Name) and node.value == name:
                 found.append((statement, statement.value))
             elif isinstance(node, cst.Tuple) and depth == 0 and isinstance(statement.value, cst.Call):
-                position = next(
-                    (i for i, e in enumerate(node.elements) if isinstance(e.value, cst.Name) and e.value.value == name),
-                    None,
-                )
-                if position is not None:
-                    found += _returned_formulas(index, call_tail(statement.value), position)
+                names = [e.value.value if isinstance(e.value, cst.Name) else None for e in node.elements]
+                if name in names:
+                    found += _returned_formulas(index, call_tail(statement.value), names.index(name))
     return found
 
 
@@ -188,10 +180,9 @@ def _env_default_number(value: cst.Call) -> float | None:
         default = next((a.value for a in node.args if a.keyword is not None and a.keyword.value == "default"), None)
         if default is None and len(node.args) > 1 and node.args[1].keyword is None:
             default = node.args[1].value
-        if default is not None:
-            number = _suspicious_number(default)
-            if number is not None:
-                return number
+        number = _suspicious_number(default) if default is not None else None
+        if number is not None:
+            return number
     return None
 
 
@@ -203,21 +194,19 @@ def _byte_derived(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
     for _ in range(4):
         for statement in assigns:
             value = assigned_value(statement)
-            if value is None:
-                continue
-            mentioned = {n.value for n in value_names(value)} | {
-                n.attr.value for n in walk(value) if isinstance(n, cst.Attribute)
-            }
-            if mentioned & {"encode", "nbytes"}:
-                names.update(target_names(statement))
-                continue
-            if (
-                mentioned & names
-                or any(BYTE_NAME.search(n) for n in mentioned)
-                or any(BYTE_NAME.search(text) for text in strings_in(value))
-            ):
+            if value is not None and _counts_bytes(value, names | {"encode"}):
                 names.update(target_names(statement))
     return names
+
+
+def _counts_bytes(value: cst.CSTNode, byte_names: set[str]) -> bool:
+    """``value`` reads one of ``byte_names``, or a name, member or string saying "byte"."""
+    mentioned = {n.value for n in value_names(value)} | set(_member_names(value))
+    return (
+        bool(mentioned & byte_names)
+        or any(BYTE_NAME.search(n) for n in mentioned)
+        or any(BYTE_NAME.search(text) for text in strings_in(value))
+    )
 
 
 def _table_sums(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
@@ -226,21 +215,17 @@ def _table_sums(index: ModuleIndex, scope: cst.CSTNode) -> set[str]:
     called (minified code; a token count adds ``numel()``/``len``, not table entries)."""
     totals: set[str] = set()
     for statement in nodes_within(index.assigns, scope, index):
-        if not isinstance(statement, cst.AugAssign) or not isinstance(statement.operator, cst.AddAssign):
-            continue
-        if any(
-            isinstance(n, cst.Subscript) and isinstance(n.value, cst.Name) and _indexed_by_tokens(n)
-            for n in walk(statement.value)
-        ):
-            totals.update(target_names(statement))
+        if isinstance(statement, cst.AugAssign) and isinstance(statement.operator, cst.AddAssign):
+            if any(_indexed_by_tokens(n) for n in walk(statement.value)):
+                totals.update(target_names(statement))
     return totals
 
 
-def _indexed_by_tokens(subscript: cst.Subscript) -> bool:
-    """``lut[w[1:]]``, ``lut[y]``: indexed by a tensor of tokens, not by a literal key."""
-    if len(subscript.slice) != 1 or not isinstance(subscript.slice[0].slice, cst.Index):
+def _indexed_by_tokens(node: cst.CSTNode) -> bool:
+    """``lut[w[1:]]``, ``lut[y]``: a table indexed by a tensor of tokens, not by a literal key."""
+    if not isinstance(node, cst.Subscript) or not isinstance(node.value, cst.Name) or len(node.slice) != 1:
         return False
-    key = subscript.slice[0].slice.value
+    key = node.slice[0].slice.value if isinstance(node.slice[0].slice, cst.Index) else None
     if isinstance(key, (cst.Name, cst.Attribute)):
         return not _LOSS_NAME.search(dotted_name(key) or "")
     return isinstance(key, cst.Subscript)
@@ -254,29 +239,16 @@ _TOKEN_NAME = any_word("(tok|count|num|len)*", "*(toks?|tokens?|counts?|num|lens
 _NOT_DATA = {"math", "np", "numpy", "torch", "float", "int", "round", "max", "min", "len", "sum", "abs"}
 
 
-def _scaling_operands(value: cst.CSTNode) -> list[cst.CSTNode]:
-    """Operands of ``*`` and ``/`` (where a bytes-per-token factor or byte total would sit),
-    looking through parentheses and nested products."""
-    operands: list[cst.CSTNode] = []
-    for node in walk(value):
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Multiply, cst.Divide)):
-            operands.extend((node.left, node.right))
-    return operands
-
-
 def _all_names_known(index: ModuleIndex, scope: cst.CSTNode, value: cst.CSTNode) -> bool:
     """Every data name in the formula is a loss, a token count, or computed here: a parameter
     such as ``tokens_per_byte_ratio`` passed in from elsewhere might be a byte ratio, so the
     formula is then left alone."""
-    local = {n for s in nodes_within(index.assigns, scope, index) for n in target_names(s)}
+    known = _NOT_DATA | {n for s in nodes_within(index.assigns, scope, index) for n in target_names(s)}
     calls = {id(n.func) for n in walk(value) if isinstance(n, cst.Call)}
-    for name in value_names(value):
-        if id(name) in calls or name.value in _NOT_DATA:
-            continue
-        if name.value in local or _LOSS_NAME.search(name.value) or _TOKEN_NAME.search(name.value):
-            continue
-        return False
-    return True
+    return all(
+        id(name) in calls or name.value in known or _LOSS_NAME.search(name.value) or _TOKEN_NAME.search(name.value)
+        for name in value_names(value)
+    )
 
 
 def _member_names(expr: cst.CSTNode) -> list[str]:
@@ -288,8 +260,8 @@ def _accumulators(index: ModuleIndex, scope: cst.CSTNode, value: cst.CSTNode) ->
     """Running totals (``x += ...``, or slots of one list ``tot[2] += …``) the formula depends
     on through local assignments."""
     assigns = nodes_within(index.assigns, scope, index)
-    totals = {n for s in assigns if isinstance(s, cst.AugAssign) for n in target_names(s)}
-    totals |= {slot for s in assigns if isinstance(s, cst.AugAssign) and (slot := _slot(s.target)) is not None}
+    updates = [s for s in assigns if isinstance(s, cst.AugAssign)]
+    totals = {n for s in updates for n in target_names(s)} | {_slot(s.target) for s in updates}
     pending = _read_totals(value)
     reached: set[str] = set()
     while pending:
@@ -298,10 +270,8 @@ def _accumulators(index: ModuleIndex, scope: cst.CSTNode, value: cst.CSTNode) ->
             continue
         reached.add(name)
         for statement in assigns:
-            if isinstance(statement, cst.AugAssign) or name not in target_names(statement):
-                continue
             bound = assigned_value(statement)
-            if bound is not None:
+            if bound is not None and not isinstance(statement, cst.AugAssign) and name in target_names(statement):
                 pending += _read_totals(bound)
     return len(reached & totals)
 
@@ -328,111 +298,75 @@ def find_hardcoded_ratio(index: ModuleIndex) -> list[Hit]:
     for statement, value, named_bpb in _bpb_statements(index):
         scope = index.enclosing_function(statement) or index.parsed.module
         constants = _constant_names(index, scope)
-        factors = _scaling_operands(value)
+        factors = [  # operands of ``*`` and ``/``, where a bytes-per-token factor or byte total would sit
+            side
+            for node in walk(value)
+            if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Multiply, cst.Divide))
+            for side in (node.left, node.right)
+        ]
         literal = next((n for n in factors if _suspicious_number(n) is not None), None)
         named = next((n.value for f in factors for n in value_names(f) if n.value in constants), None)
         if named is None:  # ``args.bytes_per_token`` read from a Hyperparameters field (#2009)
             named = next((a for f in factors for a in _member_names(f) if a in constants), None)
-        computes_bits = _LN2_MARKERS.search(index.code(value, 10_000)) is not None or any(
-            _LOSS_NAME.search(n.value) for n in value_names(value)
-        )
-        if computes_bits and (literal is not None or named is not None):
-            shown = index.code(literal) if literal is not None else named
+        mentions_bits = _LN2_MARKERS.search(index.code(value, 10_000)) is not None
+        shown = index.code(literal) if literal is not None else named
+        if shown is not None and (mentions_bits or any(_LOSS_NAME.search(n.value) for n in value_names(value))):
             path = [step(index, statement, f"bytes taken from the constant {shown}")]
             if named is not None:
                 path.insert(0, step(index, constants[named][0], f"{named} = {constants[named][1]:g} fixed in code"))
-            hits.append(
-                Hit(
-                    rule="PG204",
-                    index=index,
-                    node=statement,
-                    message=(
-                        f"`{index.code(statement, 80)}` uses the fixed number {shown} as bytes-per-token or byte total "
-                        "instead of counting the original bytes of the scored tokens"
-                    ),
-                    path=tuple(path),
-                )
+            message = (
+                f"`{index.code(statement, 80)}` uses the fixed number {shown} as bytes-per-token or byte total "
+                "instead of counting the original bytes of the scored tokens"
             )
+            hits.append(byte_hit(index, statement, message, *path))
             continue
-        mentions_bits = _LN2_MARKERS.search(index.code(value, 10_000)) is not None
-        byte_names = _byte_derived(index, scope)
-        mentioned = {n.value for n in value_names(value)} | {
-            n.attr.value for n in walk(value) if isinstance(n, cst.Attribute)
-        }
-        has_bytes = (
-            bool(mentioned & byte_names)
-            or any(BYTE_NAME.search(n) for n in mentioned)
-            or any(BYTE_NAME.search(text) for text in strings_in(value))
-            or bool(mentioned & _table_sums(index, scope))
-        )
         if not named_bpb and _accumulators(index, scope, value) >= 3:
             continue  # minified: a third running total beside loss and token count is the byte count
         if (
             mentions_bits
-            and not has_bytes
+            and not _counts_bytes(value, _byte_derived(index, scope) | _table_sums(index, scope))
             and _all_names_known(index, scope, value)
             and not _in_training_loop(index, statement)
         ):
-            hits.append(
-                Hit(
-                    rule="PG204",
-                    index=index,
-                    node=statement,
-                    message=(
-                        f"`{index.code(statement, 80)}` converts the loss to bits without dividing by a byte count: "
-                        "the reported val_bpb is bits per token, not per original byte"
-                    ),
-                    path=(step(index, statement, "no byte count in the BPB formula"),),
-                )
+            message = (
+                f"`{index.code(statement, 80)}` converts the loss to bits without dividing by a byte count: "
+                "the reported val_bpb is bits per token, not per original byte"
             )
+            hits.append(byte_hit(index, statement, message, step(index, statement, "no byte count in the BPB formula")))
     return hits
 
 
-def find_transformed_text_bytes(indexes: list[ModuleIndex], configuration: Configuration | None = None) -> list[Hit]:
-    """A case-transform tokenizer (CaseOps) with no raw-byte sidecar in the byte count.
-
-    A sidecar counts when it is read in the configuration that ran: a loader of it switched
-    off by its code default and left off by the README (``BYTE_SIDECAR="0"``) leaves the
-    denominator on the transformed text (#2138)."""
+def find_transformed_text_bytes(indexes: list[ModuleIndex], configuration: Configuration) -> list[Hit]:
+    """A case-transform tokenizer (CaseOps) with no raw-byte sidecar read in the configuration
+    that ran: a sidecar loader switched off by its code default and left off by the README
+    (``BYTE_SIDECAR="0"``) leaves the denominator on the transformed text (#2138)."""
     caseops: tuple[ModuleIndex, cst.CSTNode] | None = None
     mentioned = False
     loads: list[bool | None] = []  # whether each sidecar read runs (None: cannot tell)
     at_eval = run_at_evaluation(indexes)
-    marker = re.compile(f"{_CASEOPS.pattern}|{_SIDECAR.pattern}|[\ue001-\ue004]", re.IGNORECASE)
     for index in indexes:
-        if not marker.search(index.parsed.source.text):
+        if not _CASEOPS.search(index.parsed.source.text) and not _SIDECAR.search(index.parsed.source.text):
             continue
         for node in index.all_nodes():
             if isinstance(node, cst.Call) and _reads_sidecar(node):
-                loads.append(configuration.node_state(index, node)[0] if configuration is not None else None)
+                loads.append(configuration.node_state(index, node)[0])
             text = node.value if isinstance(node, cst.Name) else None
             if text is None and isinstance(node, cst.SimpleString):
                 text = literal_text(node)
             if text is None:
                 continue
-            if _SIDECAR.search(text):
-                mentioned = True
-            if (
-                caseops is None
-                and id(index) in at_eval
-                and (_CASEOPS.search(text) or re.search("[\ue001-\ue004]", text))
-            ):
+            mentioned = mentioned or _SIDECAR.search(text) is not None
+            if caseops is None and id(index) in at_eval and _CASEOPS.search(text):
                 caseops = (index, node)
     if caseops is None or (mentioned and (not loads or any(state is not False for state in loads))):
         return []
     index, node = caseops
-    return [
-        Hit(
-            rule="PG204",
-            index=index,
-            node=index.enclosing_statement(node),
-            message=(
-                "the text is case-transformed before tokenizing but no raw-byte sidecar (`fineweb_val_bytes_*`) "
-                "is read, so bytes are counted on the transformed text rather than the original bytes"
-            ),
-            path=(step(index, node, "case transform of the scored text"),),
-        )
-    ]
+    message = (
+        "the text is case-transformed before tokenizing but no raw-byte sidecar (`fineweb_val_bytes_*`) "
+        "is read, so bytes are counted on the transformed text rather than the original bytes"
+    )
+    where = step(index, node, "case transform of the scored text")
+    return [byte_hit(index, index.enclosing_statement(node), message, where)]
 
 
 _PATH_BUILDERS = frozenset({"join", "get", "getenv", "Path", "str", "format", "replace", "print", "log", "log0"})
@@ -456,7 +390,7 @@ def _reads_sidecar(call: cst.Call) -> bool:
     return False
 
 
-def find_byte_accounting(indexes: list[ModuleIndex], configuration: Configuration | None = None) -> list[Hit]:
+def find_byte_accounting(indexes: list[ModuleIndex], configuration: Configuration) -> list[Hit]:
     hits: list[Hit] = []
     at_eval = run_at_evaluation(indexes)
     for index in indexes:
@@ -487,13 +421,9 @@ def _in_training_loop(index: ModuleIndex, statement: cst.CSTNode) -> bool:
     evaluation that divides by bytes)."""
     for loop in (a for a in index.ancestors(statement) if isinstance(a, (cst.For, cst.While))):
         for call in nodes_within(index.calls, loop, index):
-            tail = call_tail(call)
-            if tail == "backward":
+            if call_tail(call) == "backward":
                 return True
-            if (
-                tail == "step"
-                and isinstance(call.func, cst.Attribute)
-                and re.search(r"opt", index.code(call.func.value, 200), re.IGNORECASE)
-            ):
-                return True
+            if call_tail(call) == "step" and isinstance(call.func, cst.Attribute):
+                if re.search(r"opt", index.code(call.func.value, 200), re.IGNORECASE):
+                    return True
     return False

@@ -15,8 +15,9 @@ import libcst as cst
 from harness.check.tree.children import children as walk_children
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
-from harness.check.tree.nodes import assigned_value, call_tail, target_names
+from harness.check.tree.nodes import assigned_value, call_tail, last_identifier, string_value, target_names
 from harness.check.words import any_word
+from harness.findings import Step
 
 from .hit import Hit, step
 from .targets import value_names
@@ -59,16 +60,14 @@ def find_lut_problems(index: ModuleIndex) -> list[Hit]:
                 "the `▁` word-boundary marker is counted as 3 text bytes instead of one space dropped after a boundary token"
             )
         if problems:
-            hits.append(
-                Hit(
-                    rule="PG204",
-                    index=index,
-                    node=index.enclosing_statement(lengths[0]),
-                    message=f"byte table in `{function.name.value}`: " + "; ".join(problems),
-                    path=(step(index, lengths[0], "piece length taken from its UTF-8 text"),),
-                )
-            )
+            message = f"byte table in `{function.name.value}`: " + "; ".join(problems)
+            where = step(index, lengths[0], "piece length taken from its UTF-8 text")
+            hits.append(byte_hit(index, index.enclosing_statement(lengths[0]), message, where))
     return hits
+
+
+def byte_hit(index: ModuleIndex, node: cst.CSTNode, message: str, *path: Step) -> Hit:
+    return Hit(rule="PG204", index=index, node=node, message=message, path=path)
 
 
 _DECODE = re.compile(r"decode", re.IGNORECASE)
@@ -77,12 +76,12 @@ _DECODE = re.compile(r"decode", re.IGNORECASE)
 def _decoded_names(index: ModuleIndex, function: cst.FunctionDef) -> set[str]:
     """Names bound to the output of a decoder (``sp.decode(ids)``, a lossless case-transform
     inverse): text the tokenizer has already turned back into characters."""
-    names: set[str] = set()
-    for statement in nodes_within(index.assigns, function, index):
-        value = assigned_value(statement)
-        if isinstance(value, cst.Call) and _DECODE.search(call_tail(value)):
-            names.update(target_names(statement))
-    return names
+    assigns = nodes_within(index.assigns, function, index)
+    return {name for statement in assigns if _decodes(assigned_value(statement)) for name in target_names(statement)}
+
+
+def _decodes(node: cst.CSTNode | None) -> bool:
+    return isinstance(node, cst.Call) and _DECODE.search(call_tail(node)) is not None
 
 
 def _measures_decoded_text(index: ModuleIndex, length: cst.Call, decoded: set[str]) -> bool:
@@ -91,9 +90,7 @@ def _measures_decoded_text(index: ModuleIndex, length: cst.Call, decoded: set[st
     CaseOps raw-byte sidecar is built this way (#1729, #2138) — or a fallback inside an
     ``except`` handler of such a count. Neither is a per-piece rendering length."""
     argument = length.args[0].value
-    if any(isinstance(n, cst.Call) and _DECODE.search(call_tail(n)) for n in walk(argument)):
-        return True
-    if any(n.value in decoded for n in value_names(argument)):
+    if any(_decodes(n) for n in walk(argument)) or any(n.value in decoded for n in value_names(argument)):
         return True
     return bool(decoded) and any(isinstance(a, cst.ExceptHandler) for a in index.ancestors(length))
 
@@ -107,11 +104,7 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
         space_params = {p for p, words in aliases.items() if any(_SPACE_LUT.search(w) for w in words)}
         if not space_params and not _SPACE_LUT.search(index.text_of(function)):
             continue
-        uses = [
-            s
-            for s in nodes_within(index.subscripts, function, index)
-            if _names_table(s.value, space_params) and _looked_up(s) and not _is_store(index, s)
-        ]
+        uses = [s for s in nodes_within(index.subscripts, function, index) if _reads_space(index, s, space_params)]
         if not uses:
             continue  # only builds the table (``lead_space[tid] = True``)
         if not BYTE_NAME.search(index.text_of(function)) and not any(
@@ -120,32 +113,24 @@ def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
             continue  # a word-start feature for the model (#1252), not a byte count
         if _boundary_condition_applied(index, function, uses, aliases):
             continue
-        hits.append(
-            Hit(
-                rule="PG204",
-                index=index,
-                node=index.enclosing_statement(uses[0]),
-                message=(
-                    f"`{index.code(uses[0], 60)}` adds the leading-space byte for every token; the canonical count "
-                    "adds it only when the previous token is not a boundary token"
-                ),
-                path=(step(index, uses[0], "leading-space byte added without the boundary condition"),),
-            )
+        message = (
+            f"`{index.code(uses[0], 60)}` adds the leading-space byte for every token; the canonical count "
+            "adds it only when the previous token is not a boundary token"
         )
+        where = step(index, uses[0], "leading-space byte added without the boundary condition")
+        hits.append(byte_hit(index, index.enclosing_statement(uses[0]), message, where))
     return hits
 
 
-def _names_table(value: cst.CSTNode, space_params: set[str]) -> bool:
-    """``lut[...]`` / ``self.lut[...]`` itself — not ``lut.shape[0]`` or ``len(lut)``."""
-    name = (
-        value.value if isinstance(value, cst.Name) else value.attr.value if isinstance(value, cst.Attribute) else None
-    )
-    return name is not None and (_SPACE_LUT.search(name) is not None or name in space_params)
-
-
-def _looked_up(subscript: cst.Subscript) -> bool:
-    """An element lookup by token ids (``lut[y]``), not a slice copy (``lut[:n] = …`` padding)."""
-    return all(isinstance(element.slice, cst.Index) for element in subscript.slice)
+def _reads_space(index: ModuleIndex, subscript: cst.Subscript, space_params: set[str]) -> bool:
+    """``lut[y]`` / ``self.lut[y]`` read by token ids — not ``lut.shape[0]``, a store that builds
+    the table (``lead_space[tid] = True``) or a slice copy (``lut[:n] = …`` padding)."""
+    name = last_identifier(subscript.value)
+    if name is None or (_SPACE_LUT.search(name) is None and name not in space_params):
+        return False
+    parent = index.parent(subscript)
+    stored = isinstance(parent, cst.AssignTarget) or (isinstance(parent, cst.AugAssign) and parent.target is subscript)
+    return not stored and all(isinstance(element.slice, cst.Index) for element in subscript.slice)
 
 
 def _argument_words(index: ModuleIndex) -> dict[str, dict[str, set[str]]]:
@@ -175,11 +160,6 @@ def _argument_words(index: ModuleIndex) -> dict[str, dict[str, set[str]]]:
     return passed
 
 
-def _is_store(index: ModuleIndex, subscript: cst.Subscript) -> bool:
-    parent = index.parent(subscript)
-    return isinstance(parent, cst.AssignTarget) or (isinstance(parent, cst.AugAssign) and parent.target is subscript)
-
-
 def _words(expr: cst.CSTNode, skip_slices: bool = False) -> set[str]:
     """Variable names and attribute members in ``expr``; with ``skip_slices``, not those
     only inside subscript indices (``lut[y[0]]`` reads ``lut``, positions come from ``y``)."""
@@ -202,18 +182,13 @@ def _words(expr: cst.CSTNode, skip_slices: bool = False) -> set[str]:
 def _boundary_condition_applied(
     index: ModuleIndex, function: cst.FunctionDef, uses: list[cst.Subscript], aliases: dict[str, set[str]]
 ) -> bool:
-    """Is the "previous token is not a boundary" condition part of the leading-space term?
-
-    It must sit where the byte is counted: in the statement reading the space table
-    (``space[y] & ~bnd[x]``), in a statement that later corrects the same byte variable
-    (``tb[bnd[x]] -= 1``, ``tb = tb * not_bos``), or in a flag that statement combines with
-    the table (``ok = ~bnd[x]`` then ``space[y] & ok``). A BOS id that only splits the stream
-    into documents (``bos_positions``) leaves the space byte counted after every boundary,
-    which is the issue #897 miscount all the same. Parameters count by the arguments passed
-    for them (``aliases``)."""
+    """Is the "previous token is not a boundary" test where the byte is counted: in the statement
+    reading the space table (``space[y] & ~bnd[x]``), in a later correction of the same byte
+    variable (``tb[bnd[x]] -= 1``), or in a flag combined with the table (``ok = ~bnd[x]``)? A BOS
+    id that only splits the stream into documents is the issue #897 miscount all the same."""
 
     def _names_boundary(words: set[str]) -> bool:
-        return _boundary_word(words | {a for w in words for a in aliases.get(w, ())})
+        return any(_BOUNDARY.search(w) for w in words | {a for w in words for a in aliases.get(w, ())})
 
     statements = [index.enclosing_statement(u) for u in uses]
     if any(_names_boundary(_words(s)) for s in statements):
@@ -234,10 +209,6 @@ def _boundary_condition_applied(
     return False
 
 
-def _boundary_word(words: set[str]) -> bool:
-    return any(_BOUNDARY.search(w) for w in words)
-
-
 _LUT_NAME = re.compile(
     r"base_bytes|has_leading_space|leading_space|is_boundary|bytes_per_piece|piece_bytes|token_bytes", re.IGNORECASE
 )
@@ -251,73 +222,48 @@ def find_shipped_byte_table(index: ModuleIndex) -> list[Hit]:
     file says. The Scylla record's ``meta.npz`` counted byte-fallback pieces as 3 bytes and was
     removed (#1184, #1271, #1806). A comparison with the tokenizer-built table that always
     runs (``array_equal(table, build_luts(sp))``) makes it a cache; one behind a switch does not."""
-    hits: list[Hit] = []
     # only functions that call a loader can read a table from a file: found from the index's
     # calls, so the other functions' bodies are never walked
     loading = {id(index.enclosing_function(call)) for call in index.calls if call_tail(call) in _LOADERS}
-    for function in index.functions:
-        if id(function) not in loading:
-            continue
-        loaded: set[str] = set()
+    if not loading or any(call_tail(call) in _CHECKS and not _guarded(index, call) for call in index.calls):
+        return []  # the file is only a cache of a table the tokenizer rebuilds and compares
+    hits: list[Hit] = []
+    for function in (f for f in index.functions if id(f) in loading):
+        assigns = nodes_within(index.assigns, function, index)
+        loaded = {n for s in assigns if _loads(assigned_value(s)) for n in target_names(s)}
         for node in walk(function.body):
-            if isinstance(node, cst.WithItem) and isinstance(node.item, cst.Call) and call_tail(node.item) in _LOADERS:
-                if node.asname is not None and isinstance(node.asname.name, cst.Name):
+            if isinstance(node, cst.WithItem) and _loads(node.item) and node.asname is not None:
+                if isinstance(node.asname.name, cst.Name):
                     loaded.add(node.asname.name.value)
-        for statement in nodes_within(index.assigns, function, index):
-            value = assigned_value(statement)
-            if isinstance(value, cst.Call) and call_tail(value) in _LOADERS:
-                loaded.update(target_names(statement))
-        if not loaded:
-            continue
-        for statement in nodes_within(index.assigns, function, index):
+        for statement in assigns:
             names = [n for n in target_names(statement) if _LUT_NAME.search(n)]
             value = assigned_value(statement)
-            if not names or value is None:
+            if not loaded or not names or value is None:
                 continue
-            read = next(
-                (
-                    n
-                    for n in walk(value)
-                    if isinstance(n, cst.Subscript)
-                    and isinstance(n.value, cst.Name)
-                    and n.value.value in loaded
-                    and any(_LUT_NAME.search(text) for text in _keys(n))
-                ),
-                None,
-            )
-            if read is None or _always_checked(index):
+            read = next((n for n in walk(value) if _reads_table(n, loaded)), None)
+            if read is None:
                 continue
-            hits.append(
-                Hit(
-                    rule="PG204",
-                    index=index,
-                    node=statement,
-                    message=(
-                        f"the per-token byte table `{names[0]}` is read from a shipped file (`{index.code(read, 50)}`) "
-                        "instead of being built from the tokenizer, and nothing always checks it against the tokenizer: "
-                        "the BPB denominator is whatever the file says"
-                    ),
-                    path=(step(index, statement, "byte table loaded from a file, not computed"),),
-                )
+            message = (
+                f"the per-token byte table `{names[0]}` is read from a shipped file (`{index.code(read, 50)}`) "
+                "instead of being built from the tokenizer, and nothing always checks it against the tokenizer: "
+                "the BPB denominator is whatever the file says"
             )
+            where = step(index, statement, "byte table loaded from a file, not computed")
+            hits.append(byte_hit(index, statement, message, where))
             break  # one finding per loader: its sibling tables come from the same file
     return hits
 
 
-def _keys(subscript: cst.Subscript) -> list[str]:
-    found: list[str] = []
-    for element in subscript.slice:
-        if isinstance(element.slice, cst.Index) and isinstance(element.slice.value, cst.SimpleString):
-            found.append(element.slice.value.value.strip("\"'"))
-    return found
+def _loads(value: cst.CSTNode | None) -> bool:
+    return isinstance(value, cst.Call) and call_tail(value) in _LOADERS
 
 
-def _always_checked(index: ModuleIndex) -> bool:
-    """A table comparison somewhere in the module that no ``if`` guards."""
-    for call in index.calls:
-        if call_tail(call) in _CHECKS and not _guarded(index, call):
-            return True
-    return False
+def _reads_table(node: cst.CSTNode, loaded: set[str]) -> bool:
+    """``meta["base_bytes"]`` on a loaded file."""
+    if not isinstance(node, cst.Subscript) or not isinstance(node.value, cst.Name) or node.value.value not in loaded:
+        return False
+    keys = [string_value(e.slice.value) or "" for e in node.slice if isinstance(e.slice, cst.Index)]
+    return any(_LUT_NAME.search(key) for key in keys)
 
 
 def _guarded(index: ModuleIndex, node: cst.CSTNode) -> bool:

@@ -38,8 +38,10 @@ _ISOLATION = re.compile(
 _ID_WORDS = any_word("*ids", "(ids|tok|input)*", "*(toks?|tokens?|inputs?)", "*idx*")
 
 
-def _slice_kind(subscript: cst.Subscript) -> str | None:
+def _slice_kind(subscript: cst.CSTNode | None) -> str | None:
     """``x[:, 1:]`` → "tail"; ``x[:, :-1]`` → "head"; anything else → None."""
+    if not isinstance(subscript, cst.Subscript):
+        return None
     element = subscript.slice[-1].slice if subscript.slice else None
     if not isinstance(element, cst.Slice) or element.step is not None:
         return None
@@ -48,10 +50,6 @@ def _slice_kind(subscript: cst.Subscript) -> str | None:
     if element.lower is None and element.upper is not None and number_value(element.upper) == -1:
         return "head"
     return None
-
-
-def _shifted_parts(expr: cst.CSTNode, kind: str) -> list[cst.Subscript]:
-    return [n for n in walk(expr) if isinstance(n, cst.Subscript) and _slice_kind(n) == kind]
 
 
 def _is_hash_arithmetic(expr: cst.CSTNode) -> bool:
@@ -70,41 +68,45 @@ def _is_hash_arithmetic(expr: cst.CSTNode) -> bool:
 
 def _smear_sites(index: ModuleIndex) -> list[tuple[cst.CSTNode, cst.CSTNode]]:
     """(statement, mixing expression) pairs that add a token's predecessor into it."""
-    sites: list[tuple[cst.CSTNode, cst.CSTNode]] = []
-    for binop in index.binops:
-        if not isinstance(binop.operator, cst.Add):
-            continue
-        for current, previous in ((binop.left, binop.right), (binop.right, binop.left)):
-            if isinstance(current, cst.Subscript) and _slice_kind(current) == "tail":
-                base = index.code(current.value)
-                if any(index.code(p.value) == base for p in _shifted_parts(previous, "head")):
-                    sites.append((index.enclosing_statement(binop), binop))
-                    break
+
+    def adds_predecessor(current: cst.CSTNode, previous: cst.CSTNode) -> bool:
+        """``x[:, 1:]`` plus an expression of ``x[:, :-1]``."""
+        if not isinstance(current, cst.Subscript) or _slice_kind(current) != "tail":
+            return False
+        base = index.code(current.value)
+        heads = [p for p in walk(previous) if isinstance(p, cst.Subscript) and _slice_kind(p) == "head"]
+        return any(index.code(p.value) == base for p in heads)
+
+    sites: list[tuple[cst.CSTNode, cst.CSTNode]] = [
+        (index.enclosing_statement(binop), binop)
+        for binop in index.binops
+        if isinstance(binop.operator, cst.Add)
+        and (adds_predecessor(binop.left, binop.right) or adds_predecessor(binop.right, binop.left))
+    ]
     for statement in index.assigns:
         if isinstance(statement, cst.AugAssign) and isinstance(statement.operator, cst.AddAssign):
-            target = statement.target
-            if isinstance(target, cst.Subscript) and _slice_kind(target) == "tail":
-                base = index.code(target.value)
-                if any(index.code(p.value) == base for p in _shifted_parts(statement.value, "head")):
-                    sites.append((statement, statement))
-    for call in index.calls:
-        tail = call_tail(call)
-        args = [a.value for a in call.args]
-        if tail == "lerp" and len(args) >= 2 and isinstance(args[0], cst.Subscript) and _slice_kind(args[0]) == "tail":
-            if isinstance(args[1], cst.Subscript) and _slice_kind(args[1]) == "head":
-                sites.append((index.enclosing_statement(call), call))
-        if tail == "roll" and _rolls_by_one(call):
-            sites.append((index.enclosing_statement(call), call))
-        if tail == "cat" and call.args and isinstance(call.args[0].value, (cst.List, cst.Tuple)):
-            elements = call.args[0].value.elements
-            last = elements[-1].value if len(elements) >= 2 else None
-            if isinstance(last, cst.Subscript) and _slice_kind(last) == "head":
-                sites.append((index.enclosing_statement(call), call))
-        if tail == "pad" and _pads_front_of_sequence(call):
-            parent = index.parent(call)
-            if isinstance(parent, cst.Subscript) and _slice_kind(parent) == "head":
-                sites.append((index.enclosing_statement(call), call))
+            if adds_predecessor(statement.target, statement.value):
+                sites.append((statement, statement))
+    sites += [(index.enclosing_statement(call), call) for call in index.calls if _shifts_sequence(index, call)]
     return [(s, e) for s, e in sites if not _is_hash_arithmetic(e) and not _shifts_token_ids(index, e)]
+
+
+def _shifts_sequence(index: ModuleIndex, call: cst.Call) -> bool:
+    """``lerp(x[:, 1:], x[:, :-1])``, ``roll(x, 1)``, ``cat([…, x[:, :-1]])``, ``pad(x, (0, 0, 1, 0))[:, :-1]``."""
+    tail = call_tail(call)
+    args = [a.value for a in call.args]
+    if tail == "lerp" and len(args) >= 2:
+        return _slice_kind(args[0]) == "tail" and _slice_kind(args[1]) == "head"
+    if tail == "roll":
+        shift = _second_argument(call, "shifts")
+        return shift is not None and number_value(shift) == 1
+    if tail == "cat" and args and isinstance(args[0], (cst.List, cst.Tuple)) and len(args[0].elements) >= 2:
+        return _slice_kind(args[0].elements[-1].value) == "head"
+    if tail == "pad":
+        pad = _second_argument(call, "pad")
+        values = [number_value(e.value) for e in pad.elements] if isinstance(pad, (cst.Tuple, cst.List)) else None
+        return values in ([0, 0, 1, 0], [1, 0]) and _slice_kind(index.parent(call)) == "head"
+    return False
 
 
 _TOKEN_IDS = re.compile(r"(^|_)(ids|idx|tokens?|toks)$", re.IGNORECASE)
@@ -116,46 +118,27 @@ def _shifts_token_ids(index: ModuleIndex, expr: cst.CSTNode) -> bool:
     return any(_TOKEN_IDS.search(index.code(b)) for b in bases)
 
 
-def _rolls_by_one(call: cst.Call) -> bool:
+def _second_argument(call: cst.Call, keyword: str) -> cst.BaseExpression | None:
     positional = [a.value for a in call.args if a.keyword is None]
     keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
-    shift = keywords.get("shifts", positional[1] if len(positional) > 1 else None)
-    return shift is not None and number_value(shift) == 1
-
-
-def _pads_front_of_sequence(call: cst.Call) -> bool:
-    positional = [a.value for a in call.args if a.keyword is None]
-    keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
-    pad = keywords.get("pad", positional[1] if len(positional) > 1 else None)
-    if not isinstance(pad, (cst.Tuple, cst.List)):
-        return False
-    values = [number_value(e.value) for e in pad.elements]
-    return values in ([0, 0, 1, 0], [1, 0])
+    return keywords.get(keyword, positional[1] if len(positional) > 1 else None)
 
 
 def _mask_names(index: ModuleIndex, function: cst.CSTNode) -> set[str]:
     """Names in ``function`` that hold (or are derived from) a BOS/document mask."""
-    masks = (
-        {p.name.value for p in function.params.params if BOS_WORDS.search(p.name.value)}
-        if isinstance(function, cst.FunctionDef)
-        else set()
-    )
     params = {p.name.value for p in function.params.params} if isinstance(function, cst.FunctionDef) else set()
+    masks = {p for p in params if BOS_WORDS.search(p)}
     assigns = nodes_within(index.assigns, function, index)
     for _ in range(3):
         for statement in assigns:
             value = assigned_value(statement)
-            if value is None:
-                continue
-            if not _only_mask_operations(value):
+            if value is None or not _only_mask_operations(value):
                 continue
             names = {n.value for n in value_names(value)}
             compares_ids = any(
-                isinstance(n, cst.Comparison) and any(_ID_WORDS.search(v.value) for v in value_names(n))
+                isinstance(n, cst.Comparison)
+                and (any(_ID_WORDS.search(v.value) for v in value_names(n)) or _literal_id_test(n, params))
                 for n in walk(value)
-            )
-            compares_ids = compares_ids or any(
-                isinstance(n, cst.Comparison) and _literal_id_test(n, params) for n in walk(value)
             )
             if names & masks or any(BOS_WORDS.search(n) for n in names) or compares_ids:
                 masks.update(target_names(statement))
@@ -176,28 +159,10 @@ def _literal_id_test(comparison: cst.Comparison, params: set[str]) -> bool:
     )
 
 
-_MASK_METHODS = {
-    "unsqueeze",
-    "float",
-    "to",
-    "type_as",
-    "bool",
-    "logical_not",
-    "view",
-    "reshape",
-    "expand",
-    "half",
-    "bfloat16",
-    "eq",
-    "ne",
-    "int",
-    "long",
-    "expand_as",
-    "masked_fill",
-    "where",
-    "cumsum",
-    "any",
-}
+_MASK_METHODS = frozenset(
+    "unsqueeze float to type_as bool logical_not view reshape expand half bfloat16 eq ne int long expand_as "
+    "masked_fill where cumsum any".split()
+)
 
 
 def _only_mask_operations(value: cst.CSTNode) -> bool:
@@ -206,37 +171,32 @@ def _only_mask_operations(value: cst.CSTNode) -> bool:
     return all(call_tail(n) in _MASK_METHODS for n in walk(value) if isinstance(n, cst.Call))
 
 
-def _is_masked(index: ModuleIndex, statement: cst.CSTNode, expr: cst.CSTNode) -> bool:
+def _is_masked(index: ModuleIndex, statement: cst.CSTNode) -> bool:
+    """The mixing statement reads a BOS mask, or a later statement of the same function masks
+    the states it shifted (``masked_fill``, ``where``, ``mul_``, or ``x + gate * prev * not_bos``
+    after ``prev = F.pad(x, (0, 0, 1, 0))[:, :-1]``: the #1851/#1855 fix written in two steps)."""
     scope = index.enclosing_function(statement) or index.parsed.module
     masks = _mask_names(index, scope)
     used = {n.value for n in value_names(statement)}
     if used & masks or any(BOS_WORDS.search(n) for n in used):
         return True
-    for follower in nodes_within(index.calls, scope, index):
-        if call_tail(follower) in {"masked_fill", "masked_fill_", "where", "mul_"} and index.line(
-            follower
-        ) >= index.line(statement):
-            names = {n.value for n in value_names(follower)}
-            if names & masks and names & set(target_names(statement)):
-                return True
-    return _masked_by_later_product(index, scope, statement, masks)
-
-
-def _masked_by_later_product(index: ModuleIndex, scope: cst.CSTNode, statement: cst.CSTNode, masks: set[str]) -> bool:
-    """``prev = F.pad(x, (0, 0, 1, 0))[:, :-1]`` then ``x + gate * prev * not_bos``: the shifted
-    states are multiplied by the BOS mask in a later statement of the same function — the
-    #1851/#1855 fix written in two steps, so the mixing statement alone shows no mask."""
     shifted = set(target_names(statement))
     if not shifted or not masks:
         return False
-    line = index.line(statement)
-    for binop in nodes_within(index.binops, scope, index):
-        if not isinstance(binop.operator, cst.Multiply) or index.line(binop) < line:
-            continue
-        if index.enclosing_function(binop) is not index.enclosing_function(statement):
-            continue
-        names = {n.value for n in value_names(binop)}
-        if names & shifted and names & masks:
+    function = index.enclosing_function(statement)
+    later: list[cst.CSTNode] = [
+        call
+        for call in nodes_within(index.calls, scope, index)
+        if call_tail(call) in {"masked_fill", "masked_fill_", "where", "mul_"}
+    ]
+    later += [
+        binop
+        for binop in nodes_within(index.binops, scope, index)
+        if isinstance(binop.operator, cst.Multiply) and index.enclosing_function(binop) is function
+    ]
+    for node in (n for n in later if index.line(n) >= index.line(statement)):
+        names = {n.value for n in value_names(node)}
+        if names & masks and names & shifted:
             return True
     return False
 
@@ -256,39 +216,23 @@ def find_unmasked_smear(indexes: list[ModuleIndex]) -> list[Hit]:
     hits: list[Hit] = []
     for index in indexes:
         for statement, expr in _smear_sites(index):
-            if _is_masked(index, statement, expr):
+            if _is_masked(index, statement):
                 continue
             shown = index.code(expr, 70)
+            path = [step(index, expr, "previous token mixed in without a document mask")]
             if evidence is None:
-                hits.append(
-                    Hit(
-                        rule="PG203",
-                        when="no-document-isolation",
-                        index=index,
-                        node=statement,
-                        message=(
-                            f"previous-token mixing `{shown}` has no BOS mask; the model does not otherwise "
-                            "isolate documents, so this is noted only (contested rule, issue #1988)"
-                        ),
-                        path=(step(index, expr, "previous token mixed in without a document mask"),),
-                    )
+                message = (
+                    f"previous-token mixing `{shown}` has no BOS mask; the model does not otherwise "
+                    "isolate documents, so this is noted only (contested rule, issue #1988)"
                 )
-                continue
-            where_index, where_node, word = evidence
-            hits.append(
-                Hit(
-                    rule="PG203",
-                    index=index,
-                    node=statement,
-                    message=(
-                        f"previous-token mixing `{shown}` has no BOS mask, so the last token of one document leaks "
-                        f"into the first position of the next, while the model isolates documents elsewhere "
-                        f"(`{word}` at {where_index.name}:{where_index.line(where_node)})"
-                    ),
-                    path=(
-                        step(index, expr, "previous token mixed in without a document mask"),
-                        step(where_index, where_node, f"documents are otherwise isolated ({word})"),
-                    ),
+            else:
+                where_index, where_node, word = evidence
+                message = (
+                    f"previous-token mixing `{shown}` has no BOS mask, so the last token of one document leaks "
+                    f"into the first position of the next, while the model isolates documents elsewhere "
+                    f"(`{word}` at {where_index.name}:{where_index.line(where_node)})"
                 )
-            )
+                path.append(step(where_index, where_node, f"documents are otherwise isolated ({word})"))
+            when = "no-document-isolation" if evidence is None else None
+            hits.append(Hit(rule="PG203", index=index, node=statement, message=message, path=tuple(path), when=when))
     return hits
