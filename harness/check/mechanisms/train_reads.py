@@ -11,30 +11,37 @@ since #1493 prints ``len(glob('fineweb_train_*.bin'))`` before training).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import libcst as cst
 
 from harness.check.switches.reach import Configuration
-from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, last_identifier, strings_in, target_names
+from harness.check.words import Vocabulary, any_word
 from harness.findings import Step
 
 from .hit import step
-from .targets import value_names
+from .targets import identifiers, value_names
 
 _READ_CALLS = {"next_batch", "next_tokens"}
 LOADER_CLASS = re.compile(r"(Token|Shard|Distributed\w*|Train\w*)(Stream|Loader)$")
 _FILE_CALLS = {"load_data_shard", "glob", "fromfile", "memmap", "load_shard", "iglob"}
 _LISTING_CALLS = {"glob", "iglob"}  # list file names: a read only once the names are opened
-TRAIN_WORDS = re.compile(
-    r"fineweb_train|train_files|train_pattern|train_glob|train_shards|train_bin|train_path", re.IGNORECASE
+TRAIN_WORDS = any_word(
+    "fineweb_train", "train_files", "train_patterns?", "train_glob", "train_shards", "train_bin", "train_paths?"
 )
-VAL_WORDS = re.compile(r"val", re.IGNORECASE)
+VAL_WORDS = any_word("val*", "*eval*")  # ``val_loader``, ``validation``, ``eval_stream``, ``dyneval``
 LOGGING = {"print", "log", "log0", "info", "debug", "warning", "write"}
 _COUNTING = {"len", "sum", "any", "bool"}
+_OPEN_CALLS = _FILE_CALLS | {"open", "load"}
+# methods of a path object built on the parameter: ``Path(pattern).glob("*")`` lists or opens it,
+# while ``Path(raw)`` alone (resolving a command-line path, #902) opens nothing
+_PATH_METHODS = {"glob", "rglob", "iglob", "open", "read_bytes", "read_text", "iterdir"}
+# what a training loop unpacks from the model, not from a batch source
+_MODEL_OUTPUT = any_word("*loss*", "*logits?", "logit*", "out*", "*out", "aux*", "hidden*", "grad*", "*grads?")
+_MODEL_METHODS = {"parameters", "named_parameters", "state_dict", "train", "eval", "forward"}
+_MODEL_METHODS |= {"backward", "step", "zero_grad"}  # the loss and the optimizer the loop unpacks
 
 
 @dataclass(frozen=True)
@@ -45,15 +52,16 @@ class Read:
     via: tuple[Step, ...] = ()  # where a training-shard pattern handed to a helper is opened
 
 
-def mentions(expr: cst.CSTNode, pattern: re.Pattern[str]) -> bool:
-    words = [n.value for n in value_names(expr)] + [n.attr.value for n in walk(expr) if isinstance(n, cst.Attribute)]
-    return any(pattern.search(w) for w in words) or any(pattern.search(s) for s in strings_in(expr))
+def mentions(expr: cst.CSTNode, vocabulary: Vocabulary) -> bool:
+    return any(vocabulary.search(word) for word in identifiers(expr) + strings_in(expr))
 
 
 def _only_listed(index: ModuleIndex, call: cst.Call) -> bool:
     """``log(f"train_shards: {len(list(Path(d).glob('fineweb_train_*.bin')))}")``: the file
     names are counted or printed, no shard is opened (R-TIME-TRAIN forbids reading the data,
     not knowing how many files there are)."""
+    if call_tail(call) not in _LISTING_CALLS:
+        return False
     for ancestor in index.ancestors(call):
         if isinstance(ancestor, (cst.FormattedString, cst.SimpleStatementLine, cst.IndentedBlock)):
             return isinstance(ancestor, cst.FormattedString)
@@ -63,19 +71,18 @@ def _only_listed(index: ModuleIndex, call: cst.Call) -> bool:
 
 
 def direct_reads(index: ModuleIndex, scope: cst.CSTNode) -> list[Read]:
-    reads: list[Read] = []
-    for call in nodes_within(index.calls, scope, index):
-        tail = call_tail(call)
-        if tail in _READ_CALLS and isinstance(call.func, cst.Attribute):
-            if not mentions(call.func.value, VAL_WORDS):
-                reads.append(Read(index, call, index.code(call, 60)))
-        elif LOADER_CLASS.search(tail):
-            if mentions(call, TRAIN_WORDS) or not mentions(call, VAL_WORDS):
-                reads.append(Read(index, call, index.code(call, 60)))
-        elif tail in _FILE_CALLS and mentions(call, TRAIN_WORDS):
-            if not (tail in _LISTING_CALLS and _only_listed(index, call)):
-                reads.append(Read(index, call, index.code(call, 60)))
-    return reads
+    calls = nodes_within(index.calls, scope, index)
+    return [Read(index, call, index.code(call, 60)) for call in calls if _reads(index, call)]
+
+
+def _reads(index: ModuleIndex, call: cst.Call) -> bool:
+    """A batch drawn from a non-validation loader, a training loader built, a training shard opened."""
+    tail = call_tail(call)
+    if tail in _READ_CALLS and isinstance(call.func, cst.Attribute):
+        return not mentions(call.func.value, VAL_WORDS)
+    if LOADER_CLASS.search(tail):
+        return mentions(call, TRAIN_WORDS) or not mentions(call, VAL_WORDS)
+    return tail in _FILE_CALLS and mentions(call, TRAIN_WORDS) and not _only_listed(index, call)
 
 
 def _is_validation_source(index: ModuleIndex, expr: cst.CSTNode, caller: cst.FunctionDef | None) -> bool:
@@ -96,31 +103,26 @@ def _is_validation_source(index: ModuleIndex, expr: cst.CSTNode, caller: cst.Fun
     return bool(bound) and all(val_only(value) for value in bound)
 
 
-def _call_parameters(call: cst.Call, function: cst.FunctionDef) -> list[str]:
-    """The positional parameters ``call``'s arguments fill: ``self`` is bound by the receiver
-    of a method call or by a constructor call."""
+def _arguments(call: cst.Call, function: cst.FunctionDef) -> dict[str, cst.BaseExpression]:
+    """What ``call`` passes for each parameter of ``function`` (up to a ``*args``). ``self`` is
+    bound by the receiver of a method call, and by a constructor call whatever its name."""
     params = [p.name.value for p in function.params.params]
-    if function.name.value == "__init__" and not isinstance(call.func, cst.Attribute):
-        return params[1:]  # a constructor: the first parameter is the instance, whatever its name
-    if params and params[0] in {"self", "cls"} and isinstance(call.func, cst.Attribute):
+    keywords = set(params) | {p.name.value for p in function.params.kwonly_params}
+    method = isinstance(call.func, cst.Attribute)
+    if (function.name.value == "__init__" and not method) or (method and params[:1] in (["self"], ["cls"])):
         params = params[1:]
-    return params
-
-
-def _argument_for(call: cst.Call, function: cst.FunctionDef, param: str) -> cst.BaseExpression | None:
-    """The expression ``call`` passes for ``function``'s parameter ``param``."""
-    params = _call_parameters(call, function)
+    passed: dict[str, cst.BaseExpression] = {}
     position = 0
     for arg in call.args:
         if arg.star:
-            return None
+            break
         if arg.keyword is None:
-            if position < len(params) and params[position] == param:
-                return arg.value
+            if position < len(params):
+                passed.setdefault(params[position], arg.value)
             position += 1
-        elif arg.keyword.value == param:
-            return arg.value
-    return None
+        elif arg.keyword.value in keywords:
+            passed.setdefault(arg.keyword.value, arg.value)
+    return passed
 
 
 class TrainingData:
@@ -145,52 +147,44 @@ class TrainingData:
         tail = call_tail(call)
         return [] if tail.startswith("__") else self.functions.get(tail, [])
 
-    def reads_of_call(self, call: cst.Call, depth: int = 0, index: ModuleIndex | None = None) -> list[Read]:
+    def reads_of_call(self, call: cst.Call, index: ModuleIndex, depth: int = 0) -> list[Read]:
         if depth > 4:
             return []
         found: list[Read] = []
         for callee_index, function in self.callees(call):
             reads = self.reads_in_function(callee_index, function, depth)
-            if index is not None:
-                reads = [r for r in reads if not self._fed_validation(index, call, function, r)]
-            found += reads
-            if not found and index is not None:
+            found += [r for r in reads if not self._fed_validation(index, call, function, r)]
+            if not found:
                 found += self._reads_through_arguments(index, call, callee_index, function, depth)
         return found
 
     @staticmethod
     def _fed_validation(index: ModuleIndex, call: cst.Call, function: cst.FunctionDef, read: Read) -> bool:
-        """``hessians(model, val_loader, n)`` into ``def hessians(model, train_loader, n)``: the
-        batches come from whatever the caller passes, so a validation loader read through a
-        parameter named ``train_loader`` is no training read (#728: that is PG106's business).
-        Likewise ``DistributedTokenLoader(args.val_files, …)`` runs an ``__init__`` whose
-        ``TokenStream(pattern)`` opens the validation files it was given."""
+        """``hessians(model, val_loader, n)`` into ``def hessians(model, train_loader, n)`` reads
+        what the caller passes, a validation loader: no training read (#728: PG106's business).
+        Likewise ``DistributedTokenLoader(args.val_files, …)`` whose ``__init__`` opens its
+        ``pattern`` opens the validation files."""
         node = read.node
         if not isinstance(node, cst.Call) or read.index.enclosing_function(node) is not function:
             return False
         # a method call draws from its receiver; a constructor/function opens what it is given
         used = [node.func.value] if isinstance(node.func, cst.Attribute) else [a.value for a in node.args]
-        params = {p.name.value for p in function.params.params}
-        names = [e.value for e in used if isinstance(e, cst.Name) and e.value in params]
+        passed = _arguments(call, function)
         caller = index.enclosing_function(call)
-        arguments = [_argument_for(call, function, name) for name in names]
-        return any(a is not None and _is_validation_source(index, a, caller) for a in arguments)
+        names = [e.value for e in used if isinstance(e, cst.Name) and e.value in passed]
+        return any(_is_validation_source(index, passed[name], caller) for name in names)
 
     def _is_train_path(self, expr: cst.CSTNode) -> bool:
         """``args.train_files``, ``"fineweb_train_*.bin"``, or a minified field bound to one."""
-        if mentions(expr, TRAIN_WORDS):
-            return True
-        word = last_identifier(expr)
-        return word is not None and word.lower() in self.train_keys
+        return mentions(expr, TRAIN_WORDS) or _names_key(expr, self.train_keys)
 
     def _reads_through_arguments(
         self, index: ModuleIndex, call: cst.Call, callee_index: ModuleIndex, function: cst.FunctionDef, depth: int
     ) -> list[Read]:
-        """``prefill_counts(args.train_files, …)`` where the helper globs/opens/loads that
-        parameter: the training-shard pattern is read through the helper even though the
-        helper's own code never names training data (#593; the README FAQ forbids training
-        data at eval time). Followed through further helpers the parameter is passed on to."""
-        tainted = _bound_parameters(call, function, self._is_train_path)
+        """``prefill_counts(args.train_files, …)`` where the helper (or one it passes the parameter
+        on to) globs/opens/loads it: training data read though the helper never names it (#593;
+        the README FAQ forbids training data at eval time)."""
+        tainted = {param for param, expr in _arguments(call, function).items() if self._is_train_path(expr)}
         opened = _opens_parameters(callee_index, function, tainted, self, depth)
         if opened is None:
             return []
@@ -198,40 +192,15 @@ class TrainingData:
         return [Read(index, call, index.code(call, 60), opened[1] + (opens,))]
 
     def reads_in_function(self, index: ModuleIndex, function: cst.FunctionDef, depth: int = 0) -> list[Read]:
-        key = id(function)
-        if key in self._memo:
-            return self._memo[key]
-        self._memo[key] = []
+        if id(function) in self._memo:
+            return self._memo[id(function)]
+        self._memo[id(function)] = []  # a recursive call finds nothing more
         found = direct_reads(index, function)
         for call in nodes_within(index.calls, function, index):
             if not found:
-                found += self.reads_of_call(call, depth + 1, index)
-        self._memo[key] = found
+                found += self.reads_of_call(call, index, depth + 1)
+        self._memo[id(function)] = found
         return found
-
-
-_OPEN_CALLS = _FILE_CALLS | {"open", "load"}
-# methods of a path object built on the parameter: ``Path(pattern).glob("*")`` lists or opens it,
-# while ``Path(raw)`` alone (resolving a command-line path, #902) opens nothing
-_PATH_METHODS = {"glob", "rglob", "iglob", "open", "read_bytes", "read_text", "iterdir"}
-
-
-def _bound_parameters(call: cst.Call, function: cst.FunctionDef, wanted: Callable[[cst.CSTNode], bool]) -> set[str]:
-    """Parameters of ``function`` that receive an argument of ``call`` satisfying ``wanted``."""
-    params = _call_parameters(call, function)
-    names = {p.name.value for p in function.params.params} | {p.name.value for p in function.params.kwonly_params}
-    bound: set[str] = set()
-    position = 0
-    for arg in call.args:
-        if arg.star:
-            break
-        if arg.keyword is None:
-            if position < len(params) and wanted(arg.value):
-                bound.add(params[position])
-            position += 1
-        elif arg.keyword.value in names and wanted(arg.value):
-            bound.add(arg.keyword.value)
-    return bound
 
 
 def _opens_parameters(
@@ -241,32 +210,25 @@ def _opens_parameters(
     to a helper that does), with the steps of the helpers in between."""
     if not params or depth > 4:
         return None
-    rebound = {n for s in nodes_within(index.assigns, function, index) for n in target_names(s)}
-    live = params - rebound
-    if not live:
-        return None
+    live = params - {n for s in nodes_within(index.assigns, function, index) for n in target_names(s)}
+
+    def uses_live(expr: cst.CSTNode) -> bool:
+        return any(n.value in live for n in value_names(expr))
+
     for call in nodes_within(index.calls, function, index):
-        if index.enclosing_function(call) is not function:
+        if index.enclosing_function(call) is not function or _only_listed(index, call):
             continue
         tail = call_tail(call)
-        if (
-            isinstance(call.func, cst.Attribute)
-            and tail in _PATH_METHODS
-            and any(n.value in live for n in value_names(call.func.value))
-            and not (tail in _LISTING_CALLS and _only_listed(index, call))
-        ):
+        if isinstance(call.func, cst.Attribute) and tail in _PATH_METHODS and uses_live(call.func.value):
             return call, ()
-        passes = [a for a in call.args if any(n.value in live for n in value_names(a.value))]
-        if not passes:
+        if not any(uses_live(a.value) for a in call.args):
             continue
         if tail in _OPEN_CALLS or LOADER_CLASS.search(tail):
-            if tail in _LISTING_CALLS and _only_listed(index, call):
-                continue
             return call, ()
         for callee_index, callee in data.callees(call):
             if callee is function:
                 continue
-            inner = _bound_parameters(call, callee, lambda e: any(n.value in live for n in value_names(e)))
+            inner = {param for param, expr in _arguments(call, callee).items() if uses_live(expr)}
             opened = _opens_parameters(callee_index, callee, inner, data, depth + 1)
             if opened is not None:
                 return opened[0], (step(index, call, f"passed on to {tail}"),) + opened[1]
@@ -283,39 +245,29 @@ def train_path_keys(configuration: Configuration) -> set[str]:
     }
 
 
+def _names_key(expr: cst.CSTNode, keys: set[str]) -> bool:
+    word = last_identifier(expr)
+    return word is not None and word.lower() in keys
+
+
 def train_path_use(index: ModuleIndex, call: cst.Call, keys: set[str]) -> list[Read]:
     """``TL(a.tf)`` after the clock: the training-shard pattern handed to a loader (#593)."""
-    if not keys or call_tail(call) in LOGGING | _COUNTING:
-        return []
-    for arg in call.args:
-        node = arg.value
-        word = (
-            node.attr.value if isinstance(node, cst.Attribute) else node.value if isinstance(node, cst.Name) else None
-        )
-        if word is not None and word.lower() in keys:
-            return [Read(index, call, index.code(call, 60))]
+    if keys and call_tail(call) not in LOGGING | _COUNTING and any(_names_key(a.value, keys) for a in call.args):
+        return [Read(index, call, index.code(call, 60))]
     return []
 
 
-_MODEL_OUTPUT = re.compile(r"loss|logit|out|aux|hidden|grad", re.IGNORECASE)
-_MODEL_METHODS = {
-    "backward",
-    "step",
-    "zero_grad",
-    "parameters",
-    "named_parameters",
-    "state_dict",
-    "train",
-    "eval",
-    "forward",
-}
+def _method_call(node: cst.CSTNode) -> tuple[str, str] | None:
+    """``tl.nb(n)`` → ``("tl", "nb")``."""
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and isinstance(node.func.value, cst.Name):
+        return node.func.value.value, node.func.attr.value
+    return None
 
 
 def loop_loaders(index: ModuleIndex, loop: cst.CSTNode) -> dict[str, set[str]]:
-    """Objects the training loop draws its batches from (``x, y = tl.nb(n)``): whatever
-    the class and method are called (minified code renames both), that object *is* the
-    training stream, so using it after the clock reads training data (#593, #606).
-    Maps each loader name to the methods that drew batches from it."""
+    """Objects the training loop draws its batches from (``x, y = tl.nb(n)``), with the methods
+    that drew them: whatever minified code calls them, that object *is* the training stream,
+    so using it after the clock reads training data (#593, #606)."""
     loaders: dict[str, set[str]] = {}
     for statement in nodes_within(index.assigns, loop, index):
         if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
@@ -324,25 +276,16 @@ def loop_loaders(index: ModuleIndex, loop: cst.CSTNode) -> dict[str, set[str]]:
             continue
         if any(_MODEL_OUTPUT.search(n) for n in target_names(statement)):
             continue  # ``loss, aux = model.forward_aux(x, y)``: the model, not a batch source
-        value = statement.value
-        if (
-            isinstance(value, cst.Call)
-            and isinstance(value.func, cst.Attribute)
-            and isinstance(value.func.value, cst.Name)
-        ):
-            name = value.func.value.value
-            if not VAL_WORDS.search(name):
-                loaders.setdefault(name, set()).add(value.func.attr.value)
+        method = _method_call(statement.value)
+        if method is not None and not VAL_WORDS.search(method[0]):
+            loaders.setdefault(method[0], set()).add(method[1])
     scope = index.enclosing_function(loop) or index.parsed.module
     for call in nodes_within(index.calls, scope, index):
-        if isinstance(call.func, cst.Name) and call.func.value in loaders:
+        method = _method_call(call)
+        if isinstance(call.func, cst.Name):
             loaders.pop(call.func.value, None)  # called like a model: ``m(x, y)``
-        elif (
-            isinstance(call.func, cst.Attribute)
-            and isinstance(call.func.value, cst.Name)
-            and call.func.attr.value in _MODEL_METHODS
-        ):
-            loaders.pop(call.func.value.value, None)
+        elif method is not None and method[1] in _MODEL_METHODS:
+            loaders.pop(method[0], None)
     return loaders
 
 
@@ -350,18 +293,10 @@ def loader_reuse(index: ModuleIndex, call: cst.Call, loaders: dict[str, set[str]
     """``hs(m, tl, n)`` or ``tl.nb(n)`` after the loop: the training loader used again
     (``tl.close()`` is not a read, so only the batch-drawing methods count; nor is
     ``isinstance(tl, …)``/``hasattr(tl, …)``: the loader must go to a submission function)."""
-    if not loaders:
+    if not loaders or (isinstance(call.func, cst.Name) and call.func.value not in data.functions):
         return []
-    if isinstance(call.func, cst.Name) and call.func.value not in data.functions:
-        return []
-    receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
-    if (
-        isinstance(receiver, cst.Name)
-        and isinstance(call.func, cst.Attribute)
-        and call.func.attr.value in loaders.get(receiver.value, set())
-    ):
+    method = _method_call(call)
+    drawn = method is not None and method[1] in loaders.get(method[0], set())
+    if drawn or any(isinstance(arg.value, cst.Name) and arg.value.value in loaders for arg in call.args):
         return [Read(index, call, index.code(call, 60))]
-    for arg in call.args:
-        if isinstance(arg.value, cst.Name) and arg.value.value in loaders:
-            return [Read(index, call, index.code(call, 60))]
     return []
