@@ -38,7 +38,7 @@ def test_reference_style_reads_kv_lines_after_the_code_copy() -> None:
 @pytest.mark.parametrize("style", ["block", "timestamped"])
 def test_block_and_timestamped_styles_give_identical_facts(style: str) -> None:
     log = _log(style, families=THREE_STAGES)
-    assert log.seed == 1337 and log.seed_line == 10
+    assert log.seed == 1337 and log.hparam_lines["seed"] == 10
     assert log.hparams["run_id"] == "run_1337_a81f"
     assert (log.train_time_ms, log.train_time_line, log.last_step_avg_ms) == (599_962.0, 19, 43.54)
     assert log.step_lines == 5
@@ -80,7 +80,7 @@ def test_unlabelled_total_is_used_only_without_a_labelled_one() -> None:
 def test_train_time_in_seconds_and_seed_from_file_name() -> None:
     text = "num_layers: 11\nstep:9/9 train_loss:2.1 train_time:598.5s\nlegal_ttt_exact val_loss:2.0 val_bpb:1.1\n"
     log = parse_log(text, "runs/train_seed_2024.txt")
-    assert (log.seed, log.seed_line) == (2024, 0)
+    assert (log.seed, log.hparam_lines.get("seed", 0)) == (2024, 0)
     assert log.train_time_ms == 598_500.0
     assert log.hparams == {"num_layers": "11"}
 
@@ -130,7 +130,7 @@ def test_logs_written_by_the_reference_trainer(
 ) -> None:
     name = f"train_seed{seed}.log"
     log = parse_log((REAL_RUN / name).read_text(), name)
-    assert (log.seed, log.seed_line) == (seed, 5)
+    assert (log.seed, log.hparam_lines.get("seed", 0)) == (seed, 5)
     assert (log.hparams["num_layers"], log.hparams["model_dim"], log.hparams["tie_embeddings"]) == ("4", "128", "True")
     assert "run_id" not in log.hparams  # logged with an empty value
     assert (log.train_time_ms, log.train_time_line) == (train_ms, 51)

@@ -7,10 +7,8 @@ significance against the prior record · PG406 compliance claims contradicted by
 
 Severity policy (issue 12): the organizers' acceptance is the ground truth, and most folders
 are non-record or work-in-progress submissions, so a package finding is a ``warning`` (or
-``info``) unless the submission's own evidence clearly contradicts a record claim: a claimed
-val_bpb better than every score its logs print (PG403), an artifact every reading of which is
-over the cap (PG303), every scored run clearly over a time limit (PG304), or a train_gpt.py
-that does not compile (PG401). Each rule page says when it is which.
+``info``) unless the submission's own evidence clearly contradicts a record claim; each rule
+page says when.
 
 Why it runs last: PG406 compares the submission's claims with what the code rule families
 found (``ctx.findings_so_far``). Nothing here parses or runs submission code: logs and JSON
@@ -19,6 +17,7 @@ are read as text, and "train_gpt.py compiles" means libcst parsed it for the oth
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from statistics import fmean
 
@@ -27,7 +26,7 @@ from harness.check.context import CheckContext
 from harness.check.pkg.compliance import contradicted_rules, is_claimed
 from harness.check.pkg.folder import ENTRY_FILE, JSON_FILE, PackageFolder, read_package
 from harness.check.pkg.limits import artifact_size, time_limits
-from harness.check.pkg.logs import FamilyScore, TrainingLog, config_differences
+from harness.check.pkg.logs import ScoreLine, TrainingLog, config_differences
 from harness.check.pkg.significance import (
     LEADERBOARD_ALPHA,
     README_ALPHA,
@@ -35,11 +34,12 @@ from harness.check.pkg.significance import (
     load_frontier,
     welch_one_sided,
 )
-from harness.check.pkg.submission_json import Claim
+from harness.check.pkg.submission_json import Claim, SubmissionJson
 from harness.errors import HarnessError
 from harness.findings import Finding, Severity
 
 MIN_SEEDS = 3
+MIN_CLAIM_DECIMALS = 4  # logs print 4 decimals at least; a coarser claim is read at 4
 
 
 def check(ctx: CheckContext) -> list[Finding]:
@@ -47,51 +47,30 @@ def check(ctx: CheckContext) -> list[Finding]:
         return []
     package = read_package(ctx.submission)
     record = ctx.options.record_track and package.is_record_claim()
-    findings = required_files(ctx, package)
-    findings += json_fields(package)
+    findings = required_files(ctx, package)  # PG401
+    findings += json_fields(package)  # PG402
     chosen = chosen_family(package)
-    findings += headline_matches(package, chosen, record)
-    findings += artifact_size(ctx.submission, package, record)
+    findings += headline_matches(package, chosen, record)  # PG403
+    findings += artifact_size(ctx.submission, package, record)  # PG303
     if record:
-        findings += time_limits(package, record)
-        findings += seed_count(package)
+        findings += time_limits(package, record)  # PG304
+        findings += seed_count(package)  # PG404
     if ctx.options.frontier is not None:
-        findings += significance(ctx.options.frontier, package, chosen)
-    findings += compliance_claims(package, ctx.findings_so_far + findings)
+        findings += significance(ctx.options.frontier, package, chosen)  # PG405
+    findings += compliance_claims(package, ctx.findings_so_far + findings)  # PG406
     return findings
 
 
-# PG401 ------------------------------------------------------------------------------------
-
-
 def required_files(ctx: CheckContext, package: PackageFolder) -> list[Finding]:
-    findings = []
-    files = set(ctx.submission.files)
     # A missing file is a packaging gap a reviewer asks about, not evidence against the run:
     # accepted records exist without a log (2026-03-21) or without a README.
-    if package.readme is None:
-        findings.append(
-            finding(
-                "PG401",
-                "README.md",
-                0,
-                "README.md is missing: the folder should explain the submission",
-                when="missing-file",
-            )
-        )
-    if package.json_file is None:
-        findings.append(finding("PG401", JSON_FILE, 0, "submission.json is missing", when="missing-file"))
-    if not package.logs:
-        findings.append(
-            finding(
-                "PG401",
-                "",
-                0,
-                "no training log: expected a *.log or *.txt file with step or final score lines",
-                when="missing-file",
-            )
-        )
-    if ENTRY_FILE not in files:
+    missing = [
+        (package.readme is None, "README.md", "README.md is missing: the folder should explain the submission"),
+        (package.json_file is None, JSON_FILE, "submission.json is missing"),
+        (not package.logs, "", "no training log: expected a *.log or *.txt file with step or final score lines"),
+    ]
+    findings = [finding("PG401", file, 0, message, when="missing-file") for absent, file, message in missing if absent]
+    if ENTRY_FILE not in ctx.submission.files:
         return findings + entry_under_another_name(ctx)
     parsed = {id(p.source) for p in ctx.parsed}
     entries = ctx.submission.entry_sources
@@ -117,12 +96,10 @@ def required_files(ctx: CheckContext, package: PackageFolder) -> list[Finding]:
 
 
 def entry_under_another_name(ctx: CheckContext) -> list[Finding]:
-    """PG401's code part when the folder has no ``train_gpt.py`` (issue 12). Accepted records
-    name their script ``train_gpt_v5.py`` or ``train_mamba3_hybrid.py``: the entry
-    ``harness/entry.py`` chose (the loader's PG000 info names it) is held to what
-    ``train_gpt.py`` is held to — it must parse — and its name is no finding. A folder without
-    any Python file gets nothing here: the loader's PG000 warning already says no code rule
-    could run, and the package checks above still read its README, submission.json and logs."""
+    """PG401's code part when the folder has no ``train_gpt.py`` (issue 12): accepted records
+    name their script ``train_gpt_v5.py`` or ``train_mamba3_hybrid.py``, so the entry
+    ``harness/entry.py`` chose must parse and its name is no finding. A folder without any
+    Python file gets nothing here: the loader's PG000 warning already says no code rule ran."""
     submission = ctx.submission
     if not submission.has_code:
         return []
@@ -132,9 +109,6 @@ def entry_under_another_name(ctx: CheckContext) -> list[Finding]:
         return []  # unreadable (PG000 says so), or another candidate entry parses
     names = ", ".join(sorted(broken))
     return [finding("PG401", sorted(broken)[0], 0, f"the entry script does not compile ({names}: does not parse)")]
-
-
-# PG402 ------------------------------------------------------------------------------------
 
 
 def json_fields(package: PackageFolder) -> list[Finding]:
@@ -147,21 +121,12 @@ def json_fields(package: PackageFolder) -> list[Finding]:
     return [finding("PG402", JSON_FILE, p.line, p.message) for p in package.submission_json.problems]
 
 
-# PG403 ------------------------------------------------------------------------------------
-
-MIN_CLAIM_DECIMALS = 4  # logs print 4 decimals at least; a coarser claim is read at 4
-
-
 def _agrees(claim: Claim, value: float, value_decimals: int) -> bool:
     """Equal once each side's rounding to the decimals it shows is allowed for. A claim is
     read at >= 4 decimals: "1.2" for a logged 1.2244 would show a better score than was run."""
     claim_decimals = max(claim.decimals, MIN_CLAIM_DECIMALS)
     tolerance = 0.5 * 10.0**-claim_decimals + 0.5 * 10.0**-value_decimals + 1e-12
     return abs(claim.value - value) <= tolerance
-
-
-def _family_in(log: TrainingLog, family: str) -> FamilyScore | None:
-    return next((f for f in log.families() if f.family == family), None)
 
 
 def chosen_family(package: PackageFolder) -> str | None:
@@ -172,25 +137,23 @@ def chosen_family(package: PackageFolder) -> str | None:
     if not logs:
         return None
     headline = logs[0].headline()
-    common = [f.family for f in logs[0].families() if all(_family_in(log, f.family) for log in logs)]
+    common = [f for f in logs[0].families() if all(log.family(f.family) for log in logs)]
     claim = package.submission_json.claim("val_bpb") if package.submission_json else None
     if claim is None or not common or headline is None:
         return headline.family if headline else None
-    priority: dict[str, int] = {}
-    for score in logs[0].families():
-        priority.setdefault(score.family, score.priority)
-    ordered = sorted(common, key=lambda name: (name != headline.family, -priority[name]))
-    for name in ordered:
-        mean, decimals = _mean_bpb(logs, name)
-        if _agrees(claim, mean, decimals):
-            return name
-    return headline.family if headline and headline.family in common else ordered[0]
+    ordered = [f.family for f in sorted(common, key=lambda f: (f.family != headline.family, -f.priority))]
+    agreeing = (name for name in ordered if _agrees(claim, *_mean(_scores(logs, name), "val_bpb")))
+    return next(agreeing, ordered[0])  # the headline family comes first when the logs share it
 
 
-def _mean_bpb(logs: list[TrainingLog], family: str) -> tuple[float, int]:
-    scores = [_family_in(log, family) for log in logs]
-    present = [s for s in scores if s is not None]
-    return fmean(s.val_bpb for s in present), min(s.bpb_decimals for s in present)
+def _scores(logs: list[TrainingLog], family: str) -> list[tuple[TrainingLog, ScoreLine]]:
+    return [(log, score) for log in logs if (score := log.family(family)) is not None]
+
+
+def _mean(scores: Iterable[tuple[TrainingLog, ScoreLine]], key: str) -> tuple[float, int]:
+    """The mean of ``key`` over the scores, with the fewest decimals any of them shows."""
+    picked = [_pick(score, key) for _, score in scores]
+    return fmean(value for value, _ in picked), min(decimals for _, decimals in picked)
 
 
 def headline_matches(package: PackageFolder, family: str | None, record: bool) -> list[Finding]:
@@ -204,67 +167,44 @@ def headline_matches(package: PackageFolder, family: str | None, record: bool) -
     if data is None or not package.logs:
         return []
     if family is None:
-        return [
-            finding(
-                "PG403",
-                JSON_FILE,
-                data.line_of("val_bpb"),
-                "no log has a final score line (… val_loss:… val_bpb:…) to back the claimed val_bpb",
-                when="unconfirmed",
-            )
-        ]
+        message = "no log has a final score line (… val_loss:… val_bpb:…) to back the claimed val_bpb"
+        return [finding("PG403", JSON_FILE, data.line_of("val_bpb"), message, when="unconfirmed")]
     findings = []
     for key in ("val_bpb", "val_loss"):
         claim = data.claim(key)
         if claim is not None:
             findings += _claim_against_logs(package, logs, family, key, claim, record)
-    findings += _seed_claims_against_logs(package)
-    return findings
+    return findings + _seed_claims_against_logs(data, package.logs)
 
 
-def _pick(score: FamilyScore, key: str) -> tuple[float, int]:
+def _pick(score: ScoreLine, key: str) -> tuple[float, int]:
     return (score.val_bpb, score.bpb_decimals) if key == "val_bpb" else (score.val_loss, score.loss_decimals)
 
 
 def _claim_against_logs(
     package: PackageFolder, logs: list[TrainingLog], family: str, key: str, claim: Claim, record: bool
 ) -> list[Finding]:
-    scores = [(log, s) for log, s in ((log, _family_in(log, family)) for log in logs) if s is not None]
-    if not scores:
-        return []
-    mean = fmean(_pick(s, key)[0] for _, s in scores)
-    decimals = min(_pick(s, key)[1] for _, s in scores)
-    if _agrees(claim, mean, decimals):
-        return []
-    if any(_agrees(claim, *reading) for reading in _subset_means(logs, key)):
+    scores = _scores(logs, family)
+    # The mean over every scored log is one of the subset means.
+    if not scores or any(_agrees(claim, *reading) for reading in _subset_means(logs, key)):
         return []
     single = next(((log, f) for log in package.logs for f in log.families() if _agrees(claim, *_pick(f, key))), None)
     if single is not None:
         log, score = single
-        return [
-            finding(
-                "PG403",
-                JSON_FILE,
-                claim.line,
-                f"submission.json {key} {claim.value} is the score of one run ({log.path}:{score.line} "
-                f"{score.family}), not the mean of the {len(scores)} scored log(s)",
-                when="one-run",
-            )
-        ]
+        message = (
+            f"submission.json {key} {claim.value} is the score of one run ({log.path}:{score.line} "
+            f"{score.family}), not the mean of the {len(scores)} scored log(s)"
+        )
+        return [finding("PG403", JSON_FILE, claim.line, message, when="one-run")]
     shown = ", ".join(f"{log.path}:{s.line} {_pick(s, key)[0]}" for log, s in scores)
     what = "the log" if len(scores) == 1 else f"the mean of {len(scores)} logs"
+    mean = _mean(scores, key)[0]
     message = f"submission.json {key} {claim.value} does not match {what}: {family} gives {mean:.8f} ({shown})"
-    floor = _lowest_logged_bpb(package)
+    floor = min(((log.lowest_bpb, log.path) for log in package.logs if log.lowest_bpb is not None), default=None)
     if key == "val_bpb" and record and floor is not None and claim.value < floor[0] - _rounding(claim):
-        return [
-            finding(
-                "PG403",
-                JSON_FILE,
-                claim.line,
-                f"{message}; the claim is better than every bpb any log prints (lowest {floor[0]} in "
-                f"{floor[1]}): no run in the folder shows it",
-            )
-        ]
+        lowest = f"lowest {floor[0]} in {floor[1]}"
+        message += f"; the claim is better than every bpb any log prints ({lowest}): no run in the folder shows it"
+        return [finding("PG403", JSON_FILE, claim.line, message)]
     return [finding("PG403", JSON_FILE, claim.line, message, when="unconfirmed")]
 
 
@@ -274,42 +214,29 @@ def _rounding(claim: Claim) -> float:
     return 10.0**-claim.decimals + 0.5e-4
 
 
-def _lowest_logged_bpb(package: PackageFolder) -> tuple[float, str] | None:
-    lows = [(log.lowest_bpb, log.path) for log in package.logs if log.lowest_bpb is not None]
-    return min(lows) if lows else None
-
-
 def _subset_means(logs: list[TrainingLog], key: str) -> list[tuple[float, int]]:
     """Means a submission may have reported instead of the mean of every scored log: one log
     per seed (the first or the last of reruns), and each family the logs share."""
     readings = []
-    families = {f.family for log in logs for f in log.families()}
-    for family in families:
-        scored = [(log, s) for log in logs if (s := _family_in(log, family)) is not None]
-        if not scored:
-            continue
+    for family in {f.family for log in logs for f in log.families()}:
+        scored = _scores(logs, family)
         for keep_last in (False, True):
-            by_seed: dict[str, FamilyScore] = {}
+            by_seed: dict[str, tuple[TrainingLog, ScoreLine]] = {}
             for log, score in scored:
                 seed = str(log.seed) if log.seed is not None else log.path
                 if keep_last or seed not in by_seed:
-                    by_seed[seed] = score
-            picked = [_pick(s, key) for s in by_seed.values()]
-            readings.append((fmean(v for v, _ in picked), min(d for _, d in picked)))
-        picked = [_pick(s, key) for _, s in scored]
-        readings.append((fmean(v for v, _ in picked), min(d for _, d in picked)))
+                    by_seed[seed] = (log, score)
+            readings.append(_mean(by_seed.values(), key))
+        readings.append(_mean(scored, key))
     return readings
 
 
-def _seed_claims_against_logs(package: PackageFolder) -> list[Finding]:
+def _seed_claims_against_logs(data: SubmissionJson, all_logs: list[TrainingLog]) -> list[Finding]:
     """Each seed_results entry against the logs of that seed (any of its reruns, any final
     family): a mismatch is a warning, the headline claim decides any error."""
-    data = package.submission_json
     findings: list[Finding] = []
-    if data is None:
-        return findings
     for seed_claim in data.seed_claims:
-        logs = [log for log in package.logs if log.seed is not None and str(log.seed) == seed_claim.seed]
+        logs = [log for log in all_logs if log.seed is not None and str(log.seed) == seed_claim.seed]
         families = [(log, f) for log in logs for f in log.families()]
         if not families:
             continue
@@ -320,20 +247,12 @@ def _seed_claims_against_logs(package: PackageFolder) -> list[Finding]:
                 ((log, f) for log, f in families if (h := log.headline()) is not None and f.family == h.family),
                 families[-1],
             )
-            findings.append(
-                finding(
-                    "PG403",
-                    JSON_FILE,
-                    seed_claim.line,
-                    f"seed_results['{seed_claim.seed}'].{key} {claim.value} does not match "
-                    f"{log.path}:{score.line} ({score.family} {key}:{_pick(score, key)[0]})",
-                    when="unconfirmed",
-                )
+            message = (
+                f"seed_results['{seed_claim.seed}'].{key} {claim.value} does not match "
+                f"{log.path}:{score.line} ({score.family} {key}:{_pick(score, key)[0]})"
             )
+            findings.append(finding("PG403", JSON_FILE, seed_claim.line, message, when="unconfirmed"))
     return findings
-
-
-# PG404 ------------------------------------------------------------------------------------
 
 
 def seed_count(package: PackageFolder) -> list[Finding]:
@@ -348,27 +267,17 @@ def seed_count(package: PackageFolder) -> list[Finding]:
     distinct = {str(log.seed) if log.seed is not None else log.path for log in logs}
     if len(distinct) < MIN_SEEDS:
         names = ", ".join(log.path for log in logs) or "none"
-        findings.append(
-            finding(
-                "PG404",
-                anchor_file,
-                anchor,
-                f"a record claim usually shows logs of >= {MIN_SEEDS} seeds of one configuration; "
-                f"found {len(distinct)} ({names})",
-            )
+        message = (
+            f"a record claim usually shows logs of >= {MIN_SEEDS} seeds of one configuration; "
+            f"found {len(distinct)} ({names})"
         )
+        findings.append(finding("PG404", anchor_file, anchor, message))
     if data is not None:
         logged = {str(log.seed) for log in package.logs if log.seed is not None}
         for seed in data.declared_seeds:
             if seed not in logged:
-                findings.append(
-                    finding(
-                        "PG404",
-                        JSON_FILE,
-                        anchor or data.line_of(seed),
-                        f"submission.json lists seed {seed} but no training log has that seed",
-                    )
-                )
+                message = f"submission.json lists seed {seed} but no training log has that seed"
+                findings.append(finding("PG404", JSON_FILE, anchor or data.line_of(seed), message))
     with_config = [log for log in logs if log.hparams]
     for other in with_config[1:]:
         reference = with_config[0]
@@ -376,19 +285,12 @@ def seed_count(package: PackageFolder) -> list[Finding]:
         if differences:
             key, left, right = differences[0]
             more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
-            findings.append(
-                finding(
-                    "PG404",
-                    other.path,
-                    other.hparam_lines.get(key, 0),
-                    f"{other.path} differs from {reference.path} in '{key}' ({right} vs {left}){more}: "
-                    "seeds of one claim should run the submitted configuration",
-                )
+            message = (
+                f"{other.path} differs from {reference.path} in '{key}' ({right} vs {left}){more}: "
+                "seeds of one claim should run the submitted configuration"
             )
+            findings.append(finding("PG404", other.path, other.hparam_lines.get(key, 0), message))
     return findings
-
-
-# PG405 ------------------------------------------------------------------------------------
 
 
 def significance(frontier_file: Path, package: PackageFolder, family: str | None) -> list[Finding]:
@@ -398,16 +300,10 @@ def significance(frontier_file: Path, package: PackageFolder, family: str | None
         frontier = load_frontier(frontier_file)
     except HarnessError as exc:
         return [finding("PG405", file, anchor, f"significance not tested: {exc}")]
-    losses = [s.val_loss for s in (_family_in(log, family) for log in package.claim_logs()) if s] if family else []
+    losses = [score.val_loss for _, score in _scores(package.claim_logs(), family)] if family else []
     if len(losses) < 2:
-        return [
-            finding(
-                "PG405",
-                file,
-                anchor,
-                f"significance not tested: need >= 2 per-seed val_loss values in the logs, found {len(losses)}",
-            )
-        ]
+        message = f"significance not tested: need >= 2 per-seed val_loss values in the logs, found {len(losses)}"
+        return [finding("PG405", file, anchor, message)]
     readme = welch_one_sided(frontier, losses, README_MARGIN_NATS)
     board = welch_one_sided(frontier, losses, 0.0)
     readme_met = readme.delta >= README_MARGIN_NATS and readme.p_value < README_ALPHA
@@ -420,9 +316,6 @@ def significance(frontier_file: Path, package: PackageFolder, family: str | None
         f"{'met' if board_met else 'NOT met'}"
     )
     return [finding("PG405", file, anchor, message, when="margin-met" if readme_met else None)]
-
-
-# PG406 ------------------------------------------------------------------------------------
 
 
 def compliance_claims(package: PackageFolder, findings: list[Finding]) -> list[Finding]:
@@ -443,12 +336,8 @@ def compliance_claims(package: PackageFolder, findings: list[Finding]) -> list[F
             first = against[0]
             where = f"{first.file}:{first.line}" if first.file else "the package"
             more = f" (+{len(against) - 1} more)" if len(against) > 1 else ""
-            contradictions.append(
-                finding(
-                    "PG406",
-                    JSON_FILE,
-                    data.line_of(flag),
-                    f"compliance claim '{flag}: {str(value).lower()}' is contradicted by {first.rule} at {where}{more}",
-                )
+            message = (
+                f"compliance claim '{flag}: {str(value).lower()}' is contradicted by {first.rule} at {where}{more}"
             )
+            contradictions.append(finding("PG406", JSON_FILE, data.line_of(flag), message))
     return contradictions

@@ -1,6 +1,2 @@
-"""Helpers for the submission-package audit (PG303, PG304, PG401–PG406): log parsing,
-submission.json validation, significance testing and compliance-claim matching.
-
-Why a sub-package: each of these reads a different kind of file or does different maths, and
-``harness/check/package.py`` only wires their results into findings.
-"""
+"""The submission-package audit's readers and maths (logs, submission.json, significance,
+compliance claims); ``harness/check/package.py`` wires their results into findings."""

@@ -11,58 +11,41 @@ from __future__ import annotations
 import re
 from typing import Any
 
-CLAIM_CONTRADICTED_BY: dict[str, tuple[str, ...]] = {
+_FLAGS_BY_RULES: dict[tuple[str, ...], tuple[str, ...]] = {
     # Test-time training on validation data.
-    "score_first_ttt": ("PG101", "PG103"),
-    "ttt_score_first": ("PG101", "PG103"),
-    "legal_ttt": ("PG101", "PG103"),
-    "score_before_update": ("PG101", "PG103"),
-    "c3_score_before_update": ("PG101", "PG103"),
-    "single_pass": ("PG103",),
-    "c4_single_pass": ("PG103",),
-    "no_rescoring": ("PG103",),
-    "no_pre_quant_ttt": ("PG102",),
-    "no_prequant_ttt": ("PG102",),
-    "no_pre_eval_ttt": ("PG101",),
-    "no_val_in_training": ("PG101", "PG102", "PG105"),
-    "no_val_training": ("PG101", "PG102", "PG105"),
-    "no_validation_training": ("PG101", "PG102", "PG105"),
-    "no_val_data_in_training": ("PG101", "PG102", "PG105"),
-    "no_val_calibration": ("PG106",),
-    "no_val_in_calibration": ("PG106",),
-    "calibration_on_train": ("PG106",),
+    ("PG101", "PG103"): (
+        "score_first_ttt",
+        "ttt_score_first",
+        "legal_ttt",
+        "score_before_update",
+        "c3_score_before_update",
+    ),
+    ("PG103",): ("single_pass", "c4_single_pass", "no_rescoring"),
+    ("PG102",): ("no_pre_quant_ttt", "no_prequant_ttt"),
+    ("PG101",): ("no_pre_eval_ttt",),
+    ("PG101", "PG102", "PG105"): (
+        "no_val_in_training",
+        "no_val_training",
+        "no_validation_training",
+        "no_val_data_in_training",
+    ),
+    ("PG106",): ("no_val_calibration", "no_val_in_calibration", "calibration_on_train"),
     # Scoring validity (#1017 conditions).
-    "causal": ("PG201",),
-    "c1_causal": ("PG201",),
-    "normalized": ("PG202",),
-    "c2_normalized": ("PG202",),
-    "full_vocab_normalized": ("PG202",),
-    "doc_isolation": ("PG203",),
-    "no_cross_document": ("PG203",),
-    "exact_bpb": ("PG204",),
-    "canonical_bpb": ("PG204",),
+    ("PG201",): ("causal", "c1_causal"),
+    ("PG202",): ("normalized", "c2_normalized", "full_vocab_normalized"),
+    ("PG203",): ("doc_isolation", "no_cross_document"),
+    ("PG204",): ("exact_bpb", "canonical_bpb"),
     # Runtime I/O.
-    "no_network": ("PG301",),
-    "self_contained": ("PG301",),
-    "no_train_data_at_eval": ("PG302",),
-    "no_training_data_at_eval": ("PG302",),
-    "no_train_data_in_eval": ("PG302",),
+    ("PG301",): ("no_network", "self_contained"),
+    ("PG302",): ("no_train_data_at_eval", "no_training_data_at_eval", "no_train_data_in_eval"),
     # Package.
-    "under_16mb": ("PG303",),
-    "artifact_under_16mb": ("PG303",),
-    "size_ok": ("PG303",),
-    "under_10min": ("PG304",),
-    "train_under_600s": ("PG304",),
-    "eval_under_600s": ("PG304",),
-    "three_seeds": ("PG404",),
-    "multi_seed": ("PG404",),
+    ("PG303",): ("under_16mb", "artifact_under_16mb", "size_ok"),
+    ("PG304",): ("under_10min", "train_under_600s", "eval_under_600s"),
+    ("PG404",): ("three_seeds", "multi_seed"),
 }
+CLAIM_CONTRADICTED_BY = {flag: rules for rules, flags in _FLAGS_BY_RULES.items() for flag in flags}
 
 _TRUE_TEXT = frozenset({"true", "yes", "pass", "passed", "ok", "y"})
-
-
-def normalise_flag(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def is_claimed(value: Any) -> bool:
@@ -73,4 +56,4 @@ def is_claimed(value: Any) -> bool:
 
 
 def contradicted_rules(flag: str) -> tuple[str, ...]:
-    return CLAIM_CONTRADICTED_BY.get(normalise_flag(flag), ())
+    return CLAIM_CONTRADICTED_BY.get(re.sub(r"[^a-z0-9]+", "_", flag.lower()).strip("_"), ())

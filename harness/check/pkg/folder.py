@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from harness.check.pkg.logs import TrainingLog, parse_log, read_log_text
+from harness.check.pkg.logs import TrainingLog, parse_log, read_text
 from harness.check.pkg.submission_json import SubmissionJson, SubmissionJsonUnreadable, load_submission_json
 from harness.submission import Submission
 
@@ -70,23 +70,20 @@ def read_package(submission: Submission) -> PackageFolder:
     files = set(submission.files)
     readme = next((name for name in sorted(files) if name.lower() == "readme.md"), None)
     if readme is not None:
-        folder.readme = _read_text(submission, readme, MAX_TEXT_BYTES)
+        folder.readme = read_text(submission.root / readme, MAX_TEXT_BYTES)
     json_name = JSON_FILE if JSON_FILE in files else _json_variant(files)
     if json_name is not None:
         folder.json_file = json_name
-        text = _read_text(submission, json_name, MAX_TEXT_BYTES)
+        text = read_text(submission.root / json_name, MAX_TEXT_BYTES)
         try:
-            folder.submission_json = load_submission_json(text if text is not None else "")
+            folder.submission_json = load_submission_json(text or "")
         except SubmissionJsonUnreadable as exc:
             folder.json_error = exc
     for name in sorted(files):
         path = PurePosixPath(name)
         if path.suffix.lower() not in LOG_SUFFIXES or path.name.lower() in _NOT_LOGS:
             continue
-        try:
-            log = parse_log(read_log_text(submission.root / name), name)
-        except OSError:
-            continue  # vanished or unreadable since loading: nothing to compare
+        log = parse_log(read_text(submission.root / name) or "", name)  # unreadable: no training log
         if log.is_training_log:
             folder.logs.append(log)
     return folder
@@ -101,11 +98,3 @@ def _json_variant(files: set[str]) -> str | None:
         if "/" not in name and name.lower().startswith("submission") and name.lower().endswith(".json")
     ]
     return variants[0] if len(variants) == 1 else None
-
-
-def _read_text(submission: Submission, name: str, limit: int) -> str | None:
-    try:
-        with (submission.root / name).open("rb") as handle:
-            return handle.read(limit).decode("utf-8", errors="replace")
-    except OSError:
-        return None

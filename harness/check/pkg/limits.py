@@ -18,6 +18,7 @@ Anything else over a limit is a ``warning`` that says which reading disagrees.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.catalog import finding
@@ -46,10 +47,8 @@ class SizeReading:
 
 def _shipped_entry_bytes(submission: Submission) -> int | None:
     entry = submission.root / ENTRY_FILE
-    if ENTRY_FILE not in submission.files or not entry.is_file():
-        return None
     try:
-        return entry.stat().st_size
+        return entry.stat().st_size if ENTRY_FILE in submission.files and entry.is_file() else None
     except OSError:
         return None
 
@@ -65,71 +64,37 @@ def _log_readings(log: TrainingLog, shipped: int | None, package: PackageFolder)
     model = log.model_size()
     if model is not None and total is None and log.code_sizes:
         code = log.code_sizes[-1].size_bytes
-        readings.append(
-            SizeReading(
-                f"logged model ({model.label}) + logged code ({code:,})", model.size_bytes + code, log.path, model.line
-            )
-        )
+        what = f"logged model ({model.label}) + logged code ({code:,})"
+        readings.append(SizeReading(what, model.size_bytes + code, log.path, model.line))
     if model is not None and shipped is not None:
         # The shipped file is sometimes a compressed shim of the logged source, sometimes a
         # launcher, sometimes a readable copy of a compressed original (#1953): it can only
         # argue that the artifact is smaller than the log's own count, not that it is larger.
-        readings.append(
-            SizeReading(
-                f"logged model ({model.label}) + shipped {ENTRY_FILE} ({shipped:,})",
-                model.size_bytes + shipped,
-                log.path,
-                model.line,
-                counter_only=True,
-            )
-        )
-    data = package.submission_json
-    if data is None:
-        return readings
-    for key in _json_keys_covering(package):
-        readings.append(
-            SizeReading(f"submission.json {key}", data.data[key], JSON_FILE, data.line_of(key), counter_only=True)
-        )
-    if log.seed is not None:
-        for claim in data.seed_claims:
-            if claim.seed == str(log.seed) and claim.artifact_bytes is not None:
-                readings.append(
-                    SizeReading(
-                        f"submission.json seed_results['{claim.seed}'].artifact_bytes",
-                        claim.artifact_bytes,
-                        JSON_FILE,
-                        claim.line,
-                    )
-                )
-    return readings
+        what = f"logged model ({model.label}) + shipped {ENTRY_FILE} ({shipped:,})"
+        readings.append(SizeReading(what, model.size_bytes + shipped, log.path, model.line, counter_only=True))
+    # submission.json's top-level sizes that by their meaning cover every scored log:
+    # ``artifact_bytes_max`` always, ``bytes_total`` when a single log is scored (#207 logs
+    # 16,032,236 bytes and claims a 15,704,854-byte re-export: readings that disagree).
+    covering = ["artifact_bytes_max"] + (["bytes_total"] if len(package.claim_logs() or package.logs) == 1 else [])
+    return readings + _json_readings(package, covering, lambda seed: seed == str(log.seed))
 
 
-def _json_keys_covering(package: PackageFolder) -> list[str]:
-    """submission.json's top-level sizes that by their meaning cover every scored log:
-    ``artifact_bytes_max`` always, ``bytes_total`` when a single log is scored (#207 logs
-    16,032,236 bytes and claims a 15,704,854-byte re-export: readings that disagree)."""
+def _json_readings(package: PackageFolder, keys: list[str], of_seed: Callable[[str], bool]) -> list[SizeReading]:
+    """submission.json's sizes: the top-level ``keys`` (they may count something else, so they
+    only ever argue for the artifact), and the seed_results' artifact_bytes of the seeds asked for."""
     data = package.submission_json
     if data is None:
         return []
-    keys = ["artifact_bytes_max"] + (["bytes_total"] if len(package.claim_logs() or package.logs) == 1 else [])
-    return [k for k in keys if isinstance(data.data.get(k), int) and not isinstance(data.data.get(k), bool)]
-
-
-def _json_readings(package: PackageFolder) -> list[SizeReading]:
-    data = package.submission_json
-    if data is None:
-        return []
-    readings = []
-    for key in ("bytes_total", "artifact_bytes_max"):
-        value = data.data.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            readings.append(SizeReading(f"submission.json {key}", value, JSON_FILE, data.line_of(key)))
-    readings += [
+    readings = [
+        SizeReading(f"submission.json {key}", data.data[key], JSON_FILE, data.line_of(key), counter_only=True)
+        for key in keys
+        if isinstance(data.data.get(key), int) and not isinstance(data.data.get(key), bool)
+    ]
+    return readings + [
         SizeReading(f"submission.json seed_results['{c.seed}'].artifact_bytes", c.artifact_bytes, JSON_FILE, c.line)
         for c in data.seed_claims
-        if c.artifact_bytes is not None
+        if c.artifact_bytes is not None and of_seed(c.seed)
     ]
-    return readings
 
 
 def artifact_size(submission: Submission, package: PackageFolder, record: bool) -> list[Finding]:
@@ -161,18 +126,11 @@ def artifact_size(submission: Submission, package: PackageFolder, record: bool) 
     # submission.json's own numbers: they may count something else (uncompressed code, MiB),
     # so over the cap they ask a reviewer to confirm, whether or not a log prints a size.
     logged = any(not r.counter_only for log in logs for r in _log_readings(log, shipped, package))
-    for reading in _json_readings(package):
+    for reading in _json_readings(package, ["bytes_total", "artifact_bytes_max"], lambda seed: True):
         if reading.size_bytes > SIZE_LIMIT_BYTES:
             why = "the logs print a size under it" if logged else "no log prints the artifact size to confirm it"
-            findings.append(
-                finding(
-                    "PG303",
-                    reading.file,
-                    reading.line,
-                    f"{reading.what} is {reading.size_bytes:,} bytes, {_OVER}; {why}",
-                    when="not-decisive",
-                )
-            )
+            message = f"{reading.what} is {reading.size_bytes:,} bytes, {_OVER}; {why}"
+            findings.append(finding("PG303", reading.file, reading.line, message, when="not-decisive"))
     return findings
 
 
@@ -180,10 +138,6 @@ def _in_flight_ms(log: TrainingLog) -> float:
     """The clock is read between steps, so the step in flight at 600 s finishes: two average
     steps (the last one is often slower) and at least a second."""
     return max(2.0 * (log.last_step_avg_ms or 0.0), MIN_IN_FLIGHT_MS)
-
-
-def _clearly_over(value_ms: float, allowance_ms: float) -> bool:
-    return value_ms > TIME_LIMIT_MS + max(allowance_ms, CLEAR_MARGIN * TIME_LIMIT_MS)
 
 
 def _fewer_gpus(log: TrainingLog) -> int | None:
@@ -198,41 +152,40 @@ def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
     """Training time per log, and the reported score's evaluation time; see the module doc for
     when either is an error."""
     logs = package.claim_logs() or package.logs
-    trained = [(log, log.train_time_ms) for log in logs if log.train_time_ms is not None]
-    train_over = [(log, ms) for log, ms in trained if ms > TIME_LIMIT_MS + _in_flight_ms(log)]
-    all_clear = (
-        record
-        and bool(train_over)
-        and len(train_over) == len(trained)
-        and all(_clearly_over(ms, _in_flight_ms(log)) and _fewer_gpus(log) is None for log, ms in train_over)
-    )
-    findings = []
-    for log, ms in train_over:
-        message = (
+    trained = [
+        (
+            log,
+            ms,
+            log.train_time_line,
             f"training ran {ms / 1000:.1f} s (train_time:{ms:.0f}ms), over the "
-            f"600 s limit and the in-flight step ({_in_flight_ms(log):.0f} ms)"
+            f"600 s limit and the in-flight step ({_in_flight_ms(log):.0f} ms)",
         )
-        if not all_clear:
-            message += _why_not_decisive(record, len(train_over), len(trained), "trained", _fewer_gpus(log))
-        findings.append(
-            finding("PG304", log.path, log.train_time_line, message, when=None if all_clear else "not-decisive")
-        )
-    scored = [(log, log.headline()) for log in logs]
-    timed = [(log, h, h.eval_time_ms) for log, h in scored if h is not None and h.eval_time_ms is not None]
-    eval_over = [(log, h, ms) for log, h, ms in timed if ms > TIME_LIMIT_MS]
-    eval_clear = (
-        record
-        and bool(eval_over)
-        and len(eval_over) == len(timed)
-        and all(_clearly_over(ms, 0.0) and _fewer_gpus(log) is None for log, _, ms in eval_over)
-    )
-    for log, headline, ms in eval_over:
-        message = f"evaluation of {headline.family} took {ms / 1000:.1f} s, over the 600 s limit"
-        if not eval_clear:
-            message += _why_not_decisive(record, len(eval_over), len(timed), "evaluated", _fewer_gpus(log))
-        findings.append(finding("PG304", log.path, headline.line, message, when=None if eval_clear else "not-decisive"))
-    if not eval_over:
-        findings += _eval_total_info(logs)
+        for log in logs
+        if (ms := log.train_time_ms) is not None
+    ]
+    evaluated = [
+        (log, ms, headline.line, f"evaluation of {headline.family} took {ms / 1000:.1f} s, over the 600 s limit")
+        for log in logs
+        if (headline := log.headline()) is not None and (ms := headline.eval_time_ms) is not None
+    ]
+    eval_over = _over_limit(record, evaluated, "evaluated", lambda log: 0.0)
+    return _over_limit(record, trained, "trained", _in_flight_ms) + (eval_over or _eval_total_info(logs))
+
+
+def _over_limit(
+    record: bool, timed: list[tuple[TrainingLog, float, int, str]], verb: str, allowance: Callable[[TrainingLog], float]
+) -> list[Finding]:
+    """The logs over the limit by more than their allowance; an error only on a record claim
+    whose every timed log is over by more than ``CLEAR_MARGIN`` too, on 8 GPUs."""
+    over = [(log, ms, line, message) for log, ms, line, message in timed if ms > TIME_LIMIT_MS + allowance(log)]
+    margin = CLEAR_MARGIN * TIME_LIMIT_MS
+    clear = [ms > TIME_LIMIT_MS + max(allowance(log), margin) and _fewer_gpus(log) is None for log, ms, _, _ in over]
+    decisive = record and bool(over) and len(over) == len(timed) and all(clear)
+    findings = []
+    for log, _, line, message in over:
+        if not decisive:
+            message += _why_not_decisive(record, len(over), len(timed), verb, _fewer_gpus(log))
+        findings.append(finding("PG304", log.path, line, message, when=None if decisive else "not-decisive"))
     return findings
 
 
@@ -253,16 +206,11 @@ def _eval_total_info(logs: list[TrainingLog]) -> list[Finding]:
     for log in logs:
         families = log.families()
         total = sum(f.eval_time_ms or 0.0 for f in families)
-        if families and total > TIME_LIMIT_MS:
-            findings.append(
-                finding(
-                    "PG304",
-                    log.path,
-                    families[-1].line,
-                    f"final evaluations together took {total / 1000:.1f} s "
-                    f"({', '.join(f.family for f in families if f.eval_time_ms)}), over 600 s: "
-                    "show which of them the reported score needs",
-                    when="eval-total",
-                )
+        if total > TIME_LIMIT_MS:
+            message = (
+                f"final evaluations together took {total / 1000:.1f} s "
+                f"({', '.join(f.family for f in families if f.eval_time_ms)}), over 600 s: "
+                "show which of them the reported score needs"
             )
+            findings.append(finding("PG304", log.path, families[-1].line, message, when="eval-total"))
     return findings

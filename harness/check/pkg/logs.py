@@ -10,8 +10,8 @@ never an error: only the numbers we do find are compared.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 
 MAX_LOG_BYTES = 64 * 1024 * 1024  # larger files are read up to this point only
@@ -42,29 +42,12 @@ _NAME_VALUE = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.\-]*)\s*:\s+(?P<value>\S.*?
 _KV_TOKEN = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]*)[:=](?P<value>\S*)$")
 _SEED_IN_NAME = re.compile(r"seed[_\-]?(\d+)", re.IGNORECASE)
 
-# Keys whose values legitimately differ between seeds of one configuration: the seed, run
+# Keys whose values legitimately differ between seeds of one configuration: the seed and run
 # identity, and where a run writes its outputs.
-_RUN_SPECIFIC_KEYS = frozenset(
-    {
-        "seed",
-        "run_id",
-        "runid",
-        "logfile",
-        "log_file",
-        "log_path",
-        "log_dir",
-        "hostname",
-        "timestamp",
-        "date",
-        "rank",
-        "local_rank",
-        "out_dir",
-        "output_dir",
-        "save_dir",
-        "checkpoint_dir",
-        "artifact_path",
-    }
-)
+_RUN_IDENTITY = ("seed", "run_id", "runid", "hostname", "timestamp", "date", "rank", "local_rank")
+_RUN_LOGS = ("logfile", "log_file", "log_path", "log_dir")
+_RUN_OUTPUTS = ("out_dir", "output_dir", "save_dir", "checkpoint_dir", "artifact_path")
+_RUN_SPECIFIC_KEYS = frozenset(_RUN_IDENTITY + _RUN_LOGS + _RUN_OUTPUTS)
 
 
 @dataclass(frozen=True)
@@ -104,22 +87,6 @@ class ScoreLine:
 
 
 @dataclass(frozen=True)
-class FamilyScore:
-    """A score family as reported: numbers from its ``_exact`` line when there is one (more
-    digits), eval time from whichever line carries it."""
-
-    family: str
-    val_loss: float
-    val_bpb: float
-    loss_decimals: int
-    bpb_decimals: int
-    eval_time_ms: float | None
-    line: int  # the line the numbers come from
-    last_line: int  # the family's last line in the log: later families supersede earlier ones
-    priority: int
-
-
-@dataclass(frozen=True)
 class SizeLine:
     label: str
     size_bytes: int
@@ -132,7 +99,6 @@ class TrainingLog:
     hparams: dict[str, str] = field(default_factory=dict)
     hparam_lines: dict[str, int] = field(default_factory=dict)
     seed: int | None = None
-    seed_line: int = 0
     step_lines: int = 0
     train_time_ms: float | None = None
     train_time_line: int = 0
@@ -147,60 +113,51 @@ class TrainingLog:
     def is_training_log(self) -> bool:
         return self.step_lines > 0 or bool(self.scores)
 
-    def families(self) -> list[FamilyScore]:
-        """Final score families (diagnostics excluded), in the order they finish in the log."""
+    def families(self) -> list[ScoreLine]:
+        """Final score families (diagnostics excluded), in the order they finish in the log: each
+        one's numbers from its ``_exact`` line when there is one (more digits), its eval time from
+        whichever line carries it."""
         grouped: dict[str, list[ScoreLine]] = {}
         for score in self.scores:
             if not score.diagnostic:
                 grouped.setdefault(score.family, []).append(score)
         families = []
-        for name, lines in grouped.items():
+        for lines in sorted(grouped.values(), key=lambda lines: lines[-1].line):
             exact = [s for s in lines if s.exact]
-            chosen = exact[-1] if exact else lines[-1]
             eval_times = [s.eval_time_ms for s in lines if s.eval_time_ms is not None]
-            families.append(
-                FamilyScore(
-                    family=name,
-                    val_loss=chosen.val_loss,
-                    val_bpb=chosen.val_bpb,
-                    loss_decimals=chosen.loss_decimals,
-                    bpb_decimals=chosen.bpb_decimals,
-                    eval_time_ms=eval_times[-1] if eval_times else None,
-                    line=chosen.line,
-                    last_line=max(s.line for s in lines),
-                    priority=chosen.priority,
-                )
-            )
-        families.sort(key=lambda f: f.last_line)
+            chosen = exact[-1] if exact else lines[-1]
+            families.append(replace(chosen, eval_time_ms=eval_times[-1] if eval_times else None))
         return families
 
-    def headline(self) -> FamilyScore | None:
+    def family(self, name: str) -> ScoreLine | None:
+        return next((f for f in self.families() if f.family == name), None)
+
+    def headline(self) -> ScoreLine | None:
         """The score this log reports when nothing else says which: the latest stage, and
         within a stage the family printed last."""
-        families = self.families()
-        if not families:
-            return None
-        return max(families, key=lambda f: (f.priority, f.last_line))
+        return max(reversed(self.families()), key=lambda f: f.priority, default=None)
 
     def artifact_size(self) -> SizeLine | None:
         """The artifact total: the reference trainer first prints an uncompressed total
         (``Total submission size: …``) and then the compressed one with a label
         (``Total submission size int8+zlib: …``); the labelled, last one is the artifact."""
         labelled = [s for s in self.total_sizes if s.label]
-        pool = labelled or self.total_sizes
-        return pool[-1] if pool else None
+        return next(reversed(labelled or self.total_sizes), None)
 
     def model_size(self) -> SizeLine | None:
         """The compressed model alone (``Serialized model int8+zlib: …``), labelled and last,
         like the total: with the shipped code's bytes it gives a second reading of the artifact."""
-        labelled = [s for s in self.model_sizes if s.label]
-        return labelled[-1] if labelled else None
+        return next((s for s in reversed(self.model_sizes) if s.label), None)
 
 
-def read_log_text(path: Path) -> str:
-    with path.open("rb") as handle:
-        data = handle.read(MAX_LOG_BYTES)
-    return data.decode("utf-8", errors="replace")
+def read_text(path: Path, limit: int = MAX_LOG_BYTES) -> str | None:
+    """The file's first ``limit`` bytes as text; None when it cannot be read (it vanished or is
+    unreadable since loading: nothing to compare)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(limit).decode("utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def parse_log(text: str, path: str) -> TrainingLog:
@@ -208,18 +165,14 @@ def parse_log(text: str, path: str) -> TrainingLog:
     lines = [_TIMESTAMP_PREFIX.sub("", raw, count=1) for raw in text.splitlines()]
     first_step = next((i for i, line in enumerate(lines) if _STEP.match(line) or _WARMUP.match(line)), None)
     header_end = first_step if first_step is not None else len(lines)
-    header_start = 0
-    for index in range(header_end):
-        if _SEPARATOR.match(lines[index]):
-            header_start = index + 1
+    header_start = max((index + 1 for index in range(header_end) if _SEPARATOR.match(lines[index])), default=0)
     for index in range(header_start, header_end):
         _parse_header_line(log, lines[index], index + 1)
     for index, line in enumerate(lines):
         number = index + 1
         if ("bpb" in line or "BPB" in line) and not line.lstrip().startswith("#"):
             _record_bpb_values(log, line)  # a comment (a code copy's, a note's) prints no result
-        step = _STEP.match(line)
-        if step:
+        if _STEP.match(line):
             log.step_lines += 1
             _record_train_time(log, line, number)
             continue
@@ -271,10 +224,7 @@ def _kv_pairs(text: str) -> list[tuple[str, str]]:
 
 def _record_bpb_values(log: TrainingLog, line: str) -> None:
     for match in _ANY_BPB.finditer(line):
-        try:
-            value = float(match.group(1))
-        except ValueError:
-            continue
+        value = float(match.group(1))
         if value > 0 and (log.lowest_bpb is None or value < log.lowest_bpb):
             log.lowest_bpb = value
 
@@ -321,7 +271,6 @@ def _assign_seed(log: TrainingLog) -> None:
     value = log.hparams.get("seed")
     if value is not None and value.strip().lstrip("+-").isdigit():
         log.seed = int(value)
-        log.seed_line = log.hparam_lines["seed"]
         return
     from_name = _SEED_IN_NAME.search(Path(log.path).name)
     if from_name:
@@ -335,15 +284,8 @@ def _to_ms(number: str, unit: str) -> float:
 
 def decimals_of(number: str) -> int:
     """Digits shown after the decimal point, so a comparison can allow for rounding."""
-    try:
-        exponent = Decimal(number).as_tuple().exponent
-    except InvalidOperation:
-        return 0
+    exponent = Decimal(number).as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
-
-
-def is_run_specific(key: str) -> bool:
-    return key in _RUN_SPECIFIC_KEYS
 
 
 def comparable_value(value: str | None) -> str | None:
@@ -359,9 +301,7 @@ def comparable_value(value: str | None) -> str | None:
 def config_differences(a: TrainingLog, b: TrainingLog) -> list[tuple[str, str | None, str | None]]:
     """Hyperparameters whose values differ between two logs, run-specific ones excepted."""
     differences = []
-    for key in sorted(set(a.hparams) | set(b.hparams)):
-        if is_run_specific(key):
-            continue
+    for key in sorted((set(a.hparams) | set(b.hparams)) - _RUN_SPECIFIC_KEYS):
         left, right = a.hparams.get(key), b.hparams.get(key)
         if comparable_value(left) != comparable_value(right):
             differences.append((key, left, right))

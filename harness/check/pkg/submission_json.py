@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeGuard
+
+from harness.check.pkg.logs import decimals_of
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -53,22 +56,12 @@ class SubmissionJson:
         return line_of_key(self.text, key)
 
     def claim(self, key: str) -> Claim | None:
-        value = self.data.get(key)
-        if not _is_number(value):
-            return None
-        return Claim(float(value), _decimals(value), self.line_of(key))
+        return _claim(self.data.get(key), self.line_of(key), _is_number)
 
     @property
     def declared_seeds(self) -> list[str]:
-        """Seeds named by ``seeds`` (a list, or an object keyed by seed as in #512 and #779),
-        else by ``seed_results``. Keys that are not plain integers (``2024_5pct``) name a run
-        variant, not a seed, and are left out."""
-        seeds = self.data.get("seeds")
-        if isinstance(seeds, dict):
-            seeds = list(seeds)
-        named = [_seed_text(s) for s in seeds] if isinstance(seeds, list) else []
-        listed = [str(seed) for seed in named if seed is not None]
-        return listed or [claim.seed for claim in self.seed_claims]
+        """Seeds named by ``seeds``, else by ``seed_results``."""
+        return _listed_seeds(self.data.get("seeds")) or [claim.seed for claim in self.seed_claims]
 
     @property
     def compliance(self) -> dict[str, Any]:
@@ -100,8 +93,7 @@ def load_submission_json(text: str) -> SubmissionJson:
     if not isinstance(data, dict):
         raise SubmissionJsonUnreadable("submission.json must be a JSON object", 1)
     parsed = SubmissionJson(data=data, text=text)
-    _check_required(parsed)
-    _check_optional(parsed)
+    _check_fields(parsed)
     _collect_seed_results(parsed)
     return parsed
 
@@ -110,63 +102,26 @@ def _problem(parsed: SubmissionJson, key: str, message: str) -> None:
     parsed.problems.append(JsonProblem(message, parsed.line_of(key)))
 
 
-def _check_required(parsed: SubmissionJson) -> None:
+def _check_fields(parsed: SubmissionJson) -> None:
     data = parsed.data
     names = [key for key in ("name", "author") if key in data]
     if not names:
         _problem(parsed, "name", "submission.json needs 'name' or 'author' (who submits)")
-    for key in names:
-        if not _is_text(data[key]):
-            _problem(parsed, key, f"'{key}' must be a non-empty string")
-    if "github_id" not in data:
-        _problem(parsed, "github_id", "submission.json needs 'github_id'")
-    elif not _is_text(data["github_id"]):
-        _problem(parsed, "github_id", "'github_id' must be a non-empty string")
-    if "val_bpb" not in data:
-        _problem(parsed, "val_bpb", "submission.json needs 'val_bpb'")
-    elif not _is_positive_number(data["val_bpb"]):
-        _problem(parsed, "val_bpb", f"'val_bpb' must be a positive number, got {_shown(data['val_bpb'])}")
-    if "date" not in data:
-        _problem(parsed, "date", "submission.json needs 'date'")
-    elif not _is_date(data["date"]):
-        _problem(parsed, "date", f"'date' must be YYYY-MM-DD or an ISO timestamp, got {_shown(data['date'])}")
-
-
-_TEXT_FIELDS = ("track", "hardware", "blurb", "pytorch_version")
-_NUMBER_FIELDS = ("val_loss", "val_bpb_std", "val_loss_std")
-_COUNT_FIELDS = ("bytes_total", "bytes_code", "artifact_bytes_max")
-
-
-def _check_optional(parsed: SubmissionJson) -> None:
-    data = parsed.data
-    for key in _TEXT_FIELDS:
+    for key in (*names, "github_id"):
         if key in data and not _is_text(data[key]):
-            _problem(parsed, key, f"'{key}' must be a non-empty string, got {_shown(data[key])}")
-    for key in _NUMBER_FIELDS:
-        if key in data and not _is_nonnegative_number(data[key]):
-            _problem(parsed, key, f"'{key}' must be a non-negative number, got {_shown(data[key])}")
-    for key in _COUNT_FIELDS:
-        if key in data and not _is_count(data[key]):
-            _problem(parsed, key, f"'{key}' must be a whole number of bytes, got {_shown(data[key])}")
-    if "seeds" in data:
-        # A list of seeds, or an object keyed by seed holding each seed's results (#512, #779):
-        # both are shapes accepted submissions use. Other shapes name no seed we can check.
-        seeds = data["seeds"]
-        keys = list(seeds) if isinstance(seeds, dict) else seeds
-        if not isinstance(keys, list) or not keys or not any(_seed_text(s) is not None for s in keys):
-            _problem(
-                parsed,
-                "seeds",
-                f"'seeds' should list the seeds run (a list or an object keyed by seed), got {_shown(seeds)}",
-            )
+            _problem(parsed, key, f"'{key}' must be a non-empty string")
+    for key in ("github_id", "val_bpb", "date"):
+        if key not in data:
+            _problem(parsed, key, f"submission.json needs '{key}'")
+    for key, wrong in _wrong_types(data, _FIELD_TYPES):
+        _problem(parsed, key, f"'{key}' {wrong}")
+    if "seeds" in data and not _listed_seeds(data["seeds"]):
+        seeds = _shown(data["seeds"])
+        _problem(parsed, "seeds", f"'seeds' should list the seeds run (a list or an object keyed by seed), got {seeds}")
     if "compliance" in data and not isinstance(data["compliance"], dict):
         # Values inside the block may be numbers or notes (``"train_time_max_s": "599.6"``): only
         # a true-like value is a claim (PG406), anything else is information.
         _problem(parsed, "compliance", "'compliance' should be an object of named claims")
-
-
-_SEED_NUMBER_FIELDS = ("val_loss", "val_bpb", "step_avg_ms", "eval_time_s", "train_time_s")
-_SEED_COUNT_FIELDS = ("artifact_bytes", "steps", "bytes_total")
 
 
 def _collect_seed_results(parsed: SubmissionJson) -> None:
@@ -190,35 +145,41 @@ def _collect_seed_results(parsed: SubmissionJson) -> None:
         if not isinstance(result, dict):
             parsed.problems.append(JsonProblem(f"seed_results['{seed}'] must be an object", line))
             continue
-        claim = SeedClaim(seed=str(int(seed)), line=line)
-        for key in _SEED_NUMBER_FIELDS:
-            if key in result and not _is_positive_number(result[key]):
-                parsed.problems.append(
-                    JsonProblem(
-                        f"seed_results['{seed}'].{key} must be a positive number, got {_shown(result[key])}", line
-                    )
-                )
-        for key in _SEED_COUNT_FIELDS:
-            if key in result and not _is_count(result[key]):
-                parsed.problems.append(
-                    JsonProblem(f"seed_results['{seed}'].{key} must be a whole number, got {_shown(result[key])}", line)
-                )
-        if _is_positive_number(result.get("val_bpb")):
-            claim.val_bpb = Claim(float(result["val_bpb"]), _decimals(result["val_bpb"]), line)
-        if _is_positive_number(result.get("val_loss")):
-            claim.val_loss = Claim(float(result["val_loss"]), _decimals(result["val_loss"]), line)
-        if _is_count(result.get("artifact_bytes")):
-            claim.artifact_bytes = int(result["artifact_bytes"])
-        parsed.seed_claims.append(claim)
+        for key, wrong in _wrong_types(result, _SEED_FIELD_TYPES):
+            parsed.problems.append(JsonProblem(f"seed_results['{seed}'].{key} {wrong}", line))
+        bytes_claimed = result.get("artifact_bytes")
+        parsed.seed_claims.append(
+            SeedClaim(
+                seed=str(int(seed)),
+                line=line,
+                val_bpb=_claim(result.get("val_bpb"), line, _is_positive_number),
+                val_loss=_claim(result.get("val_loss"), line, _is_positive_number),
+                artifact_bytes=bytes_claimed if _is_count(bytes_claimed) else None,
+            )
+        )
 
 
-def _seed_text(value: Any) -> int | None:
-    """A seed written as an integer or as a string of digits (``"1337"``)."""
-    if _is_int(value):
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        return int(value.strip())
-    return None
+def _wrong_types(
+    values: dict[str, Any], types: dict[str, tuple[Callable[[Any], bool], str]]
+) -> Iterator[tuple[str, str]]:
+    for key, (valid, what) in types.items():
+        if key in values and not valid(values[key]):
+            yield key, f"must be {what}, got {_shown(values[key])}"
+
+
+def _claim(value: Any, line: int, valid: Callable[[Any], bool]) -> Claim | None:
+    return Claim(float(value), decimals_of(str(value)), line) if valid(value) else None
+
+
+def _listed_seeds(seeds: Any) -> list[str]:
+    """The seeds a ``seeds`` list names, or an object keyed by seed holding each seed's results
+    (#512, #779): both are shapes accepted submissions use. A seed is an integer or a string of
+    digits (``"1337"``); other keys (``2024_5pct``) name a run variant, not a seed."""
+    keys = list(seeds) if isinstance(seeds, dict) else seeds
+    if not isinstance(keys, list):
+        return []
+    written = [str(key).strip() for key in keys if _is_int(key) or isinstance(key, str)]
+    return [str(int(text)) for text in written if text.lstrip("+-").isdigit()]
 
 
 def _is_text(value: Any) -> bool:
@@ -243,33 +204,38 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_count(value: Any) -> bool:
+def _is_count(value: Any) -> TypeGuard[int]:
     return _is_int(value) and value >= 0
 
 
 def _is_date(value: Any) -> bool:
+    """``YYYY-MM-DD``, or an ISO timestamp with its time."""
     if not isinstance(value, str):
         return False
-    if _DATE_ONLY.match(value):
-        try:
-            datetime.strptime(value, "%Y-%m-%d")
-        except ValueError:
-            return False
-        return True
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return False
-    return "T" in value or " " in value
-
-
-def _decimals(value: Any) -> int:
-    if isinstance(value, Decimal):
-        exponent = value.as_tuple().exponent
-        return max(0, -exponent) if isinstance(exponent, int) else 0
-    return 0
+    return bool(_DATE_ONLY.match(value)) or "T" in value or " " in value
 
 
 def _shown(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# What a field must hold when it is present.
+_FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "val_bpb": (_is_positive_number, "a positive number"),
+    "date": (_is_date, "YYYY-MM-DD or an ISO timestamp"),
+    **dict.fromkeys(("track", "hardware", "blurb", "pytorch_version"), (_is_text, "a non-empty string")),
+    **dict.fromkeys(("val_loss", "val_bpb_std", "val_loss_std"), (_is_nonnegative_number, "a non-negative number")),
+    **dict.fromkeys(("bytes_total", "bytes_code", "artifact_bytes_max"), (_is_count, "a whole number of bytes")),
+}
+_SEED_FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **dict.fromkeys(
+        ("val_loss", "val_bpb", "step_avg_ms", "eval_time_s", "train_time_s"),
+        (_is_positive_number, "a positive number"),
+    ),
+    **dict.fromkeys(("artifact_bytes", "steps", "bytes_total"), (_is_count, "a whole number")),
+}
