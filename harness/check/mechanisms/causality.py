@@ -1,34 +1,39 @@
-"""PG201: the target token used to form its own prediction (C1 of #1017).
-
-Shapes, each with a legal twin that must pass:
-- hash keys that mix the target into the key and are *read* for the prediction
-  (#779 ``ctx_hash ^ tgt * prime``) — BigramHash of input tokens and causal cache *updates*
-  keyed by ``(context, target)`` after scoring are legal;
+"""PG201: the target token used to form its own prediction (C1 of #1017). Shapes, each with a
+legal twin that must pass:
+- hash keys mixing the target in, *read* for the prediction (#779 ``ctx_hash ^ tgt * prime``) —
+  BigramHash of input tokens and causal cache *updates* keyed by ``(context, target)`` are legal;
 - gates/boosts computed from the target (#1420 ``is_bnd[tokens[p]]``, cocohearts #2041/#2118
-  ``within_gate``/``word_gate``/``agree2plus``) — byte-accounting LUTs indexed by the target
-  are legal (they never touch the prediction);
-- SLOT (in ``slot.py``): per-window tensors optimized against the targets that are then
-  scored (#1229);
+  ``within_gate``/``word_gate``/``agree2plus``) — byte-accounting LUTs indexed by the target are
+  legal (they never touch the prediction), and so are the expert weights configured at 0;
 - token statistics of a whole document (``bincount(doc)``) shaping its own predictions —
-  locating documents by their BOS positions up front is legal (research Q14);
-- the expert-gate weights of the #1420 n-gram lineage set nonzero in the configuration.
+  locating documents by their BOS positions up front is legal (research Q14).
+SLOT, the other C1 shape, is ``slot.py``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
-from harness.check.tree.nodes import assign_targets, assigned_value, call_tail, number_value, strings_in, target_names
+from harness.check.tree.nodes import (
+    assign_targets,
+    assigned_value,
+    call_tail,
+    last_identifier,
+    number_value,
+    strings_in,
+    target_names,
+)
 from harness.check.words import any_word, last_word
 
 from .callees import helper_of, names_outside_helper_calls
 from .hit import Hit, step
-from .lookups import CACHE_WORDS, LookupFacts, collect_lookups
+from .lookups import CACHE_WORDS, LookupFacts, collect_lookups, propagate_names
 from .targets import TargetInfo, infer_targets, is_shifted_slice, target_argument, value_names
 from .update_order import find_update_before_score
 
@@ -45,68 +50,54 @@ _NOT_GATE = any_word("*(bytes?|bpb|mask|loss|nll)*", "(len|count)*", "*(lens?|le
 _SCORE_NAMES = any_word("*nll*", "*loss*", "bits*", "*bits", "nats*", "*nats", "*logp*", "*score*")
 # Document statistics used as a prediction; ``prob`` no longer matches probe, ``prior`` priority.
 _PREDICTION_WORDS = any_word("*(logits?|softmax|bias|tilt)*", "*(probs?(1|2)?|priors?)", "*probabilit*", "proba")
+_DOC_STATISTICS = {"bincount", "Counter", "histc", "unique", "histogram"}
+_ROW_SCORERS = {"log_softmax", "logsumexp", "lse", "log", "cross_entropy"}  # what turns a logit row into a score
+EXPERT_GATE_SETTING = re.compile(r"^(within|word)_?(boost|gate|start_boost)$|^agree_?2_?plus$", re.IGNORECASE)
+_CONVERTERS = {"float", "int", "bool"}  # ``wb = float(args.word_boost)`` still is the setting
+_SMALL_STATEMENTS = (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Expr, cst.Return)
 
 
-def find_target_in_key(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> list[Hit]:
+def find_target_in_key(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> Iterator[Hit]:
     """One finding per hash expression that mixes the target into a key read for prediction,
     and per loop that writes the target into a table cell read back before the position is
     scored (``update_order``: the same target-reaches-its-prediction-through-a-table shape)."""
-    hits: list[Hit] = find_update_before_score(index, info)
-    seen: set[int] = set()
+    yield from find_update_before_score(index, info)
+    first_reads: dict[int, tuple[cst.CSTNode, cst.CSTNode]] = {}
     for key_expr, read in lookups.key_reads:
-        if id(key_expr) in seen:
-            continue
-        seen.add(id(key_expr))
+        first_reads.setdefault(id(key_expr), (key_expr, read))
+    for key_expr, read in first_reads.values():
         target = info.first_mention(key_expr) or "the target"
-        hits.append(
-            Hit(
-                rule="PG201",
-                index=index,
-                node=index.enclosing_statement(key_expr),
-                message=(
-                    f"hash key `{index.code(key_expr, 60)}` mixes the target token ({target}) into the key "
-                    f"and is looked up at line {index.line(read)} to form the prediction of that same token"
-                ),
-                path=(
-                    step(index, key_expr, f"target {target} hashed into the key"),
-                    step(index, read, "key looked up to predict the scored token"),
-                ),
-            )
+        yield Hit(
+            rule="PG201",
+            index=index,
+            node=index.enclosing_statement(key_expr),
+            message=(
+                f"hash key `{index.code(key_expr, 60)}` mixes the target token ({target}) into the key "
+                f"and is looked up at line {index.line(read)} to form the prediction of that same token"
+            ),
+            path=(
+                step(index, key_expr, f"target {target} hashed into the key"),
+                step(index, read, "key looked up to predict the scored token"),
+            ),
         )
-    return hits
 
 
 def _dependent_names(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> dict[str, bool]:
-    """Names whose value depends on the target: name → True when through a cache lookup."""
+    """Names whose value depends on the target: name → True when through a cache lookup. A cell
+    store (``table[ctx] = tgt``) binds nothing: inserting the scored target into a cache is the legal
+    causal update (#1514/#2135 tilt); reading that cell before the score is ``update_order``'s."""
     dependent: dict[str, bool] = {name: False for name in info.names}
     dependent.update({name: True for name in lookups.cache_names})
-    assigns = nodes_within(index.assigns, info.function, index)
-    for _ in range(4):
-        changed = False
-        for statement in assigns:
-            value = assigned_value(statement)
-            if value is None or _is_selection(value):
-                continue
-            via_cache = _mentions_dependent(value, info, dependent, index)
-            if via_cache is None:
-                continue
-            for name in _bound_names(statement):
-                if name not in dependent:
-                    dependent[name] = via_cache
-                    changed = True
-        if not changed:
-            break
+
+    def origin(statement: cst.CSTNode) -> bool | None:
+        value = assigned_value(statement)
+        stored = assign_targets(statement)
+        if value is None or _is_selection(value) or (stored and all(isinstance(t, cst.Subscript) for t in stored)):
+            return None
+        return _mentions_dependent(value, info, dependent, index)
+
+    propagate_names(dependent, nodes_within(index.assigns, info.function, index), origin)
     return dependent
-
-
-def _bound_names(statement: cst.CSTNode) -> list[str]:
-    """Names a statement rebinds; a cell store (``table[ctx] = tgt``) is left out: inserting
-    the scored target into a cache is the legal causal update (#1514/#2135 tilt), and a read
-    of the same cell before the position is scored is ``update_order``'s finding."""
-    stored = assign_targets(statement)
-    if stored and all(isinstance(t, cst.Subscript) for t in stored):
-        return []
-    return target_names(statement)
 
 
 def _is_selection(value: cst.CSTNode) -> bool:
@@ -115,19 +106,17 @@ def _is_selection(value: cst.CSTNode) -> bool:
 
 
 def _mentions_dependent(
-    expr: cst.CSTNode, info: TargetInfo, dependent: dict[str, bool], index: ModuleIndex | None = None
+    expr: cst.CSTNode, info: TargetInfo, dependent: dict[str, bool], index: ModuleIndex
 ) -> bool | None:
-    """None when ``expr`` does not depend on the target; else whether it does via a cache.
-
-    With ``index``, a target only handed to a submission helper does not count
-    (``hints = build_hints(targets)``, the causal tilt of #2135): the helper is analysed on
-    its own (``callees``)."""
+    """None when ``expr`` does not depend on the target; else whether it does via a cache. A target
+    only handed to a submission helper (``hints = build_hints(targets)``, the causal tilt of #2135)
+    does not count: the helper is analysed on its own (``callees``)."""
     via_cache: bool | None = None
-    names = value_names(expr) if index is None else names_outside_helper_calls(index, expr)
+    names = names_outside_helper_calls(index, expr)
     for name in names:
         if name.value in dependent:
             via_cache = bool(via_cache) or dependent[name.value]
-    if via_cache is None and index is not None and not any(n.value in info.names for n in names):
+    if via_cache is None and not any(n.value in info.names for n in names):
         # only metadata (``targets.size(0)``) or arguments of a submission helper mention it
         opaque = {id(c) for c in walk(expr) if isinstance(c, cst.Call) and helper_of(index, c) is not None}
         read_ids = {id(r) for r in info.reads}
@@ -136,67 +125,63 @@ def _mentions_dependent(
             return None
     if via_cache is None and info.mentions(expr):
         via_cache = False
-    if via_cache is False:
-        for node in walk(expr):
-            if (
-                isinstance(node, cst.Subscript)
-                and any(info.mentions(e) for e in node.slice)
-                and any(CACHE_WORDS.search(n.value) for n in value_names(node.value))
-            ):
-                return True
+    if via_cache is False and any(
+        isinstance(node, cst.Subscript)
+        and any(info.mentions(e) for e in node.slice)
+        and any(CACHE_WORDS.search(n.value) for n in value_names(node.value))
+        for node in walk(expr)
+    ):
+        return True
     return via_cache
 
 
-def find_target_gates(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> list[Hit]:
+def _gate_names(statement: cst.CSTNode) -> list[str]:
+    return [n for n in target_names(statement) if GATE_WORDS.search(n) and not _NOT_GATE.search(n)]
+
+
+def find_target_gates(index: ModuleIndex, info: TargetInfo, lookups: LookupFacts) -> Iterator[Hit]:
     """Gate/boost/mixing-weight values that read the target (PG201) or a target-keyed cache hit (PG202)."""
     dependent = _dependent_names(index, info, lookups)
-    hits: list[Hit] = []
     for statement in nodes_within(index.assigns, info.function, index):
-        names = [n for n in target_names(statement) if GATE_WORDS.search(n) and not _NOT_GATE.search(n)]
+        names = _gate_names(statement)
         value = assigned_value(statement)
         if not names or value is None or _is_selection(value):
             continue
         via_cache = _mentions_dependent(value, info, dependent, index)
         if via_cache is not None:
-            hits.append(_gate_hit(index, statement, names[0], via_cache))
-    for node in nodes_within([n for n in _ifs(info.function)], info.function, index):
-        parts = _value_parts(node.test)
+            yield _gate_hit(index, statement, names[0], via_cache)
+    for node in (n for n in walk(info.function.body) if isinstance(n, cst.If)):
+        parts = [p for p in _operands(node.test, (cst.And, cst.Or)) if not _is_none_check(p)]
         results = [r for r in (_mentions_dependent(p, info, dependent, index) for p in parts) if r is not None]
         if not results:
             continue
         via_cache = any(results)
-        assigned = [
-            n
-            for s in nodes_within(index.assigns, node.body, index)
-            for n in target_names(s)
-            if GATE_WORDS.search(n) and not _NOT_GATE.search(n)
-        ]
+        assigned = [n for s in nodes_within(index.assigns, node.body, index) for n in _gate_names(s)]
         if assigned:
-            hits.append(_gate_hit(index, node, assigned[0], via_cache, test=node.test))
+            yield _gate_hit(index, node, assigned[0], via_cache, test=node.test)
         elif not via_cache and any(info.mentions(p) for p in parts):
             boosted = _scored_row_boost(index, info, node)
             if boosted is not None:
-                hits.append(_gate_hit(index, node, boosted, via_cache, test=node.test))
-    return hits
+                yield _gate_hit(index, node, boosted, via_cache, test=node.test)
 
 
-def _value_parts(test: cst.BaseExpression) -> list[cst.BaseExpression]:
-    """The operands of an ``and``/``or`` test that can read a value: ``aux_targets is not
-    None`` asks whether the target tensor was passed, not which token it holds, so it gates
-    nothing on the realized token (#1922, an auxiliary-head training loss)."""
-    parts: list[cst.BaseExpression] = []
-    stack: list[cst.BaseExpression] = [test]
+def _operands(expr: cst.BaseExpression | None, operators: type | tuple[type, ...]) -> list[cst.BaseExpression]:
+    """The operands of a chain of ``operators`` (``a and b or c``, ``w * x * y``), last first."""
+    found: list[cst.BaseExpression] = []
+    stack = [expr] if expr is not None else []
     while stack:
         current = stack.pop()
-        if isinstance(current, cst.BooleanOperation):
-            stack.extend((current.right, current.left))
-        elif not _is_none_check(current):
-            parts.append(current)
-    return parts
+        if isinstance(current, (cst.BooleanOperation, cst.BinaryOperation)) and isinstance(current.operator, operators):
+            stack.extend((current.left, current.right))
+        else:
+            found.append(current)
+    return found
 
 
 def _is_none_check(node: cst.BaseExpression) -> bool:
-    if not isinstance(node, cst.Comparison) or not node.comparisons:
+    """``aux_targets is not None`` asks whether the target tensor was passed, not which token it
+    holds, so it gates nothing on the realized token (#1922, an auxiliary-head training loss)."""
+    if not isinstance(node, cst.Comparison):
         return False
     operands = [node.left] + [c.comparator for c in node.comparisons]
     return all(isinstance(c.operator, (cst.Is, cst.IsNot)) for c in node.comparisons) and any(
@@ -213,14 +198,10 @@ def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> s
     function = info.function
     rows: set[str] = set()
     for s in nodes_within(index.assigns, branch.body, index):
-        if (
-            isinstance(s, cst.AugAssign)
-            and isinstance(s.target, cst.Subscript)
-            and isinstance(s.target.value, cst.Name)
-        ):
-            rows.add(index.code(s.target.value))
-        elif isinstance(s, cst.AugAssign) and isinstance(s.target, cst.Name):
-            rows.add(s.target.value)
+        if isinstance(s, cst.AugAssign):
+            row = s.target.value if isinstance(s.target, cst.Subscript) else s.target
+            if isinstance(row, cst.Name):
+                rows.add(row.value)
         elif isinstance(s, cst.Assign) and len(s.targets) == 1 and isinstance(s.targets[0].target, cst.Name):
             name = s.targets[0].target.value
             if name in {n.value for n in value_names(s.value)}:
@@ -229,39 +210,30 @@ def _scored_row_boost(index: ModuleIndex, info: TargetInfo, branch: cst.If) -> s
         return None
     end = index.parsed.positions[branch].end.line
     derived: dict[str, str] = {}  # normalized row → the boosted row it comes from
-    for statement in sorted(nodes_within(index.assigns, function, index), key=index.line):
+    for statement in nodes_within(index.assigns, function, index):
         if index.line(statement) <= end:
             continue
         used = {n.value for n in value_names(statement.value)} if statement.value is not None else set()
-        if isinstance(statement, cst.Assign) and _returned_score(index, function, statement):
-            hit = sorted(rows & used) or sorted(derived[n] for n in used & set(derived))
-            if hit and _is_scored(statement.value):
-                return hit[0]
-        if isinstance(statement, cst.Assign):
-            origin = sorted((rows & used) | {derived[n] for n in used & set(derived)})
-            if origin:
-                for name in target_names(statement):
-                    if name not in rows:
-                        derived.setdefault(name, origin[0])
-            continue
-        if not isinstance(statement, cst.AugAssign) or not isinstance(statement.target, cst.Name):
-            continue
-        scored = _is_scored(statement.value)
-        hit = sorted(rows & used)
-        if hit and scored:
-            return hit[0]
+        direct = sorted(rows & used)
         through = sorted(derived[n] for n in used & set(derived))
-        if through and scored and info.mentions(statement.value):
-            return through[0]
+        if isinstance(statement, cst.Assign):
+            if (direct or through) and _returned_score(index, function, statement) and _is_scored(statement.value):
+                return (direct or through)[0]
+            for name in target_names(statement):
+                if name not in rows and (direct or through):
+                    derived.setdefault(name, min(direct + through))
+        elif isinstance(statement, cst.AugAssign) and isinstance(statement.target, cst.Name):
+            scored = _is_scored(statement.value)
+            if direct and scored:
+                return direct[0]
+            if through and scored and info.mentions(statement.value):
+                return through[0]
     return None
 
 
-_ROW_SCORERS = {"log_softmax", "logsumexp", "lse", "log", "cross_entropy"}
-
-
 def _is_scored(value: cst.CSTNode) -> bool:
-    return any(isinstance(n, cst.Call) and call_tail(n) in _ROW_SCORERS for n in walk(value)) or any(
-        isinstance(n, cst.Subscript) for n in walk(value)
+    return any(
+        isinstance(n, cst.Subscript) or (isinstance(n, cst.Call) and call_tail(n) in _ROW_SCORERS) for n in walk(value)
     )
 
 
@@ -278,27 +250,8 @@ def _returned_score(index: ModuleIndex, function: cst.FunctionDef, statement: cs
     )
 
 
-def _ifs(function: cst.FunctionDef) -> list[cst.If]:
-    return [n for n in walk(function.body) if isinstance(n, cst.If)]
-
-
-def _factors(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
-    """Name/attribute factors of a product (``h.word_boost * is_ws[t]`` → ``h.word_boost``): a
-    configured factor of 0 switches the gate off."""
-    value = assigned_value(node)
-    found: list[cst.CSTNode] = []
-    stack = [value] if value is not None else []
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, cst.Multiply):
-            stack.extend((current.left, current.right))
-        elif isinstance(current, (cst.Name, cst.Attribute)):
-            found.append(current)
-    return tuple(found)
-
-
 def _gate_hit(
-    index: ModuleIndex, node: cst.CSTNode, gate: str, via_cache: bool, test: cst.CSTNode | None = None
+    index: ModuleIndex, node: cst.CSTNode, gate: str, via_cache: bool, test: cst.BaseExpression | None = None
 ) -> Hit:
     shown = index.code(test if test is not None else node, 70)
     if via_cache:
@@ -318,47 +271,38 @@ def _gate_hit(
         node=node,
         message=f"gate `{gate}` reads the target token of the scored position (`{shown}`)",
         path=(step(index, node, "gate computed from the target token"),),
-        zero_factors=_factors(node) + (_switch_factors(test) if test is not None else ()),
+        zero_factors=_zero_factors(node, test),
     )
 
 
-def _switch_factors(test: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
-    """Weights a branch requires to be nonzero (``if h.word_boost > 0 and is_ws[tok[p]]:``):
-    configured at 0, the target-gated boost never runs — the form organizers accept for the
-    #1420 lineage (#1514, #2041 ``within_gate=0 word_gate=0``)."""
-    found: list[cst.CSTNode] = []
-    stack = [test]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.BooleanOperation) and isinstance(current.operator, cst.And):
-            stack.extend((current.left, current.right))
-        elif isinstance(current, (cst.Name, cst.Attribute)):
-            found.append(current)
-        elif isinstance(current, cst.Comparison) and len(current.comparisons) == 1:
-            target = current.comparisons[0]
+def _zero_factors(node: cst.CSTNode, test: cst.BaseExpression | None) -> tuple[cst.CSTNode, ...]:
+    """Weights that switch a gate off when configured at 0 — the form organizers accept for the
+    #1420 lineage (#1514, #2041 ``within_gate=0 word_gate=0``): the factors of its product
+    (``h.word_boost * is_ws[t]``) and those its branch requires nonzero (``if h.word_boost > 0 and ...``)."""
+    found = [f for f in _operands(assigned_value(node), cst.Multiply) if isinstance(f, (cst.Name, cst.Attribute))]
+    for operand in _operands(test, cst.And):
+        if isinstance(operand, cst.Comparison) and len(operand.comparisons) == 1:
+            target = operand.comparisons[0]
             if isinstance(target.operator, (cst.GreaterThan, cst.NotEqual)) and number_value(target.comparator) == 0:
-                if isinstance(current.left, (cst.Name, cst.Attribute)):
-                    found.append(current.left)
+                operand = operand.left
+        if isinstance(operand, (cst.Name, cst.Attribute)):
+            found.append(operand)
     return tuple(found)
 
 
-EXPERT_GATE_SETTING = re.compile(r"^(within|word)_?(boost|gate|start_boost)$|^agree_?2_?plus$", re.IGNORECASE)
-
-
-def find_expert_gate_settings(indexes: list[ModuleIndex], configuration: Configuration) -> list[Hit]:
-    """Within-word / word-start / agreement experts of the #1420 n-gram lineage gate on the
-    target token; organizers accept that lineage only with these weights at 0 (#1514,
-    cocohearts #2041/#2118, #2135 ``within_gate=0 word_gate=0 agree2plus=0``).
-
-    The setting's name alone is not the violation: a within-word boost gated on the
-    previous, already-scored token (``is_ws[tok[p - 1]]``) is a causal context feature. So
-    a nonzero weight is reported only where the code uses it in a gate that reads the
-    target of the scored position (``_target_gate_use``)."""
-    hits: list[Hit] = []
+def find_expert_gate_settings(indexes: list[ModuleIndex], configuration: Configuration) -> Iterator[Hit]:
+    """Within-word / word-start / agreement experts of the #1420 n-gram lineage are accepted only
+    with their weights at 0 (#1514, cocohearts #2041/#2118, #2135). A nonzero weight is reported
+    where the code gates it on the target of the scored position: gated on the previous, already
+    scored token (``is_ws[tok[p - 1]]``) it is a causal context feature."""
     uses: dict[str, tuple[ModuleIndex, cst.CSTNode] | None] = {}
     for key, bindings in configuration.bindings.items():
         for binding in bindings:
-            if not EXPERT_GATE_SETTING.match(key) and not _reads_expert_gate_env(binding.expr):
+            # minified code binds the weight to a one-letter field: the env name it reads names it
+            # (``wb = float(os.environ.get("WORD_BOOST", "0.3"))``)
+            if not EXPERT_GATE_SETTING.match(key) and not any(
+                EXPERT_GATE_SETTING.match(text) for text in strings_in(binding.expr)
+            ):
                 continue
             evaluation = configuration.evaluate(binding.expr)
             value = evaluation.value
@@ -376,27 +320,20 @@ def find_expert_gate_settings(indexes: list[ModuleIndex], configuration: Configu
             )
             documented = [f"{n}={v} in {st.file}:{st.line}" for n, v, st in evaluation.used if st is not None]
             origin = f" ({', '.join(documented)})" if documented else ""
-            hits.append(
-                Hit(
-                    rule="PG201",
-                    index=index,
-                    node=statement,
-                    message=(
-                        f"`{key}` = {value:g}{origin}: the within-word/word-start/agreement expert gates of the n-gram tilt "
-                        "lineage read the target token; they are accepted only at 0 (#1514, #2041, #2118); "
-                        f"here it is gated on the target at {use_index.name}:{use_index.line(use_node)}"
-                    ),
-                    path=(
-                        step(index, statement, f"{key} is nonzero in the configuration that ran"),
-                        step(use_index, use_node, f"{key} applied under a gate that reads the target token"),
-                    ),
-                )
+            yield Hit(
+                rule="PG201",
+                index=index,
+                node=statement,
+                message=(
+                    f"`{key}` = {value:g}{origin}: the within-word/word-start/agreement expert gates of the n-gram tilt "
+                    "lineage read the target token; they are accepted only at 0 (#1514, #2041, #2118); "
+                    f"here it is gated on the target at {use_index.name}:{use_index.line(use_node)}"
+                ),
+                path=(
+                    step(index, statement, f"{key} is nonzero in the configuration that ran"),
+                    step(use_index, use_node, f"{key} applied under a gate that reads the target token"),
+                ),
             )
-    return hits
-
-
-_SMALL_STATEMENTS = (cst.Assign, cst.AugAssign, cst.AnnAssign, cst.Expr, cst.Return)
-_CONVERTERS = {"float", "int", "bool"}
 
 
 def _target_gate_use(indexes: list[ModuleIndex], key: str) -> tuple[ModuleIndex, cst.CSTNode] | None:
@@ -409,9 +346,7 @@ def _target_gate_use(indexes: list[ModuleIndex], key: str) -> tuple[ModuleIndex,
             if key not in index.text_of(function):
                 continue
             references = _setting_references(index, function, key)
-            if not references:
-                continue
-            info = infer_targets(index, function)
+            info = infer_targets(index, function) if references else None
             if info is None:
                 continue
             dependent = _dependent_names(index, info, collect_lookups(index, info))
@@ -424,44 +359,29 @@ def _target_gate_use(indexes: list[ModuleIndex], key: str) -> tuple[ModuleIndex,
 def _setting_references(index: ModuleIndex, function: cst.FunctionDef, key: str) -> list[cst.CSTNode]:
     """``h.word_boost`` / ``word_boost`` in ``function``, and names it is copied to
     (``wb = float(args.word_boost)``, ``wb = args.word_boost if on else 0.0``)."""
-    names = {key}
-    assigns = nodes_within(index.assigns, function, index)
-    for _ in range(3):
-        grown = False
-        for statement in assigns:
-            value = assigned_value(statement)
-            if not isinstance(statement, cst.Assign) or value is None:
-                continue
-            if isinstance(value, cst.IfExp):
-                candidates = [value.body, value.orelse]
-            else:
-                candidates = [value]
-            for candidate in candidates:
-                while isinstance(candidate, cst.Call) and call_tail(candidate) in _CONVERTERS and candidate.args:
-                    candidate = candidate.args[0].value
-                word = (
-                    candidate.attr.value
-                    if isinstance(candidate, cst.Attribute)
-                    else (candidate.value if isinstance(candidate, cst.Name) else None)
-                )
-                if word in names:
-                    for name in target_names(statement):
-                        if name not in names:
-                            names.add(name)
-                            grown = True
-        if not grown:
-            break
+    names = {key: True}
+
+    def copied_setting(statement: cst.CSTNode) -> bool | None:
+        value = assigned_value(statement)
+        if not isinstance(statement, cst.Assign) or value is None:
+            return None
+        for candidate in [value.body, value.orelse] if isinstance(value, cst.IfExp) else [value]:
+            while isinstance(candidate, cst.Call) and call_tail(candidate) in _CONVERTERS and candidate.args:
+                candidate = candidate.args[0].value
+            if last_identifier(candidate) in names:
+                return True
+        return None
+
+    propagate_names(names, nodes_within(index.assigns, function, index), copied_setting)
     found: list[cst.CSTNode] = []
     for node in walk(function):
         if isinstance(node, cst.Attribute) and node.attr.value in names:
             found.append(node)
         elif isinstance(node, cst.Name) and node.value in names:
             parent = index.parent(node)
-            if isinstance(parent, cst.Attribute) and parent.attr is node:
-                continue
-            if isinstance(parent, (cst.AssignTarget, cst.Param)):
-                continue
-            found.append(node)
+            attribute = isinstance(parent, cst.Attribute) and parent.attr is node
+            if not attribute and not isinstance(parent, (cst.AssignTarget, cst.Param)):
+                found.append(node)
     return found
 
 
@@ -474,9 +394,7 @@ def _gated_on_target(index: ModuleIndex, info: TargetInfo, dependent: dict[str, 
             return True
         if ancestor is info.function or isinstance(ancestor, cst.FunctionDef):
             break
-    if small is None:
-        return False
-    return _mentions_target_beside(index, info, dependent, small, reference)
+    return small is not None and _mentions_target_beside(index, info, dependent, small, reference)
 
 
 def _mentions_target_beside(
@@ -487,37 +405,20 @@ def _mentions_target_beside(
     scores the boosted row; it does not gate the boost on the target)?"""
     holding = {id(reference)} | {id(a) for a in index.ancestors(reference)}
     read_ids = {id(r) for r in info.reads}
-    mentions: list[cst.CSTNode] = [n for n in value_names(statement) if n.value in info.names or n.value in dependent]
+    mentions: list[cst.CSTNode] = [n for n in value_names(statement) if n.value in dependent]  # target names included
     mentions += [n for n in walk(statement) if id(n) in read_ids]
     for mention in mentions:
         child: cst.CSTNode = mention
-        selection = False
         for ancestor in index.ancestors(mention):
             if ancestor is statement:
-                break
+                return True
             if isinstance(ancestor, cst.Subscript) and isinstance(child, cst.SubscriptElement):
                 if id(ancestor.value) in holding:
-                    selection = True
-                    break
+                    break  # the index that selects the scored token
             child = ancestor
-        if not selection:
+        else:
             return True
     return False
-
-
-def _reads_expert_gate_env(expr: cst.CSTNode) -> bool:
-    """``wb = float(os.environ.get("WORD_BOOST", "0.3"))``: minified code binds the expert
-    weight to a one-letter field, so the env name it reads identifies it instead."""
-    return any(EXPERT_GATE_SETTING.match(text) for text in strings_in(expr))
-
-
-_DOC_STATISTICS = {"bincount", "Counter", "histc", "unique", "histogram"}
-
-
-def _position(index: ModuleIndex, node: cst.CSTNode) -> tuple[int, int]:
-    """(line, column): minified code puts the statistics and their use on one line."""
-    start = index.parsed.positions[node].start
-    return start.line, start.column
 
 
 def _sliced_target_source(call: cst.Call) -> str | None:
@@ -536,9 +437,11 @@ def _sliced_target_source(call: cst.Call) -> str | None:
     return None
 
 
-def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
+def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> Iterator[Hit]:
     """Token statistics of a whole document (targets included) feeding its own predictions:
-    ``counts = bincount(doc)`` then ``logits + beta * log(counts)`` before ``doc[1:]`` is scored."""
+    ``counts = bincount(doc)`` then ``logits + beta * log(counts)`` before ``doc[1:]`` is scored.
+    Minified code puts the statistics and their use on one line: statements are compared by
+    their place in the source, not by line."""
     sources: dict[str, cst.CSTNode] = {}
     for name in info.names:
         origin = info.origin.get(name)
@@ -552,10 +455,9 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list
             if sliced is not None:
                 sources[sliced] = origin
     if not sources:
-        return []
-    hits: list[Hit] = []
-    assigns = sorted(nodes_within(index.assigns, info.function, index), key=index.line)
-    for statement in assigns:
+        return
+    assigns = nodes_within(index.assigns, info.function, index)  # in source order
+    for place, statement in enumerate(assigns):
         value = next(
             (
                 n
@@ -573,9 +475,8 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list
         use = next(
             (
                 later
-                for later in assigns
-                if _position(index, later) > _position(index, statement)
-                and {n.value for n in value_names(assigned_value(later) or later)} & stats
+                for later in assigns[place + 1 :]
+                if {n.value for n in value_names(assigned_value(later) or later)} & stats
                 and any(
                     _PREDICTION_WORDS.search(n) for n in target_names(later) + [v.value for v in value_names(later)]
                 )
@@ -584,20 +485,17 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> list
         )
         if use is None:
             continue
-        hits.append(
-            Hit(
-                rule="PG201",
-                index=index,
-                node=statement,
-                message=(
-                    f"`{index.code(value, 50)}` counts the tokens of the whole sequence `{argument.value}`, whose targets "
-                    f"are scored, and the counts shape the prediction at line {index.line(use)}"
-                ),
-                path=(
-                    step(index, sources[argument.value], f"targets are taken from {argument.value}"),
-                    step(index, statement, "statistics over the whole sequence, future targets included"),
-                    step(index, use, "statistics used to form the prediction"),
-                ),
-            )
+        yield Hit(
+            rule="PG201",
+            index=index,
+            node=statement,
+            message=(
+                f"`{index.code(value, 50)}` counts the tokens of the whole sequence `{argument.value}`, whose targets "
+                f"are scored, and the counts shape the prediction at line {index.line(use)}"
+            ),
+            path=(
+                step(index, sources[argument.value], f"targets are taken from {argument.value}"),
+                step(index, statement, "statistics over the whole sequence, future targets included"),
+                step(index, use, "statistics used to form the prediction"),
+            ),
         )
-    return hits

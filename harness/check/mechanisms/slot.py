@@ -6,6 +6,8 @@ Score-first TTT, which scores a chunk before it updates on it, is legal and stay
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import libcst as cst
 
 from harness.check.tree.children import walk
@@ -17,27 +19,21 @@ from .imports import imported_functions
 from .targets import TargetInfo, value_names
 
 
-def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
+def find_slot(index: ModuleIndex, info: TargetInfo) -> Iterator[Hit]:
     """Per-window tensors optimized on the targets that are scored afterwards (SLOT)."""
     function = info.function
     calls = nodes_within(index.calls, function, index)
     fresh: dict[str, cst.CSTNode] = {}
     for call in calls:
-        grad_on = any(
-            a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True"
-            for a in call.args
-        ) or call_tail(call) in {"requires_grad_", "Parameter"}
-        if not grad_on:
+        if not _makes_trainable(index, call):
             continue
-        statement = index.enclosing_statement(call)
-        for name in target_names(statement):
+        for name in target_names(index.enclosing_statement(call)):
             fresh.setdefault(name, call)
         if call_tail(call) == "requires_grad_" and isinstance(call.func, cst.Attribute):
             for used in value_names(call.func.value):
                 fresh.setdefault(used.value, call)
     if not fresh:
-        return []
-    hits: list[Hit] = []
+        return
     for loop in nodes_within(index.loops, function, index):
         loop_calls = nodes_within(calls, loop, index)
         backward = next((c for c in loop_calls if call_tail(c) in {"backward", "grad"}), None)
@@ -45,49 +41,41 @@ def find_slot(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
             continue
         body_names = {n.value for n in value_names(loop.body)}
         params = sorted(body_names & set(fresh))
-        used_targets = sorted(body_names & info.names)
-        if not params or not used_targets:
+        if not params:
             continue
-        rebound = {n for s in nodes_within(index.assigns, loop, index) for n in target_names(s)}
-        if isinstance(loop, cst.For):
-            rebound |= {n.value for n in value_names(loop.target)}
-        targets = [t for t in used_targets if t not in rebound]
-        score = _score_after(index, loop, function, set(targets), set(params))
-        if not targets or score is None:
+        targets = sorted(body_names & info.names - _rebound(index, loop))
+        score = _score_after(index, loop, function, set(targets), set(params)) if targets else None
+        if score is None:
             continue
-        context_only = _optimized_positions(index, loop, function) == "context"
+        context_only = _context_only(index, loop, function)
         what = (
             "context-only SLOT: the mask limits the loss to already-scored context positions, a form never "
             "ruled on (issue #1336)"
             if context_only
             else "SLOT on scored positions"
         )
-        hits.append(
-            Hit(
-                rule="PG201",
-                when="context-only-slot" if context_only else None,
-                index=index,
-                node=backward,
-                message=(
-                    f"per-window tensors {', '.join(params)} are optimized (backward at line {index.line(backward)}) "
-                    f"against targets {', '.join(targets)} that are then scored at line {index.line(score)} "
-                    f"({what})"
-                ),
-                path=(
-                    step(index, fresh[params[0]], f"fresh trainable tensor {params[0]} per window"),
-                    step(index, backward, f"optimized against targets {', '.join(targets)}"),
-                    step(index, score, "the same targets are scored with the optimized tensors"),
-                ),
-            )
+        yield Hit(
+            rule="PG201",
+            when="context-only-slot" if context_only else None,
+            index=index,
+            node=backward,
+            message=(
+                f"per-window tensors {', '.join(params)} are optimized (backward at line {index.line(backward)}) "
+                f"against targets {', '.join(targets)} that are then scored at line {index.line(score)} "
+                f"({what})"
+            ),
+            path=(
+                step(index, fresh[params[0]], f"fresh trainable tensor {params[0]} per window"),
+                step(index, backward, f"optimized against targets {', '.join(targets)}"),
+                step(index, score, "the same targets are scored with the optimized tensors"),
+            ),
         )
-    return hits
 
 
-def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
+def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> Iterator[Hit]:
     """``delta = optimize_delta(model, hidden, y, ...)`` then ``cross_entropy(head(hidden + delta), y)``:
     the SLOT optimization (#1229) moved into a helper — of the same module, or of a helper
     module it imports (``from slot_opt import optimize_slot``, ``import slot_opt``)."""
-    hits: list[Hit] = []
     function = info.function
     for call in nodes_within(index.calls, function, index):
         positions = [
@@ -107,26 +95,21 @@ def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
             score = _score_after(index, statement, function, targets, outputs) if outputs else None
             if score is None:
                 continue
-            hits.append(
-                Hit(
-                    rule="PG201",
-                    index=index,
-                    node=statement,
-                    message=(
-                        f"`{helper.name.value}` optimizes fresh per-window tensors against targets "
-                        f"{', '.join(sorted(targets))}, which are then scored with them at line {index.line(score)} "
-                        "(SLOT on scored positions)"
-                    ),
-                    path=(
-                        step(
-                            helper_index, helper, f"{helper.name.value} runs backward on a loss of its target argument"
-                        ),
-                        step(index, statement, "called with the targets of this window"),
-                        step(index, score, "the same targets are scored with the optimized tensors"),
-                    ),
-                )
+            yield Hit(
+                rule="PG201",
+                index=index,
+                node=statement,
+                message=(
+                    f"`{helper.name.value}` optimizes fresh per-window tensors against targets "
+                    f"{', '.join(sorted(targets))}, which are then scored with them at line {index.line(score)} "
+                    "(SLOT on scored positions)"
+                ),
+                path=(
+                    step(helper_index, helper, f"{helper.name.value} runs backward on a loss of its target argument"),
+                    step(index, statement, "called with the targets of this window"),
+                    step(index, score, "the same targets are scored with the optimized tensors"),
+                ),
             )
-    return hits
 
 
 def _optimizes_on_parameter(index: ModuleIndex, helper: cst.FunctionDef, positions: list[int]) -> bool:
@@ -135,46 +118,44 @@ def _optimizes_on_parameter(index: ModuleIndex, helper: cst.FunctionDef, positio
     params = [p.name.value for p in helper.params.params]
     watched = {params[i] for i in positions if i < len(params)}
     calls = nodes_within(index.calls, helper, index)
-    fresh = any(
-        any(
-            a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True"
-            for a in c.args
-        )
-        or call_tail(c) in {"requires_grad_", "Parameter"}
-        for c in calls
-    )
-    if not fresh or not watched:
+    if not watched or not any(_makes_trainable(index, c) for c in calls):
         return False
-    for loop in nodes_within(index.loops, helper, index):
-        if not any(call_tail(c) == "backward" for c in nodes_within(calls, loop, index)):
-            continue
-        rebound = {n for s in nodes_within(index.assigns, loop, index) for n in target_names(s)}
-        if {n.value for n in value_names(loop.body)} & (watched - rebound):
-            return True
-    return False
+    return any(
+        any(call_tail(c) == "backward" for c in nodes_within(calls, loop, index))
+        and {n.value for n in value_names(loop.body)} & (watched - _rebound(index, loop))
+        for loop in nodes_within(index.loops, helper, index)
+    )
 
 
-def _optimized_positions(index: ModuleIndex, loop: cst.For | cst.While, function: cst.FunctionDef) -> str | None:
-    """ "context" when every loss mask used in ``loop`` is set only on a leading slice
-    (``mask[:, :s] = 1``), "scored" when a mask covers a trailing slice (``mask[:, s:] = 1``)."""
+def _makes_trainable(index: ModuleIndex, call: cst.Call) -> bool:
+    """``torch.zeros(..., requires_grad=True)``, ``delta.requires_grad_()``, ``nn.Parameter(x)``."""
+    return call_tail(call) in {"requires_grad_", "Parameter"} or any(
+        a.keyword is not None and a.keyword.value == "requires_grad" and index.code(a.value) == "True"
+        for a in call.args
+    )
+
+
+def _rebound(index: ModuleIndex, loop: cst.CSTNode) -> set[str]:
+    """Names the loop rebinds (its own variables included): those no longer hold what came in."""
+    rebound = {n for s in nodes_within(index.assigns, loop, index) for n in target_names(s)}
+    if isinstance(loop, cst.For):
+        rebound |= {n.value for n in value_names(loop.target)}
+    return rebound
+
+
+def _context_only(index: ModuleIndex, loop: cst.For | cst.While, function: cst.FunctionDef) -> bool:
+    """Every loss mask used in ``loop`` is set on a leading slice only (``mask[:, :s] = 1``), none
+    on a trailing one (``mask[:, s:] = 1``)."""
     used = {n.value for n in value_names(loop.body)}
-    kinds: set[str] = set()
+    leading: set[bool] = set()
     for statement in nodes_within(index.assigns, function, index):
-        if not isinstance(statement, cst.Assign):
-            continue
-        for target in (t.target for t in statement.targets):
-            if not (isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name)):
-                continue
-            if target.value.value not in used or not target.slice:
+        for target in (t.target for t in statement.targets) if isinstance(statement, cst.Assign) else ():
+            if not (isinstance(target, cst.Subscript) and isinstance(target.value, cst.Name) and target.slice):
                 continue
             element = target.slice[-1].slice
-            if not isinstance(element, cst.Slice):
-                continue
-            leading = element.lower is None or index.code(element.lower) == "0"
-            kinds.add("context" if leading and element.upper is not None else "scored")
-    if kinds == {"context"}:
-        return "context"
-    return "scored" if kinds else None
+            if target.value.value in used and isinstance(element, cst.Slice):
+                leading.add(element.upper is not None and (element.lower is None or index.code(element.lower) == "0"))
+    return leading == {True}
 
 
 def _score_after(
@@ -184,7 +165,7 @@ def _score_after(
     used somewhere between the loop and that call (``logits = f(h + delta)``)."""
     loop_end = index.parsed.positions[loop].end.line
     params_used = False
-    for statement in sorted(nodes_within(index.assigns, function, index), key=index.line):
+    for statement in nodes_within(index.assigns, function, index):
         if index.line(statement) <= loop_end:
             continue
         value = assigned_value(statement)
@@ -192,11 +173,11 @@ def _score_after(
             continue
         names = {n.value for n in value_names(value)}
         params_used = params_used or bool(names & params)
-        scoring = [
-            n
+        if params_used and any(
+            isinstance(n, cst.Call)
+            and call_tail(n) in {"cross_entropy", "nll_loss", "gather"}
+            and {v.value for v in value_names(n)} & targets
             for n in walk(value)
-            if isinstance(n, cst.Call) and call_tail(n) in {"cross_entropy", "nll_loss", "gather"}
-        ]
-        if params_used and any({v.value for v in value_names(c)} & targets for c in scoring):
+        ):
             return statement
     return None

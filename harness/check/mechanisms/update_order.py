@@ -1,21 +1,19 @@
 """PG201: an eval-time table written with the target before that position is scored (C3 of
-#1017, R-C3-SCORE-BEFORE-UPDATE).
-
-Shape: inside the per-position loop, ``hint_tok[ctx] = toks[p]`` stores the realized token,
-then ``h = hint_tok[ctx]`` reads the same cell to tilt the row, and only afterwards
-``loss -= logp[toks[p]]`` scores position ``p`` — the target has reached its own prediction
-through the cache. #1514's legal n-gram tilt does the same update *after* the score
-accumulation, and that order stays quiet. Per-position output arrays (``nll[i] = …``,
-indexed by the loop position) are not caches and are left out.
+#1017, R-C3-SCORE-BEFORE-UPDATE): in the per-position loop ``hint_tok[ctx] = toks[p]`` stores the
+realized token, ``h = hint_tok[ctx]`` reads it back to tilt the row, and only then
+``loss -= logp[toks[p]]`` scores ``p``. #1514's legal n-gram tilt updates *after* the score and
+stays quiet; per-position output arrays (``nll[i] = …``, indexed by the loop position) are not caches.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import libcst as cst
 
 from harness.check.tree.children import walk
 from harness.check.tree.index import ModuleIndex, nodes_within
-from harness.check.tree.nodes import assigned_value, number_value, target_names
+from harness.check.tree.nodes import assign_targets, assigned_value, number_value, target_names
 from harness.check.words import any_word, last_word
 
 from .hit import Hit, step
@@ -31,45 +29,36 @@ _OUTPUT_TABLES = any_word(
 _WHOLE = 1 << 20  # compare whole expressions, not the shortened text messages show
 
 
-def find_update_before_score(index: ModuleIndex, info: TargetInfo) -> list[Hit]:
+def find_update_before_score(index: ModuleIndex, info: TargetInfo) -> Iterator[Hit]:
     """One finding per loop whose body writes the target into a table cell that is read back
     for the prediction before the position's score is accumulated."""
-    hits: list[Hit] = []
     flagged: set[int] = set()
-    assigns = nodes_within(index.assigns, info.function, index)
-    for score in assigns:
+    for score in nodes_within(index.assigns, info.function, index):
         if not _is_score_accumulation(score, info):
             continue
         loop = next((a for a in index.ancestors(score) if isinstance(a, (cst.For, cst.While))), None)
-        if loop is None or id(loop) in flagged or not _inside(index, loop, info.function):
+        if loop is None or id(loop) in flagged or index.enclosing_function(loop) is not info.function:
             continue
         found = _write_then_read(index, info, loop, score)
         if found is None:
             continue
         flagged.add(id(loop))
         write, read = found
-        hits.append(
-            Hit(
-                rule="PG201",
-                index=index,
-                node=write,
-                message=(
-                    f"`{index.code(write, 60)}` writes the target token of the scored position into the table "
-                    f"read at line {index.line(read)} for that same position's prediction, before its score at "
-                    f"line {index.line(score)} (the table may be updated with a token only after it is scored)"
-                ),
-                path=(
-                    step(index, write, "table cell written with the target token"),
-                    step(index, read, "same cell read to form the prediction"),
-                    step(index, score, "the position is scored only afterwards"),
-                ),
-            )
+        yield Hit(
+            rule="PG201",
+            index=index,
+            node=write,
+            message=(
+                f"`{index.code(write, 60)}` writes the target token of the scored position into the table "
+                f"read at line {index.line(read)} for that same position's prediction, before its score at "
+                f"line {index.line(score)} (the table may be updated with a token only after it is scored)"
+            ),
+            path=(
+                step(index, write, "table cell written with the target token"),
+                step(index, read, "same cell read to form the prediction"),
+                step(index, score, "the position is scored only afterwards"),
+            ),
         )
-    return hits
-
-
-def _inside(index: ModuleIndex, node: cst.CSTNode, function: cst.FunctionDef) -> bool:
-    return index.enclosing_function(node) is function
 
 
 def _is_score_accumulation(statement: cst.CSTNode, info: TargetInfo) -> bool:
@@ -79,21 +68,14 @@ def _is_score_accumulation(statement: cst.CSTNode, info: TargetInfo) -> bool:
     return bool(_SCORE_ACCUMULATOR.search(statement.target.value)) and info.mentions(statement.value)
 
 
-def _start(index: ModuleIndex, node: cst.CSTNode) -> int:
-    where = index.parsed.positions.offsets(node)
-    return where[0] if where is not None else -1
-
-
 def _write_then_read(
     index: ModuleIndex, info: TargetInfo, loop: cst.CSTNode, score: cst.CSTNode
 ) -> tuple[cst.CSTNode, cst.CSTNode] | None:
-    scored_at = _start(index, score)
     positions = _position_names(index, loop)
-    statements = sorted(nodes_within(index.assigns, loop, index), key=lambda s: _start(index, s))
-    for write in statements:
-        if _start(index, write) >= scored_at:
-            break
-        for target in _subscript_targets(write):
+    statements = nodes_within(index.assigns, loop, index)  # in source order
+    scored_at = next(place for place, statement in enumerate(statements) if statement is score)
+    for place, write in enumerate(statements[:scored_at]):
+        for target in _cell_stores(write):
             if len(target.slice) != 1 or not isinstance(target.slice[0].slice, cst.Index):
                 continue
             key = target.slice[0].slice.value
@@ -103,43 +85,26 @@ def _write_then_read(
             value = assigned_value(write)
             if not (info.mentions(key) or (value is not None and info.mentions(value))):
                 continue
-            read = _read_back(index, statements, write, scored_at, table, key)
+            read = _read_back(index, statements[place + 1 : scored_at], table, key)
             if read is not None:
                 return write, read
     return None
 
 
-def _subscript_targets(statement: cst.CSTNode) -> list[cst.Subscript]:
-    if isinstance(statement, cst.Assign):
-        targets = [t.target for t in statement.targets]
-    elif isinstance(statement, (cst.AugAssign, cst.AnnAssign)):
-        targets = [statement.target]
-    else:
-        return []
-    return [t for t in targets if isinstance(t, cst.Subscript)]
+def _cell_stores(statement: cst.CSTNode) -> list[cst.Subscript]:
+    return [t for t in assign_targets(statement) if isinstance(t, cst.Subscript)]
 
 
-def _read_back(
-    index: ModuleIndex,
-    statements: list[cst.CSTNode],
-    write: cst.CSTNode,
-    scored_at: int,
-    table: str,
-    key_node: cst.CSTNode,
-) -> cst.CSTNode | None:
-    """The first plain read ``table[key]`` after ``write`` and before the score, with the key
-    not rebound in between (the same cell of the same position)."""
+def _read_back(index: ModuleIndex, between: list[cst.CSTNode], table: str, key_node: cst.CSTNode) -> cst.CSTNode | None:
+    """The first plain read ``table[key]`` of the statements between the write and the score,
+    with the key not rebound before it (the same cell of the same position)."""
     key = index.code(key_node, _WHOLE)
     key_names = {n.value for n in value_names(key_node)}
-    written_at = _start(index, write)
-    for statement in statements:
-        start = _start(index, statement)
-        if start <= written_at or start >= scored_at:
-            continue
-        if set(target_names(statement)) & key_names and not _subscript_targets(statement):
-            return None  # the key now names another cell
-        if _subscript_targets(statement):
+    for statement in between:
+        if _cell_stores(statement):
             continue  # further writes (``cnt[ctx] = 1``) are part of the same update
+        if set(target_names(statement)) & key_names:
+            return None  # the key now names another cell
         value = assigned_value(statement)
         for node in walk(value) if value is not None else ():
             if (
@@ -160,8 +125,7 @@ def _position_names(index: ModuleIndex, loop: cst.CSTNode) -> set[str]:
         if isinstance(node, cst.For):
             names |= {n.value for n in value_names(node.target)}
     for statement in nodes_within(index.assigns, loop, index):
-        value = assigned_value(statement)
-        if isinstance(statement, cst.Assign) and value is not None and _is_position(value, names):
+        if isinstance(statement, cst.Assign) and _is_position(statement.value, names):
             names |= set(target_names(statement))
     return names
 
