@@ -22,66 +22,29 @@ from .imports import imported_functions
 # Library-looking method names: a submission method with such a name (a cache class's
 # ``get``/``update``) still must not hide a ``d.get(tgt)`` read from the caller's analysis.
 _GENERIC = frozenset(
-    {
-        "get",
-        "update",
-        "item",
-        "sum",
-        "mean",
-        "min",
-        "max",
-        "to",
-        "view",
-        "reshape",
-        "forward",
-        "__call__",
-        "append",
-        "extend",
-        "add",
-        "pop",
-        "setdefault",
-        "copy",
-        "clone",
-        "float",
-        "int",
-        "long",
-        "numpy",
-    }
+    "get update item sum mean min max to view reshape forward __call__ append extend add pop setdefault copy clone"
+    " float int long numpy".split()
 )
-
-
-def _module_level(index: ModuleIndex, function: cst.FunctionDef) -> bool:
-    return isinstance(index.parent(function), cst.Module)
-
-
-def helper_of(index: ModuleIndex, call: cst.Call) -> tuple[ModuleIndex, cst.FunctionDef] | None:
-    """The module-level submission function a plain call (``helper(...)`` or an imported
-    ``mod.helper(...)``) reaches, or None for library calls, methods and unknown names."""
-    if not isinstance(call.func, (cst.Name, cst.Attribute)):
-        return None
-    tail = call_tail(call)
-    if not tail or tail in _GENERIC:
-        return None
-    if isinstance(call.func, cst.Name):
-        for function in index.functions_named(tail):
-            if _module_level(index, function):
-                return index, function
-    for peer, function in imported_functions(index, call):
-        if _module_level(peer, function):
-            return peer, function
-    return None
-
-
 # Shape, placement and type of a tensor say nothing about the token values in it
 # (``torch.ones(targets.size(0), 1, device=targets.device)``, #1283's mixer mask).
 _METADATA = frozenset({"shape", "device", "dtype", "ndim", "is_cuda", "layout"})
 _METADATA_METHODS = frozenset({"size", "numel", "dim", "nelement", "get_device"})
 
 
-def _metadata_call(call: cst.Call) -> bool:
-    if isinstance(call.func, cst.Attribute) and call.func.attr.value in _METADATA_METHODS:
-        return True
-    return isinstance(call.func, cst.Name) and call.func.value == "len"
+def helper_of(index: ModuleIndex, call: cst.Call) -> tuple[ModuleIndex, cst.FunctionDef] | None:
+    """The module-level submission function a plain call (``helper(...)`` or an imported
+    ``mod.helper(...)``) reaches, or None for library calls, methods and unknown names."""
+    tail = call_tail(call)
+    if not isinstance(call.func, (cst.Name, cst.Attribute)) or not tail or tail in _GENERIC:
+        return None
+    if isinstance(call.func, cst.Name):
+        for function in index.functions_named(tail):
+            if isinstance(index.parent(function), cst.Module):
+                return index, function
+    for peer, function in imported_functions(index, call):
+        if isinstance(peer.parent(function), cst.Module):
+            return peer, function
+    return None
 
 
 def names_outside_helper_calls(index: ModuleIndex, expr: cst.CSTNode) -> list[cst.Name]:
@@ -93,29 +56,32 @@ def names_outside_helper_calls(index: ModuleIndex, expr: cst.CSTNode) -> list[cs
     stack: list[cst.CSTNode] = [expr]
     while stack:
         node = stack.pop()
-        kind = type(node)
+        kind = type(node)  # exact types: isinstance on libcst's ABCs is a Python call
         if type(node) is cst.Name:
             found.append(node)
         elif type(node) is cst.Attribute and node.attr.value in _METADATA:
-            continue
-        elif type(node) is cst.Call and _metadata_call(node):
             continue
         elif type(node) is cst.Attribute or type(node) is cst.Arg:
             stack.append(node.value)
         elif kind is cst.Lambda or kind is cst.FunctionDef:
             continue
-        elif type(node) is cst.Call and helper_of(index, node) is not None:
+        elif type(node) is cst.Call and (_metadata_call(node) or helper_of(index, node) is not None):
             continue
         else:
             stack.extend(children(node))
     return found
 
 
-def scoring_callees(index: ModuleIndex, scoring: list[cst.FunctionDef]) -> list[tuple[ModuleIndex, cst.FunctionDef]]:
-    """Submission functions and methods called from a scoring function, one level down.
+def _metadata_call(call: cst.Call) -> bool:
+    if isinstance(call.func, cst.Attribute) and call.func.attr.value in _METADATA_METHODS:
+        return True
+    return isinstance(call.func, cst.Name) and call.func.value == "len"
 
-    Methods are resolved by name within the same source (``self.cache.score_positions``):
-    a scoring loop's own cache class sits beside it. Generic names stay out."""
+
+def scoring_callees(index: ModuleIndex, scoring: list[cst.FunctionDef]) -> list[tuple[ModuleIndex, cst.FunctionDef]]:
+    """Submission functions and methods called from a scoring function, one level down;
+    methods by name within the same source (``self.cache.score_positions``: a scoring loop's
+    own cache class sits beside it)."""
     found: list[tuple[ModuleIndex, cst.FunctionDef]] = []
     seen = {id(f) for f in scoring}
     for function in scoring:
@@ -123,8 +89,7 @@ def scoring_callees(index: ModuleIndex, scoring: list[cst.FunctionDef]) -> list[
             tail = call_tail(call)
             if not tail or tail in _GENERIC:
                 continue
-            targets = [(index, f) for f in index.functions_named(tail)]
-            targets += imported_functions(index, call)
+            targets = [(index, f) for f in index.functions_named(tail)] + imported_functions(index, call)
             for peer, callee in targets:
                 if id(callee) not in seen:
                     seen.add(id(callee))

@@ -16,11 +16,9 @@ from harness.findings import Step
 
 @dataclass(frozen=True)
 class Hit:
-    """A detector's raw result, before the configuration decides its final severity.
-
-    ``node`` is what the configuration guards are looked up from (the flagged statement);
-    ``path`` is the evidence trail shown to the reviewer.
-    """
+    """A detector's raw result, before the configuration decides its final severity: the
+    configuration guards are looked up from ``node`` (the flagged statement); ``path`` is the
+    evidence trail shown to the reviewer."""
 
     rule: str
     index: ModuleIndex

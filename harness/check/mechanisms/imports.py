@@ -13,11 +13,14 @@ from pathlib import PurePosixPath
 import libcst as cst
 
 from harness.check.tree.index import ModuleIndex
-from harness.check.tree.nodes import dotted_name, literal_text, strings_in
+from harness.check.tree.nodes import call_tail, dotted_name, literal_text, strings_in
 
-
-def _module_name(node: cst.CSTNode) -> str:
-    return dotted_name(node) or ""
+# Calls that load or run another file of the submission: importlib by path, runpy, exec of
+# an opened file, or a subprocess/os.system running ``python helper.py``.
+_LOADING_CALLS = frozenset(
+    "spec_from_file_location SourceFileLoader run_path run_module open read_text system run Popen check_call call"
+    " check_output with_name replace".split()
+)
 
 
 def qualified(name: str, aliases: dict[str, str]) -> str:
@@ -32,50 +35,25 @@ def imported_modules(index: ModuleIndex) -> set[str]:
     names: set[str] = set()
     for statement in index.imports:
         if isinstance(statement, cst.Import):
-            names.update(_module_name(a.name) for a in statement.names)
+            names.update(dotted_name(alias.name) or "" for alias in statement.names)
         elif isinstance(statement, cst.ImportFrom) and statement.module is not None:
-            module = _module_name(statement.module)
+            module = dotted_name(statement.module) or ""
             names.add(module)
             if not isinstance(statement.names, cst.ImportStar):
-                names.update(f"{module}.{_module_name(a.name)}" for a in statement.names)
-                names.update(_module_name(a.name) for a in statement.names)
+                for alias in statement.names:
+                    name = dotted_name(alias.name) or ""
+                    names.update((name, f"{module}.{name}"))
     for call in index.calls:
-        tail = (
-            (dotted_name(call.func) or "").rsplit(".", 1)[-1]
-            if not isinstance(call.func, cst.Attribute)
-            else call.func.attr.value
-        )
+        tail = call_tail(call)
         if tail in {"import_module", "__import__"} and call.args:
             value = call.args[0].value
             text = literal_text(value) if isinstance(value, cst.SimpleString) else None
             if text is not None:
                 names.add(text)
         elif tail in _LOADING_CALLS:
-            for text in strings_in(call):
-                for word in text.split():
-                    if word.endswith(".py"):
-                        names.add(PurePosixPath(word).with_suffix("").name)
+            words = [word for text in strings_in(call) for word in text.split()]
+            names.update(PurePosixPath(word).with_suffix("").name for word in words if word.endswith(".py"))
     return names
-
-
-# Calls that load or run another file of the submission: importlib by path, runpy, exec of
-# an opened file, or a subprocess/os.system running ``python helper.py``.
-_LOADING_CALLS = {
-    "spec_from_file_location",
-    "SourceFileLoader",
-    "run_path",
-    "run_module",
-    "open",
-    "read_text",
-    "system",
-    "run",
-    "Popen",
-    "check_call",
-    "call",
-    "check_output",
-    "with_name",
-    "replace",
-}
 
 
 def _stem(display_name: str) -> str:

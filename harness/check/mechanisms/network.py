@@ -41,41 +41,26 @@ def _network_call(call: cst.Call, aliases: dict[str, str]) -> str | None:
     name = qualified(call_name(call), aliases)
     if NETWORK_CALLS.match(name):
         return name
-    if _SHELL_CALLS.match(name):
-        command = " ".join(strings_in(call))
-        match = _SHELL_NETWORK.search(command)
-        if match:
-            return f"{name}({match.group(0).strip()!r})"
-    return None
+    match = _SHELL_NETWORK.search(" ".join(strings_in(call))) if _SHELL_CALLS.match(name) else None
+    return f"{name}({match.group(0).strip()!r})" if match else None
 
 
 def find_network(indexes: list[ModuleIndex]) -> list[Hit]:
     at_eval = run_at_evaluation(indexes)
     hits: list[Hit] = []
     for index in indexes:
-        aliases = index.aliases
-        runs = id(index) in at_eval
         for call in index.calls:
-            what = _network_call(call, aliases)
+            what = _network_call(call, index.aliases)
             if what is None:
                 continue
-            if runs:
-                message = f"`{what}` reaches the network while the submission runs; the artifact must be self-contained"
-                situation = None
-            else:
+            message = f"`{what}` reaches the network while the submission runs; the artifact must be self-contained"
+            situation = None
+            if id(index) not in at_eval:
                 message = (
                     f"`{what}` downloads in {index.name}, a script the entry script does not import "
                     "(data preparation before training, not evaluation)"
                 )
                 situation = "preparation-script"
-            hits.append(
-                Hit(
-                    rule="PG301",
-                    when=situation,
-                    index=index,
-                    node=index.enclosing_statement(call),
-                    message=message,
-                    path=(step(index, call, "network access"),),
-                )
-            )
+            path = (step(index, call, "network access"),)
+            hits.append(Hit("PG301", index, index.enclosing_statement(call), message, path, when=situation))
     return hits
