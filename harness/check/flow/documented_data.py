@@ -1,13 +1,11 @@
 """Validation shards that the documented setup hands to training under a training name.
 
-Why outside the code walk: an unmodified trainer can be pointed at the validation split from
-the shell. #44 (val-only training, ruled illegal by 0hq: "valid if you trained on the sample
-after evaluating each token") linked ``fineweb_val_000000.bin`` to ``fineweb_train_000000.bin``
-in its README; #179 set ``TRAIN_FILES=fineweb_val_*.bin``. The code then reads "training" shards
-that are validation data, so the data-flow walk cannot see it; the README and ``*.sh`` files
-can. Only concrete commands count: a link/copy whose source is a validation shard and whose
-target is a training-shard name, or an assignment of a validation pattern to a setting whose
-name says training data and which the code reads.
+Why outside the code walk: an unmodified trainer can be pointed at the validation split from the
+shell, which the data-flow walk cannot see. #44 (val-only training, ruled illegal) linked
+``fineweb_val_000000.bin`` to ``fineweb_train_000000.bin`` in its README; #179 set
+``TRAIN_FILES=fineweb_val_*.bin``. Only concrete commands in the README and ``*.sh`` files count:
+a link/copy of a validation shard to a training-shard name, or a validation pattern assigned to a
+training-data setting that the code reads.
 """
 
 from __future__ import annotations
@@ -41,33 +39,26 @@ def documented_val_training(submission: Submission) -> list[Finding]:
             continue
         text = read_document_head(submission.root / name, _READ_LIMIT)
         for number, line in enumerate(text.splitlines(), 1):
-            judged = (_judge_command(_words(command), code, name, number) for command in _SPLIT.split(line))
-            findings.extend(found for found in judged if found is not None)
+            for command in _SPLIT.split(line):
+                message = _judge_command(_words(command), code, f"{name}:{number}")
+                if message is not None:
+                    findings.append(finding("PG105", name, number, message))
     return findings
 
 
-def _judge_command(words: list[str], code: str, file: str, line: int) -> Finding | None:
+def _judge_command(words: list[str], code: str, where: str) -> str | None:
     while words and words[0] in _PREFIXES:
         words = words[1:]
-    if not words:
-        return None
-    if posixpath.basename(words[0]) in _COPIERS:
+    if words and posixpath.basename(words[0]) in _COPIERS:
         paths = [w for w in words[1:] if not w.startswith("-")]
-        if len(paths) < 2:
-            return None
-        target = paths[-1]
         sources = [p for p in paths[:-1] if is_val_literal(posixpath.basename(p))]
-        if sources and _TRAIN_SHARD.search(target):
-            verb = {"ln": "links", "mv": "renames"}.get(posixpath.basename(words[0]), "copies")
-            return finding(
-                "PG105",
-                file,
-                line,
-                f"the documented setup {verb} the validation shard `{sources[0]}` to the "
-                f"training-shard name `{target}` ({file}:{line}): the training loader reads "
-                "validation data",
-            )
-        return None
+        if not sources or not _TRAIN_SHARD.search(paths[-1]):
+            return None
+        verb = {"ln": "links", "mv": "renames"}.get(posixpath.basename(words[0]), "copies")
+        return (
+            f"the documented setup {verb} the validation shard `{sources[0]}` to the training-shard name "
+            f"`{paths[-1]}` ({where}): the training loader reads validation data"
+        )
     for word in words:
         match = _ASSIGNMENT.match(word)
         if match is None:
@@ -78,13 +69,9 @@ def _judge_command(words: list[str], code: str, file: str, line: int) -> Finding
             and is_val_literal(value)
             and (f'"{setting}"' in code or f"'{setting}'" in code)
         ):
-            return finding(
-                "PG105",
-                file,
-                line,
-                f"the documented configuration sets {setting}={value} ({file}:{line}), which "
-                "the code reads as its training data: training batches are drawn from "
-                "validation data",
+            return (
+                f"the documented configuration sets {setting}={value} ({where}), which the code reads as its "
+                "training data: training batches are drawn from validation data"
             )
     return None
 

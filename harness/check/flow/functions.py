@@ -170,7 +170,7 @@ class _DepsCollector:
             receiver = dotted_name(node.func.value)
             if receiver is not None:
                 self._edge([receiver], cst.Tuple([cst.Element(a.value) for a in node.args]) if node.args else None)
-        if re.match(r"^(all_gather\w*|gather\w*)$", method) and len(node.args) >= 2:
+        if method.startswith(("all_gather", "gather")) and len(node.args) >= 2:
             first = dotted_name(node.args[0].value)
             if first is not None:
                 self._edge([first], node.args[1].value)
@@ -199,10 +199,7 @@ class _DepsCollector:
 
 def prepare(info: FuncInfo) -> None:
     collector = _DepsCollector(info)
-    if info.node is None:
-        collector.walk([s for s in info.parsed.module.body if not isinstance(s, (cst.FunctionDef, cst.ClassDef))])
-    else:
-        collector.walk([info.node])
+    collector.walk(info.body() if info.node is None else [info.node])  # the walk skips nested scopes
     info.flows_out = info.closure(collector.out_roots)
     if info.parent is not None and info.node is not None:
         local = set(info.params) | set(info.deps)
@@ -252,12 +249,12 @@ class FunctionTable:
                 info = methods[item.name.value] = self._function(item, parsed, name, None)
                 self.methods.setdefault(item.name.value, []).append(info)
             classes[name] = methods
-            if any(_loads_val_data(m) for m in defs) and not _mentions_train_data(statement):
+            fields, loads_val_data = _val_fields(statement, parsed)
+            if loads_val_data and not _mentions_train_data(statement):
                 # a class holding both splits keeps field-level taint only (``data.val`` vs ``data.train``)
                 self.val_data_classes.add(name)
-            val_attrs = _val_class_attributes(statement, parsed)
-            if val_attrs:
-                self.val_class_attrs.setdefault(name, {}).update(val_attrs)
+            if fields:
+                self.val_class_attrs.setdefault(name, {}).update(fields)
 
     def _function(
         self, node: cst.FunctionDef, parsed: ParsedSource, class_name: str | None, parent: FuncInfo | None
@@ -322,64 +319,39 @@ class FunctionTable:
         return None
 
 
-def _val_class_attributes(node: cst.ClassDef, parsed: ParsedSource) -> dict[str, int]:
-    """Class-body fields holding a validation path (``v = os.path.join(d, "fineweb_val_*.bin")``):
-    in minified code the field name says nothing, the literal does."""
-    found: dict[str, int] = {}
+def _val_fields(node: cst.ClassDef, parsed: ParsedSource) -> tuple[dict[str, int], bool]:
+    """The fields of a class holding validation data or a path to it, whatever they are called
+    (``self.tokens = torch.cat([load(f) for f in glob(h.val_files)])``, or in minified code a
+    class-body ``v = os.path.join(d, "fineweb_val_*.bin")``), and whether a method stores *loaded*
+    validation data on ``self`` (a call that reads, not a path): instances of such a class are
+    validation data as a whole (``ValidationData(h, device)``)."""
+    fields: dict[str, int] = {}
+    loads = False
     for statement in node.body.body:
-        if isinstance(statement, cst.FunctionDef):
-            found.update(_val_self_fields(statement, parsed))
-        smalls = statement.body if isinstance(statement, cst.SimpleStatementLine) else [statement]
-        for small in smalls:
+        for small in statement.body if isinstance(statement, cst.SimpleStatementLine) else [statement]:
             if isinstance(small, cst.Assign) and _mentions_val_literal(small.value):
-                for target in small.targets:
-                    if isinstance(target.target, cst.Name):
-                        found[target.target.value] = parsed.line_of(small)
-    return found
-
-
-def _val_self_fields(method: cst.FunctionDef, parsed: ParsedSource) -> dict[str, int]:
-    """``self.tokens = torch.cat([load(f) for f in glob(h.val_files)])`` in a data class: the
-    field holds validation data whatever it is called."""
-    found: dict[str, int] = {}
-    for node in _val_assignments(method):
-        for target in node.targets:
-            for name in assigned_names(target.target):
-                if name.startswith("self.") and name.count(".") == 1:
-                    found[name.split(".", 1)[1]] = parsed.line_of(node)
-    return found
+                names = [t.target.value for t in small.targets if isinstance(t.target, cst.Name)]
+                fields.update(dict.fromkeys(names, parsed.line_of(small)))
+        if not isinstance(statement, cst.FunctionDef):
+            continue
+        for assign in _own_statements(statement.body):
+            if isinstance(assign, cst.Assign) and _mentions_val(assign.value):
+                names = [n for t in assign.targets for n in assigned_names(t.target) if n.startswith("self.")]
+                own = [n.removeprefix("self.") for n in names if n.count(".") == 1]
+                fields.update(dict.fromkeys(own, parsed.line_of(assign)))
+                loads = loads or (bool(names) and _has_loading_call(assign.value))
+    return fields, loads
 
 
 _CONFIG_CALLS = frozenset({"join", "get", "getenv", "str", "Path", "int", "float", "bool", "format"})
-
-
-def _loads_val_data(method: cst.FunctionDef) -> bool:
-    """A method storing *loaded* validation data on ``self`` (a call that reads, not a path):
-    instances of such a class are validation data as a whole (``ValidationData(h, device)``)."""
-    for node in _val_assignments(method):
-        targets = [n for t in node.targets for n in assigned_names(t.target)]
-        if any(n.startswith("self.") for n in targets) and _has_loading_call(node.value):
-            return True
-    return False
-
-
-def _val_assignments(method: cst.FunctionDef) -> Iterator[cst.Assign]:
-    for node in _own_statements(method.body):
-        if isinstance(node, cst.Assign) and (_mentions_val_literal(node.value) or _mentions_val_name(node.value)):
-            yield node
-
-
 _TRAIN_DATA = re.compile(r"(^|_)train_(files|tokens|data|pattern|shards|loader)|fineweb_train", re.IGNORECASE)
 
 
 def _mentions_train_data(node: cst.CSTNode) -> bool:
-    for current in walk(node):
-        if isinstance(current, (cst.Name, cst.Attribute)):
-            if any(_TRAIN_DATA.search(part) for part in (dotted_name(current) or "").split(".")):
-                return True
-        elif isinstance(current, cst.SimpleString) and _TRAIN_DATA.search(string_value(current) or ""):
-            return True
-    return False
+    """An identifier (every part of a dotted name is a ``Name``) or a string naming training data."""
+    named = (n for n in walk(node) if isinstance(n, (cst.Name, cst.SimpleString)))
+    texts = (n.value if isinstance(n, cst.Name) else string_value(n) for n in named)
+    return any(text is not None and _TRAIN_DATA.search(text) for text in texts)
 
 
 def _has_loading_call(node: cst.CSTNode) -> bool:
@@ -387,8 +359,9 @@ def _has_loading_call(node: cst.CSTNode) -> bool:
     return any(last_part(dotted_name(call.func) or "<expr>") not in _CONFIG_CALLS for call in calls)
 
 
-def _mentions_val_name(node: cst.CSTNode) -> bool:
-    return any(is_val_name(name) or is_val_loader_call(last_part(name)) for name in refs(node))
+def _mentions_val(node: cst.CSTNode) -> bool:
+    """A validation path literal or a VAL-named read (``h.val_files``, ``load_validation_tokens(…)``)."""
+    return _mentions_val_literal(node) or any(is_val_name(n) or is_val_loader_call(last_part(n)) for n in refs(node))
 
 
 def _mentions_val_literal(node: cst.CSTNode) -> bool:

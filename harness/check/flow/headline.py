@@ -1,11 +1,9 @@
 """Which printed number is the headline: a re-evaluation logged only as a diagnostic is not.
 
-Why: R-TTT-REPORT-FIRST-PASS (#991, #1004) makes the first-pass score-first number the one a
-submission must report; "re-evaluations after adaptation are diagnostics only". A script that
-prints the score-first pass as its ``…_exact`` line and afterwards re-scores the adapted model
-for a ``DIAGNOSTIC post_ttt`` line reports the legal number. The headline is the last
-``*_exact``/``final_*`` line (rules-research H.5), so a re-score is a diagnostic when every
-line logging its result lacks those words while an earlier line of the same function has them.
+Why: R-TTT-REPORT-FIRST-PASS (#991, #1004) makes the first-pass score-first number the one to
+report; "re-evaluations after adaptation are diagnostics only". The headline is the last
+``*_exact``/``final_*`` line (rules-research H.5), so a re-score is a diagnostic when every line
+logging its result lacks those words while an earlier line of the same function has them.
 """
 
 from __future__ import annotations
@@ -30,13 +28,11 @@ def logged_as_diagnostic(parsed: ParsedSource, call_site: Step) -> bool:
     printing its own ``legal_ttt_exact`` line)."""
     defs = [node for node in walk(parsed.module) if isinstance(node, cst.FunctionDef)]
     for function in [None, *defs]:  # None: the module's top-level code
-        body: list[cst.CSTNode] = list(parsed.module.body if function is None else function.body.body)
-        assigned = _assigned_at(parsed, body, call_site.line)
-        before, after = _log_texts(parsed, body, call_site.line, assigned)
-        if not after:
-            continue
-        before += _callee_log_texts(parsed, body, call_site.line, defs)
-        return not any(_HEADLINE_WORD.search(t) for t in after) and any(_HEADLINE_WORD.search(t) for t in before)
+        own = _own_nodes(list(parsed.module.body if function is None else function.body.body))
+        before, after = _log_texts(parsed, own, call_site.line)
+        if after:
+            before += _callee_log_texts(parsed, own, call_site.line, defs)
+            return not any(_HEADLINE_WORD.search(t) for t in after) and any(_HEADLINE_WORD.search(t) for t in before)
     return False
 
 
@@ -51,15 +47,6 @@ def _own_nodes(body: list[cst.CSTNode]) -> list[cst.CSTNode]:
         out.append(node)
         stack.extend(N.children(node))
     return out
-
-
-def _assigned_at(parsed: ParsedSource, body: list[cst.CSTNode], line: int) -> set[str]:
-    names: set[str] = set()
-    for node in _own_nodes(body):
-        if isinstance(node, cst.Assign) and parsed.line_of(node) == line and isinstance(node.value, cst.Call):
-            for target in node.targets:
-                names.update(N.assigned_names(target.target))
-    return names
 
 
 def _is_log_call(node: cst.CSTNode) -> TypeGuard[cst.Call]:
@@ -77,20 +64,25 @@ def _log_text(node: cst.Call) -> str:
     return " ".join(t for t in (N.string_value(n) for n in strings) if t)
 
 
-def _log_texts(
-    parsed: ParsedSource, body: list[cst.CSTNode], line: int, names: set[str]
-) -> tuple[list[str], list[str]]:
+def _log_texts(parsed: ParsedSource, own: list[cst.CSTNode], line: int) -> tuple[list[str], list[str]]:
     """Texts of log calls before ``line`` (any), and of those logging the result: after it,
-    reading ``names``, or on the line itself with the re-scoring call among their arguments."""
+    reading what ``line`` assigns, or on the line itself with the re-scoring call among their arguments."""
+    assigned = {
+        name
+        for node in own
+        if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call) and parsed.line_of(node) == line
+        for target in node.targets
+        for name in N.assigned_names(target.target)
+    }
     before: list[str] = []
     after: list[str] = []
-    for node in _own_nodes(body):
+    for node in own:
         if not _is_log_call(node):
             continue
         at = parsed.line_of(node)
         if at < line:
             before.append(_log_text(node))
-        elif at > line and any(N.root_part(r) in names for a in node.args for r in N.refs(a.value)):
+        elif at > line and any(N.root_part(r) in assigned for a in node.args for r in N.refs(a.value)):
             after.append(_log_text(node))
         elif at == line and any(
             isinstance(inner, cst.Call) and not _is_log_call(inner)
@@ -102,15 +94,13 @@ def _log_texts(
 
 
 def _callee_log_texts(
-    parsed: ParsedSource, body: list[cst.CSTNode], line: int, defs: list[cst.FunctionDef]
+    parsed: ParsedSource, own: list[cst.CSTNode], line: int, defs: list[cst.FunctionDef]
 ) -> list[str]:
-    """Log texts of the module's functions that ``body`` calls before ``line`` (one level)."""
+    """Log texts of the module's functions called before ``line`` (one level)."""
     by_name = {f.name.value: f for f in defs}
     texts: list[str] = []
-    for node in _own_nodes(body):
-        if not isinstance(node, cst.Call) or parsed.line_of(node) >= line:
-            continue
-        callee = by_name.get(N.last_part(N.callee_name(node)))
-        if callee is not None:
+    for node in own:
+        callee = by_name.get(N.last_part(N.callee_name(node))) if isinstance(node, cst.Call) else None
+        if callee is not None and parsed.line_of(node) < line:
             texts.extend(_log_text(n) for n in _own_nodes(list(callee.body.body)) if _is_log_call(n))
     return texts

@@ -58,18 +58,7 @@ SCORE_FUNCTION = first_word("eval*") | any_word("score*", "*score", "*scores", "
 # A name holding per-token or running scores (``tok_losses``, ``totalloss``, ``lp``, ``tok_ce``);
 # short words count only whole, so ``device``, ``sequence`` or ``slice_buf`` are not scores.
 SCORE_LIST_NAME = any_word(
-    "*loss*",
-    "*nll*",
-    "*bpb*",
-    "*score*",
-    "*logprobs?",
-    "log_probs?",
-    "*entrop*",
-    "bits",
-    "lps?",
-    "ces?",
-    "logps?",
-    "xent",
+    "*loss*", "*nll*", "*bpb*", "*score*", "*logprobs?", "log_probs?", "*entrop*", "bits", "(lp|ce|logp)s?", "xent"
 )
 # A print/log line whose text names a validation score (``val_bpb:``, ``..._exact``).
 LOG_VAL_TEXT = any_word("vals?", "valonly", "valid*", "eval*", "preeval*", "dyneval*", "*bpb*", "exact")

@@ -1,10 +1,9 @@
 """The ordering rules PG101–PG106 over one root's effect timeline.
 
-Why order-based: the same calls (forward, backward, step, accumulate) appear in legal
-score-first TTT and in illegal train-then-score; what differs is whether a chunk's score is
-recorded before an update uses that chunk (in a loop whose data advances per iteration), and
-what happens after the updates (serialization → pre-quant TTT; another scoring pass →
-re-scoring). See rules-research §D and the verdict table.
+Why order-based: the same calls (forward, backward, step, accumulate) appear in legal score-first
+TTT and in illegal train-then-score; what differs is whether a chunk is scored before an update
+uses it (in a loop whose data advances per iteration), and what follows the updates (serialization:
+pre-quant TTT; another scoring pass: re-scoring). See rules-research §D and the verdict table.
 """
 
 from __future__ import annotations
@@ -276,13 +275,9 @@ def _only_first_pass(score: Effect, loop: LoopFrame) -> bool:
 
 
 def _through_training_pipeline(effect: Effect) -> bool:
-    if effect.taint is None:
-        return False
-    for step in effect.taint.path:
-        subject = step.note.split(" = ", 1)[0] if " = " in step.note else step.note.split(" ", 1)[0]
-        if any(TRAIN_PIPELINE_NAME.search(part) for part in subject.split(".")):
-            return True
-    return False
+    notes = [step.note for step in effect.taint.path] if effect.taint is not None else []
+    subjects = (note.split(" = ", 1)[0] if " = " in note else note.split(" ", 1)[0] for note in notes)
+    return any(TRAIN_PIPELINE_NAME.search(part) for subject in subjects for part in subject.split("."))
 
 
 def _source(effect: Effect) -> str:
@@ -322,9 +317,7 @@ def _diverging_call(effect: Effect, other: Effect) -> Step | None:
 def _call_where(effect: Effect, other: Effect) -> str:
     """A scoring pass named by its call (``eval_val_sliding(…) at train_gpt.py:1490``)."""
     call = _diverging_call(effect, other)
-    if call is not None:
-        return f"{call.note} at {call.file}:{call.line}"
-    return _where(effect)
+    return f"{call.note} at {call.file}:{call.line}" if call is not None else _where(effect)
 
 
 def evidence(decision: Decision) -> tuple[Step, ...]:
