@@ -1,13 +1,12 @@
 """PG202: a probability formed only for the realized token, not normalized over the vocabulary.
 
 Shapes (C2 of #1017; valerio #779/#1026/#1185, #659; cocohearts PPM rulings 2026-05-02):
-- a count ratio read at the target and divided by a context count (``ctx_count + beta``)
-  rather than by a sum over the vocabulary (#972 → #978; #886's distribution summing to 277);
+- a count ratio read at the target and divided by a context count (``ctx_count + beta``), not a
+  sum over the vocabulary (#972 → #978; #886's distribution summing to 277);
 - ``min`` between two per-token NLLs (#659: keep the lower of cache and model);
-- byte-level mixtures that spread the realized token's probability over its bytes
-  (``p ** (1 / n_bytes)``, #1835 cluster).
-Mixing weights that depend on a cache hit for the realized token are found together with
-the C1 gates (``causality.find_target_gates``). Legal: ``cross_entropy`` over all V logits,
+- byte-level mixtures spreading the realized token's probability over its bytes (#1835 cluster).
+Mixing weights that depend on a cache hit for the realized token are C1 gates
+(``causality.find_target_gates``). Legal: ``cross_entropy`` over all V logits,
 ``log_softmax(logits + bias)`` tilts, and ratios whose denominator sums over the vocab axis.
 """
 
@@ -46,6 +45,7 @@ _NORMALIZER_NAMES = (
 _VOCAB = (first_word("v") & last_word("v")) | first_word("n_?vocab", "vocab*") | last_word("vocab_size")
 _BYTE_COUNT = any_word("*byte*", "*len*", "nb*", "n_b*")
 _PPM = any_word("*ppm*")
+_BYTE_SOURCES = {"encode", "bytes", "bytearray"}
 _MIN_CALLS = {"minimum", "min", "fmin", "amin"}
 _STACKS = {"stack", "vstack", "cat", "concatenate"}
 _LOSS_CALLS = {"cross_entropy", "nll_loss"}
@@ -105,9 +105,8 @@ def find_min_by_comparison(index: ModuleIndex) -> list[Hit]:
         if not isinstance(operator, (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanEqual)):
             continue
         lesser = left if isinstance(operator, (cst.LessThan, cst.LessThanEqual)) else right
-        if not _all_losses(index, comparison, [left, right], strict=True):
-            continue
-        if any(_TRACKED.search(n.value) for side in (left, right) for n in value_names(side)):
+        tracked = any(_TRACKED.search(n.value) for side in (left, right) for n in value_names(side))
+        if tracked or not _all_losses(index, comparison, [left, right], strict=True):
             continue
         chosen = _chosen_by(index, comparison, lesser)
         if chosen is None:
@@ -132,8 +131,7 @@ def _chosen_by(index: ModuleIndex, comparison: cst.Comparison, lesser: cst.CSTNo
     wanted = index.code(lesser, 1 << 16)
     if isinstance(parent, cst.If) and parent.test is comparison:
         for statement in nodes_within(index.assigns, parent.body, index):
-            value = assigned_value(statement)
-            if isinstance(statement, cst.Assign) and value is not None and index.code(value, 1 << 16) == wanted:
+            if isinstance(statement, cst.Assign) and index.code(statement.value, 1 << 16) == wanted:
                 return statement
         return None
     if isinstance(parent, cst.IfExp) and parent.test is comparison:
@@ -187,10 +185,7 @@ def _computes_loss(value: cst.CSTNode) -> bool:
         isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in _CONVERSIONS
     ):
         value = value.func.value  # ``F.cross_entropy(...).cpu().numpy()`` is still the loss
-    if not isinstance(value, cst.Call):
-        return False
-    tail = call_tail(value)
-    return tail in _LOSS_CALLS or bool(_PER_TOKEN.search(tail))
+    return isinstance(value, cst.Call) and (call_tail(value) in _LOSS_CALLS or _PER_TOKEN.search(call_tail(value)))
 
 
 def _running_best(index: ModuleIndex, call: cst.Call, args: list[cst.CSTNode]) -> bool:
@@ -300,9 +295,7 @@ def find_ppm_byte_scoring(index: ModuleIndex) -> list[Hit]:
         if not isinstance(loop, cst.For):
             continue
         realized = _realized_byte_names(index, loop, byte_names)
-        over_bytes = _calls(loop.iter, {"encode", "bytes", "bytearray"}) or any(
-            n.value in realized for n in value_names(loop.iter)
-        )
+        over_bytes = _calls(loop.iter, _BYTE_SOURCES) or any(n.value in realized for n in value_names(loop.iter))
         if not over_bytes or not _PPM.search(index.text_of(index.enclosing_function(loop) or loop)):
             continue
         hits.append(

@@ -129,7 +129,7 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef, on_scoring_path
     info = TargetInfo(function=function)
     # a helper handed the whole stream (``hints(target_ids)``, read at ``seq[p - 1]``): its offsets decide
     reads = _position_reads(index, function) if on_scoring_path else []
-    streams = {name for read, name, _ in reads if isinstance(_single_index(read), cst.BinaryOperation)}
+    streams = {name for read, name, _, _ in reads if isinstance(_single_index(read), cst.BinaryOperation)}
     for name in [p.name.value for p in function.params.params]:
         if name not in streams and STRONG_TARGET.search(name) and not NOT_TARGET.search(name):
             info.names.add(name)
@@ -147,9 +147,8 @@ def infer_targets(index: ModuleIndex, function: cst.FunctionDef, on_scoring_path
         if value is None:
             continue
         for name in target_names(statement):
-            if NOT_TARGET.search(name):
-                continue
-            if STRONG_TARGET.search(name) or (WEAK_TARGET.search(name) and is_shifted_slice(value)):
+            named = STRONG_TARGET.search(name) or (WEAK_TARGET.search(name) and is_shifted_slice(value))
+            if named and not NOT_TARGET.search(name):
                 info.names.add(name)
                 info.origin[name] = statement  # the binding explains more than a later use
     info.reads = _predicted_position_reads(index, function, look_back_only_is_context=on_scoring_path)
@@ -173,15 +172,11 @@ def is_shifted_slice(expr: cst.CSTNode) -> bool:
     """``seq[1:]``, ``seq[s + 1 : e + 1]`` (possibly followed by reshape/to)."""
     while isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
         expr = expr.func.value
-    if not isinstance(expr, cst.Subscript) or not expr.slice:
-        return False
-    element = expr.slice[-1].slice
-    if not isinstance(element, cst.Slice) or element.lower is None:
-        return False
-    lower = element.lower
+    element = expr.slice[-1].slice if isinstance(expr, cst.Subscript) and expr.slice else None
+    lower = element.lower if isinstance(element, cst.Slice) else None
     if isinstance(lower, cst.BinaryOperation) and isinstance(lower.operator, cst.Add):
         lower = lower.right  # ``s + 1``
-    return number_value(lower) == 1
+    return lower is not None and number_value(lower) == 1
 
 
 def _offset(index_expr: cst.CSTNode, starts: dict[str, int]) -> tuple[str, int] | None:
@@ -227,16 +222,14 @@ def _single_index(subscript: cst.Subscript) -> cst.BaseExpression | None:
     return element.value if isinstance(element, cst.Index) else None
 
 
-def _position_reads(
-    index: ModuleIndex, function: cst.FunctionDef
-) -> Iterator[tuple[cst.Subscript, str, tuple[str, int]]]:
-    """``seq[p + k]``: the subscript, ``seq`` and ``(p, k)``."""
+def _position_reads(index: ModuleIndex, function: cst.FunctionDef) -> Iterator[tuple[cst.Subscript, str, str, int]]:
+    """``seq[p + k]``: the subscript, ``seq``, ``p`` and ``k``."""
     starts = _range_starts(function)
     for subscript in nodes_within(index.subscripts, function, index):
         position = _single_index(subscript)
         offset = _offset(position, starts) if position is not None else None
         if isinstance(subscript.value, cst.Name) and offset is not None:
-            yield subscript, subscript.value.value, offset
+            yield subscript, subscript.value.value, *offset
 
 
 def _predicted_position_reads(
@@ -246,7 +239,7 @@ def _predicted_position_reads(
     ``look_back_only_is_context``: in a helper handed the scored positions (``rows_for(tokens,
     positions)``), reads at ``p - 2`` and ``p - 1`` only are the context of position p."""
     groups: dict[tuple[str, str], list[tuple[int, cst.Subscript]]] = {}
-    for subscript, name, (base, amount) in _position_reads(index, function):
+    for subscript, name, base, amount in _position_reads(index, function):
         if not _POSITION_TABLE.search(name):
             groups.setdefault((name, base), []).append((amount, subscript))
     reads: list[cst.Subscript] = []
@@ -274,11 +267,8 @@ def _scored_index_reads(index: ModuleIndex, function: cst.FunctionDef) -> list[c
             continue
         if _POSITION_TABLE.search(chosen.value.value):
             continue
-        if any(
-            isinstance(n, cst.Call)
-            and (call_tail(n) in _NORMALIZER_CALLS or _calls_helper_normalizer(index, function, n))
-            for n in walk(subscript.value)
-        ):
+        calls = [n for n in walk(subscript.value) if isinstance(n, cst.Call)]
+        if any(call_tail(c) in _NORMALIZER_CALLS or _calls_helper_normalizer(index, function, c) for c in calls):
             picked.add(index.code(chosen, 1 << 20))
     if not picked:
         return []

@@ -1,17 +1,17 @@
 """PG302, first half: what counts as *reading training data*, whatever the code is called.
 
-Why a module of its own: the timing half (``train_after_clock``) only asks "does this call
-read training shards?", and the answer must come from what the code does — a batch drawn
-from a loader built on the training files, a shard opened — not from a helper's parameter
-name (#728 handed a validation loader to a ``collect_hessians(model, train_loader, …)``
-helper) nor from a file glob that is only counted for a log line (every accepted record
-since #1493 prints ``len(glob('fineweb_train_*.bin'))`` before training).
+The timing half (``train_after_clock``) only asks "does this call read training shards?", and
+the answer comes from what the code does (a batch drawn from a loader built on the training
+files, a shard opened), not from a helper's parameter name (#728 handed a validation loader to
+``collect_hessians(model, train_loader, …)``) nor from a glob only counted for a log line (every
+accepted record since #1493 prints ``len(glob('fineweb_train_*.bin'))`` before training).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import takewhile
 
 import libcst as cst
 
@@ -41,7 +41,7 @@ _PATH_METHODS = {"glob", "rglob", "iglob", "open", "read_bytes", "read_text", "i
 # what a training loop unpacks from the model, not from a batch source
 _MODEL_OUTPUT = any_word("*loss*", "*logits?", "logit*", "out*", "*out", "aux*", "hidden*", "grad*", "*grads?")
 _MODEL_METHODS = {"parameters", "named_parameters", "state_dict", "train", "eval", "forward"}
-_MODEL_METHODS |= {"backward", "step", "zero_grad"}  # the loss and the optimizer the loop unpacks
+_MODEL_METHODS |= {"backward", "step", "zero_grad"}  # called on a loss or an optimizer
 
 
 @dataclass(frozen=True)
@@ -111,16 +111,10 @@ def _arguments(call: cst.Call, function: cst.FunctionDef) -> dict[str, cst.BaseE
     method = isinstance(call.func, cst.Attribute)
     if (function.name.value == "__init__" and not method) or (method and params[:1] in (["self"], ["cls"])):
         params = params[1:]
-    passed: dict[str, cst.BaseExpression] = {}
-    position = 0
-    for arg in call.args:
-        if arg.star:
-            break
-        if arg.keyword is None:
-            if position < len(params):
-                passed.setdefault(params[position], arg.value)
-            position += 1
-        elif arg.keyword.value in keywords:
+    args = list(takewhile(lambda arg: not arg.star, call.args))
+    passed = dict(zip(params, [arg.value for arg in args if arg.keyword is None]))
+    for arg in args:
+        if arg.keyword is not None and arg.keyword.value in keywords:
             passed.setdefault(arg.keyword.value, arg.value)
     return passed
 
@@ -135,8 +129,7 @@ class TrainingData:
                 self.functions.setdefault(function.name.value, []).append((index, function))
                 owner = index.parent(index.parent(function) or function)
                 if function.name.value == "__init__" and isinstance(owner, cst.ClassDef):
-                    # ``ShuffledLoader(h.train_files)`` runs ``__init__``: the constructor is a
-                    # call into it, whatever the class is called
+                    # ``ShuffledLoader(h.train_files)`` runs ``__init__``, whatever the class is called
                     self.functions.setdefault(owner.name.value, []).append((index, function))
         self.train_keys = train_keys or set()
         self._memo: dict[int, list[Read]] = {}
@@ -174,17 +167,15 @@ class TrainingData:
         names = [e.value for e in used if isinstance(e, cst.Name) and e.value in passed]
         return any(_is_validation_source(index, passed[name], caller) for name in names)
 
-    def _is_train_path(self, expr: cst.CSTNode) -> bool:
-        """``args.train_files``, ``"fineweb_train_*.bin"``, or a minified field bound to one."""
-        return mentions(expr, TRAIN_WORDS) or _names_key(expr, self.train_keys)
-
     def _reads_through_arguments(
         self, index: ModuleIndex, call: cst.Call, callee_index: ModuleIndex, function: cst.FunctionDef, depth: int
     ) -> list[Read]:
         """``prefill_counts(args.train_files, …)`` where the helper (or one it passes the parameter
         on to) globs/opens/loads it: training data read though the helper never names it (#593;
         the README FAQ forbids training data at eval time)."""
-        tainted = {param for param, expr in _arguments(call, function).items() if self._is_train_path(expr)}
+        # ``args.train_files``, ``"fineweb_train_*.bin"``, or a minified field bound to one
+        passed = _arguments(call, function).items()
+        tainted = {param for param, expr in passed if mentions(expr, TRAIN_WORDS) or _names_key(expr, self.train_keys)}
         opened = _opens_parameters(callee_index, function, tainted, self, depth)
         if opened is None:
             return []
@@ -270,9 +261,8 @@ def loop_loaders(index: ModuleIndex, loop: cst.CSTNode) -> dict[str, set[str]]:
     so using it after the clock reads training data (#593, #606)."""
     loaders: dict[str, set[str]] = {}
     for statement in nodes_within(index.assigns, loop, index):
-        if not isinstance(statement, cst.Assign) or len(statement.targets) != 1:
-            continue
-        if not isinstance(statement.targets[0].target, cst.Tuple):
+        targets = [t.target for t in statement.targets] if isinstance(statement, cst.Assign) else []
+        if len(targets) != 1 or not isinstance(targets[0], cst.Tuple):
             continue
         if any(_MODEL_OUTPUT.search(n) for n in target_names(statement)):
             continue  # ``loss, aux = model.forward_aux(x, y)``: the model, not a batch source
