@@ -1,10 +1,7 @@
 """Rule family PG201–PG204: is the reported score the log-loss of a causal, normalized
-distribution over the official tokens, measured in original bytes?
-
-Why one family: the four #1017 conditions and the byte accounting (R-BPB) are all about
-*how* a number becomes ``val_bpb``, independent of which data was trained on (PG1xx).
-Each mechanism is found by a focused detector in ``harness.check.mechanisms``; the
-documented configuration then decides whether the code actually ran.
+distribution over the official tokens, measured in original bytes? The four #1017 conditions
+and the byte accounting (R-BPB) are all about *how* a number becomes ``val_bpb``, whatever
+data was trained on (PG1xx); the documented configuration decides whether the code ran.
 """
 
 from __future__ import annotations

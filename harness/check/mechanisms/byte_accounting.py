@@ -46,6 +46,16 @@ _SIDECAR = re.compile(r"fineweb_val_bytes|byte_sidecar|bytes_sidecar|val_bytes|r
 # A training-time estimate (``train_bpb``), not the score; ``train`` no longer matches constrain.
 _TRAIN_ONLY = any_word("(train|pretrain|retrain)*", "*train")
 _HARMLESS = (0.0, 1.0, 2.0, math.log(2), 1 / math.log(2))
+_BPB_LABEL = re.compile(r"val_bpb[:=]\s*$")
+_ENV_READS = {"get", "getenv"}
+_LOSS_NAME = any_word("*(loss|nll)*", "(bits|nats)*", "*(bits|nats)")
+# A token count (``n_tokens``, ``tok_count``, ``seqlen``); ``len`` no longer matches blend/filename.
+_TOKEN_NAME = any_word("(tok|count|num|len)*", "*(toks?|tokens?|counts?|num|lens?|lengths?)", "*numel*")
+_TOKEN_NAME |= first_word("n")
+_NOT_DATA = {"math", "np", "numpy", "torch", "float", "int", "round", "max", "min", "len", "sum", "abs"}
+_PATH_BUILDERS = frozenset({"join", "get", "getenv", "Path", "str", "format", "replace", "print", "log", "log0"})
+_SIDECAR_PATH = re.compile(r"fineweb_val_bytes|val_bytes|(bytes|sidecar)_(files?|path|pattern|dir)", re.IGNORECASE)
+Formula = tuple[cst.CSTNode, cst.BaseExpression]  # the statement (or ``return``) and the expression it computes
 
 
 def _suspicious_value(value: float | int, is_integer: bool) -> bool:
@@ -78,17 +88,12 @@ def _bpb_statements(index: ModuleIndex) -> list[tuple[cst.CSTNode, cst.BaseExpre
     return list(computed.values())
 
 
-_BPB_LABEL = re.compile(r"val_bpb[:=]\s*$")
-
-
-def _printed_bpb_formulas(index: ModuleIndex) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
+def _printed_bpb_formulas(index: ModuleIndex) -> list[Formula]:
     """Follow ``print(f"... val_bpb:{vb:.8f}")`` back to the formula: ``vb`` bound locally, or
     unpacked from ``vl, vb = ev(...)`` and then the matching element of ``ev``'s return
     (one level). Minifiers rename ``val_bpb`` but keep the log label the score is read from."""
-    formulas: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
-    for node in index.all_nodes():
-        if not isinstance(node, cst.FormattedString):
-            continue
+    formulas: list[Formula] = []
+    for node in (n for n in index.all_nodes() if isinstance(n, cst.FormattedString)):
         label = ""
         for part in node.parts:
             if isinstance(part, cst.FormattedStringText):
@@ -100,10 +105,8 @@ def _printed_bpb_formulas(index: ModuleIndex) -> list[tuple[cst.CSTNode, cst.Bas
     return formulas
 
 
-def _formulas_of(
-    index: ModuleIndex, name: str, scope: cst.FunctionDef | None, depth: int = 0
-) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
-    found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
+def _formulas_of(index: ModuleIndex, name: str, scope: cst.FunctionDef | None, depth: int = 0) -> list[Formula]:
+    found: list[Formula] = []
     container = scope if scope is not None else index.parsed.module
     for statement in nodes_within(index.assigns, container, index):
         if index.enclosing_function(statement) is not scope or not isinstance(statement, cst.Assign):
@@ -119,10 +122,8 @@ def _formulas_of(
     return found
 
 
-def _returned_formulas(
-    index: ModuleIndex, function_name: str, position: int
-) -> list[tuple[cst.CSTNode, cst.BaseExpression]]:
-    found: list[tuple[cst.CSTNode, cst.BaseExpression]] = []
+def _returned_formulas(index: ModuleIndex, function_name: str, position: int) -> list[Formula]:
+    found: list[Formula] = []
     for function in index.functions_named(function_name):
         for node in walk(function.body):
             if not isinstance(node, cst.Return) or not isinstance(node.value, cst.Tuple):
@@ -160,18 +161,13 @@ def _constant_names(index: ModuleIndex, scope: cst.CSTNode) -> dict[str, tuple[c
             if number is None:
                 number = _env_default_number(value)
         if number is not None:
-            for name in target_names(statement):
-                constants[name] = (statement, number)
+            constants.update((name, (statement, number)) for name in target_names(statement))
     return constants
-
-
-_ENV_READS = {"get", "getenv"}
 
 
 def _env_default_number(value: cst.Call) -> float | None:
     """The numeric default of an env read (``float(os.environ.get("BYTES_PER_TOKEN", 2.436))``,
-    the #2009 shape): a number written without quotes is the same fixed constant as the
-    string ``"2.436"``. Only the default argument counts, not other numbers around it."""
+    the #2009 shape), the same fixed constant as the string ``"2.436"``; no other number counts."""
     for node in walk(value):
         if not isinstance(node, cst.Call) or call_tail(node) not in _ENV_READS or not node.args:
             continue
@@ -231,18 +227,9 @@ def _indexed_by_tokens(node: cst.CSTNode) -> bool:
     return isinstance(key, cst.Subscript)
 
 
-_LOSS_NAME = any_word("*(loss|nll)*", "(bits|nats)*", "*(bits|nats)")
-# A token count (``n_tokens``, ``tok_count``, ``seqlen``); ``len`` no longer matches blend/filename.
-_TOKEN_NAME = any_word("(tok|count|num|len)*", "*(toks?|tokens?|counts?|num|lens?|lengths?)", "*numel*") | first_word(
-    "n"
-)
-_NOT_DATA = {"math", "np", "numpy", "torch", "float", "int", "round", "max", "min", "len", "sum", "abs"}
-
-
 def _all_names_known(index: ModuleIndex, scope: cst.CSTNode, value: cst.CSTNode) -> bool:
     """Every data name in the formula is a loss, a token count, or computed here: a parameter
-    such as ``tokens_per_byte_ratio`` passed in from elsewhere might be a byte ratio, so the
-    formula is then left alone."""
+    passed in from elsewhere (``tokens_per_byte_ratio``) might be a byte ratio."""
     known = _NOT_DATA | {n for s in nodes_within(index.assigns, scope, index) for n in target_names(s)}
     calls = {id(n.func) for n in walk(value) if isinstance(n, cst.Call)}
     return all(
@@ -369,10 +356,6 @@ def find_transformed_text_bytes(indexes: list[ModuleIndex], configuration: Confi
     return [byte_hit(index, index.enclosing_statement(node), message, where)]
 
 
-_PATH_BUILDERS = frozenset({"join", "get", "getenv", "Path", "str", "format", "replace", "print", "log", "log0"})
-_SIDECAR_PATH = re.compile(r"fineweb_val_bytes|val_bytes|(bytes|sidecar)_(files?|path|pattern|dir)", re.IGNORECASE)
-
-
 def _reads_sidecar(call: cst.Call) -> bool:
     """``load_byte_sidecar(p)``, ``glob(args.val_bytes_files)``: a call named for the sidecar,
     or handed its path — not one that only builds the path or reads the switch."""
@@ -380,14 +363,10 @@ def _reads_sidecar(call: cst.Call) -> bool:
         return True
     if call_tail(call) in _PATH_BUILDERS:
         return False  # ``os.path.join(data_path, "fineweb_val_bytes_*.bin")`` only names it
-    for argument in call.args:
-        value = argument.value
-        text = literal_text(value) if isinstance(value, cst.SimpleString) else None
-        if text is None and isinstance(value, (cst.Name, cst.Attribute)):
-            text = dotted_name(value)
-        if text is not None and _SIDECAR_PATH.search(text.rsplit(".", 1)[-1]):
-            return True
-    return False
+    texts = [
+        literal_text(a.value) if isinstance(a.value, cst.SimpleString) else dotted_name(a.value) for a in call.args
+    ]
+    return any(text is not None and _SIDECAR_PATH.search(text.rsplit(".", 1)[-1]) for text in texts)
 
 
 def find_byte_accounting(indexes: list[ModuleIndex], configuration: Configuration) -> list[Hit]:
@@ -397,28 +376,23 @@ def find_byte_accounting(indexes: list[ModuleIndex], configuration: Configuratio
         hits += find_hardcoded_ratio(index)
         hits += find_shipped_byte_table(index)
         tables = find_lut_problems(index) + find_missing_boundary_rule(index)
-        hits += tables if id(index) in at_eval else [_outside_the_run(hit) for hit in tables]
+        if id(index) not in at_eval:
+            # a table in a script the entry never imports (a tokenizer-building or analysis tool,
+            # a data-preparation step) is for the reviewer to trace (#1578's pipeline scripts)
+            note = (
+                f" (in {index.name}, which the entry script does not import: "
+                "check whether this table reaches the reported val_bpb)"
+            )
+            tables = [replace(hit, when="outside-the-run", message=hit.message + note) for hit in tables]
+        hits += tables
     hits += find_transformed_text_bytes(indexes, configuration)
     return hits
 
 
-def _outside_the_run(hit: Hit) -> Hit:
-    """A piece-length table in a script the entry never imports (a tokenizer-building or
-    analysis tool, a data-preparation step) is not the reported score's denominator by
-    itself: a warning for the reviewer to trace, not an error (#1578's pipeline scripts)."""
-    return replace(
-        hit,
-        when="outside-the-run",
-        message=hit.message + f" (in {hit.index.name}, which the entry script does not import: check whether "
-        "this table reaches the reported val_bpb)",
-    )
-
-
 def _in_training_loop(index: ModuleIndex, statement: cst.CSTNode) -> bool:
-    """A bits-per-token figure printed from inside the training loop (a loop that also calls
-    ``backward()`` or an optimizer's ``step()``) is a progress estimate on a slice of the
-    validation tokens, not the reported score (#1465's periodic ``val_bpb`` line beside an
-    evaluation that divides by bytes)."""
+    """A bits-per-token figure inside a loop that also calls ``backward()`` or an optimizer's
+    ``step()`` is a progress estimate on a slice of the validation tokens, not the reported
+    score (#1465's periodic ``val_bpb`` line beside an evaluation that divides by bytes)."""
     for loop in (a for a in index.ancestors(statement) if isinstance(a, (cst.For, cst.While))):
         for call in nodes_within(index.calls, loop, index):
             if call_tail(call) == "backward":

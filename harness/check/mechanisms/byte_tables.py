@@ -27,6 +27,12 @@ BYTE_NAME = re.compile(r"byte", re.IGNORECASE)
 # longer matches chunk, ``bos`` no longer verbose.
 _BOUNDARY = any_word("*bound*", "bnd*", "*bnd", "bos*", "*bos", "*control*", "is_ctrl", "prev*", "*prev", "unk*")
 _SPACE_LUT = re.compile(r"leading_space|has_space|space_lut|has_leading|lead_space", re.IGNORECASE)
+_DECODE = re.compile(r"decode", re.IGNORECASE)
+_LUT_NAME = re.compile(
+    r"base_bytes|has_leading_space|leading_space|is_boundary|bytes_per_piece|piece_bytes|token_bytes", re.IGNORECASE
+)
+_LOADERS = {"load", "loadtxt", "fromfile", "load_file", "read_json"}
+_CHECKS = {"array_equal", "allclose", "assert_array_equal", "equal"}
 
 
 def find_lut_problems(index: ModuleIndex) -> list[Hit]:
@@ -38,15 +44,10 @@ def find_lut_problems(index: ModuleIndex) -> list[Hit]:
         calls = nodes_within(index.calls, function, index)
         if not any(call_tail(c) in {"id_to_piece", "IdToPiece"} for c in calls):
             continue
-        decoded = _decoded_names(index, function)
-        lengths = [
-            c
-            for c in calls
-            if call_tail(c) == "len"
-            and c.args
-            and any(isinstance(n, cst.Call) and call_tail(n) == "encode" for n in walk(c.args[0].value))
-            and not _measures_decoded_text(index, c, decoded)
-        ]
+        # names bound to a decoder's output (``sp.decode(ids)``, a lossless case-transform inverse)
+        assigns = nodes_within(index.assigns, function, index)
+        decoded = {n for s in assigns if _decodes(assigned_value(s)) for n in target_names(s)}
+        lengths = [call for call in calls if _piece_length(index, call, decoded)]
         if not lengths:
             continue
         text = index.code(function, 1_000_000)
@@ -70,29 +71,23 @@ def byte_hit(index: ModuleIndex, node: cst.CSTNode, message: str, *path: Step) -
     return Hit(rule="PG204", index=index, node=node, message=message, path=path)
 
 
-_DECODE = re.compile(r"decode", re.IGNORECASE)
-
-
-def _decoded_names(index: ModuleIndex, function: cst.FunctionDef) -> set[str]:
-    """Names bound to the output of a decoder (``sp.decode(ids)``, a lossless case-transform
-    inverse): text the tokenizer has already turned back into characters."""
-    assigns = nodes_within(index.assigns, function, index)
-    return {name for statement in assigns if _decodes(assigned_value(statement)) for name in target_names(statement)}
-
-
 def _decodes(node: cst.CSTNode | None) -> bool:
     return isinstance(node, cst.Call) and _DECODE.search(call_tail(node)) is not None
 
 
-def _measures_decoded_text(index: ModuleIndex, length: cst.Call, decoded: set[str]) -> bool:
-    """``len(decode(prefix).encode()) - cursor``: the byte count of decoded text, where the
-    decoder already maps byte-fallback pieces to their byte and ``▁`` to a space — the
-    CaseOps raw-byte sidecar is built this way (#1729, #2138) — or a fallback inside an
-    ``except`` handler of such a count. Neither is a per-piece rendering length."""
+def _piece_length(index: ModuleIndex, length: cst.Call, decoded: set[str]) -> bool:
+    """``len(piece.encode())``, not ``len(decode(prefix).encode()) - cursor``: the byte count of
+    decoded text, where the decoder already maps byte-fallback pieces to their byte and ``▁`` to
+    a space (the CaseOps raw-byte sidecar is built this way, #1729, #2138), nor a fallback inside
+    an ``except`` handler of such a count."""
+    if call_tail(length) != "len" or not length.args:
+        return False
     argument = length.args[0].value
+    if not any(isinstance(n, cst.Call) and call_tail(n) == "encode" for n in walk(argument)):
+        return False
     if any(_decodes(n) for n in walk(argument)) or any(n.value in decoded for n in value_names(argument)):
-        return True
-    return bool(decoded) and any(isinstance(a, cst.ExceptHandler) for a in index.ancestors(length))
+        return False
+    return not decoded or not any(isinstance(a, cst.ExceptHandler) for a in index.ancestors(length))
 
 
 def find_missing_boundary_rule(index: ModuleIndex) -> list[Hit]:
@@ -134,12 +129,10 @@ def _reads_space(index: ModuleIndex, subscript: cst.Subscript, space_params: set
 
 
 def _argument_words(index: ModuleIndex) -> dict[str, dict[str, set[str]]]:
-    """Function name → parameter → names of the arguments its call sites pass for it.
-
-    Why: minified scorers take the LUTs as one-letter parameters (``def ev_ng(a, m, …, bb,
-    ls, bd)``, called with ``base_bytes_lut, has_leading_space_lut, is_boundary_token_lut``),
-    so ``B += (bb[y] + ls[y]).sum()`` is recognisable as the issue #897 miscount — and
-    ``ls[y] & ~bd[x]`` as its fix — only through the names at the call site."""
+    """Function name → parameter → names of the arguments its call sites pass for it: minified
+    scorers take the LUTs as one-letter parameters (``def ev_ng(…, bb, ls, bd)``), so
+    ``B += (bb[y] + ls[y]).sum()`` is the issue #897 miscount, and ``ls[y] & ~bd[x]`` its fix,
+    only by the names at the call site (``has_leading_space_lut``, ``is_boundary_token_lut``)."""
     wanted = {f.name.value: f for f in index.functions}
     passed: dict[str, dict[str, set[str]]] = {}
     for peer in index.peers or [index]:
@@ -150,8 +143,7 @@ def _argument_words(index: ModuleIndex) -> dict[str, dict[str, set[str]]]:
             params = [p.name.value for p in function.params.params]
             if params[:1] in (["self"], ["cls"]) and isinstance(call.func, cst.Attribute):
                 params = params[1:]
-            positional = [a for a in call.args if a.keyword is None and not a.star]
-            bound = list(zip(params, (a.value for a in positional)))
+            bound = list(zip(params, (a.value for a in call.args if a.keyword is None and not a.star)))
             bound += [(a.keyword.value, a.value) for a in call.args if a.keyword is not None]
             for param, argument in bound:
                 words = _words(argument, skip_slices=True) - {param}
@@ -209,19 +201,11 @@ def _boundary_condition_applied(
     return False
 
 
-_LUT_NAME = re.compile(
-    r"base_bytes|has_leading_space|leading_space|is_boundary|bytes_per_piece|piece_bytes|token_bytes", re.IGNORECASE
-)
-_LOADERS = {"load", "loadtxt", "fromfile", "load_file", "read_json"}
-_CHECKS = {"array_equal", "allclose", "assert_array_equal", "equal"}
-
-
 def find_shipped_byte_table(index: ModuleIndex) -> list[Hit]:
-    """The per-token byte table read from a file shipped beside the code (``np.load(meta)
-    ["base_bytes"]``) instead of built from the tokenizer: the denominator is whatever the
-    file says. The Scylla record's ``meta.npz`` counted byte-fallback pieces as 3 bytes and was
-    removed (#1184, #1271, #1806). A comparison with the tokenizer-built table that always
-    runs (``array_equal(table, build_luts(sp))``) makes it a cache; one behind a switch does not."""
+    """The per-token byte table read from a shipped file (``np.load(meta)["base_bytes"]``), not
+    built from the tokenizer: the Scylla record's ``meta.npz`` counted byte-fallback pieces as 3
+    bytes and was removed (#1184, #1271, #1806). A comparison with the tokenizer-built table that
+    always runs (``array_equal(table, build_luts(sp))``) makes it a cache; one behind a switch does not."""
     # only functions that call a loader can read a table from a file: found from the index's
     # calls, so the other functions' bodies are never walked
     loading = {id(index.enclosing_function(call)) for call in index.calls if call_tail(call) in _LOADERS}

@@ -22,7 +22,6 @@ from harness.check.words import any_word
 from .hit import Hit, step
 from .targets import value_names
 
-# ---- vocabularies (whole words, harness/check/words.py) ------------------------------------
 # A document-boundary test (``bos_mask``, ``doc_start``, ``seg_ids``); ``bos`` no longer verbose.
 BOS_WORDS = any_word(
     "(bos|doc_?start|is_start|start_mask|not_first|first_tok|new_doc|doc_?mask|same_doc|seg_?id|doc_?id)*",
@@ -36,13 +35,19 @@ _ISOLATION = re.compile(
 )
 # Token ids compared against a BOS id; ``tok`` no longer matches retokenize.
 _ID_WORDS = any_word("*ids", "(ids|tok|input)*", "*(toks?|tokens?|inputs?)", "*idx*")
+# Masks are built by comparisons, casts and reshapes, never by model calls: keeps
+# ``x = block(x, cu_seqlens)`` from counting as a mask because it mentions one.
+_MASK_METHODS = frozenset(
+    "unsqueeze float to type_as bool logical_not view reshape expand half bfloat16 eq ne int long expand_as "
+    "masked_fill where cumsum any".split()
+)
+# Token ids shifted for hashed n-gram inputs (``input_ids``, ``tokens``)
+_TOKEN_IDS = re.compile(r"(^|_)(ids|idx|tokens?|toks)$", re.IGNORECASE)
 
 
 def _slice_kind(subscript: cst.CSTNode | None) -> str | None:
     """``x[:, 1:]`` → "tail"; ``x[:, :-1]`` → "head"; anything else → None."""
-    if not isinstance(subscript, cst.Subscript):
-        return None
-    element = subscript.slice[-1].slice if subscript.slice else None
+    element = subscript.slice[-1].slice if isinstance(subscript, cst.Subscript) and subscript.slice else None
     if not isinstance(element, cst.Slice) or element.step is not None:
         return None
     if element.upper is None and element.lower is not None and number_value(element.lower) == 1:
@@ -54,15 +59,12 @@ def _slice_kind(subscript: cst.CSTNode | None) -> str | None:
 
 def _is_hash_arithmetic(expr: cst.CSTNode) -> bool:
     """Token-id hashing (BigramHash) uses ^, %, << or large integer multipliers, not gates."""
-    for node in walk(expr):
-        if isinstance(node, cst.BinaryOperation):
-            if isinstance(node.operator, (cst.BitXor, cst.Modulo, cst.LeftShift, cst.BitAnd)):
-                return True
-            if isinstance(node.operator, cst.Multiply):
-                for side in (node.left, node.right):
-                    value = number_value(side)
-                    if isinstance(value, int) and abs(value) >= 2:
-                        return True
+    for node in (n for n in walk(expr) if isinstance(n, cst.BinaryOperation)):
+        if isinstance(node.operator, (cst.BitXor, cst.Modulo, cst.LeftShift, cst.BitAnd)):
+            return True
+        factors = [number_value(node.left), number_value(node.right)] if isinstance(node.operator, cst.Multiply) else []
+        if any(isinstance(value, int) and abs(value) >= 2 for value in factors):
+            return True
     return False
 
 
@@ -109,9 +111,6 @@ def _shifts_sequence(index: ModuleIndex, call: cst.Call) -> bool:
     return False
 
 
-_TOKEN_IDS = re.compile(r"(^|_)(ids|idx|tokens?|toks)$", re.IGNORECASE)
-
-
 def _shifts_token_ids(index: ModuleIndex, expr: cst.CSTNode) -> bool:
     """Shifting token ids (for hashed n-gram inputs) is not mixing hidden states."""
     bases = [n.value for n in walk(expr) if isinstance(n, cst.Subscript)]
@@ -132,7 +131,7 @@ def _mask_names(index: ModuleIndex, function: cst.CSTNode) -> set[str]:
     for _ in range(3):
         for statement in assigns:
             value = assigned_value(statement)
-            if value is None or not _only_mask_operations(value):
+            if value is None or any(call_tail(n) not in _MASK_METHODS for n in walk(value) if isinstance(n, cst.Call)):
                 continue
             names = {n.value for n in value_names(value)}
             compares_ids = any(
@@ -157,18 +156,6 @@ def _literal_id_test(comparison: cst.Comparison, params: set[str]) -> bool:
         isinstance(target.operator, (cst.Equal, cst.NotEqual)) and isinstance(target.comparator, cst.Integer)
         for target in comparison.comparisons
     )
-
-
-_MASK_METHODS = frozenset(
-    "unsqueeze float to type_as bool logical_not view reshape expand half bfloat16 eq ne int long expand_as "
-    "masked_fill where cumsum any".split()
-)
-
-
-def _only_mask_operations(value: cst.CSTNode) -> bool:
-    """Masks are built by comparisons, casts and reshapes, never by model calls: keeps
-    ``x = block(x, cu_seqlens)`` from counting as a mask because it mentions one."""
-    return all(call_tail(n) in _MASK_METHODS for n in walk(value) if isinstance(n, cst.Call))
 
 
 def _is_masked(index: ModuleIndex, statement: cst.CSTNode) -> bool:
