@@ -111,12 +111,9 @@ def _mentions_dependent(
     """None when ``expr`` does not depend on the target; else whether it does via a cache. A target
     only handed to a submission helper (``hints = build_hints(targets)``, the causal tilt of #2135)
     does not count: the helper is analysed on its own (``callees``)."""
-    via_cache: bool | None = None
-    names = names_outside_helper_calls(index, expr)
-    for name in names:
-        if name.value in dependent:
-            via_cache = bool(via_cache) or dependent[name.value]
-    if via_cache is None and not any(n.value in info.names for n in names):
+    found = [dependent[n.value] for n in names_outside_helper_calls(index, expr) if n.value in dependent]
+    via_cache: bool | None = any(found) if found else None
+    if via_cache is None:
         # only metadata (``targets.size(0)``) or arguments of a submission helper mention it
         opaque = {id(c) for c in walk(expr) if isinstance(c, cst.Call) and helper_of(index, c) is not None}
         read_ids = {id(r) for r in info.reads}
@@ -315,9 +312,7 @@ def find_expert_gate_settings(indexes: list[ModuleIndex], configuration: Configu
                 continue
             use_index, use_node = use
             index = binding.index
-            statement = next(
-                (a for a in index.ancestors(binding.expr) if isinstance(a, (cst.Assign, cst.AnnAssign))), binding.expr
-            )
+            statement = index.enclosing_statement(binding.expr)  # the assignment that binds the setting
             documented = [f"{n}={v} in {st.file}:{st.line}" for n, v, st in evaluation.used if st is not None]
             origin = f" ({', '.join(documented)})" if documented else ""
             yield Hit(
@@ -325,8 +320,8 @@ def find_expert_gate_settings(indexes: list[ModuleIndex], configuration: Configu
                 index=index,
                 node=statement,
                 message=(
-                    f"`{key}` = {value:g}{origin}: the within-word/word-start/agreement expert gates of the n-gram tilt "
-                    "lineage read the target token; they are accepted only at 0 (#1514, #2041, #2118); "
+                    f"`{key}` = {value:g}{origin}: the within-word/word-start/agreement expert gates of the n-gram "
+                    "tilt lineage read the target token; they are accepted only at 0 (#1514, #2041, #2118); "
                     f"here it is gated on the target at {use_index.name}:{use_index.line(use_node)}"
                 ),
                 path=(
@@ -458,40 +453,33 @@ def find_whole_document_statistics(index: ModuleIndex, info: TargetInfo) -> Iter
         return
     assigns = nodes_within(index.assigns, info.function, index)  # in source order
     for place, statement in enumerate(assigns):
-        value = next(
-            (
-                n
-                for n in walk(assigned_value(statement) or statement)
-                if isinstance(n, cst.Call) and call_tail(n) in _DOC_STATISTICS and n.args
-            ),
-            None,
-        )
-        if value is None:
+        counters = [
+            n
+            for n in walk(assigned_value(statement) or statement)
+            if isinstance(n, cst.Call) and call_tail(n) in _DOC_STATISTICS and n.args
+        ]
+        if not counters:
             continue
-        argument = value.args[0].value
+        argument = counters[0].args[0].value
         if not (isinstance(argument, cst.Name) and argument.value in sources):
             continue
         stats = set(target_names(statement))
-        use = next(
-            (
-                later
-                for later in assigns[place + 1 :]
-                if {n.value for n in value_names(assigned_value(later) or later)} & stats
-                and any(
-                    _PREDICTION_WORDS.search(n) for n in target_names(later) + [v.value for v in value_names(later)]
-                )
-            ),
-            None,
-        )
-        if use is None:
+        uses = [
+            later
+            for later in assigns[place + 1 :]
+            if {n.value for n in value_names(assigned_value(later) or later)} & stats
+            and any(_PREDICTION_WORDS.search(n) for n in target_names(later) + [v.value for v in value_names(later)])
+        ]
+        if not uses:
             continue
+        use = uses[0]
         yield Hit(
             rule="PG201",
             index=index,
             node=statement,
             message=(
-                f"`{index.code(value, 50)}` counts the tokens of the whole sequence `{argument.value}`, whose targets "
-                f"are scored, and the counts shape the prediction at line {index.line(use)}"
+                f"`{index.code(counters[0], 50)}` counts the tokens of the whole sequence `{argument.value}`, "
+                f"whose targets are scored, and the counts shape the prediction at line {index.line(use)}"
             ),
             path=(
                 step(index, sources[argument.value], f"targets are taken from {argument.value}"),

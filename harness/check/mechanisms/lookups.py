@@ -18,7 +18,7 @@ from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assign_targets, assigned_value, call_tail, number_value, target_names
 from harness.check.words import any_word, last_word
 
-from .targets import TargetInfo, value_names
+from .targets import TargetInfo, identifiers, value_names
 
 Mentions = Callable[[cst.CSTNode], bool]  # does an expression hold the key (or the target)?
 T = TypeVar("T")
@@ -98,10 +98,10 @@ def composes_with_target(node: cst.CSTNode, info: TargetInfo) -> bool:
         return len(flags) >= 2 and any(flags) and not all(flags)
     if not isinstance(node, cst.BinaryOperation) or not isinstance(node.operator, (cst.Add, cst.BitOr)):
         return False
-    for context, target in ((node.left, node.right), (node.right, node.left)):
-        if _radix_scaled(context) and info.mentions(target) and not info.mentions(context):
-            return True
-    return False
+    return any(
+        _radix_scaled(context) and info.mentions(target) and not info.mentions(context)
+        for context, target in ((node.left, node.right), (node.right, node.left))
+    )
 
 
 def _outermost_hash(index: ModuleIndex, node: cst.BinaryOperation) -> bool:
@@ -206,9 +206,7 @@ def _reads_cache(index: ModuleIndex, site: cst.Subscript | cst.Call, counted: se
     """Does the read site read an eval-time cache (named like one, or counted in this function),
     not a byte-accounting LUT?"""
     base = site.value if isinstance(site, cst.Subscript) else site.func
-    base_names = {n.value for n in value_names(base)} | {
-        n.attr.value for n in walk(base) if isinstance(n, cst.Attribute)
-    }  # ``self.full_tables[n][key]``: the member names the table, one subscript down (#982)
+    base_names = set(identifiers(base))  # ``self.full_tables[n][key]``: the member names the table (#982)
     table = base.value if isinstance(base, cst.Attribute) and not isinstance(site, cst.Subscript) else base
     return not any(BYTE_WORDS.search(n) for n in base_names) and (
         any(CACHE_WORDS.search(n) for n in base_names) or index.code(table) in counted
@@ -221,19 +219,18 @@ def _composed_keys(
     """Outermost ``ctx * P + t`` / ``(ctx, t)`` keys of the function that no xor/multiplicative
     hash already covers: in assignments, subscripts and ``.get`` arguments."""
     candidates: list[cst.CSTNode] = list(nodes_within(index.binops, info.function, index))
-    for statement in assigns:
-        value = assigned_value(statement)
-        if (
-            isinstance(value, cst.Tuple)
-            and isinstance(statement, cst.Assign)
-            and all(isinstance(t.target, cst.Name) for t in statement.targets)
-        ):
-            candidates.append(value)  # ``key = (ctx, tgt)``; ``tgt, prev = y[s:], x[s:]`` unpacks
+    candidates += [  # ``key = (ctx, tgt)``; ``tgt, prev = y[s:], x[s:]`` unpacks
+        s.value
+        for s in assigns
+        if isinstance(s, cst.Assign)
+        and isinstance(s.value, cst.Tuple)
+        and all(isinstance(t.target, cst.Name) for t in s.targets)
+    ]
     for subscript in nodes_within(index.subscripts, info.function, index):
         candidates += [e.slice.value for e in subscript.slice if isinstance(e.slice, cst.Index)]
-    for call in nodes_within(index.calls, info.function, index):
-        if call_tail(call) == "get" and call.args:
-            candidates.append(call.args[0].value)
+    candidates += [
+        c.args[0].value for c in nodes_within(index.calls, info.function, index) if call_tail(c) == "get" and c.args
+    ]
     found: dict[int, cst.CSTNode] = {}
     for node in candidates:
         if id(node) in found or not composes_with_target(node, info):

@@ -78,20 +78,20 @@ def find_slot_via_helper(index: ModuleIndex, info: TargetInfo) -> Iterator[Hit]:
     module it imports (``from slot_opt import optimize_slot``, ``import slot_opt``)."""
     function = info.function
     for call in nodes_within(index.calls, function, index):
-        positions = [
-            i
+        passed = {  # argument position → the target name passed there
+            i: a.value.value
             for i, a in enumerate(call.args)
             if a.keyword is None and isinstance(a.value, cst.Name) and a.value.value in info.names
-        ]
-        if not positions:
+        }
+        if not passed:
             continue
         helpers = [(index, f) for f in index.functions_named(call_tail(call))] + imported_functions(index, call)
         for helper_index, helper in helpers:
-            if helper is function or not _optimizes_on_parameter(helper_index, helper, positions):
+            if helper is function or not _optimizes_on_parameter(helper_index, helper, list(passed)):
                 continue
             statement = index.enclosing_statement(call)
             outputs = set(target_names(statement))
-            targets = {call.args[i].value.value for i in positions}
+            targets = set(passed.values())
             score = _score_after(index, statement, function, targets, outputs) if outputs else None
             if score is None:
                 continue
