@@ -185,6 +185,7 @@ def _pg000(reason: str, cacheable: bool = False) -> tuple[list[dict], dict[str, 
 
 def finalize(raw_results: list[RawResult], filters: ReviewFilters, tool_version: str) -> CheckReport:
     """Apply the reviewer's filters and allowlist, and decide each verdict."""
+    allowlist = filters.allowlist
     submissions: list[SubmissionResult] = []
     for raw in raw_results:
         kept: list[Finding] = []
@@ -194,10 +195,7 @@ def finalize(raw_results: list[RawResult], filters: ReviewFilters, tool_version:
             selected = not filters.select or finding.rule.startswith(filters.select)
             if finding.rule != "PG000" and (finding.rule.startswith(filters.ignore) or not selected):
                 continue
-            reason = None
-            if filters.allowlist is not None:
-                location = finding_location(raw.path, base_dir, finding)
-                reason = filters.allowlist.reason_for(finding, location)
+            reason = allowlist.reason_for(finding, finding_location(raw.path, base_dir, finding)) if allowlist else None
             if reason is None:
                 kept.append(finding)
             else:
