@@ -15,20 +15,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from harness.check.flow.names import (
-    LOG_VAL_TEXT,
-    assigned_names,
-    contains_activation_statistic,
-    contains_matmul,
-    is_log_call,
-    is_val_literal,
-    is_val_loader_call,
-    is_val_name,
-    last_part,
-    refs,
-    root_part,
-    string_value,
-)
+from harness.check.flow import names as N
 from harness.check.parse import ParsedSource
 from harness.check.tree.children import children, walk
 from harness.check.tree.index import ModuleIndex, index_submission
@@ -89,7 +76,7 @@ class FuncInfo:
             if name in seen:
                 continue
             seen.add(name)
-            root = root_part(name)
+            root = N.root_part(name)
             if root not in seen:
                 frontier.append(root)
             frontier.extend(self.deps.get(name, ()))
@@ -123,77 +110,72 @@ class _DepsCollector:
                 handler(self, node)
             stack.extend(reversed(children(node)))
 
-    def _edge(self, targets: list[str], source: cst.CSTNode | None) -> None:
-        names = set(refs(source)) if source is not None else set()
+    def _edge(self, targets: list[str], *sources: cst.CSTNode | None) -> None:
+        names = {name for source in sources if source is not None for name in N.refs(source)}
         for target in targets:
             self.info.deps.setdefault(target, set()).update(names - {target})
 
     def visit_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
-            self._edge(assigned_names(target.target), node.value)
-            if isinstance(target.target, (cst.Subscript, cst.Attribute)) and contains_matmul(node.value):
+            self._edge(N.assigned_names(target.target), node.value)
+            if isinstance(target.target, (cst.Subscript, cst.Attribute)) and N.contains_matmul(node.value):
                 # ``stats[name] = stats.get(name, 0) + x.T @ x`` inside a forward hook
                 self.info.has_matmul_accumulation = True
-            elif isinstance(target.target, cst.Subscript) and contains_activation_statistic(node.value):
+            elif isinstance(target.target, cst.Subscript) and N.contains_activation_statistic(node.value):
                 # ``scales[name] = x.abs().amax(0)`` inside a forward hook (AWQ-style scales)
                 self.info.stores_activation_statistic = True
 
     def visit_AnnAssign(self, node: cst.AnnAssign | cst.NamedExpr) -> None:
-        self._edge(assigned_names(node.target), node.value)
+        self._edge(N.assigned_names(node.target), node.value)
 
     visit_NamedExpr = visit_AnnAssign
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        self._edge(assigned_names(node.target), node.value)
-        if contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign):
+        self._edge(N.assigned_names(node.target), node.value)
+        if N.contains_matmul(node.value) or isinstance(node.operator, cst.MatrixMultiplyAssign):
             self.info.has_matmul_accumulation = True
-        elif isinstance(node.target, cst.Subscript) and contains_activation_statistic(node.value):
+        elif isinstance(node.target, cst.Subscript) and N.contains_activation_statistic(node.value):
             self.info.stores_activation_statistic = True
 
     def visit_For(self, node: cst.For | cst.CompFor) -> None:
-        self._edge(assigned_names(node.target), node.iter)
+        self._edge(N.assigned_names(node.target), node.iter)
 
     visit_CompFor = visit_For
 
     def visit_WithItem(self, node: cst.WithItem) -> None:
         if node.asname is not None:
-            self._edge(assigned_names(node.asname.name), node.item)
+            self._edge(N.assigned_names(node.asname.name), node.item)
 
     def visit_Return(self, node: cst.Return) -> None:
         if node.value is not None:
-            self.out_roots.update(refs(node.value))
+            self.out_roots.update(N.refs(node.value))
 
     def visit_Call(self, node: cst.Call) -> None:
-        name = dotted_name(node.func) or ""
-        method = last_part(name)
-        if isinstance(node.func, cst.Attribute) and method in {"append", "extend", "add", "update", "insert"}:
-            receiver = dotted_name(node.func.value)
-            if receiver is not None:
-                self._edge([receiver], cst.Tuple([cst.Element(a.value) for a in node.args]) if node.args else None)
-        if method.startswith(("all_gather", "gather")) and len(node.args) >= 2:
-            first = dotted_name(node.args[0].value)
+        method = N.last_part(dotted_name(node.func) or "")
+        args = [a.value for a in node.args]
+        receiver = dotted_name(node.func.value) if isinstance(node.func, cst.Attribute) else None
+        if receiver is not None and method in {"append", "extend", "add", "update", "insert"}:
+            self._edge([receiver], *args)
+        if method.startswith(("all_gather", "gather")) and len(args) >= 2:
+            first = dotted_name(args[0])
             if first is not None:
-                self._edge([first], node.args[1].value)
-        if is_log_call(method):
-            texts = [string_value(a.value) for a in node.args]
-            if any(text is not None and LOG_VAL_TEXT.search(text) for text in texts):
-                for arg in node.args:
-                    self.out_roots.update(refs(arg.value))
+                self._edge([first], args[1])
+        if N.is_log_call(method) and any(
+            text is not None and N.LOG_VAL_TEXT.search(text) for text in map(N.string_value, args)
+        ):
+            self.out_roots.update(*(N.refs(arg) for arg in args))
         if method in {"addmm_", "baddbmm_"}:
             self.info.has_matmul_accumulation = True
-        if (
-            isinstance(node.func, cst.Attribute)
-            and node.func.attr.value in {"append", "extend"}
-            and self.info.params[1:]
-            and any(root_part(r) in self.info.params[1:] for a in node.args for r in refs(a.value))
-        ):
-            # a hook ``(module, inp, out)`` keeping its inputs for a later ``sum(x.T @ x …)``
-            self.info.stores_activation_statistic = True
-        if method in {"parameters", "named_parameters", "step"} and isinstance(node.func, cst.Attribute):
+        hook_inputs = self.info.params[1:]
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in {"append", "extend"}:
+            if any(N.root_part(r) in hook_inputs for arg in args for r in N.refs(arg)):
+                # a hook ``(module, inp, out)`` keeping its inputs for a later ``sum(x.T @ x …)``
+                self.info.stores_activation_statistic = True
+        if receiver is not None and method in {"parameters", "named_parameters", "step"}:
             # an optimizer over a parameter's parameters, or one handed in by the caller (built
             # over the caller's model in ``main``, #991): either way the caller's model is trained
-            owner = dotted_name(node.func.value)
-            if owner is not None and root_part(owner) in self.info.params and root_part(owner) not in ("self", "cls"):
+            owner = N.root_part(receiver)
+            if owner in self.info.params and owner not in ("self", "cls"):
                 self.info.trains_params = True
 
 
@@ -203,13 +185,7 @@ def prepare(info: FuncInfo) -> None:
     info.flows_out = info.closure(collector.out_roots)
     if info.parent is not None and info.node is not None:
         local = set(info.params) | set(info.deps)
-        info.free_names = {name for name in refs(info.node.body) if root_part(name) not in local}
-
-
-def _params(node: cst.FunctionDef) -> list[str]:
-    params = node.params
-    star = [params.star_arg] if isinstance(params.star_arg, cst.Param) else []
-    return [p.name.value for p in [*params.posonly_params, *params.params, *star, *params.kwonly_params]]
+        info.free_names = {name for name in N.refs(info.node.body) if N.root_part(name) not in local}
 
 
 class FunctionTable:
@@ -260,7 +236,9 @@ class FunctionTable:
         self, node: cst.FunctionDef, parsed: ParsedSource, class_name: str | None, parent: FuncInfo | None
     ) -> FuncInfo:
         info = FuncInfo(name=node.name.value, node=node, parsed=parsed, class_name=class_name, parent=parent)
-        info.params = _params(node)
+        params = node.params
+        star = [params.star_arg] if isinstance(params.star_arg, cst.Param) else []
+        info.params = [p.name.value for p in [*params.posonly_params, *params.params, *star, *params.kwonly_params]]
         self.all_functions.append(info)
         for inner in _own_statements(node.body):
             if isinstance(inner, cst.FunctionDef):
@@ -336,7 +314,7 @@ def _val_fields(node: cst.ClassDef, parsed: ParsedSource) -> tuple[dict[str, int
             continue
         for assign in _own_statements(statement.body):
             if isinstance(assign, cst.Assign) and _mentions_val(assign.value):
-                names = [n for t in assign.targets for n in assigned_names(t.target) if n.startswith("self.")]
+                names = [n for t in assign.targets for n in N.assigned_names(t.target) if n.startswith("self.")]
                 own = [n.removeprefix("self.") for n in names if n.count(".") == 1]
                 fields.update(dict.fromkeys(own, parsed.line_of(assign)))
                 loads = loads or (bool(names) and _has_loading_call(assign.value))
@@ -350,23 +328,25 @@ _TRAIN_DATA = re.compile(r"(^|_)train_(files|tokens|data|pattern|shards|loader)|
 def _mentions_train_data(node: cst.CSTNode) -> bool:
     """An identifier (every part of a dotted name is a ``Name``) or a string naming training data."""
     named = (n for n in walk(node) if isinstance(n, (cst.Name, cst.SimpleString)))
-    texts = (n.value if isinstance(n, cst.Name) else string_value(n) for n in named)
+    texts = (n.value if isinstance(n, cst.Name) else N.string_value(n) for n in named)
     return any(text is not None and _TRAIN_DATA.search(text) for text in texts)
 
 
 def _has_loading_call(node: cst.CSTNode) -> bool:
     calls = (current for current in walk(node) if isinstance(current, cst.Call))
-    return any(last_part(dotted_name(call.func) or "<expr>") not in _CONFIG_CALLS for call in calls)
+    return any(N.last_part(dotted_name(call.func) or "<expr>") not in _CONFIG_CALLS for call in calls)
 
 
 def _mentions_val(node: cst.CSTNode) -> bool:
     """A validation path literal or a VAL-named read (``h.val_files``, ``load_validation_tokens(…)``)."""
-    return _mentions_val_literal(node) or any(is_val_name(n) or is_val_loader_call(last_part(n)) for n in refs(node))
+    return _mentions_val_literal(node) or any(
+        N.is_val_name(n) or N.is_val_loader_call(N.last_part(n)) for n in N.refs(node)
+    )
 
 
 def _mentions_val_literal(node: cst.CSTNode) -> bool:
     strings = (current for current in walk(node) if isinstance(current, (cst.SimpleString, cst.FormattedString)))
-    return any(is_val_literal(text) for text in map(string_value, strings) if text is not None)
+    return any(N.is_val_literal(text) for text in map(N.string_value, strings) if text is not None)
 
 
 def _own_statements(body: cst.CSTNode) -> Iterator[cst.CSTNode]:

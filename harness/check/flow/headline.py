@@ -19,6 +19,7 @@ from harness.check.tree.children import walk
 from harness.findings import Step
 
 _HEADLINE_WORD = re.compile(r"exact|final", re.IGNORECASE)
+_STRINGS = (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)
 
 
 def logged_as_diagnostic(parsed: ParsedSource, call_site: Step) -> bool:
@@ -55,13 +56,8 @@ def _is_log_call(node: cst.CSTNode) -> TypeGuard[cst.Call]:
 
 def _log_text(node: cst.Call) -> str:
     """The literal text of a log call, formatted strings included (``"final … %.4f" % x``)."""
-    strings = (
-        n
-        for a in node.args
-        for n in _own_nodes([a.value])
-        if isinstance(n, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString))
-    )
-    return " ".join(t for t in (N.string_value(n) for n in strings) if t)
+    texts = (N.string_value(n) for a in node.args for n in _own_nodes([a.value]) if isinstance(n, _STRINGS))
+    return " ".join(text for text in texts if text)
 
 
 def _log_texts(parsed: ParsedSource, own: list[cst.CSTNode], line: int) -> tuple[list[str], list[str]]:

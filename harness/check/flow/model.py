@@ -47,12 +47,9 @@ def merge(first: Taint | None, second: Taint | None) -> Taint | None:
         return first
     if first.conds and not second.conds:
         first = replace(first, conds=())  # VAL without conditions on one side: VAL regardless
-    if (second.via_calibration and not first.via_calibration) or (second.from_score and not first.from_score):
-        return replace(
-            first,
-            via_calibration=first.via_calibration or second.via_calibration,
-            from_score=first.from_score or second.from_score,
-        )
+    via_calibration, from_score = first.via_calibration or second.via_calibration, first.from_score or second.from_score
+    if via_calibration != first.via_calibration or from_score != first.from_score:
+        return replace(first, via_calibration=via_calibration, from_score=from_score)
     return first
 
 

@@ -134,23 +134,18 @@ def _walk_refs(node: cst.CSTNode) -> Iterator[str]:
     stack: list[cst.CSTNode] = [node]
     while stack:
         current = stack.pop()
-        kind = type(current)
         if type(current) is cst.Name:
             yield current.value
-            continue
-        if type(current) is cst.Attribute:
+        elif type(current) is cst.Attribute:
             dotted = dotted_name(current)
             if dotted is not None:
                 yield dotted
             else:
                 stack.append(current.value)
-            continue
-        if type(current) is cst.Arg:
+        elif type(current) is cst.Arg:
             stack.append(current.value)
-            continue
-        if kind in _NOT_READ:
-            continue
-        stack.extend(children(current))
+        elif type(current) not in _NOT_READ:
+            stack.extend(children(current))
 
 
 def assigned_names(target: cst.CSTNode) -> list[str]:
@@ -203,16 +198,12 @@ def names_read_outside_logs(body: list[cst.CSTNode]) -> set[str]:
     stack: list[tuple[cst.CSTNode, bool]] = [(node, False) for node in body]
     while stack:
         current, in_log = stack.pop()
-        kind = type(current)
-        if kind is cst.AssignTarget:
-            continue
-        if type(current) is cst.Name:
-            if not in_log:
-                found.add(current.value)
-            continue
-        if type(current) is cst.Call and not in_log:
+        if type(current) is cst.Name and not in_log:
+            found.add(current.value)
+        elif type(current) is cst.Call and not in_log:
             in_log = is_log_call(last_part(callee_name(current)))
-        stack.extend((child, in_log) for child in children(current))
+        if type(current) is not cst.AssignTarget:
+            stack.extend((child, in_log) for child in children(current))
     return found
 
 

@@ -99,7 +99,7 @@ def _judge_unscored(
     """An update that no score of the same chunk precedes (``scores``: those that can run with it)."""
     source, at = _source(update), _at(update)
     later_scores = [s for s in scores if s.order > update.order]
-    later_artifacts = [a for a in artifacts if a.order > update.order]
+    artifact = next((a for a in artifacts if a.order > update.order), None)
     in_training = any(p.shares_loop(update) for p in updates if not p.tainted)
     if in_training or _through_training_pipeline(update) or update.train_named:
         message = f"{source} is used in the training loop ({at}): training batches are drawn from validation data"
@@ -111,8 +111,7 @@ def _judge_unscored(
             "be discarded afterwards"
         )
         return [Decision("PG104", update, message)]
-    if later_artifacts:
-        artifact = later_artifacts[0]
+    if artifact is not None:
         message = (
             f"{source} is trained on ({at}) before the model is serialized/quantized ({_at(artifact)}): "
             "pre-quant TTT bakes validation data into the artifact"
@@ -170,13 +169,9 @@ def _baked_after_score_first(
 
 def _scored_first(update: Effect, scores: list[Effect]) -> Effect | None:
     """A score of the same chunk earlier in the same iteration of a chunk/document loop."""
-    for score in scores:
-        if score.order >= update.order:
-            continue
-        shared = {f.uid for f in score.loops}
-        if any(frame.uid in shared and frame.advancing for frame in update.loops):
-            return score
-    return None
+    advancing = {frame.uid for frame in update.loops if frame.advancing}
+    earlier = (s for s in scores if s.order < update.order)
+    return next((s for s in earlier if any(frame.uid in advancing for frame in s.loops)), None)
 
 
 def _rescored_per_pass(update: Effect, scores: list[Effect]) -> Decision | None:
@@ -205,10 +200,8 @@ def _rescored_after_ttt(
     last (headline) evaluation (#991: "scoring again (yielding some s_1) and then reporting s_1")."""
     if not scores:
         return None
-    last = scores[-1]
-    if last.order < update.order or last.shares_loop(update) is not None or exclusive(last, update):
-        return None
-    if any(last.shares_loop(u) for u in updates):
+    last = scores[-1]  # ``updates`` holds ``update`` too: the last score shares a loop with no update
+    if last.order < update.order or exclusive(last, update) or any(last.shares_loop(u) for u in updates):
         return None
     depth = _diverging_depth(last, update)
     if depth is None or depth >= len(update.call_names):
@@ -262,14 +255,10 @@ _FIRST_PASS = re.compile(r"^\s*(?:(\w+)\s*==\s*0|0\s*==\s*(\w+)|not\s+(\w+)|(\w+
 def _only_first_pass(score: Effect, loop: LoopFrame) -> bool:
     """``if epoch == 0: loss_sum += …`` scores each chunk once, before its first update."""
     for cond in score.conds:
-        if not cond.want:
-            continue
         text = cond.parsed.flat_code(cond.expr)
-        if " or " in text:
-            continue
-        for clause in text.split(" and "):
-            match = _FIRST_PASS.match(clause.strip("() "))
-            if match and any(name in loop.targets for name in match.groups() if name):
+        if cond.want and " or " not in text:
+            matches = (_FIRST_PASS.match(clause.strip("() ")) for clause in text.split(" and "))
+            if any(name in loop.targets for match in matches if match for name in match.groups() if name):
                 return True
     return False
 
