@@ -18,7 +18,6 @@ are read as text, and "train_gpt.py compiles" means libcst parsed it for the oth
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from statistics import fmean
 
 from harness.catalog import finding
@@ -27,15 +26,8 @@ from harness.check.pkg.compliance import contradicted_rules, is_claimed
 from harness.check.pkg.folder import ENTRY_FILE, JSON_FILE, PackageFolder, read_package
 from harness.check.pkg.limits import artifact_size, time_limits
 from harness.check.pkg.logs import ScoreLine, TrainingLog, config_differences
-from harness.check.pkg.significance import (
-    LEADERBOARD_ALPHA,
-    README_ALPHA,
-    README_MARGIN_NATS,
-    load_frontier,
-    welch_one_sided,
-)
+from harness.check.pkg.significance import significance
 from harness.check.pkg.submission_json import Claim, SubmissionJson
-from harness.errors import HarnessError
 from harness.findings import Finding, Severity
 
 MIN_SEEDS = 3
@@ -66,7 +58,7 @@ def required_files(ctx: CheckContext, package: PackageFolder) -> list[Finding]:
     # accepted records exist without a log (2026-03-21) or without a README.
     missing = [
         (package.readme is None, "README.md", "README.md is missing: the folder should explain the submission"),
-        (package.json_file is None, JSON_FILE, "submission.json is missing"),
+        (package.submission_json is None and package.json_error is None, JSON_FILE, "submission.json is missing"),
         (not package.logs, "", "no training log: expected a *.log or *.txt file with step or final score lines"),
     ]
     findings = [finding("PG401", file, 0, message, when="missing-file") for absent, file, message in missing if absent]
@@ -96,10 +88,9 @@ def required_files(ctx: CheckContext, package: PackageFolder) -> list[Finding]:
 
 
 def entry_under_another_name(ctx: CheckContext) -> list[Finding]:
-    """PG401's code part when the folder has no ``train_gpt.py`` (issue 12): accepted records
-    name their script ``train_gpt_v5.py`` or ``train_mamba3_hybrid.py``, so the entry
-    ``harness/entry.py`` chose must parse and its name is no finding. A folder without any
-    Python file gets nothing here: the loader's PG000 warning already says no code rule ran."""
+    """PG401's code part without ``train_gpt.py`` (issue 12): accepted records name their script
+    ``train_gpt_v5.py`` or ``train_mamba3_hybrid.py``, so the entry ``harness/entry.py`` chose must
+    parse, and its name is no finding. No Python file at all is the loader's PG000 warning."""
     submission = ctx.submission
     if not submission.has_code:
         return []
@@ -116,9 +107,8 @@ def json_fields(package: PackageFolder) -> list[Finding]:
     records use many shapes of it; a malformed field never makes a run illegal."""
     if package.json_error is not None:
         return [finding("PG402", JSON_FILE, package.json_error.line, str(package.json_error))]
-    if package.submission_json is None:
-        return []
-    return [finding("PG402", JSON_FILE, p.line, p.message) for p in package.submission_json.problems]
+    problems = package.submission_json.problems if package.submission_json else []
+    return [finding("PG402", JSON_FILE, problem.line, problem.message) for problem in problems]
 
 
 def _agrees(claim: Claim, value: float, value_decimals: int) -> bool:
@@ -163,7 +153,6 @@ def headline_matches(package: PackageFolder, family: str | None, record: bool) -
     val_bpb better than every bpb number any log prints, by more than the claim's rounding:
     then no run in the folder produced it."""
     data = package.submission_json
-    logs = package.claim_logs()
     if data is None or not package.logs:
         return []
     if family is None:
@@ -173,7 +162,7 @@ def headline_matches(package: PackageFolder, family: str | None, record: bool) -
     for key in ("val_bpb", "val_loss"):
         claim = data.claim(key)
         if claim is not None:
-            findings += _claim_against_logs(package, logs, family, key, claim, record)
+            findings += _claim_against_logs(package, family, key, claim, record)
     return findings + _seed_claims_against_logs(data, package.logs)
 
 
@@ -181,9 +170,8 @@ def _pick(score: ScoreLine, key: str) -> tuple[float, int]:
     return (score.val_bpb, score.bpb_decimals) if key == "val_bpb" else (score.val_loss, score.loss_decimals)
 
 
-def _claim_against_logs(
-    package: PackageFolder, logs: list[TrainingLog], family: str, key: str, claim: Claim, record: bool
-) -> list[Finding]:
+def _claim_against_logs(package: PackageFolder, family: str, key: str, claim: Claim, record: bool) -> list[Finding]:
+    logs = package.claim_logs()
     scores = _scores(logs, family)
     # The mean over every scored log is one of the subset means.
     if not scores or any(_agrees(claim, *reading) for reading in _subset_means(logs, key)):
@@ -201,17 +189,14 @@ def _claim_against_logs(
     mean = _mean(scores, key)[0]
     message = f"submission.json {key} {claim.value} does not match {what}: {family} gives {mean:.8f} ({shown})"
     floor = min(((log.lowest_bpb, log.path) for log in package.logs if log.lowest_bpb is not None), default=None)
-    if key == "val_bpb" and record and floor is not None and claim.value < floor[0] - _rounding(claim):
+    # A claim may round or truncate the logged number to the digits it shows (a whole unit in its
+    # last place), and the log itself shows at least four decimals.
+    rounding = 10.0**-claim.decimals + 0.5e-4
+    if key == "val_bpb" and record and floor is not None and claim.value < floor[0] - rounding:
         lowest = f"lowest {floor[0]} in {floor[1]}"
         message += f"; the claim is better than every bpb any log prints ({lowest}): no run in the folder shows it"
         return [finding("PG403", JSON_FILE, claim.line, message)]
     return [finding("PG403", JSON_FILE, claim.line, message, when="unconfirmed")]
-
-
-def _rounding(claim: Claim) -> float:
-    """A claim may round or truncate the logged number to the digits it shows (a whole unit in
-    its last place), and the log itself shows at least four decimals."""
-    return 10.0**-claim.decimals + 0.5e-4
 
 
 def _subset_means(logs: list[TrainingLog], key: str) -> list[tuple[float, int]]:
@@ -293,38 +278,14 @@ def seed_count(package: PackageFolder) -> list[Finding]:
     return findings
 
 
-def significance(frontier_file: Path, package: PackageFolder, family: str | None) -> list[Finding]:
-    anchor = package.submission_json.line_of("val_loss") if package.submission_json else 0
-    file = JSON_FILE if package.submission_json else ""
-    try:
-        frontier = load_frontier(frontier_file)
-    except HarnessError as exc:
-        return [finding("PG405", file, anchor, f"significance not tested: {exc}")]
-    losses = [score.val_loss for _, score in _scores(package.claim_logs(), family)] if family else []
-    if len(losses) < 2:
-        message = f"significance not tested: need >= 2 per-seed val_loss values in the logs, found {len(losses)}"
-        return [finding("PG405", file, anchor, message)]
-    readme = welch_one_sided(frontier, losses, README_MARGIN_NATS)
-    board = welch_one_sided(frontier, losses, 0.0)
-    readme_met = readme.delta >= README_MARGIN_NATS and readme.p_value < README_ALPHA
-    board_met = board.delta > 0 and board.p_value < LEADERBOARD_ALPHA
-    message = (
-        f"Δ = {readme.delta:+.5f} nats vs the frontier ({len(losses)} vs {len(frontier)} seeds, {family}); "
-        f"README rule (>= {README_MARGIN_NATS} nats at p < {README_ALPHA}): one-sided Welch p = {readme.p_value:.4g}"
-        f" (t = {readme.t:.3f}, df = {readme.df:.2f}) — {'met' if readme_met else 'NOT met'}; "
-        f"final-leaderboard reading (p < {LEADERBOARD_ALPHA}, no margin): p = {board.p_value:.4g} — "
-        f"{'met' if board_met else 'NOT met'}"
-    )
-    return [finding("PG405", file, anchor, message, when="margin-met" if readme_met else None)]
-
-
 def compliance_claims(package: PackageFolder, findings: list[Finding]) -> list[Finding]:
     """A warning: the contradicting error finding already decides the verdict, and this one
     only tells the reviewer that the submission claimed otherwise."""
     data = package.submission_json
     if data is None:
         return []
-    claims = dict(data.compliance)
+    block = data.data.get("compliance")
+    claims = dict(block) if isinstance(block, dict) else {}
     claims.update({k: v for k, v in data.data.items() if k not in claims and contradicted_rules(k)})
     contradictions = []
     for flag, value in claims.items():

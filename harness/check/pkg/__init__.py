@@ -1,2 +1,2 @@
-"""The submission-package audit's readers and maths (logs, submission.json, significance,
-compliance claims); ``harness/check/package.py`` wires their results into findings."""
+"""The submission-package audit's readers (logs, submission.json), limits (PG303, PG304),
+significance test (PG405) and compliance-claim table; ``harness/check/package.py`` runs them."""

@@ -35,7 +35,6 @@ class PackageFolder:
     submission: Submission
     readme: str | None = None
     submission_json: SubmissionJson | None = None
-    json_file: str | None = None  # the file read as submission.json, when there is one
     json_error: SubmissionJsonUnreadable | None = None
     logs: list[TrainingLog] = field(default_factory=list)  # training logs only, by path
 
@@ -73,7 +72,6 @@ def read_package(submission: Submission) -> PackageFolder:
         folder.readme = read_text(submission.root / readme, MAX_TEXT_BYTES)
     json_name = JSON_FILE if JSON_FILE in files else _json_variant(files)
     if json_name is not None:
-        folder.json_file = json_name
         text = read_text(submission.root / json_name, MAX_TEXT_BYTES)
         try:
             folder.submission_json = load_submission_json(text or "")
@@ -92,9 +90,5 @@ def read_package(submission: Submission) -> PackageFolder:
 def _json_variant(files: set[str]) -> str | None:
     """A folder without ``submission.json`` sometimes ships it under a longer name
     (``submission_<variant>.json``): one such file at the top is read as the submission's."""
-    variants = [
-        name
-        for name in files
-        if "/" not in name and name.lower().startswith("submission") and name.lower().endswith(".json")
-    ]
+    variants = [name for name in files if "/" not in name and re.fullmatch(r"submission.*\.json", name, re.I | re.S)]
     return variants[0] if len(variants) == 1 else None

@@ -98,8 +98,6 @@ def _json_readings(package: PackageFolder, keys: list[str], of_seed: Callable[[s
 
 
 def artifact_size(submission: Submission, package: PackageFolder, record: bool) -> list[Finding]:
-    """One finding per log (or submission.json number) over the cap; an error only when that
-    log's every reading is over and the submission claims a record."""
     shipped = _shipped_entry_bytes(submission)
     findings = []
     logs = package.claim_logs() or package.logs
@@ -175,8 +173,7 @@ def time_limits(package: PackageFolder, record: bool) -> list[Finding]:
 def _over_limit(
     record: bool, timed: list[tuple[TrainingLog, float, int, str]], verb: str, allowance: Callable[[TrainingLog], float]
 ) -> list[Finding]:
-    """The logs over the limit by more than their allowance; an error only on a record claim
-    whose every timed log is over by more than ``CLEAR_MARGIN`` too, on 8 GPUs."""
+    """The logs over the limit by more than their allowance (the module doc says when that is an error)."""
     over = [(log, ms, line, message) for log, ms, line, message in timed if ms > TIME_LIMIT_MS + allowance(log)]
     margin = CLEAR_MARGIN * TIME_LIMIT_MS
     clear = [ms > TIME_LIMIT_MS + max(allowance(log), margin) and _fewer_gpus(log) is None for log, ms, _, _ in over]

@@ -16,19 +16,19 @@ from pathlib import Path
 
 MAX_LOG_BYTES = 64 * 1024 * 1024  # larger files are read up to this point only
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 # A Unix timestamp (seconds, optionally fractional, or milliseconds) at the start of a line,
 # optionally bracketed and followed by a separator.
 _TIMESTAMP_PREFIX = re.compile(r"^\s*\[?(?:\d{10}(?:\.\d+)?|\d{13})\]?(?:\s*[|:,-])?\s+")
 _SEPARATOR = re.compile(r"^\s*(?:={20,}|-{20,})\s*$")
 _STEP = re.compile(r"^\s*step[:\s]\s*(\d+)\s*/\s*(\d+)")
 _WARMUP = re.compile(r"^\s*warmup_step[:\s]")
-_TRAIN_TIME = re.compile(r"\btrain_time[:=]\s*(" + _NUMBER + r")\s*(ms|s)\b")
-_STEP_AVG = re.compile(r"\bstep_avg[:=]\s*(" + _NUMBER + r")\s*ms\b")
-_EVAL_TIME = re.compile(r"\beval_time[:=]\s*(" + _NUMBER + r")\s*(ms|s)\b")
+_TRAIN_TIME = re.compile(r"\btrain_time[:=]\s*(" + NUMBER + r")\s*(ms|s)\b")
+_STEP_AVG = re.compile(r"\bstep_avg[:=]\s*(" + NUMBER + r")\s*ms\b")
+_EVAL_TIME = re.compile(r"\beval_time[:=]\s*(" + NUMBER + r")\s*(ms|s)\b")
 _SCORE = re.compile(
-    r"^(?P<label>.*?)[\s:]*\bval_loss[:=]\s*(?P<loss>" + _NUMBER + r")[\s,]+"
-    r"val_bpb[:=]\s*(?P<bpb>" + _NUMBER + r")(?P<rest>.*)$"
+    r"^(?P<label>.*?)[\s:]*\bval_loss[:=]\s*(?P<loss>" + NUMBER + r")[\s,]+"
+    r"val_bpb[:=]\s*(?P<bpb>" + NUMBER + r")(?P<rest>.*)$"
 )
 _SCORE_LABEL = re.compile(r"^[A-Za-z][\w\-. +]*$")
 _DIAGNOSTIC_LABEL = re.compile(r"pre[-_ ]?quant|diagnostic", re.IGNORECASE)
@@ -37,7 +37,7 @@ _CODE_SIZE = re.compile(r"\bCode size(?P<label>[^:\n]*):\s*(?P<n>\d[\d,_]*)\s*by
 _MODEL_SIZE = re.compile(r"\bSerialized model(?P<label>[^:\n]*):\s*(?P<n>\d[\d,_]*)\s*bytes", re.I)
 # Any bpb number a log prints, in whatever line shape (``val_bpb:1.16``, ``bpb=1.16``, ``"val_bpb": 1.16``):
 # the floor PG403 compares a claim with must not depend on the score-line shapes we parse.
-_ANY_BPB = re.compile(r"bpb\b[\"']?\s*[:=]?\s*(" + _NUMBER + r")", re.I)
+_ANY_BPB = re.compile(r"bpb\b[\"']?\s*[:=]?\s*(" + NUMBER + r")", re.I)
 _NAME_VALUE = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.\-]*)\s*:\s+(?P<value>\S.*?)\s*$")
 _KV_TOKEN = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]*)[:=](?P<value>\S*)$")
 _SEED_IN_NAME = re.compile(r"seed[_\-]?(\d+)", re.IGNORECASE)
@@ -189,8 +189,7 @@ def parse_log(text: str, path: str) -> TrainingLog:
             (_CODE_SIZE, log.code_sizes),
             (_MODEL_SIZE, log.model_sizes),
         ):
-            match = pattern.search(line)
-            if match:
+            if match := pattern.search(line):
                 size = int(match.group("n").replace(",", "").replace("_", ""))
                 target.append(SizeLine(match.group("label").strip(), size, number))
     _assign_seed(log)
@@ -200,11 +199,10 @@ def parse_log(text: str, path: str) -> TrainingLog:
 def _parse_header_line(log: TrainingLog, line: str, number: int) -> None:
     if line.strip().endswith(":") or _SCORE.match(line):
         return
-    pairs: list[tuple[str, str]] = []
     named = _NAME_VALUE.match(line)
     labelled = _kv_pairs(named.group("value")) if named else []
     if named and len(labelled) < 2:
-        pairs = [(named.group("name"), named.group("value"))]
+        pairs: list[tuple[str, str]] = [(named.group("name"), named.group("value"))]
     else:
         # ``seed:42 lr:0.02 …``, or the same after a label (``Hyperparameters: seed:42 lr:0.02``)
         pairs = labelled or _kv_pairs(line)
@@ -230,12 +228,10 @@ def _record_bpb_values(log: TrainingLog, line: str) -> None:
 
 
 def _record_train_time(log: TrainingLog, line: str, number: int) -> None:
-    match = _TRAIN_TIME.search(line)
-    if match:
+    if match := _TRAIN_TIME.search(line):
         log.train_time_ms = _to_ms(match.group(1), match.group(2))
         log.train_time_line = number
-    avg = _STEP_AVG.search(line)
-    if avg:
+    if avg := _STEP_AVG.search(line):
         log.last_step_avg_ms = float(avg.group(1))
 
 
@@ -272,8 +268,7 @@ def _assign_seed(log: TrainingLog) -> None:
     if value is not None and value.strip().lstrip("+-").isdigit():
         log.seed = int(value)
         return
-    from_name = _SEED_IN_NAME.search(Path(log.path).name)
-    if from_name:
+    if from_name := _SEED_IN_NAME.search(Path(log.path).name):
         log.seed = int(from_name.group(1))
 
 

@@ -1,4 +1,4 @@
-"""One-sided Welch t-test of a new record against the prior frontier (PG405).
+"""PG405: a one-sided Welch t-test of a new record against the prior frontier.
 
 Why our own Student-t: the checker must stay light (no scipy, never torch). The t tail comes
 from the regularized incomplete beta function, evaluated with Lentz's continued fraction —
@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, variance
 
+from harness.catalog import finding
+from harness.check.pkg.folder import JSON_FILE, PackageFolder
+from harness.check.pkg.logs import NUMBER
 from harness.errors import HarnessError
+from harness.findings import Finding
 
 README_MARGIN_NATS = 0.005
 README_ALPHA = 0.01
 LEADERBOARD_ALPHA = 0.25
-
-_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def load_frontier(path: Path) -> list[float]:
     values = _frontier_from_json(text)
     if values is None:
         tokens = [token for raw in text.splitlines() for token in re.split(r"[\s,;]+", raw.split("#", 1)[0]) if token]
-        bad = next((token for token in tokens if not _NUMBER.fullmatch(token)), None)
+        bad = next((token for token in tokens if not re.fullmatch(NUMBER, token)), None)
         if bad is not None:
             raise HarnessError(f"frontier file {path}: '{bad[:40]}' is not a number")
         values = [float(token) for token in tokens]
@@ -118,18 +120,41 @@ def _frontier_from_json(text: str) -> list[float] | None:
     except (json.JSONDecodeError, RecursionError):
         return None
     if isinstance(data, dict):
-        for key in ("val_losses", "val_loss"):
-            if isinstance(data.get(key), list):
-                data = data[key]
-                break
-        else:
-            results = data.get("seed_results")
-            if isinstance(results, dict):
-                data = [r.get("val_loss") for r in results.values() if isinstance(r, dict)]
-            elif isinstance(results, list):
-                data = [r.get("val_loss") for r in results if isinstance(r, dict)]
+        listed = [data[key] for key in ("val_losses", "val_loss") if isinstance(data.get(key), list)]
+        results = data.get("seed_results")
+        results = list(results.values()) if isinstance(results, dict) else results
+        if listed:
+            data = listed[0]
+        elif isinstance(results, list):
+            data = [result.get("val_loss") for result in results if isinstance(result, dict)]
     if isinstance(data, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
         return [float(v) for v in data]
     if isinstance(data, (list, dict)):
         raise HarnessError("frontier JSON must be a list of per-seed val_loss numbers or carry seed_results")
     return None
+
+
+def significance(frontier_file: Path, package: PackageFolder, family: str | None) -> list[Finding]:
+    anchor = package.submission_json.line_of("val_loss") if package.submission_json else 0
+    file = JSON_FILE if package.submission_json else ""
+    try:
+        frontier = load_frontier(frontier_file)
+    except HarnessError as exc:
+        return [finding("PG405", file, anchor, f"significance not tested: {exc}")]
+    scores = [log.family(family) for log in package.claim_logs()] if family else []
+    losses = [score.val_loss for score in scores if score is not None]
+    if len(losses) < 2:
+        message = f"significance not tested: need >= 2 per-seed val_loss values in the logs, found {len(losses)}"
+        return [finding("PG405", file, anchor, message)]
+    readme = welch_one_sided(frontier, losses, README_MARGIN_NATS)
+    board = welch_one_sided(frontier, losses, 0.0)
+    readme_met = readme.delta >= README_MARGIN_NATS and readme.p_value < README_ALPHA
+    board_met = board.delta > 0 and board.p_value < LEADERBOARD_ALPHA
+    message = (
+        f"Δ = {readme.delta:+.5f} nats vs the frontier ({len(losses)} vs {len(frontier)} seeds, {family}); "
+        f"README rule (>= {README_MARGIN_NATS} nats at p < {README_ALPHA}): one-sided Welch p = {readme.p_value:.4g}"
+        f" (t = {readme.t:.3f}, df = {readme.df:.2f}) — {'met' if readme_met else 'NOT met'}; "
+        f"final-leaderboard reading (p < {LEADERBOARD_ALPHA}, no margin): p = {board.p_value:.4g} — "
+        f"{'met' if board_met else 'NOT met'}"
+    )
+    return [finding("PG405", file, anchor, message, when="margin-met" if readme_met else None)]

@@ -53,7 +53,9 @@ class SubmissionJson:
     seed_claims: list[SeedClaim] = field(default_factory=list)
 
     def line_of(self, key: str) -> int:
-        return line_of_key(self.text, key)
+        """Line of the first ``"key":`` in the raw text (1 when absent), for findings to point at."""
+        match = re.search(r'"' + re.escape(key) + r'"\s*:', self.text)
+        return self.text.count("\n", 0, match.start()) + 1 if match else 1
 
     def claim(self, key: str) -> Claim | None:
         return _claim(self.data.get(key), self.line_of(key), _is_number)
@@ -63,11 +65,6 @@ class SubmissionJson:
         """Seeds named by ``seeds``, else by ``seed_results``."""
         return _listed_seeds(self.data.get("seeds")) or [claim.seed for claim in self.seed_claims]
 
-    @property
-    def compliance(self) -> dict[str, Any]:
-        block = self.data.get("compliance")
-        return block if isinstance(block, dict) else {}
-
 
 class SubmissionJsonUnreadable(Exception):
     """Not JSON at all, or not an object; carries the line of the problem."""
@@ -75,12 +72,6 @@ class SubmissionJsonUnreadable(Exception):
     def __init__(self, message: str, line: int) -> None:
         super().__init__(message)
         self.line = line
-
-
-def line_of_key(text: str, key: str) -> int:
-    """Line of the first ``"key":`` in the raw text (1 when absent), for findings to point at."""
-    match = re.search(r'"' + re.escape(key) + r'"\s*:', text)
-    return text.count("\n", 0, match.start()) + 1 if match else 1
 
 
 def load_submission_json(text: str) -> SubmissionJson:
@@ -130,16 +121,15 @@ def _collect_seed_results(parsed: SubmissionJson) -> None:
     if "seed_results" not in parsed.data:
         return
     results = parsed.data["seed_results"]
-    entries: list[tuple[str, Any]] = []
     if isinstance(results, dict):
-        entries = [(str(seed), value) for seed, value in results.items()]
+        entries: list[tuple[str, Any]] = [(str(seed), value) for seed, value in results.items()]
     elif isinstance(results, list) and all(isinstance(r, dict) and _is_int(r.get("seed")) for r in results):
         entries = [(str(int(r["seed"])), r) for r in results]
     else:
         _problem(parsed, "seed_results", "'seed_results' must map each seed to an object of its results")
         return
     for seed, result in entries:
-        line = line_of_key(parsed.text, seed)
+        line = parsed.line_of(seed)
         if not seed.lstrip("+-").isdigit():
             continue  # a run variant (``1337_conservative``, #152; ``2024_5pct``, #568): nothing to check
         if not isinstance(result, dict):
