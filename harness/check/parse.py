@@ -101,11 +101,13 @@ def _expression_depth(tree: ast.AST) -> int:
     stays within the limit is not walked: nearly every expression of real code is skipped."""
     deepest = 0
     stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    expression = ast.expr
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, ast.expr):
+        if isinstance(node, expression):
             here = depth + 1
-            deepest = max(deepest, here)
+            if here > deepest:
+                deepest = here
             end_col = node.end_col_offset
             if (
                 node.lineno == node.end_lineno
