@@ -105,9 +105,7 @@ class _Judge:
 
 def _entry_modules(index: FunctionTable) -> list[ModuleIndex]:
     entries = [m for m in index.modules if m.parsed.source.is_entry]
-    if not entries:
-        entries = [m for m in index.modules if m.module.startswith("train_gpt")]
-    return entries or list(index.modules)
+    return entries or [m for m in index.modules if m.module.startswith("train_gpt")] or list(index.modules)
 
 
 def _has_main_guard(module: ModuleIndex) -> bool:

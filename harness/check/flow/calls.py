@@ -33,8 +33,6 @@ class Calls:
         self.aliases: dict[str, FuncInfo] = {}  # ``step = torch.compile(train_step)`` -> train_step
         self.call_fields: dict[int, dict[str, Taint]] = {}  # id(constructor call) -> fields its __init__ made VAL
         self.hooks_active = False  # forward hooks accumulating activation statistics are registered
-        self._last_summary: Summary | None = None
-        self._last_carried: tuple[Cond, ...] = ()  # conditions the last inlined call's VAL arguments carried
 
     def expr(self, node: cst.CSTNode) -> Taint | None:
         if isinstance(node, (cst.Name, cst.Attribute)):
@@ -86,6 +84,7 @@ class Calls:
             text = N.string_value(node) or ""
             if N.is_val_literal(text):
                 result = self.scope.source(self.parsed.line_of(node), f"literal {text!r}")
+        # a loop rather than reduce() over a generator: one frame per nesting level, not two
         for child in N.children(node):
             result = merge(result, self.expr(child))
         return result
@@ -189,10 +188,18 @@ class Calls:
                 self.scope.taint_name(first, rest, line, f"{first} ← {name}(…)")
         pairs = list(zip(call.args, arg_taints))
         self._inline_function_arguments(pairs, call_refs, line)
-        if target is None and name != "<expr>":
-            constructed = self._construct(call, name, pairs, call_refs, line)
-            if constructed is not None:
-                return constructed[0]
+        class_name = N.last_part(name)
+        methods = (
+            self.scope.index.class_methods(class_name, self.info) if target is None and name[:1].isalpha() else None
+        )
+        if methods is not None:
+            # ``Trainer(h, model, loader, val_data)``: its ``__init__`` runs with the arguments and only the fields
+            # it fills with VAL become VAL, not the instance (one keeping val_data to log still trains on train data)
+            if "__init__" in methods:
+                self._inline(methods["__init__"], pairs, True, None, call_refs, line, constructed=call)
+            if class_name in self.scope.index.val_data_classes:
+                return self.scope.source(line, f"{class_name}(…) (an instance holding loaded validation data)")
+            return None
         if target is not None:
             bound_self = isinstance(call.func, cst.Attribute) and target.class_name is not None
             fields = self._receiver_fields(owner) if bound_self and owner is not None else None
@@ -223,12 +230,8 @@ class Calls:
                     or (method in ("append", "extend") and N.SCORE_LIST_NAME.search(N.last_part(holder)))
                 ) and self.scores.is_score_target(holder):
                     self.scores.accumulated(holder, line, args_taint, call)
-                self.scope.taint_name(
-                    holder,
-                    args_taint,
-                    line,
-                    f"{holder}.{method}({self.scope.short(call.args[0].value) if call.args else ''})",
-                )
+                first = self.scope.short(call.args[0].value) if call.args else ""
+                self.scope.taint_name(holder, args_taint, line, f"{holder}.{method}({first})")
         if self.hooks_active and args_taint is not None and receiver is None and method not in N.MUTATOR_METHODS:
             self._hooked_forward(call, args_taint, call_refs, line)
             return replace(args_taint, via_calibration=True)
@@ -238,27 +241,6 @@ class Calls:
         """A forward pass while statistics hooks are registered: its inputs calibrate."""
         note = f"forward pass `{self.scope.short(call)}` with statistics hooks registered"
         self.scope.emit(EffectKind.CALIBRATION, line, note, args_taint, call_refs)
-
-    def _construct(
-        self, call: cst.Call, name: str, pairs: list[tuple[cst.Arg, Taint | None]], call_refs: set[str], line: int
-    ) -> tuple[Taint | None] | None:
-        """``Trainer(h, model, loader, val_data)``: a submission class. Its ``__init__`` runs with
-        the arguments and only the fields it fills with VAL become VAL — the instance as a whole
-        does not (a trainer holding val_data for logging still trains on training batches)."""
-        methods = self.scope.index.class_methods(N.last_part(name), self.info) if name[:1].isalpha() else None
-        if methods is None:
-            return None
-        init = methods.get("__init__")
-        if init is not None:
-            self._inline(init, pairs, True, None, call_refs, line)
-            summary = self._last_summary
-            if summary is not None and summary.self_fields:
-                self.call_fields[id(call)] = {
-                    name: with_conds(value, self._last_carried) for name, value in summary.self_fields.items()
-                }
-        if N.last_part(name) in self.scope.index.val_data_classes:
-            return (self.scope.source(line, f"{N.last_part(name)}(…) (an instance holding loaded validation data)"),)
-        return (None,)
 
     def _receiver_fields(self, owner: cst.BaseExpression) -> dict[str, Taint]:
         """VAL fields of the object a method is called on: ``ttt.tokens`` for ``ttt.run()``."""
@@ -273,14 +255,11 @@ class Calls:
         if not isinstance(call.func, cst.Attribute):
             return None
         receiver = call.func.value
-        class_name: str | None = None
         if isinstance(receiver, cst.Name):
             class_name = self.scope.instances.get(receiver.value)
-        elif isinstance(receiver, cst.Call):
-            class_name = N.dotted_name(receiver.func)
-        if class_name is None:
-            return None
-        methods = self.scope.index.class_methods(class_name, self.info)
+        else:
+            class_name = N.dotted_name(receiver.func) if isinstance(receiver, cst.Call) else None
+        methods = self.scope.index.class_methods(class_name, self.info) if class_name is not None else None
         return methods.get(call.func.attr.value) if methods else None
 
     def _is_artifact(self, call: cst.Call, name: str, method: str) -> bool:
@@ -311,13 +290,10 @@ class Calls:
         passed as an argument is called by the wrapper with the arguments that follow it."""
         for position, (arg, _) in enumerate(pairs):
             referenced = N.dotted_name(arg.value) if arg.keyword is None and not arg.star else None
-            if referenced is None:
-                continue
-            function = self.scope.index.resolve(referenced, self.info)
-            if function is None or function is self.info:
-                continue
-            rest = [(a, t) for a, t in pairs[position + 1 :] if not a.star]
-            self._inline(function, rest, False, None, call_refs, line)
+            function = self.scope.index.resolve(referenced, self.info) if referenced is not None else None
+            if function is not None and function is not self.info:
+                rest = [(a, t) for a, t in pairs[position + 1 :] if not a.star]
+                self._inline(function, rest, False, None, call_refs, line)
 
     def _inline(
         self,
@@ -329,20 +305,18 @@ class Calls:
         line: int,
         receiver_fields: dict[str, Taint] | None = None,
         call: cst.Call | None = None,
+        constructed: cst.Call | None = None,
     ) -> Taint | None:
-        """The effects of ``target`` called here, and what the call returns. ``call``: the call
-        expression when its per-element result can be unpacked (``train, val = load()``)."""
+        """The effects of ``target`` called here, and what the call returns; ``call`` keeps its
+        per-element result (``train, val = load()``), ``constructed`` the fields its ``__init__`` filled."""
         params = list(target.params)
         seed: dict[str, Taint] = {}
         classes: dict[str, str] = {}
-        self._last_summary = None
         if bound_self and params:
             if receiver is not None:
                 seed[params[0]] = receiver
-            for field_name, field_taint in (receiver_fields or {}).items():
-                seed[f"{params[0]}.{field_name}"] = field_taint
+            seed.update((f"{params[0]}.{field}", taint) for field, taint in (receiver_fields or {}).items())
             params = params[1:]
-        enter = Step(target.file, target.line, f"enters {target.display}")
         arg_names: dict[str, str] = {}
         arg_exprs: list[tuple[str, cst.BaseExpression]] = []
         position = 0
@@ -368,17 +342,19 @@ class Calls:
                     if dotted in self.scope.instances:
                         classes[param] = self.scope.instances[dotted]
             if taint is not None and param in target.params:
-                seed[param] = taint.extend(Step(enter.file, enter.line, f"enters {target.display}({param})"))
+                seed[param] = taint.extend(Step(target.file, target.line, f"enters {target.display}({param})"))
         if target.parent is not None:
             for key, value in self.scope.taint.items():
                 if N.root_part(key) not in target.params:
                     seed.setdefault(key, value)
         summary = self.analyze(target, seed, classes)
-        self._last_summary = summary
+        if summary is None:
+            return reduce(merge, (taint for _, taint in pairs), receiver)
         # a summary is memoized by *which* names are VAL, so conditions carried by this call's
         # values (``pattern`` VAL only when TRAIN_ON_VAL is on) are put back on what it yields
         carried = _shared_conds(list(seed.values()))
-        self._last_carried = carried
+        if constructed is not None and summary.self_fields:
+            self.call_fields[id(constructed)] = {k: with_conds(v, carried) for k, v in summary.self_fields.items()}
         incoming = {c for value in seed.values() for c in value.conds}
         arg_exprs += _unpassed_defaults(target, {param for param, _ in arg_exprs}, bound_self)
         scope = tuple(arg_exprs)
@@ -388,8 +364,6 @@ class Calls:
             # arguments for it; one that came in with an argument is already in caller terms
             return tuple(c if c in incoming else replace(c, scope=c.scope + (scope,)) for c in conds)
 
-        if summary is None:
-            return reduce(merge, (taint for _, taint in pairs), receiver)
         if self.scope.recording:
             prefix = next(call_sites)
             frames = self.scope.frames(call_refs | target.free_names)
@@ -415,28 +389,20 @@ class Calls:
 
         for param, taint in summary.tainted_params.items():
             if param in arg_names:
-                self.scope.taint_name(
-                    arg_names[param],
-                    out(taint, Step(self.file, line, f"filled by {target.display}")),
-                    line,
-                    f"{arg_names[param]} filled by {target.display}",
-                )
+                filled = out(taint, Step(self.file, line, f"filled by {target.display}"))
+                self.scope.taint_name(arg_names[param], filled, line, f"{arg_names[param]} filled by {target.display}")
         step = Step(self.file, line, f"result of {target.display}(…)")
         if summary.returned_parts is not None and call is not None:
             self.call_parts[id(call)] = tuple(
                 out(part, step) if part is not None else None for part in summary.returned_parts
             )
-        if summary.returned is not None:
-            return out(summary.returned, step)
-        return None
+        return out(summary.returned, step) if summary.returned is not None else None
 
 
 # Adjacent literals up to this many pieces are read recursively (see _adjacent_literals).
 _SHORT_CHAIN = 100
 _READS_BACK = ("dequant", "deserial", "unpack", "load")
 _OPAQUE = (cst.Lambda, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis)
-
-
 _WRAPPERS = frozenset({"compile", "jit", "script", "trace", "checkpoint_wrapper", "no_grad", "inference_mode"})
 
 
@@ -472,8 +438,7 @@ def _unpassed_defaults(target: FuncInfo, passed: set[str], bound_self: bool) -> 
 
 
 def _shared_conds(taints: list[Taint]) -> tuple[Cond, ...]:
-    """Conditions every VAL value handed to a call carries (none when one of them is VAL
-    unconditionally)."""
+    """Conditions every VAL value handed to a call carries (none if one is VAL unconditionally)."""
     if not taints or any(not t.conds for t in taints):
         return ()
     shared = taints[0].conds

@@ -1,7 +1,7 @@
 """Loops and blocks as the ordering rules see them: which names change from one iteration to
 the next (a chunk/document loop advances its data, an epoch loop does not), whether the loop
 runs over ``range(n)``, which ``if`` bodies end by leaving the block (guards), and the
-assignments a block runs itself.
+statements a block runs itself.
 """
 
 from __future__ import annotations
@@ -30,30 +30,12 @@ def range_call(node: cst.BaseExpression) -> cst.Call | None:
     return None
 
 
-def _direct_statements(body: cst.BaseSuite) -> list[cst.CSTNode]:
-    """Statements of a loop body, descending into if/with/try but not into nested loops/defs."""
-    found: list[cst.CSTNode] = []
-    stack: list[cst.CSTNode] = list(body.body)
-    while stack:
-        node = stack.pop()
-        found.append(node)
-        if isinstance(node, (cst.For, cst.While, cst.FunctionDef, cst.ClassDef)):
-            continue
-        if isinstance(node, (cst.If, cst.With, cst.Try, cst.Else, cst.ExceptHandler, cst.Finally)):
-            for child in N.children(node):
-                if isinstance(child, (cst.IndentedBlock, cst.SimpleStatementSuite)):
-                    stack.extend(child.body)
-                elif isinstance(child, (cst.If, cst.Else, cst.ExceptHandler, cst.Finally)):
-                    stack.append(child)
-    return found
-
-
 def loop_vary(node: cst.For | cst.While) -> set[str]:
     """Names whose value changes from one iteration to the next at this loop's own level."""
     vary: set[str] = set(N.assigned_names(node.target)) if isinstance(node, cst.For) else set()
-    for statement in _direct_statements(node.body):
+    for statement in own_statements(node.body.body, into_loops=False):
         if not isinstance(statement, cst.SimpleStatementLine):
-            continue
+            continue  # statement lines only: a one-line suite (``if c: i += 1``) is not read
         for small in statement.body:
             if isinstance(small, cst.AugAssign):
                 vary.update(N.assigned_names(small.target))
@@ -70,12 +52,16 @@ def ends_in_exit(block: cst.BaseSuite) -> bool:
     return isinstance(last, (cst.Return, cst.Continue, cst.Break, cst.Raise))
 
 
-def own_assignments(roots: Iterable[cst.CSTNode]) -> Iterator[cst.Assign | cst.AugAssign]:
-    """The assignments the code under ``roots`` runs itself: nested defs, classes and lambdas aside."""
+def own_statements(roots: Iterable[cst.CSTNode], *, into_loops: bool = True) -> Iterator[cst.CSTNode]:
+    """The statements the code under ``roots`` runs itself, small ones included (``x = …``,
+    ``break``): nested defs and classes aside, and nested loops too unless ``into_loops``."""
     stack = list(roots)
     while stack:
         current = stack.pop()
-        if isinstance(current, (cst.Assign, cst.AugAssign)):
-            yield current
-        elif not isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.BaseExpression)):
-            stack.extend(N.children(current))
+        if isinstance(current, _OWN_SCOPES) or (not into_loops and isinstance(current, (cst.For, cst.While))):
+            continue
+        yield current
+        stack.extend(N.children(current))
+
+
+_OWN_SCOPES = (cst.FunctionDef, cst.ClassDef, cst.BaseExpression)  # expressions hold no statement

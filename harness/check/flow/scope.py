@@ -18,6 +18,7 @@ from harness.check.flow.functions import FuncInfo, FunctionTable
 from harness.check.flow.loops import Loop
 from harness.check.flow.model import Cond, Effect, EffectKind, LoopFrame, Taint
 from harness.check.tree.children import walk
+from harness.check.tree.nodes import number_value
 from harness.findings import Step
 
 call_sites = itertools.count(1)  # loop and call-site uids, unique across the walks of a run
@@ -34,9 +35,7 @@ class Scope:
     def __init__(self, index: FunctionTable, memos: Memos, info: FuncInfo, taint: dict[str, Taint]) -> None:
         self.index = index
         self.memos = memos
-        self.info = info
-        self.parsed = info.parsed
-        self.file = info.file
+        self.info, self.parsed, self.file = info, info.parsed, info.file
         self.taint = taint
         self.effects: list[Effect] = []
         self.local_lines: list[int] = []  # line in this function that produced effects[i]
@@ -143,12 +142,12 @@ class Scope:
         )
 
     def _reads_training_pipeline(self, value_node: cst.CSTNode) -> bool:
-        for ref in N.refs(value_node):
-            if ref in self.train_fed or N.root_part(ref) in self.train_fed:
-                return True
-            if any(N.TRAIN_PIPELINE_NAME.search(part) and not _BATCH_SETTING.search(part) for part in ref.split(".")):
-                return True
-        return False
+        return any(
+            ref in self.train_fed
+            or N.root_part(ref) in self.train_fed
+            or any(N.TRAIN_PIPELINE_NAME.search(part) and not _BATCH_SETTING.search(part) for part in ref.split("."))
+            for ref in N.refs(value_node)
+        )
 
     def taint_name(self, name: str, value: Taint, line: int, note: str) -> None:
         self.assigned_at[name] = self.clock
@@ -306,15 +305,8 @@ def _counter_plus_constant(node: cst.BaseExpression, counters: set[str]) -> bool
         return False
     sides = (node.left, node.right)
     return any(isinstance(a, cst.Name) and a.value in counters for a in sides) and any(
-        isinstance(b, cst.Integer) and _positive(b.value) for b in sides
+        isinstance(b, cst.Integer) and (number_value(b) or 0) > 0 for b in sides
     )
-
-
-def _positive(literal: str) -> bool:
-    try:
-        return int(literal, 0) > 0
-    except ValueError:  # ``010``-style literals (not Python 3) never reach here from real code
-        return False
 
 
 # ``args.train_batch_tokens`` sizes a batch; it is a setting, not training data

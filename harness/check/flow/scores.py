@@ -12,7 +12,7 @@ import re
 import libcst as cst
 
 from harness.check.flow import names as N
-from harness.check.flow.loops import own_assignments
+from harness.check.flow.loops import own_statements
 from harness.check.flow.model import EffectKind, Taint
 from harness.check.flow.scope import Scope, literal_key
 from harness.check.tree.children import walk
@@ -59,22 +59,17 @@ class ScoreSinks:
             if isinstance(node, cst.Subscript) and not self._tainted_expr(node.value):
                 found_count = found_count or any(self._tainted_expr(e) for e in N.children(node) if e is not node.value)
                 continue
-            if (
-                isinstance(node, cst.Call)
-                and isinstance(node.func, cst.Attribute)
-                and node.func.attr.value in ("numel", "nelement", "size")
+            if isinstance(node, cst.Call) and (
+                (isinstance(node.func, cst.Attribute) and node.func.attr.value in ("numel", "nelement", "size"))
+                or (isinstance(node.func, cst.Name) and node.func.value == "len")
             ):
                 found_count = True
                 continue
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name) and node.func.value == "len":
-                found_count = True
-                continue
-            if isinstance(node, (cst.Name, cst.Attribute)):
-                dotted = N.dotted_name(node)
-                if dotted is not None and self.scope.lookup(dotted, node) is not None:
+            dotted = N.dotted_name(node)
+            if dotted is not None:
+                if self.scope.lookup(dotted, node) is not None:
                     return False
-                if dotted is not None:
-                    continue
+                continue
             stack.extend(N.children(node))
         return found_count
 
@@ -115,9 +110,9 @@ class ScoreSinks:
             # ``all_nll = torch.cat([all_nll, nll])`` grows the per-token score like an append
             self.accumulated(name, line, value, value_node)
             return
-        if not isinstance(value_node, cst.BinaryOperation):
+        if not isinstance(value_node, cst.BinaryOperation) or not isinstance(value_node.operator, cst.Add):
             return
-        if not isinstance(value_node.operator, cst.Add) or name not in set(N.refs(value_node)):
+        if name not in set(N.refs(value_node)):
             return
         operands = _add_operands(value_node)
         added = [o for o in operands if N.dotted_name(o) != name]
@@ -141,11 +136,9 @@ class ScoreSinks:
         self.scope.emit(EffectKind.SCORE, line, f"score accumulated into {name}", value, refs, refs - {name})
 
     def reads_itself(self, name: str, added: cst.CSTNode) -> bool:
-        """``x = x + mlp(norm(x))`` or ``x = x + skip`` with ``skip`` taken from an earlier
-        ``x``: the added term is computed from the target itself, a residual update of a hidden
-        state in a model's forward, not a running total — an accumulator never feeds its own
-        value into what it adds (a recurrent-block forward of an accepted record, issue #12).
-        A target named as a score (``loss_sum``) stays one whatever its addend reads."""
+        """``x = x + mlp(norm(x))``, or ``x = x + skip`` with ``skip`` from an earlier ``x``: a residual
+        update of a hidden state, not a running total, which never feeds its own value into what it
+        adds (a recurrent-block forward of an accepted record, issue #12). ``loss_sum`` stays a score."""
         if N.SCORE_LIST_NAME.search(N.last_part(name)):
             return False
         return name in self.info.closure(set(N.refs(added)))
@@ -160,13 +153,12 @@ class ScoreSinks:
             return
         holder = N.dotted_name(target.value)
         if (
-            holder is None
-            or not N.SCORE_LIST_NAME.search(N.last_part(holder))
-            or not self.is_score_target(holder)
-            or self.counts_only(value_node)
+            holder is not None
+            and N.SCORE_LIST_NAME.search(N.last_part(holder))
+            and self.is_score_target(holder)
+            and not self.counts_only(value_node)
         ):
-            return
-        self._scored(f"score stored into {holder}[…]", line, value, value_node)
+            self._scored(f"score stored into {holder}[…]", line, value, value_node)
 
     def is_score_target(self, name: str) -> bool:
         """An accumulator that can become the reported score: returned or logged as val_*,
@@ -179,10 +171,8 @@ class ScoreSinks:
         root = N.root_part(name)
         if root in self.info.params or "." in name:
             return True
-        # a local not named as a score is a running total only when added to in a loop of this
-        # function; one addition (``x = x + self.bigram(ids)`` in a forward) combines two values
-        # a local started at zero (``s = 0.0``, ``tot = torch.zeros(3)``) has the shape of a running
-        # total whatever it is called, unlike ``x = self.tok_emb(ids)``
+        # a local is a running total when named as one, added to in a loop of this function or
+        # started at zero (``s = 0.0``); one addition (``x = x + self.bigram(ids)``) combines two values
         if (
             not self.scope.loops
             and not N.SCORE_LIST_NAME.search(last)
@@ -212,7 +202,7 @@ def _is_zero(node: cst.BaseExpression) -> bool:
 def _names_started_at_zero(body: list[cst.CSTNode]) -> set[str]:
     """Names assigned a zero (``0``, ``0.0``, ``[]``, ``torch.zeros(…)``, ``torch.tensor(0.0)``)."""
     found: set[str] = set()
-    for assign in own_assignments(body):
+    for assign in own_statements(body):
         if not isinstance(assign, cst.Assign):
             continue
         values = [e.value for e in assign.value.elements] if isinstance(assign.value, cst.Tuple) else [assign.value]

@@ -15,11 +15,12 @@ import libcst as cst
 from harness.check.flow import names as N
 from harness.check.flow.calls import Calls, wrapped_function
 from harness.check.flow.functions import FuncInfo, FunctionTable
-from harness.check.flow.loops import Loop, ends_in_exit, loop_vary, own_assignments, range_call
+from harness.check.flow.loops import Loop, ends_in_exit, loop_vary, own_statements, range_call
 from harness.check.flow.model import Cond, Effect, EffectKind, Summary, Taint, merge
 from harness.check.flow.scope import MAX_FIELD_DEPTH, Memos, Scope, call_sites
 from harness.check.flow.scores import ScoreSinks
 from harness.check.tree.children import walk
+from harness.check.tree.nodes import assign_targets
 from harness.findings import Step
 
 MAX_CALL_DEPTH = 24
@@ -90,10 +91,7 @@ class _Walk:
         self.loop_uids: dict[int, int] = {}
 
     def run(self) -> None:
-        body = self.info.body()
-        if self.info.node is None:
-            body = [s for s in body if not isinstance(s, (cst.FunctionDef, cst.ClassDef))]
-        self._block(body)
+        self._block(self.info.body())  # a def or class statement is not walked: it runs when called
         last_restore = max(self.scope.discard_lines, default=0)
         for position, effect in enumerate(self.scope.effects):
             if effect.kind is not EffectKind.UPDATE or effect.discarded:
@@ -127,14 +125,13 @@ class _Walk:
         return False
 
     def _block(self, statements: Sequence[cst.CSTNode]) -> None:
-        pushed = 0
+        depth = len(self.scope.conds)
         for statement in statements:
             self._statement(statement)
             if isinstance(statement, cst.If) and statement.orelse is None and ends_in_exit(statement.body):
+                # a guard: what follows it runs only when its test is false
                 self.scope.conds.append(Cond(self.parsed, statement.test, False, self.parsed.line_of(statement)))
-                pushed += 1
-        if pushed:
-            del self.scope.conds[-pushed:]
+        del self.scope.conds[depth:]
 
     def _statement(self, node: cst.CSTNode) -> None:
         if isinstance(node, cst.SimpleStatementLine):
@@ -152,11 +149,8 @@ class _Walk:
                 value = self.calls.expr(item.item)
                 if item.asname is not None:
                     self.scope.bind(item.asname.name, value, item.item)
-            no_grad = any(
-                N.last_part(N.callee_name(item.item)) in _NO_GRAD
-                for item in node.items
-                if isinstance(item.item, cst.Call)
-            )
+            managers = {N.last_part(N.callee_name(item.item)) for item in node.items if isinstance(item.item, cst.Call)}
+            no_grad = bool(managers & _NO_GRAD)
             self.scope.warm_depth += warm
             self.scope.no_grad_depth += no_grad
             self._block(node.body.body)
@@ -193,10 +187,15 @@ class _Walk:
             test_taint = self.score_controlled[roots[0]] if roots else test_taint
         if test_taint is not None and test_taint.from_score:
             selection = None
-            if _mentions_state_snapshot(node.body):
+            if _methods_called(node.body) & N.STATE_SNAPSHOT_CALLS:
                 selection = "model state kept"
-            elif self.scope.loops and _breaks_out(node.body) and _steps_optimizer(self.scope.loops[-1].node):
-                selection = "training stopped"  # early stopping decides which step's weights are shipped
+            elif (
+                self.scope.loops
+                and _breaks_out(node.body)
+                and {"backward", "step"} & _methods_called(self.scope.loops[-1].node.body)
+            ):
+                # early stopping of a training loop (not an eval loop's token budget or NaN stop) picks the shipped step
+                selection = "training stopped"
             if selection is not None:
                 note = f"{selection} when `{self.scope.short(node.test)}`"
                 self.scope.emit(EffectKind.SELECTION, line, note, test_taint, set(N.refs(node.test)))
@@ -232,11 +231,10 @@ class _Walk:
         )
         loop = Loop(node, uid, loop_vary(node), label, line)
         warm = bool(N.WARMUP_WORD.search(label))
-        pushed_cond = False
+        depth = len(self.scope.conds)
         ranged = range_call(node.iter) if isinstance(node, cst.For) else None
         if ranged is not None and len(ranged.args) == 1:
             self.scope.conds.append(Cond(self.parsed, ranged.args[0].value, True, line, range_count=True))
-            pushed_cond = True
         self.scope.loops.append(loop)
         self.scope.warm_depth += warm
         outer = self.scope.recording
@@ -248,59 +246,14 @@ class _Walk:
         self.scope.recording = outer
         self.scope.warm_depth -= warm
         self.scope.loops.pop()
-        if pushed_cond:
-            self.scope.conds.pop()
+        del self.scope.conds[depth:]
         if node.orelse is not None:
             self._block(node.orelse.body.body)
 
     def _small(self, node: cst.BaseSmallStatement) -> None:
         line = self.parsed.line_of(node)
         if isinstance(node, cst.Assign):
-            value = self.calls.expr(node.value)
-            if isinstance(node.value, cst.Call):
-                class_name = N.dotted_name(node.value.func)
-                if class_name is not None and (
-                    class_name in self.scope.index.val_class_attrs
-                    or self.scope.index.class_methods(class_name, self.info)
-                ):
-                    for target in node.targets:
-                        if isinstance(target.target, cst.Name):
-                            self.scope.instances[target.target.value] = class_name
-                if class_name in self.scope.index.val_data_classes and value is None:
-                    value = self.scope.source(line, f"{class_name}(…) (an instance holding loaded validation data)")
-            alias = wrapped_function(node.value, lambda n: self.scope.index.resolve(n, self.info))
-            if alias is not None and alias is not self.info:
-                for target in node.targets:
-                    for name in N.assigned_names(target.target):
-                        self.calls.aliases[name] = alias
-            if isinstance(node.value, cst.Call) and _constructs_state(node.value):
-                for target in node.targets:
-                    self.fresh_objects.update(N.assigned_names(target.target))
-            for target in node.targets:
-                self.scores.accumulate_if_self_add(target.target, node.value, value, line)
-                parts = self._parts_of(node.value, target.target)
-                if parts is not None and isinstance(target.target, (cst.Tuple, cst.List)):
-                    for element, part in zip(target.target.elements, parts):
-                        self.scope.bind(element.value, part, node.value)
-                elif isinstance(node.value, cst.Dict) and isinstance(target.target, cst.Name):
-                    self._bind_dict(target.target.value, node.value, value, line)
-                else:
-                    self.scores.score_if_stored(target.target, node.value, value, line)
-                    self.scope.bind(target.target, value, node.value)
-                    self.scores.score_if_no_grad_forward(target.target, node.value, value, line)
-            if isinstance(node.value, cst.Call) and self.calls.call_fields.get(id(node.value)):
-                fields = self.calls.call_fields[id(node.value)]
-                for target in node.targets:
-                    holder = N.dotted_name(target.target)
-                    if holder is None or holder.count(".") >= MAX_FIELD_DEPTH:
-                        continue
-                    for field_name, field_taint in fields.items():
-                        self.scope.taint_name(
-                            f"{holder}.{field_name}",
-                            field_taint,
-                            line,
-                            f"{holder}.{field_name} set by {N.callee_name(node.value)}(…)",
-                        )
+            self._assign(node, line)
         elif isinstance(node, cst.AnnAssign):
             if node.value is not None:
                 self.scope.bind(node.target, self.calls.expr(node.value), node.value)
@@ -337,6 +290,44 @@ class _Walk:
         elif isinstance(node, cst.Raise) and node.exc is not None:
             self.calls.expr(node.exc)
 
+    def _assign(self, node: cst.Assign, line: int) -> None:
+        value = self.calls.expr(node.value)
+        call = node.value if isinstance(node.value, cst.Call) else None
+        class_name = N.dotted_name(call.func) if call is not None else None
+        index = self.scope.index
+        if class_name in index.val_data_classes and value is None:
+            value = self.scope.source(line, f"{class_name}(…) (an instance holding loaded validation data)")
+        known_class = class_name is not None and (
+            class_name in index.val_class_attrs or bool(index.class_methods(class_name, self.info))
+        )
+        alias = wrapped_function(node.value, lambda n: index.resolve(n, self.info))
+        fresh = call is not None and _constructs_state(call)
+        fields = self.calls.call_fields.get(id(call), {}) if call is not None else {}
+        for target in (t.target for t in node.targets):
+            names = N.assigned_names(target)
+            if known_class and class_name is not None and isinstance(target, cst.Name):
+                self.scope.instances[target.value] = class_name
+            if alias is not None and alias is not self.info:
+                self.calls.aliases.update(dict.fromkeys(names, alias))
+            if fresh:
+                self.fresh_objects.update(names)
+            self.scores.accumulate_if_self_add(target, node.value, value, line)
+            parts = self._parts_of(node.value, target)
+            if parts is not None and isinstance(target, (cst.Tuple, cst.List)):
+                for element, part in zip(target.elements, parts):
+                    self.scope.bind(element.value, part, node.value)
+            elif isinstance(node.value, cst.Dict) and isinstance(target, cst.Name):
+                self._bind_dict(target.value, node.value, value, line)
+            else:
+                self.scores.score_if_stored(target, node.value, value, line)
+                self.scope.bind(target, value, node.value)
+                self.scores.score_if_no_grad_forward(target, node.value, value, line)
+            holder = N.dotted_name(target)
+            if call is not None and holder is not None and holder.count(".") < MAX_FIELD_DEPTH:
+                for field_name, field_taint in fields.items():
+                    note = f"{holder}.{field_name} set by {N.callee_name(call)}(…)"
+                    self.scope.taint_name(f"{holder}.{field_name}", field_taint, line, note)
+
     def _augassign(self, node: cst.AugAssign, line: int) -> None:
         value = self.calls.expr(node.value)
         targets = N.assigned_names(node.target)
@@ -368,12 +359,8 @@ class _Walk:
                     self.scope.taint.pop(target, None)
         if value is not None:
             for target in targets:
-                self.scope.taint_name(
-                    target,
-                    value,
-                    line,
-                    f"{target} {self.parsed.flat_code(node.operator)} {self.scope.short(node.value)}",
-                )
+                note = f"{target} {self.parsed.flat_code(node.operator)} {self.scope.short(node.value)}"
+                self.scope.taint_name(target, value, line, note)
 
     def _parts_of(self, value_node: cst.BaseExpression, target: cst.BaseExpression) -> tuple[Taint | None, ...] | None:
         """Element-wise results for ``a, b = x, y`` and ``train, val = load_both()``: only the
@@ -424,8 +411,6 @@ def _mentions_warm(node: cst.CSTNode) -> bool:
 
 
 _NO_GRAD = frozenset({"no_grad", "inference_mode"})
-
-
 _STATE_READERS = frozenset({EffectKind.SCORE, EffectKind.ARTIFACT, EffectKind.CALIBRATION})
 
 
@@ -438,35 +423,19 @@ def _constructs_state(call: cst.Call) -> bool:
 
 def _names_bound_in(node: cst.If) -> set[str]:
     """Names assigned anywhere in an ``if`` statement's branches (nested defs aside)."""
-    names: set[str] = set()
-    for assign in own_assignments([node]):
-        targets = [t.target for t in assign.targets] if isinstance(assign, cst.Assign) else [assign.target]
-        names.update(N.root_part(name) for target in targets for name in N.assigned_names(target))
-    return names
+    return {
+        N.root_part(name)
+        for statement in own_statements([node])
+        if isinstance(statement, (cst.Assign, cst.AugAssign))
+        for target in assign_targets(statement)
+        for name in N.assigned_names(target)
+    }
 
 
-def _mentions_state_snapshot(block: cst.BaseSuite) -> bool:
-    methods = (N.last_part(N.callee_name(node)) for node in walk(block) if isinstance(node, cst.Call))
-    return any(method in N.STATE_SNAPSHOT_CALLS or method == "save" for method in methods)
+def _methods_called(block: cst.BaseSuite) -> set[str]:
+    return {N.last_part(N.callee_name(node)) for node in walk(block) if isinstance(node, cst.Call)}
 
 
 def _breaks_out(block: cst.BaseSuite) -> bool:
     """A ``break`` of the enclosing loop (not of a loop nested inside the ``if``)."""
-    stack: list[cst.CSTNode] = [block]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, cst.Break):
-            return True
-        if isinstance(node, (cst.For, cst.While, cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue
-        stack.extend(N.children(node))
-    return False
-
-
-def _steps_optimizer(loop: cst.For | cst.While) -> bool:
-    """The broken loop is a training loop (it calls ``backward()``/``step()`` itself), not an
-    evaluation loop that stops at a token budget or on a NaN."""
-    return any(
-        isinstance(node, cst.Call) and N.last_part(N.callee_name(node)) in ("backward", "step")
-        for node in walk(loop.body)
-    )
+    return any(isinstance(statement, cst.Break) for statement in own_statements([block], into_loops=False))
