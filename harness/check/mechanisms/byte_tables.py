@@ -76,10 +76,10 @@ def _decodes(node: cst.CSTNode | None) -> bool:
 
 
 def _piece_length(index: ModuleIndex, length: cst.Call, decoded: set[str]) -> bool:
-    """``len(piece.encode())``, not ``len(decode(prefix).encode()) - cursor``: the byte count of
-    decoded text, where the decoder already maps byte-fallback pieces to their byte and ``▁`` to
-    a space (the CaseOps raw-byte sidecar is built this way, #1729, #2138), nor a fallback inside
-    an ``except`` handler of such a count."""
+    """A piece's rendering length, ``len(piece.encode())``. Not the byte count of decoded text
+    (``len(decode(prefix).encode()) - cursor``: the decoder maps byte-fallback pieces to their byte
+    and ``▁`` to a space; the CaseOps raw-byte sidecar is built so, #1729, #2138), nor a fallback
+    inside an ``except`` handler of such a count."""
     if call_tail(length) != "len" or not length.args:
         return False
     argument = length.args[0].value
