@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import libcst as cst
 
-from harness.check.tree.children import children
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import call_tail
 
 from .imports import imported_functions
+from .targets import value_names
 
 # Library-looking method names: a submission method with such a name (a cache class's
 # ``get``/``update``) still must not hide a ``d.get(tgt)`` read from the caller's analysis.
@@ -52,24 +52,13 @@ def names_outside_helper_calls(index: ModuleIndex, expr: cst.CSTNode) -> list[cs
     helper — the helper's result depends on what the helper does with them, which the
     helper's own analysis decides (a causal hint builder handed the target stream) — and
     those whose shape, length or device only is read."""
-    found: list[cst.Name] = []
-    stack: list[cst.CSTNode] = [expr]
-    while stack:
-        node = stack.pop()
-        kind = type(node)  # exact types: isinstance on libcst's ABCs is a Python call
-        if type(node) is cst.Name:
-            found.append(node)
-        elif type(node) is cst.Attribute and node.attr.value in _METADATA:
-            continue
-        elif type(node) is cst.Attribute or type(node) is cst.Arg:
-            stack.append(node.value)
-        elif kind is cst.Lambda or kind is cst.FunctionDef:
-            continue
-        elif type(node) is cst.Call and (_metadata_call(node) or helper_of(index, node) is not None):
-            continue
-        else:
-            stack.extend(children(node))
-    return found
+
+    def skip(node: cst.CSTNode) -> bool:
+        if type(node) is cst.Attribute:  # exact types: isinstance on libcst's ABCs is a Python call
+            return node.attr.value in _METADATA
+        return type(node) is cst.Call and (_metadata_call(node) or helper_of(index, node) is not None)
+
+    return value_names(expr, skip)
 
 
 def _metadata_call(call: cst.Call) -> bool:

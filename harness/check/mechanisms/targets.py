@@ -11,7 +11,7 @@ offset is the token being predicted.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -51,13 +51,16 @@ _CARRIER_METHODS |= {"long", "int", "to", "cpu", "cuda", "numpy", "tolist", "ast
 _CARRIER_FUNCS = {"as_tensor", "from_numpy", "asarray", "array", "int", "tensor", "ascontiguousarray"}
 
 
-def value_names(expr: cst.CSTNode) -> list[cst.Name]:
-    """Name nodes that are variable references (not attribute members or keyword names)."""
+def value_names(expr: cst.CSTNode, skip: Callable[[cst.CSTNode], bool] | None = None) -> list[cst.Name]:
+    """Name nodes that are variable references (not attribute members or keyword names), outside
+    the nodes ``skip`` accepts."""
     found: list[cst.Name] = []
     stack: list[cst.CSTNode] = [expr]
     while stack:
         node = stack.pop()
         # exact types: isinstance on libcst's ABCs is a Python call
+        if skip is not None and skip(node):
+            continue
         if type(node) is cst.Name:
             found.append(node)
         elif type(node) is cst.Attribute or type(node) is cst.Arg:
