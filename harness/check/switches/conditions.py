@@ -1,13 +1,9 @@
 """Whether a data-flow effect runs: its conditions evaluated under the configuration that ran.
 
-Why: a finding in code that no documented configuration runs is only informational; one
-enabled by a documented setting names that setting and where it came from. The data-flow
-family lifts each effect's conditions (``Cond``) out of the code, callees included, and asks
-here. Names are bound as Python binds them: every assignment at any level (so ``run_ttt =
-h.ttt_enabled`` is followed), loop variables and parameters as unknown bindings, and fields
-(class-body names, ``obj.x = …``) kept apart from plain names, so a parameter called
-``ttt_enabled`` does not blur ``args.ttt_enabled``. A name bound several ways with different
-values is unknown.
+Names are bound as Python binds them: every assignment at any level (``run_ttt =
+h.ttt_enabled`` is followed), loop variables and parameters as unknown, and fields (class-body
+names, ``obj.x = …``) apart from plain names, so a parameter ``ttt_enabled`` does not blur
+``args.ttt_enabled``. A name bound several ways with different values is unknown.
 """
 
 from __future__ import annotations
@@ -26,8 +22,7 @@ from harness.unknown import UNKNOWN
 
 @dataclass
 class Outcome:
-    """Whether an effect runs: ``False`` when some condition is false under the effective
-    settings; ``enabled_by`` lists documented settings that made its conditions true."""
+    """``runs`` is False when some condition is false; ``enabled_by``: documented settings that made them true."""
 
     runs: bool
     disabled_by: str = ""
@@ -59,8 +54,6 @@ class Switches(Evaluator):
         return self.bindings.get(("." if "." in dotted else "") + N.last_part(dotted), [])
 
     def outcome(self, conds: tuple[Cond, ...]) -> Outcome:
-        """Under the effective settings; code they leave off still runs if another documented
-        run command turns it on (then that command's settings are named)."""
         return self.first_documented_run(
             lambda: self._outcome(conds),
             lambda outcome: outcome.runs,
@@ -71,11 +64,7 @@ class Switches(Evaluator):
         enabled: list[Setting] = []
         for cond in conds:
             used: list[Used] = []
-            self.scope = cond.scope
-            try:
-                result = self.value(cond.expr, used)
-            finally:
-                self.scope = ()
+            result = self.value_in(cond.scope, cond.expr, used, 0)
             if result is UNKNOWN:
                 continue
             truth = (isinstance(result, (int, float)) and result > 0) if cond.range_count else bool(result)

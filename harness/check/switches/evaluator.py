@@ -1,18 +1,11 @@
 """The one evaluator of constants and environment switches that every rule family reads.
 
-Why: legality is usually switched by environment variables read with a default
-(``TTT_ENABLED="0"``) that the README run command, a ``*.sh`` script or the logged
-hyperparameters turn on (``harness/settings.py`` collects those). Whether flagged code runs,
-and which documented setting turned it on, must be decided by the same rules whichever family
-asks — the data-flow family and the mechanism detectors each had a folder of their own, and
-every new form (a logged ``True``, a one-line env helper, ``getattr`` on the config) had to be
-taught twice. The folder is deliberately small: literals, env reads with their defaults, the
-usual converters (``int``/``float``/``bool``/``str``, ``.lower()``), one-line helpers,
-arithmetic, boolean operators, comparisons and conditional expressions. Anything else is
+Why: legality is usually switched by env variables read with a default (``TTT_ENABLED="0"``)
+that the README run command, a ``*.sh`` script or the logged hyperparameters turn on
+(``harness/settings.py``). Whether flagged code runs must be decided by the same rules whichever
+family asks; with a folder each, every new form (a logged ``True``, a one-line env helper,
+``getattr`` on the config) had to be taught twice. Anything the folder does not know is
 ``UNKNOWN``, which every caller reads as "may run", so an unknown never hides a finding.
-
-Which names are bound to what is the caller's view (``names``): the data-flow family reads
-Python's names and fields, the mechanism detectors the names that carry a setting.
 """
 
 from __future__ import annotations
@@ -25,7 +18,7 @@ from typing import Any, TypeVar
 
 import libcst as cst
 
-from harness.check.tree.nodes import call_name, call_tail, dotted_name, string_value
+from harness.check.tree.nodes import call_name, call_tail, dotted_name, number_value, string_value
 from harness.submission import Setting
 from harness.unknown import UNKNOWN  # "may run" to every caller
 
@@ -35,6 +28,8 @@ _TRUTHY = frozenset({"1", "true", "yes", "on", "y", "t"})
 _CONSTANTS = {"True": True, "False": False, "None": None, "__name__": "__main__"}
 T = TypeVar("T")
 Helper = tuple[cst.Parameters, cst.BaseExpression]
+# parameter → argument, one level per helper or lifted call being evaluated (innermost first)
+Scope = tuple[tuple[tuple[str, cst.BaseExpression], ...], ...]
 # an env switch the evaluation read: (name, value, the documented setting or None for the code default)
 Used = tuple[str, str, Setting | None]
 
@@ -56,18 +51,16 @@ class Evaluation:
 
 
 class Evaluator(ABC):
-    """Values of expressions under one set of documented settings (``under`` swaps them).
-
-    Abstract: what a name is bound to differs by view (Python names and fields for the
-    data-flow family, setting-carrying names for the mechanism detectors)."""
+    """Values of expressions under one set of documented settings (``under`` swaps them). What a
+    name is bound to is the view's (``names``): Python names and fields for the data-flow family,
+    setting-carrying names for the mechanism detectors."""
 
     def __init__(self, settings: dict[str, Setting], alternatives: list[dict[str, Setting]] | None = None) -> None:
         self.settings = settings
         self.alternatives = alternatives or []  # other documented runs (settings.documented_alternatives)
         self.helpers: dict[str, Helper | None] = {}  # one-line functions; None: defined twice differently
         self.env_helpers: set[str] = set()  # functions reading an env key they are given
-        # parameter → argument, one level per helper or lifted call being evaluated (innermost first)
-        self.scope: tuple[tuple[tuple[str, cst.BaseExpression], ...], ...] = ()
+        self.scope: Scope = ()
 
     @abstractmethod
     def names(self, node: cst.Name | cst.Attribute, dotted: str | None) -> list[cst.BaseExpression | None]:
@@ -91,9 +84,8 @@ class Evaluator(ABC):
         runs: Callable[[T], bool],
         turned_on: Callable[[T], bool] | None = None,
     ) -> T:
-        """``decide()`` under the effective settings; when that leaves the code off, under the
-        first other documented run command that turns it on (``turned_on``; then that command
-        is named). Code is "not run" only if no documented run reaches it."""
+        """``decide()`` under the effective settings, else under the first other documented run
+        command that turns the code on (``turned_on``): "not run" only if no documented run reaches it."""
         first = decide()
         if runs(first):
             return first
@@ -114,8 +106,7 @@ class Evaluator(ABC):
             return UNKNOWN
         if isinstance(node, (cst.Integer, cst.Float)):
             try:
-                text = node.value.replace("_", "")
-                return int(text, 0) if isinstance(node, cst.Integer) else float(text)
+                return number_value(node)
             except ValueError:
                 return UNKNOWN
         if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
@@ -147,6 +138,14 @@ class Evaluator(ABC):
             return self.value(node.body if test else node.orelse, used, depth + 1)
         return UNKNOWN
 
+    def value_in(self, scope: Scope, node: cst.CSTNode, used: list[Used], depth: int) -> object:
+        """``node``'s value with ``scope`` as the parameter bindings."""
+        saved, self.scope = self.scope, scope
+        try:
+            return self.value(node, used, depth)
+        finally:
+            self.scope = saved
+
     def _name(self, node: cst.Name | cst.Attribute, used: list[Used], depth: int) -> object:
         dotted = dotted_name(node)  # None for ``get_args().ttt``: the view may still know ``ttt``
         if dotted in _CONSTANTS:
@@ -154,29 +153,20 @@ class Evaluator(ABC):
         if dotted is not None and "." not in dotted and self.scope:
             argument = dict(self.scope[0]).get(dotted)
             if argument is not None:
-                saved, self.scope = self.scope, self.scope[1:]
-                try:
-                    return self.value(argument, used, depth + 1)
-                finally:
-                    self.scope = saved
+                return self.value_in(self.scope[1:], argument, used, depth + 1)
         candidates = self.names(node, dotted)
         bound = [expr for expr in candidates if expr is not None]
         if not bound or len(bound) != len(candidates):
             return UNKNOWN
-        saved, self.scope = self.scope, ()  # a binding's expression lives in its own namespace
-        try:
-            values = [self.value(expr, used, depth + 1) for expr in bound]
-        finally:
-            self.scope = saved
+        values = [self.value_in((), expr, used, depth + 1) for expr in bound]  # a binding's own namespace
         if any(v is UNKNOWN for v in values) or len({repr(v) for v in values}) != 1:
             return UNKNOWN
         return values[0]
 
     def _env(self, key: str, default: object, used: list[Used]) -> object:
-        """A documented setting wins over the code default. A log's hyperparameter dump prints
-        the *converted* attribute (``ttt_enabled: True`` for ``bool(int(os.environ.get(
-        "TTT_ENABLED", "0")))``), so a logged ``True``/``False`` stands for the ``1``/``0``
-        that produced it; read raw, ``int("True")`` fails and ``"False"`` would look truthy."""
+        """A documented setting wins over the code default. A log's hyperparameter dump prints the
+        *converted* attribute (``ttt_enabled: True``), so a logged ``True``/``False`` stands for
+        the ``1``/``0`` that produced it: read raw, ``int("True")`` fails, ``"False"`` is truthy."""
         setting = self.settings.get(key)
         if setting is not None:
             used.append((key, setting.value, setting))
@@ -218,13 +208,13 @@ class Evaluator(ABC):
         """``os.environ.get(key, default)`` and the helpers shaped like it; no default is None."""
         if not isinstance(key, str):
             return UNKNOWN
-        default = _keyword(call, "default") if len(args) < 2 else args[1]
+        keyword = (a.value for a in call.args if a.keyword is not None and a.keyword.value == "default")
+        default = next(keyword, None) if len(args) < 2 else args[1]
         return self._env(key, None if default is None else self.value(default, used, depth + 1), used)
 
     def _helper(self, helper: Helper, call: cst.Call, used: list[Used], depth: int) -> object:
-        """``_eb("TTT_LEGAL")`` with ``def _eb(k, d="0"): return bool(int(os.environ.get(k, d)))``:
-        the one-line env readers of minified hyperparameter classes, evaluated with the call's
-        arguments (defaults for the rest), like a condition lifted through a call."""
+        """``_eb("TTT_LEGAL")`` with ``def _eb(k, d="0"): return bool(int(os.environ.get(k, d)))``
+        (minified hyperparameter classes), evaluated with the call's arguments and defaults."""
         params, body = helper
         ordered = list(params.posonly_params) + list(params.params)
         positional = [a for a in call.args if a.keyword is None and not a.star]
@@ -237,11 +227,7 @@ class Evaluator(ABC):
                 if param.default is None:
                     return UNKNOWN
                 bound[param.name.value] = param.default
-        saved, self.scope = self.scope, (tuple(bound.items()),) + self.scope
-        try:
-            return self.value(body, used, depth + 1)
-        finally:
-            self.scope = saved
+        return self.value_in((tuple(bound.items()),) + self.scope, body, used, depth + 1)
 
     def _unary(self, node: cst.UnaryOperation, used: list[Used], depth: int) -> object:
         operand = self.value(node.expression, used, depth + 1)
@@ -282,19 +268,7 @@ class Evaluator(ABC):
         right = self.value(node.right, used, depth + 1)
         if not (isinstance(left, (int, float)) and isinstance(right, (int, float))):
             return UNKNOWN
-        operator = type(node.operator)
-        try:
-            if operator is cst.Add:
-                return left + right
-            if operator is cst.Subtract:
-                return left - right
-            if operator is cst.Multiply:
-                return left * right
-            if operator is cst.Divide:
-                return left / right
-        except ZeroDivisionError:
-            return UNKNOWN
-        return UNKNOWN
+        return _apply(node.operator, left, right)
 
 
 def one_line_helpers(module: cst.Module) -> dict[str, Helper]:
@@ -351,11 +325,11 @@ def _convert_by_helper_name(helper: str, raw: object) -> object:
     return raw
 
 
-def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
-    return next((a.value for a in call.args if a.keyword is not None and a.keyword.value == name), None)
-
-
 _OPERATORS: dict[type, Callable[[Any, Any], object]] = {
+    cst.Add: lambda a, b: a + b,
+    cst.Subtract: lambda a, b: a - b,
+    cst.Multiply: lambda a, b: a * b,
+    cst.Divide: lambda a, b: a / b,
     cst.Equal: lambda a, b: a == b,
     cst.NotEqual: lambda a, b: a != b,
     cst.LessThan: lambda a, b: a < b,
@@ -369,11 +343,11 @@ _OPERATORS: dict[type, Callable[[Any, Any], object]] = {
 }
 
 
-def _apply(operator: cst.BaseCompOp, left: object, right: object) -> object:
+def _apply(operator: cst.BaseCompOp | cst.BaseBinaryOp, left: object, right: object) -> object:
     compare = _OPERATORS.get(type(operator))
     if compare is None:
         return UNKNOWN
     try:
         return compare(left, right)
-    except TypeError:
+    except (TypeError, ZeroDivisionError):
         return UNKNOWN

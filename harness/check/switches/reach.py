@@ -1,17 +1,13 @@
 """Whether a mechanism a detector flagged runs under the configuration the submitter documented.
 
-Why: most mechanisms (n-gram mixers, SLOT, within-word boosts) sit behind environment
-switches whose code default is off, and the README run command, a ``*.sh`` script or the
-log's hyperparameter dump turns them on. A mechanism off under every documented
-configuration is reported as ``info``; one turned on by a documented setting names that
-setting and where it came from, so the reviewer can check the claim.
+Why: most mechanisms (n-gram mixers, SLOT, within-word boosts) sit behind env switches whose
+code default is off. One off under every documented configuration is ``info``; one turned on
+names the setting and where it came from, so the reviewer can check the claim.
 
-The detectors read the names that carry a setting: any name or field assigned from an env read
-(``self.ngram_on = _env_flag("NGRAM")``, minified to one letter or not), and literal
+The names that carry a setting: any name or field assigned from an env read, and literal
 module/class-level constants, by their last identifier in any case (``NGRAM_ON`` and
 ``args.ngram_on`` are one switch). Reach follows ``if``/early-``return``/``range(n)`` guards
-and conditional expressions, then the call sites of the enclosing function. Anything else is
-"unknown", which keeps the finding.
+and conditional expressions, then the call sites of the enclosing function.
 """
 
 from __future__ import annotations
@@ -116,11 +112,10 @@ class Configuration(Evaluator):
             self._reach_memo = saved
 
     # ---- guards ---------------------------------------------------------------------
-    def node_state(self, index: ModuleIndex, node: cst.CSTNode) -> State:
+    def node_state(
+        self, index: ModuleIndex, node: cst.CSTNode, depth: int = 0, visiting: frozenset[int] = frozenset()
+    ) -> State:
         """Whether ``node`` runs, and the settings that decided it."""
-        return self._state(index, node, depth=0, visiting=set())
-
-    def _state(self, index: ModuleIndex, node: cst.CSTNode, depth: int, visiting: set[int]) -> State:
         used: list[Used] = []
         local: bool | None = True
         child: cst.CSTNode = node
@@ -165,35 +160,28 @@ class Configuration(Evaluator):
                 state = _and(state, None if truth is None else not truth)
         return state
 
-    def _function_reach(self, function: cst.FunctionDef, depth: int, visiting: set[int]) -> State:
-        """Whether any call site of ``function`` runs (memoized: a method like ``forward`` has
-        many call sites, and each would otherwise be re-walked for every finding inside it)."""
+    def _function_reach(self, function: cst.FunctionDef, depth: int, visiting: frozenset[int]) -> State:
+        """Whether any call site of ``function`` runs (memoized: ``forward`` has many call sites)."""
         if depth >= _MAX_CALL_DEPTH or id(function) in visiting:
             return None, []
         cached = self._reach_memo.get(id(function))
         if cached is None:
-            cached = self._reach_memo[id(function)] = self._compute_reach(function, depth, visiting)
+            inner = visiting | {id(function)}
+            states: list[bool | None] = []
+            used: list[Used] = []
+            for index, call in self._calls_by_name.get(function.name.value, []):
+                state, site_used = self.node_state(index, call, depth + 1, inner)
+                states.append(state)
+                used.extend(site_used)
+            reach: bool | None = True if True in states else None
+            if states and all(s is False for s in states):
+                reach = False
+            cached = self._reach_memo[id(function)] = (reach, used)
         return cached
-
-    def _compute_reach(self, function: cst.FunctionDef, depth: int, visiting: set[int]) -> State:
-        sites = self._calls_by_name.get(function.name.value, [])
-        if not sites:
-            return None, []
-        visiting = visiting | {id(function)}
-        states: list[bool | None] = []
-        used: list[Used] = []
-        for index, call in sites:
-            state, site_used = self._state(index, call, depth + 1, visiting)
-            states.append(state)
-            used.extend(site_used)
-        if any(s is True for s in states):
-            return True, used
-        return (False if all(s is False for s in states) else None), used
 
     # ---- findings -------------------------------------------------------------------
     def finalize(self, hit: Hit) -> Finding:
-        """Turn a detector hit into a finding whose severity reflects the documented config:
-        off only when the effective run and every other documented run leave it off."""
+        """A detector hit as a finding: ``not-run`` only when every documented run leaves it off."""
         state, used = self.first_documented_run(lambda: self._hit_state(hit), lambda s: s[0] is not False)
         when, message = hit.when, hit.message
         if state is False:

@@ -2,10 +2,8 @@
 
 Why not ``node.children``: libcst runs a full visitor per call, and the rule families ask for
 children of most nodes three or four times; it dominated the run time on large submissions.
-The children are read straight from the dataclass fields, leaving out the trivia no rule
-looks at: whitespace, comments, newlines, brackets, commas, colons, operators and ``async``
-markers (an operator is read from its parent, ``node.operator``, never found by a walk).
-A detector that needs a narrower view filters at its call site.
+Children are read straight from the dataclass fields, leaving out trivia no rule looks at
+(an operator is read from its parent, ``node.operator``, never found by a walk).
 """
 
 from __future__ import annotations
@@ -39,13 +37,8 @@ def forget_memos() -> None:
         memo.clear()
 
 
-def _skipped(name: str) -> bool:
-    return name.startswith("whitespace") or name in SKIPPED_FIELDS
-
-
 def _can_hold_node(annotation: object) -> bool:
-    """False only for fields typed as text (``str``, ``Literal[...]``, ``Union[str,
-    MaybeSentinel]``): leaves such as ``Name`` or ``Integer`` then have no field to read."""
+    """False only for fields typed as text (``str``, ``Literal[...]``, ``Union[str, MaybeSentinel]``)."""
     if annotation is str or annotation is MaybeSentinel:
         return False
     origin = typing.get_origin(annotation)
@@ -61,18 +54,16 @@ _IS_NODE: dict[type, bool] = {}
 _CHILDREN: dict[int, tuple[cst.CSTNode, tuple[cst.CSTNode, ...]]] = node_memo()
 
 
-def _plan_of(kind: type) -> tuple[str, ...]:
-    names = tuple(f.name for f in dataclasses.fields(kind) if not _skipped(f.name) and _can_hold_node(f.type))
-    _PLANS[kind] = names
-    return names
-
-
 def children(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
     """The syntactic children of ``node`` in field order; nodes without node-typed fields answer
     ``()`` without touching the memo."""
     names = _PLANS.get(type(node))
     if names is None:
-        names = _plan_of(type(node))
+        names = _PLANS[type(node)] = tuple(
+            f.name
+            for f in dataclasses.fields(type(node))
+            if not f.name.startswith("whitespace") and f.name not in SKIPPED_FIELDS and _can_hold_node(f.type)
+        )
     if not names:
         return ()
     entry = _CHILDREN.get(id(node))

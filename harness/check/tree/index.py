@@ -1,10 +1,9 @@
 """The one index of a submission's Python sources that every rule family reads.
 
-Why: every rule needs "all calls", "all assignments", "the function this node sits in", "the
-functions defined under this name", "what ``helper`` was imported from" and "the submission's
-other files" (the decisive code is often in a helper module beside ``train_gpt.py``). Walking
-a 3,800-line decoded submission once and sharing the answers keeps every family together well
-inside the time budget. Nothing is imported or executed: resolution is by name only.
+Why: walking a 3,800-line decoded submission once and sharing "all calls", "the function this
+node sits in", "what ``helper`` was imported from" and the submission's other files (the
+decisive code is often in a helper module) keeps every family inside the time budget.
+Resolution is by name only: nothing is imported or executed.
 """
 
 from __future__ import annotations
@@ -63,10 +62,6 @@ class ModuleIndex:
     def own_lists(self) -> list[list[Any]]:
         return [self.calls, self.assigns, self.binops, self.subscripts, self.functions, self.loops, self.comparisons]
 
-    def sorted_keys(self, nodes: list[Any]) -> list[int] | None:
-        """Start positions of one of this index's own lists (which are kept sorted)."""
-        return self._keys.get(id(nodes)) if any(nodes is own for own in self.own_lists()) else None
-
     @property
     def name(self) -> str:
         """The file as findings show it (``train_gpt.py[decoded#1]`` for a decoded shim)."""
@@ -95,15 +90,9 @@ class ModuleIndex:
 
     def enclosing_function(self, node: cst.CSTNode) -> cst.FunctionDef | None:
         key = id(node)
-        if key in self._owner:
-            return self._owner[key]
-        found = None
-        for ancestor in self.ancestors(node):
-            if isinstance(ancestor, cst.FunctionDef):
-                found = ancestor
-                break
-        self._owner[key] = found
-        return found
+        if key not in self._owner:
+            self._owner[key] = next((a for a in self.ancestors(node) if isinstance(a, cst.FunctionDef)), None)
+        return self._owner[key]
 
     def text_of(self, node: cst.CSTNode) -> str:
         """The source lines spanned by ``node`` (a cheap prefilter; no code generation)."""
@@ -160,10 +149,8 @@ _INDEXES: dict[int, tuple[ParsedSource, ModuleIndex]] = node_memo()
 
 
 def index_module(parsed: ParsedSource) -> ModuleIndex:
-    """The index of one parsed source, built once per audit and shared by every family.
-
-    The parse layer's parent map already lists every node in pre-order, so indexing is one
-    pass over a list instead of another libcst visitor walk."""
+    """The index of one parsed source, built once per audit: one pass over the parse layer's
+    pre-order node list instead of another libcst visitor walk."""
     known = _INDEXES.get(id(parsed))
     if known is not None and known[0] is parsed:
         return known[1]
@@ -205,24 +192,18 @@ _BLOCKS = (cst.If, cst.Else, cst.Try, cst.ExceptHandler, cst.Finally, cst.Indent
 
 
 def _index_definitions(index: ModuleIndex, statements: Sequence[cst.CSTNode]) -> None:
-    """Module-level defs, classes and imports, those under ``if``/``try`` included."""
     for statement in statements:
         if isinstance(statement, (cst.FunctionDef, cst.ClassDef)):
             index.definitions.append(statement)
-        elif isinstance(statement, cst.SimpleStatementLine):
-            for small in statement.body:
-                _index_import(index, small)
         elif isinstance(statement, _BLOCKS):
             _index_definitions(index, children(statement))
-
-
-def _index_import(index: ModuleIndex, small: cst.BaseSmallStatement) -> None:
-    for local, full, from_import in _bindings(small):
-        module, _, name = full.rpartition(".")
-        if from_import:
-            index.from_imports[local] = (module.rsplit(".", 1)[-1], name)
-        else:
-            index.module_imports[local] = name
+        elif isinstance(statement, cst.SimpleStatementLine):
+            for local, full, from_import in (b for small in statement.body for b in _bindings(small)):
+                module, _, name = full.rpartition(".")
+                if from_import:
+                    index.from_imports[local] = (module.rsplit(".", 1)[-1], name)
+                else:
+                    index.module_imports[local] = name
 
 
 def _bindings(statement: cst.CSTNode) -> Iterator[tuple[str, str, bool]]:
@@ -244,16 +225,14 @@ def _bindings(statement: cst.CSTNode) -> Iterator[tuple[str, str, bool]]:
 
 
 def nodes_within(index_nodes: list[Any], container: cst.CSTNode, index: ModuleIndex) -> list[Any]:
-    """The members of ``index_nodes`` that sit inside ``container`` (by source range).
-
-    For the index's own (position-sorted) lists this is a binary search, which keeps the
-    per-function analyses linear overall on 3,800-line files."""
+    """The members of ``index_nodes`` inside ``container`` (by source range); a binary search on
+    the index's own sorted lists keeps per-function analyses linear on 3,800-line files."""
     offsets = index.parsed.positions.offsets
     outer = offsets(container)
     if outer is None:
         return []
     start, end = outer
-    keys = index.sorted_keys(index_nodes)
+    keys = index._keys.get(id(index_nodes)) if any(index_nodes is own for own in index.own_lists()) else None
     candidates = index_nodes
     if keys is not None:
         candidates = index_nodes[bisect_left(keys, start) : bisect_right(keys, end)]

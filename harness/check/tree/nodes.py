@@ -1,9 +1,5 @@
-"""Small readers of single libcst nodes that every rule family uses: dotted names, callee
-names, literal values and assignment targets.
-
-Why here: the data-flow engine and the mechanism detectors each had their own copy of most of
-these; a rule written against one family's helper then disagreed with the other's.
-"""
+"""Readers of single libcst nodes shared by every rule family: when the data-flow engine and the
+mechanism detectors each had their own copy, a rule written against one disagreed with the other."""
 
 from __future__ import annotations
 
@@ -55,10 +51,8 @@ def call_tail(call: cst.Call) -> str:
 
 
 def literal_text(node: cst.SimpleString) -> str | None:
-    """The value of a string literal, or None when hostile bytes make it unevaluable.
-
-    libcst evaluates literals with ``ast.literal_eval``, which raises on NUL bytes and on
-    non-ASCII bytes literals; a detector must skip such a literal, not crash the family."""
+    """The value of a string literal, or None where ``ast.literal_eval`` (libcst's evaluator) raises
+    on hostile bytes (NUL, non-ASCII bytes literals): skip the literal, don't crash the family."""
     try:
         value = string_literal_value(node)
     except Exception:  # noqa: BLE001 — malformed escapes in hostile input
@@ -67,12 +61,9 @@ def literal_text(node: cst.SimpleString) -> str | None:
 
 
 def string_value(expr: cst.CSTNode, *, fstrings: bool = False) -> str | None:
-    """The text of a literal or of adjacent literals; with ``fstrings``, an f-string reads as
-    its literal parts (what a log line or a path pattern says). A setting's key must be an
-    exact literal, so the default leaves f-strings out.
-
-    The chain of adjacent literals nests to the right, one level per literal, and a shim's
-    payload can hold thousands: it is walked in a loop, never by recursion."""
+    """The text of a literal or of adjacent literals (a loop: a shim's payload nests thousands to
+    the right). With ``fstrings``, an f-string reads as its literal parts (a log line, a path
+    pattern); a setting's key must be an exact literal, so the default leaves them out."""
     pieces: list[str] = []
     while type(expr) is cst.ConcatenatedString:
         left = _one_literal(expr.left, fstrings)
