@@ -19,6 +19,7 @@ from harness.check.tree.nodes import assigned_value, call_tail, last_identifier,
 from harness.check.words import any_word
 from harness.findings import Step
 
+from .callees import call_arguments
 from .hit import Hit, step
 from .targets import value_names
 
@@ -140,12 +141,7 @@ def _argument_words(index: ModuleIndex) -> dict[str, dict[str, set[str]]]:
             function = wanted.get(call_tail(call))
             if function is None:
                 continue
-            params = [p.name.value for p in function.params.params]
-            if params[:1] in (["self"], ["cls"]) and isinstance(call.func, cst.Attribute):
-                params = params[1:]
-            bound = list(zip(params, (a.value for a in call.args if a.keyword is None and not a.star)))
-            bound += [(a.keyword.value, a.value) for a in call.args if a.keyword is not None]
-            for param, argument in bound:
+            for param, argument in call_arguments(call, function).items():
                 words = _words(argument, skip_slices=True) - {param}
                 if words:
                     passed.setdefault(function.name.value, {}).setdefault(param, set()).update(words)

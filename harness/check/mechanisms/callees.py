@@ -11,6 +11,8 @@ whether the helper reads ahead is the helper's own finding.
 
 from __future__ import annotations
 
+from itertools import takewhile
+
 import libcst as cst
 
 from harness.check.tree.index import ModuleIndex, nodes_within
@@ -84,3 +86,19 @@ def scoring_callees(index: ModuleIndex, scoring: list[cst.FunctionDef]) -> list[
                     seen.add(id(callee))
                     found.append((peer, callee))
     return found
+
+
+def call_arguments(call: cst.Call, function: cst.FunctionDef) -> dict[str, cst.BaseExpression]:
+    """What ``call`` passes for each parameter of ``function`` (up to a ``*args``). ``self`` is
+    bound by the receiver of a method call, and by a constructor call whatever its name."""
+    params = [p.name.value for p in function.params.params]
+    keywords = set(params) | {p.name.value for p in function.params.kwonly_params}
+    method = isinstance(call.func, cst.Attribute)
+    if (function.name.value == "__init__" and not method) or (method and params[:1] in (["self"], ["cls"])):
+        params = params[1:]
+    args = list(takewhile(lambda arg: not arg.star, call.args))
+    passed = dict(zip(params, [arg.value for arg in args if arg.keyword is None]))
+    for arg in args:
+        if arg.keyword is not None and arg.keyword.value in keywords:
+            passed.setdefault(arg.keyword.value, arg.value)
+    return passed

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import takewhile
 
 import libcst as cst
 
@@ -21,6 +20,7 @@ from harness.check.tree.nodes import assigned_value, call_tail, last_identifier,
 from harness.check.words import Vocabulary, any_word
 from harness.findings import Step
 
+from .callees import call_arguments
 from .hit import step
 from .targets import identifiers, value_names
 
@@ -103,22 +103,6 @@ def _is_validation_source(index: ModuleIndex, expr: cst.CSTNode, caller: cst.Fun
     return bool(bound) and all(val_only(value) for value in bound)
 
 
-def _arguments(call: cst.Call, function: cst.FunctionDef) -> dict[str, cst.BaseExpression]:
-    """What ``call`` passes for each parameter of ``function`` (up to a ``*args``). ``self`` is
-    bound by the receiver of a method call, and by a constructor call whatever its name."""
-    params = [p.name.value for p in function.params.params]
-    keywords = set(params) | {p.name.value for p in function.params.kwonly_params}
-    method = isinstance(call.func, cst.Attribute)
-    if (function.name.value == "__init__" and not method) or (method and params[:1] in (["self"], ["cls"])):
-        params = params[1:]
-    args = list(takewhile(lambda arg: not arg.star, call.args))
-    passed = dict(zip(params, [arg.value for arg in args if arg.keyword is None]))
-    for arg in args:
-        if arg.keyword is not None and arg.keyword.value in keywords:
-            passed.setdefault(arg.keyword.value, arg.value)
-    return passed
-
-
 class TrainingData:
     """Which submission functions read training data, directly or through their callees."""
 
@@ -162,7 +146,7 @@ class TrainingData:
             return False
         # a method call draws from its receiver; a constructor/function opens what it is given
         used = [node.func.value] if isinstance(node.func, cst.Attribute) else [a.value for a in node.args]
-        passed = _arguments(call, function)
+        passed = call_arguments(call, function)
         caller = index.enclosing_function(call)
         names = [e.value for e in used if isinstance(e, cst.Name) and e.value in passed]
         return any(_is_validation_source(index, passed[name], caller) for name in names)
@@ -174,7 +158,7 @@ class TrainingData:
         on to) globs/opens/loads it: training data read though the helper never names it (#593;
         the README FAQ forbids training data at eval time)."""
         # ``args.train_files``, ``"fineweb_train_*.bin"``, or a minified field bound to one
-        passed = _arguments(call, function).items()
+        passed = call_arguments(call, function).items()
         tainted = {param for param, expr in passed if mentions(expr, TRAIN_WORDS) or _names_key(expr, self.train_keys)}
         opened = _opens_parameters(callee_index, function, tainted, self, depth)
         if opened is None:
@@ -219,7 +203,7 @@ def _opens_parameters(
         for callee_index, callee in data.callees(call):
             if callee is function:
                 continue
-            inner = {param for param, expr in _arguments(call, callee).items() if uses_live(expr)}
+            inner = {param for param, expr in call_arguments(call, callee).items() if uses_live(expr)}
             opened = _opens_parameters(callee_index, callee, inner, data, depth + 1)
             if opened is not None:
                 return opened[0], (step(index, call, f"passed on to {tail}"),) + opened[1]
