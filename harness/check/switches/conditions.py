@@ -15,7 +15,9 @@ import libcst as cst
 from harness.check.flow import names as N
 from harness.check.flow.model import Cond
 from harness.check.parse import ParsedSource
-from harness.check.switches.evaluator import Evaluator, Used, reads_env_key_argument
+from harness.check.switches.evaluator import Evaluator, Used, env_helpers
+from harness.check.tree.children import walk
+from harness.check.tree.index import index_module
 from harness.submission import Setting
 from harness.unknown import UNKNOWN
 
@@ -45,8 +47,8 @@ class Switches(Evaluator):
             collector.walk(parsed.module)
             for name, value in collector.found:
                 self.bindings.setdefault(name, []).append(value)
-            self.env_helpers |= collector.env_helpers
             self.add_helpers(parsed.module)
+        self.env_helpers |= env_helpers(index_module(parsed) for parsed in parsed_sources)
 
     def names(self, node: cst.Name | cst.Attribute, dotted: str | None) -> list[cst.BaseExpression | None]:
         if dotted is None:
@@ -86,19 +88,17 @@ def _describe(cond: Cond, documented: list[Setting]) -> str:
 
 
 class _BindingCollector:
-    """Every binding of a name that a condition could read (see the module docstring), and the
-    functions that read an env key they are given (env helpers)."""
+    """Every binding of a name that a condition could read (see the module docstring)."""
 
     def __init__(self) -> None:
         self.found: list[tuple[str, cst.BaseExpression | None]] = []
-        self.env_helpers: set[str] = set()
 
     def walk(self, module: cst.Module) -> None:
         # exact-type tests: isinstance against libcst's ABC-based classes is a Python call each,
         # and this walk visits every node of every source
-        stack: list[tuple[cst.CSTNode, bool, str]] = [(module, False, "")]
+        stack: list[tuple[cst.CSTNode, bool]] = [(module, False)]
         while stack:
-            node, in_class, function = stack.pop()
+            node, in_class = stack.pop()
             if type(node) is cst.Assign:
                 self._record([t.target for t in node.targets], node.value, in_class)
             elif type(node) is cst.AnnAssign:
@@ -113,10 +113,10 @@ class _BindingCollector:
             elif type(node) is cst.ClassDef:
                 in_class = True
             elif type(node) is cst.FunctionDef:
-                in_class, function = False, node.name.value
-            elif _is_expression_type(type(node)) and type(node) is not cst.Lambda and not self._binds(node, function):
+                in_class = False
+            elif _is_expression_type(type(node)) and type(node) is not cst.Lambda and not _binds(node):
                 continue
-            stack.extend((child, in_class, function) for child in N.children(node))
+            stack.extend((child, in_class) for child in N.children(node))
 
     def _record(self, targets: list[cst.BaseExpression], value: cst.BaseExpression, in_class: bool) -> None:
         for target in targets:
@@ -129,23 +129,14 @@ class _BindingCollector:
             is_field = in_class or "." in dotted
             self.found.append((("." if is_field else "") + N.last_part(dotted), value))
 
-    def _binds(self, node: cst.CSTNode, function: str) -> bool:
-        """Whether an expression binds a name (only walrus and comprehensions do); on the way,
-        an env read of a key argument marks the enclosing function as an env helper."""
-        binds = False
-        stack = [node]
-        while stack:
-            current = stack.pop()
-            if type(current) is cst.NamedExpr or type(current) is cst.CompFor:
-                binds = True
-            elif type(current) is cst.Call and function and reads_env_key_argument(current):
-                self.env_helpers.add(function)
-            stack.extend(N.children(current))
-        return binds
-
     def _unknown(self, target: cst.CSTNode) -> None:
         for name in N.assigned_names(target):
             self.found.append((("." if "." in name else "") + N.last_part(name), None))
+
+
+def _binds(node: cst.CSTNode) -> bool:
+    """Whether an expression binds a name (only walrus and comprehensions do)."""
+    return any(type(n) is cst.NamedExpr or type(n) is cst.CompFor for n in walk(node))
 
 
 _EXPRESSION_TYPES: dict[type, bool] = {}

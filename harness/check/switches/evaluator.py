@@ -11,13 +11,14 @@ family asks; with a folder each, every new form (a logged ``True``, a one-line e
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import libcst as cst
 
+from harness.check.tree.index import ModuleIndex
 from harness.check.tree.nodes import call_name, call_tail, dotted_name, number_value, string_value
 from harness.submission import Setting
 from harness.unknown import UNKNOWN  # "may run" to every caller
@@ -43,11 +44,7 @@ class Evaluation:
 
     @property
     def documented(self) -> list[Setting]:
-        found: list[Setting] = []
-        for _, _, setting in self.used:
-            if setting is not None and setting not in found:
-                found.append(setting)
-        return found
+        return list(dict.fromkeys(setting for _, _, setting in self.used if setting is not None))
 
 
 class Evaluator(ABC):
@@ -292,9 +289,17 @@ def one_line_helpers(module: cst.Module) -> dict[str, Helper]:
     return found
 
 
-def reads_env_key_argument(call: cst.Call) -> bool:
-    """An env read whose key is not a literal: inside a function, that function is an env helper."""
-    return bool(call.args) and call_name(call) in ENV_CALLS and string_value(call.args[0].value) is None
+def env_helpers(indexes: Iterable[ModuleIndex]) -> set[str]:
+    """Functions that read an env key they are given (an env read whose key is not a literal);
+    both views read their calls as env reads (``_env_flag("X", 0)``)."""
+    found: set[str] = set()
+    for index in indexes:
+        for call in index.calls:
+            if call.args and call_name(call) in ENV_CALLS and string_value(call.args[0].value) is None:
+                function = index.enclosing_function(call)
+                if function is not None:
+                    found.add(function.name.value)
+    return found
 
 
 def convert(kind: str, value: object) -> object:

@@ -20,7 +20,7 @@ import libcst as cst
 
 from harness.catalog import finding
 from harness.check.mechanisms.hit import Hit
-from harness.check.switches.evaluator import ENV_CALLS, Evaluator, Used, reads_env_key_argument
+from harness.check.switches.evaluator import ENV_CALLS, Evaluator, Used, env_helpers
 from harness.check.tree.index import ModuleIndex
 from harness.check.tree.nodes import call_name, call_tail, dotted_name, last_identifier, number_value, string_value
 from harness.findings import Finding
@@ -55,11 +55,7 @@ class Configuration(Evaluator):
         self._calls_by_name: dict[str, list[tuple[ModuleIndex, cst.Call]]] = {}
         for index in indexes:
             self.add_helpers(index.parsed.module)
-            for call in index.calls:
-                if reads_env_key_argument(call):
-                    function = index.enclosing_function(call)
-                    if function is not None:
-                        self.env_helpers.add(function.name.value)
+        self.env_helpers |= env_helpers(indexes)
         for index in indexes:
             self._collect_bindings(index)
             for call in index.calls:

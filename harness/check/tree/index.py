@@ -47,8 +47,7 @@ class ModuleIndex:
     # (g -> (helper, f)); what call resolution follows into the submission's other files
     module_imports: dict[str, str] = field(default_factory=dict)
     from_imports: dict[str, tuple[str, str]] = field(default_factory=dict)
-    # per-node answers detectors compute more than once, keyed (question, id(node)); the nodes
-    # live as long as this index's tree, so ids are stable
+    # per-node answers detectors compute more than once, keyed (question, id(node))
     memo: dict[tuple[str, int], bool] = field(default_factory=dict)
 
     _keys: dict[int, list[int]] = field(default_factory=dict)  # start offsets of each own list

@@ -138,7 +138,7 @@ def target_names(statement: cst.CSTNode) -> list[str]:
         base = target
         while isinstance(base, cst.Subscript):
             base = base.value
-        name = last_identifier(base) if isinstance(base, (cst.Name, cst.Attribute)) else None
+        name = last_identifier(base)
         if name is not None:
             names.append(name)
     return names
