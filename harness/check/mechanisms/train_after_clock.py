@@ -30,7 +30,7 @@ from harness.findings import Step
 
 from .hit import Hit, step
 from .targets import is_scoring_function
-from .train_reads import Read, TrainingData, direct_reads, loader_reuse, loop_loaders, train_path_keys, train_path_use
+from .train_reads import TRAIN_WORDS, Read, TrainingData, direct_reads, loader_reuse, loop_loaders, train_path_use
 
 # Names of the wall-clock budget the loop stops on; the clock check may also compare a
 # measurement (``training_time_ms``, ``elapsed``), which is no budget.
@@ -90,8 +90,8 @@ def _training_loops(index: ModuleIndex) -> list[cst.CSTNode]:
 
 
 def _env_keys(configuration: Configuration, vocabulary: Vocabulary) -> set[str]:
-    """Settings whose environment name is in ``vocabulary``: minified code binds
-    ``GPTQ_RESERVE_SECONDS`` to a one-letter field, so the env name decides."""
+    """Settings bound to a string in ``vocabulary`` (an env name, a shard path): minified code binds
+    ``GPTQ_RESERVE_SECONDS`` or ``fineweb_train_*.bin`` to a one-letter field, so the string decides."""
     return {
         key
         for key, bindings in configuration.bindings.items()
@@ -274,7 +274,7 @@ def _regions(indexes: list[ModuleIndex], index: ModuleIndex, boundary: cst.CSTNo
 
 
 def find_train_reads(indexes: list[ModuleIndex], configuration: Configuration) -> list[Hit]:
-    train_paths = train_path_keys(configuration)
+    train_paths = _env_keys(configuration, TRAIN_WORDS)
     data = TrainingData(indexes, train_paths)
     hits: dict[tuple[str, int], Hit] = {}
     for index in indexes:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from harness.check.switches.reach import Configuration
 from harness.check.tree.index import ModuleIndex, nodes_within
 from harness.check.tree.nodes import assigned_value, call_tail, last_identifier, strings_in, target_names
 from harness.check.words import Vocabulary, any_word
@@ -208,16 +207,6 @@ def _opens_parameters(
             if opened is not None:
                 return opened[0], (step(index, call, f"passed on to {tail}"),) + opened[1]
     return None
-
-
-def train_path_keys(configuration: Configuration) -> set[str]:
-    """Config fields bound to a training-shard path (``tf = os.path.join(..., "fineweb_train_*.bin")``),
-    whatever minification named them."""
-    return {
-        key
-        for key, bindings in configuration.bindings.items()
-        if any(TRAIN_WORDS.search(text) for b in bindings for text in strings_in(b.expr))
-    }
 
 
 def _names_key(expr: cst.CSTNode, keys: set[str]) -> bool:
