@@ -18,6 +18,7 @@ from harness.check.flow.functions import FuncInfo
 from harness.check.flow.model import Cond, EffectKind, Summary, Taint, merge
 from harness.check.flow.scope import Scope, call_sites, literal_key
 from harness.check.flow.scores import ScoreSinks
+from harness.check.tree.nodes import call_tail
 from harness.findings import Step
 
 Analyze = Callable[[FuncInfo, dict[str, Taint], dict[str, str]], Summary | None]
@@ -411,7 +412,7 @@ def wrapped_function(value: cst.BaseExpression, resolve: Callable[[str], FuncInf
     will call, so effects are found where the alias is called rather than where it is made."""
     if isinstance(value, cst.Name):
         return resolve(value.value)
-    if isinstance(value, cst.Call) and value.args and N.last_part(N.callee_name(value)) in _WRAPPERS:
+    if isinstance(value, cst.Call) and value.args and call_tail(value) in _WRAPPERS:
         inner = N.dotted_name(value.args[0].value)
         return resolve(inner) if inner is not None else None
     return None

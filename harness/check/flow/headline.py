@@ -16,6 +16,7 @@ import libcst as cst
 from harness.check.flow import names as N
 from harness.check.parse import ParsedSource
 from harness.check.tree.children import walk
+from harness.check.tree.nodes import call_tail
 from harness.findings import Step
 
 _HEADLINE_WORD = re.compile(r"exact|final", re.IGNORECASE)
@@ -51,7 +52,7 @@ def _own_nodes(body: list[cst.CSTNode]) -> list[cst.CSTNode]:
 
 
 def _is_log_call(node: cst.CSTNode) -> TypeGuard[cst.Call]:
-    return isinstance(node, cst.Call) and N.is_log_call(N.last_part(N.callee_name(node)))
+    return isinstance(node, cst.Call) and N.is_log_call(call_tail(node))
 
 
 def _log_text(node: cst.Call) -> str:
@@ -96,7 +97,7 @@ def _callee_log_texts(
     by_name = {f.name.value: f for f in defs}
     texts: list[str] = []
     for node in own:
-        callee = by_name.get(N.last_part(N.callee_name(node))) if isinstance(node, cst.Call) else None
+        callee = by_name.get(call_tail(node)) if isinstance(node, cst.Call) else None
         if callee is not None and parsed.line_of(node) < line:
             texts.extend(_log_text(n) for n in _own_nodes(list(callee.body.body)) if _is_log_call(n))
     return texts

@@ -201,7 +201,7 @@ def names_read_outside_logs(body: list[cst.CSTNode]) -> set[str]:
         if type(current) is cst.Name and not in_log:
             found.add(current.value)
         elif type(current) is cst.Call and not in_log:
-            in_log = is_log_call(last_part(callee_name(current)))
+            in_log = is_log_call(nodes.call_tail(current))
         if type(current) is not cst.AssignTarget:
             stack.extend((child, in_log) for child in children(current))
     return found

@@ -16,6 +16,7 @@ from harness.check.flow.loops import own_statements
 from harness.check.flow.model import EffectKind, Taint
 from harness.check.flow.scope import Scope, literal_key
 from harness.check.tree.children import walk
+from harness.check.tree.nodes import call_tail
 
 
 class ScoreSinks:
@@ -102,7 +103,7 @@ class ScoreSinks:
             return
         if (
             isinstance(value_node, cst.Call)
-            and N.last_part(N.callee_name(value_node)) in _CONCATENATIONS
+            and call_tail(value_node) in _CONCATENATIONS
             and name in set(N.refs(value_node))
             and N.SCORE_LIST_NAME.search(N.last_part(name))
             and self.is_score_target(name)
@@ -191,7 +192,7 @@ def _is_zero(node: cst.BaseExpression) -> bool:
     if isinstance(node, (cst.List, cst.Dict)):
         return not node.elements
     if isinstance(node, cst.Call):
-        method = N.last_part(N.callee_name(node))
+        method = call_tail(node)
         if method in ("zeros", "zeros_like"):
             return True
         if method in _ZERO_CALLS:

@@ -20,7 +20,7 @@ from harness.check.flow.model import Cond, Effect, EffectKind, Summary, Taint, m
 from harness.check.flow.scope import MAX_FIELD_DEPTH, Memos, Scope, call_sites
 from harness.check.flow.scores import ScoreSinks
 from harness.check.tree.children import walk
-from harness.check.tree.nodes import assign_targets
+from harness.check.tree.nodes import assign_targets, call_tail
 from harness.findings import Step
 
 MAX_CALL_DEPTH = 24
@@ -149,7 +149,7 @@ class _Walk:
                 value = self.calls.expr(item.item)
                 if item.asname is not None:
                     self.scope.bind(item.asname.name, value, item.item)
-            managers = {N.last_part(N.callee_name(item.item)) for item in node.items if isinstance(item.item, cst.Call)}
+            managers = {call_tail(item.item) for item in node.items if isinstance(item.item, cst.Call)}
             no_grad = bool(managers & _NO_GRAD)
             self.scope.warm_depth += warm
             self.scope.no_grad_depth += no_grad
@@ -433,7 +433,7 @@ def _names_bound_in(node: cst.If) -> set[str]:
 
 
 def _methods_called(block: cst.BaseSuite) -> set[str]:
-    return {N.last_part(N.callee_name(node)) for node in walk(block) if isinstance(node, cst.Call)}
+    return {call_tail(node) for node in walk(block) if isinstance(node, cst.Call)}
 
 
 def _breaks_out(block: cst.BaseSuite) -> bool:
