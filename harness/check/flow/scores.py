@@ -38,7 +38,7 @@ class ScoreSinks:
         if not any(isinstance(node, cst.Call) for node in walk(value_node)):
             return
         if "." not in name and name not in self.scope.per_function(N.names_read_outside_logs):
-            return  # only_logged: the value is kept for a progress line, not a score
+            return  # only logged: the value is kept for a progress line, not a score
         self._scored(f"scored under no_grad into {name}", line, value, value_node)
 
     def _scored(self, note: str, line: int, value: Taint, value_node: cst.BaseExpression) -> None:
