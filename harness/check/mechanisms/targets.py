@@ -58,9 +58,9 @@ def value_names(expr: cst.CSTNode, skip: Callable[[cst.CSTNode], bool] | None = 
     stack: list[cst.CSTNode] = [expr]
     while stack:
         node = stack.pop()
-        # exact types: isinstance on libcst's ABCs is a Python call
         if skip is not None and skip(node):
             continue
+        # exact types: isinstance on libcst's ABCs is a Python call
         if type(node) is cst.Name:
             found.append(node)
         elif type(node) is cst.Attribute or type(node) is cst.Arg:
